@@ -1,0 +1,40 @@
+// The one place for kmesh-e2e's timeouts, intervals and tolerances (in the spirit of Cilium's
+// connectivity-test defaults). Every bounded wait in the project takes its bound from here, so a slow
+// machine is tuned in one file. Each value can be overridden at run time with an environment variable
+// named in its comment (a plain number of milliseconds), for a person debugging on a slow VM.
+#pragma once
+
+#include <chrono>
+
+namespace kmesh::defaults {
+
+using Millis = std::chrono::milliseconds;
+
+// Reads KMESH_E2E_<name>_MS when set, else returns `fallback`.
+Millis Tunable(const char* name, Millis fallback);
+
+// Traffic probes (KMESH_E2E_CONNECT_TIMEOUT_MS, ...). A SYN dropped by XDP is a connect timeout; one
+// second is ample on veth (a handshake takes well under a millisecond there) and is what makes a deny
+// verdict cost 1 s instead of upstream's two minutes.
+inline Millis ConnectTimeout() { return Tunable("CONNECT_TIMEOUT", Millis(1000)); }
+inline Millis ResponseTimeout() { return Tunable("RESPONSE_TIMEOUT", Millis(3000)); }
+
+// Waiting for the datapath (policy realized in the maps, xfrm layout converged, XDP attached).
+inline Millis PolicyRealized() { return Tunable("POLICY_REALIZED", Millis(5000)); }
+inline Millis XfrmConverged() { return Tunable("XFRM_CONVERGED", Millis(15000)); }
+inline Millis XdpAttached() { return Tunable("XDP_ATTACHED", Millis(5000)); }
+inline Millis PollInterval() { return Tunable("POLL_INTERVAL", Millis(50)); }
+
+// Applications in the lab (gunicorn + httpbin starting under Python, slow under QEMU emulation).
+inline Millis AppReady() { return Tunable("APP_READY", Millis(30000)); }
+
+// Child processes the harness runs (ip, tc, curl): killed after this.
+inline Millis Command() { return Tunable("COMMAND", Millis(20000)); }
+
+// Packet captures: how long a capture may run at most.
+inline Millis Capture() { return Tunable("CAPTURE", Millis(10000)); }
+
+// tools/vm: boot plus command, unless the caller gives --timeout.
+inline Millis VmRun() { return Tunable("VM_RUN", Millis(600000)); }
+
+}  // namespace kmesh::defaults

@@ -1,0 +1,22 @@
+// Names of kernel objects the harness creates: unique per run (so parallel runs never collide) and
+// recognisable (so a later run can remove what a crashed one left behind).
+#pragma once
+
+#include <string>
+#include <sys/types.h>
+
+namespace kmesh {
+
+// Prefix of every network namespace the project creates: "kme2e-<pid>-".
+inline constexpr const char* kNamePrefix = "kme2e-";
+
+// "kme2e-<pid>-<label>-<n>", n counting up within the process.
+std::string UniqueName(const std::string& label);
+
+// The pid encoded in a name made by UniqueName, or -1 when the name is not one of ours.
+pid_t OwnerPid(const std::string& name);
+
+// True when `pid` no longer runs (so whatever it named is stale).
+bool ProcessGone(pid_t pid);
+
+}  // namespace kmesh

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Counts the Catch2 test cases of one Bazel test run, cached results included.
+
+Reads the run's build event file (bazel test --build_event_json_file=F) for each test target's JUnit file,
+prints one line per failed case, then "N passed, N failed" on a line of its own (the form CI reads).
+A target that failed without a readable JUnit file (crash, timeout, missing root) counts as one failure.
+"""
+import json
+import sys
+import xml.etree.ElementTree as ET
+from urllib.parse import urlparse, unquote
+
+
+def junit_files(bep_path):
+    """(target label, test.xml path or None, status) for each test result in the event file."""
+    with open(bep_path) as f:
+        for line in f:
+            ev = json.loads(line)
+            tr = ev.get("testResult")
+            if tr is None:
+                continue
+            label = ev["id"]["testResult"]["label"]
+            xml = None
+            for out in tr.get("testActionOutput", []):
+                if out.get("name") == "test.xml":
+                    xml = unquote(urlparse(out["uri"]).path)
+            yield label, xml, tr.get("status", "")
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print("usage: test_summary.py BUILD_EVENTS.json", file=sys.stderr)
+        return 2
+    passed = failed = 0
+    failures = []
+    labels = set()
+    for label, xml, status in junit_files(sys.argv[1]):
+        labels.add(label)
+        cases = []
+        if xml:
+            try:
+                cases = list(ET.parse(xml).getroot().iter("testcase"))
+            except (OSError, ET.ParseError):
+                cases = []
+        if not cases:
+            if status != "PASSED":
+                failed += 1
+                failures.append(f"{label}: {status or 'no result'} (no test cases recorded)")
+            continue
+        for case in cases:
+            if case.find("failure") is not None or case.find("error") is not None:
+                failed += 1
+                failures.append(f"{label}: {case.get('name')}")
+            else:
+                passed += 1
+    for f in failures:
+        print(f"FAILED {f}")
+    print(f"Catch2 test cases in {len(labels)} test targets:")
+    print(f"{passed} passed, {failed} failed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
