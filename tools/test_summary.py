@@ -28,9 +28,10 @@ def junit_files(bep_path):
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: test_summary.py BUILD_EVENTS.json", file=sys.stderr)
+    if len(sys.argv) not in (2, 3):
+        print("usage: test_summary.py BUILD_EVENTS.json [BAZEL_EXIT_CODE]", file=sys.stderr)
         return 2
+    bazel_rc = int(sys.argv[2]) if len(sys.argv) == 3 else 0
     passed = failed = 0
     failures = []
     labels = set()
@@ -53,6 +54,10 @@ def main() -> int:
                 failures.append(f"{label}: {case.get('name')}")
             else:
                 passed += 1
+    if bazel_rc not in (0, 3) and failed == 0:
+        # The build (or Bazel itself) failed before any test could: count it, never "0 failed".
+        failed += 1
+        failures.append(f"bazel exited {bazel_rc} before tests could run (see the errors above)")
     for f in failures:
         print(f"FAILED {f}")
     print(f"Catch2 test cases in {len(labels)} test targets:")
