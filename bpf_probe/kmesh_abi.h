@@ -1,0 +1,115 @@
+/* Kmesh's kernel ABI where the harness looks: map names, key and value layouts, verdicts.
+ *
+ * The one definition shared by BPF C (the lab's reference datapath, test programs) and C++ (bpf_probe's
+ * readers), in the spirit of libbpf-tools' name.h. Facts: shared/kmesh-facts.md §1 (Kmesh ec501a98).
+ * Plain C, includable from `clang -target bpf` and from C++.
+ */
+#ifndef KMESH_E2E_BPF_PROBE_KMESH_ABI_H_
+#define KMESH_E2E_BPF_PROBE_KMESH_ABI_H_
+
+#include <linux/types.h>
+
+/* Kernel (and pin) names; all <= 15 characters, so never truncated. */
+#define KM_MAP_AUTH_RES "km_auth_res"         /* HASH  tuple(36) -> u32 verdict, 8192 */
+#define KM_MAP_AUTH_REQ "km_auth_req"         /* RINGBUF 4096 bytes; never consume it */
+#define KM_MAP_AUTHZ_POLICY "km_authz_policy" /* HASH  u32 policy id -> policy, 512 */
+#define KM_MAP_WLPOLICY "km_wlpolicy"         /* HASH  u32 workload id -> 4 x u32 policy ids, 512 */
+#define KM_MAP_FRONTEND "km_frontend"         /* HASH  ip_addr(16) -> u32 upstream id, 105000 */
+#define KM_MAP_TCARGS "km_tcargs"             /* HASH  tuple(36) -> match_context(40), 100000 */
+#define KM_MAP_XDP_TAILCALL "km_xdp_tailcall" /* PROG_ARRAY, 8 */
+#define KM_MAP_NODEINFO "km_nodeinfo"         /* LPM_TRIE 20-byte key -> u32, 8192 */
+#define KM_PROG_XDP_AUTHZ "xdp_authz"
+
+/* Default pin folder of Kmesh's workload maps. */
+#define KM_PIN_DIR "/sys/fs/bpf/bpf_kmesh_workload/map"
+
+#define KM_AUTH_RES_MAX_ENTRIES 8192
+#define KM_AUTHZ_POLICY_MAX_ENTRIES 512
+#define KM_WLPOLICY_MAX_ENTRIES 512
+#define KM_FRONTEND_MAX_ENTRIES 105000
+#define KM_MAX_MEMBER_NUM_PER_POLICY 4
+
+/* km_auth_res value. Userspace only ever writes KM_AUTH_DENY. */
+#define KM_AUTH_ALLOW 0
+#define KM_AUTH_DENY 1
+
+/* km_authz_policy action as Kmesh stores it. */
+#define KM_ACTION_ALLOW 0
+#define KM_ACTION_DENY 1
+
+/* km_auth_res / km_tcargs key: Linux's struct bpf_sock_tuple, 36 bytes, zero-filled.
+ * IPs in network order (raw packet bytes). Ports: host order in current Kmesh (after 1c2ccfa2 and
+ * 3b352445, 2026-01-30), network order in Kmesh v1.2.0 and earlier. src = client, dst = server pod. */
+struct km_tuple {
+  union {
+    struct {
+      __u32 saddr; /* network order */
+      __u32 daddr; /* network order */
+      __u16 sport;
+      __u16 dport;
+    } ipv4;
+    struct {
+      __u32 saddr[4];
+      __u32 daddr[4];
+      __u16 sport;
+      __u16 dport;
+    } ipv6;
+  };
+};
+#define KM_TUPLE_SIZE 36
+
+/* km_wlpolicy value: up to 4 policy ids, 0 = empty slot. */
+struct km_wl_policies {
+  __u32 policy_ids[KM_MAX_MEMBER_NUM_PER_POLICY];
+};
+
+/* km_frontend key: IPv4 in bytes 0..3 (network order), the rest 0; IPv6 in all 16 bytes. */
+struct km_ip_addr {
+  union {
+    __u32 ip4;
+    __u32 ip6[4];
+  };
+};
+
+/* km_frontend value: backend uid (pod IP) or service id. */
+struct km_frontend_value {
+  __u32 upstream_id;
+};
+
+/* km_auth_req record (sockops -> userspace): u32 type then the tuple. */
+#define KM_MSG_TYPE_IPV4 0
+#define KM_MSG_TYPE_IPV6 1
+struct km_auth_req_record {
+  __u32 type;
+  struct km_tuple tuple;
+};
+
+/* km_nodeinfo key (LPM trie): prefix length then 16-byte IP. */
+struct km_nodeinfo_key {
+  __u32 prefixlen;
+  __u32 ip[4];
+};
+
+/* Size of Kmesh's km_authz_policy value (protobuf-c Istio__Security__Authorization, x86-64). */
+#define KM_AUTHZ_POLICY_VALUE_SIZE 64
+#define KM_TCARGS_VALUE_SIZE 40
+
+/* XDP tail-call slots in km_xdp_tailcall. */
+#define KM_TAIL_CALL_POLICIES_CHECK 0
+#define KM_TAIL_CALL_POLICY_CHECK 1
+#define KM_TAIL_CALL_AUTH_IN_USER_SPACE 2
+
+/* IPsec xfrm marks (pkg/constants). */
+#define KM_XFRM_ENCRYPT_MARK 0x00e0
+#define KM_XFRM_DECRYPTED_MARK 0x00d0
+#define KM_XFRM_MARK_MASK 0xffffffff
+
+#ifdef __cplusplus
+static_assert(sizeof(struct km_tuple) == KM_TUPLE_SIZE, "km_tuple must be Kmesh's 36-byte tuple");
+static_assert(sizeof(struct km_wl_policies) == 16, "km_wlpolicy value is 4 x u32");
+static_assert(sizeof(struct km_ip_addr) == 16, "km_frontend key is 16 bytes");
+static_assert(sizeof(struct km_auth_req_record) == 40, "km_auth_req record is 40 bytes");
+static_assert(sizeof(struct km_nodeinfo_key) == 20, "km_nodeinfo key is 20 bytes");
+#endif
+
+#endif /* KMESH_E2E_BPF_PROBE_KMESH_ABI_H_ */
