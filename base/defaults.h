@@ -34,6 +34,12 @@ inline Millis Command() { return Tunable("COMMAND", Millis(20000)); }
 // Packet captures: how long a capture may run at most.
 inline Millis Capture() { return Tunable("CAPTURE", Millis(10000)); }
 
+// A netlink request or dump (xfrm snapshot, route lookup); 10,000 policies dump in well under 100 ms.
+inline Millis Netlink() { return Tunable("NETLINK", Millis(5000)); }
+
+// After the traffic a capture watches, how long it keeps listening for trailing packets.
+inline Millis CaptureSettle() { return Tunable("CAPTURE_SETTLE", Millis(300)); }
+
 // tools/vm: boot plus command, unless the caller gives --timeout.
 inline Millis VmRun() { return Tunable("VM_RUN", Millis(600000)); }
 
