@@ -1,0 +1,85 @@
+// Kmesh's IPsec layout checker (kmesh-facts.md §3.3-3.4): given a node pair (addresses, pod CIDRs, SPIs,
+// boot ids), the secret history and each node's xfrm snapshot, it lists every way the kernel state
+// differs from what Kmesh programs, each finding named ("node B: ingress state ... : output-mark is
+// 0x0/0x0, expected 0xd0/0xffffffff"), and per direction the derived key's fingerprint and whether both
+// ends hold it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "e2e/framework/ipsec_secret.h"
+#include "e2e/framework/xfrm.h"
+
+namespace kmesh::ipsec {
+
+// Constants of pkg/constants/constants.go.
+inline constexpr uint32_t kEncryptMark = 0xe0;
+inline constexpr uint32_t kDecryptedMark = 0xd0;
+inline constexpr uint32_t kMarkMask = 0xffffffff;
+inline constexpr uint32_t kReqid = 1;
+
+// What a KmeshNodeInfo says about a node.
+struct NodeInfo {
+  std::string name;                    // "kmesh-testing-worker", or the lab node's label
+  std::string address;                 // InternalIP as text (the derivation hashes this text)
+  std::vector<std::string> pod_cidrs;  // "10.244.1.0/24"
+  uint32_t spi = 0;
+  std::string boot_id;
+};
+
+// Every secret the daemons have seen, by SPI (Kmesh keeps old ones for its lifetime).
+class SecretHistory {
+ public:
+  void Add(const IpsecSecret& s) { by_spi_[s.spi] = s; }
+  const IpsecSecret* Find(uint32_t spi) const;
+  std::vector<uint32_t> Spis() const;
+
+ private:
+  std::map<uint32_t, IpsecSecret> by_spi_;
+};
+
+// generateIPSecKey: SHA-512(key ‖ srcIP ‖ dstIP ‖ srcBootID[:36] ‖ dstBootID[:36]), first len(key) bytes.
+KeyMaterial DeriveKey(const KeyMaterial& aead_key, const std::string& src_ip, const std::string& dst_ip,
+                      const std::string& src_boot_id, const std::string& dst_boot_id);
+
+struct Finding {
+  std::string node;     // whose kernel ("node B")
+  std::string object;   // "ingress state src 172.18.0.2 dst 172.18.0.3 spi 0x00000002"
+  std::string problem;  // "output-mark is 0x0/0x0, expected 0xd0/0xffffffff"
+  std::string ToString() const { return "node " + node + ": " + object + ": " + problem; }
+};
+
+// One direction of the tunnel (from → to): which key both ends should hold and what they hold.
+struct DirectionKeys {
+  std::string from, to;
+  xfrm::Spi spi;                     // the receiver's SPI
+  std::string expected_fingerprint;  // derived from the secret ("" when the secret is unknown)
+  std::string sender_fingerprint;    // egress state on `from` ("" when missing)
+  std::string receiver_fingerprint;  // ingress state on `to` ("" when missing)
+  bool agree = false;                // both present, equal and equal to the derivation
+  nlohmann::json ToJson() const;
+};
+
+struct LayoutReport {
+  std::vector<Finding> findings;
+  std::vector<DirectionKeys> directions;
+  bool ok() const { return findings.empty(); }
+  std::string Describe() const;  // one finding per line, then the key table
+  nlohmann::json ToJson() const;
+};
+
+struct NodeEvidence {
+  NodeInfo info;
+  xfrm::XfrmSnapshot snapshot;
+};
+
+// Checks both nodes' layouts against each other. Old-SPI states left from rotations are not findings;
+// only the current SPIs' objects are checked.
+LayoutReport CheckLayout(const NodeEvidence& a, const NodeEvidence& b, const SecretHistory& secrets);
+
+}  // namespace kmesh::ipsec
