@@ -94,6 +94,19 @@ struct km_nodeinfo_key {
 #define KM_AUTHZ_POLICY_VALUE_SIZE 64
 #define KM_TCARGS_VALUE_SIZE 40
 
+/* km_authz_policy value: the numeric fields of protobuf-c's Istio__Security__Authorization at their
+ * x86-64 offsets. name and namespace_ hold Kmesh "outer keys" (map type in the top byte: 0 kmesh_map64,
+ * 1 kmesh_map192, 2 kmesh_map296, 3 kmesh_map1600; index in the low 24 bits), not addresses. */
+struct km_authz_policy_value {
+  __u8 protobuf_base[24];
+  __u64 name;
+  __u64 namespace_;
+  __u32 scope;  /* 0 GLOBAL, 1 NAMESPACE, 2 WORKLOAD_SELECTOR */
+  __u32 action; /* KM_ACTION_ALLOW / KM_ACTION_DENY */
+  __u64 n_rules;
+  __u64 rules;
+};
+
 /* XDP tail-call slots in km_xdp_tailcall. */
 #define KM_TAIL_CALL_POLICIES_CHECK 0
 #define KM_TAIL_CALL_POLICY_CHECK 1
@@ -110,6 +123,7 @@ static_assert(sizeof(struct km_wl_policies) == 16, "km_wlpolicy value is 4 x u32
 static_assert(sizeof(struct km_ip_addr) == 16, "km_frontend key is 16 bytes");
 static_assert(sizeof(struct km_auth_req_record) == 40, "km_auth_req record is 40 bytes");
 static_assert(sizeof(struct km_nodeinfo_key) == 20, "km_nodeinfo key is 20 bytes");
+static_assert(sizeof(struct km_authz_policy_value) == KM_AUTHZ_POLICY_VALUE_SIZE, "km_authz_policy value is 64 bytes");
 #endif
 
 #endif /* KMESH_E2E_BPF_PROBE_KMESH_ABI_H_ */

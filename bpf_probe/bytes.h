@@ -1,0 +1,28 @@
+// Raw bytes of BPF keys and values: an owning buffer and a non-owning view (C++17 has no std::span).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kmesh::bpf_probe {
+
+using Bytes = std::vector<uint8_t>;
+
+struct ByteView {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+
+  ByteView() = default;
+  ByteView(const uint8_t* d, size_t n) : data(d), size(n) {}
+  ByteView(const Bytes& b) : data(b.data()), size(b.size()) {}  // NOLINT: implicit on purpose
+  const uint8_t& operator[](size_t i) const { return data[i]; }
+  ByteView sub(size_t offset, size_t n) const { return ByteView(data + offset, n); }
+  Bytes ToBytes() const { return Bytes(data, data + size); }
+};
+
+// "0a f4 01 05": for error messages and text output.
+std::string HexSpaced(ByteView b);
+
+}  // namespace kmesh::bpf_probe
