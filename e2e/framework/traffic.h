@@ -1,0 +1,100 @@
+// Client-side traffic: an HTTP/TCP probe run from inside a source namespace, whose outcome is one of the
+// few things a client can see (architecture: ok, http_error, connect_timeout, reset, refused,
+// read_timeout), with the kernel tuple it used (so the evidence can be looked up: km_auth_res is keyed by
+// it) and timings. Two paths lead to the same ProbeOutcome: an in-process socket, and curl (what the kube
+// env runs through `kubectl exec`), whose `-w '%{json}'` output is mapped by a pure function.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/defaults.h"
+#include "netns/netns.h"
+
+namespace kmesh::e2e {
+
+// The TCP 4-tuple of one connection, client first (as km_auth_res keys it).
+struct Tuple {
+  std::string src_ip;
+  uint16_t src_port = 0;
+  std::string dst_ip;
+  uint16_t dst_port = 0;
+  std::string ToString() const;  // "10.244.1.5:40000 -> 10.244.1.7:19090"
+  bool operator==(const Tuple& o) const {
+    return src_ip == o.src_ip && src_port == o.src_port && dst_ip == o.dst_ip && dst_port == o.dst_port;
+  }
+};
+
+enum class OutcomeKind {
+  kOk,              // HTTP status 1xx-3xx (or, for a TCP-only probe, connected)
+  kHttpError,       // HTTP status >= 400 (a waypoint's 403)
+  kConnectTimeout,  // no answer to the SYN within the bound (XDP drop)
+  kReset,           // ECONNRESET after connecting (Kmesh's RST path)
+  kRefused,         // RST to the SYN: nothing listens
+  kReadTimeout,     // connected, but no complete response within the bound (userspace deny)
+  kError,           // none of the above: the probe itself failed (no route, empty reply, bad HTTP)
+};
+
+std::string ToString(OutcomeKind k);  // "ok", "http_error", "connect_timeout", ...
+
+struct ProbeTimings {
+  std::chrono::microseconds connect{0};     // SYN sent -> connected (or until the failure)
+  std::chrono::microseconds first_byte{0};  // request sent -> first response byte (0 if none)
+  std::chrono::microseconds total{0};
+};
+
+struct ProbeOutcome {
+  OutcomeKind kind = OutcomeKind::kError;
+  int http_status = 0;  // for kOk / kHttpError of an HTTP probe
+  std::string detail;   // errno text, curl's errormsg, what the response looked like
+  Tuple tuple;          // source port known even when the connect failed
+  ProbeTimings timings;
+  std::string via;  // "socket" or "curl"
+
+  // "ok(200)", "http_error(403)", "connect_timeout", ...
+  std::string Summary() const;
+  // Summary plus tuple, detail and timings, for failure messages.
+  std::string ToString() const;
+  nlohmann::json ToJson() const;
+};
+
+struct ProbeSpec {
+  std::string dst_ip;
+  uint16_t dst_port = 80;
+  std::string src_ip;     // bind to this address ("" = the kernel's choice)
+  uint16_t src_port = 0;  // bind to this port (0 = the kernel's choice, reported in the outcome)
+  bool http = true;       // false: a TCP connect probe (ok once connected)
+  std::string method = "GET";
+  std::string path = "/";
+  std::string host;  // Host header ("" = dst_ip[:port])
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::chrono::milliseconds connect_timeout = defaults::ConnectTimeout();
+  std::chrono::milliseconds response_timeout = defaults::ResponseTimeout();
+};
+
+// In-process probe: the socket is created inside `source` (a RunIn thread), then connect and the HTTP
+// exchange are bounded by the spec's timeouts. Never throws for network outcomes; throws kmesh::Error
+// only for bad input (unknown namespace, malformed address).
+ProbeOutcome Probe(const netns::NetnsRef& source, const ProbeSpec& spec);
+
+// The same probe on the calling thread, which must already be in the source namespace (load generator).
+ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec);
+
+// curl's argv for the spec: `curl -sS -o /dev/null -w '%{json}' --local-port P --connect-timeout ...
+// --max-time ... [-H ...] http://dst:port/path`. The kube env prefixes `kubectl exec POD --`.
+std::vector<std::string> CurlArgv(const ProbeSpec& spec);
+
+// Pure mapping of curl's exit code and `-w '%{json}'` stdout to an outcome (exit 7 refused, 28 timeout
+// split by time_connect, 56 recv failure = reset, 52 empty reply, ...). Throws kmesh::Error when the
+// output is not curl's JSON (naming what was found), because then nothing can be concluded.
+ProbeOutcome ParseCurlResult(int exit_code, const std::string& json_stdout, const std::string& stderr_text);
+
+// Runs curl inside `source` (netns::Process) and maps its result.
+ProbeOutcome ProbeWithCurl(const netns::NetnsRef& source, const ProbeSpec& spec);
+
+}  // namespace kmesh::e2e

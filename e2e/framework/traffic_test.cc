@@ -1,0 +1,261 @@
+// Kernel tier: every probe outcome produced for real between two namespaces, by both probe paths
+// (in-process socket and curl), with the reported tuple checked against what the server accepted.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fstream>
+#include <linux/if_link.h>
+#include <mutex>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "base/runfiles.h"
+#include "e2e/framework/case_output.h"
+#include "e2e/framework/traffic.h"
+#include "netns/netns.h"
+#include "netns/process.h"
+#include "netns/route.h"
+
+using namespace std::chrono_literals;
+using kmesh::e2e::OutcomeKind;
+using kmesh::e2e::ProbeOutcome;
+using kmesh::e2e::ProbeSpec;
+using kmesh::netns::Netns;
+using kmesh::netns::NetnsRef;
+using kmesh::netns::RunIn;
+
+namespace {
+
+constexpr const char* kClientIp = "10.77.0.1";
+constexpr const char* kServerIp = "10.77.0.2";
+
+// A TCP server inside a namespace with one behaviour; records the peers it accepted.
+class TestServer {
+ public:
+  enum class Behaviour { kHttp, kReset, kSilent };
+
+  TestServer(const NetnsRef& ns, uint16_t port, Behaviour b, int status = 200) : behaviour_(b), status_(status) {
+    fd_ = RunIn(ns, [&] {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int one = 1;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 64) != 0) {
+        kmesh::ThrowErrno("test server on port " + std::to_string(port));
+      }
+      return fd;
+    });
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~TestServer() {
+    stop_ = true;
+    thread_.join();
+    for (int c : held_) close(c);
+    close(fd_);
+  }
+
+  std::vector<kmesh::e2e::Tuple> Accepted() {
+    std::lock_guard<std::mutex> l(mu_);
+    return accepted_;
+  }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      sockaddr_in peer{};
+      socklen_t len = sizeof peer;
+      int c = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      {
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+        std::lock_guard<std::mutex> l(mu_);
+        accepted_.push_back({ip, ntohs(peer.sin_port), kServerIp, 0});
+      }
+      if (behaviour_ == Behaviour::kSilent) {
+        held_.push_back(c);  // accept and never answer
+        continue;
+      }
+      char buf[4096];
+      pollfd q{c, POLLIN, 0};
+      if (poll(&q, 1, 2000) > 0) (void)!recv(c, buf, sizeof buf, 0);
+      if (behaviour_ == Behaviour::kReset) {
+        linger l{1, 0};  // close with RST
+        setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+      } else {
+        const std::string body = "{\"status\": " + std::to_string(status_) + "}\n";
+        const std::string resp = "HTTP/1.1 " + std::to_string(status_) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
+                                 std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+        (void)!send(c, resp.data(), resp.size(), MSG_NOSIGNAL);
+      }
+      close(c);
+    }
+  }
+
+  Behaviour behaviour_;
+  int status_;
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<kmesh::e2e::Tuple> accepted_;
+  std::vector<int> held_;
+};
+
+// XDP program that drops SYNs to one port, attached in the server's namespace; detached on destruction.
+class SynDropper {
+ public:
+  SynDropper(const NetnsRef& ns, const std::string& ifname, uint16_t port) : ns_(ns) {
+    obj_ = bpf_object__open_file(kmesh::Runfile("e2e/framework/traffic_drop_syn.o").c_str(), nullptr);
+    if (obj_ == nullptr) throw kmesh::Error("open traffic_drop_syn.o");
+    if (bpf_object__load(obj_) != 0) throw kmesh::Error("load traffic_drop_syn.o");
+    map_fd_ = bpf_object__find_map_fd_by_name(obj_, "drop_syn_cfg");
+    uint32_t k = 0;
+    uint64_t v = port;
+    bpf_map_update_elem(map_fd_, &k, &v, BPF_ANY);
+    ifindex_ = kmesh::netns::FindInterface(ns, ifname).index;
+    const int prog = bpf_program__fd(bpf_object__find_program_by_name(obj_, "drop_syn"));
+    const int rc = RunIn(ns, [&] { return bpf_xdp_attach(ifindex_, prog, 0, nullptr); });
+    if (rc != 0) throw kmesh::Error("attach XDP drop_syn to " + ifname + ": " + std::to_string(rc));
+  }
+  ~SynDropper() {
+    RunIn(ns_, [&] { bpf_xdp_detach(ifindex_, 0, nullptr); });
+    bpf_object__close(obj_);
+  }
+  uint64_t Dropped() const {
+    uint32_t k = 1;
+    uint64_t v = 0;
+    bpf_map_lookup_elem(map_fd_, &k, &v);
+    return v;
+  }
+
+ private:
+  NetnsRef ns_;
+  bpf_object* obj_ = nullptr;
+  int map_fd_ = -1;
+  int ifindex_ = 0;
+};
+
+struct Pair {
+  Netns client = Netns::Create("tcli");
+  Netns server = Netns::Create("tsrv");
+  Pair() {
+    RunIn(client.ref(), {"ip", "link", "add", "c0", "type", "veth", "peer", "name", "s0", "netns", server.name()});
+    RunIn(client.ref(), {"ip", "addr", "add", std::string(kClientIp) + "/24", "dev", "c0"});
+    RunIn(server.ref(), {"ip", "addr", "add", std::string(kServerIp) + "/24", "dev", "s0"});
+    RunIn(client.ref(), {"ip", "link", "set", "c0", "up"});
+    RunIn(server.ref(), {"ip", "link", "set", "s0", "up"});
+    RunIn(server.ref(), {"ip", "link", "set", "lo", "up"});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("every probe outcome is produced for real, the same by socket and by curl") {
+  Pair net;
+  TestServer ok(net.server.ref(), 8080, TestServer::Behaviour::kHttp, 200);
+  TestServer denied(net.server.ref(), 8403, TestServer::Behaviour::kHttp, 403);
+  TestServer resetting(net.server.ref(), 8666, TestServer::Behaviour::kReset);
+  TestServer silent(net.server.ref(), 8777, TestServer::Behaviour::kSilent);
+  TestServer behind_xdp(net.server.ref(), 8998, TestServer::Behaviour::kHttp, 200);
+  SynDropper xdp(net.server.ref(), "s0", 8998);
+
+  struct Row {
+    const char* what;
+    uint16_t port;
+    OutcomeKind kind;
+    int status;
+    TestServer* server;  // the one that should have accepted (nullptr: none)
+  };
+  const std::vector<Row> rows = {
+      {"a listening server", 8080, OutcomeKind::kOk, 200, &ok},
+      {"a server answering 403", 8403, OutcomeKind::kHttpError, 403, &denied},
+      {"no listener", 8999, OutcomeKind::kRefused, 0, nullptr},
+      {"an XDP program dropping the SYN", 8998, OutcomeKind::kConnectTimeout, 0, nullptr},
+      {"a server that resets", 8666, OutcomeKind::kReset, 0, &resetting},
+      {"a server that accepts and never answers", 8777, OutcomeKind::kReadTimeout, 0, &silent},
+  };
+  nlohmann::json evidence = nlohmann::json::array();
+  uint16_t chosen_port = 41000;
+  for (const auto& row : rows) {
+    for (const bool curl : {false, true}) {
+      INFO(row.what << " via " << (curl ? "curl" : "socket"));
+      ProbeSpec spec;
+      spec.dst_ip = kServerIp;
+      spec.dst_port = row.port;
+      spec.src_port = ++chosen_port;  // a fresh, known source port per probe
+      spec.connect_timeout = 400ms;
+      spec.response_timeout = 600ms;
+      spec.headers = {{"X-Kmesh-Probe", "1"}};
+      const size_t accepted_before = row.server ? row.server->Accepted().size() : 0;
+      const ProbeOutcome o = curl ? kmesh::e2e::ProbeWithCurl(net.client.ref(), spec) : kmesh::e2e::Probe(net.client.ref(), spec);
+      INFO(o.ToString());
+      evidence.push_back(o.ToJson());
+      CHECK(o.kind == row.kind);
+      CHECK(o.http_status == row.status);
+      CHECK(o.tuple.src_port == spec.src_port);
+      CHECK(o.tuple.dst_ip == kServerIp);
+      CHECK(o.tuple.dst_port == row.port);
+      if (row.kind == OutcomeKind::kConnectTimeout) {
+        CHECK(o.timings.connect >= 350ms);
+        CHECK(o.timings.total < 3s);
+      }
+      if (row.kind == OutcomeKind::kReadTimeout) CHECK(o.timings.total >= 550ms);  // the response bound
+      if (row.server != nullptr) {
+        // The server saw exactly the tuple the probe reported.
+        const auto acc = row.server->Accepted();
+        REQUIRE(acc.size() == accepted_before + 1);
+        CHECK(acc.back().src_ip == kClientIp);
+        CHECK(acc.back().src_port == o.tuple.src_port);
+      }
+    }
+  }
+  CHECK(xdp.Dropped() >= 2);  // the SYNs of both paths met the program
+  std::ofstream(kmesh::e2e::CaseOutputDir() + "/probes.json") << evidence.dump(2) << "\n";
+}
+
+TEST_CASE("a probe with no chosen port reports the port the kernel picked") {
+  Pair net;
+  TestServer ok(net.server.ref(), 8080, TestServer::Behaviour::kHttp, 200);
+  ProbeSpec spec;
+  spec.dst_ip = kServerIp;
+  spec.dst_port = 8080;
+  spec.host = "httpbin.example";
+  const ProbeOutcome o = kmesh::e2e::Probe(net.client.ref(), spec);
+  INFO(o.ToString());
+  CHECK(o.Summary() == "ok(200)");
+  CHECK(o.tuple.src_ip == kClientIp);
+  CHECK(o.tuple.src_port != 0);
+  REQUIRE(ok.Accepted().size() == 1);
+  CHECK(ok.Accepted()[0].src_port == o.tuple.src_port);
+  CHECK(o.timings.first_byte.count() > 0);
+}
+
+TEST_CASE("bad probe input is an error naming it") {
+  Pair net;
+  ProbeSpec spec;
+  spec.dst_ip = "10.77.0.300";
+  CHECK_THROWS_WITH(kmesh::e2e::Probe(net.client.ref(), spec), Catch::Contains("destination \"10.77.0.300\" is not an IPv4 or IPv6 address"));
+  CHECK_THROWS_WITH(kmesh::e2e::ProbeWithCurl(net.client.ref(), spec), Catch::Contains("10.77.0.300"));
+  CHECK_THROWS_WITH(kmesh::e2e::Probe(NetnsRef::Resolve("kme2e-no-such-ns"), spec), Catch::Contains("kme2e-no-such-ns") && Catch::Contains("not found"));
+  spec.dst_ip = kServerIp;
+  spec.src_ip = "10.1.1.1";  // not an address of the client namespace
+  CHECK_THROWS_WITH(kmesh::e2e::Probe(net.client.ref(), spec), Catch::Contains("bind to source 10.1.1.1") && Catch::Contains("assign"));
+  // No route is not one of the six outcomes: it says so.
+  spec.src_ip = "";
+  spec.dst_ip = "10.200.0.1";
+  const ProbeOutcome o = kmesh::e2e::Probe(net.client.ref(), spec);
+  CHECK(o.kind == OutcomeKind::kError);
+  CHECK_THAT(o.detail, Catch::Contains("ENETUNREACH"));
+}
