@@ -4,6 +4,7 @@
 #include <linux/bpf.h>
 
 #include <algorithm>
+#include <deque>
 #include <cerrno>
 #include <string>
 #include <unordered_set>
@@ -95,6 +96,8 @@ void KeyWalk(const Map& map, const RecordFn& on_record, const DumpOptions& opts,
   const size_t ksize = info.key_size;
   Bytes cur(ksize), next(ksize), value(map.LookupValueSize());
   std::unordered_set<std::string> seen;  // keys reported (or vanished): never report one twice
+  std::deque<Bytes> trail;                // the last few keys reported, to resume from after a restart
+  constexpr size_t kTrail = 8;
   bool have_cur = false;
   bool rewalking = false;  // between a restart and the first key not yet seen
   // Each pass over the map is at most max_entries + 1 steps; restarts are bounded, so the walk is too.
@@ -111,13 +114,22 @@ void KeyWalk(const Map& map, const RecordFn& on_record, const DumpOptions& opts,
     std::string k(reinterpret_cast<const char*>(next.data()), ksize);
     if (seen.count(k)) {
       // The kernel only hands back a key we already had when our current key was deleted and it
-      // started over from the first key.
+      // started over from the first key. Resume from the newest key of ours that still exists rather
+      // than walking everything again.
       if (!rewalking) {
         rewalking = true;
         if (++stats.restarts > opts.max_restarts) {
           stats.complete = false;
           return;
         }
+        bool resumed = false;
+        for (auto it = trail.rbegin(); it != trail.rend() && !resumed; ++it) {
+          if (bpf_map_lookup_elem(map.fd(), it->data(), value.data()) == 0) {
+            cur = *it;
+            resumed = true;
+          }
+        }
+        if (resumed) continue;
       }
     } else {
       rewalking = false;
@@ -125,6 +137,8 @@ void KeyWalk(const Map& map, const RecordFn& on_record, const DumpOptions& opts,
       if (bpf_map_lookup_elem(map.fd(), next.data(), value.data()) == 0) {
         on_record(ByteView(next), ByteView(value));
         ++stats.records;
+        trail.push_back(next);
+        if (trail.size() > kTrail) trail.pop_front();
       } else if (errno == ENOENT) {
         ++stats.vanished;  // deleted between get_next_key and lookup; for arrays: an empty slot
       } else {

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
@@ -15,12 +16,12 @@ namespace kmesh::bpf_probe {
 
 std::string ProgStats::Describe() const {
   if (!collected && run_cnt == 0) {
-    return "no run statistics: kernel.bpf_stats_enabled is 0 (turn it on with `sysctl -w "
-           "kernel.bpf_stats_enabled=1`, or hold a BpfStatsSession while traffic flows)";
+    return "no run statistics: kernel.bpf_stats_enabled is 0 and no statistics session is open (turn it on "
+           "with `sysctl -w kernel.bpf_stats_enabled=1`, or hold a BpfStatsSession while traffic flows)";
   }
   std::string s = "ran " + std::to_string(run_cnt) + " times, " + std::to_string(run_time_ns) + " ns total";
   if (run_cnt) s += " (avg " + std::to_string(run_time_ns / run_cnt) + " ns)";
-  if (!collected) s += "; collection is off now, so these counts may be stale";
+  if (!collected) s += "; collection is not known to be on now, so these counts may be stale";
   return s;
 }
 
@@ -81,7 +82,12 @@ ProgramInfo ReadProgramById(uint32_t id) {
   return ReadProgramInfo(fd.get());
 }
 
+namespace {
+std::atomic<int> g_live_sessions{0};
+}  // namespace
+
 bool BpfStatsEnabled() {
+  if (g_live_sessions > 0) return true;
   std::ifstream f("/proc/sys/kernel/bpf_stats_enabled");
   int v = 0;
   return (f >> v) && v != 0;
@@ -91,6 +97,12 @@ BpfStatsSession BpfStatsSession::Start() {
   int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
   if (fd < 0) ThrowBpf("turn on BPF run statistics (BPF_ENABLE_STATS)", errno, BpfNeeds::kSysAdmin);
   return BpfStatsSession(UniqueFd(fd));
+}
+
+BpfStatsSession::BpfStatsSession(UniqueFd fd) : fd_(std::move(fd)) { ++g_live_sessions; }
+
+BpfStatsSession::~BpfStatsSession() {
+  if (fd_.valid()) --g_live_sessions;
 }
 
 }  // namespace kmesh::bpf_probe

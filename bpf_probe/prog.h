@@ -12,7 +12,7 @@
 namespace kmesh::bpf_probe {
 
 struct ProgStats {
-  bool collected = false;     // the kernel was collecting when read (else the counts below are stale)
+  bool collected = false;     // the kernel was collecting when read (BpfStatsEnabled()); else counts may be stale
   uint64_t run_cnt = 0;       // times the program ran
   uint64_t run_time_ns = 0;   // total time spent in it
   uint64_t recursion_misses = 0;
@@ -41,8 +41,9 @@ ProgramInfo ReadProgramById(uint32_t id);
 // Opens program `id` (needs CAP_SYS_ADMIN).
 UniqueFd OpenProgramById(uint32_t id);
 
-// Whether the kernel collects run statistics right now (/proc/sys/kernel/bpf_stats_enabled reads 1 while
-// the sysctl is on or any BPF_ENABLE_STATS descriptor is held).
+// Whether the kernel collects run statistics right now, as far as this process can tell: the sysctl
+// kernel.bpf_stats_enabled is 1, or a BpfStatsSession of this process is alive. (The sysctl reads back
+// only what was written to it, not descriptors held by other processes, which also turn collection on.)
 bool BpfStatsEnabled();
 
 // Turns statistics collection on for as long as this object lives (BPF_ENABLE_STATS), without touching
@@ -51,9 +52,14 @@ class BpfStatsSession {
  public:
   // Throws kmesh::Error when the kernel refuses (EPERM: needs CAP_SYS_ADMIN).
   static BpfStatsSession Start();
+  ~BpfStatsSession();
+  BpfStatsSession(BpfStatsSession&& other) noexcept : fd_(std::move(other.fd_)) {}
+  BpfStatsSession& operator=(BpfStatsSession&&) = delete;
+  BpfStatsSession(const BpfStatsSession&) = delete;
+  BpfStatsSession& operator=(const BpfStatsSession&) = delete;
 
  private:
-  explicit BpfStatsSession(UniqueFd fd) : fd_(std::move(fd)) {}
+  explicit BpfStatsSession(UniqueFd fd);
   UniqueFd fd_;
 };
 

@@ -74,7 +74,7 @@ int kmt_xdp_authz(struct xdp_md *ctx) {
   void *data = (void *)(long)ctx->data;
   void *end = (void *)(long)ctx->data_end;
   struct ethhdr *eth = data;
-  if ((void *)(eth + 1) > end) return XDP_PASS;
+  if ((void *)(eth + 1) + 1 > end) return XDP_PASS;
 
   __u32 zero = 0;
   __u32 *cfg = bpf_map_lookup_elem(&kmt_config, &zero);

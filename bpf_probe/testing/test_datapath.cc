@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <unistd.h>
+
 #include <cerrno>
 
 #include "base/error.h"
@@ -53,6 +55,21 @@ Map TestDatapath::map(const std::string& name) const {
   bpf_map* m = bpf_object__find_map_by_name(obj_, name.c_str());
   if (m == nullptr) throw Error("km_test_authz.o has no map " + name);
   return Map::Borrow(bpf_map__fd(m));
+}
+
+Map CreateMap(uint32_t type, const std::string& name, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+              uint32_t flags) {
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
+  int fd = bpf_map_create(static_cast<bpf_map_type>(type), name.c_str(), key_size, value_size, max_entries, &opts);
+  if (fd < 0) ThrowErrno("create test map " + name);
+  return Map::Adopt(UniqueFd(fd));
+}
+
+std::string UniqueMapName(const std::string& prefix) {
+  static int n = 0;
+  std::string name = prefix + std::to_string(getpid()) + "_" + std::to_string(n++);
+  if (name.size() > 15) name = name.substr(name.size() - 15);
+  return name;
 }
 
 }  // namespace kmesh::bpf_probe::testing

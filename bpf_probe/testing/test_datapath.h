@@ -32,4 +32,11 @@ class TestDatapath {
   bpf_object* obj_ = nullptr;
 };
 
+// A map without BTF made with bpf_map_create() (the fd dies with the Map, and the map with it).
+Map CreateMap(uint32_t type, const std::string& name, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+              uint32_t flags = 0);
+
+// A kernel map name no other run uses: "<prefix><pid>" (15 characters at most).
+std::string UniqueMapName(const std::string& prefix);
+
 }  // namespace kmesh::bpf_probe::testing
