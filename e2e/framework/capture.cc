@@ -1,0 +1,371 @@
+#include "e2e/framework/capture.h"
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <netinet/in.h>
+#include <pcap/pcap.h>
+#include <poll.h>
+#include <thread>
+
+#include "base/error.h"
+#include "netns/route.h"
+
+namespace kmesh::capture {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Where(const netns::NetnsRef& ns) { return ns.name().empty() ? ns.path() : ns.name(); }
+
+std::string Hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+std::string Ip(int family, const uint8_t* p) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family, p, buf, sizeof buf);
+  return buf;
+}
+
+double Seconds(const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; }
+
+std::string TcpFlags(uint8_t f) {
+  std::string s;
+  if (f & 0x02) s += 'S';
+  if (f & 0x10) s += '.';
+  if (f & 0x08) s += 'P';
+  if (f & 0x01) s += 'F';
+  if (f & 0x04) s += 'R';
+  return s;
+}
+
+}  // namespace
+
+struct Capture::State {
+  netns::NetnsRef ns = netns::NetnsRef::Self();
+  CaptureSpec spec;
+  pcap_t* handle = nullptr;
+  pcap_dumper_t* dumper = nullptr;
+  int link = DLT_EN10MB;
+  std::thread worker;
+  std::atomic<bool> stop{false};
+  bool finished = false;
+  std::mutex mu;
+  CaptureSummary summary;
+  std::string worker_error;
+
+  ~State() { Close(); }
+
+  void Close() {
+    stop = true;
+    if (worker.joinable()) worker.join();
+    if (dumper != nullptr) {
+      pcap_dump_close(dumper);
+      dumper = nullptr;
+    }
+    if (handle != nullptr) {
+      pcap_stat st{};
+      if (pcap_stats(handle, &st) == 0) summary.kernel_dropped = st.ps_drop;
+      pcap_close(handle);
+      handle = nullptr;
+    }
+  }
+
+  void OnPacket(const pcap_pkthdr* h, const uint8_t* bytes) {
+    if (dumper != nullptr) pcap_dump(reinterpret_cast<u_char*>(dumper), h, bytes);
+    std::lock_guard<std::mutex> lock(mu);
+    CaptureSummary& s = summary;
+    const double t = Seconds(h->ts);
+    if (s.packets == 0) s.first_time = t;
+    s.last_time = t;
+    ++s.packets;
+    const size_t len = h->caplen;
+    if (!spec.marker.empty() && len >= spec.marker.size()) {
+      const void* at = memmem(bytes, len, spec.marker.data(), spec.marker.size());
+      if (at != nullptr) {
+        s.marker_hits.push_back({t, "payload marker \"" + spec.marker + "\" in clear at offset " +
+                                        std::to_string(static_cast<const uint8_t*>(at) - bytes)});
+      }
+    }
+    // Link layer -> network layer.
+    size_t off = 0;
+    uint16_t proto = 0;
+    if (link == DLT_EN10MB) {
+      if (len < 14) return;
+      proto = static_cast<uint16_t>(bytes[12] << 8 | bytes[13]);
+      off = 14;
+      while ((proto == 0x8100 || proto == 0x88a8) && len >= off + 4) {
+        proto = static_cast<uint16_t>(bytes[off + 2] << 8 | bytes[off + 3]);
+        off += 4;
+      }
+    } else if (link == DLT_LINUX_SLL) {
+      if (len < 16) return;
+      proto = static_cast<uint16_t>(bytes[14] << 8 | bytes[15]);
+      off = 16;
+    } else if (link == DLT_LINUX_SLL2) {
+      if (len < 20) return;
+      proto = static_cast<uint16_t>(bytes[0] << 8 | bytes[1]);
+      off = 20;
+    } else if (link == DLT_RAW) {
+      if (len < 1) return;
+      proto = (bytes[0] >> 4) == 6 ? 0x86dd : 0x0800;
+    } else {
+      return;
+    }
+    int family = 0;
+    uint8_t l4 = 0;
+    std::string src, dst;
+    size_t l4off = 0;
+    if (proto == 0x0800 && len >= off + 20) {
+      const uint8_t* ip = bytes + off;
+      family = AF_INET;
+      l4 = ip[9];
+      src = Ip(AF_INET, ip + 12);
+      dst = Ip(AF_INET, ip + 16);
+      l4off = off + (ip[0] & 0x0f) * 4;
+    } else if (proto == 0x86dd && len >= off + 40) {
+      const uint8_t* ip = bytes + off;
+      family = AF_INET6;
+      l4 = ip[6];
+      src = Ip(AF_INET6, ip + 8);
+      dst = Ip(AF_INET6, ip + 24);
+      l4off = off + 40;
+    } else {
+      return;
+    }
+    (void)family;
+    if (l4 == IPPROTO_ESP) {
+      ++s.esp_packets;
+      if (len >= l4off + 4) {
+        const uint8_t* e = bytes + l4off;
+        s.esp_spis[static_cast<uint32_t>(e[0]) << 24 | e[1] << 16 | e[2] << 8 | e[3]]++;
+      }
+      return;
+    }
+    if (l4 != IPPROTO_TCP || spec.inner.dst_ip.empty() || len < l4off + 14) return;
+    const uint8_t* tcp = bytes + l4off;
+    const uint16_t sport = static_cast<uint16_t>(tcp[0] << 8 | tcp[1]);
+    const uint16_t dport = static_cast<uint16_t>(tcp[2] << 8 | tcp[3]);
+    const e2e::Tuple& in = spec.inner;
+    auto same = [&](const std::string& ip, uint16_t port, const std::string& want_ip, uint16_t want_port) {
+      return (want_ip.empty() || ip == want_ip) && (want_port == 0 || port == want_port);
+    };
+    const bool forward = same(src, sport, in.src_ip, in.src_port) && same(dst, dport, in.dst_ip, in.dst_port);
+    const bool reverse = same(src, sport, in.dst_ip, in.dst_port) && same(dst, dport, in.src_ip, in.src_port);
+    if (forward || reverse) {
+      const size_t ip_total = h->len - l4off;
+      const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
+      s.plaintext.push_back({t, src + ":" + std::to_string(sport) + " -> " + dst + ":" + std::to_string(dport) +
+                                    " TCP [" + TcpFlags(tcp[13]) + "] len " +
+                                    std::to_string(ip_total > doff ? ip_total - doff : 0)});
+    }
+  }
+
+  void Run(Clock::time_point deadline) {
+    const int fd = pcap_get_selectable_fd(handle);
+    while (!stop && Clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (summary.packets >= spec.max_packets) {
+          summary.hit_count_bound = true;
+          break;
+        }
+      }
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      int budget;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        budget = static_cast<int>(spec.max_packets - summary.packets);
+      }
+      const int n = pcap_dispatch(
+          handle, budget, [](u_char* user, const pcap_pkthdr* h, const u_char* b) { reinterpret_cast<State*>(user)->OnPacket(h, b); },
+          reinterpret_cast<u_char*>(this));
+      if (n == PCAP_ERROR) {
+        worker_error = pcap_geterr(handle);
+        break;
+      }
+    }
+    if (dumper != nullptr) pcap_dump_flush(dumper);
+  }
+};
+
+void ValidateFilter(const std::string& filter) {
+  pcap_t* dead = pcap_open_dead(DLT_EN10MB, 512);
+  bpf_program prog{};
+  const int rc = pcap_compile(dead, &prog, filter.c_str(), 1, PCAP_NETMASK_UNKNOWN);
+  const std::string msg = rc != 0 ? pcap_geterr(dead) : "";
+  if (rc == 0) pcap_freecode(&prog);
+  pcap_close(dead);
+  if (rc != 0) throw Error("capture filter '" + filter + "' does not compile: " + msg);
+}
+
+std::string PlaintextFilter(const e2e::Tuple& t) {
+  std::string f = "tcp";
+  if (!t.src_ip.empty()) f += " and host " + t.src_ip;
+  if (!t.dst_ip.empty()) f += " and host " + t.dst_ip;
+  if (t.dst_port != 0) f += " and port " + std::to_string(t.dst_port);
+  return f;
+}
+
+std::string AssertFilter(const std::string& a, const std::string& b, const e2e::Tuple& inner) {
+  return "(esp and host " + a + " and host " + b + ") or (" + PlaintextFilter(inner) + ")";
+}
+
+Capture::Capture(std::unique_ptr<State> s) : state_(std::move(s)) {}
+Capture::~Capture() = default;
+Capture::Capture(Capture&&) noexcept = default;
+Capture& Capture::operator=(Capture&&) noexcept = default;
+
+Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
+  const std::string what = "capture on " + spec.interface + " in network namespace " + Where(ns);
+  ValidateFilter(spec.filter);  // before anything is opened
+  netns::FindInterface(ns, spec.interface);  // names the namespace and what it has
+  auto st = std::make_unique<State>();
+  st->ns = ns;
+  st->spec = spec;
+  // The packet socket is created inside the namespace; the worker thread then uses it from outside.
+  st->handle = netns::RunIn(ns, [&]() -> pcap_t* {
+    char err[PCAP_ERRBUF_SIZE] = {};
+    pcap_t* h = pcap_create(spec.interface.c_str(), err);
+    if (h == nullptr) throw Error(what + ": " + err);
+    pcap_set_snaplen(h, spec.snaplen);
+    pcap_set_immediate_mode(h, 1);
+    pcap_set_buffer_size(h, 4 << 20);
+    const int rc = pcap_activate(h);
+    if (rc < 0) {
+      std::string msg = pcap_geterr(h);
+      pcap_close(h);
+      if (rc == PCAP_ERROR_PERM_DENIED) throw Error(what + ": permission denied (" + msg + "); needs CAP_NET_RAW (run as root)");
+      if (rc == PCAP_ERROR_NO_SUCH_DEVICE) throw Error(what + ": no such interface (" + msg + ")");
+      throw Error(what + ": " + pcap_statustostr(rc) + " (" + msg + ")");
+    }
+    return h;
+  });
+  st->link = pcap_datalink(st->handle);
+  bpf_program prog{};
+  if (pcap_compile(st->handle, &prog, spec.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+    throw Error("capture filter '" + spec.filter + "' does not compile for " + spec.interface + ": " + pcap_geterr(st->handle));
+  }
+  const int frc = pcap_setfilter(st->handle, &prog);
+  pcap_freecode(&prog);
+  if (frc != 0) throw Error(what + ": cannot set filter '" + spec.filter + "': " + pcap_geterr(st->handle));
+  char err[PCAP_ERRBUF_SIZE] = {};
+  if (pcap_setnonblock(st->handle, 1, err) != 0) throw Error(what + ": " + err);
+  if (!spec.save_dir.empty()) {
+    const std::string path = spec.save_dir + "/" + spec.label + ".pcap";
+    st->dumper = pcap_dump_open(st->handle, path.c_str());
+    if (st->dumper == nullptr) throw Error(what + ": cannot write " + path + ": " + pcap_geterr(st->handle));
+    st->summary.pcap_path = path;
+  }
+  st->summary.netns = ns.path();
+  st->summary.interface = spec.interface;
+  st->summary.filter = spec.filter;
+  st->summary.marker_checked = !spec.marker.empty();
+  const char* ln = pcap_datalink_val_to_name(st->link);
+  st->summary.link_type = ln ? ln : std::to_string(st->link);
+  const auto deadline = Clock::now() + spec.max_duration;
+  State* raw = st.get();
+  st->worker = std::thread([raw, deadline] { raw->Run(deadline); });
+  return Capture(std::move(st));
+}
+
+CaptureSummary Capture::Finish(std::chrono::milliseconds settle) {
+  if (!state_) throw Error("Capture::Finish on a moved-from capture");
+  if (!state_->finished) {
+    // Trailing packets (the server's FIN, a last ESP) still count; the bound also ends it.
+    const auto until = Clock::now() + settle;
+    while (Clock::now() < until && state_->worker.joinable() && !state_->stop) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    state_->Close();
+    state_->finished = true;
+  }
+  if (!state_->worker_error.empty()) throw Error("capture on " + state_->spec.interface + " failed: " + state_->worker_error);
+  return state_->summary;
+}
+
+CaptureSummary Capture::Wait() {
+  if (!state_) throw Error("Capture::Wait on a moved-from capture");
+  if (state_->worker.joinable()) state_->worker.join();
+  return Finish(std::chrono::milliseconds(0));
+}
+
+// ---- Summary and verdicts ----
+
+nlohmann::json CaptureSummary::ToJson() const {
+  nlohmann::json spis = nlohmann::json::object();
+  for (const auto& [spi, n] : esp_spis) spis[Hex32(spi)] = n;
+  auto hits = [](const std::vector<PlaintextHit>& v) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& h : v) a.push_back({{"time", h.time}, {"packet", h.description}});
+    return a;
+  };
+  return {{"netns", netns},         {"interface", interface},       {"filter", filter},
+          {"link_type", link_type}, {"packets", packets},           {"esp_packets", esp_packets},
+          {"esp_spis", spis},       {"plaintext", hits(plaintext)}, {"marker_hits", hits(marker_hits)},
+          {"first_time", first_time}, {"last_time", last_time},    {"hit_count_bound", hit_count_bound},
+          {"kernel_dropped", kernel_dropped}, {"pcap", pcap_path}};
+}
+
+std::string CaptureSummary::Describe() const {
+  std::string s = interface + " in " + netns + ", filter '" + filter + "': " + std::to_string(packets) + " packets, " +
+                  std::to_string(esp_packets) + " ESP";
+  if (!esp_spis.empty()) {
+    s += " (";
+    bool first = true;
+    for (const auto& [spi, n] : esp_spis) {
+      s += (first ? "" : ", ") + std::string("spi ") + Hex32(spi) + " x" + std::to_string(n);
+      first = false;
+    }
+    s += ")";
+  }
+  s += ", " + std::to_string(plaintext.size()) + " plaintext of the probe, " + std::to_string(marker_hits.size()) +
+       " marker hits";
+  if (packets > 0) {
+    char span[64];
+    std::snprintf(span, sizeof span, ", over %.3f s", last_time - first_time);
+    s += span;
+  }
+  if (!pcap_path.empty()) s += "; saved " + pcap_path;
+  return s;
+}
+
+std::string Verdict::Describe() const {
+  if (pass) return "pass";
+  std::string s = "fail";
+  for (const auto& r : reasons) s += "\n  " + r;
+  return s;
+}
+
+Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi) {
+  Verdict v;
+  if (s.esp_packets == 0) v.reasons.push_back("no ESP packet seen on " + s.interface + " (" + s.Describe() + ")");
+  if (expected_spi != 0 && s.esp_spis.count(expected_spi) == 0) {
+    v.reasons.push_back("no ESP with spi " + Hex32(expected_spi) + " (" + s.Describe() + ")");
+  }
+  for (const auto& h : s.plaintext) v.reasons.push_back("plaintext packet of the probe on the wire: " + h.description);
+  for (const auto& h : s.marker_hits) v.reasons.push_back(h.description);
+  if (s.hit_count_bound) v.reasons.push_back("the capture stopped at its packet bound; raise max_packets");
+  v.pass = v.reasons.empty();
+  return v;
+}
+
+Verdict JudgePlaintextVisible(const CaptureSummary& s) {
+  Verdict v;
+  if (s.marker_checked && s.marker_hits.empty()) {
+    v.reasons.push_back("the payload marker was not seen in clear, so its absence under encryption would prove nothing");
+  }
+  if (s.plaintext.empty()) {
+    v.reasons.push_back("the plaintext filter saw none of the probe's packets, so a clean encrypted capture would prove nothing (" +
+                        s.Describe() + ")");
+  }
+  v.pass = v.reasons.empty();
+  return v;
+}
+
+}  // namespace kmesh::capture

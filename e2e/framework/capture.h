@@ -1,0 +1,111 @@
+// Packet captures with libpcap on a named interface inside a namespace: bounded by time and count, with
+// a BPF filter compiled and checked before anything starts, every packet classified (ESP + SPI,
+// plaintext of the probe's inner 5-tuple, a payload marker), and the packets saved as a .pcap that
+// tcpdump and Wireshark open. Two verdicts over the same summary (after Cilium's encryption checks):
+//   Assert: ESP was seen and not one plaintext packet of the probe (tuple or marker) leaked.
+//   Sanity: the same plaintext filter does see the traffic when it is not encrypted, so an Assert pass
+//           means something.
+// The interface should be the one the route to the peer uses (netns::RouteTo), never `any`: with IPsec,
+// decrypted packets recirculate and look like plaintext there.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/defaults.h"
+#include "e2e/framework/traffic.h"
+#include "netns/netns.h"
+
+namespace kmesh::capture {
+
+struct CaptureSpec {
+  std::string interface;  // e.g. "eth0"; must exist in the namespace
+  std::string filter;     // pcap filter, e.g. "esp or tcp port 8080"; "" = everything
+  std::chrono::milliseconds max_duration = defaults::Capture();
+  size_t max_packets = 10000;
+  std::string save_dir;   // where the .pcap goes ("" = not saved); usually CaptureOutputDir()
+  std::string label = "capture";  // file name: <label>.pcap
+  int snaplen = 512;
+  // What counts as a plaintext leak:
+  e2e::Tuple inner;        // the probe's 5-tuple (TCP); empty dst_ip = not checked
+  std::string marker;      // bytes that must never be seen in clear ("" = not checked)
+};
+
+// A leaked packet, for the report.
+struct PlaintextHit {
+  double time = 0;  // seconds since the epoch
+  std::string description;  // "10.244.1.5:40000 -> 10.244.2.7:8080 TCP [S] len 0" / "marker at offset 66"
+};
+
+struct CaptureSummary {
+  std::string netns;
+  std::string interface;
+  std::string filter;
+  std::string link_type;  // "EN10MB", ...
+  size_t packets = 0;
+  size_t esp_packets = 0;
+  std::map<uint32_t, size_t> esp_spis;  // SPI -> packets
+  std::vector<PlaintextHit> plaintext;  // packets of the inner tuple, in either direction, not in ESP
+  std::vector<PlaintextHit> marker_hits;
+  bool marker_checked = false;           // a marker was given
+  double first_time = 0, last_time = 0;  // seconds since the epoch (0 = no packet)
+  bool hit_count_bound = false;          // stopped at max_packets
+  size_t kernel_dropped = 0;             // pcap_stats ps_drop
+  std::string pcap_path;                 // "" when not saved
+
+  nlohmann::json ToJson() const;
+  std::string Describe() const;  // "eth0 in ns X, filter '...': 12 packets, 10 ESP (spi 0x00000002 x10), ..."
+};
+
+// The result of judging a summary: pass or the reasons it did not.
+struct Verdict {
+  bool pass = false;
+  std::vector<std::string> reasons;
+  std::string Describe() const;
+};
+
+// Assert mode: at least one ESP packet (and, when `expected_spi` is non-zero, that SPI among them), no
+// plaintext packet of the inner tuple, no marker.
+Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi = 0);
+// Sanity mode: the plaintext filter saw the inner tuple (and the marker, when one was given).
+Verdict JudgePlaintextVisible(const CaptureSummary& s);
+
+// Checks that `filter` compiles (for Ethernet framing) without opening anything. Throws kmesh::Error
+// naming the filter and pcap's message.
+void ValidateFilter(const std::string& filter);
+
+// "ip X and ip Y and tcp port P" style filter that matches the inner tuple in clear, both directions.
+std::string PlaintextFilter(const e2e::Tuple& t);
+// ESP between two underlay addresses, plus the plaintext of the inner tuple.
+std::string AssertFilter(const std::string& underlay_a, const std::string& underlay_b, const e2e::Tuple& inner);
+
+// A capture running on a worker thread. Start() returns once the handle is active, so traffic sent after
+// it is seen. Finish() stops it (after defaults::CaptureSettle() for trailing packets), or it stops by
+// itself at max_duration or max_packets. The destructor stops it too.
+class Capture {
+ public:
+  // Throws kmesh::Error for a bad filter, a missing interface (naming the namespace and what exists),
+  // or missing privileges (CAP_NET_RAW).
+  static Capture Start(const netns::NetnsRef& ns, const CaptureSpec& spec);
+  ~Capture();
+  Capture(Capture&&) noexcept;
+  Capture& operator=(Capture&&) noexcept;
+
+  // Stops (if still running) and returns the summary; the .pcap is closed and complete on return.
+  CaptureSummary Finish(std::chrono::milliseconds settle = defaults::CaptureSettle());
+  // Waits until the capture ends by itself (duration or count bound).
+  CaptureSummary Wait();
+
+ private:
+  struct State;
+  explicit Capture(std::unique_ptr<State> s);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace kmesh::capture
