@@ -42,5 +42,7 @@ inline Millis CaptureSettle() { return Tunable("CAPTURE_SETTLE", Millis(300)); }
 
 // tools/vm: boot plus command, unless the caller gives --timeout.
 inline Millis VmRun() { return Tunable("VM_RUN", Millis(600000)); }
+// tools/vm: power-on until the guest's init reaches the host (about 3 s here under TCG; generous for CI).
+inline Millis VmBoot() { return Tunable("VM_BOOT", Millis(60000)); }
 
 }  // namespace kmesh::defaults

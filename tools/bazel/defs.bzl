@@ -49,3 +49,37 @@ def bpf_object(name, src, hdrs = [], visibility = None):
         visibility = visibility,
         message = "Compiling BPF object %s" % src,
     )
+
+def kmesh_vm_test(name, srcs = [], deps = [], data = [], tier = "kernel", kernel = "auto", tags = [], env = {},
+                  size = "large", args = [], **kwargs):
+    """A Catch2 test (kernel or e2e tier) whose binary runs through tools/vm/run.
+
+    kernel = "auto" runs it on the host when the host kernel has what the lab needs (veth, XDP, BTF, ESP
+    with rfc4106(gcm(aes))), else inside the Debian kernel tools/vm boots under QEMU; "vm" always boots
+    it; "host" never does. The binary, its runfiles, XML_OUTPUT_FILE and TEST_UNDECLARED_OUTPUTS_DIR are
+    the same paths inside the guest (the host's root is shared over 9p), so `bazel test` works unchanged.
+    Tagged `vm` besides the tier. tools/vm/run stops the guest before Bazel's own timeout and says so.
+    """
+    if tier not in ["kernel", "e2e"]:
+        fail("kmesh_vm_test %s: tier must be \"kernel\" or \"e2e\", got %r" % (name, tier))
+    if kernel not in ["auto", "host", "vm"]:
+        fail("kmesh_vm_test %s: kernel must be \"auto\", \"host\" or \"vm\", got %r" % (name, kernel))
+    binary = name + "_guest_binary"
+    native.cc_binary(
+        name = binary,
+        srcs = srcs,
+        deps = deps + [_CATCH_MAIN],
+        data = data,
+        testonly = True,
+        tags = ["manual"],
+        **kwargs
+    )
+    native.sh_test(
+        name = name,
+        srcs = ["//tools/vm:vm_test.sh"],
+        args = [kernel, "$(rootpath :%s)" % binary] + args,
+        data = [":" + binary, "//tools/vm:runner"],
+        tags = [tier, "vm", "no-sandbox", "no-remote"] + tags,
+        env = dict(env, KMESH_E2E_TIER = tier),
+        size = size,
+    )

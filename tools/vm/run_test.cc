@@ -1,0 +1,234 @@
+// tools/vm/run from the outside: what a caller gets back (exit code, stdout, stderr, files), what the
+// guest can do (ESP, XDP, BTF), and that it stays bounded (timeout, interrupt, no QEMU left behind).
+#include <catch2/catch.hpp>
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/defaults.h"
+#include "base/names.h"
+#include "base/runfiles.h"
+#include "netns/process.h"
+
+namespace {
+
+using kmesh::netns::Process;
+using kmesh::netns::ProcessOptions;
+using kmesh::netns::ProcessResult;
+
+std::string Runner() { return kmesh::Runfile("tools/vm/run"); }
+std::string EspCheck() { return kmesh::Runfile("tools/vm/esp_tunnel_check"); }
+
+std::string HostRelease() {
+  utsname u{};
+  uname(&u);
+  return u.release;
+}
+
+// The bound for one call: the runner's own timeout is what should fire; this only keeps a broken runner
+// from hanging the test.
+std::chrono::milliseconds CallBound() { return kmesh::defaults::VmRun() + std::chrono::seconds(30); }
+
+ProcessResult Call(const std::vector<std::string>& args, std::vector<std::string> env = {}) {
+  std::vector<std::string> argv = {Runner()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOptions opts;
+  opts.env = std::move(env);
+  return kmesh::netns::Run(argv, opts, CallBound());
+}
+
+// Pids of QEMU processes started by the runner with pid `runner`: it names them kmesh-vm-<pid>.
+std::vector<int> QemuOf(int runner) {
+  std::vector<int> found;
+  const std::string needle = "kmesh-vm-" + std::to_string(runner);
+  DIR* d = opendir("/proc");
+  if (!d) return found;
+  while (dirent* e = readdir(d)) {
+    int pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    std::ifstream f("/proc/" + std::string(e->d_name) + "/cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    for (auto& c : cmdline) c = c == '\0' ? ' ' : c;
+    if (cmdline.find("qemu-system") != std::string::npos && cmdline.find(needle + " ") != std::string::npos) {
+      found.push_back(pid);
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+bool HostHasEsp() {
+  ProcessResult r = Call({"--probe"});
+  INFO(r.out << r.err);
+  REQUIRE((r.exit_code == 0 || r.exit_code == 1));
+  return r.exit_code == 0;
+}
+
+std::string Describe(const ProcessResult& r) {
+  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") + "\n--- stdout:\n" +
+         r.out + "\n--- stderr:\n" + r.err;
+}
+
+// A case is a call and what must come back.
+struct RunCase {
+  const char* what;
+  std::function<std::vector<std::string>()> args;
+  int exit_code;
+  std::vector<std::string> out_has;
+  std::vector<std::string> err_has;
+};
+
+}  // namespace
+
+TEST_CASE("tools/vm/run returns what CMD said and did, from the VM and from the host") {
+  const std::string host = HostRelease();
+  const std::vector<RunCase> cases = {
+      {"exit code, stdout and stderr come back from the guest",
+       [] { return std::vector<std::string>{"--kernel", "vm", "--", "sh", "-c",
+                                            "echo to-stdout; echo to-stderr >&2; exit 7"}; },
+       7, {"to-stdout"}, {"to-stderr"}},
+      {"the guest has everything the lab needs (veth, XDP on veth, BPF, BTF, ESP rfc4106)",
+       [] { return std::vector<std::string>{"--kernel", "vm", "--", Runner(), "--probe"}; },
+       0, {"has everything the lab needs"}, {}},
+      {"an ESP tunnel carries TCP in the guest, and its states count it",
+       [] { return std::vector<std::string>{"--kernel", "vm", "--", EspCheck()}; },
+       0, {"rfc4106(gcm(aes))", "8 TCP round trips", "packets"}, {}},
+      {"a failing command fails the call: ESP bypassed without policies",
+       [] { return std::vector<std::string>{"--kernel", "vm", "--", EspCheck(), "--without-policy",
+                                            "--round-trips", "3"}; },
+       1, {}, {"bypassed ESP", "counted 0 packets"}},
+      {"--kernel host runs CMD on this machine's kernel",
+       [] { return std::vector<std::string>{"--kernel", "host", "--", "uname", "-r"}; },
+       0, {host}, {}},
+      {"a command that does not exist fails like in a shell",
+       [] { return std::vector<std::string>{"--kernel", "vm", "--", "/nonexistent/kme2e-command"}; },
+       127, {}, {"kme2e-command"}},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.what) {
+      std::vector<std::string> args = c.args();
+      // The check binary defaults to 5 round trips; ask for the number the expectations name.
+      if (args.back() == EspCheck()) {
+        args.push_back("--round-trips");
+        args.push_back("8");
+      }
+      ProcessResult r = Call(args);
+      INFO(Describe(r));
+      CHECK(r.exit_code == c.exit_code);
+      for (const auto& s : c.out_has) CHECK_THAT(r.out, Catch::Contains(s));
+      for (const auto& s : c.err_has) CHECK_THAT(r.err, Catch::Contains(s));
+    }
+  }
+}
+
+TEST_CASE("the VM runs a kernel other than the host's, with the caller's cwd and environment") {
+  const std::string mark = kmesh::UniqueName("env-mark");
+  char cwd[4096];
+  REQUIRE(getcwd(cwd, sizeof(cwd)) != nullptr);
+  ProcessResult r = Call({"--kernel", "vm", "--", "sh", "-c", "uname -r; pwd; echo \"mark=$KMESH_E2E_VM_TEST_MARK\""},
+                         {"KMESH_E2E_VM_TEST_MARK=" + mark});
+  INFO(Describe(r));
+  REQUIRE(r.exit_code == 0);
+  std::istringstream lines(r.out);
+  std::string release, guest_cwd, guest_mark;
+  std::getline(lines, release);
+  std::getline(lines, guest_cwd);
+  std::getline(lines, guest_mark);
+  CHECK(release != HostRelease());
+  CHECK_THAT(release, Catch::EndsWith("-amd64"));  // the Debian kernel tools/vm/fetch-kernel cached
+  CHECK(guest_cwd == cwd);
+  CHECK(guest_mark == "mark=" + mark);
+}
+
+TEST_CASE("files written in the guest under TEST_UNDECLARED_OUTPUTS_DIR come back to the host") {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  REQUIRE(tmp != nullptr);
+  const std::string outputs = std::string(tmp) + "/" + kmesh::UniqueName("outputs");
+  REQUIRE(kmesh::netns::Run({"mkdir", "-p", outputs}).ok());
+  const std::string content = kmesh::UniqueName("written-in-guest");
+  ProcessResult r = Call({"--kernel", "vm", "--", "sh", "-c",
+                          "echo " + content + " > \"$TEST_UNDECLARED_OUTPUTS_DIR/from-guest.txt\""},
+                         {"TEST_UNDECLARED_OUTPUTS_DIR=" + outputs});
+  INFO(Describe(r));
+  REQUIRE(r.exit_code == 0);
+  std::ifstream f(outputs + "/from-guest.txt");
+  std::string got;
+  std::getline(f, got);
+  CHECK(got == content);
+}
+
+TEST_CASE("where the host lacks ESP, auto runs in the VM; the host alone fails clearly, never passes") {
+  const bool host_has_esp = HostHasEsp();
+  ProcessResult on_host = Call({"--kernel", "host", "--", EspCheck(), "--round-trips", "3"});
+  ProcessResult automatic = Call({"--", EspCheck(), "--round-trips", "3"});
+  INFO("host:\n" << Describe(on_host) << "\nauto:\n" << Describe(automatic));
+  CHECK(automatic.exit_code == 0);
+  CHECK_THAT(automatic.out, Catch::Contains("3 TCP round trips"));
+  if (host_has_esp) {
+    CHECK(on_host.exit_code == 0);
+  } else {
+    CHECK(on_host.exit_code == 1);
+    CHECK_THAT(on_host.err, Catch::Contains("this kernel cannot build the ESP tunnel"));
+    CHECK_THAT(automatic.err, Catch::Contains("running in a VM"));
+  }
+}
+
+TEST_CASE("a guest that never exits is killed at the timeout, the call says so, and no QEMU is left") {
+  std::vector<std::string> argv = {Runner(), "--kernel", "vm", "--timeout", "20", "--", "sleep", "3600"};
+  Process p = Process::Start(argv);
+  const int runner = p.pid();
+  ProcessResult r = p.Wait(CallBound());
+  INFO(Describe(r));
+  CHECK(r.exit_code == 124);
+  CHECK_THAT(r.err, Catch::Contains("timed out after 20 s") && Catch::Contains("killed QEMU"));
+  CHECK(r.elapsed < std::chrono::seconds(40));
+  CHECK(QemuOf(runner).empty());
+}
+
+TEST_CASE("interrupting the call (SIGTERM, as Bazel does on its timeout) kills QEMU with it") {
+  Process p = Process::Start({Runner(), "--kernel", "vm", "--", "sleep", "3600"});
+  const int runner = p.pid();
+  // Wait until QEMU runs, then interrupt the runner alone (not its process group).
+  auto deadline = std::chrono::steady_clock::now() + kmesh::defaults::VmBoot();
+  while (QemuOf(runner).empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(kmesh::defaults::PollInterval());
+  }
+  REQUIRE_FALSE(QemuOf(runner).empty());
+  REQUIRE(kill(runner, SIGTERM) == 0);
+  ProcessResult r = p.Wait(std::chrono::seconds(30));
+  INFO(Describe(r));
+  CHECK(r.exit_code == 128 + SIGTERM);
+  CHECK_THAT(r.err, Catch::Contains("interrupted by SIGTERM"));
+  CHECK(QemuOf(runner).empty());
+}
+
+TEST_CASE("bad usage is named, with exit code 2") {
+  struct Bad {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<Bad> bad = {
+      {{"--kernel", "nope", "--", "true"}, "--kernel must be auto, host or vm (got 'nope')"},
+      {{"--kernel", "vm"}, "no command: put it after '--'"},
+      {{"--timeout", "-3", "--", "true"}, "--timeout takes a positive number of seconds (got '-3')"},
+      {{"--kernel", "vm", "--rw", "/nonexistent/kme2e-dir", "--", "true"},
+       "writable share /nonexistent/kme2e-dir (from --rw) is not a directory"},
+      {{"--kernel", "vm", "--rw", "/proc", "--", "true"}, "the guest keeps its own /proc"},
+  };
+  for (const auto& b : bad) {
+    ProcessResult r = Call(b.args);
+    INFO(Describe(r));
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains(b.says));
+  }
+}
