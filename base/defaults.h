@@ -28,6 +28,10 @@ inline Millis PollInterval() { return Tunable("POLL_INTERVAL", Millis(50)); }
 // Applications in the lab (gunicorn + httpbin starting under Python, slow under QEMU emulation).
 inline Millis AppReady() { return Tunable("APP_READY", Millis(30000)); }
 
+// The lab's L7 waypoint: how long it waits for a client (request head, body) or its upstream (response
+// head, each later read) to make progress before it gives up on that connection.
+inline Millis WaypointIo() { return Tunable("WAYPOINT_IO", Millis(5000)); }
+
 // Child processes the harness runs (ip, tc, curl): killed after this.
 inline Millis Command() { return Tunable("COMMAND", Millis(20000)); }
 

@@ -347,12 +347,13 @@ class DocParser {
     };
     const Field* api = find("apiVersion");
     const Field* kind = find("kind");
-    if (!api) Fail(doc, "apiVersion", "missing (expected security.istio.io/v1 or security.istio.io/v1beta1)");
+    // The kind first: for a document of another kind, that is the news, not a missing apiVersion.
     if (!kind) Fail(doc, "kind", "missing (expected AuthorizationPolicy)");
     const std::string kind_text = String(*kind, "kind");
     if (kind_text != "AuthorizationPolicy") {
       Fail(kind->value, "kind", "\"" + kind_text + "\" is not supported here (expected AuthorizationPolicy)");
     }
+    if (!api) Fail(doc, "apiVersion", "missing (expected security.istio.io/v1 or security.istio.io/v1beta1)");
     const std::string api_text = String(*api, "apiVersion");
     if (api_text != "security.istio.io/v1" && api_text != "security.istio.io/v1beta1") {
       Fail(api->value, "apiVersion",
