@@ -1,0 +1,139 @@
+#include <catch2/catch.hpp>
+
+#include <bpf/bpf.h>
+#include <chrono>
+#include <csignal>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "bpf_probe/tuple.h"
+#include "e2e/lab/lab.h"
+#include "e2e/policy/template.h"
+#include "netns/process.h"
+
+using kmesh::bpf_probe::EncodeTupleKey;
+using kmesh::bpf_probe::IpAddr;
+using kmesh::bpf_probe::Tuple;
+using kmesh::lab::AppKind;
+using kmesh::lab::Fault;
+using kmesh::lab::Lab;
+using kmesh::policy::RenderPolicyTemplate;
+using kmesh::policy::Vars;
+
+namespace {
+
+struct Curl {
+  int exit_code;
+  int http_code;
+  double time_connect;
+};
+
+Curl CurlFrom(Lab& lab, const kmesh::lab::App& client, const std::string& ip, uint16_t port, uint16_t local_port,
+              const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {"curl", "-sS", "-o", "/dev/null", "-w", "%{json}", "--local-port",
+                                   std::to_string(local_port), "--connect-timeout", "1", "--max-time", "3"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back("http://" + ip + ":" + std::to_string(port) + "/get");
+  kmesh::netns::ProcessOptions opts;
+  opts.netns = lab.pod_of(client).ns.ref();
+  auto r = kmesh::netns::Run(argv, opts);
+  auto j = nlohmann::json::parse(r.out);
+  return Curl{r.exit_code, j.value("response_code", 0), j.value("time_connect", 0.0)};
+}
+
+std::optional<uint32_t> Verdict(Lab& lab, const kmesh::lab::App& server, const Tuple& t) {
+  auto key = EncodeTupleKey(t);
+  uint32_t v = 0;
+  int fd = lab.datapath(lab.pod_of(server).node).map_fd(KM_MAP_AUTH_RES);
+  if (bpf_map_lookup_elem(fd, key.data(), &v) != 0) return std::nullopt;
+  return v;
+}
+
+Tuple TupleOf(const kmesh::lab::App& client, uint16_t sport, const kmesh::lab::App& server) {
+  return Tuple{IpAddr::Parse(client.ip), sport, IpAddr::Parse(server.ip), server.port};
+}
+
+}  // namespace
+
+TEST_CASE("lab: httpbin answers a sleep client across nodes, and a DENY ipBlocks policy drops the selected client") {
+  auto lab = Lab::Up();
+  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1"});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2"});
+  const auto& b = lab->Deploy({"sleep-b", AppKind::kSleep, "node1", "test-ns2"});
+
+  auto before = CurlFrom(*lab, a, server.ip, server.port, 40001);
+  CHECK(before.exit_code == 0);
+  CHECK(before.http_code == 200);
+
+  lab->Apply(RenderPolicyTemplate("ip-deny", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
+
+  auto denied = CurlFrom(*lab, a, server.ip, server.port, 40002);
+  CHECK(denied.exit_code == 28);        // connect timeout: the SYN was dropped
+  CHECK(denied.time_connect == 0.0);    // never connected
+  CHECK(Verdict(*lab, server, TupleOf(a, 40002, server)) == std::optional<uint32_t>(1));
+
+  auto other = CurlFrom(*lab, b, server.ip, server.port, 40003);
+  CHECK(other.exit_code == 0);
+  CHECK(other.http_code == 200);
+  CHECK_FALSE(Verdict(*lab, server, TupleOf(b, 40003, server)).has_value());
+}
+
+TEST_CASE("lab: each XDP fault changes what it says it changes") {
+  auto lab = Lab::Up();
+  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1"});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2"});
+  lab->Apply(RenderPolicyTemplate("ip-deny", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
+  uint16_t port = 41000;
+
+  SECTION("deny-not-cached: dropped, but no km_auth_res entry") {
+    lab->Inject(Fault::kDenyNotCached);
+    CHECK(CurlFrom(*lab, a, server.ip, server.port, port).exit_code == 28);
+    CHECK_FALSE(Verdict(*lab, server, TupleOf(a, port, server)).has_value());
+  }
+  SECTION("policy-ignored: the policy is in the maps, but the client gets through") {
+    lab->Inject(Fault::kPolicyIgnored);
+    CHECK(CurlFrom(*lab, a, server.ip, server.port, port).http_code == 200);
+    CHECK_FALSE(Verdict(*lab, server, TupleOf(a, port, server)).has_value());
+  }
+  SECTION("xdp-detached: nothing evaluates the policy") {
+    lab->Inject(Fault::kXdpDetached);
+    CHECK_FALSE(lab->datapath("node2").Attached(lab->pod_of(server)));
+    CHECK(CurlFrom(*lab, a, server.ip, server.port, port).http_code == 200);
+    lab->Clear(Fault::kXdpDetached);
+    CHECK(CurlFrom(*lab, a, server.ip, server.port, port + 1).exit_code == 28);
+  }
+}
+
+TEST_CASE("lab: up then down leaves no namespace, XDP program, map or process") {
+  std::vector<std::string> namespaces;
+  uint32_t prog_id = 0, map_id = 0;
+  pid_t gunicorn = 0;
+  {
+    auto lab = Lab::Up();
+    const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node1", "test-ns1"});
+    for (const auto& n : lab->topology().nodes()) namespaces.push_back(n->ns.name());
+    for (const auto& p : lab->topology().pods()) namespaces.push_back(p->ns.name());
+    prog_id = lab->datapath("node1").prog_id();
+    map_id = lab->datapath("node1").map_id(KM_MAP_AUTH_RES);
+    auto pg = kmesh::netns::Run({"pgrep", "-f", "gunicorn -b " + server.ip});
+    REQUIRE(pg.ok());
+    gunicorn = std::stoi(pg.out);
+  }
+  auto listed = kmesh::netns::RunChecked({"ip", "netns", "list"}).out;
+  for (const auto& n : namespaces) CHECK(listed.find(n) == std::string::npos);
+  CHECK(kill(gunicorn, 0) != 0);
+  // BPF objects are freed after an RCU grace period: poll, bounded.
+  bool prog_gone = false, map_gone = false;
+  for (int i = 0; i < 100 && !(prog_gone && map_gone); ++i) {
+    int pfd = bpf_prog_get_fd_by_id(prog_id);
+    int mfd = bpf_map_get_fd_by_id(map_id);
+    prog_gone = pfd < 0;
+    map_gone = mfd < 0;
+    if (pfd >= 0) close(pfd);
+    if (mfd >= 0) close(mfd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(prog_gone);
+  CHECK(map_gone);
+}

@@ -1,0 +1,162 @@
+#include "e2e/lab/topology.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "base/names.h"
+
+namespace kmesh::lab {
+namespace {
+
+constexpr const char* kPodGateway = "169.254.1.1";
+
+std::string NewUuid() {
+  std::ifstream f("/proc/sys/kernel/random/uuid");
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+
+// "10.244.1.0/24" + host 5 -> "10.244.1.5"
+std::string HostInCidr(const std::string& cidr, int host) {
+  const std::string net = cidr.substr(0, cidr.find('/'));
+  const std::string prefix = net.substr(0, net.rfind('.') + 1);
+  return prefix + std::to_string(host);
+}
+
+}  // namespace
+
+std::vector<NodeSpec> DefaultNodes() {
+  return {{"node1", "172.18.0.2", "10.244.1.0/24"}, {"node2", "172.18.0.3", "10.244.2.0/24"}};
+}
+
+void IpBatch(const netns::NetnsRef& ns, const std::vector<std::string>& lines) {
+  char path[] = "/tmp/kme2e-ipbatch-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) ThrowErrno("mkstemp for ip -batch");
+  std::string text;
+  for (const auto& l : lines) text += l + "\n";
+  const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  close(fd);
+  if (!written) {
+    unlink(path);
+    throw Error(std::string("cannot write ") + path);
+  }
+  netns::ProcessOptions opts;
+  opts.netns = ns;
+  auto r = netns::Run({"ip", "-batch", path}, opts);
+  unlink(path);
+  if (!r.ok()) throw Error("in network namespace " + ns.path() + ": " + r.Describe());
+}
+
+void SetSysctl(const netns::NetnsRef& ns, const std::string& dotted, const std::string& value) {
+  std::string path = "/proc/sys/" + dotted;
+  std::replace(path.begin() + 10, path.end(), '.', '/');
+  netns::RunIn(ns, [&] {
+    std::ofstream f(path);
+    f << value;
+    f.close();
+    if (!f) throw Error("cannot set sysctl " + dotted + "=" + value + " in " + ns.path());
+  });
+}
+
+std::unique_ptr<Topology> Topology::Up(const std::vector<NodeSpec>& specs) {
+  if (specs.size() != 2) throw Error("the lab topology has exactly two nodes, got " + std::to_string(specs.size()));
+  netns::SweepStale();
+  std::unique_ptr<Topology> t(new Topology());
+  for (const auto& s : specs) {
+    t->nodes_.push_back(std::make_unique<Node>(Node{s, netns::Netns::Create(s.name), NewUuid()}));
+  }
+  Node& a = *t->nodes_[0];
+  Node& b = *t->nodes_[1];
+  // The underlay: one veth pair between the two node namespaces, both ends named eth0 like a kind node.
+  IpBatch(a.ns.ref(), {"link add eth0 type veth peer name eth0-peer netns " + b.ns.name(),
+                       "addr add " + a.spec.underlay_ip + "/16 dev eth0", "link set lo up",
+                       "link set eth0 up"});
+  IpBatch(b.ns.ref(), {"link set eth0-peer name eth0", "addr add " + b.spec.underlay_ip + "/16 dev eth0",
+                       "link set lo up", "link set eth0 up"});
+  for (const auto& [self_ptr, peer_ptr] : {std::make_pair(&a, &b), std::make_pair(&b, &a)}) {
+    Node& self = *self_ptr;
+    Node& peer = *peer_ptr;
+    SetSysctl(self.ns.ref(), "net.ipv4.ip_forward", "1");
+    IpBatch(self.ns.ref(), {"route add " + peer.spec.pod_cidr + " via " + peer.spec.underlay_ip + " dev eth0"});
+  }
+  return t;
+}
+
+Topology::~Topology() {
+  // Processes first (they keep namespaces busy), then pods, then nodes.
+  for (auto& p : processes_) p->Stop();
+  processes_.clear();
+  pods_.clear();
+  nodes_.clear();
+}
+
+Node& Topology::node(const std::string& name) {
+  for (auto& n : nodes_) {
+    if (n->spec.name == name) return *n;
+  }
+  std::string have;
+  for (auto& n : nodes_) have += " " + n->spec.name;
+  throw Error("lab: no node named " + name + " (nodes:" + have + ")");
+}
+
+Node& Topology::node_by_underlay(const std::string& ip) {
+  for (auto& n : nodes_) {
+    if (n->spec.underlay_ip == ip) return *n;
+  }
+  throw Error("lab: no node with underlay address " + ip);
+}
+
+Pod& Topology::pod(const std::string& name) {
+  for (auto& p : pods_) {
+    if (p->name == name) return *p;
+  }
+  throw Error("lab: no pod named " + name);
+}
+
+Pod& Topology::AddPod(const std::string& node_name, const std::string& name, const std::string& k8s_ns,
+                      const std::map<std::string, std::string>& labels) {
+  for (auto& p : pods_) {
+    if (p->name == name) throw Error("lab: a pod named " + name + " already exists");
+  }
+  Node& n = node(node_name);
+  if (n.next_host > 254) throw Error("lab: node " + node_name + " has no free pod address");
+  const std::string ip = HostInCidr(n.spec.pod_cidr, n.next_host++);
+  auto pod = std::make_unique<Pod>(Pod{name, k8s_ns, labels, node_name, ip, "", k8s_ns + "/" + name,
+                                       netns::Netns::Create("pod")});
+  // Node-side name: unique within the node namespace, <= 15 characters.
+  pod->host_veth = "lxc" + std::to_string(n.next_host - 1);
+  // The node side owns the pods' gateway address, so a pod's ARP for it is answered by its own veth.
+  IpBatch(n.ns.ref(), {"link add " + pod->host_veth + " type veth peer name eth0 netns " + pod->ns.name(),
+                       std::string("addr add ") + kPodGateway + "/32 dev " + pod->host_veth + " scope link",
+                       "link set " + pod->host_veth + " up",
+                       "route add " + ip + "/32 dev " + pod->host_veth});
+  IpBatch(pod->ns.ref(), {"addr add " + ip + "/32 dev eth0", "link set lo up", "link set eth0 up",
+                          std::string("route add ") + kPodGateway + " dev eth0 scope link",
+                          std::string("route add 10.244.0.0/16 via ") + kPodGateway + " dev eth0"});
+  pods_.push_back(std::move(pod));
+  return *pods_.back();
+}
+
+void Topology::RemovePod(const std::string& name) {
+  auto it = std::find_if(pods_.begin(), pods_.end(), [&](auto& p) { return p->name == name; });
+  if (it == pods_.end()) throw Error("lab: no pod named " + name);
+  pods_.erase(it);  // the namespace goes, and with it both ends of its veth
+}
+
+netns::Process& Topology::Spawn(const netns::NetnsRef& ns, const std::vector<std::string>& argv,
+                                const std::string& log_file) {
+  netns::ProcessOptions opts;
+  opts.netns = ns;
+  opts.output = netns::ProcessOptions::Output::kFile;
+  opts.output_file = log_file;
+  processes_.push_back(std::make_unique<netns::Process>(netns::Process::Start(argv, opts)));
+  return *processes_.back();
+}
+
+}  // namespace kmesh::lab

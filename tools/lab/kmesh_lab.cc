@@ -1,0 +1,225 @@
+// kmesh-lab: bring the embedded lab up for a person to explore, show it, tear it down.
+//
+//   kmesh-lab up [--ipsec]   start the lab in the background (httpbin on node2 behind a waypoint, two
+//                            sleep clients on node1), print how to enter every pod and node
+//   kmesh-lab status         what runs, the XDP program and map ids, the IPsec SPI per node
+//   kmesh-lab down           stop it; every namespace, program, map and process goes with it
+//
+// One lab at a time per machine; its description lives in /run/kmesh-e2e/lab.json. `up` first removes
+// what dead runs left behind (namespaces and work folders of processes that no longer exist).
+#include <csignal>
+#include <fcntl.h>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include "base/defaults.h"
+#include "base/error.h"
+#include "base/names.h"
+#include "base/privileges.h"
+#include "bpf_probe/kmesh_abi.h"
+#include "e2e/framework/ipsec_secret.h"
+#include "e2e/lab/lab.h"
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* kStateDir = "/run/kmesh-e2e";
+constexpr const char* kStateFile = "/run/kmesh-e2e/lab.json";
+
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+kmesh::ipsec::IpsecSecret DemoSecret() {
+  kmesh::ipsec::IpsecSecret s;
+  s.spi = 1;
+  std::vector<uint8_t> key(36);
+  std::ifstream("/dev/urandom").read(reinterpret_cast<char*>(key.data()), key.size());
+  s.aead_key = kmesh::ipsec::KeyMaterial(key);
+  return s;
+}
+
+json Describe(kmesh::lab::Lab& lab) {
+  json j;
+  j["pid"] = getpid();
+  j["workdir"] = lab.workdir();
+  for (const auto& n : lab.topology().nodes()) {
+    j["nodes"].push_back({{"name", n->spec.name},
+                          {"netns", n->ns.name()},
+                          {"address", n->spec.underlay_ip},
+                          {"pod_cidr", n->spec.pod_cidr},
+                          {"enter", "ip netns exec " + n->ns.name() + " bash"}});
+  }
+  for (const auto& p : lab.topology().pods()) {
+    j["pods"].push_back({{"name", p->name},
+                         {"namespace", p->k8s_namespace},
+                         {"node", p->node},
+                         {"ip", p->ip},
+                         {"netns", p->ns.name()},
+                         {"enter", "ip netns exec " + p->ns.name() + " bash"}});
+  }
+  for (const auto& n : lab.topology().nodes()) {
+    if (!lab.has_datapath(n->spec.name)) continue;
+    auto& dp = lab.datapath(n->spec.name);
+    j["xdp"].push_back({{"node", n->spec.name},
+                        {"prog_id", dp.prog_id()},
+                        {"km_auth_res", dp.map_id(KM_MAP_AUTH_RES)},
+                        {"km_authz_policy", dp.map_id(KM_MAP_AUTHZ_POLICY)},
+                        {"km_wlpolicy", dp.map_id(KM_MAP_WLPOLICY)},
+                        {"km_frontend", dp.map_id(KM_MAP_FRONTEND)}});
+  }
+  j["ipsec"] = lab.ipsec_enabled();
+  return j;
+}
+
+void SweepStaleFiles() {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/tmp", ec)) {
+    const std::string name = e.path().filename().string();
+    const pid_t owner = kmesh::OwnerPid(name);
+    if (owner > 0 && kmesh::ProcessGone(owner)) fs::remove_all(e.path(), ec);
+  }
+}
+
+int Up(bool ipsec) {
+  if (fs::exists(kStateFile)) {
+    json j = json::parse(std::ifstream(kStateFile));
+    pid_t pid = j.value("pid", 0);
+    if (pid > 0 && !kmesh::ProcessGone(pid)) {
+      std::cerr << "kmesh-lab: a lab is already up (pid " << pid << "); `kmesh-lab down` first\n";
+      return 1;
+    }
+    fs::remove(kStateFile);
+  }
+  SweepStaleFiles();
+  fs::create_directories(kStateDir);
+  int ready[2];
+  if (pipe(ready) != 0) kmesh::ThrowErrno("pipe");
+  pid_t child = fork();
+  if (child < 0) kmesh::ThrowErrno("fork");
+  if (child == 0) {
+    close(ready[0]);
+    setsid();
+    std::signal(SIGTERM, OnSignal);
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGHUP, SIG_IGN);
+    std::string status = "ok";
+    std::unique_ptr<kmesh::lab::Lab> lab;
+    try {
+      lab = kmesh::lab::Lab::Up();
+      lab->Deploy({"httpbin", kmesh::lab::AppKind::kHttpbin, "node2", "test-ns1", {}, true});
+      lab->Deploy({"sleep-a", kmesh::lab::AppKind::kSleep, "node1", "test-ns2"});
+      lab->Deploy({"sleep-b", kmesh::lab::AppKind::kSleep, "node1", "test-ns3"});
+      if (ipsec) lab->ApplySecret(DemoSecret());
+      std::ofstream(kStateFile) << Describe(*lab).dump(2) << "\n";
+    } catch (const std::exception& e) {
+      status = e.what();
+    }
+    (void)!write(ready[1], status.data(), status.size());
+    close(ready[1]);
+    if (status != "ok") _exit(1);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    while (!g_stop) pause();
+    lab.reset();
+    fs::remove(kStateFile);
+    _exit(0);
+  }
+  close(ready[1]);
+  std::string status;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(ready[0], buf, sizeof buf)) > 0) status.append(buf, n);
+  close(ready[0]);
+  if (status != "ok") {
+    waitpid(child, nullptr, 0);
+    std::cerr << "kmesh-lab up failed: " << status << "\n";
+    return 1;
+  }
+  json j = json::parse(std::ifstream(kStateFile));
+  std::cout << "lab up (pid " << child << ", work folder " << j["workdir"].get<std::string>() << ")\n\n";
+  for (const auto& node : j["nodes"]) {
+    std::cout << "node " << node["name"].get<std::string>() << "  " << node["address"].get<std::string>()
+              << "  pods " << node["pod_cidr"].get<std::string>() << "\n    " << node["enter"].get<std::string>()
+              << "\n";
+  }
+  for (const auto& pod : j["pods"]) {
+    std::cout << "pod " << pod["name"].get<std::string>() << " (" << pod["namespace"].get<std::string>() << ", "
+              << pod["node"].get<std::string>() << ")  " << pod["ip"].get<std::string>() << "\n    "
+              << pod["enter"].get<std::string>() << "\n";
+  }
+  std::cout << "\ntry: ip netns exec <sleep-a netns> curl -s http://<httpbin-waypoint ip>/get\n"
+            << "maps: bazel run //tools/mapdump:kmesh-mapdump -- auth (ids in `kmesh-lab status`)\n";
+  return 0;
+}
+
+int Status() {
+  if (!fs::exists(kStateFile)) {
+    std::cout << "no lab is up\n";
+    return 1;
+  }
+  json j = json::parse(std::ifstream(kStateFile));
+  const pid_t pid = j.value("pid", 0);
+  const bool alive = pid > 0 && !kmesh::ProcessGone(pid);
+  std::cout << j.dump(2) << "\n" << (alive ? "running" : "STALE: the lab's process is gone (run `kmesh-lab down`)")
+            << "\n";
+  return alive ? 0 : 1;
+}
+
+int Down() {
+  if (!fs::exists(kStateFile)) {
+    SweepStaleFiles();
+    std::cout << "no lab is up\n";
+    return 0;
+  }
+  json j = json::parse(std::ifstream(kStateFile));
+  const pid_t pid = j.value("pid", 0);
+  if (pid > 0 && !kmesh::ProcessGone(pid)) {
+    kill(pid, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + kmesh::defaults::Command();
+    while (!kmesh::ProcessGone(pid) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(kmesh::defaults::PollInterval());
+    }
+    if (!kmesh::ProcessGone(pid)) {
+      kill(pid, SIGKILL);
+      std::cerr << "kmesh-lab: the lab did not stop within " << kmesh::defaults::Command().count()
+                << " ms; killed it (its namespaces are swept below)\n";
+    }
+  }
+  fs::remove(kStateFile);
+  SweepStaleFiles();
+  std::cout << "lab down\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd != "up" && cmd != "status" && cmd != "down") {
+    std::cerr << "usage: kmesh-lab up [--ipsec] | status | down\n";
+    return 2;
+  }
+  if (auto missing = kmesh::MissingKernelPrivileges(); !missing.empty()) {
+    std::cerr << "kmesh-lab: " << missing << "\n";
+    return 1;
+  }
+  try {
+    if (cmd == "up") return Up(argc > 2 && std::strcmp(argv[2], "--ipsec") == 0);
+    if (cmd == "status") return Status();
+    return Down();
+  } catch (const std::exception& e) {
+    std::cerr << "kmesh-lab " << cmd << ": " << e.what() << "\n";
+    return 1;
+  }
+}
