@@ -114,6 +114,16 @@ bool RuleMatches(const Rule& rule, Action action, const Request& r) {
   return std::all_of(rule.when.begin(), rule.when.end(), [&](const Condition& c) { return ConditionMatches(c, r); });
 }
 
+// What SupportedBy() marks kUnsupported, without building its report.
+bool UsesUnsupported(const AuthorizationPolicy& p) {
+  return Any(p.rules, [](const Rule& rule) {
+    return Any(rule.from, [](const Source& s) { return !s.principals.empty() || !s.not_principals.empty(); }) ||
+           Any(rule.when, [](const Condition& c) {
+             return c.key.kind == ConditionKey::Kind::kSourcePrincipal || c.key.kind == ConditionKey::Kind::kOther;
+           });
+  });
+}
+
 }  // namespace
 
 Headers::Headers(std::initializer_list<std::pair<std::string, std::string>> list) {
@@ -166,8 +176,11 @@ bool Matches(const AuthorizationPolicy& policy, const Request& request, int* rul
 }
 
 Decision Evaluate(const std::vector<AuthorizationPolicy>& policies, const Request& request) {
-  // Refuse up front, so an unsupported field fails whatever the order or the request.
-  for (const auto& p : policies) SupportedBy(p).RequireSupported();
+  // Refuse up front, so an unsupported field fails whatever the order or the request. (The quick scan
+  // keeps the common case free of SupportedBy's strings; it only builds the message.)
+  for (const auto& p : policies) {
+    if (UsesUnsupported(p)) SupportedBy(p).RequireSupported();
+  }
 
   int rule = -1;
   for (const auto& p : policies) {
