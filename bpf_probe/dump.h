@@ -21,7 +21,8 @@ namespace kmesh::bpf_probe {
 struct DumpOptions {
   bool use_batch = true;           // false forces the get_next_key walk
   uint32_t batch_entries = 1024;   // entries asked for per batch call (grown when a bucket is larger)
-  uint32_t max_restarts = 64;      // get_next_key walk: restarts tolerated before giving up
+  uint32_t max_restarts = 1000;    // get_next_key walk: restarts tolerated before giving up (each is cheap:
+                                   // the walk resumes from a recent key that still exists)
 };
 
 struct DumpStats {

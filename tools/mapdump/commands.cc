@@ -1,0 +1,250 @@
+#include "tools/mapdump/commands.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "base/error.h"
+#include "bpf_probe/dump_json.h"
+#include "bpf_probe/fnv.h"
+#include "bpf_probe/json_writer.h"
+#include "bpf_probe/kmesh_abi.h"
+#include "bpf_probe/kmesh_maps.h"
+#include "bpf_probe/maps.h"
+#include "bpf_probe/xdp.h"
+#include "netns/netns.h"
+
+namespace kmesh::mapdump {
+namespace {
+
+using namespace bpf_probe;
+
+struct UsageError : Error {
+  using Error::Error;
+};
+
+// Kmesh's maps that `maps` reports on (and says are missing).
+const char* const kKmeshMaps[] = {KM_MAP_AUTH_RES,  KM_MAP_AUTH_REQ, KM_MAP_AUTHZ_POLICY, KM_MAP_WLPOLICY,
+                                  KM_MAP_FRONTEND,  KM_MAP_TCARGS,   KM_MAP_XDP_TAILCALL};
+
+void WriteAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ThrowErrno("write output");
+    }
+    off += static_cast<size_t>(n);
+  }
+}
+
+uint64_t ParseNumber(const std::string& flag, const std::string& v, uint64_t max) {
+  if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }) || v.size() > 19 ||
+      std::stoull(v) > max) {
+    throw UsageError(flag + " \"" + v + "\": expected a number from 0 to " + std::to_string(max));
+  }
+  return std::stoull(v);
+}
+
+IpAddr ParseIp(const std::string& flag, const std::string& v) {
+  auto ip = IpAddr::TryParse(v);
+  if (!ip) throw UsageError(flag + " \"" + v + "\": not an IPv4 or IPv6 address");
+  return *ip;
+}
+
+bool IsDir(const std::string& p) {
+  struct stat st {};
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+netns::NetnsRef NamespaceOf(const Options& o) {
+  if (o.pid) return netns::NetnsRef::OfPid(*o.pid);
+  return netns::NetnsRef::Resolve(o.netns);
+}
+
+// Where the maps come from, by the options (see Usage()).
+MapCatalog Catalog(const Options& o, int err_fd) {
+  if (o.prog) return MapCatalog::FromProgram(*o.prog);
+  if (!o.netns.empty() || o.pid) {
+    if (o.dev.empty()) throw UsageError("--netns/--pid select maps only together with --dev IFACE (the interface "
+                                        "whose XDP program's maps to read)");
+    const netns::NetnsRef ns = NamespaceOf(o);
+    const XdpAttachment a = QueryXdp(ns, o.dev);
+    if (!a.attached()) {
+      throw Error("no XDP program is attached to " + o.dev + " in " + ns.path() +
+                  " (Kmesh attaches xdp_authz only to enrolled pods, in dual-engine mode)");
+    }
+    return MapCatalog::FromProgram(a.programs.front().prog.id);
+  }
+  if (o.by_name) return MapCatalog::FromKernel();
+  const std::string dir = o.pin_dir.empty() ? KM_PIN_DIR : o.pin_dir;
+  if (o.pin_dir_given || IsDir(dir)) {
+    MapCatalog pins = MapCatalog::FromPinDir(dir);
+    if (o.pin_dir_given || !pins.maps().empty()) return pins;
+  }
+  WriteAll(err_fd, "kmesh-mapdump: no pins under " + dir + "; finding maps by kernel name\n");
+  return MapCatalog::FromKernel();
+}
+
+int CmdMaps(const Options& o, int out, int err) {
+  const MapCatalog cat = Catalog(o, err);
+  const bool kernel = cat.source() == "kernel map names";
+  std::vector<MapRow> rows;
+  std::vector<std::string> missing;
+  for (const char* name : kKmeshMaps) {
+    if (cat.Named(name).empty()) missing.push_back(name);
+  }
+  for (const auto& info : cat.maps()) {
+    // From the kernel, only Kmesh's maps: the machine has many others.
+    if (kernel && info.name.rfind("km_", 0) != 0) continue;
+    MapRow r{info, std::nullopt, KmeshLayoutProblem(info, info.name)};
+    try {
+      r.entries = MapCatalog::OpenInfo(info).CountEntries();
+    } catch (const Error&) {
+      // Ring buffers and the like have nothing to count: shown as "-".
+    }
+    rows.push_back(std::move(r));
+  }
+  WriteAll(out, FormatMaps(cat.source(), rows, missing, o.json));
+  return kExitOk;
+}
+
+int CmdAuth(const Options& o, int out, int err) {
+  const MapCatalog cat = Catalog(o, err);
+  const AuthResultMap auth(cat.Open(KM_MAP_AUTH_RES), o.port_order);
+  const std::vector<AuthEntry> entries = auth.Entries();
+  WriteAll(out, FormatAuth(entries, o.filter, o.port_order, o.json));
+  if (!o.json) WriteAll(err, AuthSummary(entries, o.filter, o.port_order) + "\n");
+  return kExitOk;
+}
+
+int CmdPolicies(const Options& o, int out, int err) {
+  const MapCatalog cat = Catalog(o, err);
+  std::map<uint32_t, std::string> names;
+  for (const auto& n : o.names) {
+    const size_t slash = n.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == n.size() || n.find('/', slash + 1) != std::string::npos) {
+      throw UsageError("--name \"" + n + "\": expected NAMESPACE/NAME, like default/deny-by-ip");
+    }
+    names[PolicyId(n.substr(0, slash), n.substr(slash + 1))] = n;
+  }
+  const WorkloadPolicyMap wl(cat.Open(KM_MAP_WLPOLICY));
+  const AuthzPolicyMap policies(cat.Open(KM_MAP_AUTHZ_POLICY));
+  WriteAll(out, FormatPolicies(wl.Entries(), policies.Entries(), names, o.json));
+  return kExitOk;
+}
+
+int CmdFrontends(const Options& o, int out, int err) {
+  const MapCatalog cat = Catalog(o, err);
+  WriteAll(out, FormatFrontends(FrontendMap(cat.Open(KM_MAP_FRONTEND)).Entries(), o.json));
+  return kExitOk;
+}
+
+int CmdXdp(const Options& o, int out, int) {
+  if (o.netns.empty() && !o.pid) throw UsageError("xdp needs --netns NAME|PATH or --pid PID");
+  const netns::NetnsRef ns = NamespaceOf(o);
+  std::vector<XdpAttachment> all;
+  if (o.dev.empty()) all = QueryXdpAll(ns);
+  else all.push_back(QueryXdp(ns, o.dev));
+  WriteAll(out, FormatXdp(ns.path(), all, o.json));
+  return kExitOk;
+}
+
+int CmdDump(const Options& o, int out, int err) {
+  if (o.args.size() != 1) throw UsageError("dump takes one map: a name (km_auth_res), an id (12) or a pin path");
+  const std::string& ref = o.args[0];
+  // Names need a catalog; ids and pin paths do not (and must not print the "no pins" note).
+  const bool by_ref = ref[0] == '/' || std::all_of(ref.begin(), ref.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const Map map = !by_ref ? Catalog(o, err).Open(ref)
+                 : ref[0] == '/' ? Map::OpenPinned(ref)
+                                 : Map::OpenById(static_cast<uint32_t>(ParseNumber("map id", ref, UINT32_MAX)));
+  JsonDumpOptions jo;
+  jo.btf = o.btf;
+  jo.port_order = o.port_order;
+  JsonWriter w(out);
+  const DumpStats stats = WriteMapJson(map, w, jo);
+  w.Newline();
+  w.Flush();
+  if (!stats.complete) {
+    WriteAll(err, "kmesh-mapdump: dump of " + map.info().Describe() + " is incomplete: " + stats.Describe() + "\n");
+    return kExitError;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Options ParseArgs(const std::vector<std::string>& argv) {
+  Options o;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    auto value = [&]() -> const std::string& {
+      if (i + 1 >= argv.size()) throw UsageError(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") o.help = true;
+    else if (a == "--json") o.json = true;
+    else if (a == "--no-btf") o.btf = false;
+    else if (a == "--by-name") o.by_name = true;
+    else if (a == "--pin-dir") o.pin_dir = value(), o.pin_dir_given = true;
+    else if (a == "--prog") o.prog = static_cast<uint32_t>(ParseNumber(a, value(), UINT32_MAX));
+    else if (a == "--netns") o.netns = value();
+    else if (a == "--pid") o.pid = static_cast<int>(ParseNumber(a, value(), INT32_MAX));
+    else if (a == "--dev") o.dev = value();
+    else if (a == "--port-order") {
+      try {
+        o.port_order = ParsePortOrder(value());
+      } catch (const Error& e) {
+        throw UsageError(e.what());
+      }
+    } else if (a == "--ip") o.filter.ip = ParseIp(a, value());
+    else if (a == "--src") o.filter.src = ParseIp(a, value());
+    else if (a == "--dst") o.filter.dst = ParseIp(a, value());
+    else if (a == "--port") o.filter.port = static_cast<uint16_t>(ParseNumber(a, value(), 65535));
+    else if (a == "--dport") o.filter.dport = static_cast<uint16_t>(ParseNumber(a, value(), 65535));
+    else if (a == "--verdict") {
+      try {
+        o.filter.verdict = ParseVerdict(value());
+      } catch (const Error& e) {
+        throw UsageError(std::string("--verdict: ") + e.what());
+      }
+    } else if (a == "--name") o.names.push_back(value());
+    else if (a.size() > 1 && a[0] == '-') throw UsageError("unknown option " + a + " (see --help)");
+    else if (o.command.empty()) o.command = a;
+    else o.args.push_back(a);
+  }
+  if (!o.netns.empty() && o.pid) throw UsageError("give --netns or --pid, not both");
+  return o;
+}
+
+int Run(const std::vector<std::string>& argv, int out, int err) {
+  try {
+    const Options o = ParseArgs(argv);
+    if (o.help || o.command.empty()) {
+      WriteAll(o.help ? out : err, Usage());
+      return o.help ? kExitOk : kExitUsage;
+    }
+    if (o.command != "dump" && !o.args.empty()) {
+      throw UsageError(o.command + " takes no positional arguments (got \"" + o.args[0] + "\")");
+    }
+    if (o.command == "maps") return CmdMaps(o, out, err);
+    if (o.command == "auth") return CmdAuth(o, out, err);
+    if (o.command == "policies") return CmdPolicies(o, out, err);
+    if (o.command == "frontends") return CmdFrontends(o, out, err);
+    if (o.command == "xdp") return CmdXdp(o, out, err);
+    if (o.command == "dump") return CmdDump(o, out, err);
+    throw UsageError("unknown command \"" + o.command + "\" (commands: maps, auth, policies, frontends, xdp, dump)");
+  } catch (const UsageError& e) {
+    WriteAll(err, std::string("kmesh-mapdump: ") + e.what() + "\n");
+    return kExitUsage;
+  } catch (const Error& e) {
+    WriteAll(err, std::string("kmesh-mapdump: ") + e.what() + "\n");
+    return kExitError;
+  }
+}
+
+}  // namespace kmesh::mapdump

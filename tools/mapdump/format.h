@@ -1,0 +1,64 @@
+// What kmesh-mapdump prints, as pure functions of the data it read: the same data always gives the same
+// text (golden-file tested), and the kernel-facing code in commands.cc only gathers the data.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bpf_probe/kmesh_maps.h"
+#include "bpf_probe/maps.h"
+#include "bpf_probe/tuple.h"
+#include "bpf_probe/xdp.h"
+
+namespace kmesh::mapdump {
+
+// --- maps ---
+struct MapRow {
+  bpf_probe::MapInfo info;
+  std::optional<uint64_t> entries;  // nullopt: the map has no entries to count (ring buffer)
+  std::string layout_problem;       // "" when the map is laid out like Kmesh's
+};
+
+// `missing`: Kmesh map names the source does not have.
+std::string FormatMaps(const std::string& source, const std::vector<MapRow>& rows,
+                       const std::vector<std::string>& missing, bool json);
+
+// --- auth ---
+struct AuthFilter {
+  std::optional<bpf_probe::IpAddr> ip;    // src or dst
+  std::optional<bpf_probe::IpAddr> src;
+  std::optional<bpf_probe::IpAddr> dst;
+  std::optional<uint16_t> port;           // sport or dport
+  std::optional<uint16_t> dport;
+  std::optional<bpf_probe::Verdict> verdict;
+
+  bool Matches(const bpf_probe::AuthEntry& e) const;
+};
+
+// One line per tuple: "10.244.1.5:40001 -> 10.244.2.7:8080  DENY". JSON: an array of objects.
+std::string FormatAuth(const std::vector<bpf_probe::AuthEntry>& entries, const AuthFilter& filter,
+                       bpf_probe::PortOrder order, bool json);
+// "3 of 5 entries shown: 2 DENY, 1 ALLOW; ports read in host order (current Kmesh)" (for stderr).
+std::string AuthSummary(const std::vector<bpf_probe::AuthEntry>& entries, const AuthFilter& filter,
+                        bpf_probe::PortOrder order);
+
+// --- policies ---
+// `names`: policy id -> "namespace/name" for the names the user gave (--name).
+std::string FormatPolicies(const std::vector<bpf_probe::WorkloadPolicies>& workloads,
+                           const std::vector<bpf_probe::AuthzPolicy>& policies,
+                           const std::map<uint32_t, std::string>& names, bool json);
+
+// --- frontends ---
+std::string FormatFrontends(const std::vector<bpf_probe::Frontend>& frontends, bool json);
+
+// --- xdp ---
+std::string FormatXdp(const std::string& netns, const std::vector<bpf_probe::XdpAttachment>& attachments,
+                      bool json);
+
+// --- usage ---
+std::string Usage();
+
+}  // namespace kmesh::mapdump

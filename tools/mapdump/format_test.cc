@@ -1,0 +1,210 @@
+// kmesh-mapdump's output formats against golden files (bpf_probe/testdata/mapdump/). On a mismatch the
+// actual output is written to the case's evidence folder; to accept a change on purpose, run the test
+// binary with KMESH_UPDATE_GOLDEN=<workspace>/bpf_probe/testdata/mapdump and review the diff.
+#include <catch2/catch.hpp>
+
+#include <linux/bpf.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "base/runfiles.h"
+#include "bpf_probe/kmesh_abi.h"
+#include "e2e/framework/case_output.h"
+#include "tools/mapdump/commands.h"
+#include "tools/mapdump/format.h"
+
+using namespace kmesh::bpf_probe;
+using namespace kmesh::mapdump;
+
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void CheckGolden(const std::string& name, const std::string& actual) {
+  if (const char* dir = std::getenv("KMESH_UPDATE_GOLDEN"); dir && *dir) {
+    std::ofstream(std::string(dir) + "/" + name) << actual;
+    return;
+  }
+  const std::string golden = ReadFile(kmesh::Runfile("bpf_probe/testdata/mapdump/" + name));
+  if (golden != actual) {
+    const std::string where = kmesh::e2e::CaseOutputDir() + "/" + name;
+    std::ofstream(where) << actual;
+    INFO("golden bpf_probe/testdata/mapdump/" << name << " differs; actual output written to " << where);
+    CHECK(actual == golden);
+  }
+}
+
+MapInfo Info(uint32_t id, const char* name, uint32_t type, uint32_t k, uint32_t v, uint32_t max, uint32_t flags,
+             uint32_t btf) {
+  MapInfo i;
+  i.id = id;
+  i.name = name;
+  i.type = type;
+  i.key_size = k;
+  i.value_size = v;
+  i.max_entries = max;
+  i.flags = flags;
+  i.btf_id = btf;
+  return i;
+}
+
+std::vector<MapRow> SomeMaps() {
+  std::vector<MapRow> rows;
+  rows.push_back({Info(12, KM_MAP_AUTH_RES, BPF_MAP_TYPE_HASH, 36, 4, 8192, 1, 40), 3, ""});
+  rows.push_back({Info(13, KM_MAP_AUTH_REQ, BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0, 0), std::nullopt, ""});
+  rows.push_back({Info(14, KM_MAP_AUTHZ_POLICY, BPF_MAP_TYPE_HASH, 4, 64, 512, 1, 40), 2, ""});
+  MapInfo odd = Info(15, KM_MAP_WLPOLICY, BPF_MAP_TYPE_HASH, 4, 8, 512, 1, 0);
+  rows.push_back({odd, 0, KmeshLayoutProblem(odd, KM_MAP_WLPOLICY)});
+  rows.push_back({Info(16, KM_MAP_XDP_TAILCALL, BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 8, 0, 0), 3, ""});
+  return rows;
+}
+
+std::vector<AuthEntry> SomeAuth(PortOrder order) {
+  std::vector<AuthEntry> out;
+  for (auto [t, v] : {std::pair{"10.244.1.5:40001 -> 10.244.2.7:8080", Verdict::kDeny},
+                      std::pair{"10.244.1.5:40002 -> 10.244.2.7:8080", Verdict::kAllow},
+                      std::pair{"10.244.3.9:51234 -> 10.244.2.7:19090", Verdict::kDeny},
+                      std::pair{"[fd00:10:244::5]:40001 -> [fd00:10:244::7]:8080", Verdict::kDeny},
+                      std::pair{"10.244.3.9:51235 -> 10.244.2.7:19090", static_cast<Verdict>(7)}}) {
+    const Tuple tuple = Tuple::Parse(t);
+    out.push_back(AuthEntry{tuple, v, EncodeTupleKey(tuple, order)});
+  }
+  return out;
+}
+
+ProgramInfo Prog(uint32_t id, const char* name, std::vector<uint32_t> maps, bool stats) {
+  ProgramInfo p;
+  p.id = id;
+  p.name = name;
+  p.type = BPF_PROG_TYPE_XDP;
+  p.tag = "8e5a1f9b3c2d4e6f";
+  p.map_ids = std::move(maps);
+  p.stats.collected = stats;
+  p.stats.run_cnt = stats ? 1234 : 0;
+  p.stats.run_time_ns = stats ? 567890 : 0;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("maps: text and JSON") {
+  CheckGolden("maps.txt", FormatMaps("pin folder /sys/fs/bpf/bpf_kmesh_workload/map", SomeMaps(), {KM_MAP_TCARGS},
+                                     false));
+  CheckGolden("maps.json", FormatMaps("pin folder /sys/fs/bpf/bpf_kmesh_workload/map", SomeMaps(),
+                                      {KM_MAP_TCARGS}, true));
+  CheckGolden("maps_empty.txt", FormatMaps("kernel map names", {}, {KM_MAP_AUTH_RES, KM_MAP_WLPOLICY}, false));
+}
+
+TEST_CASE("auth: one line per tuple, filters, summary, JSON") {
+  const auto entries = SomeAuth(PortOrder::kHost);
+  struct Case {
+    const char* golden;
+    AuthFilter filter;
+  };
+  AuthFilter deny;
+  deny.verdict = Verdict::kDeny;
+  AuthFilter by_ip;
+  by_ip.ip = IpAddr::Parse("10.244.3.9");
+  AuthFilter by_port;
+  by_port.port = 19090;
+  AuthFilter dst_port;
+  dst_port.dst = IpAddr::Parse("fd00:10:244::7");
+  dst_port.dport = 8080;
+  const Case kCases[] = {{"auth.txt", {}},
+                         {"auth_deny.txt", deny},
+                         {"auth_ip.txt", by_ip},
+                         {"auth_port.txt", by_port},
+                         {"auth_dst_dport.txt", dst_port}};
+  for (const auto& c : kCases) {
+    CAPTURE(c.golden);
+    CheckGolden(c.golden, FormatAuth(entries, c.filter, PortOrder::kHost, false) + "# " +
+                              AuthSummary(entries, c.filter, PortOrder::kHost) + "\n");
+  }
+  CheckGolden("auth.json", FormatAuth(SomeAuth(PortOrder::kNetwork), deny, PortOrder::kNetwork, true));
+}
+
+TEST_CASE("policies: workloads with their policy ids, policies present, names given") {
+  const std::vector<WorkloadPolicies> wl = {{0x0e65bee4u, {0x442a2c3du, 12345}}, {7, {}}};
+  AuthzPolicy deny;
+  deny.policy_id = 0x442a2c3du;
+  deny.action = PolicyAction::kDeny;
+  deny.scope = PolicyScope::kWorkloadSelector;
+  deny.n_rules = 1;
+  AuthzPolicy allow;
+  allow.policy_id = 99;
+  allow.action = PolicyAction::kAllow;
+  allow.scope = PolicyScope::kNamespace;
+  allow.n_rules = 2;
+  const std::map<uint32_t, std::string> names = {{0x442a2c3du, "default/deny-by-ip"},
+                                                 {0x52c96190u, "ns/name"}};
+  CheckGolden("policies.txt", FormatPolicies(wl, {deny, allow}, names, false));
+  CheckGolden("policies.json", FormatPolicies(wl, {deny, allow}, names, true));
+}
+
+TEST_CASE("frontends and xdp attachments") {
+  CheckGolden("frontends.txt", FormatFrontends({{IpAddr::Parse("10.244.2.7"), 245235428},
+                                               {IpAddr::Parse("fd00:10:244::7"), 42}},
+                                              false));
+  XdpAttachment lo;
+  lo.ifname = "lo";
+  lo.ifindex = 1;
+  XdpAttachment eth0;
+  eth0.ifname = "eth0";
+  eth0.ifindex = 2;
+  eth0.mode = XdpMode::kNative;
+  eth0.programs.push_back({XdpMode::kNative, Prog(42, "xdp_authz", {12, 14, 15, 16}, true)});
+  XdpAttachment eth1;
+  eth1.ifname = "eth1";
+  eth1.ifindex = 3;
+  eth1.mode = XdpMode::kGeneric;
+  eth1.programs.push_back({XdpMode::kGeneric, Prog(43, "xdp_authz", {12}, false)});
+  CheckGolden("xdp.txt", FormatXdp("/run/netns/pod1", {lo, eth0}, false));
+  CheckGolden("xdp_stats_off.txt", FormatXdp("/proc/4242/ns/net", {lo, eth1}, false));
+  CheckGolden("xdp.json", FormatXdp("/run/netns/pod1", {lo, eth0, eth1}, true));
+}
+
+TEST_CASE("usage and command-line errors") {
+  CheckGolden("usage.txt", Usage());
+  // Each bad command line: exit code 2 and a message naming what was wrong (no kernel needed).
+  const std::vector<std::vector<std::string>> kBad = {
+      {},
+      {"bogus"},
+      {"auth", "--port", "70000"},
+      {"auth", "--ip", "10.0.0.300"},
+      {"auth", "--verdict", "drop"},
+      {"auth", "--port-order", "little"},
+      {"auth", "extra"},
+      {"maps", "--frobnicate"},
+      {"maps", "--prog"},
+      {"xdp"},
+      {"xdp", "--netns", "a", "--pid", "1"},
+      {"dump"},
+      {"policies", "--name", "no-slash", "--by-name"},
+  };
+  std::string transcript;
+  for (const auto& args : kBad) {
+    int pipefd[2];
+    REQUIRE(pipe(pipefd) == 0);
+    const int rc = Run(args, pipefd[1], pipefd[1]);
+    close(pipefd[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(pipefd[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    close(pipefd[0]);
+    std::string line = "$ kmesh-mapdump";
+    for (const auto& a : args) line += " " + a;
+    if (args.empty()) text = text.substr(0, text.find('\n') + 1) + "[usage text]\n";
+    transcript += line + "\nexit " + std::to_string(rc) + "\n" + text + "\n";
+    CHECK(rc == kExitUsage);
+  }
+  CheckGolden("errors.txt", transcript);
+}
