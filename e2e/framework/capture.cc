@@ -254,6 +254,12 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
   const int frc = pcap_setfilter(st->handle, &prog);
   pcap_freecode(&prog);
   if (frc != 0) throw Error(what + ": cannot set filter '" + spec.filter + "': " + pcap_geterr(st->handle));
+  using Direction = CaptureSpec::Direction;
+  if (spec.direction != Direction::kBoth &&
+      pcap_setdirection(st->handle, spec.direction == Direction::kOut ? PCAP_D_OUT : PCAP_D_IN) != 0) {
+    throw Error(what + ": cannot restrict the capture direction: " + pcap_geterr(st->handle));
+  }
+  st->summary.direction = spec.direction == Direction::kBoth ? "both" : spec.direction == Direction::kOut ? "out" : "in";
   char err[PCAP_ERRBUF_SIZE] = {};
   if (pcap_setnonblock(st->handle, 1, err) != 0) throw Error(what + ": " + err);
   if (!spec.save_dir.empty()) {
@@ -306,14 +312,15 @@ nlohmann::json CaptureSummary::ToJson() const {
     return a;
   };
   return {{"netns", netns},         {"interface", interface},       {"filter", filter},
-          {"link_type", link_type}, {"packets", packets},           {"esp_packets", esp_packets},
+          {"link_type", link_type}, {"direction", direction}, {"packets", packets},           {"esp_packets", esp_packets},
           {"esp_spis", spis},       {"plaintext", hits(plaintext)}, {"marker_hits", hits(marker_hits)},
           {"first_time", first_time}, {"last_time", last_time},    {"hit_count_bound", hit_count_bound},
           {"kernel_dropped", kernel_dropped}, {"pcap", pcap_path}};
 }
 
 std::string CaptureSummary::Describe() const {
-  std::string s = interface + " in " + netns + ", filter '" + filter + "': " + std::to_string(packets) + " packets, " +
+  std::string s = interface + (direction == "both" || direction.empty() ? "" : " (" + direction + ")") + " in " + netns +
+                  ", filter '" + filter + "': " + std::to_string(packets) + " packets, " +
                   std::to_string(esp_packets) + " ESP";
   if (!esp_spis.empty()) {
     s += " (";

@@ -32,6 +32,10 @@ struct CaptureSpec {
   std::string save_dir;   // where the .pcap goes ("" = not saved); usually CaptureOutputDir()
   std::string label = "capture";  // file name: <label>.pcap
   int snaplen = 512;
+  // Which packets: an underlay interface shows inbound ESP *and*, after decryption, the inner packet
+  // again (tunnel mode re-injects it on the same device), so a leak check on a node looks at what it
+  // sends (kOut), on both nodes. kBoth for plaintext captures.
+  enum class Direction { kBoth, kOut, kIn } direction = Direction::kBoth;
   // What counts as a plaintext leak:
   e2e::Tuple inner;        // the probe's 5-tuple (TCP); empty dst_ip = not checked
   std::string marker;      // bytes that must never be seen in clear ("" = not checked)
@@ -48,6 +52,7 @@ struct CaptureSummary {
   std::string interface;
   std::string filter;
   std::string link_type;  // "EN10MB", ...
+  std::string direction;  // "both", "out", "in"
   size_t packets = 0;
   size_t esp_packets = 0;
   std::map<uint32_t, size_t> esp_spis;  // SPI -> packets

@@ -292,3 +292,17 @@ TEST_CASE("xfrm reads fail with errors that name the namespace and the missing p
     CHECK_THROWS_WITH(Snapshot(ns.ref()), Catch::Contains("CAP_NET_ADMIN"));
   });
 }
+
+TEST_CASE("the ESP probe agrees with iproute2 about whether this kernel takes an rfc4106 state") {
+  const std::string why = EspUnsupportedReason();
+  Netns ns = Netns::Create("espagree");
+  kmesh::netns::ProcessOptions in_ns;
+  in_ns.netns = ns.ref();
+  const auto ip = kmesh::netns::Run({"ip", "xfrm", "state", "add", "src", "10.9.0.1", "dst", "10.9.0.2", "proto", "esp", "spi",
+                                     "0x100", "reqid", "1", "mode", "tunnel", "aead", "rfc4106(gcm(aes))",
+                                     "0x" + std::string(72, '2'), "128"},
+                                    in_ns);
+  INFO("EspUnsupportedReason: " << (why.empty() ? "(none)" : why) << "; ip: " << ip.Describe());
+  CHECK(why.empty() == ip.ok());
+  if (!why.empty()) CHECK_THAT(why, Catch::StartsWith("kernel lacks ESP with rfc4106(gcm(aes)): xfrm state add returned "));
+}
