@@ -102,7 +102,7 @@ int Up(bool ipsec) {
   SweepStaleFiles();
   fs::create_directories(kStateDir);
   int ready[2];
-  if (pipe(ready) != 0) kmesh::ThrowErrno("pipe");
+  if (pipe2(ready, O_CLOEXEC) != 0) kmesh::ThrowErrno("pipe");
   pid_t child = fork();
   if (child < 0) kmesh::ThrowErrno("fork");
   if (child == 0) {
