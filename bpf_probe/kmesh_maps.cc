@@ -178,7 +178,9 @@ std::string ToString(PolicyAction a) {
 }
 
 AuthzPolicyMap::AuthzPolicyMap(Map map) : map_(std::move(map)) {
-  CheckKmeshLayout(map_.info(), KM_MAP_AUTHZ_POLICY);
+  // The policy-realized barrier needs only the ids, so only the key must be Kmesh's.
+  if (map_.info().key_size != 4) CheckKmeshLayout(map_.info(), KM_MAP_AUTHZ_POLICY);
+  value_problem_ = KmeshLayoutProblem(map_.info(), KM_MAP_AUTHZ_POLICY);
 }
 
 std::vector<AuthzPolicy> AuthzPolicyMap::Entries() const {
@@ -186,6 +188,11 @@ std::vector<AuthzPolicy> AuthzPolicyMap::Entries() const {
   DumpMap(map_, [&](ByteView key, ByteView v) {
     AuthzPolicy p;
     p.policy_id = ReadAt<uint32_t>(key, 0);
+    if (!value_problem_.empty() || v.size < KM_AUTHZ_POLICY_VALUE_SIZE) {
+      p.decoded = false;
+      out.push_back(p);
+      return;
+    }
     p.name_outer_key = ReadAt<uint64_t>(v, kNameOff);
     p.namespace_outer_key = ReadAt<uint64_t>(v, kNamespaceOff);
     p.scope = static_cast<PolicyScope>(ReadAt<uint32_t>(v, kScopeOff));

@@ -87,6 +87,9 @@ std::string ToString(PolicyAction a);
 
 struct AuthzPolicy {
   uint32_t policy_id = 0;
+  // False when the map's values are not Kmesh's 64-byte layout (e.g. a test datapath's own policy
+  // format): only policy_id is meaningful then.
+  bool decoded = true;
   PolicyScope scope = PolicyScope::kGlobal;
   PolicyAction action = PolicyAction::kAllow;
   uint64_t n_rules = 0;
@@ -96,8 +99,12 @@ struct AuthzPolicy {
 
 class AuthzPolicyMap {
  public:
+  // Needs Kmesh's u32 policy id key. The value may have another layout (ids stay readable; see
+  // value_layout_problem()).
   explicit AuthzPolicyMap(Map map);
   const Map& map() const { return map_; }
+  // "" when values are Kmesh's 64-byte layout, else the sentence saying what differs.
+  const std::string& value_layout_problem() const { return value_problem_; }
   std::vector<AuthzPolicy> Entries() const;
   // Policy ids present (the "policy realized" barrier checks these).
   std::set<uint32_t> PolicyIds() const;
@@ -105,6 +112,7 @@ class AuthzPolicyMap {
 
  private:
   Map map_;
+  std::string value_problem_;
 };
 
 // Encodes the numeric fields of a km_authz_policy value at Kmesh's x86-64 offsets (tests and the lab's

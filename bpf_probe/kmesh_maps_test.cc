@@ -79,8 +79,22 @@ TEST_CASE("a map named km_auth_res with another layout is refused with expected 
   CHECK_THROWS_WITH(AuthResultMap(std::move(odd)),
                     Catch::Contains("expected key 36 B and value 4 B, found key 16 B and value 4 B") &&
                         Catch::Contains("v1.2.0") && Catch::Contains("host order after commits 1c2ccfa2"));
-  Map odd_policy = CreateMap(BPF_MAP_TYPE_HASH, KM_MAP_AUTHZ_POLICY, 4, 48, 64);
-  CHECK_THROWS_WITH(AuthzPolicyMap(std::move(odd_policy)), Catch::Contains("found key 4 B and value 48 B"));
+  Map odd_key = CreateMap(BPF_MAP_TYPE_HASH, KM_MAP_AUTHZ_POLICY, 8, 64, 64);
+  CHECK_THROWS_WITH(AuthzPolicyMap(std::move(odd_key)), Catch::Contains("found key 8 B and value 64 B"));
+}
+
+TEST_CASE("km_authz_policy with its own value layout (like a test datapath's) still yields its policy ids") {
+  Map own = CreateMap(BPF_MAP_TYPE_HASH, KM_MAP_AUTHZ_POLICY, 4, 1368, 64);
+  const uint32_t id = PolicyId("test-ns1", "ip-deny-policy");
+  own.Update(ByteView(reinterpret_cast<const uint8_t*>(&id), 4), Bytes(1368, 0xab));
+  const AuthzPolicyMap policies(std::move(own));
+  CHECK_THAT(policies.value_layout_problem(), Catch::Contains("found key 4 B and value 1368 B"));
+  CHECK(policies.PolicyIds() == std::set<uint32_t>{id});
+  CHECK(policies.Contains(id));
+  const auto entries = policies.Entries();
+  REQUIRE(entries.size() == 1);
+  CHECK(entries[0].policy_id == id);
+  CHECK_FALSE(entries[0].decoded);
 }
 
 TEST_CASE("km_wlpolicy, km_authz_policy and km_frontend read back what was written") {

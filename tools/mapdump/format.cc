@@ -183,8 +183,11 @@ std::string FormatPolicies(const std::vector<bpf_probe::WorkloadPolicies>& workl
     for (const auto& p : policies) {
       w.BeginObject().Key("id").Uint(p.policy_id);
       if (!name_of(p.policy_id).empty()) w.Key("name").String(name_of(p.policy_id));
-      w.Key("action").String(bpf_probe::ToString(p.action)).Key("scope").String(bpf_probe::ToString(p.scope));
-      w.Key("n_rules").Uint(p.n_rules).EndObject();
+      if (p.decoded) {
+        w.Key("action").String(bpf_probe::ToString(p.action)).Key("scope").String(bpf_probe::ToString(p.scope));
+        w.Key("n_rules").Uint(p.n_rules);
+      }
+      w.EndObject();
     }
     w.EndArray().Key("names").BeginArray();
     for (const auto& [id, n] : names) {
@@ -209,10 +212,17 @@ std::string FormatPolicies(const std::vector<bpf_probe::WorkloadPolicies>& workl
   Table t({"  ID", "NAME", "ACTION", "SCOPE", "RULES"});
   for (const auto& p : policies) {
     const std::string n = name_of(p.policy_id);
-    t.Add({"  " + std::to_string(p.policy_id), n.empty() ? "-" : n, bpf_probe::ToString(p.action),
-           bpf_probe::ToString(p.scope), std::to_string(p.n_rules)});
+    if (p.decoded) {
+      t.Add({"  " + std::to_string(p.policy_id), n.empty() ? "-" : n, bpf_probe::ToString(p.action),
+             bpf_probe::ToString(p.scope), std::to_string(p.n_rules)});
+    } else {
+      t.Add({"  " + std::to_string(p.policy_id), n.empty() ? "-" : n, "?", "?", "?"});
+    }
   }
   if (!policies.empty()) out += t.Render();
+  if (std::any_of(policies.begin(), policies.end(), [](const bpf_probe::AuthzPolicy& p) { return !p.decoded; })) {
+    out += "  (? = values are not in Kmesh's 64-byte layout; only the policy ids are read)\n";
+  }
   if (!names.empty()) {
     out += "names given (id = FNV-32a of \"namespace/name\"):\n";
     for (const auto& [id, n] : names) {

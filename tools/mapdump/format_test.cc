@@ -147,6 +147,11 @@ TEST_CASE("policies: workloads with their policy ids, policies present, names gi
                                                  {0x52c96190u, "ns/name"}};
   CheckGolden("policies.txt", FormatPolicies(wl, {deny, allow}, names, false));
   CheckGolden("policies.json", FormatPolicies(wl, {deny, allow}, names, true));
+  // A datapath whose km_authz_policy values are its own format: ids only.
+  AuthzPolicy own;
+  own.policy_id = 0x442a2c3du;
+  own.decoded = false;
+  CheckGolden("policies_ids_only.txt", FormatPolicies({}, {own}, names, false));
 }
 
 TEST_CASE("frontends and xdp attachments") {
