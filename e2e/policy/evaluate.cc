@@ -93,33 +93,36 @@ bool ConditionMatches(const Condition& c, const Request& r) {
       match = [&](const std::string& p) { return StringMatch(p, r.source_namespace); };
       break;
     case ConditionKey::Kind::kSourcePrincipal:
-    case ConditionKey::Kind::kOther:
-      throw Error("the lab does not support the condition key " + c.key.text);
+    case ConditionKey::Kind::kOther: throw Error("the lab does not support the condition key " + c.key.text);
   }
   return Field(c.values, c.not_values, match);
 }
 
 bool RuleHasHttpFields(const Rule& rule) {
-  return Any(rule.to, HasHttpFields) || Any(rule.when, [](const Condition& c) {
-           return c.key.kind == ConditionKey::Kind::kRequestHeader;
-         });
+  return Any(rule.to, HasHttpFields) ||
+         Any(rule.when, [](const Condition& c) { return c.key.kind == ConditionKey::Kind::kRequestHeader; });
 }
 
 // Istio on TCP: an ALLOW rule with HTTP-only fields is dropped (never matches, a smaller allow); in a
 // DENY rule the HTTP-only fields are dropped and the rest applies (a wider deny).
 bool RuleMatches(const Rule& rule, Action action, const Request& r) {
   if (!r.http && action == Action::kAllow && RuleHasHttpFields(rule)) return false;
-  if (!rule.from.empty() && !Any(rule.from, [&](const Source& s) { return SourceMatches(s, r); })) return false;
-  if (!rule.to.empty() && !Any(rule.to, [&](const Operation& o) { return OperationMatches(o, r); })) return false;
-  return std::all_of(rule.when.begin(), rule.when.end(), [&](const Condition& c) { return ConditionMatches(c, r); });
+  if (!rule.from.empty() && !Any(rule.from, [&](const Source& s) { return SourceMatches(s, r); }))
+    return false;
+  if (!rule.to.empty() && !Any(rule.to, [&](const Operation& o) { return OperationMatches(o, r); }))
+    return false;
+  return std::all_of(rule.when.begin(), rule.when.end(),
+                     [&](const Condition& c) { return ConditionMatches(c, r); });
 }
 
 // What SupportedBy() marks kUnsupported, without building its report.
 bool UsesUnsupported(const AuthorizationPolicy& p) {
   return Any(p.rules, [](const Rule& rule) {
-    return Any(rule.from, [](const Source& s) { return !s.principals.empty() || !s.not_principals.empty(); }) ||
+    return Any(rule.from,
+               [](const Source& s) { return !s.principals.empty() || !s.not_principals.empty(); }) ||
            Any(rule.when, [](const Condition& c) {
-             return c.key.kind == ConditionKey::Kind::kSourcePrincipal || c.key.kind == ConditionKey::Kind::kOther;
+             return c.key.kind == ConditionKey::Kind::kSourcePrincipal ||
+                    c.key.kind == ConditionKey::Kind::kOther;
            });
   });
 }
@@ -148,7 +151,8 @@ bool StringMatch(const std::string& pattern, const std::string& value) {
   if (pattern == "*") return !value.empty();
   if (pattern.size() > 1 && pattern.front() == '*') {
     const std::string suffix = pattern.substr(1);
-    return value.size() >= suffix.size() && value.compare(value.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return value.size() >= suffix.size() &&
+           value.compare(value.size() - suffix.size(), suffix.size(), suffix) == 0;
   }
   if (pattern.size() > 1 && pattern.back() == '*') {
     return value.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0 &&
@@ -198,7 +202,8 @@ Decision Evaluate(const std::vector<AuthorizationPolicy>& policies, const Reques
                       "ALLOW policy " + p.IdKey() + " matched (rule " + std::to_string(rule) + ")"};
     }
   }
-  if (allow_names.empty()) return Decision{Verdict::kAllow, "", -1, "no DENY matched and no ALLOW policy applies"};
+  if (allow_names.empty())
+    return Decision{Verdict::kAllow, "", -1, "no DENY matched and no ALLOW policy applies"};
   return Decision{Verdict::kDeny, "", -1, "no ALLOW policy matched (" + allow_names + ")"};
 }
 

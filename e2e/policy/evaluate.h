@@ -41,7 +41,7 @@ class Headers {
 // One connection or HTTP request as the destination sees it.
 struct Request {
   IpAddress source_ip;
-  std::string source_namespace;            // "" when the source is not a known workload
+  std::string source_namespace;             // "" when the source is not a known workload
   std::optional<IpAddress> destination_ip;  // needed only by `when: destination.ip`
   uint16_t destination_port = 0;
   // false for plain TCP (what XDP sees): then, as in Istio, a rule with HTTP-only fields (hosts, paths,

@@ -1,9 +1,9 @@
-#include <catch2/catch.hpp>
+#include "e2e/policy/evaluate.h"
 
+#include <catch2/catch.hpp>
 #include <functional>
 
 #include "base/error.h"
-#include "e2e/policy/evaluate.h"
 #include "e2e/policy/seed_vars_testing.h"
 #include "e2e/policy/template.h"
 
@@ -34,8 +34,8 @@ std::vector<AuthorizationPolicy> Seed(std::initializer_list<const char*> names) 
 }
 
 std::vector<AuthorizationPolicy> Inline(const std::string& spec, const std::string& name = "p") {
-  return ParseManifests("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: " + name +
-                            "\n  namespace: ns\nspec:\n" + spec,
+  return ParseManifests("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: " +
+                            name + "\n  namespace: ns\nspec:\n" + spec,
                         "inline.yaml");
 }
 
@@ -52,13 +52,27 @@ Request Base() {
 }
 
 using Tweak = std::function<void(Request&)>;
-Tweak Src(const char* ip) { return [=](Request& r) { r.source_ip = *IpAddress::Parse(ip); }; }
-Tweak Port(uint16_t p) { return [=](Request& r) { r.destination_port = p; }; }
-Tweak Ns(const char* ns) { return [=](Request& r) { r.source_namespace = ns; }; }
-Tweak Header(const char* k, const char* v) { return [=](Request& r) { r.headers.Add(k, v); }; }
-Tweak Host(const char* h) { return [=](Request& r) { r.host = h; }; }
-Tweak Tcp() { return [](Request& r) { r.http = false; }; }
-Tweak None() { return [](Request&) {}; }
+Tweak Src(const char* ip) {
+  return [=](Request& r) { r.source_ip = *IpAddress::Parse(ip); };
+}
+Tweak Port(uint16_t p) {
+  return [=](Request& r) { r.destination_port = p; };
+}
+Tweak Ns(const char* ns) {
+  return [=](Request& r) { r.source_namespace = ns; };
+}
+Tweak Header(const char* k, const char* v) {
+  return [=](Request& r) { r.headers.Add(k, v); };
+}
+Tweak Host(const char* h) {
+  return [=](Request& r) { r.host = h; };
+}
+Tweak Tcp() {
+  return [](Request& r) { r.http = false; };
+}
+Tweak None() {
+  return [](Request&) {};
+}
 
 }  // namespace
 
@@ -90,7 +104,8 @@ TEST_CASE("each seed policy kind: ALLOW and DENY, matching and not matching") {
       {"header-allow", "header with another value", Header("x-kmesh", "other"), kDeny},
       {"header-allow", "no header", None(), kDeny},
       {"header-deny", "header with the value", Header("x-kmesh", "deny-me"), kDeny},
-      {"header-deny", "header value in other case (values are case-sensitive)", Header("x-kmesh", "Deny-Me"), kAllow},
+      {"header-deny", "header value in other case (values are case-sensitive)", Header("x-kmesh", "Deny-Me"),
+       kAllow},
       {"header-deny", "no header", None(), kAllow},
       {"host-allow", "the host, with port", None(), kAllow},
       {"host-allow", "the host in capitals, without port", Host("HTTPBIN.Test-Ns1"), kAllow},
@@ -111,7 +126,8 @@ TEST_CASE("each seed policy kind: ALLOW and DENY, matching and not matching") {
       INFO(d.reason);
       CHECK(d.verdict == row.expected);
       // A match names the policy; a default decision names none.
-      const bool matched = (row.expected == kDeny) == (std::string(row.policy).find("-deny") != std::string::npos);
+      const bool matched =
+          (row.expected == kDeny) == (std::string(row.policy).find("-deny") != std::string::npos);
       CHECK(d.policy == (matched ? "test-ns1/" + std::string(row.policy) + "-policy" : ""));
       CHECK(d.rule == (matched ? 0 : -1));
     }
@@ -128,24 +144,29 @@ TEST_CASE("DENY wins over ALLOW; defaults follow Istio's order") {
     const char* reason;
   };
   const std::vector<Row> rows = {
-      {"ALLOW and DENY both match: DENY", Seed({"ip-allow", "ip-deny"}), None(), kDeny, "test-ns1/ip-deny-policy",
-       "DENY policy test-ns1/ip-deny-policy matched (rule 0)"},
+      {"ALLOW and DENY both match: DENY", Seed({"ip-allow", "ip-deny"}), None(), kDeny,
+       "test-ns1/ip-deny-policy", "DENY policy test-ns1/ip-deny-policy matched (rule 0)"},
       {"ALLOW listed first changes nothing", Seed({"ip-allow", "port-deny"}), None(), kDeny,
        "test-ns1/port-deny-policy", "DENY policy"},
       {"DENY does not match, ALLOW does", Seed({"ip-allow", "port-deny"}), Port(8080), kAllow,
        "test-ns1/ip-allow-policy", "ALLOW policy test-ns1/ip-allow-policy matched"},
-      {"neither matches, an ALLOW exists", Seed({"ip-allow", "port-deny"}), [](Request& r) {
+      {"neither matches, an ALLOW exists", Seed({"ip-allow", "port-deny"}),
+       [](Request& r) {
          r.destination_port = 8080;
          r.source_ip = *IpAddress::Parse("10.9.9.9");
        },
        kDeny, "", "no ALLOW policy matched (test-ns1/ip-allow-policy)"},
       {"no policies at all", {}, None(), kAllow, "", "no ALLOW policy applies"},
-      {"only a DENY that does not match", Seed({"ip-deny"}), Src("10.0.0.1"), kAllow, "", "no ALLOW policy applies"},
-      {"ALLOW with no rules allows nothing", Inline("  action: ALLOW\n"), None(), kDeny, "", "no ALLOW policy matched"},
-      {"ALLOW with one empty rule allows all", Inline("  rules:\n  - {}\n"), None(), kAllow, "ns/p", "ALLOW policy ns/p"},
-      {"DENY with no rules denies nothing", Inline("  action: DENY\n"), None(), kAllow, "", "no ALLOW policy applies"},
-      {"DENY with one empty rule denies all", Inline("  action: DENY\n  rules:\n  - {}\n"), None(), kDeny, "ns/p",
-       "DENY policy ns/p"},
+      {"only a DENY that does not match", Seed({"ip-deny"}), Src("10.0.0.1"), kAllow, "",
+       "no ALLOW policy applies"},
+      {"ALLOW with no rules allows nothing", Inline("  action: ALLOW\n"), None(), kDeny, "",
+       "no ALLOW policy matched"},
+      {"ALLOW with one empty rule allows all", Inline("  rules:\n  - {}\n"), None(), kAllow, "ns/p",
+       "ALLOW policy ns/p"},
+      {"DENY with no rules denies nothing", Inline("  action: DENY\n"), None(), kAllow, "",
+       "no ALLOW policy applies"},
+      {"DENY with one empty rule denies all", Inline("  action: DENY\n  rules:\n  - {}\n"), None(), kDeny,
+       "ns/p", "DENY policy ns/p"},
   };
   for (const auto& row : rows) {
     SECTION(row.what) {
@@ -183,13 +204,27 @@ TEST_CASE("a rule needs all its parts; from and to are any-of, when is all-of") 
       {"missing the required header", {}, kDeny},
       {"a forbidden header is present", {Header("x-team", "blue"), Header("x-debug", "1")}, kDeny},
       {"source excluded by notIpBlocks, but its namespace is trusted",
-       {Header("x-team", "blue"), Src("10.244.9.1"), Ns("trusted-a")}, kAllow},
+       {Header("x-team", "blue"), Src("10.244.9.1"), Ns("trusted-a")},
+       kAllow},
       {"source excluded by notIpBlocks and untrusted", {Header("x-team", "blue"), Src("10.244.9.1")}, kDeny},
       {"path by prefix", {Header("x-team", "blue"), [](Request& r) { r.path = "/status/418"; }}, kAllow},
-      {"method not allowed on that path", {Header("x-team", "blue"), [](Request& r) { r.method = "DELETE"; }}, kDeny},
-      {"second operation matches", {Header("x-team", "blue"), [](Request& r) { r.method = "POST"; r.path = "/post"; }}, kAllow},
+      {"method not allowed on that path",
+       {Header("x-team", "blue"), [](Request& r) { r.method = "DELETE"; }},
+       kDeny},
+      {"second operation matches",
+       {Header("x-team", "blue"),
+        [](Request& r) {
+          r.method = "POST";
+          r.path = "/post";
+        }},
+       kAllow},
       {"second operation excluded by notPorts",
-       {Header("x-team", "blue"), Port(9090), [](Request& r) { r.method = "POST"; r.path = "/post"; }}, kDeny},
+       {Header("x-team", "blue"), Port(9090),
+        [](Request& r) {
+          r.method = "POST";
+          r.path = "/post";
+        }},
+       kDeny},
   };
   for (const auto& row : rows) {
     SECTION(row.what) {
@@ -201,7 +236,8 @@ TEST_CASE("a rule needs all its parts; from and to are any-of, when is all-of") 
 }
 
 TEST_CASE("a policy the lab cannot evaluate makes Evaluate throw, not guess") {
-  const auto principals = Inline("  action: DENY\n  rules:\n  - from:\n    - source: {principals: [\"*\"]}\n");
+  const auto principals =
+      Inline("  action: DENY\n  rules:\n  - from:\n    - source: {principals: [\"*\"]}\n");
   CHECK_THROWS_WITH(Evaluate(principals, Base()), Contains("the lab does not support source.principals"));
   // Even when an earlier policy would already have decided.
   auto both = Seed({"ip-deny"});
@@ -214,7 +250,8 @@ TEST_CASE("a policy the lab cannot evaluate makes Evaluate throw, not guess") {
 TEST_CASE("when keys on L4 attributes") {
   const auto p = Inline(
       "  action: DENY\n  rules:\n  - when:\n    - {key: source.ip, values: [\"10.244.1.0/24\"]}\n"
-      "    - {key: destination.port, notValues: [\"8080\"]}\n    - {key: source.namespace, values: [\"test-*\"]}\n");
+      "    - {key: destination.port, notValues: [\"8080\"]}\n    - {key: source.namespace, values: "
+      "[\"test-*\"]}\n");
   CHECK(Evaluate(p, Base()).verdict == kDeny);
   Request r = Base();
   r.destination_port = 8080;
@@ -222,8 +259,10 @@ TEST_CASE("when keys on L4 attributes") {
   r = Base();
   r.source_namespace = "prod";
   CHECK(Evaluate(p, r).verdict == kAllow);
-  const auto dst = Inline("  action: DENY\n  rules:\n  - when:\n    - {key: destination.ip, values: [\"10.1.0.0/16\"]}\n");
-  CHECK_THROWS_WITH(Evaluate(dst, Base()), Contains("destination.ip needs the request's destination address"));
+  const auto dst =
+      Inline("  action: DENY\n  rules:\n  - when:\n    - {key: destination.ip, values: [\"10.1.0.0/16\"]}\n");
+  CHECK_THROWS_WITH(Evaluate(dst, Base()),
+                    Contains("destination.ip needs the request's destination address"));
   r = Base();
   r.destination_ip = IpAddress::Parse("10.1.2.3");
   CHECK(Evaluate(dst, r).verdict == kDeny);
@@ -272,7 +311,8 @@ TEST_CASE("policies attach to workloads by selector and to services by targetRef
   CHECK_FALSE(kmesh::policy::TargetsService(hdr, "test-ns1", "sleep"));
   CHECK_FALSE(kmesh::policy::TargetsService(ip, "test-ns1", "httpbin"));
   const auto mesh = ParseManifests(
-      "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: all, namespace: istio-system}\n"
+      "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: all, namespace: "
+      "istio-system}\n"
       "spec: {}\n",
       "mesh.yaml")[0];
   CHECK(kmesh::policy::AppliesToWorkload(mesh, "anything", {}));

@@ -1,6 +1,7 @@
 #include "e2e/policy/ip.h"
 
 #include <arpa/inet.h>
+
 #include <cstring>
 
 namespace kmesh::policy {
@@ -64,7 +65,8 @@ std::optional<Cidr> Cidr::Parse(const std::string& text) {
   int len = ip->bits();
   if (slash != std::string::npos) {
     const std::string p = text.substr(slash + 1);
-    if (p.empty() || p.size() > 3 || p.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    if (p.empty() || p.size() > 3 || p.find_first_not_of("0123456789") != std::string::npos)
+      return std::nullopt;
     len = std::stoi(p);
     if (folded) {
       if (len < 96) return std::nullopt;  // would span beyond the mapped range

@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "e2e/policy/ip.h"
+
+#include <catch2/catch.hpp>
 
 using kmesh::policy::Cidr;
 using kmesh::policy::IpAddress;

@@ -42,7 +42,8 @@ const std::map<std::string, std::string>& UncoveredIstioFields() {
 // YAML 1.2 core schema: what a plain (unquoted) scalar means when it is not a string.
 std::string PlainScalarType(const std::string& s) {
   static const std::regex kInt("[-+]?([0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)");
-  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\\.(inf|Inf|INF)|\\.(nan|NaN|NAN)");
+  static const std::regex kFloat(
+      "[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\\.(inf|Inf|INF)|\\.(nan|NaN|NAN)");
   static const std::regex kBool("true|True|TRUE|false|False|FALSE");
   static const std::regex kNull("null|Null|NULL|~");
   if (std::regex_match(s, kInt)) return "the number " + s;
@@ -97,7 +98,8 @@ class DocParser {
     for (auto it = n.begin(); it != n.end(); ++it) {
       const std::string name = it->first.IsScalar() ? it->first.Scalar() : "";
       const std::string fpath = path.empty() ? name : path + "." + name;
-      if (!it->first.IsScalar()) Fail(it->first, path, "a field name must be a string, found " + Describe(it->first));
+      if (!it->first.IsScalar())
+        Fail(it->first, path, "a field name must be a string, found " + Describe(it->first));
       if (!seen.insert(name).second) Fail(it->first, fpath, "appears twice");
       if (!open && !known.count(name)) {
         auto u = UncoveredIstioFields().find(name);
@@ -181,9 +183,9 @@ class DocParser {
 
   Source ParseSource(const Field& f, const std::string& path) const {
     Source s;
-    for (const auto& g : Fields(f.value, f.key, path,
-                                {"ipBlocks", "notIpBlocks", "namespaces", "notNamespaces", "principals",
-                                 "notPrincipals"})) {
+    for (const auto& g :
+         Fields(f.value, f.key, path,
+                {"ipBlocks", "notIpBlocks", "namespaces", "notNamespaces", "principals", "notPrincipals"})) {
       const std::string p = path + "." + g.name;
       if (g.name == "ipBlocks") s.ip_blocks = Cidrs(g, p);
       else if (g.name == "notIpBlocks") s.not_ip_blocks = Cidrs(g, p);
@@ -194,16 +196,17 @@ class DocParser {
     }
     if (s.ip_blocks.empty() && s.not_ip_blocks.empty() && s.namespaces.empty() && s.not_namespaces.empty() &&
         s.principals.empty() && s.not_principals.empty()) {
-      Fail(f.value.IsNull() ? f.key : f.value, path, "must set at least one field (Istio rejects an empty source)");
+      Fail(f.value.IsNull() ? f.key : f.value, path,
+           "must set at least one field (Istio rejects an empty source)");
     }
     return s;
   }
 
   Operation ParseOperation(const Field& f, const std::string& path) const {
     Operation o;
-    for (const auto& g : Fields(f.value, f.key, path,
-                                {"ports", "notPorts", "hosts", "notHosts", "paths", "notPaths", "methods",
-                                 "notMethods"})) {
+    for (const auto& g :
+         Fields(f.value, f.key, path,
+                {"ports", "notPorts", "hosts", "notHosts", "paths", "notPaths", "methods", "notMethods"})) {
       const std::string p = path + "." + g.name;
       if (g.name == "ports") o.ports = Ports(g, p);
       else if (g.name == "notPorts") o.not_ports = Ports(g, p);
@@ -251,9 +254,10 @@ class DocParser {
     }
     if (std::regex_match(k.text, kClaim) || k.text.rfind("experimental.", 0) == 0) return k;
     Fail(f.value, path,
-         "\"" + k.text + "\" is not an Istio condition key (request.headers[<name>], source.ip, "
-         "source.namespace, source.principal, destination.ip, destination.port, remote.ip, "
-         "request.auth.*, connection.sni)");
+         "\"" + k.text +
+             "\" is not an Istio condition key (request.headers[<name>], source.ip, "
+             "source.namespace, source.principal, destination.ip, destination.port, remote.ip, "
+             "request.auth.*, connection.sni)");
   }
 
   Condition ParseCondition(const YAML::Node& n, const std::string& path) const {
@@ -286,7 +290,8 @@ class DocParser {
   void CheckConditionValue(const YAML::Node& v, const std::string& p, ConditionKey::Kind kind) const {
     const std::string& s = v.Scalar();
     if (kind == ConditionKey::Kind::kSourceIp || kind == ConditionKey::Kind::kDestinationIp) {
-      if (!Cidr::Parse(s)) Fail(v, p, "\"" + s + "\" is not a CIDR (an IPv4/IPv6 address, optionally /prefix)");
+      if (!Cidr::Parse(s))
+        Fail(v, p, "\"" + s + "\" is not a CIDR (an IPv4/IPv6 address, optionally /prefix)");
     } else if (kind == ConditionKey::Kind::kDestinationPort) {
       Port(v, p);
     }
@@ -302,7 +307,8 @@ class DocParser {
       }
       if (g.name == "from") {
         Each(g, p, [&](const YAML::Node& item, const std::string& ip) {
-          for (const auto& h : Fields(item, item, ip, {"source"})) r.from.push_back(ParseSource(h, ip + ".source"));
+          for (const auto& h : Fields(item, item, ip, {"source"}))
+            r.from.push_back(ParseSource(h, ip + ".source"));
           if (item.size() == 0) Fail(item, ip + ".source", "missing");
         });
       } else if (g.name == "to") {
@@ -313,7 +319,9 @@ class DocParser {
           if (item.size() == 0) Fail(item, ip + ".operation", "missing");
         });
       } else {
-        Each(g, p, [&](const YAML::Node& item, const std::string& ip) { r.when.push_back(ParseCondition(item, ip)); });
+        Each(g, p, [&](const YAML::Node& item, const std::string& ip) {
+          r.when.push_back(ParseCondition(item, ip));
+        });
       }
     }
     return r;
@@ -357,13 +365,15 @@ class DocParser {
     const std::string api_text = String(*api, "apiVersion");
     if (api_text != "security.istio.io/v1" && api_text != "security.istio.io/v1beta1") {
       Fail(api->value, "apiVersion",
-           "\"" + api_text + "\" is not supported (expected security.istio.io/v1 or security.istio.io/v1beta1)");
+           "\"" + api_text +
+               "\" is not supported (expected security.istio.io/v1 or security.istio.io/v1beta1)");
     }
 
     const Field* meta = find("metadata");
     if (!meta) Fail(doc, "metadata", "missing");
     bool has_name = false, has_ns = false;
-    for (const auto& g : Fields(meta->value, meta->key, "metadata", {"name", "namespace", "labels", "annotations"})) {
+    for (const auto& g :
+         Fields(meta->value, meta->key, "metadata", {"name", "namespace", "labels", "annotations"})) {
       const std::string path = "metadata." + g.name;
       if (g.name == "name") {
         p.name = String(g, path);
@@ -383,20 +393,22 @@ class DocParser {
       }
     }
     if (!has_name) Fail(meta->key, "metadata.name", "missing");
-    if (!has_ns) Fail(meta->key, "metadata.namespace", "missing (the lab has no current namespace to default to)");
+    if (!has_ns)
+      Fail(meta->key, "metadata.namespace", "missing (the lab has no current namespace to default to)");
 
     const Field* spec = find("spec");
     if (!spec) Fail(doc, "spec", "missing (write spec: {} for an allow-nothing policy)");
     if (spec->value.IsNull()) Fail(spec->key, "spec", "is null (write spec: {} for an allow-nothing policy)");
     bool has_selector_field = false;
-    for (const auto& g : Fields(spec->value, spec->key, "spec",
-                                {"selector", "targetRef", "targetRefs", "action", "rules"})) {
+    for (const auto& g :
+         Fields(spec->value, spec->key, "spec", {"selector", "targetRef", "targetRefs", "action", "rules"})) {
       const std::string path = "spec." + g.name;
       if (g.name == "action") {
         const std::string a = String(g, path);
         if (a == "ALLOW") p.action = Action::kAllow;
         else if (a == "DENY") p.action = Action::kDeny;
-        else if (a == "AUDIT" || a == "CUSTOM") Fail(g.value, path, a + " is not supported by the lab (ALLOW or DENY)");
+        else if (a == "AUDIT" || a == "CUSTOM")
+          Fail(g.value, path, a + " is not supported by the lab (ALLOW or DENY)");
         else Fail(g.value, path, "\"" + a + "\" is not an action (ALLOW or DENY)");
       } else if (g.name == "selector") {
         has_selector_field = true;
@@ -409,9 +421,12 @@ class DocParser {
       } else if (g.name == "targetRef") {
         p.target_refs.push_back(ParseTargetRef(g.value, path));
       } else if (g.name == "targetRefs") {
-        Each(g, path, [&](const YAML::Node& n, const std::string& ip) { p.target_refs.push_back(ParseTargetRef(n, ip)); });
+        Each(g, path, [&](const YAML::Node& n, const std::string& ip) {
+          p.target_refs.push_back(ParseTargetRef(n, ip));
+        });
       } else if (g.name == "rules") {
-        Each(g, path, [&](const YAML::Node& n, const std::string& ip) { p.rules.push_back(ParseRule(n, ip)); });
+        Each(g, path,
+             [&](const YAML::Node& n, const std::string& ip) { p.rules.push_back(ParseRule(n, ip)); });
       }
     }
     if (has_selector_field && !p.target_refs.empty()) {
@@ -442,8 +457,8 @@ std::vector<AuthorizationPolicy> ParseManifests(const std::string& yaml_text, co
     AuthorizationPolicy p = parser.ParseDocument(doc);
     auto [it, fresh] = seen.emplace(p.IdKey(), p.origin);
     if (!fresh) {
-      throw Error(p.origin.ToString() + ": metadata.name: policy " + p.IdKey() + " is defined twice (first at " +
-                  it->second.ToString() + ")");
+      throw Error(p.origin.ToString() + ": metadata.name: policy " + p.IdKey() +
+                  " is defined twice (first at " + it->second.ToString() + ")");
     }
     out.push_back(std::move(p));
   }

@@ -50,12 +50,12 @@ struct Operation {
 // kOther with the key kept, so SupportedBy() can name them; Evaluate() refuses them.
 struct ConditionKey {
   enum class Kind {
-    kRequestHeader,     // request.headers[<name>]
-    kSourceIp,          // source.ip
-    kSourceNamespace,   // source.namespace
-    kSourcePrincipal,   // source.principal
-    kDestinationIp,     // destination.ip
-    kDestinationPort,   // destination.port
+    kRequestHeader,    // request.headers[<name>]
+    kSourceIp,         // source.ip
+    kSourceNamespace,  // source.namespace
+    kSourcePrincipal,  // source.principal
+    kDestinationIp,    // destination.ip
+    kDestinationPort,  // destination.port
     kOther,
   };
   Kind kind = Kind::kOther;
@@ -79,7 +79,7 @@ struct TargetRef {
   std::string group;  // "" for core (Service)
   std::string kind;   // "Service", "Gateway", ...
   std::string name;
-  std::string ns;     // empty: the policy's namespace
+  std::string ns;  // empty: the policy's namespace
 };
 
 struct AuthorizationPolicy {

@@ -1,9 +1,9 @@
-#include <catch2/catch.hpp>
+#include "e2e/policy/policy.h"
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 
 #include "base/error.h"
-#include "e2e/policy/policy.h"
 #include "e2e/policy/seed_vars_testing.h"
 #include "e2e/policy/support.h"
 #include "e2e/policy/template.h"
@@ -93,11 +93,16 @@ TEST_CASE("every seed template renders and parses into the policy it describes")
 
 TEST_CASE("the enforcer of each seed template is the mechanism kmesh-facts §1.6 names") {
   const std::vector<std::pair<std::string, Enforcer>> rows = {
-      {"ip-allow", Enforcer::kXdp},          {"ip-deny", Enforcer::kXdp},
-      {"port-allow", Enforcer::kXdp},        {"port-deny", Enforcer::kXdp},
-      {"namespace-allow", Enforcer::kNamespaceToIps}, {"namespace-deny", Enforcer::kNamespaceToIps},
-      {"header-allow", Enforcer::kWaypoint}, {"header-deny", Enforcer::kWaypoint},
-      {"host-allow", Enforcer::kWaypoint},   {"host-deny", Enforcer::kWaypoint},
+      {"ip-allow", Enforcer::kXdp},
+      {"ip-deny", Enforcer::kXdp},
+      {"port-allow", Enforcer::kXdp},
+      {"port-deny", Enforcer::kXdp},
+      {"namespace-allow", Enforcer::kNamespaceToIps},
+      {"namespace-deny", Enforcer::kNamespaceToIps},
+      {"header-allow", Enforcer::kWaypoint},
+      {"header-deny", Enforcer::kWaypoint},
+      {"host-allow", Enforcer::kWaypoint},
+      {"host-deny", Enforcer::kWaypoint},
   };
   for (const auto& [name, enforcer] : rows) {
     SECTION(name) {
@@ -117,14 +122,15 @@ TEST_CASE("a bad CIDR or port in a rendered template names file, line and field 
           "(an IPv4/IPv6 address, optionally /prefix)");
   }
   SECTION("port") {
-    const auto m = RenderPolicyTemplate("port-allow", SeedVars("port-allow").SetList("Ports", {"8000", "70000"}));
+    const auto m =
+        RenderPolicyTemplate("port-allow", SeedVars("port-allow").SetList("Ports", {"8000", "70000"}));
     CHECK(ErrorOf(m.text, m.origin) ==
           "port-allow.yaml:16: spec.rules[0].to[0].operation.ports[1]: \"70000\" is not a port (1-65535)");
   }
   SECTION("a single string where the template expects a list") {
     const auto m = RenderPolicyTemplate("port-allow", SeedVars("port-allow").Set("Ports", "8000"));
-    CHECK_THAT(ErrorOf(m.text, m.origin),
-               Contains("port-allow.yaml:16: spec.rules[0].to[0].operation.ports: expected a sequence, found the number 8000"));
+    CHECK_THAT(ErrorOf(m.text, m.origin), Contains("port-allow.yaml:16: spec.rules[0].to[0].operation.ports: "
+                                                   "expected a sequence, found the number 8000"));
   }
 }
 
@@ -138,40 +144,55 @@ TEST_CASE("bad manifests are refused with origin, line and field path") {
       {"malformed YAML", kHead + "spec:\n  rules: [\n  - {\n", "t.yaml:8:"},
       {"malformed YAML says so", "a: [1, 2\nb: c\n", "not valid YAML"},
       {"an unknown kind",
-       "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: ns}\nspec: {}\n",
+       "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: "
+       "ns}\nspec: {}\n",
        "t.yaml:2: kind: \"PeerAuthentication\" is not supported here (expected AuthorizationPolicy)"},
       {"an unknown apiVersion",
-       "apiVersion: security.istio.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: ns}\nspec: {}\n",
+       "apiVersion: security.istio.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: "
+       "ns}\nspec: {}\n",
        "t.yaml:1: apiVersion: \"security.istio.io/v1alpha1\" is not supported"},
-      {"an unknown field", kHead + "spec:\n  rules:\n  - from:\n    - source:\n        ipBlock: [\"1.2.3.4\"]\n",
+      {"an unknown field",
+       kHead + "spec:\n  rules:\n  - from:\n    - source:\n        ipBlock: [\"1.2.3.4\"]\n",
        "t.yaml:10: spec.rules[0].from[0].source.ipBlock: unknown field (expected one of: ipBlocks,"},
       {"an unknown top-level field", kHead + "spec: {}\nstatus: {}\n", "t.yaml:7: status: unknown field"},
-      {"an Istio field the model does not cover", kHead + "spec:\n  rules:\n  - from:\n    - source:\n        remoteIpBlocks: [\"1.2.3.4\"]\n",
+      {"an Istio field the model does not cover",
+       kHead + "spec:\n  rules:\n  - from:\n    - source:\n        remoteIpBlocks: [\"1.2.3.4\"]\n",
        "t.yaml:10: spec.rules[0].from[0].source.remoteIpBlocks: source.remoteIpBlocks"},
-      {"a string where a list belongs", kHead + "spec:\n  rules:\n  - from:\n    - source:\n        ipBlocks: \"1.2.3.4\"\n",
+      {"a string where a list belongs",
+       kHead + "spec:\n  rules:\n  - from:\n    - source:\n        ipBlocks: \"1.2.3.4\"\n",
        "t.yaml:10: spec.rules[0].from[0].source.ipBlocks: expected a sequence, found the string \"1.2.3.4\""},
       {"a number where a string belongs",
-       "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: 123\nspec: {}\n",
+       "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: "
+       "123\nspec: {}\n",
        "t.yaml:5: metadata.namespace: expected a string, found the number 123 (quote it)"},
       {"a bad namespace name",
-       "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: Test_NS\nspec: {}\n",
+       "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: "
+       "Test_NS\nspec: {}\n",
        "metadata.namespace: \"Test_NS\" is not a valid namespace"},
-      {"a missing namespace", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\nspec: {}\n",
+      {"a missing namespace",
+       "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\nspec: {}\n",
        "t.yaml:3: metadata.namespace: missing"},
-      {"an AUDIT action", kHead + "spec:\n  action: AUDIT\n", "t.yaml:7: spec.action: AUDIT is not supported by the lab"},
-      {"a misspelled action", kHead + "spec:\n  action: Deny\n", "spec.action: \"Deny\" is not an action (ALLOW or DENY)"},
-      {"an empty from", kHead + "spec:\n  rules:\n  - from: []\n", "t.yaml:8: spec.rules[0].from: must not be empty"},
+      {"an AUDIT action", kHead + "spec:\n  action: AUDIT\n",
+       "t.yaml:7: spec.action: AUDIT is not supported by the lab"},
+      {"a misspelled action", kHead + "spec:\n  action: Deny\n",
+       "spec.action: \"Deny\" is not an action (ALLOW or DENY)"},
+      {"an empty from", kHead + "spec:\n  rules:\n  - from: []\n",
+       "t.yaml:8: spec.rules[0].from: must not be empty"},
       {"an empty source", kHead + "spec:\n  rules:\n  - from:\n    - source: {}\n",
        "t.yaml:9: spec.rules[0].from[0].source: must set at least one field"},
       {"a condition without values", kHead + "spec:\n  rules:\n  - when:\n    - key: source.ip\n",
        "spec.rules[0].when[0]: needs values or notValues"},
-      {"an unknown condition key", kHead + "spec:\n  rules:\n  - when:\n    - key: request.header[x]\n      values: [a]\n",
+      {"an unknown condition key",
+       kHead + "spec:\n  rules:\n  - when:\n    - key: request.header[x]\n      values: [a]\n",
        "t.yaml:9: spec.rules[0].when[0].key: \"request.header[x]\" is not an Istio condition key"},
-      {"a bad source.ip value", kHead + "spec:\n  rules:\n  - when:\n    - values: [\"1.2.3.4/40\"]\n      key: source.ip\n",
+      {"a bad source.ip value",
+       kHead + "spec:\n  rules:\n  - when:\n    - values: [\"1.2.3.4/40\"]\n      key: source.ip\n",
        "t.yaml:9: spec.rules[0].when[0].values[0]: \"1.2.3.4/40\" is not a CIDR"},
-      {"a duplicate key", kHead + "spec:\n  action: ALLOW\n  action: DENY\n", "t.yaml:8: spec.action: appears twice"},
+      {"a duplicate key", kHead + "spec:\n  action: ALLOW\n  action: DENY\n",
+       "t.yaml:8: spec.action: appears twice"},
       {"selector and targetRefs together",
-       kHead + "spec:\n  selector:\n    matchLabels: {app: a}\n  targetRefs:\n  - {kind: Service, group: \"\", name: a}\n",
+       kHead + "spec:\n  selector:\n    matchLabels: {app: a}\n  targetRefs:\n  - {kind: Service, group: "
+               "\"\", name: a}\n",
        "t.yaml:6: spec: sets both selector and targetRef(s)"},
       {"a targetRef without a name", kHead + "spec:\n  targetRefs:\n  - {kind: Service, group: \"\"}\n",
        "spec.targetRefs[0].name: missing"},
@@ -195,7 +216,8 @@ TEST_CASE("a multi-document manifest parses all policies, or none when any is ba
   const int lines_before = static_cast<int>(std::count(ip_allow.begin(), ip_allow.end(), '\n')) + 1;
   const std::string bad = RenderPolicyTemplate("ip-deny", SeedVars("ip-deny").Set("Ip", "10.0.0.0/33")).text;
   CHECK_THAT(ErrorOf(ip_allow + "---\n" + bad, "both.yaml"),
-             Contains("both.yaml:" + std::to_string(lines_before + 17) + ": spec.rules[0].from[0].source.ipBlocks[0]"));
+             Contains("both.yaml:" + std::to_string(lines_before + 17) +
+                      ": spec.rules[0].from[0].source.ipBlocks[0]"));
 
   CHECK_THAT(ErrorOf(ip_deny + "---\n" + ip_deny, "twice.yaml"),
              Contains("policy test-ns1/ip-deny-policy is defined twice (first at twice.yaml:"));
@@ -215,9 +237,10 @@ TEST_CASE("empty rules, an empty rule and a missing action follow Istio") {
 }
 
 TEST_CASE("principals and unsupported condition keys parse, but the lab refuses them by name") {
-  const auto p = ParseOne(kHead +
-                          "spec:\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/a/sa/b\"]\n"
-                          "    when:\n    - key: request.auth.claims[iss]\n      values: [x]\n");
+  const auto p = ParseOne(
+      kHead +
+      "spec:\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/a/sa/b\"]\n"
+      "    when:\n    - key: request.auth.claims[iss]\n      values: [x]\n");
   const auto s = SupportedBy(p);
   REQUIRE(s.Of(Enforcer::kUnsupported).size() == 2);
   CHECK(s.Of(Enforcer::kUnsupported)[0].path == "spec.rules[0].from[0].source.principals");
@@ -227,10 +250,11 @@ TEST_CASE("principals and unsupported condition keys parse, but the lab refuses 
 }
 
 TEST_CASE("a targetRefs policy is the waypoint's for every field it can evaluate") {
-  const auto p = ParseOne(kHead +
-                          "spec:\n  targetRefs:\n  - {kind: Service, group: \"\", name: httpbin}\n  rules:\n"
-                          "  - from:\n    - source:\n        ipBlocks: [\"10.0.0.0/8\"]\n    to:\n    - operation:\n"
-                          "        ports: [\"8000\"]\n        methods: [GET]\n");
+  const auto p =
+      ParseOne(kHead +
+               "spec:\n  targetRefs:\n  - {kind: Service, group: \"\", name: httpbin}\n  rules:\n"
+               "  - from:\n    - source:\n        ipBlocks: [\"10.0.0.0/8\"]\n    to:\n    - operation:\n"
+               "        ports: [\"8000\"]\n        methods: [GET]\n");
   const auto s = SupportedBy(p);
   CHECK(s.fields.size() == 3);
   CHECK(s.Of(Enforcer::kWaypoint).size() == 3);

@@ -48,7 +48,8 @@ Support SupportedBy(const AuthorizationPolicy& p) {
     s.fields.push_back(FieldUse{path, e, ""});
   };
   auto unsupported = [&](bool present, const std::string& path, const std::string& what) {
-    if (present) s.fields.push_back(FieldUse{path, Enforcer::kUnsupported, "the lab does not support " + what});
+    if (present)
+      s.fields.push_back(FieldUse{path, Enforcer::kUnsupported, "the lab does not support " + what});
   };
   for (size_t r = 0; r < p.rules.size(); ++r) {
     const Rule& rule = p.rules[r];

@@ -17,10 +17,10 @@
 namespace kmesh::policy {
 
 enum class Enforcer {
-  kXdp,              // the XDP reference datapath (Kmesh's xdp_authz)
-  kNamespaceToIps,   // the lab: a namespace becomes the source IPs of its pods, then XDP
-  kWaypoint,         // the L7 waypoint (HTTP 403)
-  kUnsupported,      // nothing in the lab; a policy using it is refused
+  kXdp,             // the XDP reference datapath (Kmesh's xdp_authz)
+  kNamespaceToIps,  // the lab: a namespace becomes the source IPs of its pods, then XDP
+  kWaypoint,        // the L7 waypoint (HTTP 403)
+  kUnsupported,     // nothing in the lab; a policy using it is refused
 };
 const char* EnforcerName(Enforcer e);  // "xdp", "namespace-to-ips", "waypoint", "unsupported"
 

@@ -72,8 +72,7 @@ std::string Unsafe(const std::string& value, Context c) {
     case Context::kSingleQuoted:
       if (value.find('\'') != std::string::npos) return "contains \"'\"";
       return "";
-    case Context::kPlain:
-      break;
+    case Context::kPlain: break;
   }
   for (char ch : std::string("\"'#,[]{}")) {
     if (value.find(ch) != std::string::npos) return std::string("contains '") + ch + "'";
@@ -85,8 +84,7 @@ std::string Unsafe(const std::string& value, Context c) {
   if (std::string("&*!|>%@`").find(value.front()) != std::string::npos) {
     return std::string("starts with the YAML indicator '") + value.front() + "'";
   }
-  if (std::string("-?:").find(value.front()) != std::string::npos &&
-      (value.size() == 1 || value[1] == ' ')) {
+  if (std::string("-?:").find(value.front()) != std::string::npos && (value.size() == 1 || value[1] == ' ')) {
     return std::string("starts with the YAML indicator '") + value.front() + " '";
   }
   return "";
@@ -97,13 +95,16 @@ std::string Quote(const std::string& s) { return "\"" + s + "\""; }
 }  // namespace
 
 Vars& Vars::Set(const std::string& name, const std::string& value) {
-  if (!IsIdentifier(name)) throw Error("template variable name \"" + name + "\" is not an identifier (use \"Ip\" for {{.Ip}})");
+  if (!IsIdentifier(name))
+    throw Error("template variable name \"" + name + "\" is not an identifier (use \"Ip\" for {{.Ip}})");
   values_[name] = Value{false, value, {}};
   return *this;
 }
 
 Vars& Vars::SetList(const std::string& name, const std::vector<std::string>& values) {
-  if (!IsIdentifier(name)) throw Error("template variable name \"" + name + "\" is not an identifier (use \"Ports\" for {{.Ports}})");
+  if (!IsIdentifier(name))
+    throw Error("template variable name \"" + name +
+                "\" is not an identifier (use \"Ports\" for {{.Ports}})");
   values_[name] = Value{true, "", values};
   return *this;
 }
@@ -159,7 +160,8 @@ std::string Render(const std::string& text, const std::string& origin, const Var
     const std::string ref = b == std::string::npos ? "" : inner.substr(b, e - b + 1);
     const std::string name = ref.size() > 1 && ref[0] == '.' ? ref.substr(1) : "";
     if (!IsIdentifier(name)) {
-      problems.push_back(where + ": '{{" + inner + "}}' is not a variable reference; only {{.Name}} is supported");
+      problems.push_back(where + ": '{{" + inner +
+                         "}}' is not a variable reference; only {{.Name}} is supported");
     } else if (!vars.Has(name)) {
       used.insert(name);
       problems.push_back(where + ": {{." + name + "}} is used but no value was given for " + name +
@@ -171,7 +173,8 @@ std::string Render(const std::string& text, const std::string& origin, const Var
       if (v.is_list) {
         if (ctx != Context::kPlain) {
           problems.push_back(where + ": " + name + " is a list, but {{." + name + "}} sits inside " +
-                             ContextName(ctx) + "; a list renders as a flow sequence and must stand unquoted");
+                             ContextName(ctx) +
+                             "; a list renders as a flow sequence and must stand unquoted");
         }
         std::string seq = "[";
         for (size_t k = 0; k < v.items.size(); ++k) {
@@ -184,8 +187,8 @@ std::string Render(const std::string& text, const std::string& origin, const Var
         out += seq + "]";
       } else {
         if (std::string why = Unsafe(v.text, ctx); !why.empty()) {
-          problems.push_back(where + ": " + name + " = " + Quote(v.text) + " " + why + ", which would break " +
-                             ContextName(ctx) + " in the YAML");
+          problems.push_back(where + ": " + name + " = " + Quote(v.text) + " " + why +
+                             ", which would break " + ContextName(ctx) + " in the YAML");
         }
         out += v.text;
       }
@@ -221,8 +224,8 @@ Manifest RenderFile(const std::string& path, const Vars& vars) {
 
 const std::vector<std::string>& PolicyTemplateNames() {
   static const std::vector<std::string> names = {
-      "ip-allow",        "ip-deny",        "port-allow",   "port-deny",   "namespace-allow",
-      "namespace-deny",  "header-allow",   "header-deny",  "host-allow",  "host-deny",
+      "ip-allow",       "ip-deny",      "port-allow",  "port-deny",  "namespace-allow",
+      "namespace-deny", "header-allow", "header-deny", "host-allow", "host-deny",
   };
   return names;
 }

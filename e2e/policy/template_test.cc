@@ -1,9 +1,9 @@
-#include <catch2/catch.hpp>
+#include "e2e/policy/template.h"
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 
 #include "base/error.h"
-#include "e2e/policy/template.h"
 
 using Catch::Contains;
 using kmesh::policy::Render;
@@ -52,25 +52,42 @@ TEST_CASE("rendering is strict; each error names the place and the variable") {
     std::vector<std::string> expected;  // fragments of the error
   };
   const std::vector<Row> rows = {
-      {"a variable used but not given", "a: 1\nip: \"{{.Ip}}\"\n", Vars(),
+      {"a variable used but not given",
+       "a: 1\nip: \"{{.Ip}}\"\n",
+       Vars(),
        {"t.yaml:2:6", "{{.Ip}} is used but no value was given for Ip", "given: none"}},
-      {"a variable given but not used", "a: {{.App}}\n", Vars().Set("App", "httpbin").Set("Ports", "80"),
+      {"a variable given but not used",
+       "a: {{.App}}\n",
+       Vars().Set("App", "httpbin").Set("Ports", "80"),
        {"t.yaml: Ports was given but the template never uses {{.Ports}}", "it uses: App"}},
-      {"an unterminated {{", "a: 1\nb: 2\nc: {{.App\n", Vars().Set("App", "x"),
+      {"an unterminated {{",
+       "a: 1\nb: 2\nc: {{.App\n",
+       Vars().Set("App", "x"),
        {"t.yaml:3: '{{' at column 4 is not closed by '}}' on the same line"}},
-      {"a Go pipeline", "a: {{ .App | quote }}\n", Vars().Set("App", "x"),
+      {"a Go pipeline",
+       "a: {{ .App | quote }}\n",
+       Vars().Set("App", "x"),
        {"t.yaml:1:4", "'{{ .App | quote }}' is not a variable reference"}},
       {"a reference without the dot", "a: {{App}}\n", Vars(), {"t.yaml:1:4", "only {{.Name}} is supported"}},
-      {"a newline in a value", "a: \"{{.V}}\"\n", Vars().Set("V", "x\ny"), {"t.yaml:1:5", "V = ", "contains a newline"}},
-      {"a double quote inside double quotes", "a: \"{{.V}}\"\n", Vars().Set("V", "x\"y"),
+      {"a newline in a value",
+       "a: \"{{.V}}\"\n",
+       Vars().Set("V", "x\ny"),
+       {"t.yaml:1:5", "V = ", "contains a newline"}},
+      {"a double quote inside double quotes",
+       "a: \"{{.V}}\"\n",
+       Vars().Set("V", "x\"y"),
        {"t.yaml:1:5", "contains '\"'", "double-quoted"}},
       {"a single quote inside single quotes", "a: '{{.V}}'\n", Vars().Set("V", "it's"), {"contains \"'\""}},
       {"a mapping indicator in a plain value", "a: {{.V}}\n", Vars().Set("V", "x: y"), {"contains ': '"}},
       {"a comment marker in a plain value", "a: {{.V}}\n", Vars().Set("V", "x #y"), {"contains '#'"}},
-      {"an alias indicator starting a plain value", "a: {{.V}}\n", Vars().Set("V", "*.example.com"),
+      {"an alias indicator starting a plain value",
+       "a: {{.V}}\n",
+       Vars().Set("V", "*.example.com"),
        {"starts with the YAML indicator '*'"}},
       {"an empty value", "a: {{.V}}\n", Vars().Set("V", ""), {"V = \"\" is empty"}},
-      {"a list inside quotes", "a: \"{{.V}}\"\n", Vars().SetList("V", {"1"}),
+      {"a list inside quotes",
+       "a: \"{{.V}}\"\n",
+       Vars().SetList("V", {"1"}),
        {"t.yaml:1:5", "V is a list", "must stand unquoted"}},
       {"a list item with a quote", "a: {{.V}}\n", Vars().SetList("V", {"1", "2\""}), {"V[1] = "}},
   };
@@ -94,7 +111,8 @@ TEST_CASE("every problem of a rendering is reported at once") {
 TEST_CASE("values safe in quotes are accepted there and plain where YAML allows") {
   CHECK(Render("h: \"{{.H}}\"\n", "t", Vars().Set("H", "*.example.com")) == "h: \"*.example.com\"\n");
   CHECK(Render("h: '{{.H}}'\n", "t", Vars().Set("H", "say \"hi\"")) == "h: 'say \"hi\"'\n");
-  CHECK(Render("k: request.headers[{{.N}}]\n", "t", Vars().Set("N", "x-user")) == "k: request.headers[x-user]\n");
+  CHECK(Render("k: request.headers[{{.N}}]\n", "t", Vars().Set("N", "x-user")) ==
+        "k: request.headers[x-user]\n");
   CHECK(Render("ip: {{.Ip}}\n", "t", Vars().Set("Ip", "fd00::1/128")) == "ip: fd00::1/128\n");
 }
 
@@ -130,7 +148,8 @@ TEST_CASE("the seed templates list their variables when rendered with none") {
       for (const auto& v : vars) CHECK_THAT(err, Contains("{{." + v + "}} is used but no value was given"));
       // Exactly these variables, no others.
       size_t count = 0;
-      for (size_t at = err.find("is used but"); at != std::string::npos; at = err.find("is used but", at + 1)) ++count;
+      for (size_t at = err.find("is used but"); at != std::string::npos; at = err.find("is used but", at + 1))
+        ++count;
       CHECK(count == vars.size());
     }
   }

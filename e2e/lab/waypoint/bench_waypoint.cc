@@ -50,7 +50,8 @@ int Request(uint16_t port, const std::string& extra_header) {
   inet_pton(AF_INET, kIp, &sin.sin_addr);
   int status = 0;
   if (connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0) {
-    const std::string req = "GET /status/200 HTTP/1.1\r\nHost: httpbin\r\n" + extra_header + "Connection: close\r\n\r\n";
+    const std::string req =
+        "GET /status/200 HTTP/1.1\r\nHost: httpbin\r\n" + extra_header + "Connection: close\r\n\r\n";
     send(fd, req.data(), req.size(), MSG_NOSIGNAL);
     std::string resp;
     char buf[4096];
@@ -96,17 +97,17 @@ int main(int argc, char** argv) {
     ProcessOptions o;
     o.netns = ns.ref();
     o.output = ProcessOptions::Output::kDiscard;
-    Process httpbin = Process::Start({"gunicorn", "-b", std::string(kIp) + ":" + std::to_string(kHttpbin), "-w", "1",
-                                      "--threads", "4", "httpbin:app"},
+    Process httpbin = Process::Start({"gunicorn", "-b", std::string(kIp) + ":" + std::to_string(kHttpbin),
+                                      "-w", "1", "--threads", "4", "httpbin:app"},
                                      o);
     WaitAccepts(ns.ref(), kHttpbin, "httpbin");
 
-    const auto policy = kmesh::policy::RenderPolicyTemplate(
-        "header-deny", kmesh::policy::Vars()
-                           .Set("Namespace", "bench")
-                           .Set("Service", "httpbin")
-                           .Set("HeaderName", "x-kmesh-test")
-                           .Set("HeaderValue", "deny"));
+    const auto policy =
+        kmesh::policy::RenderPolicyTemplate("header-deny", kmesh::policy::Vars()
+                                                               .Set("Namespace", "bench")
+                                                               .Set("Service", "httpbin")
+                                                               .Set("HeaderName", "x-kmesh-test")
+                                                               .Set("HeaderValue", "deny"));
     std::ofstream(dir + "/policies.yaml") << policy.text;
     const auto wp_start = Clock::now();
     Process waypoint = Process::Start({kmesh::Runfile("e2e/lab/waypoint/waypoint"), "--listen",
@@ -143,7 +144,8 @@ int main(int argc, char** argv) {
       if (name.rfind("ip-", 0) == 0) v.Set("App", "httpbin").Set("Ip", "10.244.1.5/32");
       if (name.rfind("port-", 0) == 0) v.Set("App", "httpbin").SetList("Ports", {"9090"});
       if (name.rfind("namespace-", 0) == 0) v.Set("App", "httpbin").Set("SourceNamespace", "other");
-      if (name.rfind("header-", 0) == 0) v.Set("Service", "httpbin").Set("HeaderName", "x-a").Set("HeaderValue", "b");
+      if (name.rfind("header-", 0) == 0)
+        v.Set("Service", "httpbin").Set("HeaderName", "x-a").Set("HeaderValue", "b");
       if (name.rfind("host-", 0) == 0) v.Set("Service", "httpbin").Set("TargetHost", "h");
       const auto m = kmesh::policy::RenderPolicyTemplate(name, v);
       for (auto& p : kmesh::policy::ParseManifests(m.text, m.origin)) all.push_back(std::move(p));
@@ -161,11 +163,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < evals; ++i) denied += !kmesh::policy::Evaluate(all, req).allowed();
     const double eval_us = std::chrono::duration<double, std::micro>(Clock::now() - e0).count() / evals;
 
-    std::printf("bench_waypoint: %d requests per series, one connection each, interleaved; loopback in %s\n", n,
-                ns.name().c_str());
+    std::printf("bench_waypoint: %d requests per series, one connection each, interleaved; loopback in %s\n",
+                n, ns.name().c_str());
     std::printf("waypoint startup (exec to its first proxied 200): %.1f ms\n\n", startup_ms);
-    std::printf("%-28s %9s %9s %9s %9s %10s %6s\n", "series", "p50 ms", "p90 ms", "p99 ms", "mean ms", "ratio p50",
-                "wrong");
+    std::printf("%-28s %9s %9s %9s %9s %10s %6s\n", "series", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+                "ratio p50", "wrong");
     const double direct_p50 = Percentile(series[0].ms, 0.5);
     for (const auto& s : series) {
       double mean = 0;
@@ -175,8 +177,8 @@ int main(int argc, char** argv) {
       std::printf("%-28s %9.3f %9.3f %9.3f %9.3f %9.2fx %6d\n", s.name.c_str(), p50, Percentile(s.ms, 0.9),
                   Percentile(s.ms, 0.99), mean, p50 / direct_p50, s.wrong);
     }
-    std::printf("\npolicy::Evaluate, %zu seed policies, one request: %.2f us per decision (%s)\n", all.size(), eval_us,
-                denied == evals ? "deny" : "allow");
+    std::printf("\npolicy::Evaluate, %zu seed policies, one request: %.2f us per decision (%s)\n", all.size(),
+                eval_us, denied == evals ? "deny" : "allow");
     waypoint.Stop();
     httpbin.Stop();
     kmesh::netns::RunChecked({"rm", "-rf", dir});

@@ -49,9 +49,11 @@ HeaderList ParseHeaders(const std::vector<std::string>& lines) {
   HeaderList headers;
   for (size_t i = 1; i < lines.size(); ++i) {
     const std::string& l = lines[i];
-    if (l[0] == ' ' || l[0] == '\t') throw Error("obsolete header line folding at line " + std::to_string(i + 1));
+    if (l[0] == ' ' || l[0] == '\t')
+      throw Error("obsolete header line folding at line " + std::to_string(i + 1));
     const size_t colon = l.find(':');
-    if (colon == std::string::npos) throw Error("header line " + std::to_string(i + 1) + " has no ':': \"" + l + "\"");
+    if (colon == std::string::npos)
+      throw Error("header line " + std::to_string(i + 1) + " has no ':': \"" + l + "\"");
     const std::string name = l.substr(0, colon);
     if (!IsToken(name)) throw Error("header name \"" + name + "\" is not a token");
     headers.emplace_back(name, Trim(l.substr(colon + 1)));
@@ -121,7 +123,8 @@ RequestHead ParseRequestHead(const std::string& head) {
   r.target = rl.substr(sp1 + 1, sp2 - sp1 - 1);
   r.version = rl.substr(sp2 + 1);
   if (!IsToken(r.method)) throw Error("method \"" + r.method + "\" is not a token");
-  if (r.target.empty() || (r.target[0] != '/' && r.target.find("://") == std::string::npos && r.target != "*")) {
+  if (r.target.empty() ||
+      (r.target[0] != '/' && r.target.find("://") == std::string::npos && r.target != "*")) {
     throw Error("request target \"" + r.target + "\" is neither a path nor an absolute URI");
   }
   if (r.version != "HTTP/1.1" && r.version != "HTTP/1.0") {
@@ -143,7 +146,8 @@ ResponseHead ParseResponseHead(const std::string& head) {
   }
   r.version = sl.substr(0, sp1);
   const std::string code = sl.substr(sp1 + 1, 3);
-  if (code.find_first_not_of("0123456789") != std::string::npos) throw Error("status \"" + code + "\" is not a number");
+  if (code.find_first_not_of("0123456789") != std::string::npos)
+    throw Error("status \"" + code + "\" is not a number");
   r.status = std::stoi(code);
   r.reason = sl.size() > sp1 + 5 ? sl.substr(sp1 + 5) : "";
   r.headers = ParseHeaders(lines);
@@ -190,7 +194,8 @@ std::string UpstreamRequestHead(const RequestHead& head, const std::string& clie
 }
 
 std::string ClientResponseHead(const ResponseHead& head) {
-  std::string out = head.version + " " + std::to_string(head.status) + (head.reason.empty() ? "" : " " + head.reason) + "\r\n";
+  std::string out = head.version + " " + std::to_string(head.status) +
+                    (head.reason.empty() ? "" : " " + head.reason) + "\r\n";
   for (const auto& [k, v] : head.headers) {
     const std::string lk = Lower(k);
     if (lk == "connection" || lk == "keep-alive") continue;
@@ -202,11 +207,9 @@ std::string ClientResponseHead(const ResponseHead& head) {
 
 std::string LocalResponse(int status, const std::string& reason, const std::string& body) {
   return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\n" +
-         "content-length: " + std::to_string(body.size()) + "\r\n" +
-         "content-type: text/plain\r\n" +
-         "date: " + HttpDate() + "\r\n" +
-         "server: kmesh-e2e-waypoint\r\n" +
-         "connection: close\r\n\r\n" + body;
+         "content-length: " + std::to_string(body.size()) + "\r\n" + "content-type: text/plain\r\n" +
+         "date: " + HttpDate() + "\r\n" + "server: kmesh-e2e-waypoint\r\n" + "connection: close\r\n\r\n" +
+         body;
 }
 
 }  // namespace kmesh::waypoint

@@ -23,7 +23,8 @@ struct RequestHead {
   std::string version;  // "HTTP/1.1"
   HeaderList headers;   // in order, names as sent
 
-  std::optional<std::string> Header(const std::string& name) const;  // case-insensitive; repeats joined by ","
+  std::optional<std::string> Header(
+      const std::string& name) const;  // case-insensitive; repeats joined by ","
   // The Host header, else the authority of an absolute-form target.
   std::string Host() const;
   // The path part of the target (absolute-form reduced to its path), query kept.

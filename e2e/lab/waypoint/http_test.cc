@@ -1,7 +1,8 @@
+#include "e2e/lab/waypoint/http.h"
+
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
-#include "e2e/lab/waypoint/http.h"
 #include "e2e/lab/waypoint/waypoint.h"
 
 using Catch::Contains;
@@ -53,10 +54,11 @@ TEST_CASE("malformed requests are refused with what is wrong") {
     INFO(raw);
     CHECK_THROWS_WITH(ParseRequestHead(raw), Contains(expected));
   }
-  CHECK_THROWS_WITH(RequestBodyLength(ParseRequestHead("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n")),
-                    Contains("Content-Length \"1x\" is not a number"));
-  CHECK(RequestBodyLength(ParseRequestHead("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")) ==
-        std::nullopt);
+  CHECK_THROWS_WITH(
+      RequestBodyLength(ParseRequestHead("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n")),
+      Contains("Content-Length \"1x\" is not a number"));
+  CHECK(RequestBodyLength(ParseRequestHead(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")) == std::nullopt);
   CHECK(RequestBodyLength(ParseRequestHead("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n")) ==
         std::optional<size_t>(12));
 }
@@ -71,11 +73,13 @@ TEST_CASE("the upstream head drops hop-by-hop headers and closes the connection"
 }
 
 TEST_CASE("the response head is relayed with Connection: close") {
-  const auto r = ParseResponseHead("HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: keep-alive\r\n"
-                                   "Transfer-Encoding: chunked\r\n\r\n");
+  const auto r = ParseResponseHead(
+      "HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: keep-alive\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n");
   CHECK(r.status == 200);
   CHECK(r.reason == "OK");
-  CHECK(ClientResponseHead(r) == "HTTP/1.1 200 OK\r\nServer: gunicorn\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+  CHECK(ClientResponseHead(r) ==
+        "HTTP/1.1 200 OK\r\nServer: gunicorn\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
   CHECK_THROWS_WITH(ParseResponseHead("SMTP ready\r\n\r\n"), Contains("is not HTTP/x.y NNN reason"));
   CHECK_THROWS_WITH(ParseResponseHead("HTTP/1.1 2x0 OK\r\n\r\n"), Contains("status \"2x0\" is not a number"));
 }
@@ -89,9 +93,9 @@ TEST_CASE("a deny is answered like Envoy's RBAC filter") {
 }
 
 TEST_CASE("flags: endpoints, namespaces and what is missing") {
-  std::vector<std::string> args = {"waypoint", "--listen", "10.0.0.1:15008", "--upstream=[fd00::7]:8000",
-                                   "--policies", "p.yaml", "--log", "l.jsonl", "--namespace-of",
-                                   "10.244.1.0/24=test-ns2"};
+  std::vector<std::string> args = {
+      "waypoint", "--listen", "10.0.0.1:15008", "--upstream=[fd00::7]:8000", "--policies", "p.yaml",
+      "--log",    "l.jsonl",  "--namespace-of", "10.244.1.0/24=test-ns2"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   const Config c = ParseFlags(static_cast<int>(argv.size()), argv.data());
@@ -111,8 +115,10 @@ TEST_CASE("flags: endpoints, namespaces and what is missing") {
     }
     return std::string("(no error)");
   };
-  CHECK_THAT(error_of({"waypoint"}), Contains("missing --listen --upstream --policies --log") && Contains("usage:"));
-  CHECK_THAT(error_of({"waypoint", "--listen", "10.0.0.1"}), Contains("--listen \"10.0.0.1\" is not IP:PORT"));
+  CHECK_THAT(error_of({"waypoint"}),
+             Contains("missing --listen --upstream --policies --log") && Contains("usage:"));
+  CHECK_THAT(error_of({"waypoint", "--listen", "10.0.0.1"}),
+             Contains("--listen \"10.0.0.1\" is not IP:PORT"));
   CHECK_THAT(error_of({"waypoint", "--listen", "10.0.0.1:0"}), Contains("\"0\" is not a port"));
   CHECK_THAT(error_of({"waypoint", "--listen", "host:80"}), Contains("\"host\" is not an IP address"));
   CHECK_THAT(error_of({"waypoint", "--namespace-of", "test-ns2"}), Contains("is not CIDR=NAMESPACE"));

@@ -40,7 +40,8 @@ const char* kUsage =
 std::string NowRfc3339() {
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[40];
@@ -106,7 +107,9 @@ Io WriteAll(int fd, const char* data, size_t len, Clock::time_point deadline) {
   return Io::kOk;
 }
 
-Io WriteAll(int fd, const std::string& s, Clock::time_point deadline) { return WriteAll(fd, s.data(), s.size(), deadline); }
+Io WriteAll(int fd, const std::string& s, Clock::time_point deadline) {
+  return WriteAll(fd, s.data(), s.size(), deadline);
+}
 
 const char* IoName(Io io) {
   switch (io) {
@@ -259,7 +262,8 @@ Waypoint::Waypoint(Config config) : config_(std::move(config)) {
   MaybeReload(true);
   if (!policies_) {
     // MaybeReload logged why; at start that is fatal.
-    throw Error("cannot start: the policies in " + config_.policies_path + " were refused (see " + config_.log_path + ")");
+    throw Error("cannot start: the policies in " + config_.policies_path + " were refused (see " +
+                config_.log_path + ")");
   }
 
   socklen_t len = 0;
@@ -269,7 +273,8 @@ Waypoint::Waypoint(Config config) : config_(std::move(config)) {
   const int one = 1;
   setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    ThrowErrno("binding --listen " + config_.listen.ToString() + " (is the address on an interface of this namespace?)");
+    ThrowErrno("binding --listen " + config_.listen.ToString() +
+               " (is the address on an interface of this namespace?)");
   }
   if (listen(listen_fd_, 128) != 0) ThrowErrno("listen on " + config_.listen.ToString());
 
@@ -323,7 +328,9 @@ void Waypoint::MaybeReload(bool forced) {
   seen_any_ = true;
   auto refuse = [&](const std::string& why) {
     // The previous policies (if any) stay in force; this file version is not read again until it changes.
-    Log(json{{"time", NowRfc3339()}, {"event", "reload_failed"}, {"file", config_.policies_path}, {"error", why}}.dump());
+    Log(json{
+        {"time", NowRfc3339()}, {"event", "reload_failed"}, {"file", config_.policies_path}, {"error", why}}
+            .dump());
   };
   if (!readable) return refuse("cannot read " + config_.policies_path + ": " + std::strerror(stat_errno));
   auto fresh = std::make_shared<PolicySet>();
@@ -363,7 +370,8 @@ bool Waypoint::Run() {
     }
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
-    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    const int fd =
+        accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) continue;  // the client gave up between poll and accept, or EMFILE: try again
     char host[INET6_ADDRSTRLEN] = {};
     uint16_t port = 0;
@@ -438,7 +446,8 @@ void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_p
     if (io == Io::kOk) continue;
     if (buf.empty()) return;  // connected and left without a request: a readiness probe, not evidence
     out.error = std::string("client ") + IoName(io) + " before the request head was complete";
-    return reply(io == Io::kTimeout ? 408 : 400, io == Io::kTimeout ? "Request Timeout" : "Bad Request", out.error);
+    return reply(io == Io::kTimeout ? 408 : 400, io == Io::kTimeout ? "Request Timeout" : "Bad Request",
+                 out.error);
   }
   RequestHead head;
   try {
@@ -486,7 +495,8 @@ void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_p
   Fd upstream(ConnectWithin(config_.upstream, defaults::ConnectTimeout()));
   if (upstream.get() < 0) {
     out.error = "upstream " + config_.upstream.ToString() + ": " + std::strerror(errno);
-    return reply(503, "Service Unavailable", "upstream connect error or disconnect/reset before headers. " + out.error);
+    return reply(503, "Service Unavailable",
+                 "upstream connect error or disconnect/reset before headers. " + out.error);
   }
   const auto io_deadline = [] { return Clock::now() + defaults::WaypointIo(); };
   if (auto expect = head.Header("expect"); expect && *expect == "100-continue" && buf.size() == *head_end) {
@@ -501,10 +511,12 @@ void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_p
       return reply(400, "Bad Request", out.error);
     }
   }
-  if (io == Io::kOk) io = WriteAll(upstream.get(), body.data(), std::min(body.size(), *body_len), io_deadline());
+  if (io == Io::kOk)
+    io = WriteAll(upstream.get(), body.data(), std::min(body.size(), *body_len), io_deadline());
   if (io != Io::kOk) {
     out.error = std::string("sending to upstream: ") + IoName(io);
-    return reply(503, "Service Unavailable", "upstream connect error or disconnect/reset before headers. " + out.error);
+    return reply(503, "Service Unavailable",
+                 "upstream connect error or disconnect/reset before headers. " + out.error);
   }
 
   // 4. The response: its head rewritten to Connection: close, then everything until the upstream closes.
@@ -515,7 +527,8 @@ void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_p
     io = resp.size() > kMaxHeadBytes ? Io::kError : ReadSome(upstream.get(), resp, resp_deadline);
     if (io != Io::kOk) {
       out.error = std::string("upstream ") + IoName(io) + " before the response head was complete";
-      return reply(io == Io::kTimeout ? 504 : 502, io == Io::kTimeout ? "Gateway Timeout" : "Bad Gateway", out.error);
+      return reply(io == Io::kTimeout ? 504 : 502, io == Io::kTimeout ? "Gateway Timeout" : "Bad Gateway",
+                   out.error);
     }
   }
   ResponseHead rhead;
@@ -537,7 +550,8 @@ void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_p
     }
     io = WriteAll(client.get(), chunk, io_deadline());
   }
-  if (io != Io::kOk && out.error.empty()) out.error = std::string("client ") + IoName(io) + " during the response";
+  if (io != Io::kOk && out.error.empty())
+    out.error = std::string("client ") + IoName(io) + " during the response";
   log_request();
 }
 

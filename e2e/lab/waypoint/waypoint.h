@@ -12,16 +12,18 @@
 //   {"time":"2025-05-12T10:00:00.123Z","event":"request","client":"10.244.1.5:41234","method":"GET",
 //    "host":"httpbin:8000","path":"/headers","decision":"deny","policy":"test-ns1/header-deny-policy",
 //    "rule":0,"reason":"DENY policy ... matched (rule 0)","status":403,"duration_ms":0.4}
-// plus lines with "event" start / reload / reload_failed / error. A connection that closes before
-// sending a request (a readiness probe) is not logged.
+// "decision" is "none" when no decision was made (a malformed request: 400), with "error" saying why.
+// Other lines have "event" start / reload / reload_failed. A connection that closes before sending a
+// request (a readiness probe) is not logged.
 #pragma once
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <sys/types.h>
 #include <utility>
 #include <vector>
 
@@ -95,7 +97,7 @@ class Waypoint {
   std::atomic<bool> stop_{false};
   std::atomic<bool> reload_{false};
   std::atomic<int> active_{0};
-  std::mutex policies_mu_;                   // guards the three below
+  std::mutex policies_mu_;                     // guards the three below
   std::shared_ptr<const PolicySet> policies_;  // null only before the first successful load
   FileStamp seen_;                             // the file version last read, loaded or refused
   bool seen_any_ = false;

@@ -1,14 +1,13 @@
 // The waypoint in a fresh namespace: httpbin (gunicorn) upstream, the waypoint in front, curl as the
 // client from two source addresses. Each case pairs what curl saw with the waypoint's JSON evidence and
 // with policy::Evaluate's answer for the same request.
-#include <catch2/catch.hpp>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -141,9 +140,10 @@ class WaypointLab {
     std::ofstream(policies_path_) << "";
 
     const std::string upstream_log = dir_ + "/httpbin.log";
-    upstream_.emplace(Process::Start({"gunicorn", "-b", std::string(kServerIp) + ":" + std::to_string(kUpstreamPort),
-                                      "-w", "1", "--threads", "4", "httpbin:app"},
-                                     Options(upstream_log)));
+    upstream_.emplace(
+        Process::Start({"gunicorn", "-b", std::string(kServerIp) + ":" + std::to_string(kUpstreamPort), "-w",
+                        "1", "--threads", "4", "httpbin:app"},
+                       Options(upstream_log)));
     WaitAccepts(ns_.ref(), "httpbin (gunicorn)", kServerIp, kUpstreamPort, *upstream_, upstream_log,
                 kmesh::defaults::AppReady());
     waypoint_startup_ = StartWaypoint(kWaypointPort, kUpstreamPort, policies_path_, log_path_);
@@ -154,8 +154,9 @@ class WaypointLab {
                                           const std::string& log) {
     const std::string out = dir_ + "/waypoint-" + std::to_string(listen) + ".out";
     auto& p = extra_.emplace_back(Process::Start(
-        {kmesh::Runfile("e2e/lab/waypoint/waypoint"), "--listen", std::string(kServerIp) + ":" + std::to_string(listen),
-         "--upstream", std::string(kServerIp) + ":" + std::to_string(upstream), "--policies", policies, "--log", log},
+        {kmesh::Runfile("e2e/lab/waypoint/waypoint"), "--listen",
+         std::string(kServerIp) + ":" + std::to_string(listen), "--upstream",
+         std::string(kServerIp) + ":" + std::to_string(upstream), "--policies", policies, "--log", log},
         Options(out)));
     return WaitAccepts(ns_.ref(), "waypoint", kServerIp, listen, p, out, kmesh::defaults::AppReady());
   }
@@ -163,13 +164,21 @@ class WaypointLab {
   void SetPolicies(const std::string& yaml) { WriteAtomically(policies_path_, yaml); }
   void SetPolicies(const kmesh::policy::Manifest& m) { SetPolicies(m.text); }
 
-  CurlResult Curl(const std::string& source_ip, const std::string& path, const std::vector<std::string>& extra = {},
-                  uint16_t port = kWaypointPort) {
+  CurlResult Curl(const std::string& source_ip, const std::string& path,
+                  const std::vector<std::string>& extra = {}, uint16_t port = kWaypointPort) {
     const double connect_s = kmesh::defaults::ConnectTimeout().count() / 1000.0;
-    const double max_s = (kmesh::defaults::ConnectTimeout() + kmesh::defaults::ResponseTimeout()).count() / 1000.0;
-    std::vector<std::string> argv = {"curl", "-sS", "--interface", source_ip, "--connect-timeout",
-                                     std::to_string(connect_s), "--max-time", std::to_string(max_s),
-                                     "-w", "\n%{http_code}"};
+    const double max_s =
+        (kmesh::defaults::ConnectTimeout() + kmesh::defaults::ResponseTimeout()).count() / 1000.0;
+    std::vector<std::string> argv = {"curl",
+                                     "-sS",
+                                     "--interface",
+                                     source_ip,
+                                     "--connect-timeout",
+                                     std::to_string(connect_s),
+                                     "--max-time",
+                                     std::to_string(max_s),
+                                     "-w",
+                                     "\n%{http_code}"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.push_back("http://" + std::string(kServerIp) + ":" + std::to_string(port) + path);
     ProcessOptions o;
@@ -225,11 +234,16 @@ kmesh::policy::Manifest Template(const std::string& name, const Vars& vars) {
 }
 
 Vars HeaderVars(const std::string& value) {
-  return Vars().Set("Namespace", "test-ns1").Set("Service", "httpbin").Set("HeaderName", "x-kmesh-test").Set("HeaderValue", value);
+  return Vars()
+      .Set("Namespace", "test-ns1")
+      .Set("Service", "httpbin")
+      .Set("HeaderName", "x-kmesh-test")
+      .Set("HeaderValue", value);
 }
 
 // What Istio says for the same request, so the table and the reference cannot drift apart.
-kmesh::policy::Verdict Expected(const kmesh::policy::Manifest& m, const std::string& source_ip, const std::string& host,
+kmesh::policy::Verdict Expected(const kmesh::policy::Manifest& m, const std::string& source_ip,
+                                const std::string& host,
                                 const std::vector<std::pair<std::string, std::string>>& headers) {
   kmesh::policy::Request r;
   r.source_ip = *kmesh::policy::IpAddress::Parse(source_ip);
@@ -256,29 +270,64 @@ TEST_CASE("waypoint enforces L7 policies with 403 and forwards the rest; its log
     const char* deciding_policy;  // "" for a default decision
   };
   const std::vector<Row> rows = {
-      {"header-deny, header present", Template("header-deny", HeaderVars("deny")), kClientA,
-       {{"x-kmesh-test", "deny"}}, 403, "test-ns1/header-deny-policy"},
-      {"header-deny, other value", Template("header-deny", HeaderVars("deny")), kClientA,
-       {{"x-kmesh-test", "allow"}}, 200, ""},
+      {"header-deny, header present",
+       Template("header-deny", HeaderVars("deny")),
+       kClientA,
+       {{"x-kmesh-test", "deny"}},
+       403,
+       "test-ns1/header-deny-policy"},
+      {"header-deny, other value",
+       Template("header-deny", HeaderVars("deny")),
+       kClientA,
+       {{"x-kmesh-test", "allow"}},
+       200,
+       ""},
       {"header-deny, no header", Template("header-deny", HeaderVars("deny")), kClientA, {}, 200, ""},
-      {"header-allow, header present", Template("header-allow", HeaderVars("let-me-in")), kClientA,
-       {{"X-Kmesh-Test", "let-me-in"}}, 200, "test-ns1/header-allow-policy"},
+      {"header-allow, header present",
+       Template("header-allow", HeaderVars("let-me-in")),
+       kClientA,
+       {{"X-Kmesh-Test", "let-me-in"}},
+       200,
+       "test-ns1/header-allow-policy"},
       {"header-allow, no header", Template("header-allow", HeaderVars("let-me-in")), kClientA, {}, 403, ""},
       {"host-deny, the host in other case with a port",
-       Template("host-deny", Vars().Set("Namespace", "test-ns1").Set("Service", "httpbin").Set("TargetHost", "httpbin.test-ns1")),
-       kClientA, {{"Host", "HTTPBIN.test-ns1:15008"}}, 403, "test-ns1/host-deny-policy"},
+       Template("host-deny", Vars()
+                                 .Set("Namespace", "test-ns1")
+                                 .Set("Service", "httpbin")
+                                 .Set("TargetHost", "httpbin.test-ns1")),
+       kClientA,
+       {{"Host", "HTTPBIN.test-ns1:15008"}},
+       403,
+       "test-ns1/host-deny-policy"},
       {"host-deny, another host",
-       Template("host-deny", Vars().Set("Namespace", "test-ns1").Set("Service", "httpbin").Set("TargetHost", "httpbin.test-ns1")),
-       kClientA, {{"Host", "sleep.test-ns1"}}, 200, ""},
+       Template("host-deny", Vars()
+                                 .Set("Namespace", "test-ns1")
+                                 .Set("Service", "httpbin")
+                                 .Set("TargetHost", "httpbin.test-ns1")),
+       kClientA,
+       {{"Host", "sleep.test-ns1"}},
+       200,
+       ""},
       {"host-allow, the host",
-       Template("host-allow", Vars().Set("Namespace", "test-ns1").Set("Service", "httpbin").Set("TargetHost", "*.test-ns1")),
-       kClientA, {{"Host", "httpbin.test-ns1"}}, 200, "test-ns1/host-allow-policy"},
+       Template(
+           "host-allow",
+           Vars().Set("Namespace", "test-ns1").Set("Service", "httpbin").Set("TargetHost", "*.test-ns1")),
+       kClientA,
+       {{"Host", "httpbin.test-ns1"}},
+       200,
+       "test-ns1/host-allow-policy"},
       {"ip-allow by the client address, allowed client",
-       Template("ip-allow", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", kClientA)), kClientA,
-       {}, 200, "test-ns1/ip-allow-policy"},
+       Template("ip-allow", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", kClientA)),
+       kClientA,
+       {},
+       200,
+       "test-ns1/ip-allow-policy"},
       {"ip-allow by the client address, other client",
-       Template("ip-allow", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", kClientA)), kClientB,
-       {}, 403, ""},
+       Template("ip-allow", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", kClientA)),
+       kClientB,
+       {},
+       403,
+       ""},
   };
 
   // One lab for the whole table (gunicorn takes a while to start); the cases only swap the policy file.
@@ -349,16 +398,19 @@ TEST_CASE("waypoint reloads on file change and on SIGHUP, and keeps its policies
   CHECK(lab.Curl(kClientA, "/headers").status == 403);
   const auto failed = lab.LogEvents("reload_failed", 1);
   REQUIRE(failed.size() == 1);
-  CHECK_THAT(failed[0].at("error").get<std::string>(), Contains("waypoint-policies.yaml:") && Contains("kind"));
+  CHECK_THAT(failed[0].at("error").get<std::string>(),
+             Contains("waypoint-policies.yaml:") && Contains("kind"));
 
   // A policy the lab cannot evaluate is refused the same way, never half-enforced.
   lab.SetPolicies(
-      "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: test-ns1}\n"
+      "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: "
+      "test-ns1}\n"
       "spec:\n  action: DENY\n  rules:\n  - from:\n    - source: {principals: [\"*\"]}\n");
   CHECK(lab.Curl(kClientA, "/headers").status == 403);
   const auto failed2 = lab.LogEvents("reload_failed", 2);
   REQUIRE(failed2.size() == 2);
-  CHECK_THAT(failed2[1].at("error").get<std::string>(), Contains("the lab does not support source.principals"));
+  CHECK_THAT(failed2[1].at("error").get<std::string>(),
+             Contains("the lab does not support source.principals"));
 
   // SIGHUP forces a reload even when the file did not change.
   lab.SetPolicies("");
@@ -384,7 +436,9 @@ TEST_CASE("waypoint relays bodies both ways, chunked responses, and reports a de
 
   {
     INFO("a request body reaches the upstream");
-    const auto r = lab.Curl(kClientA, "/post", {"-X", "POST", "-H", "Content-Type: text/plain", "--data-binary", "kmesh-e2e-body"});
+    const auto r =
+        lab.Curl(kClientA, "/post",
+                 {"-X", "POST", "-H", "Content-Type: text/plain", "--data-binary", "kmesh-e2e-body"});
     REQUIRE(r.status == 200);
     CHECK(json::parse(r.body).at("data") == "kmesh-e2e-body");
     CHECK(last_logged().at("method") == "POST");
@@ -416,8 +470,8 @@ TEST_CASE("waypoint relays bodies both ways, chunked responses, and reports a de
   {
     INFO("a malformed request is a 400 that says why, and is logged");
     // Bytes no HTTP client would send, so through a plain socket.
-    const std::string answer =
-        Exchange(lab.ns(), kServerIp, kWaypointPort, "GET /headers HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n");
+    const std::string answer = Exchange(lab.ns(), kServerIp, kWaypointPort,
+                                        "GET /headers HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n");
     CHECK(answer.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
     CHECK_THAT(answer, Contains("header name \"Bad Name\" is not a token"));
     const json line = last_logged();
