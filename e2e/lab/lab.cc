@@ -175,7 +175,8 @@ const App& Lab::Deploy(const AppSpec& spec) {
     app->port = kHttpbinPort;
     const std::string log = workdir_ + "/" + spec.name + ".log";
     auto& proc = topo_->Spawn(pod.ns.ref(),
-                              {"gunicorn", "-b", pod.ip + ":" + std::to_string(kHttpbinPort), "-w", "1",
+                              {"gunicorn", "-b", pod.ip + ":" + std::to_string(kHttpbinPort), "-b",
+                               pod.ip + ":" + std::to_string(kHttpbinAltPort), "-w", "1",
                                "--threads", "8", "--timeout", "30", "httpbin:app"},
                               log);
     WaitAccepts(pod.ns.ref(), "httpbin in pod " + pod.name, pod.ip, kHttpbinPort, proc, log);

@@ -62,6 +62,7 @@ struct App {
 class Lab {
  public:
   static constexpr uint16_t kHttpbinPort = 8000;
+  static constexpr uint16_t kHttpbinAltPort = 9090;  // a second port, for port policies
   static constexpr uint16_t kWaypointPort = 80;
 
   static std::unique_ptr<Lab> Up();

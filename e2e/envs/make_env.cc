@@ -1,0 +1,19 @@
+// The Env the suites run on: KMESH_E2E_ENV=lab (the default) or kube.
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "base/error.h"
+#include "e2e/framework/env.h"
+#include "e2e/lab/lab_env.h"
+
+namespace kmesh::e2e {
+
+std::unique_ptr<Env> MakeEnv() {
+  const char* v = std::getenv("KMESH_E2E_ENV");
+  const std::string which = v && *v ? v : "lab";
+  if (which == "lab") return std::make_unique<lab::LabEnv>();
+  throw Error("KMESH_E2E_ENV=" + which + ": unknown environment (known: lab)");
+}
+
+}  // namespace kmesh::e2e

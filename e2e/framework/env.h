@@ -1,0 +1,120 @@
+// Env: where the suites run. The suites are written once against this interface; the lab (e2e/lab,
+// embedded, the default) and a real cluster (e2e/kube) implement it. Every method that waits is bounded
+// (base/defaults.h) and every failure says what was expected and what was found.
+//
+// An Env answers three kinds of questions:
+//   - deploy and configure: apps, AuthorizationPolicies, the IPsec secret, dataplane restarts;
+//   - traffic: probes from a client app, continuous load;
+//   - evidence: what the kernel holds (km_auth_res, XDP attachments, xfrm, captures on the underlay).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bpf_probe/tuple.h"
+#include "bpf_probe/xdp.h"
+#include "e2e/framework/capture.h"
+#include "e2e/framework/ipsec_layout.h"
+#include "e2e/framework/ipsec_secret.h"
+#include "e2e/framework/load.h"
+#include "e2e/framework/traffic.h"
+#include "e2e/framework/xfrm.h"
+#include "e2e/policy/policy.h"
+#include "e2e/policy/template.h"
+
+namespace kmesh::e2e {
+
+// Which part of Kmesh's datapath decides a policy kind, and so what a denied client sees
+// (ARCHITECTURE.md, "Mechanisms the suites must expect").
+enum class Mechanism {
+  kXdp,        // ipBlocks, ports (and namespaces in the lab): SYN dropped -> connect_timeout, km_auth_res = 1
+  kUserspace,  // namespaces on a real Kmesh: handshake ok, verdict written after -> read_timeout
+  kWaypoint,   // request.headers, hosts: HTTP 403 from the waypoint, nothing in the XDP maps
+};
+const char* ToString(Mechanism m);
+
+enum class AppKind { kServer, kClient };  // httpbin / sleep (curl)
+
+struct AppSpec {
+  std::string name;
+  AppKind kind = AppKind::kServer;
+  int node = 0;                          // index into Nodes(): server and client on different nodes
+  std::string k8s_namespace = "test-ns1";
+  std::map<std::string, std::string> labels;  // "app" = name is always added
+  bool waypoint = false;                 // a waypoint in front of this service (L7 policies)
+};
+
+struct App {
+  std::string name;
+  AppKind kind = AppKind::kServer;
+  std::string node;          // node name
+  std::string k8s_namespace;
+  std::string ip;            // pod IP
+  uint16_t port = 0;         // server: the pod port
+  uint16_t alt_port = 0;     // server: a second pod port (for port policies), 0 if none
+  uint32_t workload_id = 0;  // FNV-32a of the workload UID (km_frontend / km_wlpolicy key)
+};
+
+struct Node {
+  std::string name;
+  std::string address;  // InternalIP (underlay)
+  std::vector<std::string> pod_cidrs;
+};
+
+// What WaitRealized saw: the policy id in km_authz_policy and in km_wlpolicy of the workload (XDP), or
+// the waypoint's acknowledgement.
+struct Realized {
+  uint32_t policy_id = 0;
+  Mechanism mechanism = Mechanism::kXdp;
+  std::string evidence;  // "km_authz_policy (map 12) holds 0x9f3c...; km_wlpolicy[0x...] = {...}"
+  std::chrono::milliseconds waited{0};
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+  virtual std::string name() const = 0;  // "lab", "kube"
+
+  virtual std::vector<Node> Nodes() = 0;
+  virtual App Deploy(const AppSpec& spec) = 0;
+
+  // Applies a rendered manifest: every policy in it, or none (bad input leaves nothing applied).
+  virtual std::vector<policy::AuthorizationPolicy> Apply(const policy::Manifest& m) = 0;
+  virtual void Remove(const std::vector<policy::AuthorizationPolicy>& policies) = 0;
+  // How this Env enforces the policy (so the suites expect the right outcome per environment).
+  virtual Mechanism MechanismOf(const policy::AuthorizationPolicy& p) const = 0;
+  // Waits, bounded, until the datapath holds the policy for `server`; throws with what it found.
+  virtual Realized WaitRealized(const policy::AuthorizationPolicy& p, const App& server) = 0;
+
+  // Where clients reach a server: the waypoint when the service has one, else the pod.
+  virtual std::pair<std::string, uint16_t> ServiceAddress(const App& server) = 0;
+  // One request from `client`; spec.dst_* default to ServiceAddress(server) when empty. A new
+  // connection with a fresh source port each time (the harness never reuses a tuple).
+  virtual ProbeOutcome Probe(const App& client, const App& server, ProbeSpec spec) = 0;
+  virtual LoadGenerator StartLoad(const App& client, const App& server, LoadSpec spec) = 0;
+
+  // Evidence.
+  virtual std::optional<bpf_probe::Verdict> AuthVerdict(const App& server, const bpf_probe::Tuple& t) = 0;
+  virtual bpf_probe::XdpAttachment XdpOf(const App& server) = 0;
+
+  // IPsec.
+  virtual void ApplySecret(const ipsec::IpsecSecret& secret) = 0;
+  virtual std::vector<ipsec::NodeInfo> IpsecNodes() = 0;  // KmeshNodeInfo of every node
+  virtual xfrm::XfrmSnapshot Xfrm(const std::string& node) = 0;
+  // Deletes one xfrm state on a node by hand (fault recovery).
+  virtual void DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) = 0;
+  virtual void RestartDataplane(const std::string& node) = 0;
+  // A capture on the node's interface toward `peer_address` (the routed underlay interface).
+  virtual capture::Capture StartCapture(const std::string& node, const std::string& peer_address,
+                                        capture::CaptureSpec spec) = 0;
+};
+
+// Picks the Env from the environment: KMESH_E2E_ENV=lab (default) or kube. Defined by the binary's
+// env provider (//e2e/lab:env for the lab).
+std::unique_ptr<Env> MakeEnv();
+
+}  // namespace kmesh::e2e
