@@ -162,11 +162,7 @@ void NetlinkSocket::Request(NetlinkMessage& msg, const std::function<void(const 
         if (err == EPERM || err == EACCES) text += "; needs CAP_NET_ADMIN (run as root)";
         throw NetlinkError(text, err, extack);
       }
-      on_reply(m);
-      if (!dump && !(m->nlmsg_flags & NLM_F_MULTI)) {
-        // A single answer (e.g. RTM_GETROUTE) may come without an ack when NLM_F_ACK is ignored.
-        continue;
-      }
+      on_reply(m);  // a single answer (RTM_GETROUTE) is followed by the ack asked for above
     }
   }
 }
