@@ -1,0 +1,247 @@
+"""Unit tier for tools/report (no browser): finding bundles in folders and zips, counting each once, pairing
+them with JUnit, bad inputs, secrets, escaping, unknown sections, and the --summary text.
+
+The fixtures (testdata/report, see its README) are real bundles of //e2e/authz:authz_test and
+//e2e/ipsec:ipsec_test, one of them edited to fail, plus three hand-written edge cases.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import unittest
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testing  # noqa: E402
+import report  # noqa: E402
+from testing import EDGE, EXPECTED, RAW_KEY, REPORT_PY, TESTLOGS, bazel_layout, step_timeout_s, tmpdir  # noqa: E402
+
+
+def cli(*args, cwd=None):
+    p = subprocess.run([sys.executable, REPORT_PY, *args], capture_output=True, text=True,
+                       timeout=step_timeout_s(), cwd=cwd)
+    return p.returncode, p.stdout, p.stderr
+
+
+class Discovery(unittest.TestCase):
+    def test_fixture_table_matches_the_files(self):
+        found = {}
+        for dirpath, _, files in os.walk(TESTLOGS):
+            if "evidence.json" in files:
+                with open(os.path.join(dirpath, "evidence.json")) as f:
+                    d = json.load(f)
+                found[d["title"]] = (d["suite"], d["passed"])
+        self.assertEqual(found, EXPECTED)
+
+    def test_testlogs_folder(self):
+        run = report.collect([TESTLOGS])
+        got = {b.title: (b.suite, b.passed) for b in run.bundles}
+        self.assertEqual(got, EXPECTED)
+        by_title = {b.title: b for b in run.bundles}
+        self.assertEqual(by_title["port-deny"].target, "//e2e/authz:authz_test")
+        self.assertEqual(by_title["connectivity"].target, "//e2e/ipsec:ipsec_test")
+        # JUnit pairs each bundle with its Catch2 test case (folder name mangling included: "Kmesh's").
+        self.assertEqual(by_title["connectivity"].catch2_case, "ipsec: connectivity across nodes is encrypted in Kmesh's layout")
+        self.assertEqual(by_title["port-deny"].junit.failures[0],
+                         "e2e/authz/authz_test.cc:142: CHECK( j.ok ) with expansion false")
+        self.assertEqual(run.junit_counts, {"//e2e/authz:authz_test": (3, 1), "//e2e/ipsec:ipsec_test": (3, 2)})
+        # fault recovery failed in Catch2 and none of its bundles is in the fixtures: reported on its own.
+        self.assertEqual([(t, c.name) for t, c in run.junit_orphans],
+                         [("//e2e/ipsec:ipsec_test", "ipsec: fault recovery after a dataplane restart and a deleted state")])
+        # pcaps beside a bundle are found
+        self.assertEqual(sorted(a.name for a in by_title["connectivity"].artifacts),
+                         ["request-node1-underlay.pcap", "request-node2-underlay.pcap", "request-sanity-httpbin.pcap"])
+
+    def test_outputs_zip_alone_and_in_testlogs(self):
+        d = tmpdir()
+        out = bazel_layout(d)
+        zip_path = os.path.join(out, "test.outputs", "outputs.zip")
+        for path in (zip_path, os.path.join(d, "testlogs")):
+            run = report.collect([path])
+            self.assertEqual({b.title for b in run.bundles}, {"connectivity", "key-rotation"}, path)
+            self.assertTrue(all(b.target == "//e2e/ipsec:ipsec_test" for b in run.bundles), path)
+            conn = next(b for b in run.bundles if b.title == "connectivity")
+            self.assertIn(" › ipsec__connectivity_across_nodes_is_encrypted_in_Kmesh_s_layout/connectivity/evidence.json",
+                          conn.where)
+            self.assertEqual(len(conn.artifacts), 3)
+            self.assertTrue(all(a.zip_path and a.member.endswith(".pcap") for a in conn.artifacts))
+            self.assertEqual(len(run.junit_orphans), 1)
+
+    def test_same_bundle_unzipped_and_zipped_counts_once(self):
+        d = tmpdir()
+        bazel_layout(d, keep_folder=True)
+        run = report.collect([os.path.join(d, "testlogs")])
+        self.assertEqual(sorted(b.title for b in run.bundles), ["connectivity", "key-rotation"])
+        # ... and the folder copy wins, so pcap links point at plain files
+        self.assertTrue(all(a.path for b in run.bundles for a in b.artifacts))
+        # the same input twice is still one run
+        self.assertEqual(len(report.collect([TESTLOGS, TESTLOGS]).bundles), len(EXPECTED))
+
+    def test_shard_folders_keep_the_label(self):
+        self.assertEqual(report.target_label("/x/bazel-out/k8-fastbuild/testlogs/e2e/authz/authz_test/test.outputs"),
+                         "//e2e/authz:authz_test")
+        self.assertEqual(report.target_label("/x/testlogs/e2e/authz/authz_test/shard_2_of_4/test.outputs"),
+                         "//e2e/authz:authz_test (shard_2_of_4)")
+
+    def test_case_folder_name_matches_the_cc_one(self):
+        # e2e/framework/case_output.cc: [A-Za-z0-9._-] kept, anything else '_'
+        cases = [("authz: a/b x", "authz__a_b_x"), ("Kmesh's", "Kmesh_s"), ("..", "_.."), ("", "_"), ("a.b-c_d", "a.b-c_d")]
+        for name, folder in cases:
+            self.assertEqual(report.case_folder_name(name), folder, name)
+
+
+class BadInput(unittest.TestCase):
+    def test_unusable_paths_are_named_with_what_was_expected(self):
+        d = tmpdir()
+        empty = os.path.join(d, "empty")
+        os.makedirs(os.path.join(empty, "sub"))
+        with open(os.path.join(empty, "sub", "notes.txt"), "w") as f:
+            f.write("x")
+        text = os.path.join(d, "run.log")
+        with open(text, "w") as f:
+            f.write("not a bundle\n")
+        corrupt = os.path.join(d, "outputs.zip")
+        with open(corrupt, "wb") as f:
+            f.write(b"PK\x03\x04 truncated")
+        nobundle = os.path.join(d, "other.zip")
+        with zipfile.ZipFile(nobundle, "w") as z:
+            z.writestr("readme.txt", "hello")
+        missing = os.path.join(d, "no-such-dir")
+        table = [
+            (missing, [missing, "no such file or folder", "bazel-testlogs"]),
+            (empty, [empty, "no evidence.json under this folder", "1 files"]),
+            (text, [text, "neither a zip nor a .json bundle"]),
+            (corrupt, [corrupt, "neither a zip nor a .json bundle"]),  # zipfile does not even see a zip here
+            (nobundle, [nobundle, "1 files, none named evidence.json"]),
+        ]
+        for path, words in table:
+            rc, out, err = cli("--summary", path)
+            self.assertEqual(rc, 2, f"{path}: rc {rc}, stderr {err}")
+            self.assertEqual(out, "", path)
+            for w in words:
+                self.assertIn(w, err, f"{path}: {err!r} lacks {w!r}")
+
+    def test_a_zip_that_breaks_while_reading(self):
+        d = tmpdir()
+        good = os.path.join(d, "outputs.zip")
+        with zipfile.ZipFile(good, "w") as z:
+            z.writestr("c/r/evidence.json", '{"suite":"s","title":"t","passed":true}')
+        with open(good, "rb") as f:
+            data = bytearray(f.read())
+        data[-10:] = b"\0" * 10  # the central directory's end record is damaged
+        with open(good, "wb") as f:
+            f.write(data)
+        rc, _, err = cli("--summary", good)
+        self.assertEqual(rc, 2)
+        self.assertIn(good, err)
+
+    def test_broken_bundles_become_failed_cases_that_say_why(self):
+        run = report.collect([EDGE])
+        by = {os.path.basename(os.path.dirname(b.where)): b for b in run.bundles}
+        self.assertEqual(set(by), {"raw-key-and-new-sections", "truncated", "no-title"})
+        self.assertFalse(by["truncated"].passed)
+        self.assertRegex(by["truncated"].problem, r"truncated/evidence\.json: not valid JSON at line 5, column \d+")
+        self.assertFalse(by["no-title"].passed)
+        self.assertIn("no-title/evidence.json: missing title", by["no-title"].problem)
+        self.assertTrue(by["raw-key-and-new-sections"].passed)
+        # a bundle that says passed but lists failures is failed
+        b = report.Bundle(doc={"suite": "s", "title": "t", "passed": True, "failures": ["x"]}, where="w", target="t")
+        self.assertFalse(b.passed)
+        doc, problem = report.parse_bundle(b'{"suite":"s","title":"t","passed":"yes"}', "here")
+        self.assertIn("here: 'passed' is \"yes\", expected true or false", problem)
+
+
+class Page(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tmpdir()
+        cls.out = os.path.join(cls.dir, "r.html")
+        rc, cls.stdout, cls.stderr = cli("--out", cls.out, TESTLOGS, EDGE)
+        assert rc == 0, cls.stderr
+        with open(cls.out, encoding="utf-8") as f:
+            cls.html = f.read()
+
+    def test_raw_keys_never_reach_the_page(self):
+        self.assertNotIn(RAW_KEY, self.html)
+        self.assertNotIn(RAW_KEY, self.html.lower())
+        fp = hashlib.sha256(bytes.fromhex(RAW_KEY)).hexdigest()[:16]
+        self.assertIn(f"sha256:{fp}", self.html)
+        self.assertIn("secrets[0].aeadKey", self.html)  # the warning names where it was
+        # redaction leaves fingerprints and ids alone
+        doc = {"id_key": "ns/p", "aead": {"key": "sha256:466879dfcb54b93b", "key_bits": 128},
+               "raw": {"key": "0x" + RAW_KEY}, "note": RAW_KEY}
+        found = []
+        red = report.redact(doc, "", found)
+        self.assertEqual(found, ["raw.key"])
+        self.assertEqual(red["aead"], doc["aead"])
+        self.assertEqual(red["id_key"], "ns/p")
+        self.assertTrue(red["raw"]["key"].startswith("sha256:"))
+
+    def test_bundle_text_is_escaped(self):
+        self.assertNotIn("markup <b>in</b> a title", self.html)
+        self.assertIn("markup &lt;b&gt;in&lt;/b&gt; a title &amp; &quot;quotes&quot;", self.html)
+
+    def test_unknown_sections_show_as_json(self):
+        self.assertRegex(self.html, r"<details class=\"json\"><summary>future_section</summary><pre>\{\s*&quot;answer&quot;: 42")
+        self.assertIn("rotation_ms", self.html)
+        self.assertIn("XfrmInNoStates", self.html)
+
+    def test_nothing_is_fetched(self):
+        for pattern in (r"<link\b", r"<img\b", r"@import", r"(src|href)=\"(https?:)?//", r"url\("):
+            self.assertIsNone(re.search(pattern, self.html), pattern)
+
+    def test_pcaps_are_linked_relative_to_the_page(self):
+        rel = os.path.relpath(os.path.join(TESTLOGS, "e2e/ipsec/ipsec_test/test.outputs/"
+                                           "ipsec__connectivity_across_nodes_is_encrypted_in_Kmesh_s_layout/connectivity/"
+                                           "request-node1-underlay.pcap"), self.dir)
+        self.assertIn(f'href="{rel}"', self.html)
+        self.assertIn("elsewhere-node1-underlay.pcap</span> <span class=\"muted\">(not among the outputs)", self.html)
+
+    def test_counts_and_stderr_line(self):
+        self.assertIn(f"wrote {self.out} (11 cases, 4 failed)", self.stderr)
+        self.assertIn('data-cases="11" data-failed="4"', self.html)
+
+    def test_bazel_run_paths_are_relative_to_where_the_user_typed(self):
+        d = tmpdir()
+        env = dict(os.environ, BUILD_WORKING_DIRECTORY=d)
+        shutil.copytree(EDGE, os.path.join(d, "bundles"))
+        p = subprocess.run([sys.executable, REPORT_PY, "--out", "x.html", "bundles"], capture_output=True, text=True,
+                           env=env, cwd="/", timeout=step_timeout_s())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(os.path.isfile(os.path.join(d, "x.html")))
+
+
+class Summary(unittest.TestCase):
+    def test_one_screen(self):
+        rc, out, err = cli("--summary", TESTLOGS)
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertRegex(lines[0], r"^kmesh-e2e evidence: 8 cases, 6 passed, 2 failed \(env lab; ")
+        self.assertIn("  authz       5       1  FAIL", lines)
+        self.assertIn("  ipsec       1       1  FAIL", lines)
+        self.assertIn("FAILED authz / port-deny: [listed port] sleep-a -> httpbin (10.244.1.2:53246 -> 10.244.2.2:9090)"
+                      "  (+1 more)", lines)
+        self.assertIn("         disagree:    client saw ok(200), expected connect_timeout (SYN dropped by XDP)", lines)
+        self.assertTrue(any(l.startswith("FAILED ipsec / key-rotation: [after rotation] xfrm layout did not converge")
+                            for l in lines), out)
+        self.assertIn('FAILED //e2e/ipsec:ipsec_test "ipsec: fault recovery after a dataplane restart and a deleted state" '
+                      "(Catch2) without a failed bundle: e2e/ipsec/ipsec_test.cc:261: REQUIRE( WaitLayout(w, c, w.spi, "
+                      '"before restart").report.ok() ) with expansion false', lines)
+        self.assertLess(len(lines), 25)
+        self.assertFalse(os.path.exists("kmesh-e2e-report.html"))  # --summary alone writes no page
+
+    def test_all_passed_and_long_failure_lists_stay_short(self):
+        b = [report.Bundle(doc={"suite": "s", "title": f"t{i}", "passed": False, "failures": [f"why {i}"]}, where="w",
+                           target="t") for i in range(30)]
+        text = report.summary_text(report.Run(b, [], {}, [], []))
+        self.assertEqual(text.count("\nFAILED "), 20)
+        self.assertIn("... and 10 more failed cases (see the HTML report)", text)
+        ok = report.Run([report.Bundle(doc={"suite": "s", "title": "t", "passed": True}, where="w", target="t")], [], {}, [], [])
+        self.assertNotIn("FAILED", report.summary_text(ok))
+
+
+if __name__ == "__main__":
+    testing.main()
