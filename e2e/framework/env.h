@@ -95,6 +95,8 @@ class Env {
   // One request from `client`; spec.dst_* default to ServiceAddress(server) when empty. A new
   // connection with a fresh source port each time (the harness never reuses a tuple).
   virtual ProbeOutcome Probe(const App& client, const App& server, ProbeSpec spec) = 0;
+  // A source port no earlier probe of this run used (set it in ProbeSpec to know the tuple up front).
+  virtual uint16_t NextSourcePort() = 0;
   virtual LoadGenerator StartLoad(const App& client, const App& server, LoadSpec spec) = 0;
 
   // Evidence.
@@ -111,6 +113,9 @@ class Env {
   // A capture on the node's interface toward `peer_address` (the routed underlay interface).
   virtual capture::Capture StartCapture(const std::string& node, const std::string& peer_address,
                                         capture::CaptureSpec spec) = 0;
+  // A capture on the app's own interface (eth0 in the pod): where traffic is always in clear, so the
+  // sanity capture proves the plaintext filter matches the probe.
+  virtual capture::Capture StartPodCapture(const App& app, capture::CaptureSpec spec) = 0;
 };
 
 // Picks the Env from the environment: KMESH_E2E_ENV=lab (default) or kube. Defined by the binary's

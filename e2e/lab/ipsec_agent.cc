@@ -22,6 +22,7 @@
 #include "bpf_probe/kmesh_abi.h"
 #include "e2e/framework/ipsec_layout.h"
 #include "e2e/framework/ipsec_secret.h"
+#include "e2e/framework/xfrm.h"
 #include "netns/process.h"
 
 namespace kmesh::lab {
@@ -135,8 +136,6 @@ class Agent {
     if (s.spi != local_spi_) {
       LOG(cfg_, "secret: spi " << s.spi << ", key " << s.aead_key.ForDisplay());
       local_spi_ = s.spi;
-      Kni self{local_spi_, {cfg_.address}, cfg_.boot_id, {cfg_.pod_cidr}};
-      WriteAtomic(KniPath(cfg_.state_dir, cfg_.node), ToJson(self).dump(2) + "\n");
     }
     return true;
   }
@@ -175,59 +174,88 @@ class Agent {
     return changed;
   }
 
-  // What CreateXfrmRule programs for every peer, as one `ip -batch -force` (EEXIST on a state is
-  // ignored, policies are updated), with keys only in a 0600 file that is removed at once.
+  // What CreateXfrmRule programs for every peer. iproute2 exits at the first failing command even in
+  // `-force` batch mode (a state that exists answers EEXIST), so states already in the kernel are left
+  // out and policies (updates, which never fail on existing entries) go first. Keys travel only in a
+  // 0600 file that is removed at once.
   void Reconcile() {
     if (local_spi_ == 0) return;
-    std::vector<std::string> lines;
+    if (peers_.empty()) PublishKni();  // nothing to program yet: announce ourselves so peers appear
+    std::set<std::string> present;
+    for (const auto& st : xfrm::DumpStates(netns::NetnsRef::Self())) {
+      present.insert(st.src + ">" + st.dst + "#" + std::to_string(st.spi.value));
+    }
+    auto has = [&](const std::string& src, const std::string& dst, uint32_t spi) {
+      return present.count(src + ">" + dst + "#" + std::to_string(spi)) != 0;
+    };
+    std::vector<std::string> policies, states;
+    const std::string& local = cfg_.address;
     for (const auto& [name, peer] : peers_) {
       for (const auto& remote : peer.addresses) {
-        const std::string& local = cfg_.address;
         // Ingress: local SPI, derived with (remote, local).
-        if (!Fault("xfrm-state-missing")) {
+        if (Fault("xfrm-state-missing")) {
+          if (has(remote, local, local_spi_)) {
+            states.push_back("xfrm state delete src " + remote + " dst " + local + " proto esp spi " + Hex32(local_spi_));
+          }
+        } else if (!has(remote, local, local_spi_)) {
           KeyMaterial in = ipsec::DeriveKey(history_.at(local_spi_), remote, local, peer.boot_id, cfg_.boot_id);
-          lines.push_back("xfrm state add src " + remote + " dst " + local + " proto esp spi " + Hex32(local_spi_) +
-                          " reqid 1 mode tunnel aead rfc4106(gcm(aes)) 0x" + in.RevealHex() +
-                          " 128 output-mark 0xd0 mask 0xffffffff");
-        } else {
-          lines.push_back("xfrm state delete src " + remote + " dst " + local + " proto esp spi " + Hex32(local_spi_));
+          states.push_back("xfrm state add src " + remote + " dst " + local + " proto esp spi " + Hex32(local_spi_) +
+                           " reqid 1 mode tunnel aead rfc4106(gcm(aes)) 0x" + in.RevealHex() +
+                           " 128 output-mark 0xd0 mask 0xffffffff");
         }
         for (const char* dir : {"in", "fwd"}) {
-          lines.push_back("xfrm policy update src 0.0.0.0/0 dst " + cfg_.pod_cidr + " dir " + dir +
-                          " mark 0xd0 mask 0xffffffff tmpl src " + remote + " dst " + local +
-                          " proto esp reqid 1 mode tunnel");
+          policies.push_back("xfrm policy update src 0.0.0.0/0 dst " + cfg_.pod_cidr + " dir " + dir +
+                             " mark 0xd0 mask 0xffffffff tmpl src " + remote + " dst " + local +
+                             " proto esp reqid 1 mode tunnel");
         }
         // Egress: only once the peer's SPI is not newer than ours, with the peer's SPI and its key.
         if (peer.spi <= local_spi_ && history_.count(peer.spi)) {
-          KeyMaterial out = ipsec::DeriveKey(history_.at(peer.spi), local, remote, cfg_.boot_id, peer.boot_id);
-          if (Fault("wrong-key")) {
-            auto bytes = out.bytes();
-            bytes[0] ^= 0xff;
-            out = KeyMaterial(bytes);
+          if (!has(local, remote, peer.spi)) {
+            KeyMaterial out = ipsec::DeriveKey(history_.at(peer.spi), local, remote, cfg_.boot_id, peer.boot_id);
+            if (Fault("wrong-key")) {
+              auto bytes = out.bytes();
+              bytes[0] ^= 0xff;
+              out = KeyMaterial(bytes);
+            }
+            states.push_back("xfrm state add src " + local + " dst " + remote + " proto esp spi " + Hex32(peer.spi) +
+                             " reqid 1 mode tunnel aead rfc4106(gcm(aes)) 0x" + out.RevealHex() + " 128");
           }
-          lines.push_back("xfrm state add src " + local + " dst " + remote + " proto esp spi " + Hex32(peer.spi) +
-                          " reqid 1 mode tunnel aead rfc4106(gcm(aes)) 0x" + out.RevealHex() + " 128");
           for (const auto& cidr : peer.pod_cidrs) {
-            lines.push_back("xfrm policy update src 0.0.0.0/0 dst " + cidr +
-                            " dir out mark 0xe0 mask 0xffffffff tmpl src " + local + " dst " + remote +
-                            " proto esp spi " + Hex32(peer.spi) + " reqid 1 mode tunnel");
+            policies.push_back("xfrm policy update src 0.0.0.0/0 dst " + cidr +
+                               " dir out mark 0xe0 mask 0xffffffff tmpl src " + local + " dst " + remote +
+                               " proto esp spi " + Hex32(peer.spi) + " reqid 1 mode tunnel");
           }
         }
       }
     }
+    // States before the policies that use them (as CreateXfrmRule does): a policy without its state
+    // drops packets (XfrmOutNoStates).
+    RunBatch(states, "states");
+    RunBatch(policies, "policies");
+    PublishKni();
+  }
+
+  // Our KmeshNodeInfo announces the SPI only once its ingress state is programmed, so a peer never
+  // encrypts with an SPI we cannot decrypt yet (XfrmInNoStates).
+  void PublishKni() {
+    if (published_spi_ == local_spi_) return;
+    Kni self{local_spi_, {cfg_.address}, cfg_.boot_id, {cfg_.pod_cidr}};
+    WriteAtomic(KniPath(cfg_.state_dir, cfg_.node), ToJson(self).dump(2) + "\n");
+    published_spi_ = local_spi_;
+  }
+
+  void RunBatch(const std::vector<std::string>& lines, const std::string& what) {
     if (lines.empty()) return;
     const std::string batch = cfg_.state_dir + "/." + cfg_.node + ".xfrm";
     std::string text;
     for (const auto& l : lines) text += l + "\n";
     WriteAtomic(batch, text, 0600);
-    auto r = netns::Run({"ip", "-force", "-batch", batch});
+    auto r = netns::Run({"ip", "-batch", batch});
     fs::remove(batch);
-    // "File exists" is the expected answer for states already there; anything else is worth a line.
-    std::istringstream err(r.err);
-    for (std::string line; std::getline(err, line);) {
-      if (line.find("File exists") != std::string::npos || line.find("Command failed") != std::string::npos) continue;
-      if (line.find("No such process") != std::string::npos) continue;  // delete of an absent state
-      LOG(cfg_, "ip xfrm: " << line);
+    if (!r.ok()) {
+      std::string err = r.err;
+      while (!err.empty() && err.back() == '\n') err.pop_back();
+      LOG(cfg_, "ip xfrm " << what << " failed (exit " << r.exit_code << "): " << err);
     }
   }
 
@@ -328,6 +356,7 @@ class Agent {
   std::string last_secret_text_;
   std::map<uint32_t, KeyMaterial> history_;
   uint32_t local_spi_ = 0;
+  uint32_t published_spi_ = 0;
   std::map<std::string, Kni> peers_;
   bpf_object* tc_obj_ = nullptr;
   int tc_prog_fd_ = -1;

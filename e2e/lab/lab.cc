@@ -130,6 +130,10 @@ std::unique_ptr<Lab> Lab::Up() {
   lab->topo_ = Topology::Up();
   lab->workdir_ = "/tmp/" + UniqueName("lab");
   std::filesystem::create_directories(lab->workdir_);
+  // Logs are evidence: under Bazel they go to the test's outputs (secrets never do: they stay in workdir).
+  const char* outputs = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
+  lab->logdir_ = outputs && *outputs ? std::string(outputs) + "/lab-logs" : lab->workdir_;
+  std::filesystem::create_directories(lab->logdir_);
   return lab;
 }
 
@@ -173,7 +177,7 @@ const App& Lab::Deploy(const AppSpec& spec) {
   app->workload_id = bpf_probe::WorkloadId(pod.uid);
   if (spec.kind == AppKind::kHttpbin) {
     app->port = kHttpbinPort;
-    const std::string log = workdir_ + "/" + spec.name + ".log";
+    const std::string log = logdir_ + "/" + spec.name + ".log";
     auto& proc = topo_->Spawn(pod.ns.ref(),
                               {"gunicorn", "-b", pod.ip + ":" + std::to_string(kHttpbinPort), "-b",
                                pod.ip + ":" + std::to_string(kHttpbinAltPort), "-w", "1",
@@ -190,12 +194,12 @@ const App& Lab::Deploy(const AppSpec& spec) {
       app->waypoint_port = kWaypointPort;
       const std::string policies = workdir_ + "/" + spec.name + "-waypoint-policies.yaml";
       std::ofstream(policies) << "";
-      const std::string wlog = workdir_ + "/" + spec.name + "-waypoint.log";
+      const std::string wlog = logdir_ + "/" + spec.name + "-waypoint.log";
       auto& wproc = topo_->Spawn(
           wp.ns.ref(),
           {Runfile("e2e/lab/waypoint/waypoint"), "--listen", wp.ip + ":" + std::to_string(kWaypointPort),
            "--upstream", pod.ip + ":" + std::to_string(kHttpbinPort), "--policies", policies, "--log",
-           workdir_ + "/" + spec.name + "-waypoint-requests.jsonl"},
+           WaypointLog(spec.name)},
           wlog);
       WaitAccepts(wp.ns.ref(), "waypoint of " + spec.name, wp.ip, kWaypointPort, wproc, wlog);
     }
@@ -347,7 +351,9 @@ void Lab::StartAgent(const std::string& node) {
                                 AgentLog(node));
 }
 
-std::string Lab::AgentLog(const std::string& node) const { return workdir_ + "/agent-" + node + ".log"; }
+std::string Lab::AgentLog(const std::string& node) const { return logdir_ + "/agent-" + node + ".log"; }
+
+std::string Lab::WaypointLog(const std::string& server) const { return logdir_ + "/" + server + "-waypoint-requests.jsonl"; }
 
 void Lab::ApplySecret(const ipsec::IpsecSecret& secret) {
   if (ipsec_dir_.empty()) {

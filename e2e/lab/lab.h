@@ -97,6 +97,8 @@ class Lab {
   const std::string& ipsec_state_dir() const { return ipsec_dir_; }
   // The agent's log of a node (evidence).
   std::string AgentLog(const std::string& node) const;
+  // The waypoint's request log of a server (JSON lines; evidence).
+  std::string WaypointLog(const std::string& server) const;
 
   // Faults. IPsec faults act on one node (`node`, default the second: where the servers usually run).
   void Inject(Fault f, const std::string& node = "node2");
@@ -112,7 +114,8 @@ class Lab {
   void SyncXdpFaults();
 
   std::unique_ptr<Topology> topo_;
-  std::string workdir_;
+  std::string workdir_;  // private state (policy files, the secret): removed at teardown
+  std::string logdir_;   // logs: the test's outputs under Bazel, else workdir
   std::vector<std::unique_ptr<App>> apps_;
   std::map<std::string, std::unique_ptr<AuthzDatapath>> datapaths_;
   struct Applied {

@@ -113,7 +113,7 @@ e2e::Realized LabEnv::WaitRealized(const policy::AuthorizationPolicy& p, const e
       if (in_policies && listed) break;
     } else {
       // The waypoint logs the policy ids it enforces at start and on every reload.
-      std::ifstream log(lab_->workdir() + "/" + app.name + "-waypoint-requests.jsonl");
+      std::ifstream log(lab_->WaypointLog(app.name));
       std::vector<std::string> last;
       for (std::string line; std::getline(log, line);) {
         auto j = nlohmann::json::parse(line, nullptr, false);
@@ -190,6 +190,15 @@ capture::Capture LabEnv::StartCapture(const std::string& node, const std::string
   const auto ns = lab_->topology().node(node).ns.ref();
   if (spec.interface.empty()) spec.interface = netns::RouteTo(ns, peer).interface;
   return capture::Capture::Start(ns, spec);
+}
+
+}  // namespace kmesh::lab
+
+namespace kmesh::lab {
+
+capture::Capture LabEnv::StartPodCapture(const e2e::App& app, capture::CaptureSpec spec) {
+  if (spec.interface.empty()) spec.interface = "eth0";
+  return capture::Capture::Start(lab_->pod_of(lab_->app(app.name)).ns.ref(), spec);
 }
 
 }  // namespace kmesh::lab

@@ -39,7 +39,8 @@ class LabEnv : public e2e::Env {
 
   // The next source port for a probe: never reused within a run, so no cached verdict of an earlier
   // probe can decide a later one (km_auth_res entries of dropped SYNs are never deleted).
-  uint16_t NextSourcePort();
+  uint16_t NextSourcePort() override;
+  capture::Capture StartPodCapture(const e2e::App& app, capture::CaptureSpec spec) override;
 
  private:
   std::unique_ptr<Lab> lab_;
