@@ -14,6 +14,7 @@ import subprocess
 import sys
 import unittest
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree when run directly
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testing  # noqa: E402
 from testing import (EDGE, EDGE_EXPECTED, EXPECTED, REPORT_PY, TESTLOGS, bazel_layout, step_timeout_s,  # noqa: E402

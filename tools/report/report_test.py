@@ -14,6 +14,7 @@ import sys
 import unittest
 import zipfile
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree when run directly
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testing  # noqa: E402
 import report  # noqa: E402
