@@ -49,4 +49,8 @@ inline Millis VmRun() { return Tunable("VM_RUN", Millis(600000)); }
 // tools/vm: power-on until the guest's init reaches the host (about 3 s here under TCG; generous for CI).
 inline Millis VmBoot() { return Tunable("VM_BOOT", Millis(60000)); }
 
+// tools/report's tests: one step, i.e. one report.py run over the fixtures (about a second) or one headless
+// Chromium page load (about 8 s here, most of it Chromium starting).
+inline Millis ReportTestStep() { return Tunable("REPORT_TEST_STEP", Millis(60000)); }
+
 }  // namespace kmesh::defaults
