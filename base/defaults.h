@@ -44,6 +44,22 @@ inline Millis Netlink() { return Tunable("NETLINK", Millis(5000)); }
 // After the traffic a capture watches, how long it keeps listening for trailing packets.
 inline Millis CaptureSettle() { return Tunable("CAPTURE_SETTLE", Millis(300)); }
 
+// e2e/kube (a real cluster). One kubectl call (get, apply, delete, exec of a short command), and the
+// --request-timeout of the reachability check (so an unreachable API server is reported in seconds).
+inline Millis Kubectl() { return Tunable("KUBECTL", Millis(30000)); }
+inline Millis KubeReachable() { return Tunable("KUBE_REACHABLE", Millis(10000)); }
+// Pods Running and Ready (image pulls on a fresh kind node take a while); a waypoint Gateway programmed.
+inline Millis PodReady() { return Tunable("POD_READY", Millis(180000)); }
+inline Millis WaypointReady() { return Tunable("WAYPOINT_READY", Millis(120000)); }
+// A namespace the run created is gone (its pods terminate first) at cleanup.
+inline Millis NamespaceDeleted() { return Tunable("NAMESPACE_DELETED", Millis(120000)); }
+// A deleted Kmesh daemon pod replaced by a Ready one on the same node.
+inline Millis DataplaneRestart() { return Tunable("DATAPLANE_RESTART", Millis(180000)); }
+// Copying kmesh-probe into a Kmesh pod (kubectl cp of a few MB).
+inline Millis KubeCopy() { return Tunable("KUBE_COPY", Millis(60000)); }
+// Between two reads of cluster state while waiting (each read is a kubectl call).
+inline Millis KubePoll() { return Tunable("KUBE_POLL", Millis(1000)); }
+
 // tools/vm: boot plus command, unless the caller gives --timeout.
 inline Millis VmRun() { return Tunable("VM_RUN", Millis(600000)); }
 // tools/vm: power-on until the guest's init reaches the host (about 3 s here under TCG; generous for CI).

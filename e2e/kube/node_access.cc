@@ -1,0 +1,318 @@
+#include "e2e/kube/node_access.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "base/defaults.h"
+#include "base/error.h"
+#include "bpf_probe/kmesh_abi.h"
+#include "e2e/kube/cluster.h"
+#include "e2e/kube/node_local.h"
+#include "netns/route.h"
+
+namespace kmesh::kube {
+namespace {
+
+std::string Env(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+// ---- kind: the node container's namespaces, from the host ----
+
+class KindAccess : public NodeAccess {
+ public:
+  KindAccess(Kubectl& k, std::string node, NodeAccessOptions o) : k_(k), node_(std::move(node)), o_(std::move(o)) {}
+
+  std::string Describe() const override {
+    return "kind node container " + node_ + (pid_ ? " (pid " + std::to_string(pid_) + ")" : "");
+  }
+  bool local() const override { return true; }
+
+  xfrm::XfrmSnapshot Xfrm() override { return xfrm::Snapshot(NodeNs()); }
+  void DeleteXfrmState(const xfrm::XfrmState& s) override { kube::DeleteXfrmState(NodeNs(), s); }
+  MapsReport Maps(const std::string& workload_ip) override { return SummarizeMaps(Catalog(), workload_ip); }
+  AuthReport Auth(const bpf_probe::Tuple& t) override { return LookupAuth(Catalog(), t, o_.port_order); }
+  bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override { return kube::XdpOfPod("/proc", pod_ip); }
+
+  NodeCapture StartCapture(const std::string& peer, capture::CaptureSpec spec) override {
+    return NodeCapture::Local(StartLocalCapture(peer, std::move(spec)));
+  }
+  NodeCapture StartPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
+    return NodeCapture::Local(StartLocalPodCapture(pod_ip, std::move(spec)));
+  }
+  capture::Capture StartLocalCapture(const std::string& peer, capture::CaptureSpec spec) override {
+    const auto ns = NodeNs();
+    if (spec.interface.empty()) spec.interface = netns::RouteTo(ns, peer).interface;
+    return capture::Capture::Start(ns, spec);
+  }
+  capture::Capture StartLocalPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
+    const NetnsOwner o = RequireNetnsOwning("/proc", pod_ip);
+    if (spec.interface.empty()) spec.interface = o.ifname;
+    return capture::Capture::Start(netns::NetnsRef::Resolve(o.netns), spec);
+  }
+  void Invalidate() override { pid_ = 0; }
+
+ private:
+  int Pid() {
+    if (pid_ != 0 && std::filesystem::exists("/proc/" + std::to_string(pid_) + "/ns/net")) return pid_;
+    const auto r = k_.RunOther({"docker", "inspect", "-f", "{{.State.Pid}}", node_});
+    if (!r.ok()) {
+      throw Error("kind node " + node_ + ": " + DescribeResult(r) +
+                  " (the kind transport needs the node's container on this machine; KMESH_E2E_KUBE_NODE_ACCESS=probe "
+                  "reads nodes through kmesh-probe instead)");
+    }
+    const int pid = std::atoi(r.out.c_str());
+    if (pid <= 0) throw Error("kind node " + node_ + ": `docker inspect` gave pid \"" + r.out + "\" (is the container running?)");
+    pid_ = pid;
+    return pid_;
+  }
+  netns::NetnsRef NodeNs() { return netns::NetnsRef::OfPid(Pid()); }
+  bpf_probe::MapCatalog Catalog() {
+    // The node mounts its own bpffs (kind node containers do); its pins are seen through its root.
+    return bpf_probe::MapCatalog::FromPinDir("/proc/" + std::to_string(Pid()) + "/root" + o_.pin_dir);
+  }
+
+  Kubectl& k_;
+  std::string node_;
+  NodeAccessOptions o_;
+  int pid_ = 0;
+};
+
+// ---- probe: kmesh-probe inside the node's Kmesh daemon pod ----
+
+class ProbeAccess : public NodeAccess {
+ public:
+  ProbeAccess(Kubectl& k, CleanupStack& cleanup, std::string node, NodeAccessOptions o)
+      : k_(k), cleanup_(cleanup), node_(std::move(node)), o_(std::move(o)), remote_path_("/tmp/kmesh-probe-" + o_.run_id) {}
+
+  std::string Describe() const override {
+    return "kmesh-probe in " + o_.kmesh_namespace + "/" + (pod_.empty() ? "<kmesh pod of " + node_ + ">" : pod_);
+  }
+  bool local() const override { return false; }
+
+  xfrm::XfrmSnapshot Xfrm() override {
+    // Raw keys cross the kubectl exec pipe into this process only (the layout check compares keys);
+    // the output is marked sensitive so no message or log ever shows it.
+    const auto j = Exec("xfrm", {"--include-raw-keys"}, true);
+    return XfrmSnapshotFromJson(j.at("snapshot"), Where("xfrm"));
+  }
+  void DeleteXfrmState(const xfrm::XfrmState& s) override {
+    std::vector<std::string> args = {"--src", s.src, "--dst", s.dst, "--spi", s.spi.ToString()};
+    if (s.mark.mask != 0) args.insert(args.end(), {"--mark", s.mark.ToString()});
+    Exec("xfrm-delete-state", args);
+  }
+  MapsReport Maps(const std::string& workload_ip) override {
+    std::vector<std::string> args;
+    if (!workload_ip.empty()) args = {"--workload-ip", workload_ip};
+    return MapsReportFromJson(Exec("maps", args), Where("maps"));
+  }
+  AuthReport Auth(const bpf_probe::Tuple& t) override {
+    return AuthReportFromJson(Exec("auth", {"--tuple", t.ToString()}), Where("auth"));
+  }
+  bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override {
+    return XdpAttachmentFromJson(Exec("xdp", {"--pod-ip", pod_ip}), Where("xdp"));
+  }
+  NodeCapture StartCapture(const std::string& peer, capture::CaptureSpec spec) override {
+    std::vector<std::string> where = {};
+    if (spec.interface.empty()) {
+      where = {"--peer", peer};
+    } else {
+      where = {"--iface", spec.interface};
+    }
+    return Capture(where, std::move(spec));
+  }
+  NodeCapture StartPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
+    std::vector<std::string> where = {"--pod-ip", pod_ip};
+    if (!spec.interface.empty()) where.insert(where.end(), {"--iface", spec.interface});
+    return Capture(where, std::move(spec));
+  }
+  void Invalidate() override {
+    pod_.clear();
+    pod_uid_.clear();
+  }
+
+ private:
+  std::string Where(const std::string& cmd) const { return "kmesh-probe " + cmd + " on node " + node_ + " (" + Describe() + ")"; }
+
+  // The node's Kmesh pod, with kmesh-probe copied in once per pod (a replaced pod gets a new copy).
+  void EnsurePod() {
+    const auto pods = ParsePodList(
+        k_.GetJson({"get", "pods", "-n", o_.kmesh_namespace, "-l", o_.kmesh_selector, "--field-selector", "spec.nodeName=" + node_},
+                   "find the Kmesh pod of node " + node_),
+        "Kmesh pods of node " + node_);
+    const PodInfo* pod = nullptr;
+    for (const auto& p : pods) {
+      if (p.phase == "Running" && !p.deleting) pod = &p;
+    }
+    if (pod == nullptr) {
+      std::string seen;
+      for (const auto& p : pods) seen += "\n  " + p.Describe();
+      throw Error("node " + node_ + " has no running Kmesh pod (" + o_.kmesh_namespace + ", -l " + o_.kmesh_selector + ")" +
+                  (seen.empty() ? "" : "; found:" + seen));
+    }
+    if (pod->uid == pod_uid_) return;
+    pod_ = pod->name;
+    pod_uid_ = pod->uid;
+    container_ = pod->container_names.empty() ? "" : pod->container_names[0];
+    for (const auto& c : pod->container_names) {
+      if (c == "kmesh") container_ = c;
+    }
+    if (o_.local_probe.empty()) throw Error("kmesh-probe: no local binary to copy (NodeAccessOptions.local_probe)");
+    k_.Run({"cp", o_.local_probe, o_.kmesh_namespace + "/" + pod_ + ":" + remote_path_, "-c", container_},
+           "copy kmesh-probe into " + o_.kmesh_namespace + "/" + pod_ + " (kubectl cp needs tar in the container)",
+           defaults::KubeCopy());
+    k_.Run({"exec", "-n", o_.kmesh_namespace, pod_, "-c", container_, "--", "chmod", "0755", remote_path_},
+           "make kmesh-probe executable in " + pod_);
+    const std::string ns = o_.kmesh_namespace, pod_name = pod_, container = container_, path = remote_path_;
+    Kubectl* k = &k_;
+    cleanup_.Push("kmesh-probe/" + pod_uid_, "remove kmesh-probe from " + ns + "/" + pod_name, [=] {
+      const auto r = k->Try({"exec", "-n", ns, pod_name, "-c", container, "--", "rm", "-f", path});
+      // A pod that is gone took the copy with it.
+      if (!r.ok() && r.err.find("NotFound") == std::string::npos && r.err.find("not found") == std::string::npos) {
+        throw Error(DescribeResult(r));
+      }
+    });
+  }
+
+  std::vector<std::string> ProbeArgv(const std::string& cmd, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"exec", "-n", o_.kmesh_namespace, pod_, "-c", container_, "--", remote_path_,
+                                     "--proc", o_.host_proc};
+    if (o_.pin_dir != KM_PIN_DIR) argv.insert(argv.end(), {"--maps", "pin:" + o_.pin_dir});
+    if (o_.port_order != bpf_probe::PortOrder::kHost) argv.insert(argv.end(), {"--port-order", bpf_probe::ToString(o_.port_order)});
+    argv.push_back(cmd);
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  nlohmann::json Exec(const std::string& cmd, const std::vector<std::string>& args, bool sensitive = false) {
+    EnsurePod();
+    const auto r = k_.Try(ProbeArgv(cmd, args), defaults::Kubectl(), sensitive);
+    // kmesh-probe prints a JSON error report with exit 1; anything else is kubectl's own failure.
+    if (!r.ok() && r.out.find("\"probe\"") == std::string::npos) {
+      throw KubectlError(Where(cmd) + ": " + DescribeResult(r, sensitive), r);
+    }
+    return ParseReport(r.out, cmd, Where(cmd));
+  }
+
+  NodeCapture Capture(std::vector<std::string> where, capture::CaptureSpec spec) {
+    EnsurePod();
+    const long seconds = std::max<long>(1, static_cast<long>((spec.max_duration.count() + 999) / 1000));
+    std::vector<std::string> args = where;
+    if (!spec.filter.empty()) args.insert(args.end(), {"--filter", spec.filter});
+    args.insert(args.end(), {"--seconds", std::to_string(seconds), "--max-packets", std::to_string(spec.max_packets)});
+    if (!spec.inner.dst_ip.empty()) {
+      args.insert(args.end(), {"--inner", spec.inner.src_ip + ":" + std::to_string(spec.inner.src_port) + " -> " + spec.inner.dst_ip +
+                                              ":" + std::to_string(spec.inner.dst_port)});
+    }
+    if (!spec.marker.empty()) args.insert(args.end(), {"--marker", spec.marker});
+    const char* dir = spec.direction == capture::CaptureSpec::Direction::kOut  ? "out"
+                      : spec.direction == capture::CaptureSpec::Direction::kIn ? "in"
+                                                                                : "both";
+    args.insert(args.end(), {"--direction", dir});
+    const std::string remote_pcap = "/tmp/" + o_.run_id + "-" + spec.label + ".pcap";
+    if (!spec.save_dir.empty()) args.insert(args.end(), {"--save", remote_pcap});
+    const auto bound = std::chrono::milliseconds(seconds * 1000) + defaults::Kubectl();
+    netns::Process p = k_.Start(ProbeArgv("capture", args), bound);
+    const std::string ns = o_.kmesh_namespace, pod = pod_, container = container_;
+    const std::string local = spec.save_dir.empty() ? "" : spec.save_dir + "/" + spec.label + ".pcap";
+    Kubectl* k = &k_;
+    auto after = [=](capture::CaptureSummary& s) {
+      if (local.empty()) return;
+      k->Run({"cp", ns + "/" + pod + ":" + remote_pcap, local, "-c", container}, "fetch the capture " + remote_pcap, defaults::KubeCopy());
+      k->Try({"exec", "-n", ns, pod, "-c", container, "--", "rm", "-f", remote_pcap});
+      s.pcap_path = local;
+    };
+    return NodeCapture::Remote(std::move(p), bound, Where("capture"), after);
+  }
+
+  Kubectl& k_;
+  CleanupStack& cleanup_;
+  std::string node_;
+  NodeAccessOptions o_;
+  std::string remote_path_;
+  std::string pod_, pod_uid_, container_;
+};
+
+}  // namespace
+
+// ---- NodeCapture ----
+
+NodeCapture NodeCapture::Local(capture::Capture c) {
+  NodeCapture n;
+  n.local_.emplace(std::move(c));
+  return n;
+}
+
+NodeCapture NodeCapture::Remote(netns::Process p, std::chrono::milliseconds bound, std::string where,
+                                std::function<void(capture::CaptureSummary&)> after) {
+  NodeCapture n;
+  n.remote_.emplace(std::move(p));
+  n.bound_ = bound;
+  n.where_ = std::move(where);
+  n.after_ = std::move(after);
+  return n;
+}
+
+NodeCapture::NodeCapture(NodeCapture&&) noexcept = default;
+NodeCapture& NodeCapture::operator=(NodeCapture&&) noexcept = default;
+NodeCapture::~NodeCapture() = default;
+
+capture::CaptureSummary NodeCapture::Finish() {
+  if (local_) return local_->Finish();
+  if (!remote_) throw Error("NodeCapture::Finish on a moved-from capture");
+  const auto r = remote_->Wait(bound_);
+  remote_.reset();
+  if (!r.ok() && r.out.find("\"probe\"") == std::string::npos) throw Error(where_ + ": " + DescribeResult(r));
+  const auto j = ParseReport(r.out, "capture", where_);
+  capture::CaptureSummary s = CaptureSummaryFromJson(j.at("summary"), where_);
+  if (after_) after_(s);
+  return s;
+}
+
+// ---- NodeAccess ----
+
+capture::Capture NodeAccess::StartLocalCapture(const std::string&, capture::CaptureSpec) {
+  throw Error(Describe() + ": Env::StartCapture returns the framework's local capture::Capture, which this transport "
+              "cannot make (the capture runs inside the Kmesh pod); use KubeEnv::StartNodeCapture, whose Finish() gives "
+              "the same CaptureSummary, or the kind transport (KMESH_E2E_KUBE_NODE_ACCESS=kind)");
+}
+
+capture::Capture NodeAccess::StartLocalPodCapture(const std::string&, capture::CaptureSpec) {
+  throw Error(Describe() + ": Env::StartPodCapture returns the framework's local capture::Capture, which this transport "
+              "cannot make; use KubeEnv::StartPodNodeCapture, or the kind transport (KMESH_E2E_KUBE_NODE_ACCESS=kind)");
+}
+
+NodeAccessOptions NodeAccessOptions::FromEnvironment() {
+  NodeAccessOptions o;
+  o.pin_dir = Env("KMESH_E2E_KUBE_PIN_DIR", KM_PIN_DIR);
+  o.port_order = bpf_probe::ParsePortOrder(Env("KMESH_E2E_KUBE_PORT_ORDER", "host"));
+  o.host_proc = Env("KMESH_E2E_KUBE_HOST_PROC", "/host/proc");
+  return o;
+}
+
+std::unique_ptr<NodeAccess> MakeKindAccess(Kubectl& k, const std::string& node, const NodeAccessOptions& o) {
+  return std::make_unique<KindAccess>(k, node, o);
+}
+
+std::unique_ptr<NodeAccess> MakeProbeAccess(Kubectl& k, CleanupStack& cleanup, const std::string& node,
+                                            const NodeAccessOptions& o) {
+  return std::make_unique<ProbeAccess>(k, cleanup, node, o);
+}
+
+std::unique_ptr<NodeAccess> MakeNodeAccess(Kubectl& k, CleanupStack& cleanup, const std::string& node,
+                                           const NodeAccessOptions& o) {
+  const std::string mode = Env("KMESH_E2E_KUBE_NODE_ACCESS", "auto");
+  if (k.dry_run() || mode == "probe") return MakeProbeAccess(k, cleanup, node, o);
+  if (mode == "kind") return MakeKindAccess(k, node, o);
+  if (mode != "auto") {
+    throw Error("KMESH_E2E_KUBE_NODE_ACCESS=" + mode + ": expected kind, probe or auto");
+  }
+  if (!FindExecutable("docker").empty()) {
+    const auto r = k.RunOther({"docker", "inspect", "-f", "{{.State.Pid}}", node});
+    if (r.ok() && std::atoi(r.out.c_str()) > 0) return MakeKindAccess(k, node, o);
+  }
+  return MakeProbeAccess(k, cleanup, node, o);
+}
+
+}  // namespace kmesh::kube

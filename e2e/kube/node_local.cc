@@ -1,0 +1,238 @@
+#include "e2e/kube/node_local.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+#include <linux/xfrm.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <set>
+
+#include "base/error.h"
+#include "bpf_probe/kmesh_maps.h"
+#include "netns/netlink.h"
+#include "netns/route.h"
+
+namespace kmesh::kube {
+namespace {
+
+struct Addr {
+  int family = AF_INET;
+  uint8_t bytes[16] = {};
+  size_t len() const { return family == AF_INET ? 4 : 16; }
+};
+
+Addr ParseAddr(const std::string& ip, const std::string& what) {
+  Addr a;
+  std::string t = ip;
+  if (t.size() > 2 && t.front() == '[' && t.back() == ']') t = t.substr(1, t.size() - 2);
+  if (inet_pton(AF_INET, t.c_str(), a.bytes) == 1) return a;
+  a.family = AF_INET6;
+  if (inet_pton(AF_INET6, t.c_str(), a.bytes) == 1) return a;
+  throw Error(what + ": \"" + ip + "\" is not an IPv4 or IPv6 address");
+}
+
+bool AllDigits(const char* s) {
+  if (*s == '\0') return false;
+  for (; *s; ++s) {
+    if (!std::isdigit(static_cast<unsigned char>(*s))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+MapSource MapSource::Parse(const std::string& text, const std::string& proc_root) {
+  MapSource s;
+  s.proc_root = proc_root;
+  const auto colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : text.substr(colon + 1);
+  if (kind == "pin" && !arg.empty()) {
+    s.kind = Kind::kPinDir;
+    s.pin_dir = arg;
+  } else if (kind == "prog" && !arg.empty()) {
+    char* end = nullptr;
+    const unsigned long id = std::strtoul(arg.c_str(), &end, 10);
+    if (*end != '\0' || id == 0 || id > UINT32_MAX) throw Error("map source \"" + text + "\": prog: needs a program id");
+    s.kind = Kind::kProgram;
+    s.prog_id = static_cast<uint32_t>(id);
+  } else if (kind == "xdp" && !arg.empty()) {
+    ParseAddr(arg, "map source \"" + text + "\"");
+    s.kind = Kind::kXdpOfPod;
+    s.pod_ip = arg;
+  } else {
+    throw Error("map source \"" + text + "\": expected pin:<folder>, prog:<id> or xdp:<pod IP>");
+  }
+  return s;
+}
+
+std::string MapSource::ToString() const {
+  switch (kind) {
+    case Kind::kPinDir: return "pin:" + pin_dir;
+    case Kind::kProgram: return "prog:" + std::to_string(prog_id);
+    case Kind::kXdpOfPod: return "xdp:" + pod_ip;
+  }
+  return "?";
+}
+
+bpf_probe::MapCatalog OpenCatalog(const MapSource& src) {
+  switch (src.kind) {
+    case MapSource::Kind::kPinDir: return bpf_probe::MapCatalog::FromPinDir(src.pin_dir);
+    case MapSource::Kind::kProgram: return bpf_probe::MapCatalog::FromProgram(src.prog_id);
+    case MapSource::Kind::kXdpOfPod: {
+      const auto xdp = XdpOfPod(src.proc_root, src.pod_ip);
+      const auto* prog = xdp.program();
+      if (prog == nullptr) {
+        throw Error("maps of the XDP program of pod " + src.pod_ip + ": nothing is attached to " + xdp.ifname + " in " +
+                    xdp.netns + " (is the pod enrolled in Kmesh?)");
+      }
+      return bpf_probe::MapCatalog::FromProgram(prog->id);
+    }
+  }
+  throw Error("unknown map source");
+}
+
+std::string InterfaceHolding(const netns::NetnsRef& ns, const std::string& ip) {
+  const Addr want = ParseAddr(ip, "address lookup");
+  netns::NetlinkSocket sock = netns::NetlinkSocket::Open(ns, NETLINK_ROUTE);
+  netns::NetlinkMessage msg(RTM_GETADDR, NLM_F_DUMP);
+  ifaddrmsg req{};
+  req.ifa_family = static_cast<uint8_t>(want.family);
+  msg.Put(req);
+  int index = 0;
+  sock.Request(
+      msg,
+      [&](const nlmsghdr* m) {
+        if (m->nlmsg_type != RTM_NEWADDR || index != 0) return;
+        const auto* ifa = reinterpret_cast<const ifaddrmsg*>(NLMSG_DATA(m));
+        if (ifa->ifa_family != want.family) return;
+        // IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point links (IPv4).
+        const uint8_t* local = nullptr;
+        const uint8_t* address = nullptr;
+        netns::ForEachAttr(m, sizeof(ifaddrmsg), [&](uint16_t type, const uint8_t* data, size_t len) {
+          if (len < want.len()) return;
+          if (type == IFA_LOCAL) local = data;
+          if (type == IFA_ADDRESS) address = data;
+        });
+        const uint8_t* mine = local != nullptr ? local : address;
+        if (mine != nullptr && std::memcmp(mine, want.bytes, want.len()) == 0) index = static_cast<int>(ifa->ifa_index);
+      },
+      "address dump of " + ns.path());
+  if (index == 0) return "";
+  for (const auto& i : netns::ListInterfaces(ns)) {
+    if (i.index == index) return i.name;
+  }
+  return "ifindex " + std::to_string(index);
+}
+
+std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const std::string& ip, size_t* scanned) {
+  ParseAddr(ip, "namespace lookup");
+  std::vector<int> pids;
+  DIR* d = opendir(proc_root.c_str());
+  if (d == nullptr) ThrowErrno("open " + proc_root + " (the /proc tree to search for the namespace holding " + ip + ")");
+  while (dirent* e = readdir(d)) {
+    if (AllDigits(e->d_name)) pids.push_back(std::atoi(e->d_name));
+  }
+  closedir(d);
+  std::sort(pids.begin(), pids.end());  // pid 1 (the node's own namespace) first
+  std::set<unsigned long> seen;
+  size_t count = 0;
+  for (int pid : pids) {
+    const std::string path = proc_root + "/" + std::to_string(pid) + "/ns/net";
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0 || !seen.insert(st.st_ino).second) continue;  // gone, or seen
+    ++count;
+    try {
+      const std::string ifname = InterfaceHolding(netns::NetnsRef::Resolve(path), ip);
+      if (!ifname.empty()) {
+        if (scanned) *scanned = count;
+        return NetnsOwner{ip, path, pid, static_cast<unsigned long>(st.st_ino), ifname};
+      }
+    } catch (const Error&) {
+      // The process exited while we looked, or its namespace refuses us: the next one may hold it.
+    }
+  }
+  if (scanned) *scanned = count;
+  return std::nullopt;
+}
+
+NetnsOwner RequireNetnsOwning(const std::string& proc_root, const std::string& ip) {
+  size_t scanned = 0;
+  auto o = FindNetnsOwning(proc_root, ip, &scanned);
+  if (!o) {
+    throw Error("no network namespace under " + proc_root + " holds " + ip + " (" + std::to_string(scanned) +
+                " namespaces searched; is the pod on this node, and is " + proc_root + " the host's /proc?)");
+  }
+  return *o;
+}
+
+AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const bpf_probe::Tuple& t, bpf_probe::PortOrder order) {
+  bpf_probe::AuthResultMap m(catalog.Open(KM_MAP_AUTH_RES), order);
+  AuthReport r;
+  r.map = m.map().info().Describe();
+  r.tuple = t;
+  r.port_order = order;
+  r.verdict = m.Lookup(t);
+  return r;
+}
+
+MapsReport SummarizeMaps(const bpf_probe::MapCatalog& catalog, const std::string& workload_ip) {
+  MapsReport r;
+  r.source = catalog.source();
+  for (const auto& info : catalog.maps()) {
+    if (info.name.rfind("km_", 0) != 0) continue;
+    uint64_t entries = 0;
+    // Counting walks the map; the ring buffer and program arrays have nothing to count.
+    if (info.TypeName() != "ringbuf" && info.TypeName() != "prog_array") {
+      entries = bpf_probe::MapCatalog::OpenInfo(info).CountEntries();
+    }
+    r.maps.push_back({info.name, info.id, info.TypeName(), info.key_size, info.value_size, info.max_entries, entries});
+  }
+  bpf_probe::AuthzPolicyMap policies(catalog.Open(KM_MAP_AUTHZ_POLICY));
+  r.authz_value_problem = policies.value_layout_problem();
+  for (uint32_t id : policies.PolicyIds()) r.policy_ids.push_back(id);
+  if (!workload_ip.empty()) {
+    r.workload_ip = workload_ip;
+    bpf_probe::FrontendMap frontends(catalog.Open(KM_MAP_FRONTEND));
+    r.workload_id = frontends.Lookup(bpf_probe::IpAddr::Parse(workload_ip));
+    if (r.workload_id) {
+      bpf_probe::WorkloadPolicyMap wl(catalog.Open(KM_MAP_WLPOLICY));
+      if (auto e = wl.Lookup(*r.workload_id)) r.workload_policy_ids = e->policy_ids;
+    }
+  }
+  return r;
+}
+
+bpf_probe::XdpAttachment XdpOfPod(const std::string& proc_root, const std::string& pod_ip, const std::string& dev) {
+  const NetnsOwner o = RequireNetnsOwning(proc_root, pod_ip);
+  return bpf_probe::QueryXdp(netns::NetnsRef::Resolve(o.netns), dev.empty() ? o.ifname : dev);
+}
+
+void DeleteXfrmState(const netns::NetnsRef& ns, const xfrm::XfrmState& s) {
+  const std::string what = "delete xfrm state " + s.Id() + " in " + ns.path();
+  const Addr dst = ParseAddr(s.dst, what + ": dst");
+  const Addr src = ParseAddr(s.src, what + ": src");
+  netns::NetlinkSocket sock = netns::NetlinkSocket::Open(ns, NETLINK_XFRM);
+  netns::NetlinkMessage msg(XFRM_MSG_DELSA, 0);
+  xfrm_usersa_id id{};
+  std::memcpy(&id.daddr, dst.bytes, dst.len());
+  id.spi = htonl(s.spi.value);
+  id.family = static_cast<uint16_t>(dst.family);
+  id.proto = s.proto;
+  msg.Put(id);
+  xfrm_address_t saddr{};
+  std::memcpy(&saddr, src.bytes, src.len());
+  msg.AddAttr(XFRMA_SRCADDR, &saddr, sizeof saddr);
+  if (s.mark.mask != 0) {
+    xfrm_mark mark{s.mark.value, s.mark.mask};
+    msg.AddAttr(XFRMA_MARK, &mark, sizeof mark);
+  }
+  sock.Request(msg, [](const nlmsghdr*) {}, what);
+}
+
+}  // namespace kmesh::kube
