@@ -865,7 +865,8 @@ class Page:
         where += "</div>"
 
         status = "passed" if b.passed else "failed"
-        catch2 = f'<div class="muted small">{esc(b.target)} · {esc(b.catch2_case)}</div>' if b.catch2_case or b.target else ""
+        origin = " · ".join(esc(x) for x in (b.target, b.catch2_case) if x)
+        catch2 = f'<div class="muted small">{origin}</div>' if origin else ""
         junit_flag = ""
         if b.junit_unexplained and b.passed:
             junit_flag = ' <span class="badge warn" title="its Catch2 test case failed">Catch2 FAIL</span>'
