@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <set>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -77,7 +78,13 @@ Process Process::Start(const std::vector<std::string>& argv, const ProcessOption
   ChildPlan plan;
   for (const auto& a : argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
   plan.argv.push_back(nullptr);
-  for (char** e = environ; *e != nullptr; ++e) plan.env_storage.emplace_back(*e);
+  // opts.env overrides: an inherited entry with the same name is dropped (getenv takes the first).
+  auto key_of = [](const std::string& e) { return e.substr(0, e.find('=')); };
+  std::set<std::string> overridden;
+  for (const auto& e : opts.env) overridden.insert(key_of(e));
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!overridden.count(key_of(*e))) plan.env_storage.emplace_back(*e);
+  }
   for (const auto& e : opts.env) plan.env_storage.push_back(e);
   for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);

@@ -17,7 +17,7 @@ namespace kmesh::netns {
 
 struct ProcessOptions {
   std::optional<NetnsRef> netns;         // run inside this namespace (else the caller's)
-  std::vector<std::string> env;          // extra "KEY=VALUE" entries on top of the caller's environment
+  std::vector<std::string> env;          // "KEY=VALUE" entries set on top of the caller's environment
   std::string cwd;                       // working directory (else the caller's)
   enum class Output { kCapture, kFile, kInherit, kDiscard } output = Output::kCapture;
   std::string output_file;               // for kFile: stdout and stderr both go here (appended)

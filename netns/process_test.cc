@@ -47,3 +47,12 @@ TEST_CASE("stopping a process kills its whole group") {
   auto left = Run({"sh", "-c", "pgrep -g " + std::to_string(p.pid()) + " || true"});
   CHECK(left.out.empty());
 }
+
+TEST_CASE("an env entry replaces the inherited variable of the same name") {
+  setenv("KMESH_E2E_PROCESS_TEST", "inherited", 1);
+  kmesh::netns::ProcessOptions opts;
+  opts.env = {"KMESH_E2E_PROCESS_TEST=given"};
+  auto r = Run({"sh", "-c", "env | grep '^KMESH_E2E_PROCESS_TEST='"}, opts);
+  CHECK(r.out == "KMESH_E2E_PROCESS_TEST=given\n");
+  unsetenv("KMESH_E2E_PROCESS_TEST");
+}
