@@ -10,13 +10,13 @@ using kmesh::defaults::Millis;
 
 TEST_CASE("tunables read KMESH_E2E_<NAME>_MS and ignore garbage") {
   unsetenv("KMESH_E2E_CONNECT_TIMEOUT_MS");
-  CHECK(kmesh::defaults::ConnectTimeout() == Millis(1000));
+  CHECK(kmesh::defaults::ConnectTimeout() == Millis(500));
   setenv("KMESH_E2E_CONNECT_TIMEOUT_MS", "250", 1);
   CHECK(kmesh::defaults::ConnectTimeout() == Millis(250));
   setenv("KMESH_E2E_CONNECT_TIMEOUT_MS", "12x", 1);
-  CHECK(kmesh::defaults::ConnectTimeout() == Millis(1000));
+  CHECK(kmesh::defaults::ConnectTimeout() == Millis(500));
   setenv("KMESH_E2E_CONNECT_TIMEOUT_MS", "-5", 1);
-  CHECK(kmesh::defaults::ConnectTimeout() == Millis(1000));
+  CHECK(kmesh::defaults::ConnectTimeout() == Millis(500));
   unsetenv("KMESH_E2E_CONNECT_TIMEOUT_MS");
 }
 
