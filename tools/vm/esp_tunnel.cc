@@ -199,7 +199,9 @@ uint64_t EchoTraffic(const Netns& left, const Netns& right, int round_trips) {
   if (connect(client.get(), reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) < 0 && errno != EINPROGRESS) {
     ThrowErrno("connect " + flow);
   }
-  auto deadline = Clock::now() + defaults::ConnectTimeout();
+  // A handshake that must succeed (not a deny probe): the response bound, as the SYN crosses ESP on an
+  // emulated CPU.
+  auto deadline = Clock::now() + defaults::ResponseTimeout();
   WaitFor(client.get(), POLLOUT, deadline, "TCP connect " + flow + " (SYN through the tunnel)");
   int soerr = 0;
   socklen_t len = sizeof(soerr);
