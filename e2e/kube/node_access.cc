@@ -135,8 +135,10 @@ class ProbeAccess : public NodeAccess {
  private:
   std::string Where(const std::string& cmd) const { return "kmesh-probe " + cmd + " on node " + node_ + " (" + Describe() + ")"; }
 
-  // The node's Kmesh pod, with kmesh-probe copied in once per pod (a replaced pod gets a new copy).
+  // The node's Kmesh pod, with kmesh-probe copied in once per pod (a replaced pod gets a new copy). Looked
+  // up once; an exec that finds the pod gone looks again (Exec).
   void EnsurePod() {
+    if (!pod_uid_.empty()) return;
     const auto pods = ParsePodList(
         k_.GetJson({"get", "pods", "-n", o_.kmesh_namespace, "-l", o_.kmesh_selector, "--field-selector", "spec.nodeName=" + node_},
                    "find the Kmesh pod of node " + node_),
@@ -187,7 +189,13 @@ class ProbeAccess : public NodeAccess {
 
   nlohmann::json Exec(const std::string& cmd, const std::vector<std::string>& args, bool sensitive = false) {
     EnsurePod();
-    const auto r = k_.Try(ProbeArgv(cmd, args), defaults::Kubectl(), sensitive);
+    auto r = k_.Try(ProbeArgv(cmd, args), defaults::Kubectl(), sensitive);
+    if (!r.ok() && r.err.find("(NotFound)") != std::string::npos) {
+      // The Kmesh pod was replaced behind our back (a restart, an eviction): find the new one and copy again.
+      Invalidate();
+      EnsurePod();
+      r = k_.Try(ProbeArgv(cmd, args), defaults::Kubectl(), sensitive);
+    }
     // kmesh-probe prints a JSON error report with exit 1; anything else is kubectl's own failure.
     if (!r.ok() && r.out.find("\"probe\"") == std::string::npos) {
       throw KubectlError(Where(cmd) + ": " + DescribeResult(r, sensitive), r);

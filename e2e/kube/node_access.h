@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "e2e/framework/capture.h"
@@ -72,7 +73,7 @@ class NodeAccess {
 };
 
 struct NodeAccessOptions {
-  std::string pin_dir;                                  // KMESH_E2E_KUBE_PIN_DIR, default Kmesh's
+  std::string pin_dir = KM_PIN_DIR;                     // KMESH_E2E_KUBE_PIN_DIR
   bpf_probe::PortOrder port_order = bpf_probe::PortOrder::kHost;  // KMESH_E2E_KUBE_PORT_ORDER
   std::string host_proc = "/host/proc";                 // inside the Kmesh pod (KMESH_E2E_KUBE_HOST_PROC)
   std::string kmesh_namespace = "kmesh-system";

@@ -129,20 +129,29 @@ xfrm::Mode ParseMode(const Reader& r, const std::string& key) {
 
 int FamilyOf(const std::string& addr) { return addr.find(':') != std::string::npos ? AF_INET6 : AF_INET; }
 
-// Selector::ToString's text: "src A dst B[ proto P][ sport N][ dport N][ ifindex N]".
+// Selector::ToString's text: "src A dst B[ proto P][ sport N][ dport N][ ifindex N]" (A and B may be empty
+// for a state's unset selector: "src  dst ").
 xfrm::Selector ParseSelector(const Reader& r, const std::string& key) {
   const std::string text = r.Str(key);
-  std::istringstream in(text);
+  std::vector<std::string> words;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t sp = text.find(' ', at);
+    words.push_back(text.substr(at, sp == std::string::npos ? std::string::npos : sp - at));
+    if (sp == std::string::npos) break;
+    at = sp + 1;
+  }
+  while (!words.empty() && words.back().empty()) words.pop_back();  // trailing space of an empty dst
+  if (words.size() % 2 == 1) words.push_back("");
   xfrm::Selector s;
-  std::string word;
   bool have_src = false, have_dst = false;
-  while (in >> word) {
-    std::string value;
-    if (!(in >> value)) r.Fail(key, "\"src A dst B [proto P] [sport N] [dport N] [ifindex N]\"", text);
+  for (size_t i = 0; i + 1 < words.size(); i += 2) {
+    const std::string& word = words[i];
+    const std::string& value = words[i + 1];
     auto number = [&](uint32_t max) {
       char* end = nullptr;
       const unsigned long v = std::strtoul(value.c_str(), &end, 10);
-      if (*end != '\0' || v > max) r.Fail(key, word + " followed by a number", text);
+      if (value.empty() || *end != '\0' || v > max) r.Fail(key, word + " followed by a number", text);
       return static_cast<uint32_t>(v);
     };
     if (word == "src") {
@@ -162,11 +171,11 @@ xfrm::Selector ParseSelector(const Reader& r, const std::string& key) {
     } else if (word == "ifindex") {
       s.ifindex = static_cast<int>(number(INT32_MAX));
     } else {
-      r.Fail(key, "selector words src, dst, proto, sport, dport, ifindex", text);
+      r.Fail(key, "\"src A dst B [proto P] [sport N] [dport N] [ifindex N]\"", text);
     }
   }
   if (!have_src || !have_dst) r.Fail(key, "a selector with src and dst", text);
-  s.family = FamilyOf(s.src);
+  s.family = s.src.empty() && s.dst.empty() ? 0 : FamilyOf(s.src.empty() ? s.dst : s.src);
   return s;
 }
 
