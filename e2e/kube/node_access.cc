@@ -33,7 +33,9 @@ class KindAccess : public NodeAccess {
   void DeleteXfrmState(const xfrm::XfrmState& s) override { kube::DeleteXfrmState(NodeNs(), s); }
   MapsReport Maps(const std::string& workload_ip) override { return SummarizeMaps(Catalog(), workload_ip); }
   AuthReport Auth(const bpf_probe::Tuple& t) override { return LookupAuth(Catalog(), t, o_.port_order); }
-  bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override { return kube::XdpOfPod("/proc", pod_ip); }
+  bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override {
+    return kube::XdpOfPod("/proc", pod_ip, "", DefaultNetnsDir("/proc"));
+  }
 
   NodeCapture StartCapture(const std::string& peer, capture::CaptureSpec spec) override {
     return NodeCapture::Local(StartLocalCapture(peer, std::move(spec)));
@@ -47,7 +49,7 @@ class KindAccess : public NodeAccess {
     return capture::Capture::Start(ns, spec);
   }
   capture::Capture StartLocalPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
-    const NetnsOwner o = RequireNetnsOwning("/proc", pod_ip);
+    const NetnsOwner o = RequireNetnsOwning("/proc", pod_ip, DefaultNetnsDir("/proc"));
     if (spec.interface.empty()) spec.interface = o.ifname;
     return capture::Capture::Start(netns::NetnsRef::Resolve(o.netns), spec);
   }

@@ -46,9 +46,10 @@ bool AllDigits(const char* s) {
 
 }  // namespace
 
-MapSource MapSource::Parse(const std::string& text, const std::string& proc_root) {
+MapSource MapSource::Parse(const std::string& text, const std::string& proc_root, const std::string& netns_dir) {
   MapSource s;
   s.proc_root = proc_root;
+  s.netns_dir = netns_dir;
   const auto colon = text.find(':');
   const std::string kind = text.substr(0, colon);
   const std::string arg = colon == std::string::npos ? "" : text.substr(colon + 1);
@@ -85,7 +86,7 @@ bpf_probe::MapCatalog OpenCatalog(const MapSource& src) {
     case MapSource::Kind::kPinDir: return bpf_probe::MapCatalog::FromPinDir(src.pin_dir);
     case MapSource::Kind::kProgram: return bpf_probe::MapCatalog::FromProgram(src.prog_id);
     case MapSource::Kind::kXdpOfPod: {
-      const auto xdp = XdpOfPod(src.proc_root, src.pod_ip);
+      const auto xdp = XdpOfPod(src.proc_root, src.pod_ip, "", src.netns_dir);
       const auto* prog = xdp.program();
       if (prog == nullptr) {
         throw Error("maps of the XDP program of pod " + src.pod_ip + ": nothing is attached to " + xdp.ifname + " in " +
@@ -130,8 +131,12 @@ std::string InterfaceHolding(const netns::NetnsRef& ns, const std::string& ip) {
   return "ifindex " + std::to_string(index);
 }
 
-std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const std::string& ip, size_t* scanned) {
+std::string DefaultNetnsDir(const std::string& proc_root) { return proc_root == "/proc" ? netns::kNetnsDir : ""; }
+
+std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const std::string& ip, size_t* scanned,
+                                          const std::string& netns_dir) {
   ParseAddr(ip, "namespace lookup");
+  std::vector<std::pair<std::string, int>> candidates;  // path, pid (0 for a bind mount)
   std::vector<int> pids;
   DIR* d = opendir(proc_root.c_str());
   if (d == nullptr) ThrowErrno("open " + proc_root + " (the /proc tree to search for the namespace holding " + ip + ")");
@@ -140,10 +145,21 @@ std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const st
   }
   closedir(d);
   std::sort(pids.begin(), pids.end());  // pid 1 (the node's own namespace) first
+  for (int pid : pids) candidates.emplace_back(proc_root + "/" + std::to_string(pid) + "/ns/net", pid);
+  if (!netns_dir.empty()) {
+    if (DIR* nd = opendir(netns_dir.c_str())) {
+      std::vector<std::string> names;
+      while (dirent* e = readdir(nd)) {
+        if (e->d_name[0] != '.') names.push_back(e->d_name);
+      }
+      closedir(nd);
+      std::sort(names.begin(), names.end());
+      for (const auto& n : names) candidates.emplace_back(netns_dir + "/" + n, 0);
+    }
+  }
   std::set<unsigned long> seen;
   size_t count = 0;
-  for (int pid : pids) {
-    const std::string path = proc_root + "/" + std::to_string(pid) + "/ns/net";
+  for (const auto& [path, pid] : candidates) {
     struct stat st {};
     if (stat(path.c_str(), &st) != 0 || !seen.insert(st.st_ino).second) continue;  // gone, or seen
     ++count;
@@ -161,12 +177,13 @@ std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const st
   return std::nullopt;
 }
 
-NetnsOwner RequireNetnsOwning(const std::string& proc_root, const std::string& ip) {
+NetnsOwner RequireNetnsOwning(const std::string& proc_root, const std::string& ip, const std::string& netns_dir) {
   size_t scanned = 0;
-  auto o = FindNetnsOwning(proc_root, ip, &scanned);
+  auto o = FindNetnsOwning(proc_root, ip, &scanned, netns_dir);
   if (!o) {
-    throw Error("no network namespace under " + proc_root + " holds " + ip + " (" + std::to_string(scanned) +
-                " namespaces searched; is the pod on this node, and is " + proc_root + " the host's /proc?)");
+    throw Error("no network namespace under " + proc_root + (netns_dir.empty() ? "" : " or " + netns_dir) + " holds " + ip + " (" +
+                std::to_string(scanned) + " namespaces searched; is the pod on this node, and is " + proc_root +
+                " the host's /proc?)");
   }
   return *o;
 }
@@ -208,8 +225,9 @@ MapsReport SummarizeMaps(const bpf_probe::MapCatalog& catalog, const std::string
   return r;
 }
 
-bpf_probe::XdpAttachment XdpOfPod(const std::string& proc_root, const std::string& pod_ip, const std::string& dev) {
-  const NetnsOwner o = RequireNetnsOwning(proc_root, pod_ip);
+bpf_probe::XdpAttachment XdpOfPod(const std::string& proc_root, const std::string& pod_ip, const std::string& dev,
+                                  const std::string& netns_dir) {
+  const NetnsOwner o = RequireNetnsOwning(proc_root, pod_ip, netns_dir);
   return bpf_probe::QueryXdp(netns::NetnsRef::Resolve(o.netns), dev.empty() ? o.ifname : dev);
 }
 

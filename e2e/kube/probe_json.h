@@ -8,7 +8,8 @@
 //   - xfrm states may carry "aead_key_hex" when kmesh-probe runs with --include-raw-keys: the layout
 //     checker compares raw keys, and the kube env asks for them over the kubectl exec pipe only, never
 //     printing them (KubectlCall::sensitive_output). Without it the key is a fingerprint only.
-//   - families are not in ToJson; they are inferred from the addresses (':' means IPv6).
+//   - families are not in ToJson; they are inferred from the addresses (':' means IPv6);
+//   - xfrm_stat comes back in name order (a JSON object), not the kernel's.
 #pragma once
 
 #include <cstdint>

@@ -45,6 +45,8 @@ usage: kmesh-probe [--proc DIR] [--maps SOURCE] [--port-order host|network] COMM
                   namespace is DIR/1/ns/net; pods are found by their address under DIR.
   --maps SOURCE   pin:FOLDER (default pin:/sys/fs/bpf/bpf_kmesh_workload/map), prog:ID, or xdp:POD_IP
                   (the maps of the XDP program on that pod's interface).
+  --netns-dir DIR also search namespaces bind-mounted there (default /run/netns with the local /proc, none
+                  with another: a Kmesh pod sees the host's /proc only, and every pod has a process).
   --port-order    how km_auth_res keys store ports: host (current Kmesh, default) or network (v1.2.0 and earlier).
   --include-raw-keys  put each state's raw AEAD key in the report (for the harness's layout check over a
                   private pipe; never use it where the output is logged).
@@ -74,7 +76,7 @@ struct Args {
 Args ParseArgs(int argc, char** argv) {
   static const std::vector<std::string> kFlags = {"--include-raw-keys", "--help"};
   static const std::vector<std::string> kValued = {"--proc",  "--maps",   "--port-order", "--netns",   "--tuple",
-                                                   "--workload-ip", "--pod-ip", "--pid", "--dev", "--ip",
+                                                   "--workload-ip", "--pod-ip", "--pid", "--dev", "--ip", "--netns-dir",
                                                    "--iface", "--peer",   "--filter",     "--seconds", "--max-packets",
                                                    "--save",  "--inner",  "--marker",     "--direction", "--src",
                                                    "--dst",   "--spi",    "--proto",      "--mark"};
@@ -110,6 +112,8 @@ int ParseInt(const std::string& what, const std::string& text, long min, long ma
 }
 
 std::string ProcRoot(const Args& a) { return a.Get("--proc", "/proc"); }
+// Where bind-mounted namespaces (no process in them) are looked for too: /run/netns with the local /proc.
+std::string NetnsDir(const Args& a) { return a.Get("--netns-dir", DefaultNetnsDir(ProcRoot(a))); }
 
 // The namespace a node-level command works in: --netns, --pid, --pod-ip, else the node's own.
 netns::NetnsRef TargetNetns(const Args& a) {
@@ -117,12 +121,12 @@ netns::NetnsRef TargetNetns(const Args& a) {
   if (a.Has("--pid")) {
     return netns::NetnsRef::Resolve(ProcRoot(a) + "/" + std::to_string(ParseInt("--pid", a.Get("--pid"), 1, 1 << 30)) + "/ns/net");
   }
-  if (a.Has("--pod-ip")) return netns::NetnsRef::Resolve(RequireNetnsOwning(ProcRoot(a), a.Get("--pod-ip")).netns);
+  if (a.Has("--pod-ip")) return netns::NetnsRef::Resolve(RequireNetnsOwning(ProcRoot(a), a.Get("--pod-ip"), NetnsDir(a)).netns);
   return netns::NetnsRef::Resolve(ProcRoot(a) + "/1/ns/net");
 }
 
 MapSource Maps(const Args& a) {
-  return MapSource::Parse(a.Get("--maps", std::string("pin:") + KM_PIN_DIR), ProcRoot(a));
+  return MapSource::Parse(a.Get("--maps", std::string("pin:") + KM_PIN_DIR), ProcRoot(a), NetnsDir(a));
 }
 
 bpf_probe::PortOrder Order(const Args& a) { return bpf_probe::ParsePortOrder(a.Get("--port-order", "host")); }
@@ -140,12 +144,12 @@ nlohmann::json CmdAuth(const Args& a) {
 nlohmann::json CmdMaps(const Args& a) { return ToJson(SummarizeMaps(OpenCatalog(Maps(a)), a.Get("--workload-ip"))); }
 
 nlohmann::json CmdXdp(const Args& a) {
-  if (a.Has("--pod-ip")) return ToJson(XdpOfPod(ProcRoot(a), a.Get("--pod-ip"), a.Get("--dev")));
+  if (a.Has("--pod-ip")) return ToJson(XdpOfPod(ProcRoot(a), a.Get("--pod-ip"), a.Get("--dev"), NetnsDir(a)));
   if (!a.Has("--netns") && !a.Has("--pid")) throw UsageError("xdp needs --pod-ip, --netns or --pid");
   return ToJson(bpf_probe::QueryXdp(TargetNetns(a), a.Get("--dev", "eth0")));
 }
 
-nlohmann::json CmdFindNetns(const Args& a) { return ToJson(RequireNetnsOwning(ProcRoot(a), a.Need("--ip"))); }
+nlohmann::json CmdFindNetns(const Args& a) { return ToJson(RequireNetnsOwning(ProcRoot(a), a.Need("--ip"), NetnsDir(a))); }
 
 e2e::Tuple ToE2eTuple(const std::string& text) {
   const auto t = bpf_probe::Tuple::Parse(text);
@@ -160,7 +164,7 @@ nlohmann::json CmdCapture(const Args& a) {
   } else if (a.Has("--peer")) {
     spec.interface = netns::RouteTo(ns, a.Get("--peer")).interface;
   } else if (a.Has("--pod-ip")) {
-    spec.interface = RequireNetnsOwning(ProcRoot(a), a.Get("--pod-ip")).ifname;
+    spec.interface = RequireNetnsOwning(ProcRoot(a), a.Get("--pod-ip"), NetnsDir(a)).ifname;
   } else {
     throw UsageError("capture needs --iface or --peer (or --pod-ip)");
   }

@@ -1,0 +1,241 @@
+// Kernel tier: the static kmesh-probe on this machine, against a node and a pod made by the test (two
+// namespaces and a veth, Kmesh-like maps and an XDP program from bpf_probe's test datapath, Kmesh-like
+// xfrm policies), read through the same JSON the kube env reads (e2e/kube/probe_json.h), and compared with
+// what the framework's collectors read directly. Nothing is left behind: namespaces, the XDP link and the
+// maps are RAII; the pin test uses a bpffs in a private mount namespace that dies with its process.
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "base/runfiles.h"
+#include "bpf_probe/fnv.h"
+#include "bpf_probe/kmesh_abi.h"
+#include "bpf_probe/kmesh_maps.h"
+#include "bpf_probe/testing/test_datapath.h"
+#include "bpf_probe/xdp.h"
+#include "e2e/framework/case_output.h"
+#include "e2e/framework/traffic.h"
+#include "e2e/framework/xfrm.h"
+#include "e2e/kube/probe_json.h"
+#include "netns/netns.h"
+#include "netns/process.h"
+
+using namespace kmesh;
+using namespace kmesh::kube;
+using kmesh::bpf_probe::testing::TestDatapath;
+using kmesh::netns::Netns;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Addresses nobody else on the machine uses (the probe finds a pod by its address in all of /proc).
+std::string Addr(int host) { return "100.127." + std::to_string(getpid() % 250) + "." + std::to_string(host); }
+
+// A node namespace and a pod namespace behind a veth (the pod side named eth0, as in Kubernetes).
+struct NodeAndPod {
+  Netns node = Netns::Create("pnode");
+  Netns pod = Netns::Create("ppod");
+  std::string node_ip = Addr(1), pod_ip = Addr(2);
+  NodeAndPod() {
+    using netns::RunChecked;
+    RunChecked({"ip", "-n", node.name(), "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0", "netns", pod.name()});
+    RunChecked({"ip", "-n", node.name(), "addr", "add", node_ip + "/24", "dev", "veth-pod"});
+    RunChecked({"ip", "-n", pod.name(), "addr", "add", pod_ip + "/24", "dev", "eth0"});
+    for (const auto& [ns, dev] : {std::pair{node.name(), "veth-pod"}, std::pair{pod.name(), "eth0"}, std::pair{node.name(), "lo"},
+                                  std::pair{pod.name(), "lo"}}) {
+      RunChecked({"ip", "-n", ns, "link", "set", dev, "up"});
+    }
+  }
+};
+
+std::string ProbeBinary() { return Runfile("tools/probe/kmesh-probe"); }
+
+netns::ProcessResult RunProbe(std::vector<std::string> args) {
+  args.insert(args.begin(), ProbeBinary());
+  return netns::Run(args, {}, std::chrono::milliseconds(20000));
+}
+
+// Runs kmesh-probe and parses its report as the kube env does.
+nlohmann::json Report(const std::vector<std::string>& args, const std::string& command) {
+  const auto r = RunProbe(args);
+  INFO(r.Describe());
+  REQUIRE(r.exit_code == 0);
+  return ParseReport(r.out, command, "kmesh-probe " + command);
+}
+
+std::string Tool(const std::string& name) {
+  for (const std::string dir : {"/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"}) {
+    if (access((dir + name).c_str(), X_OK) == 0) return dir + name;
+  }
+  return name;
+}
+
+}  // namespace
+
+TEST_CASE("kmesh-probe reads a pod's XDP attachment, Kmesh's maps through it, and km_auth_res, as the framework does") {
+  NodeAndPod np;
+  TestDatapath dp;
+  auto link = bpf_probe::XdpLink::Attach(np.pod.ref(), "eth0", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
+  const uint32_t workload = bpf_probe::WorkloadId("Kubernetes//Pod/test-ns1/httpbin-0");
+  const uint32_t policy = bpf_probe::PolicyId("test-ns1", "ip-deny-policy");
+  bpf_probe::FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({bpf_probe::IpAddr::Parse(np.pod_ip), workload});
+  bpf_probe::WorkloadPolicyMap(dp.map(KM_MAP_WLPOLICY)).Put({workload, {policy}});
+  bpf_probe::AuthzPolicy p;
+  p.policy_id = policy;
+  p.action = bpf_probe::PolicyAction::kDeny;
+  p.scope = bpf_probe::PolicyScope::kWorkloadSelector;
+  const uint32_t key = policy;
+  dp.map(KM_MAP_AUTHZ_POLICY).Update(bpf_probe::ByteView(reinterpret_cast<const uint8_t*>(&key), 4),
+                                     bpf_probe::EncodeAuthzPolicyValue(p));
+  const auto denied = bpf_probe::Tuple::Parse(np.node_ip + ":42001 -> " + np.pod_ip + ":8080");
+  bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(denied, bpf_probe::Verdict::kDeny);
+
+  // Which namespace holds the pod's address, found in /proc like a Kmesh pod finds it in /host/proc.
+  const NetnsOwner owner = NetnsOwnerFromJson(Report({"find-netns", "--ip", np.pod_ip}, "find-netns"), "find-netns");
+  CHECK(owner.inode == np.pod.ref().inode());
+  CHECK(owner.ifname == "eth0");
+
+  // XDP: the same program, mode and interface as QueryXdp sees in the pod's namespace.
+  const auto direct = bpf_probe::QueryXdp(np.pod.ref(), "eth0");
+  const auto via = XdpAttachmentFromJson(Report({"xdp", "--pod-ip", np.pod_ip}, "xdp"), "xdp");
+  REQUIRE(via.attached());
+  CHECK(via.mode == bpf_probe::XdpMode::kNative);
+  CHECK(via.program()->id == dp.xdp_prog_id());
+  CHECK(via.program()->id == direct.program()->id);
+  CHECK(via.program()->tag == direct.program()->tag);
+  CHECK(via.program()->map_ids == direct.program()->map_ids);
+  CHECK(XdpAttachmentFromJson(Report({"xdp", "--netns", np.pod.path(), "--dev", "eth0"}, "xdp"), "xdp").program()->id ==
+        dp.xdp_prog_id());
+
+  // Maps, found through the XDP program on the pod's interface and its tail calls (and by program id).
+  for (const std::string source : {"xdp:" + np.pod_ip, "prog:" + std::to_string(dp.xdp_prog_id())}) {
+    INFO(source);
+    const MapsReport m = MapsReportFromJson(Report({"--maps", source, "maps", "--workload-ip", np.pod_ip}, "maps"), "maps");
+    CHECK(m.HasPolicy(policy));
+    CHECK(m.workload_id == workload);
+    CHECK(m.WorkloadLists(policy));
+    CHECK(m.authz_value_problem.empty());
+    auto auth = std::find_if(m.maps.begin(), m.maps.end(), [](const MapSummary& s) { return s.name == KM_MAP_AUTH_RES; });
+    REQUIRE(auth != m.maps.end());
+    CHECK(auth->entries == 1);
+    CHECK(auth->key_size == KM_TUPLE_SIZE);
+  }
+
+  // km_auth_res: the cached DENY for exactly that tuple, nothing for another source port.
+  const std::string maps = "xdp:" + np.pod_ip;
+  const AuthReport deny = AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", denied.ToString()}, "auth"), "auth");
+  REQUIRE(deny.verdict.has_value());
+  CHECK(*deny.verdict == bpf_probe::Verdict::kDeny);
+  CHECK(deny.tuple == denied);
+  const auto other = bpf_probe::Tuple::Parse(np.node_ip + ":42002 -> " + np.pod_ip + ":8080");
+  CHECK_FALSE(AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", other.ToString()}, "auth"), "auth").verdict.has_value());
+  // Kmesh v1.2.0 keys ports in network order: the same entry is not found that way.
+  CHECK_FALSE(AuthReportFromJson(Report({"--maps", maps, "--port-order", "network", "auth", "--tuple", denied.ToString()}, "auth"), "a")
+                  .verdict.has_value());
+
+  // An address no namespace holds is an error report naming where it looked.
+  const auto r = RunProbe({"--maps", "xdp:" + Addr(99), "maps"});
+  CHECK(r.exit_code == 1);
+  CHECK_THROWS_WITH(ParseReport(r.out, "maps", "probe"), Contains("no network namespace under /proc or /run/netns holds " + Addr(99)));
+}
+
+TEST_CASE("kmesh-probe finds Kmesh's maps in a pin folder, as in a Kmesh pod's /sys/fs/bpf") {
+  NodeAndPod np;
+  TestDatapath dp;
+  const auto t = bpf_probe::Tuple::Parse(np.node_ip + ":42003 -> " + np.pod_ip + ":8080");
+  bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(t, bpf_probe::Verdict::kDeny);
+  const std::string dir = e2e::CaseOutputDir() + "/bpffs";
+  std::filesystem::create_directories(dir);
+  // A bpffs of our own in a private mount namespace (Kmesh's pin layout), gone when the shell exits.
+  std::string script = "set -e; " + Tool("mount") + " -t bpf bpf " + dir + "; ";
+  for (const char* name : {KM_MAP_AUTH_RES, KM_MAP_AUTHZ_POLICY, KM_MAP_WLPOLICY, KM_MAP_FRONTEND}) {
+    script += Tool("bpftool") + " map pin id " + std::to_string(dp.map(name).info().id) + " " + dir + "/" + name + "; ";
+  }
+  script += ProbeBinary() + " --maps pin:" + dir + " auth --tuple '" + t.ToString() + "'";
+  const auto r = netns::Run({Tool("unshare"), "--mount", "--propagation", "private", "sh", "-c", script}, {},
+                            std::chrono::milliseconds(20000));
+  INFO(r.Describe());
+  REQUIRE(r.exit_code == 0);
+  const AuthReport a = AuthReportFromJson(ParseReport(r.out, "auth", "kmesh-probe auth"), "auth");
+  CHECK_THAT(a.map, Contains("km_auth_res"));
+  REQUIRE(a.verdict.has_value());
+  CHECK(*a.verdict == bpf_probe::Verdict::kDeny);
+  // Outside that mount namespace the folder is an empty directory again: nothing was pinned for real.
+  CHECK(std::filesystem::is_empty(dir));
+}
+
+TEST_CASE("kmesh-probe's xfrm report of a node equals the framework's netlink snapshot") {
+  NodeAndPod np;
+  const std::string ns = np.node.name();
+  // Kmesh's policy layout (kmesh-facts.md §3.4); policies need no ESP, which this kernel lacks.
+  netns::RunChecked({"ip", "-n", ns, "xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "10.244.0.0/24", "dir", "in", "mark", "0xd0",
+                     "mask", "0xffffffff", "tmpl", "src", "172.18.0.3", "dst", "172.18.0.2", "proto", "esp", "reqid", "1", "mode",
+                     "tunnel"});
+  netns::RunChecked({"ip", "-n", ns, "xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "10.244.0.0/24", "dir", "fwd", "mark", "0xd0",
+                     "mask", "0xffffffff", "tmpl", "src", "172.18.0.3", "dst", "172.18.0.2", "proto", "esp", "reqid", "1", "mode",
+                     "tunnel"});
+  netns::RunChecked({"ip", "-n", ns, "xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "10.244.1.0/24", "dir", "out", "mark", "0xe0",
+                     "mask", "0xffffffff", "tmpl", "src", "172.18.0.2", "dst", "172.18.0.3", "proto", "esp", "spi", "0x00000002", "reqid",
+                     "1", "mode", "tunnel"});
+  const xfrm::XfrmSnapshot direct = xfrm::Snapshot(np.node.ref());
+  const xfrm::XfrmSnapshot via = XfrmSnapshotFromJson(Report({"xfrm", "--netns", np.node.path()}, "xfrm").at("snapshot"), "xfrm");
+  CHECK(via.netns == np.node.path());
+  REQUIRE(via.policies.size() == 3);
+  REQUIRE(direct.policies.size() == 3);
+  for (size_t i = 0; i < direct.policies.size(); ++i) {
+    INFO(direct.policies[i].Id());
+    CHECK(via.policies[i].Id() == direct.policies[i].Id());
+    CHECK(via.policies[i].selector == direct.policies[i].selector);
+    CHECK(via.policies[i].mark == direct.policies[i].mark);
+    CHECK(via.policies[i].templates == direct.policies[i].templates);
+    CHECK(via.policies[i].index == direct.policies[i].index);
+  }
+  CHECK(via.states.size() == direct.states.size());
+  // xfrm_stat comes back by name (JSON objects are unordered), the same counters with the same values.
+  auto sorted = [](std::vector<std::pair<std::string, uint64_t>> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  CHECK(sorted(via.stats.counters) == sorted(direct.stats.counters));
+
+  // Deleting a state that is not there says which one and where.
+  const auto r = RunProbe({"xfrm-delete-state", "--netns", np.node.path(), "--src", "172.18.0.3", "--dst", "172.18.0.2", "--spi", "9"});
+  CHECK(r.exit_code == 1);
+  CHECK_THROWS_WITH(ParseReport(r.out, "xfrm-delete-state", "probe"),
+                    Contains("delete xfrm state esp spi 0x00000009 src 172.18.0.3 dst 172.18.0.2 in " + np.node.path()) &&
+                        Contains("ESRCH"));
+}
+
+TEST_CASE("kmesh-probe captures a probe's packets on the pod's interface and saves the pcap") {
+  NodeAndPod np;
+  const std::string pcap = e2e::CaseOutputDir() + "/pod.pcap";
+  const e2e::Tuple inner{np.node_ip, 42005, np.pod_ip, 8080};
+  auto capture = netns::Process::Start({ProbeBinary(), "capture", "--pod-ip", np.pod_ip, "--filter", "tcp port 8080", "--seconds", "3",
+                                        "--inner", inner.ToString(), "--save", pcap});
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the capture opens its handle first
+  e2e::ProbeSpec spec;
+  spec.dst_ip = np.pod_ip;
+  spec.dst_port = 8080;
+  spec.src_port = 42005;
+  spec.http = false;
+  const auto outcome = e2e::Probe(np.node.ref(), spec);  // nothing listens: SYN, then RST
+  CHECK(outcome.kind == e2e::OutcomeKind::kRefused);
+  const auto r = capture.Wait(std::chrono::milliseconds(15000));
+  INFO(r.Describe());
+  REQUIRE(r.exit_code == 0);
+  const auto s = CaptureSummaryFromJson(ParseReport(r.out, "capture", "kmesh-probe capture").at("summary"), "capture");
+  INFO(s.Describe());
+  CHECK(s.interface == "eth0");
+  CHECK(s.packets >= 2);
+  CHECK(s.esp_packets == 0);
+  CHECK_FALSE(s.plaintext.empty());  // the probe's own tuple, in clear
+  CHECK_FALSE(capture::JudgeEncrypted(s).pass);
+  CHECK(capture::JudgePlaintextVisible(s).pass);
+  CHECK(s.pcap_path == pcap);
+  CHECK(std::filesystem::file_size(pcap) > 24);  // more than the pcap file header
+}
