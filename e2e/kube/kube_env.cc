@@ -166,7 +166,13 @@ KubeOptions KubeOptions::FromEnvironment() {
   o.images = Images::FromEnvironment();
   o.node_access = NodeAccessOptions::FromEnvironment();
   o.node_access.run_id = o.run_id;
-  o.node_access.local_probe = Runfile("tools/probe/kmesh-probe");
+  // Needed only by the probe transport; a missing binary is reported when a copy is needed, after the
+  // cluster checks (which say more about a misconfigured run).
+  try {
+    o.node_access.local_probe = Runfile("tools/probe/kmesh-probe");
+  } catch (const Error& e) {
+    o.node_access.local_probe_problem = e.what();
+  }
   return o;
 }
 
@@ -742,6 +748,26 @@ void KubeEnv::RestartDataplane(const std::string& n) {
     std::this_thread::sleep_for(defaults::KubePoll());
   }
   node(n).Invalidate();
+}
+
+std::string KubeEnv::KmeshLogs(const std::string& n, int lines) {
+  const auto pods = ParsePodList(k_->GetJson({"get", "pods", "-n", opts_.kmesh_namespace, "-l", "app=kmesh", "--field-selector",
+                                               "spec.nodeName=" + n},
+                                              "find the Kmesh pod of " + n),
+                                 "Kmesh pods of " + n);
+  for (const auto& p : pods) {
+    if (p.deleting) continue;
+    return k_->Run({"logs", "-n", opts_.kmesh_namespace, p.name, "--tail=" + std::to_string(lines)}, "read Kmesh's log on " + n).out;
+  }
+  throw Error("kube env: node " + n + " has no Kmesh pod to read the log of");
+}
+
+std::string KubeEnv::AppLogs(const e2e::App& app, int lines) {
+  const AppRecord& rec = Record(app);
+  std::vector<std::string> args = {"logs", "-n", app.k8s_namespace, rec.pod, "--tail=" + std::to_string(lines)};
+  args.insert(args.end(), rec.container.empty() ? std::initializer_list<std::string>{"--all-containers"}
+                                                : std::initializer_list<std::string>{"-c", rec.container});
+  return k_->Run(args, "read the log of " + app.k8s_namespace + "/" + app.name).out;
 }
 
 capture::Capture KubeEnv::StartCapture(const std::string& n, const std::string& peer, capture::CaptureSpec spec) {

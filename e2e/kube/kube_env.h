@@ -121,6 +121,10 @@ class KubeEnv : public e2e::Env {
   // Every secret this run applied (the layout checker's history).
   const ipsec::SecretHistory& secrets() const { return history_; }
   NodeAccess& node(const std::string& name);
+  // The last `lines` lines of a log, for the evidence of a failed case: the Kmesh daemon of a node, or an
+  // app's pod (its probe container for clients).
+  std::string KmeshLogs(const std::string& node, int lines = 200);
+  std::string AppLogs(const e2e::App& app, int lines = 200);
   // Runs the cleanup now (the destructor does it too). Returns failures, one line each.
   std::vector<std::string> CleanupNow();
 

@@ -331,3 +331,42 @@ TEST_CASE("kube env: restarting Kmesh on a node waits for a different, ready pod
   CHECK(f.Count("cp /opt/kmesh-probe kmesh-system/kmesh-w7c4d:/tmp/kmesh-probe-rtest") == 1);  // the new pod got its copy
   CHECK(f.replay->unmatched().empty());
 }
+
+TEST_CASE("kube env: logs of Kmesh on a node and of an app, bounded by --tail") {
+  Fixture f = Make([](ReplayRunner& r) {
+    Apps(r);
+    r.On({"logs", "kmesh-9fm2k"}, Text("time=\"2026-08-20T10:06:01Z\" level=info msg=\"auth denied\"\n"));
+    r.On({"logs", "httpbin-5d9c7b6f48-k2x9q"}, Text("GET / 200\n"));
+  });
+  CHECK_THAT(f.env->KmeshLogs("kmesh-testing-worker", 50), Contains("auth denied"));
+  CHECK(f.Count("logs -n kmesh-system kmesh-9fm2k --tail=50") == 1);
+  const e2e::App server = f.env->Deploy(Server());
+  CHECK(f.env->AppLogs(server) == "GET / 200\n");
+  CHECK(f.Count("logs -n test-ns1 httpbin-5d9c7b6f48-k2x9q --tail=200 --all-containers") == 1);
+}
+
+TEST_CASE("kube env: continuity load runs in a fortio pod next to the client and comes back as a LoadReport") {
+  Fixture f = Make([](ReplayRunner& r) {
+    Apps(r);
+    r.On({"get", "pods", "app=sleep-a-fortio"}, File("pods_sleep_ready.json"));
+    r.On({"exec", "fortio"}, File("fortio_rotation_errors.json"));
+  });
+  const e2e::App server = f.env->Deploy(Server());
+  const e2e::App client = f.env->Deploy(Client());
+  e2e::LoadSpec spec;
+  spec.requests_per_second = 10;
+  spec.duration = std::chrono::milliseconds(10000);
+  spec.workers = 4;
+  FortioRun run = f.env->StartFortioLoad(client, server, spec);
+  const e2e::LoadReport rep = run.Wait();
+  CHECK(rep.records.size() == 100);
+  CHECK(rep.Failures() == 3);
+  CHECK(run.result().sockets == 100);
+  CHECK(f.Count("apply -f") == 5);  // two namespaces, two apps, and fortio once
+  CHECK_THAT(f.Commands(), Contains("-- fortio load -qps 10 -t 10.000s -c 4 -keepalive=false"));
+  CHECK_THAT(f.Commands(), Contains("-json - http://10.244.1.7:8080/"));
+  f.env->StartFortioLoad(client, server, spec).Wait();
+  CHECK(f.Count("apply -f") == 5);  // the same fortio pod again
+  spec.probe.src_port = 40000;
+  CHECK_THROWS_WITH(f.env->StartFortioLoad(client, server, spec), Contains("src_port must be 0"));
+}

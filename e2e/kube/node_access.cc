@@ -162,7 +162,10 @@ class ProbeAccess : public NodeAccess {
     for (const auto& c : pod->container_names) {
       if (c == "kmesh") container_ = c;
     }
-    if (o_.local_probe.empty()) throw Error("kmesh-probe: no local binary to copy (NodeAccessOptions.local_probe)");
+    if (o_.local_probe.empty()) {
+      throw Error("kmesh-probe: no binary to copy into " + pod_ + ": " +
+                  (o_.local_probe_problem.empty() ? "NodeAccessOptions.local_probe is empty" : o_.local_probe_problem));
+    }
     k_.Run({"cp", o_.local_probe, o_.kmesh_namespace + "/" + pod_ + ":" + remote_path_, "-c", container_},
            "copy kmesh-probe into " + o_.kmesh_namespace + "/" + pod_ + " (kubectl cp needs tar in the container)",
            defaults::KubeCopy());

@@ -80,6 +80,7 @@ struct NodeAccessOptions {
   std::string kmesh_selector = "app=kmesh";
   std::string run_id;                                   // names the probe's copy: /tmp/kmesh-probe-<run id>
   std::string local_probe;                              // the kmesh-probe binary to copy
+  std::string local_probe_problem;                      // why there is none (said when a copy is needed)
   static NodeAccessOptions FromEnvironment();
 };
 
