@@ -30,7 +30,8 @@ std::string Str(const json& j, std::initializer_list<const char*> path) {
 
 const json& Items(const json& j, const std::string& source, const std::string& kind) {
   if (!j.is_object() || !j.contains("items") || !j["items"].is_array()) {
-    throw Error(source + ": expected a " + kind + " list (an object with \"items\"), found " + j.dump().substr(0, 160));
+    throw Error(source + ": expected a " + kind + " list (an object with \"items\"), found " +
+                j.dump().substr(0, 160));
   }
   return j["items"];
 }
@@ -38,8 +39,8 @@ const json& Items(const json& j, const std::string& source, const std::string& k
 }  // namespace
 
 std::string PodInfo::Describe() const {
-  std::string s = ns + "/" + name + " (node " + (node.empty() ? "unscheduled" : node) + "): " +
-                  (phase.empty() ? "no phase" : phase) + (ready ? ", ready" : ", not ready");
+  std::string s = ns + "/" + name + " (node " + (node.empty() ? "unscheduled" : node) +
+                  "): " + (phase.empty() ? "no phase" : phase) + (ready ? ", ready" : ", not ready");
   if (deleting) s += ", terminating";
   for (const auto& c : containers) {
     if (!c.waiting_reason.empty()) s += "; " + c.name + " waiting " + c.waiting_reason;
@@ -112,7 +113,8 @@ PodInfo ParsePod(const json& j, const std::string& source) {
 std::vector<PodInfo> ParsePodList(const json& j, const std::string& source) {
   std::vector<PodInfo> out;
   const json& items = Items(j, source, "Pod");
-  for (size_t i = 0; i < items.size(); ++i) out.push_back(ParsePod(items[i], source + " items[" + std::to_string(i) + "]"));
+  for (size_t i = 0; i < items.size(); ++i)
+    out.push_back(ParsePod(items[i], source + " items[" + std::to_string(i) + "]"));
   return out;
 }
 
@@ -129,7 +131,8 @@ std::string PodProblem(const PodInfo& p) {
       if (c.waiting_reason == r) {
         return "image " + image + " of container " + c.name + " cannot be pulled (" + c.waiting_reason + ")" +
                (c.waiting_message.empty() ? "" : ": " + c.waiting_message) +
-               " (check the image name and that the nodes can reach its registry; kind: `kind load docker-image`)";
+               " (check the image name and that the nodes can reach its registry; kind: `kind load "
+               "docker-image`)";
       }
     }
     for (const char* r : kConfig) {
@@ -140,8 +143,8 @@ std::string PodProblem(const PodInfo& p) {
     }
     if (c.waiting_reason == "CrashLoopBackOff" || (c.restarts >= 3 && !c.ready)) {
       return "container " + c.name + " keeps crashing (" + std::to_string(c.restarts) + " restarts" +
-             (c.waiting_reason.empty() ? "" : ", " + c.waiting_reason) + "); `kubectl logs -n " + p.ns + " " + p.name +
-             " -c " + c.name + " --previous` shows why";
+             (c.waiting_reason.empty() ? "" : ", " + c.waiting_reason) + "); `kubectl logs -n " + p.ns + " " +
+             p.name + " -c " + c.name + " --previous` shows why";
     }
   }
   if (p.phase == "Failed" || p.phase == "Succeeded") return "the pod has ended (phase " + p.phase + ")";
@@ -169,7 +172,8 @@ std::vector<NodeFacts> ParseNodeList(const json& j, const std::string& source) {
         if (c.is_string()) f.pod_cidrs.push_back(c.get<std::string>());
       }
     }
-    if (f.pod_cidrs.empty() && !Str(n, {"spec", "podCIDR"}).empty()) f.pod_cidrs.push_back(Str(n, {"spec", "podCIDR"}));
+    if (f.pod_cidrs.empty() && !Str(n, {"spec", "podCIDR"}).empty())
+      f.pod_cidrs.push_back(Str(n, {"spec", "podCIDR"}));
     f.boot_id = Str(n, {"status", "nodeInfo", "bootID"});
     if (const json& conds = At(n, {"status", "conditions"}); conds.is_array()) {
       for (const auto& c : conds) {
@@ -177,7 +181,8 @@ std::vector<NodeFacts> ParseNodeList(const json& j, const std::string& source) {
       }
     }
     if (f.internal_ip.empty()) {
-      throw Error(source + ": node " + f.name + " has no InternalIP in status.addresses (the underlay address IPsec uses)");
+      throw Error(source + ": node " + f.name +
+                  " has no InternalIP in status.addresses (the underlay address IPsec uses)");
     }
     out.push_back(f);
   }
@@ -199,36 +204,44 @@ std::vector<ipsec::NodeInfo> ParseKmeshNodeInfos(const json& j, const std::strin
     auto field = [&](const char* key) -> const json& {
       const json& v = At(spec, {key});
       if (v.is_null()) {
-        throw Error(where + " (" + n.name + "): spec." + key + " is missing (KmeshNodeInfo's fields are spi, addresses, bootID, podCIDRS)");
+        throw Error(where + " (" + n.name + "): spec." + key +
+                    " is missing (KmeshNodeInfo's fields are spi, addresses, bootID, podCIDRS)");
       }
       return v;
     };
     const json& spi = field("spi");
     if (!spi.is_number_integer() || spi.get<int64_t>() < 0 || spi.get<int64_t>() > UINT32_MAX) {
-      throw Error(where + " (" + n.name + "): spec.spi: expected a non-negative integer, found " + spi.dump());
+      throw Error(where + " (" + n.name + "): spec.spi: expected a non-negative integer, found " +
+                  spi.dump());
     }
     n.spi = spi.get<uint32_t>();
     const json& addrs = field("addresses");
     if (!addrs.is_array() || addrs.empty() || !addrs[0].is_string()) {
-      throw Error(where + " (" + n.name + "): spec.addresses: expected a non-empty list of addresses, found " + addrs.dump());
+      throw Error(where + " (" + n.name +
+                  "): spec.addresses: expected a non-empty list of addresses, found " + addrs.dump());
     }
     n.address = addrs[0].get<std::string>();
     const json& boot = field("bootID");
-    if (!boot.is_string()) throw Error(where + " (" + n.name + "): spec.bootID: expected a string, found " + boot.dump());
+    if (!boot.is_string())
+      throw Error(where + " (" + n.name + "): spec.bootID: expected a string, found " + boot.dump());
     n.boot_id = boot.get<std::string>();
     // The CRD spells it podCIDRS; a podCIDRs field would be someone else's object.
     if (At(spec, {"podCIDRS"}).is_null() && !At(spec, {"podCIDRs"}).is_null()) {
-      throw Error(where + " (" + n.name + "): spec has podCIDRs but KmeshNodeInfo's field is podCIDRS (capital S)");
+      throw Error(where + " (" + n.name +
+                  "): spec has podCIDRs but KmeshNodeInfo's field is podCIDRS (capital S)");
     }
     const json& cidrs = field("podCIDRS");
-    if (!cidrs.is_array()) throw Error(where + " (" + n.name + "): spec.podCIDRS: expected a list, found " + cidrs.dump());
+    if (!cidrs.is_array())
+      throw Error(where + " (" + n.name + "): spec.podCIDRS: expected a list, found " + cidrs.dump());
     for (const auto& c : cidrs) {
-      if (!c.is_string()) throw Error(where + " (" + n.name + "): spec.podCIDRS: expected strings, found " + c.dump());
+      if (!c.is_string())
+        throw Error(where + " (" + n.name + "): spec.podCIDRS: expected strings, found " + c.dump());
       n.pod_cidrs.push_back(c.get<std::string>());
     }
     out.push_back(n);
   }
-  std::sort(out.begin(), out.end(), [](const ipsec::NodeInfo& a, const ipsec::NodeInfo& b) { return a.name < b.name; });
+  std::sort(out.begin(), out.end(),
+            [](const ipsec::NodeInfo& a, const ipsec::NodeInfo& b) { return a.name < b.name; });
   return out;
 }
 
@@ -284,7 +297,8 @@ bool GatewayReady(const json& gw, std::string* why) {
 }
 
 std::string ServiceClusterIp(const json& svc, const std::string& source) {
-  if (!At(svc, {"spec"}).is_object()) throw Error(source + ": expected a Service object, found " + svc.dump().substr(0, 160));
+  if (!At(svc, {"spec"}).is_object())
+    throw Error(source + ": expected a Service object, found " + svc.dump().substr(0, 160));
   const std::string ip = Str(svc, {"spec", "clusterIP"});
   return ip == "None" ? "" : ip;
 }

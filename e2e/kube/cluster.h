@@ -5,11 +5,10 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "e2e/framework/ipsec_layout.h"
 #include "e2e/framework/ipsec_secret.h"
@@ -21,7 +20,8 @@ struct ContainerStatus {
   std::string image;
   bool ready = false;
   int restarts = 0;
-  std::string waiting_reason;   // "ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "ContainerCreating", ...
+  std::string
+      waiting_reason;  // "ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "ContainerCreating", ...
   std::string waiting_message;
   std::string terminated_reason;
   int terminated_exit_code = 0;
@@ -35,15 +35,16 @@ struct PodInfo {
   std::string phase;  // Pending, Running, Succeeded, Failed, Unknown
   std::string ip;     // status.podIP
   std::map<std::string, std::string> labels;
-  bool ready = false;     // condition Ready=True
-  bool deleting = false;  // metadata.deletionTimestamp set
+  bool ready = false;                             // condition Ready=True
+  bool deleting = false;                          // metadata.deletionTimestamp set
   std::vector<std::string> container_names;       // spec.containers[].name, in order
   std::vector<std::string> container_images;      // spec.containers[].image, in order
   std::vector<std::string> first_container_args;  // spec.containers[0] command + args
   std::vector<ContainerStatus> containers;        // status.containerStatuses
   std::string scheduling_message;                 // condition PodScheduled=False message
 
-  // "test-ns1/httpbin-5d9c (node kmesh-testing-worker): Running, not ready; httpbin waiting ContainerCreating"
+  // "test-ns1/httpbin-5d9c (node kmesh-testing-worker): Running, not ready; httpbin waiting
+  // ContainerCreating"
   std::string Describe() const;
 };
 
@@ -79,9 +80,9 @@ std::string ParseServerVersion(const nlohmann::json& j, const std::string& sourc
 // Kmesh's daemon flags, from its container's command and args ("./start_kmesh.sh --mode=dual-engine
 // --enable-bypass=false --enable-ipsec=true" is one shell string in the chart).
 struct KmeshDaemonFlags {
-  std::string mode;           // "dual-engine", "kernel-native", "" when not given
-  bool ipsec = false;         // --enable-ipsec=true (or a bare --enable-ipsec)
-  std::string command_line;   // the text the flags were read from
+  std::string mode;          // "dual-engine", "kernel-native", "" when not given
+  bool ipsec = false;        // --enable-ipsec=true (or a bare --enable-ipsec)
+  std::string command_line;  // the text the flags were read from
 };
 KmeshDaemonFlags ParseKmeshDaemonFlags(const PodInfo& kmesh_pod);
 

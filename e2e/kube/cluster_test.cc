@@ -1,13 +1,14 @@
 // Unit tier: kubectl's JSON (recorded in testdata/kubectl/, in kubectl's own shapes) as typed records.
+#include "e2e/kube/cluster.h"
+
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
-#include "e2e/kube/cluster.h"
 #include "e2e/kube/replay_testing.h"
 
 using namespace kmesh::kube;
-using kmesh::kube::testing::Recorded;
 using Catch::Matchers::Contains;
+using kmesh::kube::testing::Recorded;
 
 namespace {
 
@@ -43,7 +44,9 @@ TEST_CASE("pod problems that waiting will not fix are named, with the image and 
     const char* expected;
   };
   const std::vector<Row> rows = {
-      {"pods_httpbin_image_pull.json", "image docker.io/mccutchen/go-httpbin:no-such-tag of container httpbin cannot be pulled (ErrImagePull)"},
+      {"pods_httpbin_image_pull.json",
+       "image docker.io/mccutchen/go-httpbin:no-such-tag of container httpbin cannot be pulled "
+       "(ErrImagePull)"},
       {"pods_kmesh_crashloop.json", "container kmesh keeps crashing (5 restarts, CrashLoopBackOff)"},
   };
   for (const auto& row : rows) {
@@ -62,7 +65,8 @@ TEST_CASE("pod problems that waiting will not fix are named, with the image and 
 }
 
 TEST_CASE("a list that is not a list is an error naming the source") {
-  CHECK_THROWS_WITH(ParsePodList(Load("version.json"), "kubectl get pods"), Contains("kubectl get pods: expected a Pod list"));
+  CHECK_THROWS_WITH(ParsePodList(Load("version.json"), "kubectl get pods"),
+                    Contains("kubectl get pods: expected a Pod list"));
   CHECK_THROWS_WITH(ParsePod(nlohmann::json::array(), "x"), Contains("expected a Pod object"));
 }
 
@@ -100,13 +104,15 @@ TEST_CASE("the IPsec secret: data.ipSec is kmeshctl's JSON in base64") {
   CHECK(s.aead_key.RevealHex() == "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223");
   auto other = Load("secret_kmesh_ipsec.json");
   other["data"] = {{"psk", "AAAA"}};
-  CHECK_THROWS_WITH(ParseIpsecSecret(other, "secret"), Contains("no data.ipSec (kmeshctl's data key); the secret holds {psk}"));
+  CHECK_THROWS_WITH(ParseIpsecSecret(other, "secret"),
+                    Contains("no data.ipSec (kmeshctl's data key); the secret holds {psk}"));
 }
 
 TEST_CASE("kubectl version: the server's version, or an error when only the client answered") {
   CHECK(ParseServerVersion(Load("version.json"), "v") == "v1.30.0");
-  CHECK_THROWS_WITH(ParseServerVersion(nlohmann::json::parse(Recorded("version_unreachable.stdout")), "kubectl version"),
-                    Contains("no serverVersion.gitVersion"));
+  CHECK_THROWS_WITH(
+      ParseServerVersion(nlohmann::json::parse(Recorded("version_unreachable.stdout")), "kubectl version"),
+      Contains("no serverVersion.gitVersion"));
 }
 
 TEST_CASE("Kmesh's daemon flags are read from its one shell-string argument") {
@@ -116,8 +122,8 @@ TEST_CASE("Kmesh's daemon flags are read from its one shell-string argument") {
     bool ipsec;
   };
   for (const Row& row : std::vector<Row>{{"pods_kmesh.json", "dual-engine", true},
-                                          {"pods_kmesh_no_ipsec.json", "dual-engine", false},
-                                          {"pods_kmesh_kernel_native.json", "kernel-native", false}}) {
+                                         {"pods_kmesh_no_ipsec.json", "dual-engine", false},
+                                         {"pods_kmesh_kernel_native.json", "kernel-native", false}}) {
     INFO(row.file);
     const auto f = ParseKmeshDaemonFlags(ParsePodList(Load(row.file), row.file).at(0));
     CHECK(f.mode == row.mode);
@@ -137,5 +143,6 @@ TEST_CASE("a waypoint Gateway is ready when Programmed=True; the conditions seen
 
 TEST_CASE("a service's cluster IP") {
   CHECK(ServiceClusterIp(Load("service_httpbin.json"), "svc") == "10.96.143.27");
-  CHECK_THROWS_WITH(ServiceClusterIp(nlohmann::json::array(), "svc x"), Contains("svc x: expected a Service"));
+  CHECK_THROWS_WITH(ServiceClusterIp(nlohmann::json::array(), "svc x"),
+                    Contains("svc x: expected a Service"));
 }

@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "e2e/kube/probe_json.h"
 
@@ -28,7 +27,9 @@ std::string After(const std::vector<std::string>& a, const std::string& flag) {
   return "";
 }
 
-bool Has(const std::vector<std::string>& a, const std::string& word) { return std::find(a.begin(), a.end(), word) != a.end(); }
+bool Has(const std::vector<std::string>& a, const std::string& word) {
+  return std::find(a.begin(), a.end(), word) != a.end();
+}
 
 // argv without the binary and kubectl's global flags.
 std::vector<std::string> Verbs(const std::vector<std::string>& argv) {
@@ -43,8 +44,9 @@ std::vector<std::string> Verbs(const std::vector<std::string>& argv) {
   return out;
 }
 
-json Pod(const std::string& ns, const std::string& name, const std::string& app, const std::string& node, const std::string& ip,
-         const std::vector<std::pair<std::string, std::string>>& containers, const std::vector<std::string>& args = {}) {
+json Pod(const std::string& ns, const std::string& name, const std::string& app, const std::string& node,
+         const std::string& ip, const std::vector<std::pair<std::string, std::string>>& containers,
+         const std::vector<std::string>& args = {}) {
   json specs = json::array(), statuses = json::array();
   for (size_t i = 0; i < containers.size(); ++i) {
     json c = {{"name", containers[i].first}, {"image", containers[i].second}};
@@ -62,17 +64,24 @@ json Pod(const std::string& ns, const std::string& name, const std::string& app,
   }
   return {{"apiVersion", "v1"},
           {"kind", "Pod"},
-          {"metadata", {{"name", name}, {"namespace", ns}, {"uid", "dry-run-" + ns + "-" + name}, {"labels", {{"app", app}}}}},
+          {"metadata",
+           {{"name", name},
+            {"namespace", ns},
+            {"uid", "dry-run-" + ns + "-" + name},
+            {"labels", {{"app", app}}}}},
           {"spec", {{"nodeName", node}, {"containers", specs}}},
           {"status",
            {{"phase", "Running"},
             {"podIP", ip},
             {"podIPs", json::array({{{"ip", ip}}})},
-            {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}, {{"type", "PodScheduled"}, {"status", "True"}}})},
+            {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}},
+                                        {{"type", "PodScheduled"}, {"status", "True"}}})},
             {"containerStatuses", statuses}}}};
 }
 
-json List(json items) { return {{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}, {"metadata", {{"resourceVersion", ""}}}}; }
+json List(json items) {
+  return {{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}, {"metadata", {{"resourceVersion", ""}}}};
+}
 
 netns::ProcessResult Ok(const std::string& out) {
   netns::ProcessResult r;
@@ -100,7 +109,8 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
   const std::string& verb = a[0];
   const std::string ns = After(a, "-n");
   if (verb == "version") {
-    return Ok(json({{"clientVersion", {{"gitVersion", "v0.0.0-dry-run"}}}, {"serverVersion", {{"gitVersion", "v1.30.0-dry-run"}}}})
+    return Ok(json({{"clientVersion", {{"gitVersion", "v0.0.0-dry-run"}}},
+                    {"serverVersion", {{"gitVersion", "v1.30.0-dry-run"}}}})
                   .dump());
   }
   if (verb == "apply") {
@@ -137,7 +147,8 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
         items.push_back({{"metadata", {{"name", kNodes[i]}}},
                          {"spec", {{"podCIDR", kPodCidrs[i]}, {"podCIDRs", {kPodCidrs[i]}}}},
                          {"status",
-                          {{"addresses", json::array({{{"type", "InternalIP"}, {"address", kNodeIps[i]}}, {{"type", "Hostname"}, {"address", kNodes[i]}}})},
+                          {{"addresses", json::array({{{"type", "InternalIP"}, {"address", kNodeIps[i]}},
+                                                      {{"type", "Hostname"}, {"address", kNodes[i]}}})},
                            {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}})},
                            {"nodeInfo", {{"bootID", kBootIds[i]}}}}}});
       }
@@ -148,9 +159,11 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
       json items = json::array();
       for (int i = 0; i < 2; ++i) {
         if (!field.empty() && field != std::string("spec.nodeName=") + kNodes[i]) continue;
-        items.push_back(Pod("kmesh-system", std::string("kmesh-dryrun") + std::to_string(i), "kmesh", kNodes[i],
-                            "10.244." + std::to_string(i) + ".2", {{"kmesh", "localhost:5000/kmesh:latest"}},
-                            {"./start_kmesh.sh --mode=dual-engine --enable-bypass=false --monitoring=true --enable-ipsec=true"}));
+        items.push_back(Pod("kmesh-system", std::string("kmesh-dryrun") + std::to_string(i), "kmesh",
+                            kNodes[i], "10.244." + std::to_string(i) + ".2",
+                            {{"kmesh", "localhost:5000/kmesh:latest"}},
+                            {"./start_kmesh.sh --mode=dual-engine --enable-bypass=false --monitoring=true "
+                             "--enable-ipsec=true"}));
       }
       return Ok(List(items).dump());
     }
@@ -169,18 +182,24 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
     if (kind == "service" || kind == "services") {
       std::string& ip = service_ip_[ns + "/" + a[2]];
       if (ip.empty()) ip = "10.96.0." + std::to_string(next_host_++);
-      return Ok(json({{"metadata", {{"name", a[2]}, {"namespace", ns}}}, {"spec", {{"clusterIP", ip}}}}).dump());
+      return Ok(
+          json({{"metadata", {{"name", a[2]}, {"namespace", ns}}}, {"spec", {{"clusterIP", ip}}}}).dump());
     }
     if (kind.find("gateway") != std::string::npos) {
-      return Ok(json({{"metadata", {{"name", a.size() > 2 ? a[2] : ""}}},
-                      {"status", {{"conditions", json::array({{{"type", "Programmed"}, {"status", "True"}}})}}}})
-                    .dump());
+      return Ok(
+          json({{"metadata", {{"name", a.size() > 2 ? a[2] : ""}}},
+                {"status", {{"conditions", json::array({{{"type", "Programmed"}, {"status", "True"}}})}}}})
+              .dump());
     }
     if (kind.find("kmeshnodeinfo") != std::string::npos) {
       json items = json::array();
       for (int i = 0; i < 2; ++i) {
         items.push_back({{"metadata", {{"name", kNodes[i]}, {"namespace", "kmesh-system"}}},
-                         {"spec", {{"spi", 1}, {"addresses", {kNodeIps[i]}}, {"bootID", kBootIds[i]}, {"podCIDRS", {kPodCidrs[i]}}}}});
+                         {"spec",
+                          {{"spi", 1},
+                           {"addresses", {kNodeIps[i]}},
+                           {"bootID", kBootIds[i]},
+                           {"podCIDRS", {kPodCidrs[i]}}}}});
       }
       return Ok(List(items).dump());
     }
@@ -197,8 +216,15 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
     if (!remote.empty() && remote[0] == "curl") {
       netns::ProcessResult r;
       r.exit_code = 1;
-      r.out = json({{"http_code", 0}, {"exitcode", 1}, {"errormsg", kCurlError}, {"local_ip", ""}, {"local_port", 0},
-                    {"remote_ip", ""}, {"remote_port", 0}, {"time_connect", 0}, {"time_total", 0}})
+      r.out = json({{"http_code", 0},
+                    {"exitcode", 1},
+                    {"errormsg", kCurlError},
+                    {"local_ip", ""},
+                    {"local_port", 0},
+                    {"remote_ip", ""},
+                    {"remote_port", 0},
+                    {"time_connect", 0},
+                    {"time_total", 0}})
                   .dump();
       r.err = std::string("curl: (1) ") + kCurlError + "\ncommand terminated with exit code 1\n";
       return r;
@@ -222,15 +248,27 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
       if (c == "maps") {
         body = {{"source", "dry run"}, {"maps", json::array()}, {"policy_ids", json::array()}};
         if (!After(remote, "--workload-ip").empty()) {
-          body["workload"] = {{"ip", After(remote, "--workload-ip")}, {"id", nullptr}, {"policy_ids", nullptr}};
+          body["workload"] = {
+              {"ip", After(remote, "--workload-ip")}, {"id", nullptr}, {"policy_ids", nullptr}};
         }
       } else if (c == "auth") {
-        body = {{"map", "dry run"}, {"tuple", After(remote, "--tuple")}, {"port_order", "host"}, {"verdict", nullptr},
+        body = {{"map", "dry run"},
+                {"tuple", After(remote, "--tuple")},
+                {"port_order", "host"},
+                {"verdict", nullptr},
                 {"verdict_value", nullptr}};
       } else if (c == "xdp") {
-        body = {{"netns", "dry run"}, {"ifname", "eth0"}, {"ifindex", 0}, {"mode", "none"}, {"programs", json::array()}};
+        body = {{"netns", "dry run"},
+                {"ifname", "eth0"},
+                {"ifindex", 0},
+                {"mode", "none"},
+                {"programs", json::array()}};
       } else if (c == "xfrm") {
-        body = {{"snapshot", {{"netns", "dry run"}, {"states", json::array()}, {"policies", json::array()}, {"xfrm_stat", json::object()}}},
+        body = {{"snapshot",
+                 {{"netns", "dry run"},
+                  {"states", json::array()},
+                  {"policies", json::array()},
+                  {"xfrm_stat", json::object()}}},
                 {"raw_keys", false}};
       } else {
         return Ok(ErrorReport(c, "dry run: not run").dump());

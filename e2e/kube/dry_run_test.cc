@@ -3,8 +3,9 @@
 // walked on a dry-run KubeEnv with the framework's own ProbeAndJudge. The test prints every kubectl
 // command that case would run and asserts the list (testdata/kubectl/dry_run_authz_ip_deny.txt). It also
 // asserts that the dry run passes nothing: a dry run is never a pass of the suite.
-#include <catch2/catch.hpp>
+#include "e2e/kube/dry_run.h"
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -15,7 +16,6 @@
 #include "e2e/framework/case.h"
 #include "e2e/framework/case_output.h"
 #include "e2e/framework/expect.h"
-#include "e2e/kube/dry_run.h"
 #include "e2e/kube/kube_env.h"
 #include "e2e/kube/replay_testing.h"
 #include "e2e/policy/template.h"
@@ -33,7 +33,8 @@ std::string TmpDir() {
 
 // Paths, the per-process source ports and the tunable timeouts differ between runs; the commands do not.
 std::string Normalize(std::string line, const std::string& workdir, const std::string& probe) {
-  for (const auto& [from, to] : {std::pair{workdir, std::string("<workdir>")}, std::pair{probe, std::string("<kmesh-probe>")}}) {
+  for (const auto& [from, to] :
+       {std::pair{workdir, std::string("<workdir>")}, std::pair{probe, std::string("<kmesh-probe>")}}) {
     for (size_t at; (at = line.find(from)) != std::string::npos;) line.replace(at, from.size(), to);
   }
   line = std::regex_replace(line, std::regex("--local-port [0-9]+"), "--local-port <port>");
@@ -72,8 +73,10 @@ TEST_CASE("dry run: every kubectl command of the authz suite's ip-deny case, and
   CHECK_THAT(r.evidence, Contains("dry run, not checked"));
   const Mechanism mech = env->MechanismOf(policies.at(0));
   CHECK(mech == Mechanism::kXdp);
-  const Judgement selected = ProbeAndJudge(*env, c, a, server, ProbeSpec{}, {Want::kDenied, mech, true}, "selected client");
-  const Judgement other = ProbeAndJudge(*env, c, b, server, ProbeSpec{}, {Want::kAllowed, mech}, "other client");
+  const Judgement selected =
+      ProbeAndJudge(*env, c, a, server, ProbeSpec{}, {Want::kDenied, mech, true}, "selected client");
+  const Judgement other =
+      ProbeAndJudge(*env, c, b, server, ProbeSpec{}, {Want::kAllowed, mech}, "other client");
   env->Remove(policies);
 
   // Nothing in a dry run can pass: every probe reports that it was not sent.
@@ -84,7 +87,8 @@ TEST_CASE("dry run: every kubectl command of the authz suite's ip-deny case, and
 
   CHECK(env->CleanupNow().empty());
   std::vector<std::string> actual;
-  for (const auto& cmd : env->kubectl().Commands()) actual.push_back(Normalize(cmd, o.workdir, o.node_access.local_probe));
+  for (const auto& cmd : env->kubectl().Commands())
+    actual.push_back(Normalize(cmd, o.workdir, o.node_access.local_probe));
 
   std::cout << "kubectl commands of the authz suite's ip-deny case (" << actual.size() << "):\n";
   for (const auto& line : actual) std::cout << "  " << line << "\n";
@@ -104,10 +108,13 @@ TEST_CASE("dry run: every kubectl command of the authz suite's ip-deny case, and
     CHECK((i < actual.size() ? actual[i] : "(none)") == (i < expected.size() ? expected[i] : "(none)"));
   }
   // The run owns only what it made: three namespaces, the probe copy, the policy (removed by the suite).
-  CHECK(std::count_if(actual.begin(), actual.end(), [](const std::string& s) { return s.find("delete namespace") != std::string::npos; }) == 3);
+  CHECK(std::count_if(actual.begin(), actual.end(), [](const std::string& s) {
+          return s.find("delete namespace") != std::string::npos;
+        }) == 3);
 }
 
-TEST_CASE("dry run: KMESH_E2E_ENV=kube with KMESH_E2E_KUBE_DRY_RUN=1 needs no cluster, KUBECONFIG or kubectl") {
+TEST_CASE(
+    "dry run: KMESH_E2E_ENV=kube with KMESH_E2E_KUBE_DRY_RUN=1 needs no cluster, KUBECONFIG or kubectl") {
   setenv("KMESH_E2E_ENV", "kube", 1);
   setenv("KMESH_E2E_KUBE_DRY_RUN", "1", 1);
   unsetenv("KUBECONFIG");
@@ -118,6 +125,7 @@ TEST_CASE("dry run: KMESH_E2E_ENV=kube with KMESH_E2E_KUBE_DRY_RUN=1 needs no cl
   auto* kube_env = dynamic_cast<kube::KubeEnv*>(env.get());
   REQUIRE(kube_env != nullptr);
   CHECK(kube_env->kubectl().dry_run());
-  CHECK(kube_env->kubectl().Commands().at(0).rfind("/nonexistent/kubectl version -o json --request-timeout=", 0) == 0);
+  CHECK(kube_env->kubectl().Commands().at(0).rfind("/nonexistent/kubectl version -o json --request-timeout=",
+                                                   0) == 0);
   for (const char* v : {"KMESH_E2E_ENV", "KMESH_E2E_KUBE_DRY_RUN", "KMESH_E2E_KUBECTL"}) unsetenv(v);
 }

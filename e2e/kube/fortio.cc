@@ -20,17 +20,29 @@ std::string Seconds(std::chrono::milliseconds ms) {
 
 std::vector<std::string> FortioArgv(const e2e::LoadSpec& spec, const std::string& url) {
   if (!(spec.requests_per_second > 0) || spec.requests_per_second > 10000) {
-    throw Error("fortio load: requests_per_second must be in (0, 10000], found " + std::to_string(spec.requests_per_second));
+    throw Error("fortio load: requests_per_second must be in (0, 10000], found " +
+                std::to_string(spec.requests_per_second));
   }
   if (spec.duration.count() <= 0) throw Error("fortio load: duration must be positive");
-  if (spec.workers < 1 || spec.workers > 256) throw Error("fortio load: workers must be 1..256, found " + std::to_string(spec.workers));
+  if (spec.workers < 1 || spec.workers > 256)
+    throw Error("fortio load: workers must be 1..256, found " + std::to_string(spec.workers));
   if (spec.probe.src_port != 0) {
-    throw Error("fortio load: probe.src_port must be 0 (fortio opens a new connection, and port, per request)");
+    throw Error(
+        "fortio load: probe.src_port must be 0 (fortio opens a new connection, and port, per request)");
   }
   char qps[32];
   std::snprintf(qps, sizeof qps, "%g", spec.requests_per_second);
-  std::vector<std::string> argv = {"fortio", "load", "-qps", qps, "-t", Seconds(spec.duration), "-c", std::to_string(spec.workers),
-                                   "-keepalive=false", "-timeout", Seconds(spec.probe.connect_timeout + spec.probe.response_timeout),
+  std::vector<std::string> argv = {"fortio",
+                                   "load",
+                                   "-qps",
+                                   qps,
+                                   "-t",
+                                   Seconds(spec.duration),
+                                   "-c",
+                                   std::to_string(spec.workers),
+                                   "-keepalive=false",
+                                   "-timeout",
+                                   Seconds(spec.probe.connect_timeout + spec.probe.response_timeout),
                                    "-allow-initial-errors"};
   if (!spec.probe.host.empty()) argv.insert(argv.end(), {"-H", "Host: " + spec.probe.host});
   for (const auto& [k, v] : spec.probe.headers) argv.insert(argv.end(), {"-H", k + ": " + v});
@@ -66,7 +78,8 @@ json FortioResult::ToJson() const {
 FortioResult ParseFortioJson(const std::string& text, const std::string& source) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    throw Error(source + ": output is not fortio's JSON result: found \"" + text.substr(0, 120) + "\" (fortio load ... -json - prints it)");
+    throw Error(source + ": output is not fortio's JSON result: found \"" + text.substr(0, 120) +
+                "\" (fortio load ... -json - prints it)");
   }
   auto require = [&](const char* key) -> const json& {
     if (!j.contains(key)) throw Error(source + ": fortio's result lacks " + key);
@@ -74,7 +87,8 @@ FortioResult ParseFortioJson(const std::string& text, const std::string& source)
   };
   FortioResult r;
   const json& codes = require("RetCodes");
-  if (!codes.is_object()) throw Error(source + ": RetCodes: expected an object of status -> count, found " + codes.dump());
+  if (!codes.is_object())
+    throw Error(source + ": RetCodes: expected an object of status -> count, found " + codes.dump());
   for (auto& [k, v] : codes.items()) {
     char* end = nullptr;
     const long code = std::strtol(k.c_str(), &end, 10);
@@ -109,8 +123,9 @@ FortioResult ParseFortioJson(const std::string& text, const std::string& source)
   r.threads = j.value("NumThreads", 0);
   r.sockets = j.value("SocketCount", uint64_t{0});
   if (r.Calls() != r.count) {
-    throw Error(source + ": RetCodes count " + std::to_string(r.Calls()) + " calls but DurationHistogram.Count is " +
-                std::to_string(r.count) + " (the result contradicts itself)");
+    throw Error(source + ": RetCodes count " + std::to_string(r.Calls()) +
+                " calls but DurationHistogram.Count is " + std::to_string(r.count) +
+                " (the result contradicts itself)");
   }
   return r;
 }
@@ -132,7 +147,8 @@ e2e::LoadReport ToLoadReport(const FortioResult& r, double requests_per_second) 
       o.detail = "fortio reported a transport error (code " + std::to_string(code) +
                  ": connect refused or timed out, reset, or read timeout; fortio's JSON does not say which)";
     }
-    o.detail += std::string(o.detail.empty() ? "" : "; ") + "aggregated by fortio: order and timing of this request unknown";
+    o.detail += std::string(o.detail.empty() ? "" : "; ") +
+                "aggregated by fortio: order and timing of this request unknown";
     return o;
   };
   // Successes first, then failures: the order is unknown, so the failure streak is an upper bound.
@@ -149,7 +165,8 @@ e2e::LoadReport ToLoadReport(const FortioResult& r, double requests_per_second) 
     for (uint64_t k = 0; k < r.ret_codes.at(code); ++k, ++index) {
       e2e::LoadRecord rec;
       rec.index = index;
-      rec.scheduled = std::chrono::milliseconds(static_cast<long long>(std::llround(1000.0 * index / requests_per_second)));
+      rec.scheduled = std::chrono::milliseconds(
+          static_cast<long long>(std::llround(1000.0 * index / requests_per_second)));
       rec.started = rec.scheduled;
       rec.outcome = o;
       rep.records.push_back(rec);

@@ -11,10 +11,9 @@
 
 #include <chrono>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "e2e/framework/load.h"
 
@@ -33,9 +32,9 @@ struct FortioResult {
   double actual_qps = 0;
   std::chrono::milliseconds actual_duration{0};
   int threads = 0;
-  uint64_t count = 0;         // DurationHistogram.Count: every call
-  uint64_t error_count = 0;   // ErrorsDurationHistogram.Count
-  uint64_t sockets = 0;       // SocketCount: connections opened
+  uint64_t count = 0;        // DurationHistogram.Count: every call
+  uint64_t error_count = 0;  // ErrorsDurationHistogram.Count
+  uint64_t sockets = 0;      // SocketCount: connections opened
   double avg_seconds = 0;
   std::map<std::string, double> percentiles;  // "p50" -> seconds
   std::map<int, uint64_t> ret_codes;          // HTTP status (or -1) -> calls

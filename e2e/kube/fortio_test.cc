@@ -1,15 +1,16 @@
 // Unit tier: fortio's argv and its `-json -` result (recorded, fortio 1.63 shape) mapped to a LoadReport.
+#include "e2e/kube/fortio.h"
+
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
-#include "e2e/kube/fortio.h"
 #include "e2e/kube/replay_testing.h"
 
 using namespace kmesh::kube;
+using Catch::Matchers::Contains;
 using kmesh::e2e::LoadSpec;
 using kmesh::e2e::OutcomeKind;
 using kmesh::kube::testing::Recorded;
-using Catch::Matchers::Contains;
 
 TEST_CASE("fortio argv: rate, duration, connections, a new connection per request, JSON to stdout") {
   LoadSpec spec;
@@ -19,10 +20,25 @@ TEST_CASE("fortio argv: rate, duration, connections, a new connection per reques
   spec.probe.headers = {{"x-kmesh-e2e", "yes"}};
   const auto argv = FortioArgv(spec, "http://10.244.1.7:8080/");
   char timeout[32];  // one request's bound: the probe's connect plus response timeouts (base/defaults.h)
-  std::snprintf(timeout, sizeof timeout, "%.3fs", (spec.probe.connect_timeout + spec.probe.response_timeout).count() / 1000.0);
-  const std::vector<std::string> expected = {"fortio", "load", "-qps", "20", "-t", "30.000s", "-c", "4", "-keepalive=false",
-                                             "-timeout", timeout, "-allow-initial-errors", "-H", "x-kmesh-e2e: yes",
-                                             "-json", "-", "http://10.244.1.7:8080/"};
+  std::snprintf(timeout, sizeof timeout, "%.3fs",
+                (spec.probe.connect_timeout + spec.probe.response_timeout).count() / 1000.0);
+  const std::vector<std::string> expected = {"fortio",
+                                             "load",
+                                             "-qps",
+                                             "20",
+                                             "-t",
+                                             "30.000s",
+                                             "-c",
+                                             "4",
+                                             "-keepalive=false",
+                                             "-timeout",
+                                             timeout,
+                                             "-allow-initial-errors",
+                                             "-H",
+                                             "x-kmesh-e2e: yes",
+                                             "-json",
+                                             "-",
+                                             "http://10.244.1.7:8080/"};
   CHECK(argv == expected);
 
   spec.probe.src_port = 40000;
@@ -63,7 +79,8 @@ TEST_CASE("fortio's result: every call counted, codes mapped, continuity judged 
 TEST_CASE("output that is not fortio's result is an error naming the source") {
   CHECK_THROWS_WITH(ParseFortioJson("Fortio 1.63.9 running at 10 queries per second", "fortio load from x"),
                     Contains("fortio load from x: output is not fortio's JSON result"));
-  CHECK_THROWS_WITH(ParseFortioJson("{\"DurationHistogram\":{\"Count\":1}}", "f"), Contains("f: fortio's result lacks RetCodes"));
+  CHECK_THROWS_WITH(ParseFortioJson("{\"DurationHistogram\":{\"Count\":1}}", "f"),
+                    Contains("f: fortio's result lacks RetCodes"));
   CHECK_THROWS_WITH(ParseFortioJson(Recorded("fortio_inconsistent.json"), "f"),
                     Contains("RetCodes count 100 calls but DurationHistogram.Count is 90"));
   CHECK_THROWS_WITH(ParseFortioJson("{\"RetCodes\":{\"ok\":1},\"DurationHistogram\":{\"Count\":1}}", "f"),

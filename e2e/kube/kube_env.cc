@@ -70,10 +70,13 @@ ClusterFacts Preflight(Kubectl& k, const std::string& kmesh_ns) {
   if (!k.dry_run()) {
     if (c.kubeconfig.empty()) {
       throw Error(
-          "kube env: KUBECONFIG is not set. The kube env creates and deletes namespaces and rotates Kmesh's IPsec "
-          "secret, so it needs the cluster named explicitly and never falls back to ~/.kube/config. For Kmesh's kind "
+          "kube env: KUBECONFIG is not set. The kube env creates and deletes namespaces and rotates Kmesh's "
+          "IPsec "
+          "secret, so it needs the cluster named explicitly and never falls back to ~/.kube/config. For "
+          "Kmesh's kind "
           "cluster: `kind get kubeconfig --name kmesh-testing > /tmp/kmesh-testing.kubeconfig` and "
-          "KUBECONFIG=/tmp/kmesh-testing.kubeconfig (bazel: --test_env=KUBECONFIG). Without a cluster, run the lab env "
+          "KUBECONFIG=/tmp/kmesh-testing.kubeconfig (bazel: --test_env=KUBECONFIG). Without a cluster, run "
+          "the lab env "
           "(KMESH_E2E_ENV=lab) or a dry run (KMESH_E2E_KUBE_DRY_RUN=1).");
     }
     std::stringstream paths(c.kubeconfig);
@@ -93,20 +96,23 @@ ClusterFacts Preflight(Kubectl& k, const std::string& kmesh_ns) {
   }
   ClusterFacts f;
   const milliseconds reach = defaults::KubeReachable();
-  const auto v = k.Try({"version", "-o", "json", "--request-timeout=" + Seconds(reach)}, reach + defaults::Kubectl());
+  const auto v =
+      k.Try({"version", "-o", "json", "--request-timeout=" + Seconds(reach)}, reach + defaults::Kubectl());
   auto vj = nlohmann::json::parse(v.out, nullptr, false);
   if (!v.ok() || vj.is_discarded() || !vj.contains("serverVersion")) {
     std::string why = v.err.empty() ? v.out : v.err;
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     throw Error("kube env: the cluster is unreachable: `" + ShellJoin(v.argv) + "` " +
-                (v.timed_out ? "timed out" : "exited " + std::to_string(v.exit_code)) + (why.empty() ? "" : ": " + why) +
-                " (KUBECONFIG=" + c.kubeconfig + (c.context.empty() ? "" : ", context " + c.context) +
+                (v.timed_out ? "timed out" : "exited " + std::to_string(v.exit_code)) +
+                (why.empty() ? "" : ": " + why) + " (KUBECONFIG=" + c.kubeconfig +
+                (c.context.empty() ? "" : ", context " + c.context) +
                 "; `kubectl cluster-info` tells more; for kind, `kind get clusters` lists what runs)");
   }
   f.server_version = ParseServerVersion(vj, "kubectl version");
 
-  f.kmesh_pods = ParsePodList(k.GetJson({"get", "pods", "-n", kmesh_ns, "-l", "app=kmesh"}, "look for Kmesh's pods"),
-                              "Kmesh pods (" + kmesh_ns + ", -l app=kmesh)");
+  f.kmesh_pods =
+      ParsePodList(k.GetJson({"get", "pods", "-n", kmesh_ns, "-l", "app=kmesh"}, "look for Kmesh's pods"),
+                   "Kmesh pods (" + kmesh_ns + ", -l app=kmesh)");
   if (f.kmesh_pods.empty()) {
     throw Error("kube env: Kmesh is not installed: no pods with label app=kmesh in namespace " + kmesh_ns +
                 " (Kmesh's CI installs it with `helm install kmesh deploy/charts/kmesh-helm -n kmesh-system "
@@ -117,19 +123,23 @@ ClusterFacts Preflight(Kubectl& k, const std::string& kmesh_ns) {
       throw Error("kube env: Kmesh pod " + p.Describe() + " is broken: " + problem);
     }
     if (p.phase != "Running" || !p.ready) {
-      throw Error("kube env: Kmesh pod " + p.Describe() + " is not running and ready (`kubectl -n " + kmesh_ns +
-                  " describe pod " + p.name + "`)");
+      throw Error("kube env: Kmesh pod " + p.Describe() + " is not running and ready (`kubectl -n " +
+                  kmesh_ns + " describe pod " + p.name + "`)");
     }
   }
   f.nodes = ParseNodeList(k.GetJson({"get", "nodes"}, "list the nodes"), "kubectl get nodes");
   if (f.nodes.size() < 2) {
-    throw Error("kube env: the suites need two nodes (server and client on different nodes, IPsec between them); the "
-                "cluster has " + std::to_string(f.nodes.size()));
+    throw Error(
+        "kube env: the suites need two nodes (server and client on different nodes, IPsec between them); the "
+        "cluster has " +
+        std::to_string(f.nodes.size()));
   }
   for (const auto& n : f.nodes) {
     bool has = false;
     for (const auto& p : f.kmesh_pods) has |= p.node == n.name;
-    if (!has) throw Error("kube env: node " + n.name + " has no Kmesh pod (the daemonset does not cover it: taints?)");
+    if (!has)
+      throw Error("kube env: node " + n.name +
+                  " has no Kmesh pod (the daemonset does not cover it: taints?)");
   }
   f.kmesh_flags = ParseKmeshDaemonFlags(f.kmesh_pods.front());
   for (const auto& p : f.kmesh_pods) {
@@ -147,8 +157,10 @@ void RequireIpsec(const ClusterFacts& facts) {
   for (const auto& p : facts.kmesh_pods) {
     const auto flags = ParseKmeshDaemonFlags(p);
     if (!flags.ipsec) {
-      throw Error("kube env: IPsec is not enabled: Kmesh pod " + p.name + " on " + p.node + " runs `" + flags.command_line +
-                  "`, which lacks --enable-ipsec=true (Kmesh's e2e passes it in the helm values' kmeshDaemonArgs)");
+      throw Error(
+          "kube env: IPsec is not enabled: Kmesh pod " + p.name + " on " + p.node + " runs `" +
+          flags.command_line +
+          "`, which lacks --enable-ipsec=true (Kmesh's e2e passes it in the helm values' kmeshDaemonArgs)");
     }
   }
 }
@@ -190,8 +202,10 @@ e2e::LoadReport FortioRun::Wait() {
 
 // ---- KubeEnv ----
 
-KubeEnv::KubeEnv(std::unique_ptr<Kubectl> kubectl, KubeOptions options) : k_(std::move(kubectl)), opts_(std::move(options)) {
-  if (opts_.run_id.empty()) opts_.run_id = "r" + std::to_string(getpid()) + "-" + std::to_string(std::time(nullptr));
+KubeEnv::KubeEnv(std::unique_ptr<Kubectl> kubectl, KubeOptions options)
+    : k_(std::move(kubectl)), opts_(std::move(options)) {
+  if (opts_.run_id.empty())
+    opts_.run_id = "r" + std::to_string(getpid()) + "-" + std::to_string(std::time(nullptr));
   if (opts_.node_access.run_id.empty()) opts_.node_access.run_id = opts_.run_id;
   opts_.node_access.kmesh_namespace = opts_.kmesh_namespace;
   facts_ = Preflight(*k_, opts_.kmesh_namespace);
@@ -225,8 +239,8 @@ KubeEnv::~KubeEnv() {
   try {
     std::ofstream log(e2e::RunOutputDir() + "/kube-commands.log", std::ios::app);
     for (const auto& e : k_->Log()) {
-      log << e.command << "    # exit " << e.exit_code << (e.timed_out ? " (timed out)" : "") << ", " << e.elapsed.count()
-          << " ms\n";
+      log << e.command << "    # exit " << e.exit_code << (e.timed_out ? " (timed out)" : "") << ", "
+          << e.elapsed.count() << " ms\n";
     }
   } catch (const std::exception&) {
   }
@@ -292,8 +306,9 @@ void KubeEnv::DeleteNamespace(const std::string& ns) {
     if (!j) return;
     if (Clock::now() >= deadline) {
       throw Error("namespace " + ns + " still exists " + Ms(defaults::NamespaceDeleted()) +
-                  " after its deletion (KMESH_E2E_NAMESPACE_DELETED_MS; phase " + j->value("/status/phase"_json_pointer, std::string("?")) +
-                  "; `kubectl get all -n " + ns + "` shows what holds it)");
+                  " after its deletion (KMESH_E2E_NAMESPACE_DELETED_MS; phase " +
+                  j->value("/status/phase"_json_pointer, std::string("?")) + "; `kubectl get all -n " + ns +
+                  "` shows what holds it)");
     }
     std::this_thread::sleep_for(defaults::KubePoll());
   }
@@ -302,15 +317,20 @@ void KubeEnv::DeleteNamespace(const std::string& ns) {
 void KubeEnv::EnsureNamespace(const std::string& ns) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (std::find(created_namespaces_.begin(), created_namespaces_.end(), ns) != created_namespaces_.end()) return;
+    if (std::find(created_namespaces_.begin(), created_namespaces_.end(), ns) != created_namespaces_.end())
+      return;
   }
   const auto m = RenderNamespace(ns, opts_.run_id);  // checks the name first
   if (const auto existing = k_->GetJsonIfExists({"get", "namespace", ns}, "check namespace " + ns)) {
     std::string owner = existing->value("/metadata/labels/kmesh-e2e.io~1run"_json_pointer, std::string());
     throw Error("kube env: namespace " + ns + " already exists and this run did not create it" +
-                (owner.empty() ? "" : " (run " + owner + " did: a crashed run leaves its namespaces; `kubectl delete ns -l kmesh-e2e.io/run` removes them all)") +
+                (owner.empty() ? ""
+                               : " (run " + owner +
+                                     " did: a crashed run leaves its namespaces; `kubectl delete ns -l "
+                                     "kmesh-e2e.io/run` removes them all)") +
                 ". The cleanup deletes only what a run created, so the suites need their namespaces absent: "
-                "`kubectl delete namespace " + ns + "`.");
+                "`kubectl delete namespace " +
+                ns + "`.");
   }
   const std::string path = WriteManifest(m, "namespace-" + ns + ".yaml");
   // Registered before the apply: a half-applied namespace is removed too.
@@ -322,11 +342,13 @@ void KubeEnv::EnsureNamespace(const std::string& ns) {
   k_->Run({"apply", "-f", path}, "create namespace " + ns);
 }
 
-PodInfo KubeEnv::WaitPodReady(const std::string& ns, const std::string& selector, const std::string& what, milliseconds bound) {
+PodInfo KubeEnv::WaitPodReady(const std::string& ns, const std::string& selector, const std::string& what,
+                              milliseconds bound) {
   const auto deadline = Clock::now() + bound;
   std::string last = "no pod yet";
   while (true) {
-    const auto pods = ParsePodList(k_->GetJson({"get", "pods", "-n", ns, "-l", selector}, what), "pods " + ns + " -l " + selector);
+    const auto pods = ParsePodList(k_->GetJson({"get", "pods", "-n", ns, "-l", selector}, what),
+                                   "pods " + ns + " -l " + selector);
     std::string seen;
     for (const auto& p : pods) {
       if (p.deleting) continue;
@@ -338,8 +360,8 @@ PodInfo KubeEnv::WaitPodReady(const std::string& ns, const std::string& selector
     }
     if (!seen.empty()) last = seen;
     if (Clock::now() >= deadline) {
-      throw Error(what + ": not ready within " + Ms(bound) + " (" + last + "); `kubectl describe pod -n " + ns + " -l " +
-                  selector + "` says why");
+      throw Error(what + ": not ready within " + Ms(bound) + " (" + last + "); `kubectl describe pod -n " +
+                  ns + " -l " + selector + "` says why");
     }
     std::this_thread::sleep_for(defaults::KubePoll());
   }
@@ -353,9 +375,11 @@ void KubeEnv::WaitGatewayProgrammed(const std::string& ns, const std::string& na
                                         "wait for waypoint " + ns + "/" + name);
     if (gw && GatewayReady(*gw, &why)) return;
     if (Clock::now() >= deadline) {
-      throw Error("waypoint " + ns + "/" + name + " is not programmed within " + Ms(defaults::WaypointReady()) +
-                  " (KMESH_E2E_WAYPOINT_READY_MS): " + why + " (istiod with PILOT_ENABLE_AMBIENT and the Gateway API CRDs "
-                  "are needed; `kubectl -n " + ns + " describe gateway " + name + "`)");
+      throw Error("waypoint " + ns + "/" + name + " is not programmed within " +
+                  Ms(defaults::WaypointReady()) + " (KMESH_E2E_WAYPOINT_READY_MS): " + why +
+                  " (istiod with PILOT_ENABLE_AMBIENT and the Gateway API CRDs "
+                  "are needed; `kubectl -n " +
+                  ns + " describe gateway " + name + "`)");
     }
     std::this_thread::sleep_for(defaults::KubePoll());
   }
@@ -363,8 +387,8 @@ void KubeEnv::WaitGatewayProgrammed(const std::string& ns, const std::string& na
 
 e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   if (spec.node < 0 || spec.node >= static_cast<int>(facts_.nodes.size())) {
-    throw Error("kube env: app " + spec.name + " asks for node index " + std::to_string(spec.node) + "; the cluster has " +
-                std::to_string(facts_.nodes.size()) + " nodes");
+    throw Error("kube env: app " + spec.name + " asks for node index " + std::to_string(spec.node) +
+                "; the cluster has " + std::to_string(facts_.nodes.size()) + " nodes");
   }
   CheckDnsLabel(spec.name, "app name");
   CheckDnsLabel(spec.k8s_namespace, "namespace");
@@ -377,8 +401,9 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   const bool server = spec.kind == e2e::AppKind::kServer;
   if (spec.waypoint && !server) throw Error("kube env: app " + key + ": only a server can have a waypoint");
   EnsureNamespace(spec.k8s_namespace);
-  const auto m = server ? RenderHttpbin(spec.name, spec.k8s_namespace, node, opts_.images.httpbin, opts_.run_id)
-                        : RenderSleep(spec.name, spec.k8s_namespace, node, opts_.images.sleep, opts_.run_id);
+  const auto m = server
+                     ? RenderHttpbin(spec.name, spec.k8s_namespace, node, opts_.images.httpbin, opts_.run_id)
+                     : RenderSleep(spec.name, spec.k8s_namespace, node, opts_.images.sleep, opts_.run_id);
   k_->Run({"apply", "-f", WriteManifest(m, spec.name + ".yaml")}, "deploy " + key);
   nlohmann::json extra = nlohmann::json::object();
   for (const auto& [k, v] : spec.labels) {
@@ -392,30 +417,38 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   AppRecord rec;
   if (spec.waypoint) {
     rec.waypoint = spec.name + "-waypoint";
-    k_->Run({"apply", "-f", WriteManifest(RenderWaypoint(rec.waypoint, spec.k8s_namespace, opts_.images.waypoint, opts_.run_id),
-                                          rec.waypoint + ".yaml")},
-            "create waypoint " + rec.waypoint + " for " + key);
-    k_->Run({"label", "service", spec.name, "-n", spec.k8s_namespace, "istio.io/use-waypoint=" + rec.waypoint, "--overwrite"},
+    k_->Run(
+        {"apply", "-f",
+         WriteManifest(RenderWaypoint(rec.waypoint, spec.k8s_namespace, opts_.images.waypoint, opts_.run_id),
+                       rec.waypoint + ".yaml")},
+        "create waypoint " + rec.waypoint + " for " + key);
+    k_->Run({"label", "service", spec.name, "-n", spec.k8s_namespace, "istio.io/use-waypoint=" + rec.waypoint,
+             "--overwrite"},
             "route service " + key + " through its waypoint");
   }
-  const PodInfo pod = WaitPodReady(spec.k8s_namespace, "app=" + spec.name, "deploy " + key, defaults::PodReady());
+  const PodInfo pod =
+      WaitPodReady(spec.k8s_namespace, "app=" + spec.name, "deploy " + key, defaults::PodReady());
   if (pod.node != node) {
     throw Error("kube env: " + key + " runs on " + pod.node + ", but its manifest pins it to " + node);
   }
   rec.pod = pod.name;
   rec.container = server ? "" : "sleep";
-  rec.app = e2e::App{spec.name, spec.kind, pod.node, spec.k8s_namespace, pod.ip, 0, 0,
-                     bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, spec.k8s_namespace, pod.name))};
+  rec.app = e2e::App{
+      spec.name, spec.kind,
+      pod.node,  spec.k8s_namespace,
+      pod.ip,    0,
+      0,         bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, spec.k8s_namespace, pod.name))};
   if (server) {
     rec.app.port = kHttpbinPort;
     rec.app.alt_port = kHttpbinAltPort;
-    rec.cluster_ip = ServiceClusterIp(k_->GetJson({"get", "service", spec.name, "-n", spec.k8s_namespace}, "read service " + key),
-                                      "service " + key);
+    rec.cluster_ip = ServiceClusterIp(
+        k_->GetJson({"get", "service", spec.name, "-n", spec.k8s_namespace}, "read service " + key),
+        "service " + key);
   }
   if (spec.waypoint) {
     WaitGatewayProgrammed(spec.k8s_namespace, rec.waypoint);
-    WaitPodReady(spec.k8s_namespace, "gateway.networking.k8s.io/gateway-name=" + rec.waypoint, "waypoint of " + key,
-                 defaults::WaypointReady());
+    WaitPodReady(spec.k8s_namespace, "gateway.networking.k8s.io/gateway-name=" + rec.waypoint,
+                 "waypoint of " + key, defaults::WaypointReady());
   }
   std::lock_guard<std::mutex> l(mu_);
   apps_[key] = rec;
@@ -425,7 +458,8 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
 const KubeEnv::AppRecord& KubeEnv::Record(const e2e::App& app) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = apps_.find(app.k8s_namespace + "/" + app.name);
-  if (it == apps_.end()) throw Error("kube env: app " + app.k8s_namespace + "/" + app.name + " was not deployed by this env");
+  if (it == apps_.end())
+    throw Error("kube env: app " + app.k8s_namespace + "/" + app.name + " was not deployed by this env");
   return it->second;
 }
 
@@ -454,7 +488,8 @@ void KubeEnv::Remove(const std::vector<policy::AuthorizationPolicy>& policies) {
 
 e2e::Mechanism KubeEnv::MechanismOf(const policy::AuthorizationPolicy& p) const {
   const policy::Support s = policy::SupportedBy(p);
-  // istiod sends targetRefs policies only to the waypoint; L7 fields are the waypoint's (kmesh-facts.md §1.6).
+  // istiod sends targetRefs policies only to the waypoint; L7 fields are the waypoint's (kmesh-facts.md
+  // §1.6).
   if (!p.target_refs.empty() || s.Needs(policy::Enforcer::kWaypoint)) return e2e::Mechanism::kWaypoint;
   bool userspace = s.Needs(policy::Enforcer::kNamespaceToIps);
   for (const auto& f : s.Of(policy::Enforcer::kUnsupported)) {
@@ -462,7 +497,8 @@ e2e::Mechanism KubeEnv::MechanismOf(const policy::AuthorizationPolicy& p) const 
     if (f.path.find("rincipal") != std::string::npos) {
       userspace = true;
     } else {
-      throw Error(p.origin.ToString() + ": policy " + p.IdKey() + ": " + f.path + " is enforced by no part of Kmesh (" + f.note + ")");
+      throw Error(p.origin.ToString() + ": policy " + p.IdKey() + ": " + f.path +
+                  " is enforced by no part of Kmesh (" + f.note + ")");
     }
   }
   return userspace ? e2e::Mechanism::kUserspace : e2e::Mechanism::kXdp;
@@ -488,21 +524,26 @@ e2e::Realized KubeEnv::WaitInMaps(const policy::AuthorizationPolicy& p, const e2
     if (m.workload_policy_ids) {
       for (uint32_t id : *m.workload_policy_ids) ids += (ids.empty() ? "" : ", ") + Hex(id);
     }
-    seen = "km_authz_policy (" + m.source + ") " + (in_policies ? "holds " : "lacks ") + Hex(r.policy_id) + " (" + p.IdKey() +
-           "); km_frontend[" + server.ip + "] = " + (m.workload_id ? Hex(*m.workload_id) : std::string("absent"));
+    seen = "km_authz_policy (" + m.source + ") " + (in_policies ? "holds " : "lacks ") + Hex(r.policy_id) +
+           " (" + p.IdKey() + "); km_frontend[" + server.ip +
+           "] = " + (m.workload_id ? Hex(*m.workload_id) : std::string("absent"));
     if (m.workload_id && *m.workload_id != server.workload_id) {
-      seen += " (not FNV-32a of the inferred UID " + PodWorkloadUid(opts_.cluster_id, server.k8s_namespace, Record(server).pod) +
-              " = " + Hex(server.workload_id) + ": the map's id is used)";
+      seen += " (not FNV-32a of the inferred UID " +
+              PodWorkloadUid(opts_.cluster_id, server.k8s_namespace, Record(server).pod) + " = " +
+              Hex(server.workload_id) + ": the map's id is used)";
     }
-    if (m.workload_id) seen += "; km_wlpolicy[" + Hex(*m.workload_id) + "] = " + (m.workload_policy_ids ? "{" + ids + "}" : "absent");
+    if (m.workload_id)
+      seen += "; km_wlpolicy[" + Hex(*m.workload_id) +
+              "] = " + (m.workload_policy_ids ? "{" + ids + "}" : "absent");
     if (in_policies && listed) break;
     if (k_->dry_run()) {
       seen = "dry run, not checked: " + seen;
       break;
     }
     if (Clock::now() >= deadline) {
-      throw Error("policy " + p.IdKey() + " was not realized for " + server.name + " within " + Ms(defaults::PolicyRealized()) +
-                  " (KMESH_E2E_POLICY_REALIZED_MS), read through " + n.Describe() + ": " + seen);
+      throw Error("policy " + p.IdKey() + " was not realized for " + server.name + " within " +
+                  Ms(defaults::PolicyRealized()) + " (KMESH_E2E_POLICY_REALIZED_MS), read through " +
+                  n.Describe() + ": " + seen);
     }
     std::this_thread::sleep_for(defaults::KubePoll());
   }
@@ -518,29 +559,32 @@ e2e::Realized KubeEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, cons
   r.mechanism = e2e::Mechanism::kWaypoint;
   const AppRecord rec = Record(server);
   if (rec.waypoint.empty()) {
-    throw Error("policy " + p.IdKey() + " is enforced by a waypoint, but " + server.k8s_namespace + "/" + server.name +
-                " was deployed without one (AppSpec.waypoint)");
+    throw Error("policy " + p.IdKey() + " is enforced by a waypoint, but " + server.k8s_namespace + "/" +
+                server.name + " was deployed without one (AppSpec.waypoint)");
   }
-  const PodInfo wp = WaitPodReady(server.k8s_namespace, "gateway.networking.k8s.io/gateway-name=" + rec.waypoint,
-                                  "waypoint of " + server.name, defaults::WaypointReady());
+  const PodInfo wp =
+      WaitPodReady(server.k8s_namespace, "gateway.networking.k8s.io/gateway-name=" + rec.waypoint,
+                   "waypoint of " + server.name, defaults::WaypointReady());
   // Envoy names its RBAC rules "ns[<ns>]-policy[<name>]-rule[<i>]" (Istio's naming; inference for Kmesh's
   // waypoint, which is built on Istio's proxy).
   const std::string needle = "ns[" + p.ns + "]-policy[" + p.name + "]";
   const auto deadline = start + defaults::PolicyRealized();
   std::string seen;
   while (true) {
-    const auto out = k_->Try({"exec", "-n", server.k8s_namespace, wp.name, "--", "pilot-agent", "request", "GET", "config_dump"});
+    const auto out = k_->Try(
+        {"exec", "-n", server.k8s_namespace, wp.name, "--", "pilot-agent", "request", "GET", "config_dump"});
     if (!out.ok()) throw Error("read the config of waypoint " + wp.name + ": " + DescribeResult(out));
     const bool found = out.out.find(needle) != std::string::npos;
-    seen = "waypoint " + rec.waypoint + " (pod " + wp.name + ") config_dump " + (found ? "holds" : "lacks") + " RBAC policy " + needle;
+    seen = "waypoint " + rec.waypoint + " (pod " + wp.name + ") config_dump " + (found ? "holds" : "lacks") +
+           " RBAC policy " + needle;
     if (found) break;
     if (k_->dry_run()) {
       seen = "dry run, not checked: " + seen;
       break;
     }
     if (Clock::now() >= deadline) {
-      throw Error("policy " + p.IdKey() + " was not realized in the waypoint within " + Ms(defaults::PolicyRealized()) +
-                  " (KMESH_E2E_POLICY_REALIZED_MS): " + seen);
+      throw Error("policy " + p.IdKey() + " was not realized in the waypoint within " +
+                  Ms(defaults::PolicyRealized()) + " (KMESH_E2E_POLICY_REALIZED_MS): " + seen);
     }
     std::this_thread::sleep_for(defaults::KubePoll());
   }
@@ -563,13 +607,16 @@ e2e::ProbeOutcome KubeEnv::Probe(const e2e::App& client, const e2e::App& server,
   if (spec.dst_ip.empty()) std::tie(spec.dst_ip, spec.dst_port) = ServiceAddress(server);
   if (spec.src_port == 0) spec.src_port = NextSourcePort();
   const AppRecord& rec = Record(client);
-  if (rec.container.empty()) throw Error("kube env: probes run from a client (sleep) app; " + client.name + " is a server");
+  if (rec.container.empty())
+    throw Error("kube env: probes run from a client (sleep) app; " + client.name + " is a server");
   std::vector<std::string> args = {"exec", "-n", client.k8s_namespace, rec.pod, "-c", rec.container, "--"};
   for (auto& a : e2e::CurlArgv(spec)) args.push_back(a);
   // curl bounds itself (--max-time); the kubectl bound only catches a kubectl that hangs anyway.
   const auto r = k_->Try(args, spec.connect_timeout + spec.response_timeout + defaults::Kubectl());
-  const std::string where = "probe " + client.k8s_namespace + "/" + client.name + " -> " + spec.dst_ip + ":" + std::to_string(spec.dst_port);
-  if (r.timed_out) throw KubectlError(where + ": kubectl exec outlived curl's own --max-time: " + DescribeResult(r), r);
+  const std::string where = "probe " + client.k8s_namespace + "/" + client.name + " -> " + spec.dst_ip + ":" +
+                            std::to_string(spec.dst_port);
+  if (r.timed_out)
+    throw KubectlError(where + ": kubectl exec outlived curl's own --max-time: " + DescribeResult(r), r);
   e2e::ProbeOutcome out;
   try {
     out = e2e::ParseCurlResult(r.exit_code, r.out, r.err);
@@ -587,7 +634,8 @@ e2e::ProbeOutcome KubeEnv::Probe(const e2e::App& client, const e2e::App& server,
 
 e2e::LoadGenerator KubeEnv::StartLoad(const e2e::App&, const e2e::App&, e2e::LoadSpec) {
   throw Error(
-      "kube env: Env::StartLoad must return a LoadGenerator, which sends its requests from a local network namespace and "
+      "kube env: Env::StartLoad must return a LoadGenerator, which sends its requests from a local network "
+      "namespace and "
       "cannot be built from recorded results; on a cluster the load runs in a fortio pod: use "
       "kube::KubeEnv::StartFortioLoad(client, server, spec).Wait(), which returns the same LoadReport "
       "(e2e/kube/fortio.h says what fortio's aggregates can and cannot tell)");
@@ -611,15 +659,21 @@ FortioRun KubeEnv::StartFortioLoad(const e2e::App& client, const e2e::App& serve
   }
   if (!have) {
     const std::string name = client.name + "-fortio";
-    k_->Run({"apply", "-f", WriteManifest(RenderFortio(name, client.k8s_namespace, client.node, opts_.images.fortio, opts_.run_id),
-                                          name + ".yaml")},
+    k_->Run({"apply", "-f",
+             WriteManifest(
+                 RenderFortio(name, client.k8s_namespace, client.node, opts_.images.fortio, opts_.run_id),
+                 name + ".yaml")},
             "deploy fortio next to " + key);
-    const PodInfo pod = WaitPodReady(client.k8s_namespace, "app=" + name, "deploy fortio for " + key, defaults::PodReady());
+    const PodInfo pod =
+        WaitPodReady(client.k8s_namespace, "app=" + name, "deploy fortio for " + key, defaults::PodReady());
     AppRecord rec;
     rec.pod = pod.name;
     rec.container = "fortio";
-    rec.app = e2e::App{name, e2e::AppKind::kClient, pod.node, client.k8s_namespace, pod.ip, 0, 0,
-                       bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, client.k8s_namespace, pod.name))};
+    rec.app = e2e::App{
+        name,     e2e::AppKind::kClient,
+        pod.node, client.k8s_namespace,
+        pod.ip,   0,
+        0,        bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, client.k8s_namespace, pod.name))};
     std::lock_guard<std::mutex> l(mu_);
     apps_[client.k8s_namespace + "/" + name] = rec;
     fortio_[key] = rec.app;
@@ -628,8 +682,10 @@ FortioRun KubeEnv::StartFortioLoad(const e2e::App& client, const e2e::App& serve
   const AppRecord& rec = Record(fortio);
   std::vector<std::string> args = {"exec", "-n", fortio.k8s_namespace, rec.pod, "-c", "fortio", "--"};
   args.insert(args.end(), argv.begin(), argv.end());
-  const milliseconds bound = spec.duration + spec.probe.connect_timeout + spec.probe.response_timeout + defaults::Kubectl();
-  return FortioRun(k_->Start(args, bound), bound, "fortio load from " + fortio.k8s_namespace + "/" + rec.pod + " to " + url,
+  const milliseconds bound =
+      spec.duration + spec.probe.connect_timeout + spec.probe.response_timeout + defaults::Kubectl();
+  return FortioRun(k_->Start(args, bound), bound,
+                   "fortio load from " + fortio.k8s_namespace + "/" + rec.pod + " to " + url,
                    spec.requests_per_second);
 }
 
@@ -637,7 +693,9 @@ std::optional<bpf_probe::Verdict> KubeEnv::AuthVerdict(const e2e::App& server, c
   return node(server.node).Auth(t).verdict;
 }
 
-bpf_probe::XdpAttachment KubeEnv::XdpOf(const e2e::App& server) { return node(server.node).XdpOfPod(server.ip); }
+bpf_probe::XdpAttachment KubeEnv::XdpOf(const e2e::App& server) {
+  return node(server.node).XdpOfPod(server.ip);
+}
 
 void KubeEnv::RequireIpsecOnce() {
   if (ipsec_checked_) return;
@@ -646,7 +704,8 @@ void KubeEnv::RequireIpsecOnce() {
 }
 
 std::optional<ipsec::IpsecSecret> KubeEnv::CurrentSecret() {
-  const auto j = k_->GetJsonIfExists({"get", "secret", "kmesh-ipsec", "-n", opts_.kmesh_namespace}, "read the IPsec secret");
+  const auto j = k_->GetJsonIfExists({"get", "secret", "kmesh-ipsec", "-n", opts_.kmesh_namespace},
+                                     "read the IPsec secret");
   if (!j) return std::nullopt;
   return ParseIpsecSecret(*j, "secret " + opts_.kmesh_namespace + "/kmesh-ipsec");
 }
@@ -660,7 +719,8 @@ void KubeEnv::RememberOriginalSecret() {
   // re-applying its key with the next SPI; a secret that did not exist is deleted (kmeshctl secret delete).
   cleanup_.Push("secret/kmesh-ipsec", "restore the IPsec secret", [this] {
     if (!original_secret_) {
-      k_->Run({"delete", "secret", "kmesh-ipsec", "-n", opts_.kmesh_namespace, "--ignore-not-found"}, "delete the IPsec secret");
+      k_->Run({"delete", "secret", "kmesh-ipsec", "-n", opts_.kmesh_namespace, "--ignore-not-found"},
+              "delete the IPsec secret");
       return;
     }
     ipsec::IpsecSecret restore = *original_secret_;
@@ -670,7 +730,8 @@ void KubeEnv::RememberOriginalSecret() {
       std::string p;
       ~Unlink() { unlink(p.c_str()); }
     } guard{path};
-    k_->Run({"apply", "-f", path}, "restore the original IPsec key (as SPI " + std::to_string(restore.spi) + ")");
+    k_->Run({"apply", "-f", path},
+            "restore the original IPsec key (as SPI " + std::to_string(restore.spi) + ")");
   });
 }
 
@@ -701,7 +762,8 @@ std::vector<ipsec::NodeInfo> KubeEnv::IpsecNodes() {
       "KmeshNodeInfo (" + opts_.kmesh_namespace + ")");
   if (nodes.empty()) {
     throw Error("kube env: no KmeshNodeInfo in " + opts_.kmesh_namespace +
-                ": each Kmesh daemon publishes one once IPsec runs and the secret exists (ApplySecret / kmeshctl secret create)");
+                ": each Kmesh daemon publishes one once IPsec runs and the secret exists (ApplySecret / "
+                "kmeshctl secret create)");
   }
   return nodes;
 }
@@ -713,8 +775,8 @@ void KubeEnv::DeleteXfrmState(const std::string& n, const xfrm::XfrmState& s) { 
 void KubeEnv::RestartDataplane(const std::string& n) {
   const std::string selector = "app=kmesh";
   auto kmesh_pods = [&] {
-    return ParsePodList(k_->GetJson({"get", "pods", "-n", opts_.kmesh_namespace, "-l", selector, "--field-selector",
-                                     "spec.nodeName=" + n},
+    return ParsePodList(k_->GetJson({"get", "pods", "-n", opts_.kmesh_namespace, "-l", selector,
+                                     "--field-selector", "spec.nodeName=" + n},
                                     "find the Kmesh pod of " + n),
                         "Kmesh pods of " + n);
   };
@@ -726,7 +788,8 @@ void KubeEnv::RestartDataplane(const std::string& n) {
     }
   }
   if (old_name.empty()) throw Error("kube env: node " + n + " has no Kmesh pod to restart");
-  k_->Run({"delete", "pod", old_name, "-n", opts_.kmesh_namespace, "--wait=false"}, "restart Kmesh on " + n + " (delete its pod)");
+  k_->Run({"delete", "pod", old_name, "-n", opts_.kmesh_namespace, "--wait=false"},
+          "restart Kmesh on " + n + " (delete its pod)");
   const auto deadline = Clock::now() + defaults::DataplaneRestart();
   std::string last;
   while (true) {
@@ -735,15 +798,17 @@ void KubeEnv::RestartDataplane(const std::string& n) {
     for (const auto& p : kmesh_pods()) {
       if (p.uid == old_uid || p.deleting) continue;
       if (const std::string problem = PodProblem(p); !problem.empty()) {
-        throw Error("kube env: the replacement Kmesh pod on " + n + " is broken: " + p.Describe() + ": " + problem);
+        throw Error("kube env: the replacement Kmesh pod on " + n + " is broken: " + p.Describe() + ": " +
+                    problem);
       }
       last = p.Describe();
       replaced |= p.phase == "Running" && p.ready;
     }
     if (replaced || k_->dry_run()) break;
     if (Clock::now() >= deadline) {
-      throw Error("kube env: Kmesh pod " + old_name + " on " + n + " was deleted, and no replacement was ready within " +
-                  Ms(defaults::DataplaneRestart()) + " (KMESH_E2E_DATAPLANE_RESTART_MS): " + (last.empty() ? "none yet" : last));
+      throw Error("kube env: Kmesh pod " + old_name + " on " + n +
+                  " was deleted, and no replacement was ready within " + Ms(defaults::DataplaneRestart()) +
+                  " (KMESH_E2E_DATAPLANE_RESTART_MS): " + (last.empty() ? "none yet" : last));
     }
     std::this_thread::sleep_for(defaults::KubePoll());
   }
@@ -751,26 +816,31 @@ void KubeEnv::RestartDataplane(const std::string& n) {
 }
 
 std::string KubeEnv::KmeshLogs(const std::string& n, int lines) {
-  const auto pods = ParsePodList(k_->GetJson({"get", "pods", "-n", opts_.kmesh_namespace, "-l", "app=kmesh", "--field-selector",
-                                               "spec.nodeName=" + n},
-                                              "find the Kmesh pod of " + n),
+  const auto pods = ParsePodList(k_->GetJson({"get", "pods", "-n", opts_.kmesh_namespace, "-l", "app=kmesh",
+                                              "--field-selector", "spec.nodeName=" + n},
+                                             "find the Kmesh pod of " + n),
                                  "Kmesh pods of " + n);
   for (const auto& p : pods) {
     if (p.deleting) continue;
-    return k_->Run({"logs", "-n", opts_.kmesh_namespace, p.name, "--tail=" + std::to_string(lines)}, "read Kmesh's log on " + n).out;
+    return k_
+        ->Run({"logs", "-n", opts_.kmesh_namespace, p.name, "--tail=" + std::to_string(lines)},
+              "read Kmesh's log on " + n)
+        .out;
   }
   throw Error("kube env: node " + n + " has no Kmesh pod to read the log of");
 }
 
 std::string KubeEnv::AppLogs(const e2e::App& app, int lines) {
   const AppRecord& rec = Record(app);
-  std::vector<std::string> args = {"logs", "-n", app.k8s_namespace, rec.pod, "--tail=" + std::to_string(lines)};
+  std::vector<std::string> args = {"logs", "-n", app.k8s_namespace, rec.pod,
+                                   "--tail=" + std::to_string(lines)};
   args.insert(args.end(), rec.container.empty() ? std::initializer_list<std::string>{"--all-containers"}
                                                 : std::initializer_list<std::string>{"-c", rec.container});
   return k_->Run(args, "read the log of " + app.k8s_namespace + "/" + app.name).out;
 }
 
-capture::Capture KubeEnv::StartCapture(const std::string& n, const std::string& peer, capture::CaptureSpec spec) {
+capture::Capture KubeEnv::StartCapture(const std::string& n, const std::string& peer,
+                                       capture::CaptureSpec spec) {
   return node(n).StartLocalCapture(peer, std::move(spec));
 }
 
@@ -778,7 +848,8 @@ capture::Capture KubeEnv::StartPodCapture(const e2e::App& app, capture::CaptureS
   return node(app.node).StartLocalPodCapture(app.ip, std::move(spec));
 }
 
-NodeCapture KubeEnv::StartNodeCapture(const std::string& n, const std::string& peer, capture::CaptureSpec spec) {
+NodeCapture KubeEnv::StartNodeCapture(const std::string& n, const std::string& peer,
+                                      capture::CaptureSpec spec) {
   return node(n).StartCapture(peer, std::move(spec));
 }
 

@@ -30,8 +30,8 @@
 namespace kmesh::kube {
 
 struct KubeOptions {
-  std::string run_id;    // labels everything created ("kmesh-e2e.io/run"); default "r<pid>-<unix time>"
-  std::string workdir;   // rendered manifests (private, removed at the end); default under /tmp
+  std::string run_id;   // labels everything created ("kmesh-e2e.io/run"); default "r<pid>-<unix time>"
+  std::string workdir;  // rendered manifests (private, removed at the end); default under /tmp
   std::string cluster_id = "Kubernetes";  // Istio's cluster id in workload UIDs (KMESH_E2E_KUBE_CLUSTER_ID)
   std::string kmesh_namespace = "kmesh-system";
   Images images;
@@ -105,14 +105,16 @@ class KubeEnv : public e2e::Env {
   void DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) override;
   void RestartDataplane(const std::string& node) override;
   // Local captures (kind transport); the probe transport says to use StartNodeCapture instead.
-  capture::Capture StartCapture(const std::string& node, const std::string& peer_address, capture::CaptureSpec spec) override;
+  capture::Capture StartCapture(const std::string& node, const std::string& peer_address,
+                                capture::CaptureSpec spec) override;
   capture::Capture StartPodCapture(const e2e::App& app, capture::CaptureSpec spec) override;
 
   // ---- beyond Env ----
   // Continuity load from a fortio pod next to `client` (deployed on first use).
   FortioRun StartFortioLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec);
   // Captures through either transport.
-  NodeCapture StartNodeCapture(const std::string& node, const std::string& peer_address, capture::CaptureSpec spec);
+  NodeCapture StartNodeCapture(const std::string& node, const std::string& peer_address,
+                               capture::CaptureSpec spec);
   NodeCapture StartPodNodeCapture(const e2e::App& app, capture::CaptureSpec spec);
   // `kmeshctl secret create [--key]`: the next secret (SPI + 1) applied; returns it.
   ipsec::IpsecSecret RotateSecret(const std::optional<ipsec::KeyMaterial>& key = std::nullopt);
@@ -132,9 +134,9 @@ class KubeEnv : public e2e::Env {
   struct AppRecord {
     e2e::App app;
     std::string pod;
-    std::string container;    // where probes run (sleep) or "" for servers
-    std::string cluster_ip;   // servers
-    std::string waypoint;     // the waypoint Gateway's name, when the service has one
+    std::string container;   // where probes run (sleep) or "" for servers
+    std::string cluster_ip;  // servers
+    std::string waypoint;    // the waypoint Gateway's name, when the service has one
   };
 
   std::string WriteManifest(const policy::Manifest& m, const std::string& file, bool secret = false);

@@ -52,10 +52,13 @@ std::string FindExecutable(const std::string& name) {
 
 netns::Process CommandRunner::Start(const CommandSpec& cmd) { return netns::Process::Start(cmd.argv); }
 
-netns::ProcessResult ProcessRunner::Run(const CommandSpec& cmd) { return netns::Run(cmd.argv, {}, cmd.bound); }
+netns::ProcessResult ProcessRunner::Run(const CommandSpec& cmd) {
+  return netns::Run(cmd.argv, {}, cmd.bound);
+}
 
 bool KubectlError::NotFound() const {
-  return result_.err.find("(NotFound)") != std::string::npos || result_.err.find(" not found") != std::string::npos;
+  return result_.err.find("(NotFound)") != std::string::npos ||
+         result_.err.find(" not found") != std::string::npos;
 }
 
 std::string ShellJoin(const std::vector<std::string>& argv) {
@@ -63,7 +66,9 @@ std::string ShellJoin(const std::vector<std::string>& argv) {
   for (const auto& a : argv) {
     bool plain = !a.empty();
     for (char c : a) {
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string("-_./:=,@%+").find(c) != std::string::npos)) plain = false;
+      if (!(std::isalnum(static_cast<unsigned char>(c)) ||
+            std::string("-_./:=,@%+").find(c) != std::string::npos))
+        plain = false;
     }
     std::string q = a;
     if (!plain) {
@@ -120,7 +125,8 @@ std::vector<std::string> Kubectl::Argv(const std::vector<std::string>& args) con
 netns::ProcessResult Kubectl::Execute(const CommandSpec& cmd) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (echo_ != nullptr) *echo_ << (config_.dry_run ? "[dry run] " : "[kube] ") << ShellJoin(cmd.argv) << "\n";
+    if (echo_ != nullptr)
+      *echo_ << (config_.dry_run ? "[dry run] " : "[kube] ") << ShellJoin(cmd.argv) << "\n";
   }
   netns::ProcessResult r;
   try {
@@ -151,7 +157,8 @@ netns::ProcessResult Kubectl::Try(const std::vector<std::string>& args, std::chr
   return Execute({Argv(args), bound, sensitive_output});
 }
 
-netns::ProcessResult Kubectl::RunOther(const std::vector<std::string>& argv, std::chrono::milliseconds bound) {
+netns::ProcessResult Kubectl::RunOther(const std::vector<std::string>& argv,
+                                       std::chrono::milliseconds bound) {
   return Execute({argv, bound, false});
 }
 
@@ -159,18 +166,21 @@ netns::Process Kubectl::Start(const std::vector<std::string>& args, std::chrono:
   CommandSpec cmd{Argv(args), bound, false};
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (echo_ != nullptr) *echo_ << (config_.dry_run ? "[dry run] " : "[kube] ") << ShellJoin(cmd.argv) << " &\n";
+    if (echo_ != nullptr)
+      *echo_ << (config_.dry_run ? "[dry run] " : "[kube] ") << ShellJoin(cmd.argv) << " &\n";
     log_.push_back({ShellJoin(cmd.argv) + " &", 0, false, std::chrono::milliseconds(0)});
   }
   return runner_->Start(cmd);
 }
 
-nlohmann::json Kubectl::GetJson(std::vector<std::string> args, const std::string& what, std::chrono::milliseconds bound) {
+nlohmann::json Kubectl::GetJson(std::vector<std::string> args, const std::string& what,
+                                std::chrono::milliseconds bound) {
   args.insert(args.end(), {"-o", "json"});
   const auto r = Run(args, what, bound);
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   if (j.is_discarded()) {
-    throw Error(what + ": `" + ShellJoin(r.argv) + "` did not print JSON: found \"" + r.out.substr(0, 200) + "\"");
+    throw Error(what + ": `" + ShellJoin(r.argv) + "` did not print JSON: found \"" + r.out.substr(0, 200) +
+                "\"");
   }
   return j;
 }
@@ -182,7 +192,8 @@ std::optional<nlohmann::json> Kubectl::GetJsonIfExists(std::vector<std::string> 
   if (Trim(r.out).empty()) return std::nullopt;
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   if (j.is_discarded()) {
-    throw Error(what + ": `" + ShellJoin(r.argv) + "` did not print JSON: found \"" + r.out.substr(0, 200) + "\"");
+    throw Error(what + ": `" + ShellJoin(r.argv) + "` did not print JSON: found \"" + r.out.substr(0, 200) +
+                "\"");
   }
   return j;
 }

@@ -9,12 +9,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/defaults.h"
 #include "base/error.h"
@@ -100,12 +99,15 @@ class Kubectl {
 
   // Runs kubectl ARGS; throws KubectlError (with `what` as the first words) unless it exits 0.
   netns::ProcessResult Run(const std::vector<std::string>& args, const std::string& what,
-                           std::chrono::milliseconds bound = defaults::Kubectl(), bool sensitive_output = false);
+                           std::chrono::milliseconds bound = defaults::Kubectl(),
+                           bool sensitive_output = false);
   // Runs kubectl ARGS and returns whatever came back (kubectl exec of curl exits with curl's code).
-  netns::ProcessResult Try(const std::vector<std::string>& args, std::chrono::milliseconds bound = defaults::Kubectl(),
+  netns::ProcessResult Try(const std::vector<std::string>& args,
+                           std::chrono::milliseconds bound = defaults::Kubectl(),
                            bool sensitive_output = false);
   // Runs another program (docker) through the same runner and log.
-  netns::ProcessResult RunOther(const std::vector<std::string>& argv, std::chrono::milliseconds bound = defaults::Kubectl());
+  netns::ProcessResult RunOther(const std::vector<std::string>& argv,
+                                std::chrono::milliseconds bound = defaults::Kubectl());
   // Starts kubectl ARGS in the background (logged now; its result is the caller's to collect).
   netns::Process Start(const std::vector<std::string>& args, std::chrono::milliseconds bound);
 

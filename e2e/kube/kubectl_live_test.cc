@@ -2,7 +2,6 @@
 // only: the "cluster" is https://127.0.0.1:1, where nothing listens. Without kubectl on PATH the live
 // part says so (WARN) and the "kubectl not found" path is what is checked.
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <fstream>
 
@@ -30,7 +29,9 @@ std::string Failure(const std::function<void()>& fn) {
 }
 
 void ClearEnv() {
-  for (const char* v : {"KUBECONFIG", "KMESH_E2E_KUBECTL", "KMESH_E2E_KUBE_DRY_RUN", "KMESH_E2E_KUBE_CONTEXT"}) unsetenv(v);
+  for (const char* v :
+       {"KUBECONFIG", "KMESH_E2E_KUBECTL", "KMESH_E2E_KUBE_DRY_RUN", "KMESH_E2E_KUBE_CONTEXT"})
+    unsetenv(v);
 }
 
 }  // namespace
@@ -42,7 +43,8 @@ TEST_CASE("KubeEnv::FromEnvironment without KUBECONFIG stops before running anyt
   CHECK_THAT(m, Contains("never falls back to ~/.kube/config"));
 }
 
-TEST_CASE("KubeEnv::FromEnvironment with no kubectl says which binary it looked for and how to name another") {
+TEST_CASE(
+    "KubeEnv::FromEnvironment with no kubectl says which binary it looked for and how to name another") {
   ClearEnv();
   const std::string kc = Tmp() + "/kubeconfig-none";
   std::ofstream(kc) << "apiVersion: v1\nkind: Config\n";
@@ -58,14 +60,17 @@ TEST_CASE("an unreachable API server is reported in seconds, with kubectl's word
   ClearEnv();
   const std::string kubectl = FindExecutable("kubectl");
   if (kubectl.empty()) {
-    WARN("kubectl is not on PATH here: the live unreachable-cluster check was not run (the recorded one in kubectl_test was)");
+    WARN(
+        "kubectl is not on PATH here: the live unreachable-cluster check was not run (the recorded one in "
+        "kubectl_test was)");
     return;
   }
   const std::string kc = Tmp() + "/kubeconfig-unreachable";
-  std::ofstream(kc) << "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:1\n"
-                       "    insecure-skip-tls-verify: true\n  name: nowhere\ncontexts:\n- context:\n    cluster: nowhere\n"
-                       "    user: nobody\n  name: nowhere\ncurrent-context: nowhere\nusers:\n- name: nobody\n  user:\n"
-                       "    token: not-a-token\n";
+  std::ofstream(kc)
+      << "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:1\n"
+         "    insecure-skip-tls-verify: true\n  name: nowhere\ncontexts:\n- context:\n    cluster: nowhere\n"
+         "    user: nobody\n  name: nowhere\ncurrent-context: nowhere\nusers:\n- name: nobody\n  user:\n"
+         "    token: not-a-token\n";
   setenv("KUBECONFIG", kc.c_str(), 1);
   setenv("KMESH_E2E_KUBE_REACHABLE_MS", "5000", 1);
   const auto start = std::chrono::steady_clock::now();

@@ -1,14 +1,14 @@
 // Unit tier: the kubectl driver and the preflight checks, against recorded kubectl outputs. The
 // preflight must stop at the first failing check, with a message that says what is wrong and what to do,
 // and run nothing after it.
-#include <catch2/catch.hpp>
+#include "e2e/kube/kubectl.h"
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 
 #include "base/error.h"
 #include "e2e/kube/kube_env.h"
-#include "e2e/kube/kubectl.h"
 #include "e2e/kube/replay_testing.h"
 
 using namespace kmesh::kube;
@@ -48,19 +48,24 @@ void HealthyCluster(ReplayRunner& r) {
 }  // namespace
 
 TEST_CASE("kubectl: global flags, and errors that name the command, its exit status and stderr") {
-  Kubectl with_context(KubectlConfig{"kubectl", "/k/config", "kind-kmesh-testing", false}, std::make_unique<ReplayRunner>());
-  CHECK(with_context.Argv({"get", "pods"}) ==
-        std::vector<std::string>{"kubectl", "--kubeconfig", "/k/config", "--context", "kind-kmesh-testing", "get", "pods"});
+  Kubectl with_context(KubectlConfig{"kubectl", "/k/config", "kind-kmesh-testing", false},
+                       std::make_unique<ReplayRunner>());
+  CHECK(with_context.Argv({"get", "pods"}) == std::vector<std::string>{"kubectl", "--kubeconfig", "/k/config",
+                                                                       "--context", "kind-kmesh-testing",
+                                                                       "get", "pods"});
 
   ReplayRunner* r = new ReplayRunner();
-  r->On({"get", "secrets"}, Text("", 1, "Error from server (Forbidden): secrets is forbidden: User \"e2e\" cannot list resource \"secrets\"\n"));
+  r->On({"get", "secrets"}, Text("", 1,
+                                 "Error from server (Forbidden): secrets is forbidden: User \"e2e\" cannot "
+                                 "list resource \"secrets\"\n"));
   r->On({"exec"}, Text("{\"aead_key_hex\":\"0011deadbeef\"}", 1, ""));
   Kubectl k(KubectlConfig{"kubectl", "/k/config", "", false}, std::unique_ptr<CommandRunner>(r));
   try {
     k.Run({"get", "secrets", "-A"}, "list secrets");
     FAIL("no error");
   } catch (const KubectlError& e) {
-    CHECK_THAT(e.what(), Contains("list secrets: `kubectl --kubeconfig /k/config get secrets -A` exited 1: Error from server (Forbidden)"));
+    CHECK_THAT(e.what(), Contains("list secrets: `kubectl --kubeconfig /k/config get secrets -A` exited 1: "
+                                  "Error from server (Forbidden)"));
     CHECK_FALSE(e.NotFound());
     CHECK(e.result().exit_code == 1);
   }
@@ -114,52 +119,89 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
   };
   auto with = [](std::function<void(ReplayRunner&)> f) { return f; };
   const std::vector<Row> rows = {
-      {"KUBECONFIG unset", "", "/bin/true", with([](ReplayRunner& r) { HealthyCluster(r); }),
-       {"KUBECONFIG is not set", "kind get kubeconfig --name kmesh-testing", "KMESH_E2E_ENV=lab"}, 0},
-      {"KUBECONFIG names a missing file", "missing", "/bin/true", with([](ReplayRunner& r) { HealthyCluster(r); }),
-       {"/nonexistent/kubeconfig, which is missing", "--test_env=KUBECONFIG"}, 0},
-      {"kubectl not found", "tmp", "/nonexistent/bin/kubectl", with([](ReplayRunner& r) { HealthyCluster(r); }),
-       {"kubectl not found (looked for \"/nonexistent/bin/kubectl\")", "KMESH_E2E_KUBECTL"}, 0},
-      {"cluster unreachable", "tmp", "/bin/true",
-       with([](ReplayRunner& r) { r.On({"version"}, File("version_unreachable.stdout", 1, "version_unreachable.stderr")); }),
-       {"the cluster is unreachable", "exited 1: The connection to the server 127.0.0.1:1 was refused", "kubectl cluster-info"}, 1},
-      {"Kmesh not installed", "tmp", "/bin/true",
+      {"KUBECONFIG unset",
+       "",
+       "/bin/true",
+       with([](ReplayRunner& r) { HealthyCluster(r); }),
+       {"KUBECONFIG is not set", "kind get kubeconfig --name kmesh-testing", "KMESH_E2E_ENV=lab"},
+       0},
+      {"KUBECONFIG names a missing file",
+       "missing",
+       "/bin/true",
+       with([](ReplayRunner& r) { HealthyCluster(r); }),
+       {"/nonexistent/kubeconfig, which is missing", "--test_env=KUBECONFIG"},
+       0},
+      {"kubectl not found",
+       "tmp",
+       "/nonexistent/bin/kubectl",
+       with([](ReplayRunner& r) { HealthyCluster(r); }),
+       {"kubectl not found (looked for \"/nonexistent/bin/kubectl\")", "KMESH_E2E_KUBECTL"},
+       0},
+      {"cluster unreachable",
+       "tmp",
+       "/bin/true",
+       with([](ReplayRunner& r) {
+         r.On({"version"}, File("version_unreachable.stdout", 1, "version_unreachable.stderr"));
+       }),
+       {"the cluster is unreachable", "exited 1: The connection to the server 127.0.0.1:1 was refused",
+        "kubectl cluster-info"},
+       1},
+      {"Kmesh not installed",
+       "tmp",
+       "/bin/true",
        with([](ReplayRunner& r) {
          r.On({"version"}, File("version.json"));
          r.On({"get", "pods"}, File("pods_empty.json"));
        }),
-       {"Kmesh is not installed: no pods with label app=kmesh in namespace kmesh-system", "helm install kmesh"}, 2},
-      {"Kmesh crash-looping", "tmp", "/bin/true",
+       {"Kmesh is not installed: no pods with label app=kmesh in namespace kmesh-system",
+        "helm install kmesh"},
+       2},
+      {"Kmesh crash-looping",
+       "tmp",
+       "/bin/true",
        with([](ReplayRunner& r) {
          r.On({"version"}, File("version.json"));
          r.On({"get", "pods"}, File("pods_kmesh_crashloop.json"));
        }),
-       {"Kmesh pod kmesh-system/kmesh-9fm2k (node kmesh-testing-worker)", "keeps crashing", "kubectl logs -n kmesh-system kmesh-9fm2k"}, 2},
-      {"one node", "tmp", "/bin/true",
+       {"Kmesh pod kmesh-system/kmesh-9fm2k (node kmesh-testing-worker)", "keeps crashing",
+        "kubectl logs -n kmesh-system kmesh-9fm2k"},
+       2},
+      {"one node",
+       "tmp",
+       "/bin/true",
        with([](ReplayRunner& r) {
          r.On({"version"}, File("version.json"));
          r.On({"get", "pods"}, File("pods_kmesh.json"));
          r.On({"get", "nodes"}, File("nodes_single.json"));
        }),
-       {"the suites need two nodes", "the cluster has 1"}, 3},
-      {"a node without Kmesh", "tmp", "/bin/true",
+       {"the suites need two nodes", "the cluster has 1"},
+       3},
+      {"a node without Kmesh",
+       "tmp",
+       "/bin/true",
        with([](ReplayRunner& r) {
          r.On({"version"}, File("version.json"));
          r.On({"get", "pods"}, File("pods_kmesh_worker_only.json"));
          r.On({"get", "nodes"}, File("nodes.json"));
        }),
-       {"node kmesh-testing-control-plane has no Kmesh pod"}, 3},
-      {"Kmesh not in dual-engine mode", "tmp", "/bin/true",
+       {"node kmesh-testing-control-plane has no Kmesh pod"},
+       3},
+      {"Kmesh not in dual-engine mode",
+       "tmp",
+       "/bin/true",
        with([](ReplayRunner& r) {
          r.On({"version"}, File("version.json"));
          r.On({"get", "pods"}, File("pods_kmesh_kernel_native.json"));
          r.On({"get", "nodes"}, File("nodes.json"));
        }),
-       {"mode kernel-native", "XDP authorization runs only with --mode=dual-engine"}, 3},
+       {"mode kernel-native", "XDP authorization runs only with --mode=dual-engine"},
+       3},
   };
   for (const auto& row : rows) {
     INFO(row.what);
-    std::string kc = row.kubeconfig == "tmp" ? TempKubeconfig() : row.kubeconfig == "missing" ? "/nonexistent/kubeconfig" : "";
+    std::string kc = row.kubeconfig == "tmp"       ? TempKubeconfig()
+                     : row.kubeconfig == "missing" ? "/nonexistent/kubeconfig"
+                                                   : "";
     auto d = Make(kc, row.binary);
     row.cluster(*d.replay);
     std::string message;
@@ -181,9 +223,11 @@ TEST_CASE("IPsec not enabled is reported before the first IPsec step, naming the
   d.replay->On({"get", "pods"}, File("pods_kmesh_no_ipsec.json"));
   d.replay->On({"get", "nodes"}, File("nodes.json"));
   const ClusterFacts f = Preflight(*d.k);  // the authz suites need no IPsec
-  CHECK_THROWS_WITH(RequireIpsec(f), Contains("IPsec is not enabled: Kmesh pod kmesh-4xq7z on kmesh-testing-control-plane runs "
-                                              "`/bin/sh -c ./start_kmesh.sh --mode=dual-engine --enable-bypass=false`, which lacks "
-                                              "--enable-ipsec=true"));
+  CHECK_THROWS_WITH(
+      RequireIpsec(f),
+      Contains("IPsec is not enabled: Kmesh pod kmesh-4xq7z on kmesh-testing-control-plane runs "
+               "`/bin/sh -c ./start_kmesh.sh --mode=dual-engine --enable-bypass=false`, which lacks "
+               "--enable-ipsec=true"));
 }
 
 TEST_CASE("KubectlConfig reads the environment; a dry run needs no cluster and no kubectl") {
@@ -201,5 +245,7 @@ TEST_CASE("KubectlConfig reads the environment; a dry run needs no cluster and n
   const ClusterFacts f = Preflight(*k);  // answered by the dry run's placeholders
   CHECK(f.nodes.size() == 2);
   CHECK(f.server_version == "v1.30.0-dry-run");
-  for (const char* v : {"KUBECONFIG", "KMESH_E2E_KUBECTL", "KMESH_E2E_KUBE_CONTEXT", "KMESH_E2E_KUBE_DRY_RUN"}) unsetenv(v);
+  for (const char* v :
+       {"KUBECONFIG", "KMESH_E2E_KUBECTL", "KMESH_E2E_KUBE_CONTEXT", "KMESH_E2E_KUBE_DRY_RUN"})
+    unsetenv(v);
 }

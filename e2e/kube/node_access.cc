@@ -22,7 +22,8 @@ std::string Env(const char* name, const std::string& fallback) {
 
 class KindAccess : public NodeAccess {
  public:
-  KindAccess(Kubectl& k, std::string node, NodeAccessOptions o) : k_(k), node_(std::move(node)), o_(std::move(o)) {}
+  KindAccess(Kubectl& k, std::string node, NodeAccessOptions o)
+      : k_(k), node_(std::move(node)), o_(std::move(o)) {}
 
   std::string Describe() const override {
     return "kind node container " + node_ + (pid_ ? " (pid " + std::to_string(pid_) + ")" : "");
@@ -60,12 +61,15 @@ class KindAccess : public NodeAccess {
     if (pid_ != 0 && std::filesystem::exists("/proc/" + std::to_string(pid_) + "/ns/net")) return pid_;
     const auto r = k_.RunOther({"docker", "inspect", "-f", "{{.State.Pid}}", node_});
     if (!r.ok()) {
-      throw Error("kind node " + node_ + ": " + DescribeResult(r) +
-                  " (the kind transport needs the node's container on this machine; KMESH_E2E_KUBE_NODE_ACCESS=probe "
-                  "reads nodes through kmesh-probe instead)");
+      throw Error(
+          "kind node " + node_ + ": " + DescribeResult(r) +
+          " (the kind transport needs the node's container on this machine; KMESH_E2E_KUBE_NODE_ACCESS=probe "
+          "reads nodes through kmesh-probe instead)");
     }
     const int pid = std::atoi(r.out.c_str());
-    if (pid <= 0) throw Error("kind node " + node_ + ": `docker inspect` gave pid \"" + r.out + "\" (is the container running?)");
+    if (pid <= 0)
+      throw Error("kind node " + node_ + ": `docker inspect` gave pid \"" + r.out +
+                  "\" (is the container running?)");
     pid_ = pid;
     return pid_;
   }
@@ -86,10 +90,15 @@ class KindAccess : public NodeAccess {
 class ProbeAccess : public NodeAccess {
  public:
   ProbeAccess(Kubectl& k, CleanupStack& cleanup, std::string node, NodeAccessOptions o)
-      : k_(k), cleanup_(cleanup), node_(std::move(node)), o_(std::move(o)), remote_path_("/tmp/kmesh-probe-" + o_.run_id) {}
+      : k_(k),
+        cleanup_(cleanup),
+        node_(std::move(node)),
+        o_(std::move(o)),
+        remote_path_("/tmp/kmesh-probe-" + o_.run_id) {}
 
   std::string Describe() const override {
-    return "kmesh-probe in " + o_.kmesh_namespace + "/" + (pod_.empty() ? "<kmesh pod of " + node_ + ">" : pod_);
+    return "kmesh-probe in " + o_.kmesh_namespace + "/" +
+           (pod_.empty() ? "<kmesh pod of " + node_ + ">" : pod_);
   }
   bool local() const override { return false; }
 
@@ -135,16 +144,19 @@ class ProbeAccess : public NodeAccess {
   }
 
  private:
-  std::string Where(const std::string& cmd) const { return "kmesh-probe " + cmd + " on node " + node_ + " (" + Describe() + ")"; }
+  std::string Where(const std::string& cmd) const {
+    return "kmesh-probe " + cmd + " on node " + node_ + " (" + Describe() + ")";
+  }
 
   // The node's Kmesh pod, with kmesh-probe copied in once per pod (a replaced pod gets a new copy). Looked
   // up once; an exec that finds the pod gone looks again (Exec).
   void EnsurePod() {
     if (!pod_uid_.empty()) return;
-    const auto pods = ParsePodList(
-        k_.GetJson({"get", "pods", "-n", o_.kmesh_namespace, "-l", o_.kmesh_selector, "--field-selector", "spec.nodeName=" + node_},
-                   "find the Kmesh pod of node " + node_),
-        "Kmesh pods of node " + node_);
+    const auto pods =
+        ParsePodList(k_.GetJson({"get", "pods", "-n", o_.kmesh_namespace, "-l", o_.kmesh_selector,
+                                 "--field-selector", "spec.nodeName=" + node_},
+                                "find the Kmesh pod of node " + node_),
+                     "Kmesh pods of node " + node_);
     const PodInfo* pod = nullptr;
     for (const auto& p : pods) {
       if (p.phase == "Running" && !p.deleting) pod = &p;
@@ -152,8 +164,8 @@ class ProbeAccess : public NodeAccess {
     if (pod == nullptr) {
       std::string seen;
       for (const auto& p : pods) seen += "\n  " + p.Describe();
-      throw Error("node " + node_ + " has no running Kmesh pod (" + o_.kmesh_namespace + ", -l " + o_.kmesh_selector + ")" +
-                  (seen.empty() ? "" : "; found:" + seen));
+      throw Error("node " + node_ + " has no running Kmesh pod (" + o_.kmesh_namespace + ", -l " +
+                  o_.kmesh_selector + ")" + (seen.empty() ? "" : "; found:" + seen));
     }
     if (pod->uid == pod_uid_) return;
     pod_ = pod->name;
@@ -164,10 +176,12 @@ class ProbeAccess : public NodeAccess {
     }
     if (o_.local_probe.empty()) {
       throw Error("kmesh-probe: no binary to copy into " + pod_ + ": " +
-                  (o_.local_probe_problem.empty() ? "NodeAccessOptions.local_probe is empty" : o_.local_probe_problem));
+                  (o_.local_probe_problem.empty() ? "NodeAccessOptions.local_probe is empty"
+                                                  : o_.local_probe_problem));
     }
     k_.Run({"cp", o_.local_probe, o_.kmesh_namespace + "/" + pod_ + ":" + remote_path_, "-c", container_},
-           "copy kmesh-probe into " + o_.kmesh_namespace + "/" + pod_ + " (kubectl cp needs tar in the container)",
+           "copy kmesh-probe into " + o_.kmesh_namespace + "/" + pod_ +
+               " (kubectl cp needs tar in the container)",
            defaults::KubeCopy());
     k_.Run({"exec", "-n", o_.kmesh_namespace, pod_, "-c", container_, "--", "chmod", "0755", remote_path_},
            "make kmesh-probe executable in " + pod_);
@@ -176,17 +190,19 @@ class ProbeAccess : public NodeAccess {
     cleanup_.Push("kmesh-probe/" + pod_uid_, "remove kmesh-probe from " + ns + "/" + pod_name, [=] {
       const auto r = k->Try({"exec", "-n", ns, pod_name, "-c", container, "--", "rm", "-f", path});
       // A pod that is gone took the copy with it.
-      if (!r.ok() && r.err.find("NotFound") == std::string::npos && r.err.find("not found") == std::string::npos) {
+      if (!r.ok() && r.err.find("NotFound") == std::string::npos &&
+          r.err.find("not found") == std::string::npos) {
         throw Error(DescribeResult(r));
       }
     });
   }
 
   std::vector<std::string> ProbeArgv(const std::string& cmd, const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"exec", "-n", o_.kmesh_namespace, pod_, "-c", container_, "--", remote_path_,
-                                     "--proc", o_.host_proc};
+    std::vector<std::string> argv = {"exec",     "-n", o_.kmesh_namespace, pod_,     "-c",
+                                     container_, "--", remote_path_,       "--proc", o_.host_proc};
     if (o_.pin_dir != KM_PIN_DIR) argv.insert(argv.end(), {"--maps", "pin:" + o_.pin_dir});
-    if (o_.port_order != bpf_probe::PortOrder::kHost) argv.insert(argv.end(), {"--port-order", bpf_probe::ToString(o_.port_order)});
+    if (o_.port_order != bpf_probe::PortOrder::kHost)
+      argv.insert(argv.end(), {"--port-order", bpf_probe::ToString(o_.port_order)});
     argv.push_back(cmd);
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
@@ -213,15 +229,17 @@ class ProbeAccess : public NodeAccess {
     const long seconds = std::max<long>(1, static_cast<long>((spec.max_duration.count() + 999) / 1000));
     std::vector<std::string> args = where;
     if (!spec.filter.empty()) args.insert(args.end(), {"--filter", spec.filter});
-    args.insert(args.end(), {"--seconds", std::to_string(seconds), "--max-packets", std::to_string(spec.max_packets)});
+    args.insert(args.end(),
+                {"--seconds", std::to_string(seconds), "--max-packets", std::to_string(spec.max_packets)});
     if (!spec.inner.dst_ip.empty()) {
-      args.insert(args.end(), {"--inner", spec.inner.src_ip + ":" + std::to_string(spec.inner.src_port) + " -> " + spec.inner.dst_ip +
-                                              ":" + std::to_string(spec.inner.dst_port)});
+      args.insert(args.end(),
+                  {"--inner", spec.inner.src_ip + ":" + std::to_string(spec.inner.src_port) + " -> " +
+                                  spec.inner.dst_ip + ":" + std::to_string(spec.inner.dst_port)});
     }
     if (!spec.marker.empty()) args.insert(args.end(), {"--marker", spec.marker});
     const char* dir = spec.direction == capture::CaptureSpec::Direction::kOut  ? "out"
                       : spec.direction == capture::CaptureSpec::Direction::kIn ? "in"
-                                                                                : "both";
+                                                                               : "both";
     args.insert(args.end(), {"--direction", dir});
     const std::string remote_pcap = "/tmp/" + o_.run_id + "-" + spec.label + ".pcap";
     if (!spec.save_dir.empty()) args.insert(args.end(), {"--save", remote_pcap});
@@ -232,7 +250,8 @@ class ProbeAccess : public NodeAccess {
     Kubectl* k = &k_;
     auto after = [=](capture::CaptureSummary& s) {
       if (local.empty()) return;
-      k->Run({"cp", ns + "/" + pod + ":" + remote_pcap, local, "-c", container}, "fetch the capture " + remote_pcap, defaults::KubeCopy());
+      k->Run({"cp", ns + "/" + pod + ":" + remote_pcap, local, "-c", container},
+             "fetch the capture " + remote_pcap, defaults::KubeCopy());
       k->Try({"exec", "-n", ns, pod, "-c", container, "--", "rm", "-f", remote_pcap});
       s.pcap_path = local;
     };
@@ -286,14 +305,18 @@ capture::CaptureSummary NodeCapture::Finish() {
 // ---- NodeAccess ----
 
 capture::Capture NodeAccess::StartLocalCapture(const std::string&, capture::CaptureSpec) {
-  throw Error(Describe() + ": Env::StartCapture returns the framework's local capture::Capture, which this transport "
-              "cannot make (the capture runs inside the Kmesh pod); use KubeEnv::StartNodeCapture, whose Finish() gives "
+  throw Error(Describe() +
+              ": Env::StartCapture returns the framework's local capture::Capture, which this transport "
+              "cannot make (the capture runs inside the Kmesh pod); use KubeEnv::StartNodeCapture, whose "
+              "Finish() gives "
               "the same CaptureSummary, or the kind transport (KMESH_E2E_KUBE_NODE_ACCESS=kind)");
 }
 
 capture::Capture NodeAccess::StartLocalPodCapture(const std::string&, capture::CaptureSpec) {
-  throw Error(Describe() + ": Env::StartPodCapture returns the framework's local capture::Capture, which this transport "
-              "cannot make; use KubeEnv::StartPodNodeCapture, or the kind transport (KMESH_E2E_KUBE_NODE_ACCESS=kind)");
+  throw Error(Describe() +
+              ": Env::StartPodCapture returns the framework's local capture::Capture, which this transport "
+              "cannot make; use KubeEnv::StartPodNodeCapture, or the kind transport "
+              "(KMESH_E2E_KUBE_NODE_ACCESS=kind)");
 }
 
 NodeAccessOptions NodeAccessOptions::FromEnvironment() {

@@ -73,14 +73,14 @@ class NodeAccess {
 };
 
 struct NodeAccessOptions {
-  std::string pin_dir = KM_PIN_DIR;                     // KMESH_E2E_KUBE_PIN_DIR
+  std::string pin_dir = KM_PIN_DIR;                               // KMESH_E2E_KUBE_PIN_DIR
   bpf_probe::PortOrder port_order = bpf_probe::PortOrder::kHost;  // KMESH_E2E_KUBE_PORT_ORDER
-  std::string host_proc = "/host/proc";                 // inside the Kmesh pod (KMESH_E2E_KUBE_HOST_PROC)
+  std::string host_proc = "/host/proc";  // inside the Kmesh pod (KMESH_E2E_KUBE_HOST_PROC)
   std::string kmesh_namespace = "kmesh-system";
   std::string kmesh_selector = "app=kmesh";
-  std::string run_id;                                   // names the probe's copy: /tmp/kmesh-probe-<run id>
-  std::string local_probe;                              // the kmesh-probe binary to copy
-  std::string local_probe_problem;                      // why there is none (said when a copy is needed)
+  std::string run_id;               // names the probe's copy: /tmp/kmesh-probe-<run id>
+  std::string local_probe;          // the kmesh-probe binary to copy
+  std::string local_probe_problem;  // why there is none (said when a copy is needed)
   static NodeAccessOptions FromEnvironment();
 };
 

@@ -46,7 +46,8 @@ bool AllDigits(const char* s) {
 
 }  // namespace
 
-MapSource MapSource::Parse(const std::string& text, const std::string& proc_root, const std::string& netns_dir) {
+MapSource MapSource::Parse(const std::string& text, const std::string& proc_root,
+                           const std::string& netns_dir) {
   MapSource s;
   s.proc_root = proc_root;
   s.netns_dir = netns_dir;
@@ -59,7 +60,8 @@ MapSource MapSource::Parse(const std::string& text, const std::string& proc_root
   } else if (kind == "prog" && !arg.empty()) {
     char* end = nullptr;
     const unsigned long id = std::strtoul(arg.c_str(), &end, 10);
-    if (*end != '\0' || id == 0 || id > UINT32_MAX) throw Error("map source \"" + text + "\": prog: needs a program id");
+    if (*end != '\0' || id == 0 || id > UINT32_MAX)
+      throw Error("map source \"" + text + "\": prog: needs a program id");
     s.kind = Kind::kProgram;
     s.prog_id = static_cast<uint32_t>(id);
   } else if (kind == "xdp" && !arg.empty()) {
@@ -74,23 +76,28 @@ MapSource MapSource::Parse(const std::string& text, const std::string& proc_root
 
 std::string MapSource::ToString() const {
   switch (kind) {
-    case Kind::kPinDir: return "pin:" + pin_dir;
-    case Kind::kProgram: return "prog:" + std::to_string(prog_id);
-    case Kind::kXdpOfPod: return "xdp:" + pod_ip;
+    case Kind::kPinDir:
+      return "pin:" + pin_dir;
+    case Kind::kProgram:
+      return "prog:" + std::to_string(prog_id);
+    case Kind::kXdpOfPod:
+      return "xdp:" + pod_ip;
   }
   return "?";
 }
 
 bpf_probe::MapCatalog OpenCatalog(const MapSource& src) {
   switch (src.kind) {
-    case MapSource::Kind::kPinDir: return bpf_probe::MapCatalog::FromPinDir(src.pin_dir);
-    case MapSource::Kind::kProgram: return bpf_probe::MapCatalog::FromProgram(src.prog_id);
+    case MapSource::Kind::kPinDir:
+      return bpf_probe::MapCatalog::FromPinDir(src.pin_dir);
+    case MapSource::Kind::kProgram:
+      return bpf_probe::MapCatalog::FromProgram(src.prog_id);
     case MapSource::Kind::kXdpOfPod: {
       const auto xdp = XdpOfPod(src.proc_root, src.pod_ip, "", src.netns_dir);
       const auto* prog = xdp.program();
       if (prog == nullptr) {
-        throw Error("maps of the XDP program of pod " + src.pod_ip + ": nothing is attached to " + xdp.ifname + " in " +
-                    xdp.netns + " (is the pod enrolled in Kmesh?)");
+        throw Error("maps of the XDP program of pod " + src.pod_ip + ": nothing is attached to " +
+                    xdp.ifname + " in " + xdp.netns + " (is the pod enrolled in Kmesh?)");
       }
       return bpf_probe::MapCatalog::FromProgram(prog->id);
     }
@@ -121,7 +128,8 @@ std::string InterfaceHolding(const netns::NetnsRef& ns, const std::string& ip) {
           if (type == IFA_ADDRESS) address = data;
         });
         const uint8_t* mine = local != nullptr ? local : address;
-        if (mine != nullptr && std::memcmp(mine, want.bytes, want.len()) == 0) index = static_cast<int>(ifa->ifa_index);
+        if (mine != nullptr && std::memcmp(mine, want.bytes, want.len()) == 0)
+          index = static_cast<int>(ifa->ifa_index);
       },
       "address dump of " + ns.path());
   if (index == 0) return "";
@@ -131,15 +139,18 @@ std::string InterfaceHolding(const netns::NetnsRef& ns, const std::string& ip) {
   return "ifindex " + std::to_string(index);
 }
 
-std::string DefaultNetnsDir(const std::string& proc_root) { return proc_root == "/proc" ? netns::kNetnsDir : ""; }
+std::string DefaultNetnsDir(const std::string& proc_root) {
+  return proc_root == "/proc" ? netns::kNetnsDir : "";
+}
 
-std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const std::string& ip, size_t* scanned,
-                                          const std::string& netns_dir) {
+std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const std::string& ip,
+                                          size_t* scanned, const std::string& netns_dir) {
   ParseAddr(ip, "namespace lookup");
   std::vector<std::pair<std::string, int>> candidates;  // path, pid (0 for a bind mount)
   std::vector<int> pids;
   DIR* d = opendir(proc_root.c_str());
-  if (d == nullptr) ThrowErrno("open " + proc_root + " (the /proc tree to search for the namespace holding " + ip + ")");
+  if (d == nullptr)
+    ThrowErrno("open " + proc_root + " (the /proc tree to search for the namespace holding " + ip + ")");
   while (dirent* e = readdir(d)) {
     if (AllDigits(e->d_name)) pids.push_back(std::atoi(e->d_name));
   }
@@ -177,18 +188,20 @@ std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const st
   return std::nullopt;
 }
 
-NetnsOwner RequireNetnsOwning(const std::string& proc_root, const std::string& ip, const std::string& netns_dir) {
+NetnsOwner RequireNetnsOwning(const std::string& proc_root, const std::string& ip,
+                              const std::string& netns_dir) {
   size_t scanned = 0;
   auto o = FindNetnsOwning(proc_root, ip, &scanned, netns_dir);
   if (!o) {
-    throw Error("no network namespace under " + proc_root + (netns_dir.empty() ? "" : " or " + netns_dir) + " holds " + ip + " (" +
-                std::to_string(scanned) + " namespaces searched; is the pod on this node, and is " + proc_root +
-                " the host's /proc?)");
+    throw Error("no network namespace under " + proc_root + (netns_dir.empty() ? "" : " or " + netns_dir) +
+                " holds " + ip + " (" + std::to_string(scanned) +
+                " namespaces searched; is the pod on this node, and is " + proc_root + " the host's /proc?)");
   }
   return *o;
 }
 
-AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const bpf_probe::Tuple& t, bpf_probe::PortOrder order) {
+AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const bpf_probe::Tuple& t,
+                      bpf_probe::PortOrder order) {
   bpf_probe::AuthResultMap m(catalog.Open(KM_MAP_AUTH_RES), order);
   AuthReport r;
   r.map = m.map().info().Describe();
@@ -208,7 +221,8 @@ MapsReport SummarizeMaps(const bpf_probe::MapCatalog& catalog, const std::string
     if (info.TypeName() != "ringbuf" && info.TypeName() != "prog_array") {
       entries = bpf_probe::MapCatalog::OpenInfo(info).CountEntries();
     }
-    r.maps.push_back({info.name, info.id, info.TypeName(), info.key_size, info.value_size, info.max_entries, entries});
+    r.maps.push_back(
+        {info.name, info.id, info.TypeName(), info.key_size, info.value_size, info.max_entries, entries});
   }
   bpf_probe::AuthzPolicyMap policies(catalog.Open(KM_MAP_AUTHZ_POLICY));
   r.authz_value_problem = policies.value_layout_problem();
@@ -225,8 +239,8 @@ MapsReport SummarizeMaps(const bpf_probe::MapCatalog& catalog, const std::string
   return r;
 }
 
-bpf_probe::XdpAttachment XdpOfPod(const std::string& proc_root, const std::string& pod_ip, const std::string& dev,
-                                  const std::string& netns_dir) {
+bpf_probe::XdpAttachment XdpOfPod(const std::string& proc_root, const std::string& pod_ip,
+                                  const std::string& dev, const std::string& netns_dir) {
   const NetnsOwner o = RequireNetnsOwning(proc_root, pod_ip, netns_dir);
   return bpf_probe::QueryXdp(netns::NetnsRef::Resolve(o.netns), dev.empty() ? o.ifname : dev);
 }
@@ -250,7 +264,8 @@ void DeleteXfrmState(const netns::NetnsRef& ns, const xfrm::XfrmState& s) {
     xfrm_mark mark{s.mark.value, s.mark.mask};
     msg.AddAttr(XFRMA_MARK, &mark, sizeof mark);
   }
-  sock.Request(msg, [](const nlmsghdr*) {}, what);
+  sock.Request(
+      msg, [](const nlmsghdr*) {}, what);
 }
 
 }  // namespace kmesh::kube

@@ -27,12 +27,14 @@ std::string Short(const std::string& s, size_t n = 120) {
 // Field access that names the report and the field path in errors.
 class Reader {
  public:
-  Reader(const json& j, std::string where, std::string path = "") : j_(j), where_(std::move(where)), path_(std::move(path)) {
+  Reader(const json& j, std::string where, std::string path = "")
+      : j_(j), where_(std::move(where)), path_(std::move(path)) {
     if (!j_.is_object()) Fail("", "an object", j_);
   }
 
   [[noreturn]] void Fail(const std::string& key, const std::string& expected, const json& found) const {
-    throw Error(where_ + ": field " + Path(key) + ": expected " + expected + ", found " + Short(found.dump()));
+    throw Error(where_ + ": field " + Path(key) + ": expected " + expected + ", found " +
+                Short(found.dump()));
   }
   std::string Path(const std::string& key) const {
     if (key.empty()) return path_.empty() ? "(top level)" : path_;
@@ -49,10 +51,13 @@ class Reader {
     if (!v.is_string()) Fail(key, "a string", v);
     return v.get<std::string>();
   }
-  std::string StrOr(const std::string& key, const std::string& fallback) const { return Has(key) ? Str(key) : fallback; }
+  std::string StrOr(const std::string& key, const std::string& fallback) const {
+    return Has(key) ? Str(key) : fallback;
+  }
   uint64_t U64(const std::string& key) const {
     const json& v = Get(key);
-    if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0)) Fail(key, "a non-negative integer", v);
+    if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
+      Fail(key, "a non-negative integer", v);
     return v.get<uint64_t>();
   }
   uint64_t U64Or(const std::string& key, uint64_t fallback) const { return Has(key) ? U64(key) : fallback; }
@@ -89,7 +94,8 @@ class Reader {
 };
 
 uint32_t ParseHex32(const Reader& r, const std::string& key, const std::string& text) {
-  if (text.size() < 3 || text[0] != '0' || (text[1] != 'x' && text[1] != 'X')) r.Fail(key, "a hex number like 0x00000002", text);
+  if (text.size() < 3 || text[0] != '0' || (text[1] != 'x' && text[1] != 'X'))
+    r.Fail(key, "a hex number like 0x00000002", text);
   char* end = nullptr;
   const unsigned long long v = std::strtoull(text.c_str() + 2, &end, 16);
   if (*end != '\0' || v > UINT32_MAX) r.Fail(key, "a 32-bit hex number", text);
@@ -105,15 +111,17 @@ xfrm::Mark ParseMark(const Reader& r, const std::string& key) {
 
 uint8_t ParseProto(const Reader& r, const std::string& key, const std::string& name) {
   static const std::pair<const char*, uint8_t> kNames[] = {
-      {"esp", IPPROTO_ESP},   {"ah", IPPROTO_AH},    {"comp", IPPROTO_COMP}, {"route2", IPPROTO_ROUTING},
-      {"hao", IPPROTO_DSTOPTS}, {"ipsec-any", 255},  {"tcp", IPPROTO_TCP},   {"udp", IPPROTO_UDP},
-      {"icmp", IPPROTO_ICMP}, {"ipv6-icmp", IPPROTO_ICMPV6}};
+      {"esp", IPPROTO_ESP},         {"ah", IPPROTO_AH},       {"comp", IPPROTO_COMP},
+      {"route2", IPPROTO_ROUTING},  {"hao", IPPROTO_DSTOPTS}, {"ipsec-any", 255},
+      {"tcp", IPPROTO_TCP},         {"udp", IPPROTO_UDP},     {"icmp", IPPROTO_ICMP},
+      {"ipv6-icmp", IPPROTO_ICMPV6}};
   for (const auto& [n, v] : kNames) {
     if (name == n) return v;
   }
   char* end = nullptr;
   const long v = std::strtol(name.c_str(), &end, 10);
-  if (name.empty() || *end != '\0' || v < 0 || v > 255) r.Fail(key, "a protocol name (esp, ah, tcp, ...) or number", name);
+  if (name.empty() || *end != '\0' || v < 0 || v > 255)
+    r.Fail(key, "a protocol name (esp, ah, tcp, ...) or number", name);
   return static_cast<uint8_t>(v);
 }
 
@@ -180,7 +188,8 @@ xfrm::Selector ParseSelector(const Reader& r, const std::string& key) {
 }
 
 std::vector<uint8_t> FromHex(const Reader& r, const std::string& key, const std::string& hex) {
-  if (hex.size() % 2 != 0) r.Fail(key, "an even number of hex digits", json("<" + std::to_string(hex.size()) + " digits>"));
+  if (hex.size() % 2 != 0)
+    r.Fail(key, "an even number of hex digits", json("<" + std::to_string(hex.size()) + " digits>"));
   std::vector<uint8_t> out;
   for (size_t i = 0; i < hex.size(); i += 2) {
     auto nib = [&](char c) -> int {
@@ -324,16 +333,19 @@ json ParseReport(const std::string& text, const std::string& expected_command, c
   if (j.value("probe", "") != "kmesh-probe") {
     throw Error(where + ": output lacks \"probe\": \"kmesh-probe\": found " + Short(j.dump()));
   }
-  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kProbeJsonVersion) {
-    throw Error(where + ": kmesh-probe report version " + (j.contains("version") ? j["version"].dump() : "(none)") +
-                ", this harness reads version " + std::to_string(kProbeJsonVersion) +
-                " (copy the kmesh-probe built with this harness)");
+  if (!j.contains("version") || !j["version"].is_number_integer() ||
+      j["version"].get<int>() != kProbeJsonVersion) {
+    throw Error(where + ": kmesh-probe report version " +
+                (j.contains("version") ? j["version"].dump() : "(none)") + ", this harness reads version " +
+                std::to_string(kProbeJsonVersion) + " (copy the kmesh-probe built with this harness)");
   }
   if (j.contains("error")) {
-    throw Error(where + ": kmesh-probe failed: " + (j["error"].is_string() ? j["error"].get<std::string>() : j["error"].dump()));
+    throw Error(where + ": kmesh-probe failed: " +
+                (j["error"].is_string() ? j["error"].get<std::string>() : j["error"].dump()));
   }
   if (j.value("command", "") != expected_command) {
-    throw Error(where + ": expected a \"" + expected_command + "\" report, found \"" + j.value("command", "") + "\"");
+    throw Error(where + ": expected a \"" + expected_command + "\" report, found \"" +
+                j.value("command", "") + "\"");
   }
   return j;
 }
@@ -354,11 +366,14 @@ xfrm::XfrmSnapshot XfrmSnapshotFromJson(const json& j, const std::string& where)
   Reader r(j, where);
   xfrm::XfrmSnapshot s;
   s.netns = r.Str("netns");
-  s.taken_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(r.U64Or("taken_at_unix_ms", 0)));
+  s.taken_at =
+      std::chrono::system_clock::time_point(std::chrono::milliseconds(r.U64Or("taken_at_unix_ms", 0)));
   const json& states = r.Array("states");
-  for (size_t i = 0; i < states.size(); ++i) s.states.push_back(StateFromJson(r.Element(states[i], "states", i)));
+  for (size_t i = 0; i < states.size(); ++i)
+    s.states.push_back(StateFromJson(r.Element(states[i], "states", i)));
   const json& policies = r.Array("policies");
-  for (size_t i = 0; i < policies.size(); ++i) s.policies.push_back(PolicyFromJson(r.Element(policies[i], "policies", i)));
+  for (size_t i = 0; i < policies.size(); ++i)
+    s.policies.push_back(PolicyFromJson(r.Element(policies[i], "policies", i)));
   if (r.Has("xfrm_stat")) {
     const json& st = r.Get("xfrm_stat");
     if (!st.is_object()) r.Fail("xfrm_stat", "an object of counters", st);
@@ -401,8 +416,8 @@ bool MapsReport::HasPolicy(uint32_t id) const {
 }
 
 bool MapsReport::WorkloadLists(uint32_t policy_id) const {
-  return workload_policy_ids &&
-         std::find(workload_policy_ids->begin(), workload_policy_ids->end(), policy_id) != workload_policy_ids->end();
+  return workload_policy_ids && std::find(workload_policy_ids->begin(), workload_policy_ids->end(),
+                                          policy_id) != workload_policy_ids->end();
 }
 
 json ToJson(const MapsReport& r) {
@@ -460,7 +475,10 @@ json ToJson(const bpf_probe::XdpAttachment& a) {
                      {"jited", p.prog.jited},
                      {"map_ids", p.prog.map_ids}});
   }
-  return {{"netns", a.netns}, {"ifname", a.ifname}, {"ifindex", a.ifindex}, {"mode", bpf_probe::ToString(a.mode)},
+  return {{"netns", a.netns},
+          {"ifname", a.ifname},
+          {"ifindex", a.ifindex},
+          {"mode", bpf_probe::ToString(a.mode)},
           {"programs", progs}};
 }
 
@@ -493,8 +511,8 @@ bpf_probe::XdpAttachment XdpAttachmentFromJson(const json& j, const std::string&
     a.programs.push_back(x);
   }
   if (a.programs.empty() != (a.mode == bpf_probe::XdpMode::kNone)) {
-    throw Error(where + ": XDP mode " + bpf_probe::ToString(a.mode) + " with " + std::to_string(a.programs.size()) +
-                " programs listed (the report contradicts itself)");
+    throw Error(where + ": XDP mode " + bpf_probe::ToString(a.mode) + " with " +
+                std::to_string(a.programs.size()) + " programs listed (the report contradicts itself)");
   }
   return a;
 }
@@ -507,8 +525,8 @@ json ToJson(const NetnsOwner& o) {
 
 NetnsOwner NetnsOwnerFromJson(const json& j, const std::string& where) {
   Reader r(j, where);
-  return NetnsOwner{r.Str("ip"), r.Str("netns"), static_cast<int>(r.U32("pid")), static_cast<unsigned long>(r.U64("inode")),
-                    r.Str("ifname")};
+  return NetnsOwner{r.Str("ip"), r.Str("netns"), static_cast<int>(r.U32("pid")),
+                    static_cast<unsigned long>(r.U64("inode")), r.Str("ifname")};
 }
 
 // ---- capture ----
@@ -552,8 +570,8 @@ capture::CaptureSummary CaptureSummaryFromJson(const json& j, const std::string&
   s.kernel_dropped = r.U64("kernel_dropped");
   s.pcap_path = r.StrOr("pcap", "");
   if (s.esp_packets > s.packets) {
-    throw Error(where + ": " + std::to_string(s.esp_packets) + " ESP packets of " + std::to_string(s.packets) +
-                " captured (the report contradicts itself)");
+    throw Error(where + ": " + std::to_string(s.esp_packets) + " ESP packets of " +
+                std::to_string(s.packets) + " captured (the report contradicts itself)");
   }
   return s;
 }

@@ -13,11 +13,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
@@ -34,7 +33,8 @@ nlohmann::json ErrorReport(const std::string& command, const std::string& messag
 
 // Parses kmesh-probe's stdout; checks the envelope and the command; throws kmesh::Error naming `where`
 // ("kmesh-probe xfrm on node kmesh-testing-worker") and, for an error report, kmesh-probe's message.
-nlohmann::json ParseReport(const std::string& text, const std::string& expected_command, const std::string& where);
+nlohmann::json ParseReport(const std::string& text, const std::string& expected_command,
+                           const std::string& where);
 
 // ---- xfrm ----
 
@@ -47,7 +47,7 @@ xfrm::XfrmSnapshot XfrmSnapshotFromJson(const nlohmann::json& j, const std::stri
 // ---- auth (km_auth_res) ----
 
 struct AuthReport {
-  std::string map;        // "km_auth_res (id 12, hash, ...)"
+  std::string map;  // "km_auth_res (id 12, hash, ...)"
   bpf_probe::Tuple tuple;
   bpf_probe::PortOrder port_order = bpf_probe::PortOrder::kHost;
   std::optional<bpf_probe::Verdict> verdict;  // nullopt: no entry
@@ -66,9 +66,9 @@ struct MapSummary {
 };
 
 struct MapsReport {
-  std::string source;                 // "pin folder /sys/fs/bpf/bpf_kmesh_workload/map", "program 42 (xdp_authz)"
-  std::vector<MapSummary> maps;       // the km_* maps found
-  std::vector<uint32_t> policy_ids;   // keys of km_authz_policy, sorted
+  std::string source;            // "pin folder /sys/fs/bpf/bpf_kmesh_workload/map", "program 42 (xdp_authz)"
+  std::vector<MapSummary> maps;  // the km_* maps found
+  std::vector<uint32_t> policy_ids;  // keys of km_authz_policy, sorted
   // When a workload IP was asked about: km_frontend[ip] (the workload id XDP uses) and km_wlpolicy of it.
   std::string workload_ip;
   std::optional<uint32_t> workload_id;
@@ -91,7 +91,7 @@ bpf_probe::XdpAttachment XdpAttachmentFromJson(const nlohmann::json& j, const st
 
 struct NetnsOwner {
   std::string ip;
-  std::string netns;   // "/host/proc/1234/ns/net"
+  std::string netns;  // "/host/proc/1234/ns/net"
   int pid = 0;
   unsigned long inode = 0;
   std::string ifname;  // the interface holding the address

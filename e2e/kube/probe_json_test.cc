@@ -1,20 +1,21 @@
 // Unit tier: kmesh-probe's JSON, both sides. Round trips through the framework's own ToJson, recorded
 // reports (testdata/kubectl/probe_*.json), and the whole cluster path of the IPsec check: KmeshNodeInfo
 // and the secret from kubectl, each node's xfrm from kmesh-probe, into the framework's layout checker.
-#include <catch2/catch.hpp>
+#include "e2e/kube/probe_json.h"
 
 #include <netinet/in.h>
+
+#include <catch2/catch.hpp>
 
 #include "base/error.h"
 #include "e2e/framework/ipsec_layout.h"
 #include "e2e/kube/cluster.h"
-#include "e2e/kube/probe_json.h"
 #include "e2e/kube/replay_testing.h"
 
 using namespace kmesh;
 using namespace kmesh::kube;
-using kmesh::kube::testing::Recorded;
 using Catch::Matchers::Contains;
+using kmesh::kube::testing::Recorded;
 
 namespace {
 
@@ -68,10 +69,13 @@ TEST_CASE("every report is checked for its envelope before its body is read") {
     std::string expected;
   };
   const std::vector<Row> rows = {
-      {"OCI runtime exec failed", "node w: output is not kmesh-probe's JSON: found \"OCI runtime exec failed\""},
+      {"OCI runtime exec failed",
+       "node w: output is not kmesh-probe's JSON: found \"OCI runtime exec failed\""},
       {"{\"command\":\"maps\"}", "output lacks \"probe\": \"kmesh-probe\""},
-      {"{\"probe\":\"kmesh-probe\",\"version\":7,\"command\":\"maps\"}", "kmesh-probe report version 7, this harness reads version 1"},
-      {Recorded("probe_error.json"), "node w: kmesh-probe failed: pin folder /sys/fs/bpf/bpf_kmesh_workload/map does not exist"},
+      {"{\"probe\":\"kmesh-probe\",\"version\":7,\"command\":\"maps\"}",
+       "kmesh-probe report version 7, this harness reads version 1"},
+      {Recorded("probe_error.json"),
+       "node w: kmesh-probe failed: pin folder /sys/fs/bpf/bpf_kmesh_workload/map does not exist"},
       {Recorded("probe_auth_deny.json"), "expected a \"maps\" report, found \"auth\""},
   };
   for (const auto& row : rows) {
@@ -114,19 +118,24 @@ TEST_CASE("a corrupt xfrm report names the field") {
   auto j = Report("probe_xfrm_worker.json", "xfrm").at("snapshot");
   auto bad = j;
   bad["states"][1]["spi"] = 2;
-  CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "kmesh-probe xfrm on w"), Contains("kmesh-probe xfrm on w: field states[1].spi: expected a string"));
+  CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "kmesh-probe xfrm on w"),
+                    Contains("kmesh-probe xfrm on w: field states[1].spi: expected a string"));
   bad = j;
   bad["policies"][0]["mark"] = "0xd0";
-  CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "w"), Contains("field policies[0].mark: expected a mark like 0xd0/0xffffffff"));
+  CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "w"),
+                    Contains("field policies[0].mark: expected a mark like 0xd0/0xffffffff"));
   bad = j;
   bad["policies"][2]["templates"][0]["mode"] = "tunel";
-  CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "w"), Contains("policies[2].templates[0].mode: expected transport, tunnel"));
+  CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "w"),
+                    Contains("policies[2].templates[0].mode: expected transport, tunnel"));
   bad = j;
   bad["states"][0]["aead_key_hex"] = std::string(72, '0');
-  CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "w"), Contains("aead_key_hex does not match aead.key_fingerprint"));
+  CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "w"),
+                    Contains("aead_key_hex does not match aead.key_fingerprint"));
 }
 
-TEST_CASE("kubectl's KmeshNodeInfo and secret plus kmesh-probe's xfrm of each node pass Kmesh's layout check") {
+TEST_CASE(
+    "kubectl's KmeshNodeInfo and secret plus kmesh-probe's xfrm of each node pass Kmesh's layout check") {
   const auto infos = ParseKmeshNodeInfos(nlohmann::json::parse(Recorded("kmeshnodeinfos.json")), "kni");
   REQUIRE(infos.size() == 2);
   ipsec::SecretHistory secrets;

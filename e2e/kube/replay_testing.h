@@ -36,7 +36,9 @@ inline std::string Recorded(const std::string& name) {
 inline Answer File(const std::string& name, int exit_code = 0, const std::string& err_file = "") {
   return Answer{exit_code, Recorded(name), err_file.empty() ? "" : Recorded(err_file)};
 }
-inline Answer Text(const std::string& out, int exit_code = 0, const std::string& err = "") { return Answer{exit_code, out, err}; }
+inline Answer Text(const std::string& out, int exit_code = 0, const std::string& err = "") {
+  return Answer{exit_code, out, err};
+}
 
 class ReplayRunner : public CommandRunner {
  public:
@@ -48,7 +50,9 @@ class ReplayRunner : public CommandRunner {
     rules_.push_back({std::move(words), std::move(answers), 0});
     return *this;
   }
-  ReplayRunner& On(std::vector<std::string> words, Answer a) { return On(std::move(words), std::vector<Answer>{a}); }
+  ReplayRunner& On(std::vector<std::string> words, Answer a) {
+    return On(std::move(words), std::vector<Answer>{a});
+  }
 
   netns::ProcessResult Run(const CommandSpec& cmd) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -84,7 +88,8 @@ class ReplayRunner : public CommandRunner {
 
   netns::Process Start(const CommandSpec& cmd) override {
     const netns::ProcessResult r = Run(cmd);
-    return netns::Process::Start({"sh", "-c", "printf '%s' \"$0\"; exit $1", r.out, std::to_string(r.exit_code)});
+    return netns::Process::Start(
+        {"sh", "-c", "printf '%s' \"$0\"; exit $1", r.out, std::to_string(r.exit_code)});
   }
 
   std::vector<std::string> unmatched() const {

@@ -72,15 +72,16 @@ int main(int argc, char** argv) {
   try {
     netns::Netns node = netns::Netns::Create("bnode");
     netns::Netns pod = netns::Netns::Create("bpod");
-    netns::RunChecked({"ip", "-n", node.name(), "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0", "netns", pod.name()});
+    netns::RunChecked({"ip", "-n", node.name(), "link", "add", "veth-pod", "type", "veth", "peer", "name",
+                       "eth0", "netns", pod.name()});
     netns::RunChecked({"ip", "-n", pod.name(), "addr", "add", "100.126.0.2/24", "dev", "eth0"});
     netns::RunChecked({"ip", "-n", pod.name(), "link", "set", "eth0", "up"});
     bpf_probe::testing::TestDatapath dp;
     auto link = bpf_probe::XdpLink::Attach(pod.ref(), "eth0", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
     bpf_probe::AuthResultMap auth(dp.map(KM_MAP_AUTH_RES));
     for (int i = 0; i < KM_AUTH_RES_MAX_ENTRIES; ++i) {
-      auth.Put(bpf_probe::Tuple::Parse("10.244.0." + std::to_string(1 + i % 250) + ":" + std::to_string(40000 + i / 250) +
-                                       " -> 100.126.0.2:8080"),
+      auth.Put(bpf_probe::Tuple::Parse("10.244.0." + std::to_string(1 + i % 250) + ":" +
+                                       std::to_string(40000 + i / 250) + " -> 100.126.0.2:8080"),
                i % 2 ? bpf_probe::Verdict::kDeny : bpf_probe::Verdict::kAllow);
     }
     const auto tuple = bpf_probe::Tuple::Parse("10.244.0.7:40011 -> 100.126.0.2:8080");
@@ -88,11 +89,15 @@ int main(int argc, char** argv) {
     const std::string prog = "prog:" + std::to_string(dp.xdp_prog_id());
     const std::string map_id = std::to_string(auth.map().info().id);
 
-    std::printf("kmesh-probe evidence reads, median of %d runs (km_auth_res with %d entries)\n\n", runs, KM_AUTH_RES_MAX_ENTRIES);
+    std::printf("kmesh-probe evidence reads, median of %d runs (km_auth_res with %d entries)\n\n", runs,
+                KM_AUTH_RES_MAX_ENTRIES);
     std::printf("  %-26s %-52s %13s  %7s\n", "read", "how", "time", "ratio");
     const auto catalog = bpf_probe::MapCatalog::FromProgram(dp.xdp_prog_id());
-    const double a1 = MedianMicros(runs, [&] { kube::LookupAuth(catalog, tuple, bpf_probe::PortOrder::kHost); });
-    const double a2 = MedianMicros(runs, [&] { Check(netns::Run({probe, "--maps", prog, "auth", "--tuple", tuple.ToString()})); });
+    const double a1 =
+        MedianMicros(runs, [&] { kube::LookupAuth(catalog, tuple, bpf_probe::PortOrder::kHost); });
+    const double a2 = MedianMicros(runs, [&] {
+      Check(netns::Run({probe, "--maps", prog, "auth", "--tuple", tuple.ToString()}));
+    });
     std::vector<std::string> bpftool = {"bpftool", "-j", "map", "lookup", "id", map_id, "key", "hex"};
     std::string key = Hex(bpf_probe::EncodeTupleKey(tuple));
     for (size_t at = 0; at < key.size(); at += 3) bpftool.push_back(key.substr(at, 2));
@@ -102,8 +107,12 @@ int main(int argc, char** argv) {
     Row("", "bpftool -j map lookup id N key hex ...", a3, a1);
 
     const double x1 = MedianMicros(runs, [&] { bpf_probe::QueryXdp(pod.ref(), "eth0"); });
-    const double x2 = MedianMicros(runs, [&] { Check(netns::Run({probe, "xdp", "--netns", pod.path(), "--dev", "eth0"})); });
-    const double x3 = MedianMicros(runs, [&] { Check(netns::Run({"ip", "-j", "-n", pod.name(), "link", "show", "dev", "eth0"})); });
+    const double x2 = MedianMicros(runs, [&] {
+      Check(netns::Run({probe, "xdp", "--netns", pod.path(), "--dev", "eth0"}));
+    });
+    const double x3 = MedianMicros(runs, [&] {
+      Check(netns::Run({"ip", "-j", "-n", pod.name(), "link", "show", "dev", "eth0"}));
+    });
     std::printf("\n");
     Row("XDP of the pod's eth0", "in process (kind transport)", x1, x1);
     Row("", "kmesh-probe xdp --netns NS --dev eth0", x2, x1);
@@ -111,7 +120,8 @@ int main(int argc, char** argv) {
     const double spawn = MedianMicros(runs, [&] { Check(netns::Run({"true"})); });
     std::printf("\n");
     Row("(starting any process)", "true", spawn, a1);
-    std::printf("\nOn a cluster the probe transport adds one `kubectl exec` per read (an API server round trip).\n");
+    std::printf(
+        "\nOn a cluster the probe transport adds one `kubectl exec` per read (an API server round trip).\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_probe: %s\n", e.what());
     return 1;

@@ -1,10 +1,9 @@
 // Unit tier: kmesh-probe is one self-contained file (no program interpreter, no shared library), so
 // `kubectl cp` into any Kmesh pod (openEuler, not Debian) is enough to run it; and its command line
 // refuses bad input with a usage message and status 2.
-#include <catch2/catch.hpp>
-
 #include <elf.h>
 
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <vector>
 
@@ -27,7 +26,9 @@ TEST_CASE("kmesh-probe is statically linked: no interpreter, no DT_NEEDED") {
   const std::vector<char> bin = ReadAll(path);
   REQUIRE(bin.size() > sizeof(Elf64_Ehdr));
   const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(bin.data());
-  REQUIRE(std::string(reinterpret_cast<const char*>(eh->e_ident), 4) == "\x7f" "ELF");
+  REQUIRE(std::string(reinterpret_cast<const char*>(eh->e_ident), 4) ==
+          "\x7f"
+          "ELF");
   REQUIRE(eh->e_ident[EI_CLASS] == ELFCLASS64);
   REQUIRE(eh->e_phoff + static_cast<size_t>(eh->e_phnum) * sizeof(Elf64_Phdr) <= bin.size());
   size_t needed = 0;
@@ -74,7 +75,8 @@ TEST_CASE("kmesh-probe: usage errors exit 2 and say what was wrong") {
     CHECK(r.out.empty());
   }
   // Bad values inside a valid command are error reports (exit 1) that name the value.
-  const auto bad = kmesh::netns::Run({probe, "--maps", "pin:/nonexistent", "auth", "--tuple", "10.0.0.1:1 -> nowhere"});
+  const auto bad =
+      kmesh::netns::Run({probe, "--maps", "pin:/nonexistent", "auth", "--tuple", "10.0.0.1:1 -> nowhere"});
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.out, Contains("\"error\""));
   CHECK_THAT(bad.out, Contains("nowhere"));

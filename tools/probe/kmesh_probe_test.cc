@@ -3,11 +3,10 @@
 // xfrm policies), read through the same JSON the kube env reads (e2e/kube/probe_json.h), and compared with
 // what the framework's collectors read directly. Nothing is left behind: namespaces, the XDP link and the
 // maps are RAII; the pin test uses a bpffs in a private mount namespace that dies with its process.
-#include <catch2/catch.hpp>
-
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -27,14 +26,16 @@
 
 using namespace kmesh;
 using namespace kmesh::kube;
+using Catch::Matchers::Contains;
 using kmesh::bpf_probe::testing::TestDatapath;
 using kmesh::netns::Netns;
-using Catch::Matchers::Contains;
 
 namespace {
 
 // Addresses nobody else on the machine uses (the probe finds a pod by its address in all of /proc).
-std::string Addr(int host) { return "100.127." + std::to_string(getpid() % 250) + "." + std::to_string(host); }
+std::string Addr(int host) {
+  return "100.127." + std::to_string(getpid() % 250) + "." + std::to_string(host);
+}
 
 // A node namespace and a pod namespace behind a veth (the pod side named eth0, as in Kubernetes).
 struct NodeAndPod {
@@ -43,11 +44,12 @@ struct NodeAndPod {
   std::string node_ip = Addr(1), pod_ip = Addr(2);
   NodeAndPod() {
     using netns::RunChecked;
-    RunChecked({"ip", "-n", node.name(), "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0", "netns", pod.name()});
+    RunChecked({"ip", "-n", node.name(), "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0",
+                "netns", pod.name()});
     RunChecked({"ip", "-n", node.name(), "addr", "add", node_ip + "/24", "dev", "veth-pod"});
     RunChecked({"ip", "-n", pod.name(), "addr", "add", pod_ip + "/24", "dev", "eth0"});
-    for (const auto& [ns, dev] : {std::pair{node.name(), "veth-pod"}, std::pair{pod.name(), "eth0"}, std::pair{node.name(), "lo"},
-                                  std::pair{pod.name(), "lo"}}) {
+    for (const auto& [ns, dev] : {std::pair{node.name(), "veth-pod"}, std::pair{pod.name(), "eth0"},
+                                  std::pair{node.name(), "lo"}, std::pair{pod.name(), "lo"}}) {
       RunChecked({"ip", "-n", ns, "link", "set", dev, "up"});
     }
   }
@@ -77,7 +79,9 @@ std::string Tool(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("kmesh-probe reads a pod's XDP attachment, Kmesh's maps through it, and km_auth_res, as the framework does") {
+TEST_CASE(
+    "kmesh-probe reads a pod's XDP attachment, Kmesh's maps through it, and km_auth_res, as the framework "
+    "does") {
   NodeAndPod np;
   TestDatapath dp;
   auto link = bpf_probe::XdpLink::Attach(np.pod.ref(), "eth0", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
@@ -90,13 +94,15 @@ TEST_CASE("kmesh-probe reads a pod's XDP attachment, Kmesh's maps through it, an
   p.action = bpf_probe::PolicyAction::kDeny;
   p.scope = bpf_probe::PolicyScope::kWorkloadSelector;
   const uint32_t key = policy;
-  dp.map(KM_MAP_AUTHZ_POLICY).Update(bpf_probe::ByteView(reinterpret_cast<const uint8_t*>(&key), 4),
-                                     bpf_probe::EncodeAuthzPolicyValue(p));
+  dp.map(KM_MAP_AUTHZ_POLICY)
+      .Update(bpf_probe::ByteView(reinterpret_cast<const uint8_t*>(&key), 4),
+              bpf_probe::EncodeAuthzPolicyValue(p));
   const auto denied = bpf_probe::Tuple::Parse(np.node_ip + ":42001 -> " + np.pod_ip + ":8080");
   bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(denied, bpf_probe::Verdict::kDeny);
 
   // Which namespace holds the pod's address, found in /proc like a Kmesh pod finds it in /host/proc.
-  const NetnsOwner owner = NetnsOwnerFromJson(Report({"find-netns", "--ip", np.pod_ip}, "find-netns"), "find-netns");
+  const NetnsOwner owner =
+      NetnsOwnerFromJson(Report({"find-netns", "--ip", np.pod_ip}, "find-netns"), "find-netns");
   CHECK(owner.inode == np.pod.ref().inode());
   CHECK(owner.ifname == "eth0");
 
@@ -109,18 +115,22 @@ TEST_CASE("kmesh-probe reads a pod's XDP attachment, Kmesh's maps through it, an
   CHECK(via.program()->id == direct.program()->id);
   CHECK(via.program()->tag == direct.program()->tag);
   CHECK(via.program()->map_ids == direct.program()->map_ids);
-  CHECK(XdpAttachmentFromJson(Report({"xdp", "--netns", np.pod.path(), "--dev", "eth0"}, "xdp"), "xdp").program()->id ==
-        dp.xdp_prog_id());
+  CHECK(XdpAttachmentFromJson(Report({"xdp", "--netns", np.pod.path(), "--dev", "eth0"}, "xdp"), "xdp")
+            .program()
+            ->id == dp.xdp_prog_id());
 
   // Maps, found through the XDP program on the pod's interface and its tail calls (and by program id).
-  for (const std::string source : {"xdp:" + np.pod_ip, "prog:" + std::to_string(dp.xdp_prog_id())}) {
+  for (const std::string& source :
+       std::vector<std::string>{"xdp:" + np.pod_ip, "prog:" + std::to_string(dp.xdp_prog_id())}) {
     INFO(source);
-    const MapsReport m = MapsReportFromJson(Report({"--maps", source, "maps", "--workload-ip", np.pod_ip}, "maps"), "maps");
+    const MapsReport m =
+        MapsReportFromJson(Report({"--maps", source, "maps", "--workload-ip", np.pod_ip}, "maps"), "maps");
     CHECK(m.HasPolicy(policy));
     CHECK(m.workload_id == workload);
     CHECK(m.WorkloadLists(policy));
     CHECK(m.authz_value_problem.empty());
-    auto auth = std::find_if(m.maps.begin(), m.maps.end(), [](const MapSummary& s) { return s.name == KM_MAP_AUTH_RES; });
+    auto auth = std::find_if(m.maps.begin(), m.maps.end(),
+                             [](const MapSummary& s) { return s.name == KM_MAP_AUTH_RES; });
     REQUIRE(auth != m.maps.end());
     CHECK(auth->entries == 1);
     CHECK(auth->key_size == KM_TUPLE_SIZE);
@@ -128,20 +138,27 @@ TEST_CASE("kmesh-probe reads a pod's XDP attachment, Kmesh's maps through it, an
 
   // km_auth_res: the cached DENY for exactly that tuple, nothing for another source port.
   const std::string maps = "xdp:" + np.pod_ip;
-  const AuthReport deny = AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", denied.ToString()}, "auth"), "auth");
+  const AuthReport deny =
+      AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", denied.ToString()}, "auth"), "auth");
   REQUIRE(deny.verdict.has_value());
   CHECK(*deny.verdict == bpf_probe::Verdict::kDeny);
   CHECK(deny.tuple == denied);
   const auto other = bpf_probe::Tuple::Parse(np.node_ip + ":42002 -> " + np.pod_ip + ":8080");
-  CHECK_FALSE(AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", other.ToString()}, "auth"), "auth").verdict.has_value());
+  CHECK_FALSE(
+      AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", other.ToString()}, "auth"), "auth")
+          .verdict.has_value());
   // Kmesh v1.2.0 keys ports in network order: the same entry is not found that way.
-  CHECK_FALSE(AuthReportFromJson(Report({"--maps", maps, "--port-order", "network", "auth", "--tuple", denied.ToString()}, "auth"), "a")
-                  .verdict.has_value());
+  CHECK_FALSE(
+      AuthReportFromJson(
+          Report({"--maps", maps, "--port-order", "network", "auth", "--tuple", denied.ToString()}, "auth"),
+          "a")
+          .verdict.has_value());
 
   // An address no namespace holds is an error report naming where it looked.
   const auto r = RunProbe({"--maps", "xdp:" + Addr(99), "maps"});
   CHECK(r.exit_code == 1);
-  CHECK_THROWS_WITH(ParseReport(r.out, "maps", "probe"), Contains("no network namespace under /proc or /run/netns holds " + Addr(99)));
+  CHECK_THROWS_WITH(ParseReport(r.out, "maps", "probe"),
+                    Contains("no network namespace under /proc or /run/netns holds " + Addr(99)));
 }
 
 TEST_CASE("kmesh-probe finds Kmesh's maps in a pin folder, as in a Kmesh pod's /sys/fs/bpf") {
@@ -154,7 +171,8 @@ TEST_CASE("kmesh-probe finds Kmesh's maps in a pin folder, as in a Kmesh pod's /
   // A bpffs of our own in a private mount namespace (Kmesh's pin layout), gone when the shell exits.
   std::string script = "set -e; " + Tool("mount") + " -t bpf bpf " + dir + "; ";
   for (const char* name : {KM_MAP_AUTH_RES, KM_MAP_AUTHZ_POLICY, KM_MAP_WLPOLICY, KM_MAP_FRONTEND}) {
-    script += Tool("bpftool") + " map pin id " + std::to_string(dp.map(name).info().id) + " " + dir + "/" + name + "; ";
+    script += Tool("bpftool") + " map pin id " + std::to_string(dp.map(name).info().id) + " " + dir + "/" +
+              name + "; ";
   }
   script += ProbeBinary() + " --maps pin:" + dir + " auth --tuple '" + t.ToString() + "'";
   const auto r = netns::Run({Tool("unshare"), "--mount", "--propagation", "private", "sh", "-c", script}, {},
@@ -173,17 +191,24 @@ TEST_CASE("kmesh-probe's xfrm report of a node equals the framework's netlink sn
   NodeAndPod np;
   const std::string ns = np.node.name();
   // Kmesh's policy layout (kmesh-facts.md §3.4); policies need no ESP, which this kernel lacks.
-  netns::RunChecked({"ip", "-n", ns, "xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "10.244.0.0/24", "dir", "in", "mark", "0xd0",
-                     "mask", "0xffffffff", "tmpl", "src", "172.18.0.3", "dst", "172.18.0.2", "proto", "esp", "reqid", "1", "mode",
-                     "tunnel"});
-  netns::RunChecked({"ip", "-n", ns, "xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "10.244.0.0/24", "dir", "fwd", "mark", "0xd0",
-                     "mask", "0xffffffff", "tmpl", "src", "172.18.0.3", "dst", "172.18.0.2", "proto", "esp", "reqid", "1", "mode",
-                     "tunnel"});
-  netns::RunChecked({"ip", "-n", ns, "xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "10.244.1.0/24", "dir", "out", "mark", "0xe0",
-                     "mask", "0xffffffff", "tmpl", "src", "172.18.0.2", "dst", "172.18.0.3", "proto", "esp", "spi", "0x00000002", "reqid",
-                     "1", "mode", "tunnel"});
+  netns::RunChecked({"ip",         "-n",        ns,           "xfrm",          "policy", "add",
+                     "src",        "0.0.0.0/0", "dst",        "10.244.0.0/24", "dir",    "in",
+                     "mark",       "0xd0",      "mask",       "0xffffffff",    "tmpl",   "src",
+                     "172.18.0.3", "dst",       "172.18.0.2", "proto",         "esp",    "reqid",
+                     "1",          "mode",      "tunnel"});
+  netns::RunChecked({"ip",         "-n",        ns,           "xfrm",          "policy", "add",
+                     "src",        "0.0.0.0/0", "dst",        "10.244.0.0/24", "dir",    "fwd",
+                     "mark",       "0xd0",      "mask",       "0xffffffff",    "tmpl",   "src",
+                     "172.18.0.3", "dst",       "172.18.0.2", "proto",         "esp",    "reqid",
+                     "1",          "mode",      "tunnel"});
+  netns::RunChecked({"ip",         "-n",        ns,           "xfrm",          "policy", "add",
+                     "src",        "0.0.0.0/0", "dst",        "10.244.1.0/24", "dir",    "out",
+                     "mark",       "0xe0",      "mask",       "0xffffffff",    "tmpl",   "src",
+                     "172.18.0.2", "dst",       "172.18.0.3", "proto",         "esp",    "spi",
+                     "0x00000002", "reqid",     "1",          "mode",          "tunnel"});
   const xfrm::XfrmSnapshot direct = xfrm::Snapshot(np.node.ref());
-  const xfrm::XfrmSnapshot via = XfrmSnapshotFromJson(Report({"xfrm", "--netns", np.node.path()}, "xfrm").at("snapshot"), "xfrm");
+  const xfrm::XfrmSnapshot via =
+      XfrmSnapshotFromJson(Report({"xfrm", "--netns", np.node.path()}, "xfrm").at("snapshot"), "xfrm");
   CHECK(via.netns == np.node.path());
   REQUIRE(via.policies.size() == 3);
   REQUIRE(direct.policies.size() == 3);
@@ -204,19 +229,22 @@ TEST_CASE("kmesh-probe's xfrm report of a node equals the framework's netlink sn
   CHECK(sorted(via.stats.counters) == sorted(direct.stats.counters));
 
   // Deleting a state that is not there says which one and where.
-  const auto r = RunProbe({"xfrm-delete-state", "--netns", np.node.path(), "--src", "172.18.0.3", "--dst", "172.18.0.2", "--spi", "9"});
+  const auto r = RunProbe({"xfrm-delete-state", "--netns", np.node.path(), "--src", "172.18.0.3", "--dst",
+                           "172.18.0.2", "--spi", "9"});
   CHECK(r.exit_code == 1);
-  CHECK_THROWS_WITH(ParseReport(r.out, "xfrm-delete-state", "probe"),
-                    Contains("delete xfrm state esp spi 0x00000009 src 172.18.0.3 dst 172.18.0.2 in " + np.node.path()) &&
-                        Contains("ESRCH"));
+  CHECK_THROWS_WITH(
+      ParseReport(r.out, "xfrm-delete-state", "probe"),
+      Contains("delete xfrm state esp spi 0x00000009 src 172.18.0.3 dst 172.18.0.2 in " + np.node.path()) &&
+          Contains("ESRCH"));
 }
 
 TEST_CASE("kmesh-probe captures a probe's packets on the pod's interface and saves the pcap") {
   NodeAndPod np;
   const std::string pcap = e2e::CaseOutputDir() + "/pod.pcap";
   const e2e::Tuple inner{np.node_ip, 42005, np.pod_ip, 8080};
-  auto capture = netns::Process::Start({ProbeBinary(), "capture", "--pod-ip", np.pod_ip, "--filter", "tcp port 8080", "--seconds", "3",
-                                        "--inner", inner.ToString(), "--save", pcap});
+  auto capture =
+      netns::Process::Start({ProbeBinary(), "capture", "--pod-ip", np.pod_ip, "--filter", "tcp port 8080",
+                             "--seconds", "3", "--inner", inner.ToString(), "--save", pcap});
   std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the capture opens its handle first
   e2e::ProbeSpec spec;
   spec.dst_ip = np.pod_ip;
@@ -228,7 +256,8 @@ TEST_CASE("kmesh-probe captures a probe's packets on the pod's interface and sav
   const auto r = capture.Wait(std::chrono::milliseconds(15000));
   INFO(r.Describe());
   REQUIRE(r.exit_code == 0);
-  const auto s = CaptureSummaryFromJson(ParseReport(r.out, "capture", "kmesh-probe capture").at("summary"), "capture");
+  const auto s =
+      CaptureSummaryFromJson(ParseReport(r.out, "capture", "kmesh-probe capture").at("summary"), "capture");
   INFO(s.Describe());
   CHECK(s.interface == "eth0");
   CHECK(s.packets >= 2);

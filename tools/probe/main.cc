@@ -27,7 +27,8 @@
 namespace kmesh::kube {
 namespace {
 
-constexpr const char* kUsage = R"(kmesh-probe: Kmesh node evidence as JSON (one report on stdout; exit 1 with {"error": ...} on failure)
+constexpr const char* kUsage =
+    R"(kmesh-probe: Kmesh node evidence as JSON (one report on stdout; exit 1 with {"error": ...} on failure)
 
 usage: kmesh-probe [--proc DIR] [--maps SOURCE] [--port-order host|network] COMMAND [options]
 
@@ -75,16 +76,17 @@ struct Args {
 
 Args ParseArgs(int argc, char** argv) {
   static const std::vector<std::string> kFlags = {"--include-raw-keys", "--help"};
-  static const std::vector<std::string> kValued = {"--proc",  "--maps",   "--port-order", "--netns",   "--tuple",
-                                                   "--workload-ip", "--pod-ip", "--pid", "--dev", "--ip", "--netns-dir",
-                                                   "--iface", "--peer",   "--filter",     "--seconds", "--max-packets",
-                                                   "--save",  "--inner",  "--marker",     "--direction", "--src",
-                                                   "--dst",   "--spi",    "--proto",      "--mark"};
+  static const std::vector<std::string> kValued = {
+      "--proc",    "--maps",        "--port-order", "--netns",     "--tuple",  "--workload-ip", "--pod-ip",
+      "--pid",     "--dev",         "--ip",         "--netns-dir", "--iface",  "--peer",        "--filter",
+      "--seconds", "--max-packets", "--save",       "--inner",     "--marker", "--direction",   "--src",
+      "--dst",     "--spi",         "--proto",      "--mark"};
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--", 0) != 0) {
-      if (!a.command.empty()) throw UsageError("unexpected argument \"" + arg + "\" (command is " + a.command + ")");
+      if (!a.command.empty())
+        throw UsageError("unexpected argument \"" + arg + "\" (command is " + a.command + ")");
       a.command = arg;
       continue;
     }
@@ -106,7 +108,8 @@ int ParseInt(const std::string& what, const std::string& text, long min, long ma
   char* end = nullptr;
   const long v = std::strtol(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || v < min || v > max) {
-    throw UsageError(what + " \"" + text + "\": expected a number in " + std::to_string(min) + ".." + std::to_string(max));
+    throw UsageError(what + " \"" + text + "\": expected a number in " + std::to_string(min) + ".." +
+                     std::to_string(max));
   }
   return static_cast<int>(v);
 }
@@ -119,9 +122,11 @@ std::string NetnsDir(const Args& a) { return a.Get("--netns-dir", DefaultNetnsDi
 netns::NetnsRef TargetNetns(const Args& a) {
   if (a.Has("--netns")) return netns::NetnsRef::Resolve(a.Get("--netns"));
   if (a.Has("--pid")) {
-    return netns::NetnsRef::Resolve(ProcRoot(a) + "/" + std::to_string(ParseInt("--pid", a.Get("--pid"), 1, 1 << 30)) + "/ns/net");
+    return netns::NetnsRef::Resolve(
+        ProcRoot(a) + "/" + std::to_string(ParseInt("--pid", a.Get("--pid"), 1, 1 << 30)) + "/ns/net");
   }
-  if (a.Has("--pod-ip")) return netns::NetnsRef::Resolve(RequireNetnsOwning(ProcRoot(a), a.Get("--pod-ip"), NetnsDir(a)).netns);
+  if (a.Has("--pod-ip"))
+    return netns::NetnsRef::Resolve(RequireNetnsOwning(ProcRoot(a), a.Get("--pod-ip"), NetnsDir(a)).netns);
   return netns::NetnsRef::Resolve(ProcRoot(a) + "/1/ns/net");
 }
 
@@ -141,7 +146,9 @@ nlohmann::json CmdAuth(const Args& a) {
   return ToJson(LookupAuth(OpenCatalog(Maps(a)), tuple, Order(a)));
 }
 
-nlohmann::json CmdMaps(const Args& a) { return ToJson(SummarizeMaps(OpenCatalog(Maps(a)), a.Get("--workload-ip"))); }
+nlohmann::json CmdMaps(const Args& a) {
+  return ToJson(SummarizeMaps(OpenCatalog(Maps(a)), a.Get("--workload-ip")));
+}
 
 nlohmann::json CmdXdp(const Args& a) {
   if (a.Has("--pod-ip")) return ToJson(XdpOfPod(ProcRoot(a), a.Get("--pod-ip"), a.Get("--dev"), NetnsDir(a)));
@@ -149,7 +156,9 @@ nlohmann::json CmdXdp(const Args& a) {
   return ToJson(bpf_probe::QueryXdp(TargetNetns(a), a.Get("--dev", "eth0")));
 }
 
-nlohmann::json CmdFindNetns(const Args& a) { return ToJson(RequireNetnsOwning(ProcRoot(a), a.Need("--ip"), NetnsDir(a))); }
+nlohmann::json CmdFindNetns(const Args& a) {
+  return ToJson(RequireNetnsOwning(ProcRoot(a), a.Need("--ip"), NetnsDir(a)));
+}
 
 e2e::Tuple ToE2eTuple(const std::string& text) {
   const auto t = bpf_probe::Tuple::Parse(text);
@@ -169,8 +178,10 @@ nlohmann::json CmdCapture(const Args& a) {
     throw UsageError("capture needs --iface or --peer (or --pod-ip)");
   }
   spec.filter = a.Get("--filter");
-  spec.max_duration = std::chrono::milliseconds(1000L * ParseInt("--seconds", a.Get("--seconds", "5"), 1, 3600));
-  spec.max_packets = static_cast<size_t>(ParseInt("--max-packets", a.Get("--max-packets", "10000"), 1, 10000000));
+  spec.max_duration =
+      std::chrono::milliseconds(1000L * ParseInt("--seconds", a.Get("--seconds", "5"), 1, 3600));
+  spec.max_packets =
+      static_cast<size_t>(ParseInt("--max-packets", a.Get("--max-packets", "10000"), 1, 10000000));
   if (a.Has("--save")) {
     std::string path = a.Get("--save");
     const auto slash = path.rfind('/');
@@ -200,10 +211,12 @@ xfrm::Mark ParseMarkArg(const std::string& text) {
   auto num = [&](const std::string& s) {
     char* end = nullptr;
     const unsigned long long v = std::strtoull(s.c_str(), &end, 0);
-    if (s.empty() || *end != '\0' || v > UINT32_MAX) throw UsageError("--mark \"" + text + "\": expected VALUE/MASK like 0xd0/0xffffffff");
+    if (s.empty() || *end != '\0' || v > UINT32_MAX)
+      throw UsageError("--mark \"" + text + "\": expected VALUE/MASK like 0xd0/0xffffffff");
     return static_cast<uint32_t>(v);
   };
-  if (slash == std::string::npos) throw UsageError("--mark \"" + text + "\": expected VALUE/MASK like 0xd0/0xffffffff");
+  if (slash == std::string::npos)
+    throw UsageError("--mark \"" + text + "\": expected VALUE/MASK like 0xd0/0xffffffff");
   return xfrm::Mark{num(text.substr(0, slash)), num(text.substr(slash + 1))};
 }
 
@@ -214,7 +227,8 @@ nlohmann::json CmdXfrmDeleteState(const Args& a) {
   const std::string spi = a.Need("--spi");
   char* end = nullptr;
   const unsigned long long v = std::strtoull(spi.c_str(), &end, 0);
-  if (spi.empty() || *end != '\0' || v > UINT32_MAX) throw UsageError("--spi \"" + spi + "\": expected a number like 0x00000002");
+  if (spi.empty() || *end != '\0' || v > UINT32_MAX)
+    throw UsageError("--spi \"" + spi + "\": expected a number like 0x00000002");
   s.spi = xfrm::Spi{static_cast<uint32_t>(v)};
   const std::string proto = a.Get("--proto", "esp");
   if (proto != "esp") throw UsageError("--proto \"" + proto + "\": only esp (Kmesh's) is supported");
@@ -238,8 +252,12 @@ int Main(int argc, char** argv) {
     return 0;
   }
   static const std::map<std::string, nlohmann::json (*)(const Args&)> kCommands = {
-      {"xfrm", CmdXfrm},       {"auth", CmdAuth},       {"maps", CmdMaps},
-      {"xdp", CmdXdp},         {"find-netns", CmdFindNetns}, {"capture", CmdCapture},
+      {"xfrm", CmdXfrm},
+      {"auth", CmdAuth},
+      {"maps", CmdMaps},
+      {"xdp", CmdXdp},
+      {"find-netns", CmdFindNetns},
+      {"capture", CmdCapture},
       {"xfrm-delete-state", CmdXfrmDeleteState}};
   auto it = kCommands.find(a.command);
   if (it == kCommands.end()) {

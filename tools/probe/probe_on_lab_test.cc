@@ -27,7 +27,9 @@ nlohmann::json Report(std::vector<std::string> args, const std::string& command)
 
 }  // namespace
 
-TEST_CASE("kmesh-probe on a lab node reads what the lab Env reads: policy realized, DENY for the tuple, xdp_authz") {
+TEST_CASE(
+    "kmesh-probe on a lab node reads what the lab Env reads: policy realized, DENY for the tuple, "
+    "xdp_authz") {
   lab::LabEnv env;
   const App server = env.Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
   const App client = env.Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
@@ -40,12 +42,14 @@ TEST_CASE("kmesh-probe on a lab node reads what the lab Env reads: policy realiz
 
   // The lab's maps are not pinned: kmesh-probe finds them through the XDP program on the server pod.
   const std::string maps = "xdp:" + server.ip;
-  const kube::MapsReport m = kube::MapsReportFromJson(Report({"--maps", maps, "maps", "--workload-ip", server.ip}, "maps"), "maps");
+  const kube::MapsReport m =
+      kube::MapsReportFromJson(Report({"--maps", maps, "maps", "--workload-ip", server.ip}, "maps"), "maps");
   CHECK(m.HasPolicy(realized.policy_id));
   CHECK(m.workload_id == server.workload_id);
   CHECK(m.WorkloadLists(realized.policy_id));
 
-  const kube::AuthReport a = kube::AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", tuple.ToString()}, "auth"), "auth");
+  const kube::AuthReport a =
+      kube::AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", tuple.ToString()}, "auth"), "auth");
   const auto lab_verdict = env.AuthVerdict(server, tuple);
   REQUIRE(lab_verdict.has_value());
   REQUIRE(a.verdict.has_value());
@@ -60,7 +64,8 @@ TEST_CASE("kmesh-probe on a lab node reads what the lab Env reads: policy realiz
   CHECK(xdp.mode == lab_xdp.mode);
 
   // And the client side: the probe's source namespace is the client pod's.
-  const auto owner = kube::NetnsOwnerFromJson(Report({"find-netns", "--ip", client.ip}, "find-netns"), "find-netns");
+  const auto owner =
+      kube::NetnsOwnerFromJson(Report({"find-netns", "--ip", client.ip}, "find-netns"), "find-netns");
   CHECK(owner.inode == env.lab().pod_of(env.lab().app(client.name)).ns.ref().inode());
   env.Remove(policies);
 }
