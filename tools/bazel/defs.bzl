@@ -79,7 +79,8 @@ def kmesh_vm_test(name, srcs = [], deps = [], data = [], tier = "kernel", kernel
         srcs = ["//tools/vm:vm_test.sh"],
         args = [kernel, "$(rootpath :%s)" % binary] + args,
         data = [":" + binary, "//tools/vm:runner"],
-        tags = [tier, "vm", "no-sandbox", "no-remote"] + tags,
+        # exclusive: a TCG guest wants both cores; next to other tests it boots several times slower.
+        tags = [tier, "vm", "exclusive", "no-sandbox", "no-remote"] + tags,
         env = dict(env, KMESH_E2E_TIER = tier),
         size = size,
     )
