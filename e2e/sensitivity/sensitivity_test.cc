@@ -1,7 +1,8 @@
 // Sensitivity: the suites must catch real datapath faults. Every lab fault is switched on for a run of
 // the suite that should notice it; the fault counts as caught only when a case of that run failed *and*
 // its explanation names the fault's evidence (not merely "something failed"). Prints a table
-// fault x cases that caught it. IPsec faults run in one tools/vm guest (they need ESP).
+// fault x cases that caught it. IPsec faults run in one tools/vm guest (they need ESP). Faults are the
+// lab's, so the suites run on the lab whatever KMESH_E2E_ENV says.
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -97,7 +98,7 @@ TEST_CASE("sensitivity: every lab fault is caught by a case whose explanation na
     const std::string out = root + "/" + row.fault;
     fs::create_directories(out);
     kmesh::netns::ProcessOptions opts;
-    opts.env = {"KMESH_E2E_LAB_FAULTS=" + row.fault, "TEST_UNDECLARED_OUTPUTS_DIR=" + out, "XML_OUTPUT_FILE=",
+    opts.env = {"KMESH_E2E_ENV=lab", "KMESH_E2E_LAB_FAULTS=" + row.fault, "TEST_UNDECLARED_OUTPUTS_DIR=" + out, "XML_OUTPUT_FILE=",
                 "TESTBRIDGE_TEST_ONLY="};
     opts.output = kmesh::netns::ProcessOptions::Output::kFile;
     opts.output_file = out + "/suite.log";
@@ -115,7 +116,7 @@ TEST_CASE("sensitivity: every lab fault is caught by a case whose explanation na
     if (row.suite != "ipsec") continue;
     const std::string out = root + "/" + row.fault;
     fs::create_directories(out);
-    script += "KMESH_E2E_LAB_FAULTS=" + row.fault + " TEST_UNDECLARED_OUTPUTS_DIR=" + Quote(out) +
+    script += "KMESH_E2E_ENV=lab KMESH_E2E_LAB_FAULTS=" + row.fault + " TEST_UNDECLARED_OUTPUTS_DIR=" + Quote(out) +
               " XML_OUTPUT_FILE= TESTBRIDGE_TEST_ONLY= " + Quote(ipsec) + " " + Quote(row.filter) + " > " +
               Quote(out + "/suite.log") + " 2>&1; echo $? > " + Quote(out + "/exit_code") + "\n";
   }
