@@ -28,8 +28,15 @@ def junit_files(bep_path):
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--target-dirs":
+        # One line per test target of the run: the folder holding its test.xml and test.outputs.
+        import os
+        for _label, xml, _status in junit_files(sys.argv[2]):
+            if xml:
+                print(os.path.dirname(xml))
+        return 0
     if len(sys.argv) not in (2, 3):
-        print("usage: test_summary.py BUILD_EVENTS.json [BAZEL_EXIT_CODE]", file=sys.stderr)
+        print("usage: test_summary.py BUILD_EVENTS.json [BAZEL_EXIT_CODE] | --target-dirs BUILD_EVENTS.json", file=sys.stderr)
         return 2
     bazel_rc = int(sys.argv[2]) if len(sys.argv) == 3 else 0
     passed = failed = 0

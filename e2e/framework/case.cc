@@ -1,6 +1,7 @@
 #include "e2e/framework/case.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -38,6 +39,8 @@ nlohmann::json Case::ToJson() const {
   j["title"] = title_;
   j["env"] = env_;
   j["passed"] = failures_.empty();
+  // A run with lab faults injected on purpose (e2e/sensitivity): the report keeps it apart.
+  if (const char* faults = std::getenv("KMESH_E2E_LAB_FAULTS"); faults && *faults) j["lab_faults"] = faults;
   j["failures"] = failures_;
   j["notes"] = notes_;
   j["finished"] = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -24,6 +24,6 @@ TEST_CASE("each test case gets its own evidence folder under the run's folder") 
   if (const char* bazel = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR")) {
     CHECK(std::filesystem::path(dir).parent_path() == std::filesystem::path(bazel));
   }
-  std::ofstream(dir + "/evidence.json") << "{}\n";
-  CHECK(std::filesystem::exists(dir + "/evidence.json"));
+  std::ofstream(dir + "/probe-file.txt") << "{}\n";
+  CHECK(std::filesystem::exists(dir + "/probe-file.txt"));
 }

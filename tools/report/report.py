@@ -138,6 +138,9 @@ class Run:
     junit_counts: Dict[str, Tuple[int, int]]    # target -> (test cases, failed)
     sources: List[str]
     warnings: List[str]
+    # Bundles of suite runs with lab faults injected on purpose (e2e/sensitivity): their failures are the
+    # point, so they are listed apart and never counted as the run's results.
+    fault_runs: List[Bundle] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -373,8 +376,11 @@ class Collector:
                     orphans.append((label, c))
                     for b in mine:
                         b.junit_unexplained = True
+        fault_runs = [b for b in bundles if b.doc.get("lab_faults")]
+        bundles = [b for b in bundles if not b.doc.get("lab_faults")]
         bundles.sort(key=lambda b: (b.suite, b.target, b.started or 0, b.title))
-        return Run(bundles, orphans, counts, self.sources, self.warnings)
+        fault_runs.sort(key=lambda b: (str(b.doc.get("lab_faults")), b.suite, b.title))
+        return Run(bundles, orphans, counts, self.sources, self.warnings, fault_runs)
 
 
 def collect(paths: List[str]) -> Run:
@@ -456,6 +462,10 @@ def summary_text(run: Run, max_failed: int = 20) -> str:
         out.append(f"... and {len(failed) - max_failed} more failed cases (see the HTML report)")
     for target, c in run.junit_orphans:
         out.append(f"FAILED {target} \"{c.name}\" (Catch2) without a failed bundle: {c.failures[0].splitlines()[0]}")
+    if run.fault_runs:
+        caught = sum(1 for b in run.fault_runs if not b.passed)
+        out.append(f"sensitivity: {len(run.fault_runs)} cases ran with lab faults injected (not counted above); "
+                   f"{caught} of them failed, as they should")
     for w in run.warnings:
         if not any(w == b.problem for b in run.bundles):
             out.append(f"warning: {w}")
@@ -907,6 +917,13 @@ class Page:
             side += (f'<table class="grid small"><tr><th>test target (JUnit)</th><th>Catch2 cases</th><th>failed</th></tr>'
                      f'{junit}</table>')
         alerts = ""
+        if run.fault_runs:
+            rows = "".join(f"<li>{esc(b.doc.get('lab_faults'))}: {esc(b.suite)} / {esc(b.title)} — "
+                           f"{'failed (caught)' if not b.passed else 'PASSED (not caught)'}</li>"
+                           for b in run.fault_runs)
+            alerts += (f'<details class="alert"><summary>{len(run.fault_runs)} cases ran with lab faults injected '
+                       f'(e2e/sensitivity); not counted above: their failures are the point</summary><ul>{rows}</ul>'
+                       f'</details>')
         for t, c in run.junit_orphans:
             alerts += (f'<div class="alert bad"><b>{esc(t)}: Catch2 test case "{esc(c.name)}" failed</b> and no bundle '
                        f'explains it:<pre class="failure">{esc(chr(10).join(c.failures))}</pre></div>')
