@@ -74,6 +74,14 @@ struct Realized {
   std::chrono::milliseconds waited{0};
 };
 
+// A continuous load running in the background (a LoadGenerator in the lab, fortio in a pod on a
+// cluster); Wait() returns every request's record.
+class LoadRun {
+ public:
+  virtual ~LoadRun() = default;
+  virtual LoadReport Wait() = 0;
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -97,7 +105,7 @@ class Env {
   virtual ProbeOutcome Probe(const App& client, const App& server, ProbeSpec spec) = 0;
   // A source port no earlier probe of this run used (set it in ProbeSpec to know the tuple up front).
   virtual uint16_t NextSourcePort() = 0;
-  virtual LoadGenerator StartLoad(const App& client, const App& server, LoadSpec spec) = 0;
+  virtual std::unique_ptr<LoadRun> StartLoad(const App& client, const App& server, LoadSpec spec) = 0;
 
   // Evidence.
   virtual std::optional<bpf_probe::Verdict> AuthVerdict(const App& server, const bpf_probe::Tuple& t) = 0;

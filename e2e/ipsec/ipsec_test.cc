@@ -229,14 +229,14 @@ TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
   load.probe.http = false;
   load.requests_per_second = 20;
   load.duration = std::chrono::milliseconds(8000);
-  LoadGenerator gen = w.env->StartLoad(w.client, w.server, load);
+  std::unique_ptr<LoadRun> gen = w.env->StartLoad(w.client, w.server, load);
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   const auto applied = Clock::now();
   ApplySecret(w, c, old_spi + 1);
   Layout rotated = WaitLayout(w, c, w.spi, "after rotation");
   c.Set("rotation_ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - applied).count());
   EncryptedProbe p = ProbeEncrypted(w, c, "new-spi");
-  LoadReport report = gen.Wait();
+  LoadReport report = gen->Wait();
   c.Set("load", report.ToJson());
 
   CHECK(rotated.report.ok());

@@ -632,13 +632,21 @@ e2e::ProbeOutcome KubeEnv::Probe(const e2e::App& client, const e2e::App& server,
   return out;
 }
 
-e2e::LoadGenerator KubeEnv::StartLoad(const e2e::App&, const e2e::App&, e2e::LoadSpec) {
-  throw Error(
-      "kube env: Env::StartLoad must return a LoadGenerator, which sends its requests from a local network "
-      "namespace and "
-      "cannot be built from recorded results; on a cluster the load runs in a fortio pod: use "
-      "kube::KubeEnv::StartFortioLoad(client, server, spec).Wait(), which returns the same LoadReport "
-      "(e2e/kube/fortio.h says what fortio's aggregates can and cannot tell)");
+namespace {
+
+class FortioLoadRun : public e2e::LoadRun {
+ public:
+  explicit FortioLoadRun(FortioRun r) : r_(std::move(r)) {}
+  e2e::LoadReport Wait() override { return r_.Wait(); }
+
+ private:
+  FortioRun r_;
+};
+
+}  // namespace
+
+std::unique_ptr<e2e::LoadRun> KubeEnv::StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) {
+  return std::make_unique<FortioLoadRun>(StartFortioLoad(client, server, spec));
 }
 
 FortioRun KubeEnv::StartFortioLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) {

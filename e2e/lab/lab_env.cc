@@ -147,9 +147,23 @@ e2e::ProbeOutcome LabEnv::Probe(const e2e::App& client, const e2e::App& server, 
   return e2e::Probe(lab_->pod_of(lab_->app(client.name)).ns.ref(), spec);
 }
 
-e2e::LoadGenerator LabEnv::StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) {
+namespace {
+
+class GeneratorRun : public e2e::LoadRun {
+ public:
+  explicit GeneratorRun(e2e::LoadGenerator g) : g_(std::move(g)) {}
+  e2e::LoadReport Wait() override { return g_.Wait(); }
+
+ private:
+  e2e::LoadGenerator g_;
+};
+
+}  // namespace
+
+std::unique_ptr<e2e::LoadRun> LabEnv::StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) {
   if (spec.probe.dst_ip.empty()) std::tie(spec.probe.dst_ip, spec.probe.dst_port) = ServiceAddress(server);
-  return e2e::LoadGenerator::Start(lab_->pod_of(lab_->app(client.name)).ns.ref(), spec);
+  return std::make_unique<GeneratorRun>(
+      e2e::LoadGenerator::Start(lab_->pod_of(lab_->app(client.name)).ns.ref(), spec));
 }
 
 std::optional<bpf_probe::Verdict> LabEnv::AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) {
