@@ -20,6 +20,7 @@
 #include "bpf_probe/maps.h"
 #include "bpf_probe/prog.h"
 #include "bpf_probe/testing/test_datapath.h"
+#include "bpf_probe/testing/private_bpffs.h"
 
 using namespace kmesh::bpf_probe;
 using kmesh::bpf_probe::testing::CreateMap;
@@ -34,25 +35,7 @@ std::set<std::string> Names(const std::vector<MapInfo>& maps) {
   return out;
 }
 
-// Runs fn on a thread with a private mount namespace and a fresh bpffs at `dir`: pins made there vanish
-// with the thread, whatever happens, and the machine's mounts are never touched.
-void WithPrivateBpffs(const std::string& dir, const std::function<void()>& fn) {
-  std::exception_ptr error;
-  std::thread t([&] {
-    try {
-      if (unshare(CLONE_NEWNS) != 0) kmesh::ThrowErrno("unshare(CLONE_NEWNS)");
-      if (mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) kmesh::ThrowErrno("make / private");
-      if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) kmesh::ThrowErrno("mkdir " + dir);
-      if (mount("bpf", dir.c_str(), "bpf", 0, nullptr) != 0) kmesh::ThrowErrno("mount bpffs at " + dir);
-      fn();
-    } catch (...) {
-      error = std::current_exception();
-    }
-  });
-  t.join();
-  rmdir(dir.c_str());
-  if (error) std::rethrow_exception(error);
-}
+using kmesh::bpf_probe::testing::WithPrivateBpffs;
 
 }  // namespace
 

@@ -138,17 +138,4 @@ void AuthzDatapath::SetFaults(uint32_t faults) {
   Check(bpf_map_update_elem(map_fd(LAB_MAP_CONFIG), &zero, &cfg, BPF_ANY), "km_lab_config update");
 }
 
-void AuthzDatapath::ClearAuthResults() {
-  const int fd = map_fd(KM_MAP_AUTH_RES);
-  km_tuple key{}, next{};
-  std::vector<km_tuple> keys;
-  void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    keys.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  for (auto& k : keys) bpf_map_delete_elem(fd, &k);
-}
-
 }  // namespace kmesh::lab

@@ -35,9 +35,6 @@ class AuthzDatapath {
   void DeletePolicy(uint32_t policy_id);
   // km_lab_config.faults (LAB_FAULT_* bits).
   void SetFaults(uint32_t faults);
-  // Removes every km_auth_res entry (what Kmesh does when connections close; the lab never reuses a
-  // tuple, but a test of "removing a policy restores access" wants a clean cache).
-  void ClearAuthResults();
 
   int prog_fd() const;
   uint32_t prog_id() const;

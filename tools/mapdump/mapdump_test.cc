@@ -28,6 +28,7 @@
 #include "netns/netns.h"
 #include "netns/process.h"
 #include "tools/mapdump/commands.h"
+#include "bpf_probe/testing/private_bpffs.h"
 
 using namespace kmesh::bpf_probe;
 using kmesh::bpf_probe::testing::CreateMap;
@@ -67,24 +68,7 @@ struct Filled {
   }
 };
 
-// Runs fn on a thread with its own mount namespace and a fresh bpffs at `dir` (gone with the thread).
-void WithPrivateBpffs(const std::string& dir, const std::function<void()>& fn) {
-  std::exception_ptr error;
-  std::thread t([&] {
-    try {
-      if (unshare(CLONE_NEWNS) != 0) kmesh::ThrowErrno("unshare(CLONE_NEWNS)");
-      if (mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) kmesh::ThrowErrno("make / private");
-      if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) kmesh::ThrowErrno("mkdir " + dir);
-      if (mount("bpf", dir.c_str(), "bpf", 0, nullptr) != 0) kmesh::ThrowErrno("mount bpffs at " + dir);
-      fn();
-    } catch (...) {
-      error = std::current_exception();
-    }
-  });
-  t.join();
-  rmdir(dir.c_str());
-  if (error) std::rethrow_exception(error);
-}
+using kmesh::bpf_probe::testing::WithPrivateBpffs;
 
 // kmesh::mapdump::Run in this process (so it sees this thread's mounts), output captured.
 std::pair<int, std::string> RunHere(const std::vector<std::string>& args) {
