@@ -66,6 +66,16 @@ filegroup(
 )
 
 filegroup(name = "tree_info", srcs = ["tree_info.json"])
+
+# The tree's files as they are in the tree (its own config header under original/): what the identity
+# digest covers, recomputed by every build that reads it, so an edit after the fetch shows.
+filegroup(
+    name = "identity_files",
+    srcs = glob(
+        ["bpf/**", "api/v2-c/**", "config/**", "original/**"],
+        exclude = ["config/kmesh_marcos_def.h"],
+    ) + ["kmesh_macros_env.sh"],
+)
 """
 
 def _exists(rctx, path):
@@ -153,8 +163,9 @@ def _kmesh_tree_impl(rctx):
     if _MACROS_HEADER not in files:
         fail("@kmesh_src: %s has no %s; is it a Kmesh tree?" % (tree, _MACROS_HEADER))
     for f in files:
-        if f != _MACROS_HEADER:
-            rctx.symlink("%s/%s" % (tree, f), f)
+        # The tree's own config header is kept (for the identity digest) under original/; the one the
+        # sources include is generated below.
+        rctx.symlink("%s/%s" % (tree, f), "original/" + f if f == _MACROS_HEADER else f)
 
     # Kmesh's own kmesh_macros_env.sh rewrites config/kmesh_marcos_def.h relative to its working directory
     # (kmesh_macros_env.sh set_config; run by kmesh_compile_env_pre.sh set_enhanced_kernel_env): run it here
@@ -170,7 +181,8 @@ def _kmesh_tree_impl(rctx):
     )
 
     # Identity: git commit when the tree is a checkout (with whether the used files differ from it), and
-    # always a digest over the files used, compared with the digest of the pinned snapshot.
+    # always a digest over the files used, compared with the digest of the pinned snapshot. Both are as of
+    # the fetch; kmesh_bpf_object recomputes the digest from its inputs at build time.
     digest = _run(rctx, "digest of the Kmesh files used", [
         "bash",
         "-c",
@@ -210,6 +222,7 @@ def _kmesh_tree_impl(rctx):
         "  \"digest\": %s" % _json_string("sha256:" + digest),
         "  \"digest_vs_pinned\": %s" % _json_string(vs_pinned),
         "  \"files\": %d" % len(files),
+        "  \"as_of\": \"fetch\"",
     ]))
     rctx.file("BUILD.bazel", _BUILD.format(path = tree, found_by = found_by))
 
