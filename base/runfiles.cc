@@ -39,7 +39,7 @@ std::string Runfile(const std::string& rel) {
     tried += "\n  " + p;
   }
   // Started from the workspace (e.g. `bazel-bin/tools/foo` in the source tree): fall back to bazel-bin.
-  for (const std::string p : {"bazel-bin/" + rel, rel}) {
+  for (const std::string& p : {"bazel-bin/" + rel, rel}) {
     if (Exists(p)) {
       char real[4096];
       if (realpath(p.c_str(), real)) return real;

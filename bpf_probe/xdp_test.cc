@@ -77,7 +77,9 @@ TEST_CASE("an XDP program attached to a veth in a new namespace is reported with
     CHECK(all[1].mode == XdpMode::kNative);
 
     // By the pid of a process living in the namespace, as for a pod.
-    auto sleeper = kmesh::netns::Process::Start({"sleep", "30"}, {p.srv.ref()});
+    kmesh::netns::ProcessOptions in_srv;
+    in_srv.netns = p.srv.ref();
+    auto sleeper = kmesh::netns::Process::Start({"sleep", "30"}, in_srv);
     CHECK(QueryXdp(NetnsRef::OfPid(sleeper.pid()), "veth-s").program()->id == loaded.id);
     sleeper.Stop();
 

@@ -37,23 +37,25 @@ struct ChildPlan {
   pid_t parent = 0;
 };
 
+// Reports which step failed (and its errno) to the parent over status_fd, then exits the child.
+[[noreturn]] void ChildFail(int status_fd, int code) {
+  int e = errno;
+  (void)!write(status_fd, &code, sizeof code);
+  (void)!write(status_fd, &e, sizeof e);
+  _exit(127);
+}
+
 [[noreturn]] void ChildMain(const ChildPlan& p, int status_fd) {
-  auto fail = [&](int code) {
-    int e = errno;
-    (void)!write(status_fd, &code, sizeof code);
-    (void)!write(status_fd, &e, sizeof e);
-    _exit(127);
-  };
   setpgid(0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != p.parent) _exit(127);  // the harness died before the prctl took effect
-  if (p.netns_fd >= 0 && setns(p.netns_fd, CLONE_NEWNET) != 0) fail(1);
-  if (p.cwd != nullptr && chdir(p.cwd) != 0) fail(2);
+  if (p.netns_fd >= 0 && setns(p.netns_fd, CLONE_NEWNET) != 0) ChildFail(status_fd, 1);
+  if (p.cwd != nullptr && chdir(p.cwd) != 0) ChildFail(status_fd, 2);
   dup2(p.devnull, 0);
   if (p.stdout_fd >= 0) dup2(p.stdout_fd, 1);
   if (p.stderr_fd >= 0) dup2(p.stderr_fd, 2);
   execvpe(p.argv[0], p.argv.data(), const_cast<char**>(p.envp.data()));
-  fail(3);
+  ChildFail(status_fd, 3);
 }
 
 }  // namespace

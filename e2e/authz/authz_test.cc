@@ -32,10 +32,10 @@ World& TheWorld() {
   static World* w = [] {
     auto* w = new World();
     w->env = MakeEnv();
-    w->server = w->env->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1"});
+    w->server = w->env->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
     w->wp_server = w->env->Deploy({"httpbin-wp", AppKind::kServer, 1, "test-ns1", {}, true});
-    w->a = w->env->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2"});
-    w->b = w->env->Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3"});
+    w->a = w->env->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
+    w->b = w->env->Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3", {}, false});
     std::atexit([] { delete TheWorld().env.release(); });
     return w;
   }();

@@ -44,8 +44,8 @@ World& TheWorld() {
   static World* w = [] {
     auto* w = new World();
     w->env = MakeEnv();
-    w->server = w->env->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1"});
-    w->client = w->env->Deploy({"sleep", AppKind::kClient, 0, "test-ns1"});
+    w->server = w->env->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
+    w->client = w->env->Deploy({"sleep", AppKind::kClient, 0, "test-ns1", {}, false});
     std::atexit([] { delete TheWorld().env.release(); });
     return w;
   }();

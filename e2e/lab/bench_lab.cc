@@ -31,9 +31,9 @@ int main(int argc, char** argv) {
   for (int i = 0; i < n; ++i) {
     auto t0 = Clock::now();
     auto env = std::make_unique<kmesh::lab::LabEnv>();
-    auto server = env->Deploy({"httpbin", kmesh::e2e::AppKind::kServer, 1, "test-ns1"});
-    auto a = env->Deploy({"sleep-a", kmesh::e2e::AppKind::kClient, 0, "test-ns2"});
-    env->Deploy({"sleep-b", kmesh::e2e::AppKind::kClient, 0, "test-ns3"});
+    auto server = env->Deploy({"httpbin", kmesh::e2e::AppKind::kServer, 1, "test-ns1", {}, false});
+    auto a = env->Deploy({"sleep-a", kmesh::e2e::AppKind::kClient, 0, "test-ns2", {}, false});
+    env->Deploy({"sleep-b", kmesh::e2e::AppKind::kClient, 0, "test-ns3", {}, false});
     up.push_back(Ms(Clock::now() - t0));
     if (i == 0) {
       auto policies = env->Apply(kmesh::policy::RenderPolicyTemplate(

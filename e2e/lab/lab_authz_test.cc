@@ -58,9 +58,9 @@ Tuple TupleOf(const kmesh::lab::App& client, uint16_t sport, const kmesh::lab::A
 
 TEST_CASE("lab: httpbin answers a sleep client across nodes, and a DENY ipBlocks policy drops the selected client") {
   auto lab = Lab::Up();
-  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1"});
-  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2"});
-  const auto& b = lab->Deploy({"sleep-b", AppKind::kSleep, "node1", "test-ns2"});
+  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
+  const auto& b = lab->Deploy({"sleep-b", AppKind::kSleep, "node1", "test-ns2", {}, false});
 
   auto before = CurlFrom(*lab, a, server.ip, server.port, 40001);
   CHECK(before.exit_code == 0);
@@ -81,8 +81,8 @@ TEST_CASE("lab: httpbin answers a sleep client across nodes, and a DENY ipBlocks
 
 TEST_CASE("lab: each XDP fault changes what it says it changes") {
   auto lab = Lab::Up();
-  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1"});
-  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2"});
+  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
   lab->Apply(RenderPolicyTemplate("ip-deny", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
   uint16_t port = 41000;
 
@@ -111,7 +111,7 @@ TEST_CASE("lab: up then down leaves no namespace, XDP program, map or process") 
   pid_t gunicorn = 0;
   {
     auto lab = Lab::Up();
-    const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node1", "test-ns1"});
+    const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node1", "test-ns1", {}, false});
     for (const auto& n : lab->topology().nodes()) namespaces.push_back(n->ns.name());
     for (const auto& p : lab->topology().pods()) namespaces.push_back(p->ns.name());
     prog_id = lab->datapath("node1").prog_id();

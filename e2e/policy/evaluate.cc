@@ -35,10 +35,6 @@ bool Any(const std::vector<T>& list, F&& f) {
   return std::any_of(list.begin(), list.end(), std::forward<F>(f));
 }
 
-bool AnyString(const std::vector<std::string>& patterns, const std::string& value) {
-  return Any(patterns, [&](const std::string& p) { return StringMatch(p, value); });
-}
-
 // A list field matches when empty (not set) or when any entry matches; a not-field when no entry does.
 template <typename T, typename F>
 bool Field(const std::vector<T>& in, const std::vector<T>& not_in, F&& match) {

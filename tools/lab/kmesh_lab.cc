@@ -116,8 +116,8 @@ int Up(bool ipsec) {
     try {
       lab = kmesh::lab::Lab::Up();
       lab->Deploy({"httpbin", kmesh::lab::AppKind::kHttpbin, "node2", "test-ns1", {}, true});
-      lab->Deploy({"sleep-a", kmesh::lab::AppKind::kSleep, "node1", "test-ns2"});
-      lab->Deploy({"sleep-b", kmesh::lab::AppKind::kSleep, "node1", "test-ns3"});
+      lab->Deploy({"sleep-a", kmesh::lab::AppKind::kSleep, "node1", "test-ns2", {}, false});
+      lab->Deploy({"sleep-b", kmesh::lab::AppKind::kSleep, "node1", "test-ns3", {}, false});
       if (ipsec) lab->ApplySecret(DemoSecret());
       std::ofstream(kStateFile) << Describe(*lab).dump(2) << "\n";
     } catch (const std::exception& e) {

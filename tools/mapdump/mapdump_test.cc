@@ -152,7 +152,9 @@ TEST_CASE("xdp shows the attachments of a namespace; --netns/--dev reaches the a
   CHECK_THAT(r.out, Catch::Matches("(.|\\n)*\\neth0 +[0-9]+ +native +" + f.prog + " +kmt_xdp_authz +[0-9a-f]{16} (.|\\n)*"));
   CHECK_THAT(r.out, Catch::Matches("(.|\\n)*\\neth1 +[0-9]+ +-\\n(.|\\n)*"));
 
-  auto sleeper = kmesh::netns::Process::Start({"sleep", "30"}, {ns.ref()});
+  kmesh::netns::ProcessOptions in_ns;
+  in_ns.netns = ns.ref();
+  auto sleeper = kmesh::netns::Process::Start({"sleep", "30"}, in_ns);
   r = Mapdump({"xdp", "--pid", std::to_string(sleeper.pid()), "--dev", "eth0", "--json"});
   const auto j = nlohmann::json::parse(r.out);
   CHECK(j["interfaces"][0]["programs"][0]["id"] == f.dp.xdp_prog_id());
