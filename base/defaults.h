@@ -34,6 +34,10 @@ inline Millis AppReady() { return Tunable("APP_READY", Millis(90000)); }
 // head, each later read) to make progress before it gives up on that connection.
 inline Millis WaypointIo() { return Tunable("WAYPOINT_IO", Millis(5000)); }
 
+// A lab node's cgroup v2 emptied (its processes killed through cgroup.kill) before it is removed: a
+// killed process leaves the cgroup within milliseconds; the bound covers a loaded machine.
+inline Millis CgroupDrained() { return Tunable("CGROUP_DRAINED", Millis(5000)); }
+
 // Child processes the harness runs (ip, tc, curl): killed after this.
 inline Millis Command() { return Tunable("COMMAND", Millis(20000)); }
 

@@ -30,6 +30,7 @@ struct ChildPlan {
   std::vector<std::string> env_storage;
   std::vector<char*> envp;
   int netns_fd = -1;
+  int cgroup_procs_fd = -1;
   int stdout_fd = -1;
   int stderr_fd = -1;
   int devnull = -1;
@@ -49,6 +50,7 @@ struct ChildPlan {
   setpgid(0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != p.parent) _exit(127);  // the harness died before the prctl took effect
+  if (p.cgroup_procs_fd >= 0 && write(p.cgroup_procs_fd, "0", 1) != 1) ChildFail(status_fd, 4);
   if (p.netns_fd >= 0 && setns(p.netns_fd, CLONE_NEWNET) != 0) ChildFail(status_fd, 1);
   if (p.cwd != nullptr && chdir(p.cwd) != 0) ChildFail(status_fd, 2);
   dup2(p.devnull, 0);
@@ -92,6 +94,7 @@ Process Process::Start(const std::vector<std::string>& argv, const ProcessOption
   plan.envp.push_back(nullptr);
   plan.parent = getpid();
   if (!opts.cwd.empty()) plan.cwd = opts.cwd.c_str();
+  plan.cgroup_procs_fd = opts.join_cgroup_procs_fd;
 
   std::vector<int> to_close;
   auto cleanup = [&] {
@@ -166,7 +169,10 @@ Process Process::Start(const std::vector<std::string>& argv, const ProcessOption
     waitpid(pid, nullptr, 0);
     if (out_pipe[0] >= 0) close(out_pipe[0]);
     if (err_pipe[0] >= 0) close(err_pipe[0]);
-    const char* step = code == 1 ? "enter the network namespace" : code == 2 ? "chdir" : "exec";
+    const char* step = code == 1   ? "enter the network namespace"
+                       : code == 2 ? "chdir"
+                       : code == 4 ? "join the cgroup"
+                                   : "exec";
     ThrowErrno(std::string("cannot ") + step + " for `" + Join(argv) + "`", child_errno);
   }
   Process p;

@@ -21,6 +21,9 @@ struct ProcessOptions {
   std::string cwd;                       // working directory (else the caller's)
   enum class Output { kCapture, kFile, kInherit, kDiscard } output = Output::kCapture;
   std::string output_file;               // for kFile: stdout and stderr both go here (appended)
+  // An open "cgroup.procs" of a cgroup v2 (lab::NodeCgroup): the child writes "0" to it before exec, so
+  // the program runs in that cgroup from its first instruction. The caller keeps it open until Start returns.
+  int join_cgroup_procs_fd = -1;
 };
 
 struct ProcessResult {
