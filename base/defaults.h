@@ -26,6 +26,11 @@ inline Millis XfrmConverged() { return Tunable("XFRM_CONVERGED", Millis(15000));
 inline Millis XdpAttached() { return Tunable("XDP_ATTACHED", Millis(5000)); }
 inline Millis PollInterval() { return Tunable("POLL_INTERVAL", Millis(50)); }
 
+// A lab node's kmesh-lab-daemon (the Kmesh daemon stand-in that runs Kmesh's C deserializer): starting
+// and answering one request (a deserializer call and a few map writes take well under 10 ms here; the
+// bound covers an emulated guest and a loaded host).
+inline Millis LabDaemonReply() { return Tunable("LAB_DAEMON_REPLY", Millis(10000)); }
+
 // Applications in the lab (gunicorn + httpbin starting under Python: under 1 s here, but the first start
 // in an emulated guest reads Python over 9p with a cold cache and has taken over 30 s).
 inline Millis AppReady() { return Tunable("APP_READY", Millis(90000)); }

@@ -1,0 +1,33 @@
+// The pipe protocol between KmeshPolicyWriter (the client, in the harness) and kmesh-lab-daemon (one per
+// lab node): one JSON object per line each way. The client writes requests on the daemon's stdin; the
+// daemon answers each, in order, on the reply descriptor (fd 3), because Kmesh's deserializer prints its
+// own log lines on stdout (deserialization_to_bpf_map.c:25-39), which goes to the daemon's log file.
+//
+// Every reply has "ok" (bool) and, when false, "error" (a sentence). Requests ("op" and its members):
+//   apply_authorization   wire_hex: the workload API Authorization's proto3 bytes (what istiod sends)
+//                         -> policy_id, stored_key, ret
+//   remove_authorization  resource: "<namespace>/<name>"                -> policy_id, ret
+//   lookup_authorization  resource or policy_id                         -> found, authorization (JSON)
+//   store_workload        uid, node, addresses ["10.244.2.7"], policies ["ns/name"], host_network
+//                         -> workload_id, wlpolicy {written, policy_ids, dropped}, frontends,
+//                         removed_frontends
+//   remove_workload       uid                                           -> known, workload_id,
+//   removed_frontend ids                   names: [...]  (no allocation)                 -> ids {name: id or
+//   null} ping                                                                -> pid
+// On start, before any request, the daemon writes {"ok": true, "ready": true, "pid": n} (or ok false and
+// exits) on the reply descriptor.
+#pragma once
+
+namespace kmesh::lab::daemon_protocol {
+
+inline constexpr int kReplyFd = 3;
+
+inline constexpr const char* kApplyAuthorization = "apply_authorization";
+inline constexpr const char* kRemoveAuthorization = "remove_authorization";
+inline constexpr const char* kLookupAuthorization = "lookup_authorization";
+inline constexpr const char* kStoreWorkload = "store_workload";
+inline constexpr const char* kRemoveWorkload = "remove_workload";
+inline constexpr const char* kIds = "ids";
+inline constexpr const char* kPing = "ping";
+
+}  // namespace kmesh::lab::daemon_protocol

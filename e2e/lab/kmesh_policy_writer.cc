@@ -1,0 +1,321 @@
+#include "e2e/lab/kmesh_policy_writer.h"
+
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "base/defaults.h"
+#include "base/error.h"
+#include "base/runfiles.h"
+#include "bpf_probe/dump.h"
+#include "bpf_probe/maps.h"
+#include "e2e/lab/kmesh_daemon_protocol.h"
+
+extern char** environ;
+
+namespace kmesh::lab {
+
+using nlohmann::json;
+namespace proto = daemon_protocol;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The maps the daemon writes, by the kernel (and pin) name Kmesh gives them.
+const char* const kDaemonMaps[] = {"km_authz_policy", "kmesh_map64", "kmesh_map192", "kmesh_map296",
+                                   "kmesh_map1600",   "km_frontend", "km_wlpolicy"};
+
+void MakeDirs(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) ThrowErrno("create folder " + cur);
+  }
+}
+
+std::string Hex(const std::string& bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+
+void WriteAll(int fd, const std::string& s, const std::string& what) {
+  size_t off = 0;
+  while (off < s.size()) {
+    const ssize_t n = write(fd, s.data() + off, s.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ThrowErrno(what);
+    }
+    off += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+KmeshPolicyWriter::KmeshPolicyWriter(const PolicyWriterOptions& options) : options_(options) {
+  if (options_.node_name.empty()) throw Error("KmeshPolicyWriter: node_name is empty");
+  if (options_.state_dir.empty()) throw Error("KmeshPolicyWriter: state_dir is empty");
+  MakeDirs(options_.state_dir);
+  log_path_ = options_.state_dir + "/kmesh-lab-daemon.log";
+  const std::string binary =
+      options_.daemon_binary.empty() ? Runfile("e2e/lab/kmesh-lab-daemon") : options_.daemon_binary;
+
+  // The map ids, from the node's pins (the daemon opens them by id, so it needs no bpffs of its own).
+  std::vector<std::string> args = {binary, "--node", options_.node_name, "--state-dir", options_.state_dir};
+  for (const char* name : kDaemonMaps) {
+    const auto m = bpf_probe::Map::OpenPinned(options_.pin_dir + "/" + name);
+    args.push_back("--map");
+    args.push_back(std::string(name) + "=" + std::to_string(m.info().id));
+  }
+
+  // Everything the child needs, prepared before fork (only async-signal-safe calls after it).
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int in_pipe[2], reply_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0) ThrowErrno("pipe for kmesh-lab-daemon's input");
+  if (pipe2(reply_pipe, O_CLOEXEC) != 0) {
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    ThrowErrno("pipe for kmesh-lab-daemon's replies");
+  }
+  const int log_fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int saved_errno = errno;
+  auto close_all = [&] {
+    for (int fd : {in_pipe[0], in_pipe[1], reply_pipe[0], reply_pipe[1], log_fd}) {
+      if (fd >= 0) close(fd);
+    }
+  };
+  if (log_fd < 0) {
+    close_all();
+    ThrowErrno("open " + log_path_, saved_errno);
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int e = errno;
+    close_all();
+    ThrowErrno("fork kmesh-lab-daemon", e);
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    // fd 3 first (the other pipes may sit there), then stdin, stdout, stderr.
+    const int reply = fcntl(reply_pipe[1], F_DUPFD_CLOEXEC, 10);
+    const int input = fcntl(in_pipe[0], F_DUPFD_CLOEXEC, 10);
+    const int log = fcntl(log_fd, F_DUPFD_CLOEXEC, 10);
+    if (reply < 0 || input < 0 || log < 0) _exit(126);
+    if (dup2(reply, proto::kReplyFd) < 0 || dup2(input, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
+      _exit(126);
+    execve(argv[0], argv.data(), environ);
+    _exit(127);
+  }
+  pid_ = pid;
+  close(in_pipe[0]);
+  close(reply_pipe[1]);
+  close(log_fd);
+  to_daemon_ = in_pipe[1];
+  from_daemon_ = reply_pipe[0];
+
+  json ready;
+  try {
+    ready = ReadReply("kmesh-lab-daemon start (node " + options_.node_name + ")");
+  } catch (...) {
+    Stop();
+    throw;
+  }
+  if (!ready.value("ok", false)) {
+    Stop();
+    throw Error("kmesh-lab-daemon for node " + options_.node_name +
+                " did not start: " + ready.value("error", ready.dump()) + " (log: " + log_path_ + ")");
+  }
+}
+
+KmeshPolicyWriter::~KmeshPolicyWriter() { Stop(); }
+
+void KmeshPolicyWriter::Stop() {
+  if (to_daemon_ >= 0) close(to_daemon_);  // end of input: the daemon uninitializes and exits
+  to_daemon_ = -1;
+  if (pid_ > 0) {
+    const auto deadline = Clock::now() + defaults::LabDaemonReply();
+    int status = 0;
+    pid_t r = 0;
+    while ((r = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline) usleep(2000);
+    if (r == 0) {
+      kill(-pid_, SIGKILL);
+      kill(pid_, SIGKILL);  // in case it had not made its own group yet
+      waitpid(pid_, &status, 0);
+    }
+    pid_ = -1;
+  }
+  if (from_daemon_ >= 0) close(from_daemon_);
+  from_daemon_ = -1;
+}
+
+std::string KmeshPolicyWriter::DaemonTrouble() const {
+  std::ifstream in(log_path_);
+  std::vector<std::string> lines;
+  std::string l;
+  while (std::getline(in, l)) lines.push_back(l);
+  std::string tail;
+  for (size_t i = lines.size() > 5 ? lines.size() - 5 : 0; i < lines.size(); ++i) tail += "\n  " + lines[i];
+  return " (log " + log_path_ + (tail.empty() ? ", empty)" : ", last lines:" + tail + ")");
+}
+
+json KmeshPolicyWriter::ReadReply(const std::string& what) {
+  const auto deadline = Clock::now() + defaults::LabDaemonReply();
+  while (true) {
+    const auto nl = pending_.find('\n');
+    if (nl != std::string::npos) {
+      const std::string line = pending_.substr(0, nl);
+      pending_.erase(0, nl + 1);
+      try {
+        return json::parse(line);
+      } catch (const json::exception& e) {
+        throw Error(what + ": kmesh-lab-daemon answered with something that is not JSON: \"" + line + "\"");
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      throw Error(what + ": kmesh-lab-daemon (pid " + std::to_string(pid_) + ") gave no answer within " +
+                  std::to_string(defaults::LabDaemonReply().count()) + " ms (KMESH_E2E_LAB_DAEMON_REPLY_MS)" +
+                  DaemonTrouble());
+    }
+    pollfd p{from_daemon_, POLLIN, 0};
+    const int n = poll(&p, 1, static_cast<int>(left));
+    if (n < 0 && errno != EINTR) ThrowErrno(what + ": poll kmesh-lab-daemon");
+    if (n <= 0) continue;
+    char buf[4096];
+    const ssize_t got = read(from_daemon_, buf, sizeof buf);
+    if (got < 0 && errno != EINTR) ThrowErrno(what + ": read from kmesh-lab-daemon");
+    if (got == 0) {
+      throw Error(what + ": kmesh-lab-daemon (pid " + std::to_string(pid_) +
+                  ") closed its reply pipe: it exited" + DaemonTrouble());
+    }
+    if (got > 0) pending_.append(buf, static_cast<size_t>(got));
+  }
+}
+
+json KmeshPolicyWriter::Request(const json& req) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string what = "kmesh-lab-daemon (node " + options_.node_name + ") " + req.value("op", "?");
+  if (to_daemon_ < 0) throw Error(what + ": the daemon is stopped");
+  WriteAll(to_daemon_, req.dump() + "\n", what + ": write request");
+  json reply = ReadReply(what);
+  if (!reply.value("ok", false))
+    throw Error(what + ": " + reply.value("error", reply.dump()) + DaemonTrouble());
+  return reply;
+}
+
+PolicyWrite KmeshPolicyWriter::ApplyAuthorization(const workloadapi::Authorization& a) {
+  const json r = Request({{"op", proto::kApplyAuthorization}, {"wire_hex", Hex(workloadapi::Marshal(a))}});
+  return PolicyWrite{r.at("resource"), r.at("policy_id"), r.at("stored_key"), r.at("ret")};
+}
+
+PolicyWrite KmeshPolicyWriter::RemoveAuthorization(const std::string& resource_name) {
+  const json r = Request({{"op", proto::kRemoveAuthorization}, {"resource", resource_name}});
+  const uint32_t id = r.at("policy_id");
+  return PolicyWrite{resource_name, id, 0, r.at("ret")};
+}
+
+std::optional<workloadapi::Authorization> KmeshPolicyWriter::LookupAuthorization(
+    const std::string& resource_name) {
+  const json r = Request({{"op", proto::kLookupAuthorization}, {"resource", resource_name}});
+  if (!r.at("found").get<bool>()) return std::nullopt;
+  return workloadapi::FromJson(r.at("authorization"));
+}
+
+std::optional<workloadapi::Authorization> KmeshPolicyWriter::LookupAuthorizationById(uint32_t policy_id) {
+  const json r = Request({{"op", proto::kLookupAuthorization}, {"policy_id", policy_id}});
+  if (!r.at("found").get<bool>()) return std::nullopt;
+  return workloadapi::FromJson(r.at("authorization"));
+}
+
+WorkloadWrite KmeshPolicyWriter::StoreWorkload(const WorkloadSpec& w) {
+  const json r = Request({{"op", proto::kStoreWorkload},
+                          {"uid", w.uid},
+                          {"node", w.node},
+                          {"addresses", w.addresses},
+                          {"policies", w.policies},
+                          {"host_network", w.host_network}});
+  WorkloadWrite out;
+  out.workload_id = r.at("workload_id");
+  out.wlpolicy_written = r.at("wlpolicy").at("written");
+  out.policy_ids = r.at("wlpolicy").at("policy_ids").get<std::vector<uint32_t>>();
+  out.dropped = r.at("wlpolicy").at("dropped").get<std::vector<std::string>>();
+  out.frontends = r.at("frontends").get<std::vector<std::string>>();
+  out.removed_frontends = r.at("removed_frontends").get<std::vector<std::string>>();
+  return out;
+}
+
+bool KmeshPolicyWriter::RemoveWorkload(const std::string& uid) {
+  return Request({{"op", proto::kRemoveWorkload}, {"uid", uid}}).at("known").get<bool>();
+}
+
+std::optional<uint32_t> KmeshPolicyWriter::IdOf(const std::string& name) {
+  const json r = Request({{"op", proto::kIds}, {"names", {name}}});
+  const json& id = r.at("ids").at(name);
+  if (id.is_null()) return std::nullopt;
+  return id.get<uint32_t>();
+}
+
+// --- residue -------------------------------------------------------------------------------------------
+
+std::map<std::string, MapEntryCount> CountMapEntries(const std::string& pin_dir) {
+  std::map<std::string, MapEntryCount> out;
+  for (const auto& info : bpf_probe::ListPinnedMaps(pin_dir)) {
+    MapEntryCount c;
+    c.name = info.name;
+    c.id = info.id;
+    c.type = info.TypeName();
+    if (info.type != BPF_MAP_TYPE_RINGBUF && info.type != BPF_MAP_TYPE_USER_RINGBUF) {
+      c.entries = bpf_probe::MapCatalog::OpenInfo(info).CountEntries();
+    }
+    out[c.name] = c;
+  }
+  return out;
+}
+
+std::vector<std::string> ResidueAgainst(const std::map<std::string, MapEntryCount>& baseline,
+                                        const std::map<std::string, MapEntryCount>& now) {
+  auto text = [](const std::optional<uint64_t>& n) {
+    return n ? std::to_string(*n) : std::string("uncounted");
+  };
+  std::vector<std::string> out;
+  for (const auto& [name, b] : baseline) {
+    auto it = now.find(name);
+    if (it == now.end()) {
+      out.push_back(name + ": gone (baseline " + text(b.entries) + " entries)");
+    } else if (it->second.entries != b.entries) {
+      out.push_back(name + ": " + text(b.entries) + " -> " + text(it->second.entries) + " entries");
+    }
+  }
+  for (const auto& [name, n] : now) {
+    if (baseline.count(name) == 0) out.push_back(name + ": new map with " + text(n.entries) + " entries");
+  }
+  return out;
+}
+
+}  // namespace kmesh::lab
