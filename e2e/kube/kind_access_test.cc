@@ -1,8 +1,11 @@
 // Kernel tier: the kind node transport on this machine. A process stands for the kind node container: it
-// runs in a "node" namespace and in a private mount namespace with its own bpffs holding Kmesh-like pins,
-// as a kind node does; `docker inspect` (answered by the replay) gives its pid. The kube env must then read
-// the node's xfrm, Kmesh's maps through the node's pins, the pod's XDP attachment and a capture on the
-// node, with the framework's collectors, exactly as on kind.
+// runs in a "node" namespace, in a private mount namespace with its own bpffs holding Kmesh-like pins and
+// in its own pid namespace with its own /proc, where a process holds the pod's namespace, as a kind node
+// does; `docker inspect` (answered by the replay) gives its pid. The kube env must then read the node's
+// xfrm, Kmesh's maps through the node's pins, the pod's XDP attachment and a capture on the node, with the
+// framework's collectors, exactly as on kind; and find the pod among the node's processes only, though
+// another namespace on the machine (another cluster's pod) holds the same address.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -19,6 +22,7 @@
 #include "e2e/framework/case_output.h"
 #include "e2e/framework/traffic.h"
 #include "e2e/kube/kube_env.h"
+#include "e2e/kube/node_local.h"
 #include "e2e/kube/replay_testing.h"
 #include "e2e/policy/policy.h"
 #include "e2e/policy/template.h"
@@ -56,6 +60,15 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   RunChecked({"ip", "-n", pod.name(), "addr", "add", pod_ip + "/24", "dev", "eth0"});
   RunChecked({"ip", "-n", node.name(), "link", "set", "veth-pod", "up"});
   RunChecked({"ip", "-n", pod.name(), "link", "set", "eth0", "up"});
+  // Another cluster's pod with the same address, a process in it, outside the node: machine-wide, the
+  // address is ambiguous.
+  netns::Netns other = netns::Netns::Create("kother");
+  RunChecked({"ip", "-n", other.name(), "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"});
+  RunChecked({"ip", "-n", other.name(), "addr", "add", pod_ip + "/24", "dev", "eth0"});
+  netns::ProcessOptions other_opts;
+  other_opts.netns = other.ref();
+  other_opts.output = netns::ProcessOptions::Output::kDiscard;
+  netns::Process other_pod = netns::Process::Start({Tool("sleep"), "300"}, other_opts);
 
   // Kmesh-like maps and xdp program, with a realized DENY policy for the pod and a cached DENY.
   bpf_probe::testing::TestDatapath dp;
@@ -73,10 +86,12 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   const auto denied = bpf_probe::Tuple::Parse("10.244.0.12:42001 -> " + pod_ip + ":8080");
   bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(denied, bpf_probe::Verdict::kDeny);
 
-  // The "node container": its own bpffs with Kmesh's pins, in its own mount namespace, inside `node`.
+  // The "node container": its own bpffs with Kmesh's pins, in its own mount namespace, inside `node`; its
+  // own pid namespace and /proc, with the pod's process (a pause container) in `pod`.
   const std::string pins = e2e::CaseOutputDir() + "/node-bpffs";
   std::filesystem::create_directories(pins);
-  std::string script = "set -e; " + Tool("mount") + " -t bpf bpf " + pins + "; ";
+  std::string script = "set -e; " + Tool("nsenter") + " --net=" + pod.path() + " " + Tool("sleep") +
+                       " 300 & " + Tool("mount") + " -t bpf bpf " + pins + "; ";
   for (const char* name : {KM_MAP_AUTH_RES, KM_MAP_AUTHZ_POLICY, KM_MAP_WLPOLICY, KM_MAP_FRONTEND}) {
     script += Tool("bpftool") + " map pin id " + std::to_string(dp.map(name).info().id) + " " + pins + "/" +
               name + "; ";
@@ -85,16 +100,32 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   netns::ProcessOptions opts;
   opts.netns = node.ref();
   opts.output = netns::ProcessOptions::Output::kDiscard;
-  netns::Process container = netns::Process::Start(
-      {Tool("unshare"), "--mount", "--propagation", "private", "sh", "-c", script}, opts);
+  netns::Process container = netns::Process::Start({Tool("unshare"), "--mount", "--propagation", "private",
+                                                    "--pid", "--fork", "--mount-proc", "sh", "-c", script},
+                                                   opts);
+  const std::string node_proc = "/proc/" + std::to_string(container.pid()) + "/root/proc";
   const std::string seen_pins =
       "/proc/" + std::to_string(container.pid()) + "/root" + pins + "/" + KM_MAP_FRONTEND;
+  // The pod's process, as the node's /proc lists it.
+  auto pod_in_node = [&] {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(node_proc, ec)) {
+      struct stat st {};
+      if (stat((e.path() / "ns/net").c_str(), &st) == 0 && st.st_ino == pod.ref().inode()) return true;
+    }
+    return false;
+  };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (!std::filesystem::exists(seen_pins) && std::chrono::steady_clock::now() < deadline) {
+  while ((!std::filesystem::exists(seen_pins) || !pod_in_node()) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   REQUIRE(std::filesystem::exists(seen_pins));
+  REQUIRE(pod_in_node());
   REQUIRE(std::filesystem::is_empty(pins));  // the pins exist only in the node's mount namespace
+  // Machine-wide, the pod's address names two namespaces; the kind transport must look in the node only.
+  CHECK_THROWS_WITH(RequireNetnsOwning("/proc", pod_ip, "/run/netns"),
+                    Contains("network namespaces under /proc and /run/netns hold " + pod_ip));
 
   setenv("KMESH_E2E_KUBE_NODE_ACCESS", "kind", 1);
   setenv("KMESH_E2E_KUBE_PIN_DIR", pins.c_str(), 1);
@@ -132,6 +163,7 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   REQUIRE(x.attached());
   CHECK(x.program()->id == dp.xdp_prog_id());
   CHECK(x.ifname == "eth0");
+  CHECK_THAT(x.netns, Contains(node_proc + "/"));
 
   // xfrm of the node's namespace (policies only: this kernel has no ESP for states).
   RunChecked({"ip",         "-n",        node.name(),  "xfrm",          "policy", "add",

@@ -35,7 +35,7 @@ class KindAccess : public NodeAccess {
   MapsReport Maps(const std::string& workload_ip) override { return SummarizeMaps(Catalog(), workload_ip); }
   AuthReport Auth(const bpf_probe::Tuple& t) override { return LookupAuth(Catalog(), t, o_.port_order); }
   bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override {
-    return kube::XdpOfPod("/proc", pod_ip, "", DefaultNetnsDir("/proc"));
+    return kube::XdpOfPod(NodeProc(), pod_ip, "", "");
   }
 
   NodeCapture StartCapture(const std::string& peer, capture::CaptureSpec spec) override {
@@ -50,7 +50,7 @@ class KindAccess : public NodeAccess {
     return capture::Capture::Start(ns, spec);
   }
   capture::Capture StartLocalPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
-    const NetnsOwner o = RequireNetnsOwning("/proc", pod_ip, DefaultNetnsDir("/proc"));
+    const NetnsOwner o = RequireNetnsOwning(NodeProc(), pod_ip, "");
     if (spec.interface.empty()) spec.interface = o.ifname;
     return capture::Capture::Start(netns::NetnsRef::Resolve(o.netns), spec);
   }
@@ -74,6 +74,10 @@ class KindAccess : public NodeAccess {
     return pid_;
   }
   netns::NetnsRef NodeNs() { return netns::NetnsRef::OfPid(Pid()); }
+  // The node container's own /proc: the node's processes and its pods' only. A pod is looked up by address
+  // there, not among every namespace of the machine, which may run another kind cluster with the same
+  // pod CIDRs (or a lab).
+  std::string NodeProc() { return "/proc/" + std::to_string(Pid()) + "/root/proc"; }
   bpf_probe::MapCatalog Catalog() {
     // The node mounts its own bpffs (kind node containers do); its pins are seen through its root.
     return bpf_probe::MapCatalog::FromPinDir("/proc/" + std::to_string(Pid()) + "/root" + o_.pin_dir);

@@ -1,7 +1,8 @@
 // How the kube env reads a node's kernel (xfrm, Kmesh's maps, XDP attachments, captures). Two transports:
 //   kind:  the harness runs on the machine hosting the kind node containers. `docker inspect` gives the
 //          node container's pid; /proc/PID/ns/net is the node's namespace, /proc/PID/root/sys/fs/bpf its
-//          bpffs (kind nodes mount their own), and pods are found in the host's /proc by their address.
+//          bpffs (kind nodes mount their own), and pods are found by their address among the node's own
+//          processes (/proc/PID/root/proc, the container's /proc).
 //          The framework's collectors run directly (same kernel).
 //   probe: any cluster. The static kmesh-probe is copied into the node's Kmesh daemon pod (kubectl cp)
 //          and run there (kubectl exec) with the host's /proc (/host/proc in Kmesh's daemonset) and the

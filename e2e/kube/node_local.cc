@@ -54,6 +54,8 @@ MapSource MapSource::Parse(const std::string& text, const std::string& proc_root
   const auto colon = text.find(':');
   const std::string kind = text.substr(0, colon);
   const std::string arg = colon == std::string::npos ? "" : text.substr(colon + 1);
+  const std::string forms =
+      "expected pin:<folder>, prog:<id>, xdp:<netns path>[@<ifname>] or xdp:<pod IP>[@<ifname>]";
   if (kind == "pin" && !arg.empty()) {
     s.kind = Kind::kPinDir;
     s.pin_dir = arg;
@@ -65,23 +67,39 @@ MapSource MapSource::Parse(const std::string& text, const std::string& proc_root
     s.kind = Kind::kProgram;
     s.prog_id = static_cast<uint32_t>(id);
   } else if (kind == "xdp" && !arg.empty()) {
-    ParseAddr(arg, "map source \"" + text + "\"");
-    s.kind = Kind::kXdpOfPod;
-    s.pod_ip = arg;
+    // '@' appears in neither a namespace path we make nor an address: it separates the interface.
+    const auto at = arg.rfind('@');
+    const std::string where = arg.substr(0, at);
+    if (at != std::string::npos) {
+      s.ifname = arg.substr(at + 1);
+      if (s.ifname.empty()) throw Error("map source \"" + text + "\": an interface name follows '@'");
+    }
+    if (where.empty()) throw Error("map source \"" + text + "\": " + forms);
+    if (where[0] == '/') {
+      s.kind = Kind::kXdpInNetns;
+      s.netns = where;
+    } else {
+      ParseAddr(where, "map source \"" + text + "\" (" + forms + ")");
+      s.kind = Kind::kXdpOfPod;
+      s.pod_ip = where;
+    }
   } else {
-    throw Error("map source \"" + text + "\": expected pin:<folder>, prog:<id> or xdp:<pod IP>");
+    throw Error("map source \"" + text + "\": " + forms);
   }
   return s;
 }
 
 std::string MapSource::ToString() const {
+  const std::string at = ifname.empty() ? "" : "@" + ifname;
   switch (kind) {
     case Kind::kPinDir:
       return "pin:" + pin_dir;
     case Kind::kProgram:
       return "prog:" + std::to_string(prog_id);
     case Kind::kXdpOfPod:
-      return "xdp:" + pod_ip;
+      return "xdp:" + pod_ip + at;
+    case Kind::kXdpInNetns:
+      return "xdp:" + netns + at;
   }
   return "?";
 }
@@ -93,7 +111,7 @@ bpf_probe::MapCatalog OpenCatalog(const MapSource& src) {
     case MapSource::Kind::kProgram:
       return bpf_probe::MapCatalog::FromProgram(src.prog_id);
     case MapSource::Kind::kXdpOfPod: {
-      const auto xdp = XdpOfPod(src.proc_root, src.pod_ip, "", src.netns_dir);
+      const auto xdp = XdpOfPod(src.proc_root, src.pod_ip, src.ifname, src.netns_dir);
       const auto* prog = xdp.program();
       if (prog == nullptr) {
         throw Error("maps of the XDP program of pod " + src.pod_ip + ": nothing is attached to " +
@@ -101,8 +119,45 @@ bpf_probe::MapCatalog OpenCatalog(const MapSource& src) {
       }
       return bpf_probe::MapCatalog::FromProgram(prog->id);
     }
+    case MapSource::Kind::kXdpInNetns:
+      return bpf_probe::MapCatalog::FromProgram(
+          XdpInNetns(netns::NetnsRef::Resolve(src.netns), src.ifname).program()->id);
   }
   throw Error("unknown map source");
+}
+
+bpf_probe::XdpAttachment XdpInNetns(const netns::NetnsRef& ns, const std::string& ifname) {
+  if (!ifname.empty()) {
+    auto a = bpf_probe::QueryXdp(ns, ifname);
+    if (!a.attached()) {
+      throw Error("no XDP program is attached to " + ifname + " in " + ns.path() +
+                  " (is the pod enrolled in Kmesh?)");
+    }
+    return a;
+  }
+  std::vector<bpf_probe::XdpAttachment> carrying;
+  std::string interfaces;
+  for (auto& a : bpf_probe::QueryXdpAll(ns)) {
+    interfaces += (interfaces.empty() ? "" : ", ") + a.ifname;
+    if (a.attached()) carrying.push_back(std::move(a));
+  }
+  if (carrying.empty()) {
+    throw Error("no XDP program is attached to any interface in " + ns.path() + " (interfaces: " +
+                (interfaces.empty() ? "none" : interfaces) + "; is the pod enrolled in Kmesh?)");
+  }
+  // Kmesh attaches the same xdp_authz to every UP interface of the pod (kmesh-facts.md §1.2).
+  std::string seen;
+  bool one_program = true;
+  for (const auto& a : carrying) {
+    seen += (seen.empty() ? "" : ", ") + a.ifname + ": prog " + std::to_string(a.program()->id) + " (" +
+            a.program()->name + ")";
+    if (a.programs.size() != 1 || a.program()->id != carrying.front().program()->id) one_program = false;
+  }
+  if (!one_program) {
+    throw Error("interfaces in " + ns.path() + " carry different XDP programs (" + seen +
+                "): name one, e.g. xdp:" + ns.path() + "@" + carrying.front().ifname);
+  }
+  return carrying.front();
 }
 
 std::string InterfaceHolding(const netns::NetnsRef& ns, const std::string& ip) {
@@ -143,9 +198,12 @@ std::string DefaultNetnsDir(const std::string& proc_root) {
   return proc_root == "/proc" ? netns::kNetnsDir : "";
 }
 
-std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const std::string& ip,
-                                          size_t* scanned, const std::string& netns_dir) {
+NetnsHolders FindNetnsHolding(const std::string& proc_root, const std::string& ip,
+                              const std::string& netns_dir) {
   ParseAddr(ip, "namespace lookup");
+  NetnsHolders h;
+  h.ip = ip;
+  h.searched = proc_root + (netns_dir.empty() ? "" : " and " + netns_dir);
   std::vector<std::pair<std::string, int>> candidates;  // path, pid (0 for a bind mount)
   std::vector<int> pids;
   DIR* d = opendir(proc_root.c_str());
@@ -155,8 +213,10 @@ std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const st
     if (AllDigits(e->d_name)) pids.push_back(std::atoi(e->d_name));
   }
   closedir(d);
-  std::sort(pids.begin(), pids.end());  // pid 1 (the node's own namespace) first
-  for (int pid : pids) candidates.emplace_back(proc_root + "/" + std::to_string(pid) + "/ns/net", pid);
+  std::sort(pids.begin(), pids.end());
+  // pid 1 (the node's own namespace) first; then the bind mounts, so a holder that has a name (the lab's,
+  // a test's) is reported by it rather than by a process that may be gone by the time it is used.
+  if (!pids.empty() && pids.front() == 1) candidates.emplace_back(proc_root + "/1/ns/net", 1);
   if (!netns_dir.empty()) {
     if (DIR* nd = opendir(netns_dir.c_str())) {
       std::vector<std::string> names;
@@ -168,36 +228,42 @@ std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const st
       for (const auto& n : names) candidates.emplace_back(netns_dir + "/" + n, 0);
     }
   }
+  for (int pid : pids) {
+    if (pid != 1) candidates.emplace_back(proc_root + "/" + std::to_string(pid) + "/ns/net", pid);
+  }
   std::set<unsigned long> seen;
-  size_t count = 0;
   for (const auto& [path, pid] : candidates) {
     struct stat st {};
     if (stat(path.c_str(), &st) != 0 || !seen.insert(st.st_ino).second) continue;  // gone, or seen
-    ++count;
+    ++h.scanned;
     try {
       const std::string ifname = InterfaceHolding(netns::NetnsRef::Resolve(path), ip);
-      if (!ifname.empty()) {
-        if (scanned) *scanned = count;
-        return NetnsOwner{ip, path, pid, static_cast<unsigned long>(st.st_ino), ifname};
-      }
+      if (!ifname.empty())
+        h.holders.push_back(NetnsOwner{ip, path, pid, static_cast<unsigned long>(st.st_ino), ifname});
     } catch (const Error&) {
-      // The process exited while we looked, or its namespace refuses us: the next one may hold it.
+      // The process exited while we looked, or its namespace refuses us: it holds nothing we can use.
     }
   }
-  if (scanned) *scanned = count;
-  return std::nullopt;
+  return h;
 }
 
 NetnsOwner RequireNetnsOwning(const std::string& proc_root, const std::string& ip,
                               const std::string& netns_dir) {
-  size_t scanned = 0;
-  auto o = FindNetnsOwning(proc_root, ip, &scanned, netns_dir);
-  if (!o) {
+  const NetnsHolders h = FindNetnsHolding(proc_root, ip, netns_dir);
+  if (h.holders.empty()) {
     throw Error("no network namespace under " + proc_root + (netns_dir.empty() ? "" : " or " + netns_dir) +
-                " holds " + ip + " (" + std::to_string(scanned) +
+                " holds " + ip + " (" + std::to_string(h.scanned) +
                 " namespaces searched; is the pod on this node, and is " + proc_root + " the host's /proc?)");
   }
-  return *o;
+  if (h.holders.size() > 1) {
+    // On a node a pod address is unique; here several labs or tests share the machine. Picking one would
+    // read another run's namespace, maps or program.
+    throw Error(std::to_string(h.holders.size()) + " network namespaces under " + h.searched + " hold " + ip +
+                ": " + h.Describe() +
+                "; an address names one pod only on a real node, so name the namespace instead (kmesh-probe "
+                "--netns PATH or --pid PID; map source xdp:PATH[@IFNAME]) or the maps (prog:ID, pin:FOLDER)");
+  }
+  return h.holders.front();
 }
 
 AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const bpf_probe::Tuple& t,

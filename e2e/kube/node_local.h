@@ -1,7 +1,8 @@
 // Node evidence read locally, in the kernel the caller runs on: by the kind transport (the harness on the
 // machine that hosts the kind node containers) and by kmesh-probe (inside a Kmesh daemon pod, with the
 // host's /proc at /host/proc). Maps are global to the kernel, so they are found by their pins (the node's
-// bpffs) or through the XDP program on a pod's interface; namespaces are found through a /proc tree.
+// bpffs), by program id, or through the XDP program in a pod's namespace; namespaces are named by path, or
+// found by address through a /proc tree, which must then hold the address exactly once.
 // No kubectl and no Catch2 here.
 #pragma once
 
@@ -20,17 +21,24 @@
 namespace kmesh::kube {
 
 // Where Kmesh's maps are: a pin folder (Kmesh pins every workload map there), a program's maps (with its
-// tail calls), or the maps of the XDP program attached to the interface that holds a pod's address.
+// tail calls), or the maps of the XDP program attached in a pod's namespace, named by its path or found
+// by the pod's address. Only the address form searches the machine: it refuses when more than one
+// namespace holds the address (RequireNetnsOwning), so it never reads another lab's or test's maps.
 struct MapSource {
-  enum class Kind { kPinDir, kProgram, kXdpOfPod };
+  enum class Kind { kPinDir, kProgram, kXdpOfPod, kXdpInNetns };
   Kind kind = Kind::kPinDir;
   std::string pin_dir = KM_PIN_DIR;
   uint32_t prog_id = 0;
-  std::string pod_ip;
+  std::string pod_ip;  // kXdpOfPod
+  std::string netns;   // kXdpInNetns: "/run/netns/NAME", "/proc/PID/ns/net", ...
+  // kXdpOfPod / kXdpInNetns: the interface ("@IFNAME"); "" = the one holding the address (kXdpOfPod),
+  // the interfaces carrying an XDP program (kXdpInNetns; Kmesh attaches the same one to each).
+  std::string ifname;
   std::string proc_root = "/proc";  // for kXdpOfPod
   std::string netns_dir;
 
-  // "pin:/sys/fs/bpf/bpf_kmesh_workload/map", "prog:42", "xdp:10.244.1.7". Throws naming the forms.
+  // "pin:/sys/fs/bpf/bpf_kmesh_workload/map", "prog:42", "xdp:/run/netns/pod-a", "xdp:/proc/77/ns/net@eth0",
+  // "xdp:10.244.1.7" (a path starts with '/'; "@IFNAME" is optional). Throws naming the forms.
   static MapSource Parse(const std::string& text, const std::string& proc_root = "/proc",
                          const std::string& netns_dir = "");
   std::string ToString() const;
@@ -38,17 +46,25 @@ struct MapSource {
 
 bpf_probe::MapCatalog OpenCatalog(const MapSource& src);
 
-// The network namespace in which `ip` is a local address: every <proc_root>/<pid>/ns/net is visited once
+// The XDP program Kmesh attached in the namespace `ns`: on `ifname`, or ("") on whichever interfaces carry
+// one. Throws kmesh::Error when none does, or when interfaces carry different programs (naming them, so
+// the caller can pick one with an interface name).
+bpf_probe::XdpAttachment XdpInNetns(const netns::NetnsRef& ns, const std::string& ifname = "");
+
+// Every network namespace in which `ip` is a local address: each <proc_root>/<pid>/ns/net is visited once
 // (by inode), pid 1 first, then the namespaces bind-mounted in `netns_dir` ("" = none; /run/netns holds
-// namespaces no process runs in, like the lab's and a test's). nullopt when none holds it. `scanned`
-// (optional) gets the number of namespaces looked at.
-std::optional<NetnsOwner> FindNetnsOwning(const std::string& proc_root, const std::string& ip,
-                                          size_t* scanned = nullptr, const std::string& netns_dir = "");
-// The same, throwing kmesh::Error that says where it looked when nothing holds the address.
+// namespaces no process runs in, like the lab's and a test's; a holder found there is named by that path),
+// then the other processes. On a node a pod's address is unique; on a machine running several labs or
+// tests it is not, so a caller that needs one namespace uses RequireNetnsOwning.
+NetnsHolders FindNetnsHolding(const std::string& proc_root, const std::string& ip,
+                              const std::string& netns_dir = "");
+// The one namespace holding `ip`. Throws kmesh::Error saying where it looked when none does, and listing
+// the holders and how to name the namespace instead when several do: never a guess.
 NetnsOwner RequireNetnsOwning(const std::string& proc_root, const std::string& ip,
                               const std::string& netns_dir = "");
 // The netns_dir that goes with a /proc tree: /run/netns for the local /proc, "" for another (a Kmesh
-// pod's /host/proc: the host's /run/netns is not mounted there, and pods there always have a process).
+// pod's /host/proc, a kind node's /proc: the host's /run/netns is not theirs, and their pods always have
+// a process).
 std::string DefaultNetnsDir(const std::string& proc_root);
 
 // The addresses of a namespace, over rtnetlink: the interface name holding `ip`, or "" when none does.
@@ -62,7 +78,8 @@ AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const bpf_probe::Tup
 // km_frontend[ip] -> workload id -> km_wlpolicy entry.
 MapsReport SummarizeMaps(const bpf_probe::MapCatalog& catalog, const std::string& workload_ip);
 
-// The XDP attachment of the pod that holds `pod_ip`: on `dev`, or ("" ) on the interface holding the address.
+// The XDP attachment of the pod that holds `pod_ip` (RequireNetnsOwning: exactly one namespace may hold
+// it): on `dev`, or ("") on the interface holding the address.
 bpf_probe::XdpAttachment XdpOfPod(const std::string& proc_root, const std::string& pod_ip,
                                   const std::string& dev = "", const std::string& netns_dir = "");
 

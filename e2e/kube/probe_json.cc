@@ -529,6 +529,43 @@ NetnsOwner NetnsOwnerFromJson(const json& j, const std::string& where) {
                     static_cast<unsigned long>(r.U64("inode")), r.Str("ifname")};
 }
 
+std::string NetnsHolders::Describe() const {
+  std::string out;
+  for (const auto& o : holders) {
+    if (!out.empty()) out += ", ";
+    out += o.netns + " (" + (o.pid > 0 ? "pid " + std::to_string(o.pid) + ", " : "") + o.ifname + ", inode " +
+           std::to_string(o.inode) + ")";
+  }
+  return out.empty() ? "none" : out;
+}
+
+const NetnsOwner* NetnsHolders::WithInode(unsigned long inode) const {
+  for (const auto& o : holders) {
+    if (o.inode == inode) return &o;
+  }
+  return nullptr;
+}
+
+json ToJson(const NetnsHolders& h) {
+  json holders = json::array();
+  for (const auto& o : h.holders) holders.push_back(ToJson(o));
+  return {{"ip", h.ip}, {"holders", holders}, {"scanned", h.scanned}, {"searched", h.searched}};
+}
+
+NetnsHolders NetnsHoldersFromJson(const json& j, const std::string& where) {
+  Reader r(j, where);
+  NetnsHolders h;
+  h.ip = r.Str("ip");
+  h.scanned = r.U64("scanned");
+  h.searched = r.Str("searched");
+  const json& a = r.Array("holders");
+  for (size_t i = 0; i < a.size(); ++i) {
+    r.Element(a[i], "holders", i);  // an object, or the error names the element
+    h.holders.push_back(NetnsOwnerFromJson(a[i], where + ": holders[" + std::to_string(i) + "]"));
+  }
+  return h;
+}
+
 // ---- capture ----
 
 json CaptureReportBody(const capture::CaptureSummary& s) {

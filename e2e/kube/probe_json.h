@@ -99,6 +99,21 @@ struct NetnsOwner {
 nlohmann::json ToJson(const NetnsOwner& o);
 NetnsOwner NetnsOwnerFromJson(const nlohmann::json& j, const std::string& where);
 
+// Every namespace holding an address (find-netns --all): one on a node, several where labs or tests
+// share a machine.
+struct NetnsHolders {
+  std::string ip;
+  std::vector<NetnsOwner> holders;
+  uint64_t scanned = 0;  // namespaces looked at
+  std::string searched;  // "/proc and /run/netns"
+
+  // "/run/netns/a (eth0, inode 4026532101), /proc/77/ns/net (pid 77, eth0, inode 4026532188)"
+  std::string Describe() const;
+  const NetnsOwner* WithInode(unsigned long inode) const;
+};
+nlohmann::json ToJson(const NetnsHolders& h);
+NetnsHolders NetnsHoldersFromJson(const nlohmann::json& j, const std::string& where);
+
 // ---- capture ----
 
 // CaptureSummary::ToJson plus "marker_checked".

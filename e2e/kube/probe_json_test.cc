@@ -193,3 +193,33 @@ TEST_CASE("maps, auth, xdp and capture reports") {
   CHECK_FALSE(capture::JudgeEncrypted(c, 2).pass);
   CHECK(CaptureSummaryFromJson(CaptureReportBody(c).at("summary"), "rt").esp_spis == c.esp_spis);
 }
+
+TEST_CASE("find-netns --all lists every holder of an address, and a malformed holder is named") {
+  NetnsHolders h;
+  h.ip = "10.244.2.2";
+  h.scanned = 41;
+  h.searched = "/proc and /run/netns";
+  h.holders = {NetnsOwner{"10.244.2.2", "/run/netns/kme2e-7-pod-3", 0, 4026532101u, "eth0"},
+               NetnsOwner{"10.244.2.2", "/proc/77/ns/net", 77, 4026532188u, "eth0"}};
+  const NetnsHolders back = NetnsHoldersFromJson(Envelope("find-netns", ToJson(h)), "find-netns");
+  CHECK(back.ip == h.ip);
+  CHECK(back.scanned == 41);
+  CHECK(back.searched == h.searched);
+  REQUIRE(back.holders.size() == 2);
+  CHECK(back.holders[1].pid == 77);
+  REQUIRE(back.WithInode(4026532101u) != nullptr);
+  CHECK(back.WithInode(4026532101u)->netns == "/run/netns/kme2e-7-pod-3");
+  CHECK(back.WithInode(1) == nullptr);
+  CHECK(
+      back.Describe() ==
+      "/run/netns/kme2e-7-pod-3 (eth0, inode 4026532101), /proc/77/ns/net (pid 77, eth0, inode 4026532188)");
+  CHECK(NetnsHolders{}.Describe() == "none");
+
+  nlohmann::json bad = ToJson(h);
+  bad["holders"][1].erase("inode");
+  CHECK_THROWS_WITH(NetnsHoldersFromJson(bad, "find-netns on w"),
+                    Contains("find-netns on w: holders[1]: field inode is missing"));
+  bad["holders"] = "none";
+  CHECK_THROWS_WITH(NetnsHoldersFromJson(bad, "find-netns on w"),
+                    Contains("field holders: expected an array"));
+}

@@ -159,7 +159,9 @@ int Up(bool ipsec) {
               << pod["enter"].get<std::string>() << "\n";
   }
   std::cout << "\ntry: ip netns exec <sleep-a netns> curl -s http://<httpbin-waypoint ip>/get\n"
-            << "maps: bazel run //tools/mapdump:kmesh-mapdump -- auth (ids in `kmesh-lab status`)\n";
+            << "maps: bazel run //tools/mapdump:kmesh-mapdump -- auth --prog <a node's xdp prog_id from "
+               "`kmesh-lab status`>\n"
+            << "      (by program: other labs, or a Kmesh, on this machine have maps of the same names)\n";
   return 0;
 }
 

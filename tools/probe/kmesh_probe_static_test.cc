@@ -80,7 +80,17 @@ TEST_CASE("kmesh-probe: usage errors exit 2 and say what was wrong") {
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.out, Contains("\"error\""));
   CHECK_THAT(bad.out, Contains("nowhere"));
+  // A map source that is none of the forms, or an '@' without an interface, says which forms there are.
+  for (const auto& [source, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"xdp:pod-a", "expected pin:<folder>, prog:<id>, xdp:<netns path>[@<ifname>] or xdp:<pod IP>"},
+           {"xdp:/run/netns/pod-a@", "an interface name follows '@'"},
+           {"netns:/run/netns/pod-a", "netns:/run/netns/pod-a\\\": expected pin:<folder>"}}) {
+    const auto r = kmesh::netns::Run({probe, "--maps", source, "maps"});
+    INFO(r.Describe());
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.out, Contains("\"error\"") && Contains(expected));
+  }
   const auto help = kmesh::netns::Run({probe, "--help"});
   CHECK(help.exit_code == 0);
-  CHECK_THAT(help.out, Contains("find-netns"));
+  CHECK_THAT(help.out, Contains("find-netns") && Contains("xdp:PATH[@IFNAME]") && Contains("--all"));
 }

@@ -1,7 +1,9 @@
 // Kernel tier: the static kmesh-probe on this machine, against a node and a pod made by the test (two
 // namespaces and a veth, Kmesh-like maps and an XDP program from bpf_probe's test datapath, Kmesh-like
 // xfrm policies), read through the same JSON the kube env reads (e2e/kube/probe_json.h), and compared with
-// what the framework's collectors read directly. Nothing is left behind: namespaces, the XDP link and the
+// what the framework's collectors read directly. Reads name the test's own namespaces and programs; the
+// one address looked up is unique to this process, and a case gives it to two namespaces to show every
+// lookup by address refuses then. Nothing is left behind: namespaces, the XDP link and the
 // maps are RAII; the pin test uses a bpffs in a private mount namespace that dies with its process.
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,26 +34,36 @@ using kmesh::netns::Netns;
 
 namespace {
 
-// Addresses nobody else on the machine uses (the probe finds a pod by its address in all of /proc).
-std::string Addr(int host) {
-  return "100.127." + std::to_string(getpid() % 250) + "." + std::to_string(host);
+// The pod's address: 100.64.0.0/10 (shared address space, used nowhere else in this project) plus this
+// process's pid, which no live process shares, so a lookup by address finds this test's pod alone (pids
+// are below 2^22). The node's address is never looked up by the probe.
+std::string PodAddr() {
+  const uint32_t a = (100u << 24 | 64u << 16) + static_cast<uint32_t>(getpid());
+  return std::to_string(a >> 24) + "." + std::to_string(a >> 16 & 255) + "." + std::to_string(a >> 8 & 255) +
+         "." + std::to_string(a & 255);
 }
+constexpr const char* kNodeAddr = "100.127.255.1";
+// An address no namespace holds (a unique-local IPv6 address nothing here assigns).
+constexpr const char* kUnheldAddr = "fd6b:6d65:6532:6500::99";
 
-// A node namespace and a pod namespace behind a veth (the pod side named eth0, as in Kubernetes).
+// A node namespace and a pod namespace behind a veth (the pod side named eth0, as in Kubernetes), each
+// address a /32 with a route to the other.
 struct NodeAndPod {
   Netns node = Netns::Create("pnode");
   Netns pod = Netns::Create("ppod");
-  std::string node_ip = Addr(1), pod_ip = Addr(2);
+  std::string node_ip = kNodeAddr, pod_ip = PodAddr();
   NodeAndPod() {
     using netns::RunChecked;
     RunChecked({"ip", "-n", node.name(), "link", "add", "veth-pod", "type", "veth", "peer", "name", "eth0",
                 "netns", pod.name()});
-    RunChecked({"ip", "-n", node.name(), "addr", "add", node_ip + "/24", "dev", "veth-pod"});
-    RunChecked({"ip", "-n", pod.name(), "addr", "add", pod_ip + "/24", "dev", "eth0"});
+    RunChecked({"ip", "-n", node.name(), "addr", "add", node_ip + "/32", "dev", "veth-pod"});
+    RunChecked({"ip", "-n", pod.name(), "addr", "add", pod_ip + "/32", "dev", "eth0"});
     for (const auto& [ns, dev] : {std::pair{node.name(), "veth-pod"}, std::pair{pod.name(), "eth0"},
                                   std::pair{node.name(), "lo"}, std::pair{pod.name(), "lo"}}) {
       RunChecked({"ip", "-n", ns, "link", "set", dev, "up"});
     }
+    RunChecked({"ip", "-n", node.name(), "route", "add", pod_ip + "/32", "dev", "veth-pod"});
+    RunChecked({"ip", "-n", pod.name(), "route", "add", node_ip + "/32", "dev", "eth0"});
   }
 };
 
@@ -68,6 +80,20 @@ nlohmann::json Report(const std::vector<std::string>& args, const std::string& c
   INFO(r.Describe());
   REQUIRE(r.exit_code == 0);
   return ParseReport(r.out, command, "kmesh-probe " + command);
+}
+
+// kmesh-probe's error report for a call that must fail (exit 1 with {"error": ...}).
+std::string ErrorOf(const std::vector<std::string>& args, const std::string& command) {
+  const auto r = RunProbe(args);
+  INFO(r.Describe());
+  REQUIRE(r.exit_code == 1);
+  try {
+    ParseReport(r.out, command, "kmesh-probe " + command);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  FAIL("kmesh-probe " << command << " exited 1 without an error report: " << r.out);
+  return "";
 }
 
 std::string Tool(const std::string& name) {
@@ -100,7 +126,8 @@ TEST_CASE(
   const auto denied = bpf_probe::Tuple::Parse(np.node_ip + ":42001 -> " + np.pod_ip + ":8080");
   bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(denied, bpf_probe::Verdict::kDeny);
 
-  // Which namespace holds the pod's address, found in /proc like a Kmesh pod finds it in /host/proc.
+  // Which namespace holds the pod's address, found in /proc like a Kmesh pod finds it in /host/proc (the
+  // address is this test's alone; the next case gives it to two namespaces).
   const NetnsOwner owner =
       NetnsOwnerFromJson(Report({"find-netns", "--ip", np.pod_ip}, "find-netns"), "find-netns");
   CHECK(owner.inode == np.pod.ref().inode());
@@ -119,9 +146,11 @@ TEST_CASE(
             .program()
             ->id == dp.xdp_prog_id());
 
-  // Maps, found through the XDP program on the pod's interface and its tail calls (and by program id).
+  // Maps, found through the XDP program in the pod's namespace (named by its path, with or without the
+  // interface, or found by the pod's address) and its tail calls, and by program id.
   for (const std::string& source :
-       std::vector<std::string>{"xdp:" + np.pod_ip, "prog:" + std::to_string(dp.xdp_prog_id())}) {
+       std::vector<std::string>{"xdp:" + np.pod.path(), "xdp:" + np.pod.path() + "@eth0", "xdp:" + np.pod_ip,
+                                "prog:" + std::to_string(dp.xdp_prog_id())}) {
     INFO(source);
     const MapsReport m =
         MapsReportFromJson(Report({"--maps", source, "maps", "--workload-ip", np.pod_ip}, "maps"), "maps");
@@ -137,7 +166,7 @@ TEST_CASE(
   }
 
   // km_auth_res: the cached DENY for exactly that tuple, nothing for another source port.
-  const std::string maps = "xdp:" + np.pod_ip;
+  const std::string maps = "xdp:" + np.pod.path();
   const AuthReport deny =
       AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", denied.ToString()}, "auth"), "auth");
   REQUIRE(deny.verdict.has_value());
@@ -155,10 +184,78 @@ TEST_CASE(
           .verdict.has_value());
 
   // An address no namespace holds is an error report naming where it looked.
-  const auto r = RunProbe({"--maps", "xdp:" + Addr(99), "maps"});
-  CHECK(r.exit_code == 1);
-  CHECK_THROWS_WITH(ParseReport(r.out, "maps", "probe"),
-                    Contains("no network namespace under /proc or /run/netns holds " + Addr(99)));
+  CHECK_THAT(ErrorOf({"--maps", std::string("xdp:") + kUnheldAddr, "maps"}, "maps"),
+             Contains(std::string("no network namespace under /proc or /run/netns holds ") + kUnheldAddr));
+  // A namespace path that does not exist, or one whose interfaces carry no XDP program.
+  CHECK_THAT(ErrorOf({"--maps", "xdp:/run/netns/kme2e-no-such-netns", "maps"}, "maps"),
+             Contains("/run/netns/kme2e-no-such-netns not found"));
+  CHECK_THAT(
+      ErrorOf({"--maps", "xdp:" + np.node.path(), "maps"}, "maps"),
+      Contains("no XDP program is attached to any interface in " + np.node.path()) && Contains("veth-pod"));
+}
+
+TEST_CASE(
+    "an address two namespaces hold is refused naming both; each namespace's path still reads its own") {
+  NodeAndPod np;
+  TestDatapath dp, twin_dp;
+  auto link = bpf_probe::XdpLink::Attach(np.pod.ref(), "eth0", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
+  const auto t = bpf_probe::Tuple::Parse(np.node_ip + ":42006 -> " + np.pod_ip + ":8080");
+  bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(t, bpf_probe::Verdict::kDeny);
+  bpf_probe::AuthResultMap(twin_dp.map(KM_MAP_AUTH_RES)).Put(t, bpf_probe::Verdict::kAllow);
+  // A twin holding the same address on its eth0 (another program there), as another lab's pod would.
+  Netns twin = Netns::Create("ptwin");
+  for (const char* dev : {"eth0", "eth1"}) {
+    netns::RunChecked({"ip", "-n", twin.name(), "link", "add", dev, "type", "veth", "peer", "name",
+                       std::string("peer-") + dev});
+    netns::RunChecked({"ip", "-n", twin.name(), "link", "set", dev, "up"});
+    netns::RunChecked({"ip", "-n", twin.name(), "link", "set", std::string("peer-") + dev, "up"});
+  }
+  netns::RunChecked({"ip", "-n", twin.name(), "addr", "add", np.pod_ip + "/32", "dev", "eth0"});
+  auto twin_link =
+      bpf_probe::XdpLink::Attach(twin.ref(), "eth0", twin_dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
+
+  const NetnsHolders holders =
+      NetnsHoldersFromJson(Report({"find-netns", "--ip", np.pod_ip, "--all"}, "find-netns"), "find-netns");
+  INFO(holders.Describe());
+  CHECK(holders.holders.size() == 2);
+  REQUIRE(holders.WithInode(np.pod.ref().inode()) != nullptr);
+  REQUIRE(holders.WithInode(twin.ref().inode()) != nullptr);
+  CHECK(holders.WithInode(np.pod.ref().inode())->netns == np.pod.path());
+  CHECK(holders.WithInode(twin.ref().inode())->ifname == "eth0");
+  CHECK(holders.searched == "/proc and /run/netns");
+
+  // Every lookup by address refuses rather than pick one, and says how to name the namespace.
+  for (const auto& [args, command] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"find-netns", "--ip", np.pod_ip}, "find-netns"},
+           {{"xdp", "--pod-ip", np.pod_ip}, "xdp"},
+           {{"--maps", "xdp:" + np.pod_ip, "maps"}, "maps"},
+           {{"--maps", "xdp:" + np.pod_ip + "@eth0", "auth", "--tuple", t.ToString()}, "auth"},
+           {{"capture", "--pod-ip", np.pod_ip, "--iface", "eth0", "--seconds", "1"}, "capture"}}) {
+    INFO("kmesh-probe " << command);
+    CHECK_THAT(ErrorOf(args, command),
+               Contains("2 network namespaces under /proc and /run/netns hold " + np.pod_ip) &&
+                   Contains(np.pod.path() + " (eth0, inode ") && Contains(twin.path() + " (eth0, inode ") &&
+                   Contains("--netns PATH") && Contains("xdp:PATH[@IFNAME]"));
+  }
+
+  // By path, each namespace gives its own program's verdict.
+  auto verdict = [&](const std::string& maps) {
+    return AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", t.ToString()}, "auth"), "auth")
+        .verdict;
+  };
+  CHECK(verdict("xdp:" + np.pod.path()) == bpf_probe::Verdict::kDeny);
+  CHECK(verdict("xdp:" + twin.path()) == bpf_probe::Verdict::kAllow);
+  CHECK(verdict("xdp:" + twin.path() + "@eth0") == bpf_probe::Verdict::kAllow);
+
+  // Interfaces of one namespace carrying different programs: the path alone is refused, @IFNAME picks.
+  auto twin_eth1 =
+      bpf_probe::XdpLink::Attach(twin.ref(), "eth1", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
+  CHECK_THAT(ErrorOf({"--maps", "xdp:" + twin.path(), "maps"}, "maps"),
+             Contains("interfaces in " + twin.path() + " carry different XDP programs") &&
+                 Contains("eth0: prog " + std::to_string(twin_dp.xdp_prog_id())) &&
+                 Contains("eth1: prog " + std::to_string(dp.xdp_prog_id())));
+  CHECK(verdict("xdp:" + twin.path() + "@eth1") == bpf_probe::Verdict::kDeny);
+  CHECK(verdict("xdp:" + twin.path() + "@eth0") == bpf_probe::Verdict::kAllow);
 }
 
 TEST_CASE("kmesh-probe finds Kmesh's maps in a pin folder, as in a Kmesh pod's /sys/fs/bpf") {
@@ -242,9 +339,9 @@ TEST_CASE("kmesh-probe captures a probe's packets on the pod's interface and sav
   NodeAndPod np;
   const std::string pcap = e2e::CaseOutputDir() + "/pod.pcap";
   const e2e::Tuple inner{np.node_ip, 42005, np.pod_ip, 8080};
-  auto capture =
-      netns::Process::Start({ProbeBinary(), "capture", "--pod-ip", np.pod_ip, "--filter", "tcp port 8080",
-                             "--seconds", "3", "--inner", inner.ToString(), "--save", pcap});
+  auto capture = netns::Process::Start({ProbeBinary(), "capture", "--netns", np.pod.path(), "--iface", "eth0",
+                                        "--filter", "tcp port 8080", "--seconds", "3", "--inner",
+                                        inner.ToString(), "--save", pcap});
   std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the capture opens its handle first
   e2e::ProbeSpec spec;
   spec.dst_ip = np.pod_ip;

@@ -35,8 +35,10 @@ usage: kmesh-probe [--proc DIR] [--maps SOURCE] [--port-order host|network] COMM
   xfrm               [--netns PATH] [--include-raw-keys]   xfrm states, policies and xfrm_stat
   auth               --tuple "SRC:PORT -> DST:PORT"        km_auth_res verdict for one tuple
   maps               [--workload-ip IP]                    Kmesh maps, policy ids, km_frontend/km_wlpolicy of a pod
-  xdp                (--pod-ip IP | --netns PATH | --pid PID) [--dev IFNAME]
-  find-netns         --ip IP                               the network namespace holding an address
+  xdp                (--netns PATH | --pid PID | --pod-ip IP) [--dev IFNAME]   (--dev defaults to eth0 with
+                     --netns/--pid, to the interface holding the address with --pod-ip)
+  find-netns         --ip IP [--all]                       the network namespace holding an address (--all:
+                                                           every one that does)
   capture            (--netns PATH | --pid PID | --pod-ip IP) (--iface IF | --peer ADDR)
                      [--filter F] [--seconds N] [--max-packets N] [--save FILE.pcap]
                      [--inner "SRC:PORT -> DST:PORT"] [--marker TEXT] [--direction both|out|in]
@@ -44,13 +46,21 @@ usage: kmesh-probe [--proc DIR] [--maps SOURCE] [--port-order host|network] COMM
 
   --proc DIR      the host's /proc (default /proc; /host/proc inside a Kmesh daemon pod). The node's
                   namespace is DIR/1/ns/net; pods are found by their address under DIR.
-  --maps SOURCE   pin:FOLDER (default pin:/sys/fs/bpf/bpf_kmesh_workload/map), prog:ID, or xdp:POD_IP
-                  (the maps of the XDP program on that pod's interface).
+  --maps SOURCE   where Kmesh's maps are:
+                    pin:FOLDER   pinned there (default pin:/sys/fs/bpf/bpf_kmesh_workload/map)
+                    prog:ID      the maps of that program and its tail calls
+                    xdp:PATH[@IFNAME]   the maps of the XDP program in the pod's namespace PATH
+                                 (/run/netns/NAME, DIR/PID/ns/net); @IFNAME when its interfaces differ
+                    xdp:POD_IP[@IFNAME] the same, the namespace found by the pod's address
   --netns-dir DIR also search namespaces bind-mounted there (default /run/netns with the local /proc, none
                   with another: a Kmesh pod sees the host's /proc only, and every pod has a process).
   --port-order    how km_auth_res keys store ports: host (current Kmesh, default) or network (v1.2.0 and earlier).
   --include-raw-keys  put each state's raw AEAD key in the report (for the harness's layout check over a
                   private pipe; never use it where the output is logged).
+
+An address names one pod on a node. Where it does not (several labs or tests on one machine), every
+lookup by address (--pod-ip, find-netns, xdp:POD_IP) fails and lists the namespaces holding it: name
+the namespace (--netns, --pid, xdp:PATH) or the maps (prog:ID, pin:FOLDER) instead.
 )";
 
 class UsageError : public Error {
@@ -75,7 +85,7 @@ struct Args {
 };
 
 Args ParseArgs(int argc, char** argv) {
-  static const std::vector<std::string> kFlags = {"--include-raw-keys", "--help"};
+  static const std::vector<std::string> kFlags = {"--include-raw-keys", "--all", "--help"};
   static const std::vector<std::string> kValued = {
       "--proc",    "--maps",        "--port-order", "--netns",     "--tuple",  "--workload-ip", "--pod-ip",
       "--pid",     "--dev",         "--ip",         "--netns-dir", "--iface",  "--peer",        "--filter",
@@ -157,6 +167,7 @@ nlohmann::json CmdXdp(const Args& a) {
 }
 
 nlohmann::json CmdFindNetns(const Args& a) {
+  if (a.Has("--all")) return ToJson(FindNetnsHolding(ProcRoot(a), a.Need("--ip"), NetnsDir(a)));
   return ToJson(RequireNetnsOwning(ProcRoot(a), a.Need("--ip"), NetnsDir(a)));
 }
 
