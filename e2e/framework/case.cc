@@ -1,6 +1,7 @@
 #include "e2e/framework/case.h"
 
 #include <chrono>
+#include <exception>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,11 +19,47 @@ Case::Case(std::string suite, std::string title, std::string env_name)
   doc_ = nlohmann::json::object();
   doc_["started"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::system_clock::now().time_since_epoch()).count();
+  uncaught_at_start_ = std::uncaught_exceptions();
+  SubscribeToCatch2Failures(this);
 }
 
 Case::~Case() {
+  UnsubscribeFromCatch2Failures(this);
+  if (written_) return;
+  if (std::uncaught_exceptions() > uncaught_at_start_ && !unwinding_from_assertion_) {
+    // An exception is unwinding through the case. Its message reaches the listener only after the
+    // unwinding, so the bundle is written now and written again once Catch2 names the exception.
+    Catch2Failure f;
+    f.kind = Catch2Failure::Kind::kException;
+    f.text = "an exception ended the case before it finished (its message follows once Catch2 reports it)";
+    f.ends_case = true;
+    catch2_failures_.push_back(f);
+    nlohmann::json bundle = ToJson();
+    Write(bundle);
+    AwaitEscapedException([bundle, path = dir_ + "/evidence.json"](const Catch2Failure& reported) mutable {
+      nlohmann::json& last = bundle["catch2_failures"].back();
+      last["where"] = reported.where;
+      last["text"] = reported.text;
+      std::ofstream(path) << bundle.dump(2) << "\n";
+    });
+    return;
+  }
+  Write(ToJson());
+}
+
+void Case::Write(const nlohmann::json& bundle) const {
   std::ofstream out(dir_ + "/evidence.json");
-  out << ToJson().dump(2) << "\n";
+  out << bundle.dump(2) << "\n";
+}
+
+void Case::OnCatch2Failure(const Catch2Failure& failure) {
+  catch2_failures_.push_back(failure);
+  unwinding_from_assertion_ = failure.ends_case;
+  if (failure.kind == Catch2Failure::Kind::kCrash && !written_) {
+    // Catch2's signal handler: the process dies right after, so this is the bundle's only chance.
+    Write(ToJson());
+    written_ = true;
+  }
 }
 
 void Case::Add(const std::string& section, nlohmann::json entry) { doc_[section].push_back(std::move(entry)); }
@@ -38,10 +75,15 @@ nlohmann::json Case::ToJson() const {
   j["suite"] = suite_;
   j["title"] = title_;
   j["env"] = env_;
-  j["passed"] = failures_.empty();
+  j["passed"] = !failed();
   // A run with lab faults injected on purpose (e2e/sensitivity): the report keeps it apart.
   if (const char* faults = std::getenv("KMESH_E2E_LAB_FAULTS"); faults && *faults) j["lab_faults"] = faults;
-  j["failures"] = failures_;
+  j["failures"] = failures_;  // the explanations of Fail()
+  // What Catch2 reported while the case was open, in order (kind: assertion, exception or crash).
+  j["catch2_failures"] = nlohmann::json::array();
+  for (const auto& f : catch2_failures_) {
+    j["catch2_failures"].push_back({{"kind", ToString(f.kind)}, {"where", f.where}, {"text", f.text}});
+  }
   j["notes"] = notes_;
   j["finished"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch()).count();

@@ -3,6 +3,9 @@
 // snapshots and their diff, xfrm_stat deltas, captures — goes into one JSON document written to
 // <case evidence folder>/evidence.json when the Case ends, pass or fail. tools/report turns a run's
 // bundles into one HTML page.
+// A bundle fails on an explicit Fail(), and on anything Catch2 reports while it is open: a failed
+// CHECK/REQUIRE, an exception (also one that unwinds through it), a fatal signal (the bundle is written
+// at once, since no destructor will run).
 #pragma once
 
 #include <string>
@@ -10,9 +13,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "e2e/framework/case_output.h"
+
 namespace kmesh::e2e {
 
-class Case {
+class Case : private Catch2FailureSubscriber {
  public:
   // `title` names the case in the report (usually the Catch2 test case plus the table row).
   Case(std::string suite, std::string title, std::string env_name);
@@ -28,17 +33,24 @@ class Case {
   void Fail(const std::string& explanation);
   void Note(const std::string& line);
 
-  bool failed() const { return !failures_.empty(); }
+  bool failed() const { return !failures_.empty() || !catch2_failures_.empty(); }
   const std::string& title() const { return title_; }
   // Where the bundle goes (the Catch2 case's evidence folder); pcaps are saved beside it.
   const std::string& dir() const { return dir_; }
   nlohmann::json ToJson() const;
 
  private:
+  void OnCatch2Failure(const Catch2Failure& failure) override;
+  void Write(const nlohmann::json& bundle) const;
+
   std::string suite_, title_, env_, dir_;
   nlohmann::json doc_;
   std::vector<std::string> failures_;
+  std::vector<Catch2Failure> catch2_failures_;
   std::vector<std::string> notes_;
+  int uncaught_at_start_ = 0;  // std::uncaught_exceptions() when the case began
+  bool unwinding_from_assertion_ = false;  // a REQUIRE failed: the unwinding that follows is Catch2's own
+  bool written_ = false;       // written early (fatal signal): the destructor leaves the file alone
 };
 
 }  // namespace kmesh::e2e

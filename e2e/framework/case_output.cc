@@ -1,11 +1,14 @@
 #include "e2e/framework/case_output.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <string>
 #include <unistd.h>
+#include <utility>
+#include <vector>
 
 #include "base/error.h"
 
@@ -14,6 +17,11 @@ namespace {
 
 std::mutex mu;
 std::string current_case;  // folder name, empty outside a case
+
+// Catch2 runs test cases on one thread, but a collector may assert from another: keep both lists locked.
+std::mutex failures_mu;
+std::vector<Catch2FailureSubscriber*> subscribers;
+std::vector<std::function<void(const Catch2Failure&)>> awaiting_exception;
 
 std::string BinaryName() {
   char buf[4096];
@@ -75,6 +83,18 @@ void BeginCaseOutput(const std::string& test_case_name) {
 }
 
 void EndCaseOutput() {
+  std::vector<std::function<void(const Catch2Failure&)>> unanswered;
+  {
+    std::lock_guard<std::mutex> lock(failures_mu);
+    unanswered.swap(awaiting_exception);
+  }
+  for (auto& fill : unanswered) {
+    Catch2Failure f;
+    f.kind = Catch2Failure::Kind::kException;
+    f.text = "an exception ended the case and the test caught it itself, so Catch2 never reported its message";
+    f.ends_case = true;
+    fill(f);
+  }
   std::string folder;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -86,6 +106,42 @@ void EndCaseOutput() {
   std::error_code ec;
   const auto dir = std::filesystem::path(RunOutputDir()) / folder;
   if (std::filesystem::is_empty(dir, ec)) std::filesystem::remove(dir, ec);
+}
+
+const char* ToString(Catch2Failure::Kind kind) {
+  switch (kind) {
+    case Catch2Failure::Kind::kAssertion: return "assertion";
+    case Catch2Failure::Kind::kException: return "exception";
+    case Catch2Failure::Kind::kCrash: return "crash";
+  }
+  return "?";
+}
+
+void SubscribeToCatch2Failures(Catch2FailureSubscriber* subscriber) {
+  std::lock_guard<std::mutex> lock(failures_mu);
+  subscribers.push_back(subscriber);
+}
+
+void UnsubscribeFromCatch2Failures(Catch2FailureSubscriber* subscriber) {
+  std::lock_guard<std::mutex> lock(failures_mu);
+  subscribers.erase(std::remove(subscribers.begin(), subscribers.end(), subscriber), subscribers.end());
+}
+
+void AwaitEscapedException(std::function<void(const Catch2Failure&)> fill) {
+  std::lock_guard<std::mutex> lock(failures_mu);
+  awaiting_exception.push_back(std::move(fill));
+}
+
+void ReportCatch2Failure(const Catch2Failure& failure) {
+  std::vector<Catch2FailureSubscriber*> open;
+  std::vector<std::function<void(const Catch2Failure&)>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(failures_mu);
+    open = subscribers;
+    if (failure.kind != Catch2Failure::Kind::kAssertion) waiting.swap(awaiting_exception);
+  }
+  for (auto* s : open) s->OnCatch2Failure(failure);
+  for (auto& fill : waiting) fill(failure);
 }
 
 }  // namespace kmesh::e2e

@@ -61,16 +61,27 @@ class KmeshListener : public Catch::TestEventListenerBase {
 
   bool assertionEnded(Catch::AssertionStats const& stats) override {
     const Catch::AssertionResult& r = stats.assertionResult;
-    if (!r.isOk() && !g_cases.empty()) {
-      std::string msg = r.getSourceInfo().file + std::string(":") +
-                        std::to_string(r.getSourceInfo().line) + ": ";
-      if (r.hasExpression()) {
-        msg += r.getExpressionInMacro() + " with expansion " + r.getExpandedExpression();
-      }
-      if (r.hasMessage()) msg += (r.hasExpression() ? "; " : "") + r.getMessage();
-      for (const auto& info : stats.infoMessages) msg += "\n  with " + info.message;
-      g_cases.back().failures.push_back(msg);
+    if (r.isOk()) return true;
+    kmesh::e2e::Catch2Failure f;
+    switch (r.getResultType()) {
+      case Catch::ResultWas::ThrewException: f.kind = kmesh::e2e::Catch2Failure::Kind::kException; break;
+      case Catch::ResultWas::FatalErrorCondition: f.kind = kmesh::e2e::Catch2Failure::Kind::kCrash; break;
+      default: f.kind = kmesh::e2e::Catch2Failure::Kind::kAssertion; break;
     }
+    f.where = r.getSourceInfo().file + std::string(":") + std::to_string(r.getSourceInfo().line);
+    // An exception outside any assertion carries Catch2's placeholder instead of an expression.
+    const bool expression = r.hasExpression() && r.getExpression().find("{Unknown expression") == std::string::npos;
+    if (expression) f.text = r.getExpressionInMacro() + " with expansion " + r.getExpandedExpression();
+    if (r.hasMessage()) f.text += (f.text.empty() ? "" : "; ") + r.getMessage();
+    for (const auto& info : stats.infoMessages) {
+      // Catch2 copies the result's own message into infoMessages too.
+      if (r.hasMessage() && info.message == r.getMessage()) continue;
+      f.text += "\n  with " + info.message;
+    }
+    f.ends_case = f.kind == kmesh::e2e::Catch2Failure::Kind::kCrash ||
+                  !Catch::shouldContinueOnFailure(r.m_info.resultDisposition);
+    if (!g_cases.empty()) g_cases.back().failures.push_back(f.where + ": " + f.text);
+    kmesh::e2e::ReportCatch2Failure(f);
     return true;
   }
 

@@ -85,12 +85,28 @@ class Bundle:
 
     @property
     def passed(self) -> bool:
-        return not self.problem and self.doc.get("passed") is True and not self.failures
+        return (not self.problem and self.doc.get("passed") is True and not self.failures
+                and not self.catch2_failures)
 
     @property
     def failures(self) -> List[str]:
         f = self.doc.get("failures") or []
         return [x if isinstance(x, str) else json.dumps(x, indent=2) for x in f] if isinstance(f, list) else [str(f)]
+
+    @property
+    def catch2_failures(self) -> List[str]:
+        """What Catch2 reported while the bundle was open (failed CHECK/REQUIRE, exception, fatal signal)."""
+        f = self.doc.get("catch2_failures") or []
+        if not isinstance(f, list):
+            return [str(f)]
+        out = []
+        for x in f:
+            if isinstance(x, dict):
+                where = f" at {x['where']}" if x.get("where") else ""
+                out.append(f"Catch2 {x.get('kind', 'failure')}{where}: {x.get('text', '')}")
+            else:
+                out.append(json.dumps(x))
+        return out
 
     @property
     def started(self) -> Optional[int]:
@@ -425,9 +441,10 @@ def first_lines(b: Bundle) -> List[str]:
     """A failed case in two lines at most: its first explanation line, and the first 'disagree' line."""
     if b.problem:
         return [b.problem]
-    if not b.failures:
+    explanations = b.failures or b.catch2_failures
+    if not explanations:
         return ["marked failed (passed is not true) without an explanation"]
-    lines = b.failures[0].splitlines() or [""]
+    lines = explanations[0].splitlines() or [""]
     out = [lines[0]]
     for i, l in enumerate(lines[1:], 1):
         if l.strip().startswith("disagree"):
@@ -436,8 +453,9 @@ def first_lines(b: Bundle) -> List[str]:
                 text += " " + lines[i + 1].strip()
             out.append(text)
             break
-    if len(b.failures) > 1:
-        out[0] += f"  (+{len(b.failures) - 1} more)"
+    more = len(b.failures) + len(b.catch2_failures) - 1
+    if more > 0:
+        out[0] += f"  (+{more} more)"
     return out
 
 
@@ -541,7 +559,7 @@ class Page:
     # -- sections of a case
 
     def failures(self, b: Bundle) -> str:
-        items = ([b.problem] if b.problem else []) + b.failures
+        items = ([b.problem] if b.problem else []) + b.failures + b.catch2_failures
         if not items and not b.passed:
             items = ["The bundle says passed = false but gives no explanation."]
         if b.junit_unexplained and b.passed:
@@ -829,7 +847,8 @@ class Page:
     def case(self, b: Bundle, idx: int) -> str:
         d = b.doc
         parts = [self.failures(b), self.notes(b)]
-        handled = {"suite", "title", "env", "passed", "failures", "notes", "started", "finished", "mechanism"}
+        handled = {"suite", "title", "env", "passed", "failures", "catch2_failures", "notes", "started", "finished",
+                   "mechanism"}
 
         def guarded(key, fn, value):
             handled.add(key)

@@ -5,6 +5,7 @@ The fixtures (testdata/report, see its README) are real bundles of //e2e/authz:a
 //e2e/ipsec:ipsec_test, one of them edited to fail, plus three hand-written edge cases.
 """
 import hashlib
+import html
 import json
 import os
 import re
@@ -242,6 +243,56 @@ class Summary(unittest.TestCase):
         self.assertIn("... and 10 more failed cases (see the HTML report)", text)
         ok = report.Run([report.Bundle(doc={"suite": "s", "title": "t", "passed": True}, where="w", target="t")], [], {}, [], [])
         self.assertNotIn("FAILED", report.summary_text(ok))
+
+
+class Catch2Failures(unittest.TestCase):
+    """Bundles written by a real Catch2 binary whose cases fail on purpose (//e2e/framework:case_catch2_fixture):
+    a failed CHECK/REQUIRE or an exception inside a Case shows as a failed case that says what Catch2 saw."""
+
+    @classmethod
+    def setUpClass(cls):
+        fixture = os.path.join(testing.ROOT, "e2e", "framework", "case_catch2_fixture")
+        cls.testlogs = os.path.join(tmpdir(), "testlogs")
+        target = os.path.join(cls.testlogs, "e2e", "framework", "case_catch2_fixture")
+        os.makedirs(os.path.join(target, "test.outputs"))
+        env = dict(os.environ, TEST_UNDECLARED_OUTPUTS_DIR=os.path.join(target, "test.outputs"),
+                   XML_OUTPUT_FILE=os.path.join(target, "test.xml"), TESTBRIDGE_TEST_ONLY="")
+        p = subprocess.run([fixture, "~[.crash]"], env=env, capture_output=True, text=True, timeout=step_timeout_s())
+        assert p.returncode == 6, f"the fixture should fail 6 of its test cases, exited {p.returncode}: {p.stderr}"
+        cls.fixture_run = report.collect([cls.testlogs])
+
+    def test_each_failed_catch2_case_is_a_failed_bundle(self):
+        got = {b.title: b.passed for b in self.fixture_run.bundles}
+        self.assertEqual(got, {"passes": True, "first-passes": True, "check-fails": False, "require-fails": False,
+                               "exception-escapes": False, "exception-in-check": False, "fail-and-check": False,
+                               "exception-caught-by-test": False, "second-fails": False})
+        self.assertEqual(self.fixture_run.junit_orphans, [])  # every failed Catch2 case has a failed bundle
+
+    def test_summary_says_what_catch2_saw(self):
+        text = report.summary_text(self.fixture_run)
+        self.assertIn("kmesh-e2e evidence: 9 cases, 2 passed, 7 failed", text)
+        self.assertRegex(text, r"FAILED fixture / check-fails: Catch2 assertion at e2e/framework/case_catch2_fixture.cc:\d+: "
+                               r"CHECK\( Answer\(\) == 42 \) with expansion 41 == 42\n")
+        self.assertRegex(text, r"FAILED fixture / exception-escapes: Catch2 exception at [^:]+:\d+: "
+                               r"policy 7 never showed up in km_authz_policy\n")
+        # An explanation of Case::Fail comes first; the CHECK that followed it is counted as one more.
+        self.assertIn("FAILED fixture / fail-and-check: [probe] expected ok(200), client saw connect_timeout  (+1 more)",
+                      text)
+
+    def test_page_shows_the_case_failed_with_catch2_text(self):
+        page = report.Page(self.fixture_run, None).render()
+        m = re.search(r'<details class="case failed"[^>]*data-title="require-fails".*?</details>', page, re.S)
+        self.assertIsNotNone(m, "require-fails is not a failed case on the page")
+        self.assertIn("Why it failed", m.group(0))
+        self.assertIn("REQUIRE( Answer() == 42 ) with expansion 41 == 42", html.unescape(m.group(0)))
+        self.assertNotIn("catch2_failures", m.group(0))  # rendered as failures, not as unknown evidence
+
+    def test_a_bundle_claiming_passed_with_catch2_failures_is_failed(self):
+        b = report.Bundle(doc={"suite": "s", "title": "t", "passed": True,
+                               "catch2_failures": [{"kind": "assertion", "where": "a.cc:3", "text": "CHECK( x )"}]},
+                          where="w", target="t")
+        self.assertFalse(b.passed)
+        self.assertEqual(report.first_lines(b), ["Catch2 assertion at a.cc:3: CHECK( x )"])
 
 
 if __name__ == "__main__":
