@@ -129,7 +129,9 @@ std::vector<XdpAttachment> QueryXdpAll(const netns::NetnsRef& ns) {
 }
 
 XdpLink XdpLink::Attach(const netns::NetnsRef& ns, const std::string& ifname, int prog_fd, XdpMode mode) {
-  const uint32_t flags = ModeFlag(mode) | XDP_FLAGS_UPDATE_IF_NOEXIST;
+  const uint32_t flags = (mode == XdpMode::kNone ? 0 : ModeFlag(mode)) | XDP_FLAGS_UPDATE_IF_NOEXIST;
+  const std::string how =
+      mode == XdpMode::kNone ? "no mode flag, as Kmesh attaches" : ToString(mode) + std::string(" mode");
   int copy = fcntl(prog_fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) ThrowErrno("duplicate XDP program fd");
   XdpLink link;
@@ -138,12 +140,19 @@ XdpLink XdpLink::Attach(const netns::NetnsRef& ns, const std::string& ifname, in
     const int idx = IfIndexOrThrow(ns, ifname);
     int rc = bpf_xdp_attach(idx, copy, flags, nullptr);
     if (rc == -EBUSY || rc == -EEXIST) {
-      throw Error("interface " + ifname + " in " + ns.path() + " already has an XDP program in " +
-                  ToString(mode) + " mode; the harness does not replace programs it did not attach");
+      throw Error("interface " + ifname + " in " + ns.path() + " already has an XDP program (attaching with " +
+                  how + "); the harness does not replace programs it did not attach");
     }
     if (rc != 0) {
-      ThrowBpf("attach XDP program to " + ifname + " in " + ns.path() + " (" + ToString(mode) + " mode)", -rc,
+      ThrowBpf("attach XDP program to " + ifname + " in " + ns.path() + " (" + how + ")", -rc,
                BpfNeeds::kNetAdmin);
+    }
+    if (mode == XdpMode::kNone) {
+      // No mode flag: ask which mode the kernel picked, so Detach() names it.
+      const uint8_t picked = QueryRaw(idx, ifname).attach_mode;
+      mode = picked == XDP_ATTACHED_SKB  ? XdpMode::kGeneric
+             : picked == XDP_ATTACHED_HW ? XdpMode::kOffload
+                                         : XdpMode::kNative;
     }
   });
   link.ns_ = ns;

@@ -51,7 +51,9 @@ std::vector<XdpAttachment> QueryXdpAll(const netns::NetnsRef& ns);
 class XdpLink {
  public:
   // Attaches `prog_fd` (duplicated; the caller keeps theirs) to `ifname` in `ns`, in `mode` (kNative,
-  // kGeneric or kOffload). Fails rather than replace a program already attached there.
+  // kGeneric or kOffload), or with kNone as Kmesh does (netlink.LinkSetXdpFd: no mode flag, the kernel
+  // picks native when the driver has it, as a veth does; mode() then says what it picked). Fails rather
+  // than replace a program already attached there.
   static XdpLink Attach(const netns::NetnsRef& ns, const std::string& ifname, int prog_fd, XdpMode mode);
   ~XdpLink();
   XdpLink(XdpLink&& other) noexcept;
@@ -61,6 +63,8 @@ class XdpLink {
 
   // Detaches now; throws on failure (the destructor swallows errors, e.g. when the namespace is gone).
   void Detach();
+  // The mode the program is attached in (what the kernel picked, for Attach(..., kNone)).
+  XdpMode mode() const { return mode_; }
 
  private:
   XdpLink() = default;
