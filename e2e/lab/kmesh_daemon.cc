@@ -63,15 +63,6 @@ const std::vector<std::pair<std::string, std::string>>& DeserializerMapEnv() {
   return env;
 }
 
-uint32_t DeserializerStoredKey(uint32_t id) {
-  uint8_t in[4], out[4] = {0, 0, 0, 0};
-  std::memcpy(in, &id, 4);
-  for (int i = 0; i < 4 && in[i] != 0; ++i) out[i] = in[i];
-  uint32_t key = 0;
-  std::memcpy(&key, out, 4);
-  return key;
-}
-
 NodeDaemon::NodeDaemon(const NodeDaemonConfig& config)
     : config_(config), hash_(config.state_dir.empty() ? "" : config.state_dir + "/hash_name.yaml") {
   if (g_daemon_alive.exchange(true)) {
@@ -148,7 +139,7 @@ json NodeDaemon::ApplyAuthorization(const json& req) {
   const int ret = deserial_update_elem(&key, msg.get());
   json reply{{"ok", ret == 0},
              {"policy_id", id},
-             {"stored_key", DeserializerStoredKey(id)},
+             {"stored_key", proto::DeserializerStoredKey(id)},
              {"ret", ret},
              {"resource", resource}};
   if (ret != 0) {

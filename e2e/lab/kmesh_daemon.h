@@ -45,10 +45,6 @@ struct NodeDaemonConfig {
 // that order: {"Authorization", "km_authz_policy"}, {"KmeshMap64", "kmesh_map64"}, ...
 const std::vector<std::pair<std::string, std::string>>& DeserializerMapEnv();
 
-// The key deserial_update_elem really writes for policy id `id`: normalize_key copies a non-Listener key
-// with strncpy (deserialization_to_bpf_map.c:91-106), so the id's bytes stop at the first zero byte.
-uint32_t DeserializerStoredKey(uint32_t id);
-
 class NodeDaemon {
  public:
   // Opens every map by id (checking its name), sets the environment, runs deserial_init. Throws

@@ -18,6 +18,9 @@
 // exits) on the reply descriptor.
 #pragma once
 
+#include <cstdint>
+#include <cstring>
+
 namespace kmesh::lab::daemon_protocol {
 
 inline constexpr int kReplyFd = 3;
@@ -29,5 +32,18 @@ inline constexpr const char* kStoreWorkload = "store_workload";
 inline constexpr const char* kRemoveWorkload = "remove_workload";
 inline constexpr const char* kIds = "ids";
 inline constexpr const char* kPing = "ping";
+
+// The key deserial_update_elem really writes for policy id `id`: normalize_key copies every key but a
+// Listener's with strncpy (deserialization_to_bpf_map.c:91-106), so the id's bytes (little-endian) stop
+// at the first zero byte and the rest of the key is zero. XDP looks the policy up by the full id
+// (authz.h:572-577), so such a policy is never found there.
+inline uint32_t DeserializerStoredKey(uint32_t id) {
+  uint8_t in[4], out[4] = {0, 0, 0, 0};
+  std::memcpy(in, &id, 4);
+  for (int i = 0; i < 4 && in[i] != 0; ++i) out[i] = in[i];
+  uint32_t key = 0;
+  std::memcpy(&key, out, 4);
+  return key;
+}
 
 }  // namespace kmesh::lab::daemon_protocol
