@@ -112,8 +112,9 @@ class KmeshPolicyWriter {
 struct MapEntryCount {
   std::string name;
   uint32_t id = 0;
-  std::string type;                 // bpftool's type name
-  std::optional<uint64_t> entries;  // nullopt for maps without entries to count (ring buffers)
+  std::string type;  // bpftool's type name
+  // nullopt for maps without entries to walk: ring buffers, socket/inode/task/cgroup storage, queues...
+  std::optional<uint64_t> entries;
 };
 
 // Every map pinned in `pin_dir`, by name, with its entry count now.
