@@ -107,14 +107,13 @@ std::string Hex(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-std::string KmeshMapDir(const std::string& bpffs) { return bpffs + "/bpf_kmesh_workload/map"; }
 std::string KmeshSockopsDir(const std::string& bpffs) { return bpffs + "/bpf_kmesh_workload/sockops"; }
 
-KmeshSockops KmeshSockops::Load(const std::string& object, const std::string& bpffs, const NodeCgroup& cgroup,
+KmeshSockops KmeshSockops::Load(const std::string& object, const NodeBpffs& bpffs, const NodeCgroup& cgroup,
                                 const SockopsGlobals& globals) {
   KmeshSockops s;
-  s.map_dir_ = KmeshMapDir(bpffs);
-  s.sockops_dir_ = KmeshSockopsDir(bpffs);
+  s.map_dir_ = bpffs.KmeshMapDir();
+  s.sockops_dir_ = KmeshSockopsDir(bpffs.path());
   s.link_pin_ = s.sockops_dir_ + "/" + kLinkPinName;
   MkdirAll(s.map_dir_);
   MkdirAll(s.sockops_dir_);

@@ -30,6 +30,7 @@
 #include "bpf_probe/fd.h"
 #include "bpf_probe/maps.h"
 #include "bpf_probe/tuple.h"
+#include "e2e/lab/node_bpffs.h"
 #include "e2e/lab/node_cgroup.h"
 #include "e2e/lab/rbac.h"
 #include "netns/netns.h"
@@ -40,9 +41,9 @@ struct ring_buffer;
 
 namespace kmesh::lab {
 
-// A Kmesh node's pin layout under its bpffs (pkg/bpf/workload/sock_ops.go:44-45, xdp.go:41-42).
-std::string KmeshMapDir(const std::string& bpffs);      // <bpffs>/bpf_kmesh_workload/map
-std::string KmeshSockopsDir(const std::string& bpffs);  // <bpffs>/bpf_kmesh_workload/sockops
+// Where Kmesh pins its sockops link under a bpffs (pkg/bpf/workload/sock_ops.go:45):
+// "<bpffs>/bpf_kmesh_workload/sockops". Maps go to KmeshMapDir (node_bpffs.h), like the XDP object's.
+std::string KmeshSockopsDir(const std::string& bpffs);
 
 // What Kmesh's daemon writes into sockops_prog's globals at a normal start (pkg/bpf/bpf.go:299-311):
 // connections from these two addresses are kubelet probes and are not reported (sockops.c:33-56).
@@ -56,10 +57,11 @@ struct SockopsGlobals {
 class KmeshSockops {
  public:
   // Loads `object` (Kmesh's sockops.c built like bpf2go's KmeshSockopsWorkload), pins its maps in
-  // KmeshMapDir(bpffs) (an existing compatible pin is reused, as cilium/ebpf's PinByName does; an
+  // bpffs.KmeshMapDir() (an existing compatible pin is reused, as cilium/ebpf's PinByName does; an
   // incompatible one fails naming the map), sets the globals and attaches sockops_prog to `cgroup`.
   // Throws kmesh::Error naming the step, the object and the verifier's last words.
-  static KmeshSockops Load(const std::string& object, const std::string& bpffs, const NodeCgroup& cgroup,
+  // The bpffs must outlive the KmeshSockops; load the XDP datapath after it (it then reuses these pins).
+  static KmeshSockops Load(const std::string& object, const NodeBpffs& bpffs, const NodeCgroup& cgroup,
                            const SockopsGlobals& globals);
   // Undoes it like Kmesh's Detach (sock_ops.go:141-164): unpins the object's maps, removes the sockops
   // folder (the link pin with it) and destroys the link. Load XDP after sockops and unload it before.
