@@ -7,7 +7,7 @@
 // accepted connection of a managed pod, re-decides every connection with NAMESPACE- and GLOBAL-scoped
 // policies too. Where Kmesh's Go code disagrees with Istio's semantics the port keeps Kmesh's behaviour
 // (the suite shows it as a Kmesh defect); such places say "Kmesh defect" beside the port, and
-// e2e/lab/README.md lists them.
+// docs/design.md ("The userspace half") lists them.
 //
 // The input is the workload API's istio.security.Authorization as e2e/lab/workload_authz.h types it
 // (what istiod sends Kmesh), and Workloads as istiod sends them. Nothing here touches the kernel.
