@@ -467,6 +467,13 @@ TEST_CASE("a writer whose pin folder lacks Kmesh's maps says which pin is missin
   CHECK_THROWS_WITH(KmeshPolicyWriter(o), Catch::Contains("no-such-pins/km_authz_policy"));
 }
 
+TEST_CASE("an Authorization that encodes to nothing is refused, as Kmesh's authorizationToClang refuses it") {
+  wa::Authorization empty;  // no name, GLOBAL, ALLOW, no rules: proto3 writes no byte
+  CHECK_THROWS_WITH(NodeB().writer->ApplyAuthorization(empty),
+                    Catch::Contains("apply_authorization") && Catch::Contains("empty encoding"));
+  CHECK_FALSE(NodeB().writer->IdOf("never/hashed").has_value());  // the daemon still answers
+}
+
 TEST_CASE("stopping a writer ends its daemon") {
   Node& n = NodeB();
   const pid_t pid = n.writer->daemon_pid();
