@@ -338,10 +338,13 @@ microseconds FromSeconds(const nlohmann::json& j, const char* key) {
   return microseconds(static_cast<long long>(std::llround(it->get<double>() * 1e6)));
 }
 
-bool Mentions(const std::string& text, const char* word) {
-  std::string lower = text;
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower.find(word) != std::string::npos;
+// Case-insensitive: curl capitalizes the kernel's words ("Network is unreachable").
+bool Mentions(const std::string& text, const std::string& word) {
+  auto lower = [](std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  return lower(text).find(lower(word)) != std::string::npos;
 }
 
 // "curl: (7) Failed to connect ..." out of the verbose stderr.
