@@ -49,7 +49,7 @@ TEST_CASE("fortio argv: rate, duration, connections, a new connection per reques
 }
 
 TEST_CASE("fortio's result: every call counted, codes mapped, continuity judged honestly") {
-  const FortioResult ok = ParseFortioJson(Recorded("fortio_ok.json"), "fortio");
+  const FortioResult ok = ParseFortioJson(Recorded("fortio_ok.handwritten.json"), "fortio");
   CHECK(ok.count == 100);
   CHECK(ok.Calls() == 100);
   CHECK(ok.ret_codes.at(200) == 100);
@@ -63,7 +63,7 @@ TEST_CASE("fortio's result: every call counted, codes mapped, continuity judged 
   CHECK(rep.LongestFailureStreak() == 0);
   CHECK(rep.records.back().scheduled.count() == 9900);
 
-  const FortioResult rot = ParseFortioJson(Recorded("fortio_rotation_errors.json"), "fortio");
+  const FortioResult rot = ParseFortioJson(Recorded("fortio_rotation_errors.handwritten.json"), "fortio");
   CHECK(rot.error_count == 3);
   const auto r2 = ToLoadReport(rot, 10);
   CHECK(r2.records.size() == 100);
@@ -81,7 +81,7 @@ TEST_CASE("output that is not fortio's result is an error naming the source") {
                     Contains("fortio load from x: output is not fortio's JSON result"));
   CHECK_THROWS_WITH(ParseFortioJson("{\"DurationHistogram\":{\"Count\":1}}", "f"),
                     Contains("f: fortio's result lacks RetCodes"));
-  CHECK_THROWS_WITH(ParseFortioJson(Recorded("fortio_inconsistent.json"), "f"),
+  CHECK_THROWS_WITH(ParseFortioJson(Recorded("fortio_inconsistent.handwritten.json"), "f"),
                     Contains("RetCodes count 100 calls but DurationHistogram.Count is 90"));
   CHECK_THROWS_WITH(ParseFortioJson("{\"RetCodes\":{\"ok\":1},\"DurationHistogram\":{\"Count\":1}}", "f"),
                     Contains("expected \"<status>\": <count>, found \"ok\""));

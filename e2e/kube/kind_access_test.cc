@@ -131,9 +131,9 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   setenv("KMESH_E2E_KUBE_PIN_DIR", pins.c_str(), 1);
   setenv("KMESH_E2E_KUBE_POLL_MS", "5", 1);
   auto replay = std::make_unique<ReplayRunner>();
-  replay->On({"version"}, File("version.json"));
-  replay->On({"get", "pods", "kmesh-system"}, File("pods_kmesh.json"));
-  replay->On({"get", "nodes"}, File("nodes.json"));
+  replay->On({"version"}, File("version.handwritten.json"));
+  replay->On({"get", "pods", "kmesh-system"}, File("pods_kmesh.handwritten.json"));
+  replay->On({"get", "nodes"}, File("nodes.handwritten.json"));
   replay->On({"docker", "inspect", "kmesh-testing-worker"}, Text(std::to_string(container.pid()) + "\n"));
   const std::string kubeconfig = e2e::CaseOutputDir() + "/kubeconfig";
   std::ofstream(kubeconfig) << "apiVersion: v1\nkind: Config\n";

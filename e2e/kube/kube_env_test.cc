@@ -45,18 +45,18 @@ std::string TmpDir() {
 
 // A healthy two-node kind cluster (Kmesh with IPsec unless `kmesh_pods` says otherwise), plus `more` rules.
 Fixture Make(const std::function<void(ReplayRunner&)>& more,
-             const std::string& kmesh_pods = "pods_kmesh.json") {
+             const std::string& kmesh_pods = "pods_kmesh.handwritten.json") {
   setenv("KMESH_E2E_KUBE_POLL_MS", "5", 1);
   setenv("KMESH_E2E_KUBE_NODE_ACCESS", "probe", 1);
   auto r = std::make_unique<ReplayRunner>();
   ReplayRunner* raw = r.get();
   auto journal = r->journal;
   more(*r);
-  r->On({"version"}, File("version.json"));
+  r->On({"version"}, File("version.handwritten.json"));
   r->On({"get", "pods", "kmesh-system", "spec.nodeName=kmesh-testing-worker"},
-        File("pods_kmesh_worker.json"));
+        File("pods_kmesh_worker.handwritten.json"));
   r->On({"get", "pods", "kmesh-system"}, File(kmesh_pods));
-  r->On({"get", "nodes"}, File("nodes.json"));
+  r->On({"get", "nodes"}, File("nodes.handwritten.json"));
   r->On({"get", "namespace"}, Text(""));  // absent (also after deletion)
   r->On({"apply"}, Text("applied\n"));
   r->On({"delete"}, Text("deleted\n"));
@@ -80,10 +80,10 @@ e2e::AppSpec Server() { return {"httpbin", e2e::AppKind::kServer, 1, "test-ns1",
 e2e::AppSpec Client() { return {"sleep-a", e2e::AppKind::kClient, 0, "test-ns2", {}, false}; }
 
 void Apps(ReplayRunner& r) {
-  r.On({"get", "pods", "app=httpbin"}, File("pods_httpbin_ready.json"));
+  r.On({"get", "pods", "app=httpbin"}, File("pods_httpbin_ready.handwritten.json"));
   r.On({"get", "pods", "app=sleep-a"},
-       std::vector<Answer>{File("pods_sleep_creating.json"), File("pods_sleep_ready.json")});
-  r.On({"get", "service", "httpbin"}, File("service_httpbin.json"));
+       std::vector<Answer>{File("pods_sleep_creating.handwritten.json"), File("pods_sleep_ready.handwritten.json")});
+  r.On({"get", "service", "httpbin"}, File("service_httpbin.handwritten.json"));
 }
 
 }  // namespace
@@ -92,11 +92,10 @@ TEST_CASE("kube env: deploy pins apps to nodes; probes run curl through kubectl 
   Fixture f = Make([](ReplayRunner& r) {
     Apps(r);
     r.On({"exec", "curl"},
-         std::vector<Answer>{File("curl_ok.json", 0, "exec_curl_ok.stderr"),
-                             File("curl_connect_timeout.json", 28, "exec_curl_connect_timeout.stderr"),
-                             File("curl_reset.json", 56),
-                             File("curl_refused.json", 7, "exec_curl_refused.stderr"),
-                             Text("", 1, Recorded("exec_pod_not_found.stderr"))});
+         std::vector<Answer>{CurlThroughExec("ok"), CurlThroughExec("connect_timeout"), CurlThroughExec("reset"),
+                             CurlThroughExec("refused"), CurlThroughExec("read_timeout"),
+                             Text("", 1, Recorded("exec_pod_not_found.handwritten.stderr")),
+                             Text("", 1, Recorded("exec_unreachable.stderr"))});
   });
   const e2e::App server = f.env->Deploy(Server());
   const e2e::App client = f.env->Deploy(Client());
@@ -116,10 +115,12 @@ TEST_CASE("kube env: deploy pins apps to nodes; probes run curl through kubectl 
     int status;
     uint16_t recorded_port;  // curl's local_port (0: curl reports none, the harness's --local-port holds)
   };
-  const std::vector<Row> rows = {{e2e::OutcomeKind::kOk, 200, 42017},
+  // The recorded runs (testdata/curl/captures.json): curl bound the ports capture.py chose.
+  const std::vector<Row> rows = {{e2e::OutcomeKind::kOk, 200, 42001},
                                  {e2e::OutcomeKind::kConnectTimeout, 0, 0},
-                                 {e2e::OutcomeKind::kReset, 0, 42021},
-                                 {e2e::OutcomeKind::kRefused, 0, 0}};
+                                 {e2e::OutcomeKind::kReset, 0, 42006},
+                                 {e2e::OutcomeKind::kRefused, 0, 0},
+                                 {e2e::OutcomeKind::kReadTimeout, 0, 42008}};
   for (const auto& row : rows) {
     const e2e::ProbeOutcome o = f.env->Probe(client, server, e2e::ProbeSpec{});
     INFO(o.ToString());
@@ -140,6 +141,9 @@ TEST_CASE("kube env: deploy pins apps to nodes; probes run curl through kubectl 
   CHECK_THROWS_WITH(
       f.env->Probe(client, server, e2e::ProbeSpec{}),
       Contains("no curl result came back") && Contains("pods \"sleep-a-7f6d9c8b5-gone\" not found"));
+  CHECK_THROWS_WITH(f.env->Probe(client, server, e2e::ProbeSpec{}),
+                    Contains("no curl result came back") &&
+                        Contains("The connection to the server 127.0.0.1:1 was refused"));
   CHECK_THROWS_WITH(f.env->Probe(server, client, e2e::ProbeSpec{}), Contains("httpbin is a server"));
   CHECK(f.replay->unmatched().empty());
 
@@ -151,7 +155,7 @@ TEST_CASE("kube env: deploy pins apps to nodes; probes run curl through kubectl 
 TEST_CASE("kube env: an image that cannot be pulled stops Deploy at once, and its namespace is removed") {
   setenv("KMESH_E2E_POD_READY_MS", "60000", 1);
   Fixture f = Make([](ReplayRunner& r) {
-    r.On({"get", "pods", "app=httpbin"}, File("pods_httpbin_image_pull.json"));
+    r.On({"get", "pods", "app=httpbin"}, File("pods_httpbin_image_pull.handwritten.json"));
   });
   const auto start = std::chrono::steady_clock::now();
   CHECK_THROWS_WITH(f.env->Deploy(Server()),
@@ -166,7 +170,7 @@ TEST_CASE("kube env: an image that cannot be pulled stops Deploy at once, and it
 
 TEST_CASE("kube env: a namespace someone else made is never used (nor deleted)") {
   Fixture f = Make([](ReplayRunner& r) {
-    r.On({"get", "namespace", "test-ns1"}, File("namespace_existing.json"));
+    r.On({"get", "namespace", "test-ns1"}, File("namespace_existing.handwritten.json"));
   });
   CHECK_THROWS_WITH(f.env->Deploy(Server()),
                     Contains("namespace test-ns1 already exists and this run did not create it") &&
@@ -233,10 +237,10 @@ TEST_CASE("kube env: mechanisms per policy kind (kmesh-facts.md §1.6)") {
 TEST_CASE("kube env: the policy-realized barrier reads km_authz_policy and km_wlpolicy through kmesh-probe") {
   Fixture f = Make([](ReplayRunner& r) {
     Apps(r);
-    r.On({"exec", "maps"}, std::vector<Answer>{File("probe_maps_not_yet.json"), File("probe_maps.json")});
-    r.On({"exec", "auth"}, File("probe_auth_deny.json"));
-    r.On({"exec", "xdp"}, File("probe_xdp.json"));
-    r.On({"exec", "xfrm"}, File("probe_xfrm_worker.json"));
+    r.On({"exec", "maps"}, std::vector<Answer>{File("probe_maps_not_yet.handwritten.json"), File("probe_maps.handwritten.json")});
+    r.On({"exec", "auth"}, File("probe_auth_deny.handwritten.json"));
+    r.On({"exec", "xdp"}, File("probe_xdp.handwritten.json"));
+    r.On({"exec", "xfrm"}, File("probe_xfrm_worker.handwritten.json"));
   });
   const e2e::App server = f.env->Deploy(Server());
   const auto vars =
@@ -276,7 +280,7 @@ TEST_CASE("kube env: a policy that never reaches the maps fails the barrier with
   setenv("KMESH_E2E_POLICY_REALIZED_MS", "200", 1);
   Fixture f = Make([](ReplayRunner& r) {
     Apps(r);
-    r.On({"exec", "maps"}, File("probe_maps_not_yet.json"));
+    r.On({"exec", "maps"}, File("probe_maps_not_yet.handwritten.json"));
   });
   const e2e::App server = f.env->Deploy(Server());
   const auto vars =
@@ -314,7 +318,7 @@ TEST_CASE("kube env: the IPsec secret is written like kmeshctl's, never shown, a
   {
     // A secret before the run (SPI 1): rotated to SPI 2; at the end its key comes back as SPI 3.
     Fixture f = Make([](ReplayRunner& r) {
-      r.On({"get", "secret", "kmesh-ipsec"}, File("secret_kmesh_ipsec.json"));
+      r.On({"get", "secret", "kmesh-ipsec"}, File("secret_kmesh_ipsec.handwritten.json"));
     });
     const auto s = f.env->RotateSecret();
     CHECK(s.spi == 2);
@@ -335,7 +339,7 @@ TEST_CASE("kube env: the IPsec secret is written like kmeshctl's, never shown, a
 }
 
 TEST_CASE("kube env: IPsec steps stop at once when Kmesh runs without --enable-ipsec=true") {
-  Fixture f = Make([](ReplayRunner&) {}, "pods_kmesh_no_ipsec.json");
+  Fixture f = Make([](ReplayRunner&) {}, "pods_kmesh_no_ipsec.handwritten.json");
   CHECK_THROWS_WITH(f.env->ApplySecret(NextSecret(std::nullopt)), Contains("IPsec is not enabled"));
   CHECK_THROWS_WITH(f.env->IpsecNodes(), Contains("lacks --enable-ipsec=true"));
   CHECK(f.Count(" apply ") == 0);
@@ -344,7 +348,7 @@ TEST_CASE("kube env: IPsec steps stop at once when Kmesh runs without --enable-i
 
 TEST_CASE("kube env: KmeshNodeInfo feeds the layout checker") {
   Fixture f = Make([](ReplayRunner& r) {
-    r.On({"get", "kmeshnodeinfos.kmesh.net"}, File("kmeshnodeinfos.json"));
+    r.On({"get", "kmeshnodeinfos.kmesh.net"}, File("kmeshnodeinfos.handwritten.json"));
   });
   const auto nodes = f.env->IpsecNodes();
   REQUIRE(nodes.size() == 2);
@@ -356,10 +360,10 @@ TEST_CASE(
     "kube env: restarting Kmesh on a node waits for a different, ready pod, then re-copies kmesh-probe") {
   Fixture f = Make([](ReplayRunner& r) {
     r.On({"get", "pods", "kmesh-system", "spec.nodeName=kmesh-testing-worker"},
-         std::vector<Answer>{File("pods_kmesh_worker.json"), File("pods_kmesh_worker.json"),
-                             File("pods_kmesh_worker.json"), File("pods_kmesh_worker_restarting.json"),
-                             File("pods_kmesh_worker_replaced.json")});
-    r.On({"exec", "xdp"}, File("probe_xdp.json"));
+         std::vector<Answer>{File("pods_kmesh_worker.handwritten.json"), File("pods_kmesh_worker.handwritten.json"),
+                             File("pods_kmesh_worker.handwritten.json"), File("pods_kmesh_worker_restarting.handwritten.json"),
+                             File("pods_kmesh_worker_replaced.handwritten.json")});
+    r.On({"exec", "xdp"}, File("probe_xdp.handwritten.json"));
   });
   f.env->node("kmesh-testing-worker").XdpOfPod("10.244.1.7");  // copies kmesh-probe into kmesh-9fm2k
   f.env->RestartDataplane("kmesh-testing-worker");
@@ -387,8 +391,8 @@ TEST_CASE(
     "kube env: continuity load runs in a fortio pod next to the client and comes back as a LoadReport") {
   Fixture f = Make([](ReplayRunner& r) {
     Apps(r);
-    r.On({"get", "pods", "app=sleep-a-fortio"}, File("pods_sleep_ready.json"));
-    r.On({"exec", "fortio"}, File("fortio_rotation_errors.json"));
+    r.On({"get", "pods", "app=sleep-a-fortio"}, File("pods_sleep_ready.handwritten.json"));
+    r.On({"exec", "fortio"}, File("fortio_rotation_errors.handwritten.json"));
   });
   const e2e::App server = f.env->Deploy(Server());
   const e2e::App client = f.env->Deploy(Client());
@@ -412,7 +416,7 @@ TEST_CASE(
 }
 
 TEST_CASE("kube env: a Kmesh image without tar cannot take kmesh-probe, and the error says so") {
-  Fixture f = Make([](ReplayRunner& r) { r.On({"cp"}, Text("", 1, Recorded("cp_no_tar.stderr"))); });
+  Fixture f = Make([](ReplayRunner& r) { r.On({"cp"}, Text("", 1, Recorded("cp_no_tar.handwritten.stderr"))); });
   CHECK_THROWS_WITH(
       f.env->node("kmesh-testing-worker").XdpOfPod("10.244.1.7"),
       Contains("copy kmesh-probe into kmesh-system/kmesh-9fm2k (kubectl cp needs tar in the container)") &&

@@ -40,9 +40,9 @@ Driver Make(std::string kubeconfig = TempKubeconfig(), std::string binary = "/bi
 }
 
 void HealthyCluster(ReplayRunner& r) {
-  r.On({"version"}, File("version.json"));
-  r.On({"get", "pods", "kmesh-system"}, File("pods_kmesh.json"));
-  r.On({"get", "nodes"}, File("nodes.json"));
+  r.On({"version"}, File("version.handwritten.json"));
+  r.On({"get", "pods", "kmesh-system"}, File("pods_kmesh.handwritten.json"));
+  r.On({"get", "nodes"}, File("nodes.handwritten.json"));
 }
 
 }  // namespace
@@ -150,8 +150,8 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
        "tmp",
        "/bin/true",
        with([](ReplayRunner& r) {
-         r.On({"version"}, File("version.json"));
-         r.On({"get", "pods"}, File("pods_empty.json"));
+         r.On({"version"}, File("version.handwritten.json"));
+         r.On({"get", "pods"}, File("pods_empty.handwritten.json"));
        }),
        {"Kmesh is not installed: no pods with label app=kmesh in namespace kmesh-system",
         "helm install kmesh"},
@@ -160,8 +160,8 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
        "tmp",
        "/bin/true",
        with([](ReplayRunner& r) {
-         r.On({"version"}, File("version.json"));
-         r.On({"get", "pods"}, File("pods_kmesh_crashloop.json"));
+         r.On({"version"}, File("version.handwritten.json"));
+         r.On({"get", "pods"}, File("pods_kmesh_crashloop.handwritten.json"));
        }),
        {"Kmesh pod kmesh-system/kmesh-9fm2k (node kmesh-testing-worker)", "keeps crashing",
         "kubectl logs -n kmesh-system kmesh-9fm2k"},
@@ -170,9 +170,9 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
        "tmp",
        "/bin/true",
        with([](ReplayRunner& r) {
-         r.On({"version"}, File("version.json"));
-         r.On({"get", "pods"}, File("pods_kmesh.json"));
-         r.On({"get", "nodes"}, File("nodes_single.json"));
+         r.On({"version"}, File("version.handwritten.json"));
+         r.On({"get", "pods"}, File("pods_kmesh.handwritten.json"));
+         r.On({"get", "nodes"}, File("nodes_single.handwritten.json"));
        }),
        {"the suites need two nodes", "the cluster has 1"},
        3},
@@ -180,9 +180,9 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
        "tmp",
        "/bin/true",
        with([](ReplayRunner& r) {
-         r.On({"version"}, File("version.json"));
-         r.On({"get", "pods"}, File("pods_kmesh_worker_only.json"));
-         r.On({"get", "nodes"}, File("nodes.json"));
+         r.On({"version"}, File("version.handwritten.json"));
+         r.On({"get", "pods"}, File("pods_kmesh_worker_only.handwritten.json"));
+         r.On({"get", "nodes"}, File("nodes.handwritten.json"));
        }),
        {"node kmesh-testing-control-plane has no Kmesh pod"},
        3},
@@ -190,9 +190,9 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
        "tmp",
        "/bin/true",
        with([](ReplayRunner& r) {
-         r.On({"version"}, File("version.json"));
-         r.On({"get", "pods"}, File("pods_kmesh_kernel_native.json"));
-         r.On({"get", "nodes"}, File("nodes.json"));
+         r.On({"version"}, File("version.handwritten.json"));
+         r.On({"get", "pods"}, File("pods_kmesh_kernel_native.handwritten.json"));
+         r.On({"get", "nodes"}, File("nodes.handwritten.json"));
        }),
        {"mode kernel-native", "XDP authorization runs only with --mode=dual-engine"},
        3},
@@ -219,9 +219,9 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
 
 TEST_CASE("IPsec not enabled is reported before the first IPsec step, naming the pod and its flags") {
   auto d = Make();
-  d.replay->On({"version"}, File("version.json"));
-  d.replay->On({"get", "pods"}, File("pods_kmesh_no_ipsec.json"));
-  d.replay->On({"get", "nodes"}, File("nodes.json"));
+  d.replay->On({"version"}, File("version.handwritten.json"));
+  d.replay->On({"get", "pods"}, File("pods_kmesh_no_ipsec.handwritten.json"));
+  d.replay->On({"get", "nodes"}, File("nodes.handwritten.json"));
   const ClusterFacts f = Preflight(*d.k);  // the authz suites need no IPsec
   CHECK_THROWS_WITH(
       RequireIpsec(f),

@@ -74,9 +74,9 @@ TEST_CASE("every report is checked for its envelope before its body is read") {
       {"{\"command\":\"maps\"}", "output lacks \"probe\": \"kmesh-probe\""},
       {"{\"probe\":\"kmesh-probe\",\"version\":7,\"command\":\"maps\"}",
        "kmesh-probe report version 7, this harness reads version 1"},
-      {Recorded("probe_error.json"),
+      {Recorded("probe_error.handwritten.json"),
        "node w: kmesh-probe failed: pin folder /sys/fs/bpf/bpf_kmesh_workload/map does not exist"},
-      {Recorded("probe_auth_deny.json"), "expected a \"maps\" report, found \"auth\""},
+      {Recorded("probe_auth_deny.handwritten.json"), "expected a \"maps\" report, found \"auth\""},
   };
   for (const auto& row : rows) {
     INFO(row.text);
@@ -115,7 +115,7 @@ TEST_CASE("an xfrm snapshot survives ToJson and back, raw keys only when asked f
 }
 
 TEST_CASE("a corrupt xfrm report names the field") {
-  auto j = Report("probe_xfrm_worker.json", "xfrm").at("snapshot");
+  auto j = Report("probe_xfrm_worker.handwritten.json", "xfrm").at("snapshot");
   auto bad = j;
   bad["states"][1]["spi"] = 2;
   CHECK_THROWS_WITH(XfrmSnapshotFromJson(bad, "kmesh-probe xfrm on w"),
@@ -136,12 +136,12 @@ TEST_CASE("a corrupt xfrm report names the field") {
 
 TEST_CASE(
     "kubectl's KmeshNodeInfo and secret plus kmesh-probe's xfrm of each node pass Kmesh's layout check") {
-  const auto infos = ParseKmeshNodeInfos(nlohmann::json::parse(Recorded("kmeshnodeinfos.json")), "kni");
+  const auto infos = ParseKmeshNodeInfos(nlohmann::json::parse(Recorded("kmeshnodeinfos.handwritten.json")), "kni");
   REQUIRE(infos.size() == 2);
   ipsec::SecretHistory secrets;
-  secrets.Add(ParseIpsecSecret(nlohmann::json::parse(Recorded("secret_kmesh_ipsec.json")), "secret"));
-  const auto cp = XfrmSnapshotFromJson(Report("probe_xfrm_control_plane.json", "xfrm").at("snapshot"), "cp");
-  const auto worker = XfrmSnapshotFromJson(Report("probe_xfrm_worker.json", "xfrm").at("snapshot"), "worker");
+  secrets.Add(ParseIpsecSecret(nlohmann::json::parse(Recorded("secret_kmesh_ipsec.handwritten.json")), "secret"));
+  const auto cp = XfrmSnapshotFromJson(Report("probe_xfrm_control_plane.handwritten.json", "xfrm").at("snapshot"), "cp");
+  const auto worker = XfrmSnapshotFromJson(Report("probe_xfrm_worker.handwritten.json", "xfrm").at("snapshot"), "worker");
   ipsec::LayoutReport r = ipsec::CheckLayout({infos[0], cp}, {infos[1], worker}, secrets);
   INFO(r.Describe());
   CHECK(r.ok());
@@ -149,7 +149,7 @@ TEST_CASE(
   for (const auto& d : r.directions) CHECK(d.agree);
 
   // The same path sees a broken node: the worker's ingress state without its output-mark.
-  auto broken_json = Report("probe_xfrm_worker.json", "xfrm").at("snapshot");
+  auto broken_json = Report("probe_xfrm_worker.handwritten.json", "xfrm").at("snapshot");
   broken_json["states"][0]["output_mark"] = nullptr;
   const auto broken = XfrmSnapshotFromJson(broken_json, "worker");
   r = ipsec::CheckLayout({infos[0], cp}, {infos[1], broken}, secrets);
@@ -158,7 +158,7 @@ TEST_CASE(
 }
 
 TEST_CASE("maps, auth, xdp and capture reports") {
-  const MapsReport m = MapsReportFromJson(Report("probe_maps.json", "maps"), "maps");
+  const MapsReport m = MapsReportFromJson(Report("probe_maps.handwritten.json", "maps"), "maps");
   CHECK(m.HasPolicy(2471187720u));  // FNV-32a("test-ns1/ip-deny-policy")
   CHECK(m.workload_id == 3832489621u);
   CHECK(m.WorkloadLists(2471187720u));
@@ -167,25 +167,25 @@ TEST_CASE("maps, auth, xdp and capture reports") {
   const MapsReport back = MapsReportFromJson(ToJson(m), "roundtrip");
   CHECK(back.policy_ids == m.policy_ids);
   CHECK(back.workload_policy_ids == m.workload_policy_ids);
-  const MapsReport not_yet = MapsReportFromJson(Report("probe_maps_not_yet.json", "maps"), "maps");
+  const MapsReport not_yet = MapsReportFromJson(Report("probe_maps_not_yet.handwritten.json", "maps"), "maps");
   CHECK_FALSE(not_yet.workload_policy_ids.has_value());
   CHECK_FALSE(not_yet.WorkloadLists(2471187720u));
 
-  const AuthReport deny = AuthReportFromJson(Report("probe_auth_deny.json", "auth"), "auth");
+  const AuthReport deny = AuthReportFromJson(Report("probe_auth_deny.handwritten.json", "auth"), "auth");
   REQUIRE(deny.verdict.has_value());
   CHECK(*deny.verdict == bpf_probe::Verdict::kDeny);
   CHECK(deny.tuple.ToString() == "10.244.0.12:42019 -> 10.244.1.7:8080");
-  CHECK_FALSE(AuthReportFromJson(Report("probe_auth_none.json", "auth"), "auth").verdict.has_value());
+  CHECK_FALSE(AuthReportFromJson(Report("probe_auth_none.handwritten.json", "auth"), "auth").verdict.has_value());
 
-  const auto x = XdpAttachmentFromJson(Report("probe_xdp.json", "xdp"), "xdp");
+  const auto x = XdpAttachmentFromJson(Report("probe_xdp.handwritten.json", "xdp"), "xdp");
   REQUIRE(x.attached());
   CHECK(x.program(bpf_probe::XdpMode::kNative)->name == "xdp_authz");
   CHECK(x.program()->id == 412);
   CHECK(x.ifname == "eth0");
-  CHECK_THROWS_WITH(XdpAttachmentFromJson(Report("probe_xdp_contradiction.json", "xdp"), "xdp on w"),
+  CHECK_THROWS_WITH(XdpAttachmentFromJson(Report("probe_xdp_contradiction.handwritten.json", "xdp"), "xdp on w"),
                     Contains("xdp on w: XDP mode none with 1 programs listed"));
 
-  const auto c = CaptureSummaryFromJson(Report("probe_capture.json", "capture").at("summary"), "capture");
+  const auto c = CaptureSummaryFromJson(Report("probe_capture.handwritten.json", "capture").at("summary"), "capture");
   CHECK(c.packets == 14);
   CHECK(c.esp_spis.at(1) == 14);
   CHECK(c.marker_checked);

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "base/runfiles.h"
 #include "e2e/kube/kubectl.h"
 
@@ -38,6 +40,24 @@ inline Answer File(const std::string& name, int exit_code = 0, const std::string
 }
 inline Answer Text(const std::string& out, int exit_code = 0, const std::string& err = "") {
   return Answer{exit_code, out, err};
+}
+
+// A real curl run (testdata/curl, recorded by its capture.py) as `kubectl exec <pod> -- curl ...` returns
+// it: curl's stdout and stderr and exit code, and, when curl failed, the line kubectl adds on stderr. That
+// line is kubectl's text written here, not recorded (recording it needs a cluster).
+inline Answer CurlThroughExec(const std::string& capture) {
+  std::ifstream in(Runfile("testdata/curl/captures.json"));
+  const nlohmann::json c = nlohmann::json::parse(in).at("cases").at(capture);
+  auto read = [](const std::string& name) {
+    std::ifstream f(Runfile("testdata/curl/" + name));
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  };
+  const int exit_code = c.at("exit_code").get<int>();
+  std::string err = read(c.at("stderr").get<std::string>());
+  if (exit_code != 0) err += "command terminated with exit code " + std::to_string(exit_code) + "\n";
+  return Answer{exit_code, read(c.at("stdout").get<std::string>()), err};
 }
 
 class ReplayRunner : public CommandRunner {
