@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "e2e/framework/capture.h"
@@ -57,6 +59,7 @@ struct App {
   uint16_t port = 0;         // server: the pod port
   uint16_t alt_port = 0;     // server: a second pod port (for port policies), 0 if none
   uint32_t workload_id = 0;  // FNV-32a of the workload UID (km_frontend / km_wlpolicy key)
+  std::string service_account;  // the pod's service account (principal cluster.local/ns/<ns>/sa/<sa>)
 };
 
 struct Node {
@@ -110,6 +113,13 @@ class Env {
   // Evidence.
   virtual std::optional<bpf_probe::Verdict> AuthVerdict(const App& server, const bpf_probe::Tuple& t) = 0;
   virtual bpf_probe::XdpAttachment XdpOf(const App& server) = 0;
+  // Entry counts of every Kmesh map on the server's node (residue checks: a removal brings them back).
+  virtual std::map<std::string, uint64_t> DatapathMapCounts(const App& server) = 0;
+  // km_wlpolicy[workload of server]: the policy ids, or nullopt when there is no entry.
+  virtual std::optional<std::vector<uint32_t>> WorkloadPolicies(const App& server) = 0;
+  // What runs: the Kmesh commit, the object's sha256, the clang version, program ids and tags (the
+  // evidence and the report header name the datapath every case ran on).
+  virtual nlohmann::json DatapathIdentity() = 0;
 
   // IPsec.
   virtual void ApplySecret(const ipsec::IpsecSecret& secret) = 0;

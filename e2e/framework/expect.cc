@@ -40,7 +40,7 @@ const char* ToString(Mechanism m) {
 
 std::string AuthzExpect::Describe() const {
   if (want == Want::kAllowed) {
-    return std::string("allowed: ok, km_auth_res not DENY") +
+    return "allowed: ok(" + std::to_string(status) + ") from the app, km_auth_res not DENY" +
            (mechanism == Mechanism::kXdp ? ", xdp_authz attached" : "");
   }
   switch (mechanism) {
@@ -68,7 +68,10 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
   std::vector<std::string> disagree;
   const OutcomeKind k = out.kind;
   if (want.want == Want::kAllowed) {
-    if (k != OutcomeKind::kOk) disagree.push_back("client saw " + out.Summary() + ", expected ok");
+    if (k != OutcomeKind::kOk || (spec.http && out.http_status != want.status)) {
+      disagree.push_back("client saw " + out.Summary() + ", expected ok(" + std::to_string(want.status) +
+                         ") from the app");
+    }
     if (IsDeny(after)) disagree.push_back("km_auth_res holds DENY for this tuple although the request was to pass");
     if (want.mechanism == Mechanism::kXdp && !XdpAuthzAttached(xdp)) {
       disagree.push_back(XdpText(xdp) + " of " + server.name + ": the XDP path never saw this connection");

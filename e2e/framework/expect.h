@@ -22,6 +22,9 @@ struct AuthzExpect {
   // For an XDP denial: true when a DENY policy matched (km_auth_res caches 1); false for an ALLOW
   // policy that matched nothing (Kmesh drops every SYN and caches nothing).
   bool cached = true;
+  // For an allowed request: the status the app itself returns for it (httpbin: 200 for /get, /headers).
+  // "Allowed" is that answer, not any status below 400.
+  int status = 200;
 
   std::string Describe() const;  // "denied by XDP: connect_timeout, km_auth_res = DENY, xdp_authz attached"
 };

@@ -437,7 +437,9 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
       spec.name, spec.kind,
       pod.node,  spec.k8s_namespace,
       pod.ip,    0,
-      0,         bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, spec.k8s_namespace, pod.name))};
+      0,         bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, spec.k8s_namespace, pod.name)),
+      // testdata/apps creates no service account: the pods run as their namespace's "default".
+      "default"};
   if (server) {
     rec.app.port = kHttpbinPort;
     rec.app.alt_port = kHttpbinAltPort;
@@ -703,6 +705,26 @@ std::optional<bpf_probe::Verdict> KubeEnv::AuthVerdict(const e2e::App& server, c
 
 bpf_probe::XdpAttachment KubeEnv::XdpOf(const e2e::App& server) {
   return node(server.node).XdpOfPod(server.ip);
+}
+
+std::map<std::string, uint64_t> KubeEnv::DatapathMapCounts(const e2e::App& server) {
+  std::map<std::string, uint64_t> out;
+  for (const auto& m : node(server.node).Maps("").maps) out[m.name] = m.entries;
+  return out;
+}
+
+std::optional<std::vector<uint32_t>> KubeEnv::WorkloadPolicies(const e2e::App& server) {
+  return node(server.node).Maps(server.ip).workload_policy_ids;
+}
+
+nlohmann::json KubeEnv::DatapathIdentity() {
+  // The cluster's Kmesh is whatever its daemonset runs; each probe's evidence names the xdp_authz program
+  // (id, tag) it found on the server pod.
+  nlohmann::json pods = nlohmann::json::array();
+  for (const auto& p : facts_.kmesh_pods) pods.push_back(p.name + " on " + p.node);
+  return {{"datapath", "Kmesh as deployed on the cluster"},
+          {"kubernetes", facts_.server_version},
+          {"kmesh_pods", pods}};
 }
 
 void KubeEnv::RequireIpsecOnce() {

@@ -100,6 +100,9 @@ class KubeEnv : public e2e::Env {
   std::unique_ptr<e2e::LoadRun> StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) override;
   std::optional<bpf_probe::Verdict> AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) override;
   bpf_probe::XdpAttachment XdpOf(const e2e::App& server) override;
+  std::map<std::string, uint64_t> DatapathMapCounts(const e2e::App& server) override;
+  std::optional<std::vector<uint32_t>> WorkloadPolicies(const e2e::App& server) override;
+  nlohmann::json DatapathIdentity() override;
   void ApplySecret(const ipsec::IpsecSecret& secret) override;
   std::vector<ipsec::NodeInfo> IpsecNodes() override;
   xfrm::XfrmSnapshot Xfrm(const std::string& node) override;
