@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -97,6 +98,10 @@ NodeDaemon::NodeDaemon(const NodeDaemonConfig& config)
           "Kmesh's deserial_init() returned " + std::to_string(ret) +
           " (it opens kmesh_map64/192/296/1600 by the ids in KmeshMap64..KmeshMap1600; see the daemon log)");
     }
+    if (!config_.pin_dir.empty()) {
+      authorizer_ = std::make_unique<AuthorizerThread>(config_.pin_dir, rbac_,
+                                                       [this](const AuthDecision& d) { Record(d); });
+    }
   } catch (...) {
     g_daemon_alive = false;
     throw;
@@ -104,6 +109,7 @@ NodeDaemon::NodeDaemon(const NodeDaemonConfig& config)
 }
 
 NodeDaemon::~NodeDaemon() {
+  authorizer_.reset();  // its thread records into decisions_: stop it first
   deserial_uninit();  // BpfWorkload.Stop (loader.go:111-114)
   g_daemon_alive = false;
 }
@@ -120,6 +126,7 @@ json NodeDaemon::Handle(const json& req) {
     if (op == proto::kRemoveWorkload) return RemoveWorkload(req);
     if (op == proto::kIds) return Ids(req);
     if (op == proto::kPing) return json{{"ok", true}, {"pid", getpid()}};
+    if (op == proto::kDecisions) return Decisions(req);
     return json{{"ok", false}, {"error", "unknown op \"" + op + "\""}};
   } catch (const std::exception& e) {
     return json{{"ok", false}, {"error", e.what()}};
@@ -134,6 +141,7 @@ json NodeDaemon::ApplyAuthorization(const json& req) {
   auto msg = UnpackedAuthorization::Unpack(std::string(bytes.begin(), bytes.end()));
   const std::string resource = std::string(msg.get()->namespace_ ? msg.get()->namespace_ : "") + "/" +
                                (msg.get()->name ? msg.get()->name : "");
+  rbac_.UpdatePolicy(FromProtobufC(*msg.get()));  // rbac.UpdatePolicy first, workload_processor.go:1044
   const uint32_t id = hash_.Hash(resource);
   unsigned int key = id;  // C.uint(policyKey)
   const int ret = deserial_update_elem(&key, msg.get());
@@ -153,6 +161,7 @@ json NodeDaemon::ApplyAuthorization(const json& req) {
 // id for a name never seen) and maps_v2.AuthorizationDelete; a failure is only logged there.
 json NodeDaemon::RemoveAuthorization(const json& req) {
   const std::string resource = req.at("resource").get<std::string>();
+  rbac_.RemovePolicy(resource);  // workload_processor.go:1056
   const uint32_t id = hash_.Hash(resource);
   unsigned int key = id;
   const int ret = deserial_delete_elem(&key, &istio__security__authorization__descriptor);
@@ -219,6 +228,20 @@ json NodeDaemon::StoreWorkload(const json& req) {
   std::optional<Workload> old;
   if (auto it = workloads_.find(uid); it != workloads_.end()) old = it->second;
   workloads_[uid] = w;
+  {
+    // The workload cache the authorizer reads (WorkloadCache.AddOrUpdateWorkload, workload_cache.go:71-90).
+    ::kmesh::lab::Workload cw;
+    cw.uid = uid;
+    cw.name = req.value("name", "");
+    cw.ns = req.value("namespace", "");
+    cw.service_account = req.value("service_account", "");
+    cw.trust_domain = req.value("trust_domain", "");
+    cw.network = req.value("network", "");
+    cw.addresses = w.addresses;
+    cw.authorization_policies = policies;
+    cw.host_network = w.host_network;
+    rbac_.AddOrUpdateWorkload(cw);
+  }
 
   json wl{{"written", false}, {"policy_ids", json::array()}, {"dropped", json::array()}};
   if (w.node == config_.node_name && !policies.empty()) {
@@ -280,7 +303,33 @@ json NodeDaemon::RemoveWorkload(const json& req) {
   }
   if (w.node == config_.node_name) MapNamed(kWlPolicy).Delete(View(&backend_uid, 4));
   hash_.Delete(uid);
+  rbac_.DeleteWorkload(uid);
   return json{{"ok", true}, {"known", true}, {"workload_id", backend_uid}, {"removed_frontend", removed}};
+}
+
+void NodeDaemon::Record(const AuthDecision& d) {
+  auto us = [&](AuthDecision::Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  };
+  json j{{"allow", d.verdict.allow},
+         {"reason", ToString(d.verdict.reason)},
+         {"policy", d.verdict.policy},
+         {"tuple", d.tuple ? json(d.tuple->ToString()) : json(nullptr)},
+         {"received_us", us(d.received)},
+         {"written_us", d.written ? json(us(*d.written)) : json(nullptr)},
+         {"write_error", d.write_error},
+         {"describe", d.Describe()}};
+  std::lock_guard<std::mutex> l(decisions_mu_);
+  if (decisions_.size() >= 10000) decisions_.erase(decisions_.begin());  // bounded: evidence, not a log
+  decisions_.push_back(std::move(j));
+}
+
+json NodeDaemon::Decisions(const json&) {
+  std::lock_guard<std::mutex> l(decisions_mu_);
+  json out = json::array();
+  for (auto& d : decisions_) out.push_back(std::move(d));
+  decisions_.clear();
+  return json{{"ok", true}, {"authorizer", authorizer_ != nullptr}, {"decisions", out}};
 }
 
 json NodeDaemon::Ids(const json& req) {

@@ -23,6 +23,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -30,6 +32,8 @@
 #include "bpf_probe/maps.h"
 #include "bpf_probe/tuple.h"
 #include "e2e/lab/kmesh_hash_name.h"
+#include "e2e/lab/kmesh_sockops.h"
+#include "e2e/lab/rbac.h"
 
 namespace kmesh::lab {
 
@@ -39,6 +43,10 @@ struct NodeDaemonConfig {
   // Kernel map name -> map id for km_authz_policy, kmesh_map64, kmesh_map192, kmesh_map296,
   // kmesh_map1600, km_frontend, km_wlpolicy (all required).
   std::map<std::string, uint32_t> map_ids;
+  // The node's pin folder (<bpffs>/bpf_kmesh_workload/map). When set, the daemon also does what Kmesh's
+  // Rbac.Run does (pkg/auth/rbac.go:114-172, started by workload_controller.go): it is the one consumer of
+  // km_auth_req and writes km_auth_res = 1 for what its Rbac denies. "" = the writer only.
+  std::string pin_dir;
 };
 
 // The environment variable Kmesh's deserializer reads for each map (ApiEnvCfg, loader.go:201-223), in
@@ -70,6 +78,8 @@ class NodeDaemon {
   nlohmann::json StoreWorkload(const nlohmann::json& req);
   nlohmann::json RemoveWorkload(const nlohmann::json& req);
   nlohmann::json Ids(const nlohmann::json& req);
+  nlohmann::json Decisions(const nlohmann::json& req);
+  void Record(const AuthDecision& d);
 
   // The blob an outer key names (map type in the top byte, index in the low 24 bits,
   // bpf/include/inner_map_defs.h:7-14), first `len` bytes.
@@ -80,6 +90,12 @@ class NodeDaemon {
   std::map<std::string, bpf_probe::Map> maps_;
   KmeshHashName hash_;
   std::map<std::string, Workload> workloads_;  // Kmesh's WorkloadCache, by UID
+  // Kmesh's userspace authorizer, fed by the same pushes as the maps (handleAuthorizationTypeResponse
+  // updates the Rbac before the map, workload_processor.go:1044-1051; handleWorkload the workload cache).
+  Rbac rbac_;
+  std::unique_ptr<AuthorizerThread> authorizer_;
+  std::mutex decisions_mu_;
+  std::vector<nlohmann::json> decisions_;  // since the last "decisions" request (evidence)
 };
 
 }  // namespace kmesh::lab

@@ -8,7 +8,9 @@
 //                         -> policy_id, stored_key, ret
 //   remove_authorization  resource: "<namespace>/<name>"                -> policy_id, ret
 //   lookup_authorization  resource or policy_id                         -> found, authorization (JSON)
-//   store_workload        uid, node, addresses ["10.244.2.7"], policies ["ns/name"], host_network
+//   store_workload        uid, node, addresses ["10.244.2.7"], policies ["ns/name"], host_network,
+//                         and for the authorizer's workload cache: name, namespace, service_account,
+//                         trust_domain, network
 //                         -> workload_id, wlpolicy {written, policy_ids, dropped}, frontends,
 //                         removed_frontends
 //   remove_workload       uid                                           -> known, workload_id,
@@ -32,6 +34,9 @@ inline constexpr const char* kStoreWorkload = "store_workload";
 inline constexpr const char* kRemoveWorkload = "remove_workload";
 inline constexpr const char* kIds = "ids";
 inline constexpr const char* kPing = "ping";
+// -> decisions: what the node's authorizer decided since the last request (each: verdict, reason,
+// policy, tuple, received_us, written_us, write_error), oldest first; [] without --pin-dir.
+inline constexpr const char* kDecisions = "decisions";
 
 // The key deserial_update_elem really writes for policy id `id`: normalize_key copies every key but a
 // Listener's with strncpy (deserialization_to_bpf_map.c:91-106), so the id's bytes (little-endian) stop

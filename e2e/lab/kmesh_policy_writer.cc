@@ -102,6 +102,10 @@ KmeshPolicyWriter::KmeshPolicyWriter(const PolicyWriterOptions& options) : optio
 
   // The map ids, from the node's pins (the daemon opens them by id, so it needs no bpffs of its own).
   std::vector<std::string> args = {binary, "--node", options_.node_name, "--state-dir", options_.state_dir};
+  if (options_.run_authorizer) {
+    args.push_back("--pin-dir");
+    args.push_back(options_.pin_dir);
+  }
   for (const char* name : kDaemonMaps) {
     const auto m = bpf_probe::Map::OpenPinned(options_.pin_dir + "/" + name);
     args.push_back("--map");
@@ -278,7 +282,12 @@ WorkloadWrite KmeshPolicyWriter::StoreWorkload(const WorkloadSpec& w) {
                           {"node", w.node},
                           {"addresses", w.addresses},
                           {"policies", w.policies},
-                          {"host_network", w.host_network}});
+                          {"host_network", w.host_network},
+                          {"name", w.name},
+                          {"namespace", w.ns},
+                          {"service_account", w.service_account},
+                          {"trust_domain", w.trust_domain},
+                          {"network", w.network}});
   WorkloadWrite out;
   out.workload_id = r.at("workload_id");
   out.wlpolicy_written = r.at("wlpolicy").at("written");
@@ -287,6 +296,10 @@ WorkloadWrite KmeshPolicyWriter::StoreWorkload(const WorkloadSpec& w) {
   out.frontends = r.at("frontends").get<std::vector<std::string>>();
   out.removed_frontends = r.at("removed_frontends").get<std::vector<std::string>>();
   return out;
+}
+
+std::vector<nlohmann::json> KmeshPolicyWriter::Decisions() {
+  return Request({{"op", proto::kDecisions}}).at("decisions").get<std::vector<json>>();
 }
 
 bool KmeshPolicyWriter::RemoveWorkload(const std::string& uid) {

@@ -35,6 +35,8 @@ struct PolicyWriterOptions {
   std::string state_dir;  // created if missing: hash_name.yaml and kmesh-lab-daemon.log
   std::string
       daemon_binary;  // "" = the kmesh-lab-daemon runfile (needs data = ["//e2e/lab:kmesh-lab-daemon"])
+  // The daemon also runs Kmesh's userspace authorizer on pin_dir's km_auth_req (the node's only consumer).
+  bool run_authorizer = false;
 };
 
 struct PolicyWrite {
@@ -52,6 +54,12 @@ struct WorkloadSpec {
   std::vector<std::string> addresses;  // "10.244.2.7"
   std::vector<std::string> policies;   // Workload.authorization_policies, "ns/name", in istiod's order
   bool host_network = false;
+  // For the authorizer's workload cache (the source identity it derives from an IP, rbac.go:538-552).
+  std::string name;
+  std::string ns;
+  std::string service_account;
+  std::string trust_domain;  // as istiod sends it: "" for cluster.local (IstiodTrustDomain)
+  std::string network;
 };
 
 struct WorkloadWrite {
@@ -87,6 +95,9 @@ class KmeshPolicyWriter {
   bool RemoveWorkload(const std::string& uid);
   // The id Kmesh gave `name` on this node (no allocation).
   std::optional<uint32_t> IdOf(const std::string& name);
+  // What the node's authorizer decided since the last call, oldest first (kmesh_daemon_protocol.h);
+  // empty unless run_authorizer.
+  std::vector<nlohmann::json> Decisions();
 
   pid_t daemon_pid() const { return pid_; }
   const std::string& log_path() const { return log_path_; }

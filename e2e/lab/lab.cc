@@ -18,6 +18,7 @@
 #include "base/runfiles.h"
 #include "bpf_probe/fnv.h"
 #include "bpf_probe/kmesh_abi.h"
+#include "bpf_probe/tuple.h"
 
 namespace kmesh::lab {
 namespace {
@@ -27,8 +28,6 @@ using Clock = std::chrono::steady_clock;
 const std::vector<std::pair<Fault, const char*>>& FaultNames() {
   static const std::vector<std::pair<Fault, const char*>> names = {
       {Fault::kXdpDetached, "xdp-detached"},
-      {Fault::kPolicyIgnored, "policy-ignored"},
-      {Fault::kDenyNotCached, "deny-not-cached"},
       {Fault::kXfrmStateMissing, "xfrm-state-missing"},
       {Fault::kWrongKey, "wrong-key"},
       {Fault::kEgressNotMarked, "egress-not-marked"},
@@ -89,6 +88,27 @@ std::vector<std::pair<int, std::string>> Documents(const std::string& text) {
   return docs;
 }
 
+// The network address of a CIDR ("10.244.1.0/24" -> 10.244.1.0).
+bpf_probe::IpAddr CidrBase(const std::string& cidr) {
+  return bpf_probe::IpAddr::Parse(cidr.substr(0, cidr.find('/')));
+}
+
+// Whether the policy uses what Kmesh's XDP defers to userspace (authz.h:463-468).
+bool UsesIdentity(const policy::AuthorizationPolicy& p) {
+  for (const auto& r : p.rules) {
+    for (const auto& f : r.from) {
+      if (!f.namespaces.empty() || !f.not_namespaces.empty() || !f.principals.empty() ||
+          !f.not_principals.empty()) {
+        return true;
+      }
+    }
+    for (const auto& c : r.when) {
+      if (c.key.name == "source.namespace" || c.key.name == "source.principal") return true;
+    }
+  }
+  return false;
+}
+
 bool LabelsMatch(const std::map<std::string, std::string>& selector,
                  const std::map<std::string, std::string>& labels) {
   for (const auto& [k, v] : selector) {
@@ -126,6 +146,9 @@ const std::vector<Fault>& AllFaults() {
 }
 
 std::unique_ptr<Lab> Lab::Up() {
+  // What a crashed earlier run left: bpffs mounts and cgroups (Topology::Up sweeps namespaces).
+  SweepStaleBpffs();
+  SweepStaleCgroups();
   std::unique_ptr<Lab> lab(new Lab());
   lab->topo_ = Topology::Up();
   lab->workdir_ = "/tmp/" + UniqueName("lab");
@@ -134,25 +157,99 @@ std::unique_ptr<Lab> Lab::Up() {
   const char* outputs = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
   lab->logdir_ = outputs && *outputs ? std::string(outputs) + "/lab-logs" : lab->workdir_;
   std::filesystem::create_directories(lab->logdir_);
+  lab->LoadKmesh();
   return lab;
 }
 
+void Lab::LoadKmesh() {
+  // Per node, in a Kmesh daemon's order (pkg/bpf/workload/loader.go:126-151): sockops first, pinning every
+  // map by name; then the XDP object, which reuses those pins (km_auth_res, km_frontend, ...). The XDP
+  // loads verify ~976K instructions each, so the nodes load in parallel.
+  std::vector<std::unique_ptr<KmeshNode>> nodes;
+  for (const auto& n : topo_->nodes()) {
+    NodeBpffs bpffs = NodeBpffs::Mount(workdir_, n->spec.name);
+    NodeCgroup cgroup = NodeCgroup::Create(n->spec.name);
+    SockopsGlobals globals{bpf_probe::IpAddr::Parse(n->spec.underlay_ip), CidrBase(n->spec.pod_cidr)};
+    KmeshSockops sockops = KmeshSockops::Load(Runfile("third_party/kmesh/sockops.o"), bpffs, cgroup, globals);
+    nodes.push_back(std::unique_ptr<KmeshNode>(
+        new KmeshNode{std::move(bpffs), std::move(cgroup), std::move(sockops), nullptr, nullptr}));
+  }
+  std::vector<std::string> errors(nodes.size());
+  std::vector<std::thread> loads;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    loads.emplace_back([&, i] {
+      try {
+        nodes[i]->xdp = KmeshAuthzDatapath::Load(nodes[i]->bpffs);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  }
+  for (auto& t : loads) t.join();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const std::string& name = topo_->nodes()[i]->spec.name;
+    if (!errors[i].empty()) throw Error("lab: loading Kmesh's XDP datapath on " + name + ": " + errors[i]);
+    // The daemon is started from this (long-lived) thread: it dies with the thread that started it.
+    PolicyWriterOptions o;
+    o.node_name = name;
+    o.pin_dir = nodes[i]->pin_dir();
+    o.state_dir = workdir_ + "/kmesh-" + name;
+    o.run_authorizer = true;
+    nodes[i]->daemon = std::make_unique<KmeshPolicyWriter>(o);
+    kmesh_[name] = std::move(nodes[i]);
+  }
+}
+
 Lab::~Lab() {
-  datapaths_.clear();  // detach XDP, close maps (before the pods go)
-  topo_.reset();       // processes, pods, nodes
+  kmesh_.clear();  // daemons, XDP (detached), sockops, node cgroups (their servers killed), bpffs
+  topo_.reset();   // processes, pods, nodes
   std::error_code ec;
   if (!workdir_.empty() && std::getenv("KMESH_E2E_KEEP_LAB") == nullptr) {
     std::filesystem::remove_all(workdir_, ec);
   }
 }
 
-AuthzDatapath& Lab::datapath(const std::string& node) {
-  auto& dp = datapaths_[node];
-  if (!dp) {
-    dp = std::make_unique<AuthzDatapath>();
-    SyncXdpFaults();
+KmeshNode& Lab::kmesh(const std::string& node) {
+  auto it = kmesh_.find(node);
+  if (it == kmesh_.end()) throw Error("lab: node " + node + " runs no Kmesh");
+  return *it->second;
+}
+
+std::optional<uint32_t> Lab::PolicyId(const std::string& node, const std::string& id_key) {
+  return kmesh(node).daemon->IdOf(id_key);
+}
+
+nlohmann::json Lab::DatapathIdentity() {
+  nlohmann::json nodes = nlohmann::json::object();
+  const DatapathIdentity* first = nullptr;
+  for (const auto& [name, k] : kmesh_) {
+    const auto& id = k->xdp->identity();
+    if (!first) first = &id;
+    nlohmann::json progs = nlohmann::json::array();
+    for (const auto& p : id.programs) {
+      progs.push_back({{"name", p.name}, {"kernel_name", p.kernel_name}, {"id", p.id}, {"tag", p.tag},
+                       {"verified_insns", p.verified_insns}});
+    }
+    progs.push_back({{"name", "sockops_prog"}, {"id", k->sockops.prog_id()}, {"tag", k->sockops.prog_tag()}});
+    nodes[name] = {{"programs", progs}, {"pin_dir", k->pin_dir()}, {"daemon_pid", k->daemon->daemon_pid()}};
   }
-  return *dp;
+  nlohmann::json j{{"datapath", "Kmesh's own BPF (sockops + XDP authz) built from a Kmesh tree"},
+                   {"nodes", nodes},
+                   {"userspace", "kmesh-lab-daemon per node: Kmesh's C deserializer + a port of "
+                                 "pkg/auth/rbac.go (the lab's stand-in for Kmesh's Go daemon)"},
+                   {"waypoint", "the lab's stand-in (no Envoy here): answers 403 like Envoy's RBAC filter"}};
+  if (first) {
+    j["kmesh_commit"] = first->kmesh_commit;
+    j["pinned_commit"] = first->pinned_commit;
+    j["tree"] = first->tree_path;
+    j["tree_found_by"] = first->tree_found_by;
+    j["tree_digest"] = first->tree_digest + " (" + first->digest_vs_pinned + ")";
+    j["object"] = first->object;
+    j["object_sha256"] = first->object_sha256;
+    j["clang"] = first->clang_version;
+    j["describe"] = first->Describe();
+  }
+  return j;
 }
 
 const App& Lab::app(const std::string& name) const {
@@ -178,14 +275,19 @@ const App& Lab::Deploy(const AppSpec& spec) {
   if (spec.kind == AppKind::kHttpbin) {
     app->port = kHttpbinPort;
     const std::string log = logdir_ + "/" + spec.name + ".log";
+    KmeshNode& k = kmesh(spec.node);
+    // In the node's cgroup from its first instruction: Kmesh's sockops sees the sockets it accepts.
     auto& proc = topo_->Spawn(pod.ns.ref(),
                               {"gunicorn", "-b", pod.ip + ":" + std::to_string(kHttpbinPort), "-b",
                                pod.ip + ":" + std::to_string(kHttpbinAltPort), "-w", "1",
                                "--threads", "8", "--timeout", "30", "httpbin:app"},
-                              log);
+                              log, k.cgroup.Join({}));
     WaitAccepts(pod.ns.ref(), "httpbin in pod " + pod.name, pod.ip, kHttpbinPort, proc, log);
-    datapath(spec.node).Enroll(pod, app->workload_id);
-    if (Active(Fault::kXdpDetached)) datapath(spec.node).DetachXdp(pod);
+    // Enrolment as kmesh-cni / the manage controller do it: xdp_authz on the pod's interface
+    // (pkg/cni/plugin/plugin.go enableXdpAuth) and km_manage through Kmesh's own trigger.
+    k.xdp->Attach(pod.ns.ref(), "eth0");
+    EnrollPod(k.cgroup, pod.ns.ref());
+    if (Active(Fault::kXdpDetached)) k.xdp->Detach(pod.ns.ref(), "eth0");
     if (spec.waypoint) {
       Pod& wp = topo_->AddPod(spec.node, spec.name + "-waypoint", spec.k8s_namespace,
                               {{"gateway.istio.io/managed", "istio.io-mesh-controller"}});
@@ -205,7 +307,35 @@ const App& Lab::Deploy(const AppSpec& spec) {
     }
   }
   apps_.push_back(std::move(app));
+  StoreWorkloads();
   return *apps_.back();
+}
+
+WorkloadSpec Lab::WorkloadOf(const App& app) const {
+  const Pod& pod = topo_->pod(app.pod);
+  std::vector<policy::AuthorizationPolicy> selector_policies;
+  for (const auto& a : applied_) {
+    if (a.authorization) selector_policies.push_back(a.policy);
+  }
+  WorkloadSpec w;
+  w.uid = pod.uid;
+  w.node = pod.node;
+  w.addresses = {pod.ip};
+  w.policies = workloadapi::WorkloadPolicyNames(selector_policies, pod.k8s_namespace, pod.labels);
+  w.name = pod.name;
+  w.ns = pod.k8s_namespace;
+  w.service_account = app.service_account;
+  w.trust_domain = IstiodTrustDomain("cluster.local");
+  return w;
+}
+
+void Lab::StoreWorkloads() {
+  // Every node's daemon knows every workload (km_frontend, the authorizer's workload cache); km_wlpolicy
+  // only for its own (workload_processor.go:567-569).
+  for (const auto& app : apps_) {
+    const WorkloadSpec w = WorkloadOf(*app);
+    for (auto& [node, k] : kmesh_) k->daemon->StoreWorkload(w);
+  }
 }
 
 std::vector<const App*> Lab::Selected(const policy::AuthorizationPolicy& p) const {
@@ -226,87 +356,64 @@ std::vector<const App*> Lab::Selected(const policy::AuthorizationPolicy& p) cons
 }
 
 Enforcer Lab::EnforcerOf(const policy::AuthorizationPolicy& p) const {
-  return p.target_refs.empty() ? Enforcer::kXdp : Enforcer::kWaypoint;
+  if (!p.target_refs.empty()) return Enforcer::kWaypoint;
+  return UsesIdentity(p) ? Enforcer::kUserspace : Enforcer::kXdp;
 }
 
 std::vector<policy::AuthorizationPolicy> Lab::Apply(const policy::Manifest& m) {
-  // 1. Parse and compile everything first: an error leaves the lab as it was.
+  // 1. Parse and translate everything first: an error leaves the lab as it was.
   auto policies = policy::ParseManifests(m.text, m.origin);
-  NamespaceIps ns_ips;
-  for (const auto& p : topo_->pods()) ns_ips[p->k8s_namespace].push_back(p->ip);
   auto docs = Documents(m.text);
   std::vector<Applied> fresh;
   for (const auto& p : policies) {
-    for (const auto& a : applied_) {
-      if (a.policy.IdKey() == p.IdKey()) {
-        throw Error(p.origin.ToString() + ": policy " + p.IdKey() + " is already applied (from " +
-                    a.policy.origin.ToString() + "); remove it first");
+    for (const auto* set : {&applied_, &fresh}) {
+      for (const auto& a : *set) {
+        if (a.policy.IdKey() == p.IdKey()) {
+          throw Error(p.origin.ToString() + ": policy " + p.IdKey() + " is already applied (from " +
+                      a.policy.origin.ToString() + "); remove it first");
+        }
       }
     }
-    Applied a{p, Compile(p, ns_ips), ""};
+    Applied a{p, EnforcerOf(p), std::nullopt, ""};
+    // What istiod sends the node dataplane; targetRefs policies go to the waypoint only (istio-authz-facts
+    // §1). L7 fields in a selector policy are refused by Translate, naming the field.
+    if (a.enforcer != Enforcer::kWaypoint) a.authorization = workloadapi::Translate(p);
     for (const auto& [line, text] : docs) {
       if (line <= p.origin.line) a.manifest_text = text;
     }
-    for (const App* app : Selected(p)) {
-      size_t n = 1;
-      for (const auto* set : {&applied_, &fresh}) {
-        for (const auto& other : *set) {
-          for (const App* s : Selected(other.policy)) n += s == app && other.compiled.enforcer == Enforcer::kXdp;
-        }
-      }
-      if (a.compiled.enforcer == Enforcer::kXdp && n > KM_MAX_MEMBER_NUM_PER_POLICY) {
-        throw Error(p.origin.ToString() + ": policy " + p.IdKey() + " would be the 5th policy of workload " +
-                    app->name + "; Kmesh keeps at most 4 per workload (km_wlpolicy)");
-      }
-    }
     fresh.push_back(std::move(a));
   }
-  // 2. Write.
+  // 2. Write, as istiod's push reaches each node's Kmesh: the Authorization resources, then the
+  // workloads with their new policy lists.
   for (auto& a : fresh) {
     applied_.push_back(a);
-    if (a.compiled.enforcer == Enforcer::kXdp) {
-      for (const App* app : Selected(a.policy)) datapath(topo_->pod(app->pod).node).PutPolicy(a.compiled.id, a.compiled.xdp);
+    if (a.authorization) {
+      for (auto& [node, k] : kmesh_) k->daemon->ApplyAuthorization(*a.authorization);
     }
   }
+  StoreWorkloads();
   for (const auto& app : apps_) {
-    if (app->kind != AppKind::kHttpbin) continue;
-    std::vector<uint32_t> ids;
-    for (const auto& a : applied_) {
-      if (a.compiled.enforcer != Enforcer::kXdp) continue;
-      for (const App* s : Selected(a.policy)) {
-        if (s == app.get()) ids.push_back(a.compiled.id);
-      }
-    }
-    datapath(topo_->pod(app->pod).node).SetWorkloadPolicies(app->workload_id, ids);
-    if (!app->waypoint_pod.empty()) RewriteWaypointPolicies(*app);
+    if (app->kind == AppKind::kHttpbin && !app->waypoint_pod.empty()) RewriteWaypointPolicies(*app);
   }
   return policies;
 }
 
 void Lab::Remove(const std::vector<policy::AuthorizationPolicy>& policies) {
+  bool changed = false;
   for (const auto& p : policies) {
     auto it = std::find_if(applied_.begin(), applied_.end(),
                            [&](const Applied& a) { return a.policy.IdKey() == p.IdKey(); });
     if (it == applied_.end()) continue;
     const Applied gone = *it;
     applied_.erase(it);
-    if (gone.compiled.enforcer == Enforcer::kXdp) {
-      for (const App* app : Selected(gone.policy)) {
-        auto& dp = datapath(topo_->pod(app->pod).node);
-        std::vector<uint32_t> ids;
-        for (const auto& a : applied_) {
-          if (a.compiled.enforcer != Enforcer::kXdp) continue;
-          for (const App* s : Selected(a.policy)) {
-            if (s == app) ids.push_back(a.compiled.id);
-          }
-        }
-        dp.SetWorkloadPolicies(app->workload_id, ids);
-        dp.DeletePolicy(gone.compiled.id);
-      }
+    changed = true;
+    if (gone.authorization) {
+      for (auto& [node, k] : kmesh_) k->daemon->RemoveAuthorization(gone.policy.IdKey());
     } else {
       for (const App* app : Selected(gone.policy)) RewriteWaypointPolicies(*app);
     }
   }
+  if (changed) StoreWorkloads();
 }
 
 void Lab::RewriteWaypointPolicies(const App& server) {
@@ -316,7 +423,7 @@ void Lab::RewriteWaypointPolicies(const App& server) {
     std::ofstream f(tmp);
     bool first = true;
     for (const auto& a : applied_) {
-      if (a.compiled.enforcer != Enforcer::kWaypoint) continue;
+      if (a.enforcer != Enforcer::kWaypoint) continue;
       const auto sel = Selected(a.policy);
       if (std::find(sel.begin(), sel.end(), &server) == sel.end()) continue;
       if (!first) f << "---\n";
@@ -332,15 +439,6 @@ std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server) const {
     return {server.waypoint_ip, server.waypoint_port};
   }
   return {server.ip, server.port};
-}
-
-void Lab::SyncXdpFaults() {
-  uint32_t bits = 0;
-  if (Active(Fault::kPolicyIgnored)) bits |= LAB_FAULT_POLICY_IGNORED;
-  if (Active(Fault::kDenyNotCached)) bits |= LAB_FAULT_DENY_NOT_CACHED;
-  for (auto& [node, dp] : datapaths_) {
-    if (dp) dp->SetFaults(bits);
-  }
 }
 
 void Lab::StartAgent(const std::string& node) {
@@ -404,12 +502,9 @@ void Lab::Inject(Fault f, const std::string& node) {
     case Fault::kXdpDetached:
       for (const auto& a : apps_) {
         const Pod& pod = topo_->pod(a->pod);
-        if (a->kind == AppKind::kHttpbin && datapath(pod.node).Attached(pod)) datapath(pod.node).DetachXdp(pod);
+        auto& xdp = *kmesh(pod.node).xdp;
+        if (a->kind == AppKind::kHttpbin && xdp.Attached(pod.ns.ref(), "eth0")) xdp.Detach(pod.ns.ref(), "eth0");
       }
-      break;
-    case Fault::kPolicyIgnored:
-    case Fault::kDenyNotCached:
-      SyncXdpFaults();
       break;
     default:
       break;  // IPsec faults act through the agents; the waypoint bypass through ServiceAddress
@@ -423,12 +518,9 @@ void Lab::Clear(Fault f) {
     case Fault::kXdpDetached:
       for (const auto& a : apps_) {
         const Pod& pod = topo_->pod(a->pod);
-        if (a->kind == AppKind::kHttpbin && !datapath(pod.node).Attached(pod)) datapath(pod.node).AttachXdp(pod);
+        auto& xdp = *kmesh(pod.node).xdp;
+        if (a->kind == AppKind::kHttpbin && !xdp.Attached(pod.ns.ref(), "eth0")) xdp.Attach(pod.ns.ref(), "eth0");
       }
-      break;
-    case Fault::kPolicyIgnored:
-    case Fault::kDenyNotCached:
-      SyncXdpFaults();
       break;
     default:
       break;

@@ -1,21 +1,31 @@
 // The embedded lab: a two-node topology (topology.h) with real applications in pods (httpbin under
-// gunicorn, curl clients), the reference datapath (XDP authorization per node, an IPsec agent per node,
-// a waypoint for L7 policies) and fault injection. This is the world the lab Env drives; people reach it
-// through `kmesh-lab up`.
+// gunicorn, curl clients) and, on every node, Kmesh's own authorization datapath built from a Kmesh tree
+// (//third_party/kmesh): its sockops program on the node's cgroup, its four XDP programs with every map
+// pinned in the node's bpffs like a Kmesh node, xdp_authz on each enrolled pod's eth0, and one
+// kmesh-lab-daemon per node (the lab's stand-in for the node's Kmesh daemon: Kmesh's C deserializer
+// writes the policies, a port of pkg/auth/rbac.go decides what XDP defers). Also an IPsec agent per node,
+// a waypoint stand-in for L7 policies, and fault injection. This is the world the lab Env drives; people
+// reach it through `kmesh-lab up`.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "e2e/framework/ipsec_secret.h"
-#include "e2e/lab/authz_datapath.h"
-#include "e2e/lab/policy_compiler.h"
+#include "e2e/lab/kmesh_datapath.h"
+#include "e2e/lab/kmesh_policy_writer.h"
+#include "e2e/lab/kmesh_sockops.h"
+#include "e2e/lab/node_bpffs.h"
+#include "e2e/lab/node_cgroup.h"
 #include "e2e/lab/topology.h"
+#include "e2e/lab/workload_authz.h"
 #include "e2e/policy/policy.h"
 #include "e2e/policy/template.h"
 
@@ -23,9 +33,7 @@ namespace kmesh::lab {
 
 // What the lab can break on purpose, so the suites can be shown to catch it.
 enum class Fault {
-  kXdpDetached,         // xdp_authz detached from the server pods' interfaces
-  kPolicyIgnored,       // policies are in the maps, but XDP passes everything
-  kDenyNotCached,       // a DENY match drops the SYN but writes no km_auth_res entry
+  kXdpDetached,         // Kmesh's xdp_authz detached from the server pods' interfaces
   kXfrmStateMissing,    // one node's ingress xfrm state is deleted (and not re-created)
   kWrongKey,            // one node derives its egress key from a wrong secret
   kEgressNotMarked,     // pod egress is not marked 0xe0: traffic leaves in plaintext
@@ -57,6 +65,24 @@ struct App {
   std::string waypoint_pod;    // when it has a waypoint
   std::string waypoint_ip;
   uint16_t waypoint_port = 0;
+  std::string service_account = "default";  // no app of the lab has its own
+};
+
+// Where a policy is enforced, by what it uses (docs/kmesh-offload-contract.md §1).
+enum class Enforcer {
+  kXdp,        // ipBlocks, ports, destination IPs: Kmesh's XDP decides
+  kUserspace,  // namespaces, principals: Kmesh's XDP defers to its userspace RBAC
+  kWaypoint,   // targetRefs (L7): the waypoint stand-in
+};
+
+// One lab node's Kmesh, in the order a Kmesh daemon sets it up (and the reverse order it goes away).
+struct KmeshNode {
+  NodeBpffs bpffs;                          // the node's /sys/fs/bpf
+  NodeCgroup cgroup;                        // holds the node's servers (Kmesh's sockops sees them)
+  KmeshSockops sockops;                     // loaded first: its pins are shared with the XDP object
+  std::unique_ptr<KmeshAuthzDatapath> xdp;  // the four XDP programs
+  std::unique_ptr<KmeshPolicyWriter> daemon;  // kmesh-lab-daemon: deserializer + Rbac + km_auth_req
+  std::string pin_dir() const { return bpffs.KmeshMapDir(); }
 };
 
 class Lab {
@@ -71,23 +97,28 @@ class Lab {
   Topology& topology() { return *topo_; }
   const std::string& workdir() const { return workdir_; }
 
-  // Starts the app in a new pod and waits (bounded) until it answers. Servers are enrolled: xdp_authz
-  // attached to their eth0 and their IP in km_frontend, as Kmesh's CNI does.
+  // Starts the app in a new pod and waits (bounded) until it answers. Every app is a workload Kmesh's
+  // daemons know (km_frontend, the authorizer's workload cache); servers are enrolled as kmesh-cni does:
+  // xdp_authz on their eth0, km_manage written by Kmesh's own enrolment trigger.
   const App& Deploy(const AppSpec& spec);
   const App& app(const std::string& name) const;
   const Pod& pod_of(const App& a) { return topo_->pod(a.pod); }
 
-  // Applies every policy of the manifest, or none: all are parsed and compiled before anything is
-  // written. Returns the policies applied.
+  // Applies every policy of the manifest, or none: all are parsed and translated (what istiod sends)
+  // before anything is written. Each node's daemon gets every policy (istiod sends every node all of
+  // them) and every workload's sorted policy list. Returns the policies applied.
   std::vector<policy::AuthorizationPolicy> Apply(const policy::Manifest& m);
   void Remove(const std::vector<policy::AuthorizationPolicy>& policies);
   // Which workloads a policy applies to, and how the lab enforces it.
   std::vector<const App*> Selected(const policy::AuthorizationPolicy& p) const;
   Enforcer EnforcerOf(const policy::AuthorizationPolicy& p) const;
 
-  // The node's datapath (created with the node's first enrolled server).
-  AuthzDatapath& datapath(const std::string& node);
-  bool has_datapath(const std::string& node) const { return datapaths_.count(node) != 0; }
+  // The node's Kmesh (loaded when the lab comes up).
+  KmeshNode& kmesh(const std::string& node);
+  // Kmesh's id for "ns/name" on `node` (hash_name.go, linear probing); nullopt when never applied there.
+  std::optional<uint32_t> PolicyId(const std::string& node, const std::string& id_key);
+  // What the node's Kmesh was built from and loaded as (report header, evidence).
+  nlohmann::json DatapathIdentity();
 
   // IPsec: one agent process per node (ipsec_agent.h), started by the first secret.
   void ApplySecret(const ipsec::IpsecSecret& secret);
@@ -111,16 +142,19 @@ class Lab {
  private:
   Lab() = default;
   void RewriteWaypointPolicies(const App& server);
-  void SyncXdpFaults();
+  void LoadKmesh();
+  void StoreWorkloads();  // every app, with its current policy list, to every node's daemon
+  WorkloadSpec WorkloadOf(const App& app) const;
 
   std::unique_ptr<Topology> topo_;
   std::string workdir_;  // private state (policy files, the secret): removed at teardown
   std::string logdir_;   // logs: the test's outputs under Bazel, else workdir
   std::vector<std::unique_ptr<App>> apps_;
-  std::map<std::string, std::unique_ptr<AuthzDatapath>> datapaths_;
+  std::map<std::string, std::unique_ptr<KmeshNode>> kmesh_;
   struct Applied {
     policy::AuthorizationPolicy policy;
-    CompiledPolicy compiled;
+    Enforcer enforcer = Enforcer::kXdp;
+    std::optional<workloadapi::Authorization> authorization;  // what istiod sends (not for targetRefs)
     std::string manifest_text;  // the rendered document, for the waypoint's file
   };
   std::vector<Applied> applied_;

@@ -127,7 +127,7 @@ Pod& Topology::AddPod(const std::string& node_name, const std::string& name, con
   Node& n = node(node_name);
   if (n.next_host > 254) throw Error("lab: node " + node_name + " has no free pod address");
   const std::string ip = HostInCidr(n.spec.pod_cidr, n.next_host++);
-  auto pod = std::make_unique<Pod>(Pod{name, k8s_ns, labels, node_name, ip, "", k8s_ns + "/" + name,
+  auto pod = std::make_unique<Pod>(Pod{name, k8s_ns, labels, node_name, ip, "", "Kubernetes//Pod/" + k8s_ns + "/" + name,
                                        netns::Netns::Create("pod")});
   // Node-side name: unique within the node namespace, <= 15 characters.
   pod->host_veth = "lxc" + std::to_string(n.next_host - 1);
@@ -138,7 +138,11 @@ Pod& Topology::AddPod(const std::string& node_name, const std::string& name, con
                        "route add " + ip + "/32 dev " + pod->host_veth});
   IpBatch(pod->ns.ref(), {"addr add " + ip + "/32 dev eth0", "link set lo up", "link set eth0 up",
                           std::string("route add ") + kPodGateway + " dev eth0 scope link",
-                          std::string("route add 10.244.0.0/16 via ") + kPodGateway + " dev eth0"});
+                          std::string("route add 10.244.0.0/16 via ") + kPodGateway + " dev eth0",
+                          // Like a Kubernetes pod. Kmesh's enrolment trigger (a connect to 0.0.0.2:929,
+                          // pkg/utils/enroll.go:84-98) needs a route to leave; the node has no default
+                          // route, so nothing goes further than the pod's node.
+                          std::string("route add default via ") + kPodGateway + " dev eth0"});
   pods_.push_back(std::move(pod));
   return *pods_.back();
 }
@@ -150,8 +154,7 @@ void Topology::RemovePod(const std::string& name) {
 }
 
 netns::Process& Topology::Spawn(const netns::NetnsRef& ns, const std::vector<std::string>& argv,
-                                const std::string& log_file) {
-  netns::ProcessOptions opts;
+                                const std::string& log_file, netns::ProcessOptions opts) {
   opts.netns = ns;
   opts.output = netns::ProcessOptions::Output::kFile;
   opts.output_file = log_file;

@@ -3,9 +3,9 @@
 //   pod ns (eth0 10.244.1.x/32) ──veth── node1 ns (eth0 172.18.0.2/16) ══underlay veth══ node2 ns (172.18.0.3/16) ──veth── pod ns (10.244.2.x)
 //
 // Nodes forward between their pods and the other node's pod CIDR; pods reach the pod network through
-// their node (Calico-style 169.254.1.1 gateway, owned by the node side of each pod veth). No namespace has a default route or any
-// link to the machine's own namespace, so nothing leaves the lab, and the machine's own network state is
-// never touched. Every namespace is RAII-owned and named uniquely per run (kme2e-<pid>-...).
+// their node (Calico-style 169.254.1.1 gateway, owned by the node side of each pod veth). Pods have a
+// default route to their node, as in Kubernetes; nodes have none, and no namespace has a link to the
+// machine's own namespace, so nothing leaves the lab, and the machine's own network state is never touched. Every namespace is RAII-owned and named uniquely per run (kme2e-<pid>-...).
 #pragma once
 
 #include <cstdint>
@@ -42,7 +42,7 @@ struct Pod {
   std::string node;              // node name
   std::string ip;                // 10.244.1.2
   std::string host_veth;         // node-side interface name
-  std::string uid;               // "<k8s ns>/<name>", the lab's workload UID
+  std::string uid;               // "Kubernetes//Pod/<k8s ns>/<name>", the workload UID istiod gives a pod
   netns::Netns ns;
 };
 
@@ -66,9 +66,10 @@ class Topology {
   // The node whose underlay address is `ip` (for the IPsec layout: peers by address).
   Node& node_by_underlay(const std::string& ip);
 
-  // Starts a process inside a pod or node namespace; the topology stops it on teardown.
+  // Starts a process inside a pod or node namespace; the topology stops it on teardown. `opts` may add
+  // a cgroup to join (the node's, for servers Kmesh's sockops must see); netns and output are set here.
   netns::Process& Spawn(const netns::NetnsRef& ns, const std::vector<std::string>& argv,
-                        const std::string& log_file);
+                        const std::string& log_file, netns::ProcessOptions opts = {});
 
  private:
   Topology() = default;
