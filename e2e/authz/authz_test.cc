@@ -14,11 +14,12 @@
 #include <memory>
 #include <optional>
 
+#include "base/defaults.h"
+#include "bpf_probe/fnv.h"
 #include "e2e/framework/case.h"
 #include "e2e/framework/env.h"
 #include "e2e/framework/expect.h"
 #include "e2e/framework/table_case.h"
-#include "e2e/policy/evaluate.h"
 #include "e2e/policy/template.h"
 
 namespace kmesh::e2e {
@@ -73,12 +74,33 @@ const Defect kStaleDenyCache{
 const Defect kTcArgsResidue{
     "D4", "km_tcargs keeps an entry for every tuple no policy matched",
     "bpf/kmesh/workload/include/authz.h:577-586 and 680-687 (no delete on the unmatched path)"};
-const Defect kFifthEntryIgnored{
-    "D5", "XDP reads at most 4 entries of a list (MAX_MEMBER_NUM_PER_POLICY): the 5th is never enforced",
-    "bpf/kmesh/workload/include/workload.h:14; authz.h:171-201, 355-409"};
+const Defect kFirstAddressOnly{
+    "D5", "XDP reads only the first address of an ipBlocks list: the loop steps through the pointer array one "
+          "byte at a time (&ipPtrs[i] on a void *), so later entries are never compared",
+    "bpf/kmesh/workload/include/authz.h:361 and 393"};
 const Defect kFifthPolicyDropped{
     "D6", "a workload's 5th policy is never written to km_wlpolicy, so XDP never evaluates it",
     "pkg/controller/workload/workload_processor.go:1186-1192"};
+const Defect kZeroByteId{
+    "D8", "a policy whose id has a zero byte is stored under a cut-down key (strncpy) and XDP never finds it",
+    "bpf/deserialization_to_bpf_map/deserialization_to_bpf_map.c:91-106 (normalize_key); authz.h:572-577"};
+const Defect kFirstRuleOnly{
+    "D10", "XDP reads only the first rule of a policy: &rulesPtr[i] on a void * steps one byte at a time",
+    "bpf/kmesh/workload/include/authz.h:639-645"};
+const Defect kNotIpOnlyNeverMatches{
+    "D11", "a match with only notIpBlocks never matches in XDP: after the not_ list, an empty positive list "
+           "falls through to UNMATCHED (ports handle the same case, authz.h:182-185)",
+    "bpf/kmesh/workload/include/authz.h:348-411 (match_ip_common)"};
+const Defect kFifthPortIgnored{
+    "D12", "XDP reads at most 4 ports of a list (MAX_MEMBER_NUM_PER_POLICY): the 5th is never enforced",
+    "bpf/kmesh/workload/include/workload.h:14; authz.h:192-201"};
+const Defect kPrincipalTrustDomain{
+    "D13", "Kmesh builds the source principal from the workload's trust domain as istiod sends it (elided for "
+           "cluster.local), so spiffe:///ns/<ns>/sa/<sa> never equals cluster.local/ns/<ns>/sa/<sa>",
+    "pkg/auth/rbac.go:526-528 and 538-552"};
+const Defect kAddressBlobLeak{
+    "D9", "Kmesh's deserializer leaks one kmesh_map64 entry per address each time a policy is deleted",
+    "bpf/deserialization_to_bpf_map/deserialization_to_bpf_map.c:1190-1226 (field_del)"};
 const Defect kWlPolicyResidue{
     "D7", "when a workload's last policy is removed, km_wlpolicy keeps the old policy ids",
     "pkg/controller/workload/workload_processor.go:1183-1185 (an empty list returns early)"};
@@ -179,6 +201,17 @@ PolicySpec IpBlocks(const std::string& name, const std::string& action,
                     std::function<std::vector<std::string>(World&)> ips) {
   return {"ip-blocks", [=](World& w) { return Named(w, name, action).SetList("Ips", ips(w)); }};
 }
+// A policy name in test-ns1 whose Kmesh id (FNV-32a of "test-ns1/<name>", hash_name.go) has a zero in one
+// of its three low bytes: strncpy of the little-endian id then stops early and stores a different key (a
+// zero top byte changes nothing).
+std::string ZeroByteIdName() {
+  for (int n = 0;; ++n) {
+    const std::string name = "zero-byte-" + std::to_string(n);
+    const uint32_t id = bpf_probe::PolicyId("test-ns1", name);
+    if ((id & 0xff) == 0 || (id & 0xff00) == 0 || (id & 0xff0000) == 0) return name;
+  }
+}
+
 std::string Principal(const App& app) {
   return "cluster.local/ns/" + app.k8s_namespace + "/sa/" + app.service_account;
 }
@@ -232,15 +265,17 @@ std::vector<Row> Rows() {
 
       // Lists: every entry is enforced, whatever its position (Kmesh reads four).
       {"ip-list-deny-4th", "ip", false, {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(3), w.a.ip); })},
-       {{"client 4th in the list", Client::kA, Http, DeniedByXdpDenyMatch(), {}},
+       {{"client 4th in the list", Client::kA, Http, DeniedByXdpDenyMatch(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, Allowed(), {}}}},
+      {"ip-list-deny-1st", "ip", false, {IpBlocks("ip-list", "DENY", [](World& w) { return Plus({w.a.ip}, OtherIps(3)[0]); })},
+       {{"client 1st in the list", Client::kA, Http, DeniedByXdpDenyMatch(), {}}}},
       {"ip-list-allow-4th", "ip", false,
        {IpBlocks("ip-list", "ALLOW", [](World& w) { return Plus(OtherIps(3), w.a.ip); })},
-       {{"client 4th in the list", Client::kA, Http, Allowed(), {}},
+       {{"client 4th in the list", Client::kA, Http, Allowed(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, DeniedByXdpNoAllowMatch(), {}}}},
       {"ip-list-deny-5th", "limits", false,
        {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(4), w.a.ip); })},
-       {{"client 5th in the list", Client::kA, Http, DeniedByXdpDenyMatch(), kFifthEntryIgnored},
+       {{"client 5th in the list", Client::kA, Http, DeniedByXdpDenyMatch(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, Allowed(), {}}}},
       {"ip-cidr-deny", "ip", false,
        {IpBlocks("ip-cidr", "DENY", [](World& w) { return std::vector<std::string>{CidrHoldingOnly(w.a.ip, w.b.ip)}; })},
@@ -248,7 +283,7 @@ std::vector<Row> Rows() {
         {"client outside the CIDR", Client::kB, Http, Allowed(), {}}}},
       {"not-ip-blocks-deny", "ip", false,
        {{"not-ip-blocks", [=](World& w) { return Named(w, "not-ip", "DENY").SetList("Ips", a_ip(w)); }}},
-       {{"client not in notIpBlocks", Client::kB, Http, DeniedByXdpDenyMatch(), {}},
+       {{"client not in notIpBlocks", Client::kB, Http, DeniedByXdpDenyMatch(), kNotIpOnlyNeverMatches},
         {"client in notIpBlocks", Client::kA, Http, Allowed(), {}}}},
       {"not-ports-deny", "port", false,
        {{"not-ports", [=](World& w) { return Named(w, "not-ports", "DENY").SetList("Ports", {std::to_string(w.server.port)}); }}},
@@ -260,14 +295,14 @@ std::vector<Row> Rows() {
         {"port not listed", Client::kA, OnPort(alt), DeniedByXdpNoAllowMatch(), {}}}},
       {"port-list-deny-5th", "limits", false,
        {{"port-deny", [=](World& w) { return selector(w).SetList("Ports", {"1111", "2222", "3333", "4444", std::to_string(w.server.alt_port)}); }}},
-       {{"port 5th in the list", Client::kA, OnPort(alt), DeniedByXdpDenyMatch(), kFifthEntryIgnored},
+       {{"port 5th in the list", Client::kA, OnPort(alt), DeniedByXdpDenyMatch(), kFifthPortIgnored},
         {"port not listed", Client::kA, OnPort(port), Allowed(), {}}}},
 
       // Rules and clauses: rules are ORed, the from and to of one rule are ANDed.
       {"two-rules-allow", "rules", false,
        {{"two-rules", [=](World& w) { return Named(w, "two-rules", "ALLOW").SetList("Ips", a_ip(w)).SetList("Ports", {std::to_string(w.server.alt_port)}); }}},
        {{"first rule (client)", Client::kA, OnPort(port), Allowed(), {}},
-        {"second rule (port)", Client::kB, OnPort(alt), Allowed(), {}},
+        {"second rule (port)", Client::kB, OnPort(alt), Allowed(), kFirstRuleOnly},
         {"neither rule", Client::kB, OnPort(port), DeniedByXdpNoAllowMatch(), {}}}},
       {"from-and-to-deny", "rules", false,
        {{"from-and-to", [=](World& w) { return Named(w, "from-and-to", "DENY").SetList("Ips", a_ip(w)).SetList("Ports", {std::to_string(w.server.alt_port)}); }}},
@@ -295,6 +330,8 @@ std::vector<Row> Rows() {
        {IpBlocks("a-deny", "DENY", a_ip), IpBlocks("b-allow", "ALLOW", a_ip)},
        {{"client in both", Client::kA, Http, DeniedByXdpDenyMatch(), {}},
         {"client in neither", Client::kB, Http, DeniedByXdpNoAllowMatch(), {}}}},
+      {"zero-byte-id-deny", "limits", false, {IpBlocks(ZeroByteIdName(), "DENY", a_ip)},
+       {{"selected client", Client::kA, Http, DeniedByXdpDenyMatch(), kZeroByteId}}},
       {"five-policies", "limits", false,
        {IpBlocks("policy-1", "DENY", [](World&) { return OtherIps(1); }),
         IpBlocks("policy-2", "DENY", [](World&) { return OtherIps(2); }),
@@ -306,7 +343,7 @@ std::vector<Row> Rows() {
       // Principals: decided by Kmesh userspace from the source's workload identity.
       {"principal-allow", "principal", false,
        {{"principals", [](World& w) { return Named(w, "principal", "ALLOW").SetList("Principals", {Principal(w.a)}); }}},
-       {{"selected principal", Client::kA, Http, Allowed(), {}},
+       {{"selected principal", Client::kA, Http, Allowed(), kPrincipalTrustDomain},
         {"other principal", Client::kB, Http, DeniedInUserspace(), {}}}},
       {"principal-deny", "principal", false,
        {{"principals", [](World& w) { return Named(w, "principal", "DENY").SetList("Principals", {Principal(w.a)}); }}},
@@ -316,12 +353,36 @@ std::vector<Row> Rows() {
   return rows;
 }
 
-// Applies the manifests, waits until realized, records both in the case; returns the policies.
-std::vector<policy::AuthorizationPolicy> ApplyAndWait(World& w, Case& c, const std::vector<policy::Manifest>& ms,
-                                                      const App& server) {
-  std::vector<policy::AuthorizationPolicy> all;
+// The policies a case applied, removed when the case ends however it ends (a failed barrier must not leave
+// a policy behind for the next row).
+class AppliedPolicies {
+ public:
+  explicit AppliedPolicies(Env& env) : env_(env) {}
+  ~AppliedPolicies() {
+    try {
+      Remove();
+    } catch (const std::exception& e) {
+      std::cerr << "removing the case's policies failed: " << e.what() << "\n";
+    }
+  }
+  void Add(const std::vector<policy::AuthorizationPolicy>& ps) { all_.insert(all_.end(), ps.begin(), ps.end()); }
+  void Remove() {
+    auto gone = std::move(all_);
+    all_.clear();
+    if (!gone.empty()) env_.Remove(gone);
+  }
+
+ private:
+  Env& env_;
+  std::vector<policy::AuthorizationPolicy> all_;
+};
+
+// Applies the manifests, waits until realized, records both in the case.
+void ApplyAndWait(World& w, Case& c, AppliedPolicies& applied, const std::vector<policy::Manifest>& ms,
+                  const App& server) {
   for (const auto& m : ms) {
     auto policies = w.env->Apply(m);
+    applied.Add(policies);
     for (const auto& p : policies) {
       Realized r = w.env->WaitRealized(p, server);
       c.Add("policies", {{"origin", m.origin},
@@ -331,10 +392,14 @@ std::vector<policy::AuthorizationPolicy> ApplyAndWait(World& w, Case& c, const s
                          {"realized", r.evidence},
                          {"waited_ms", r.waited.count()},
                          {"manifest", m.text}});
-      all.push_back(p);
     }
   }
-  return all;
+}
+
+// Every probe of the suite: the request waits for Kmesh's userspace verdict (ProbeSpec::request_delay).
+ProbeSpec WithVerdictTime(ProbeSpec s) {
+  s.request_delay = defaults::UserspaceVerdict();
+  return s;
 }
 
 void Report(const Judgement& j) {
@@ -343,10 +408,10 @@ void Report(const Judgement& j) {
 }
 
 // The maps a removal must bring back to their baseline: the policies and the blobs they point to.
-// Entries Kmesh is known to leave behind (D3, D4, D7) are checked by their own cases below, so that every
-// other row still says something about policies and blobs.
-const std::vector<std::string> kPolicyMaps = {"km_authz_policy", "kmesh_map64", "kmesh_map192", "kmesh_map296",
-                                              "kmesh_map1600"};
+// Entries Kmesh is known to leave behind (D3 km_auth_res, D4 km_tcargs, D7 km_wlpolicy, D9 kmesh_map64)
+// are checked by their own cases below, so that every other row still says something about policies and
+// blobs; the full difference is in each case's evidence ("residue").
+const std::vector<std::string> kPolicyMaps = {"km_authz_policy", "kmesh_map192", "kmesh_map296", "kmesh_map1600"};
 
 void CheckResidue(Case& c, const std::map<std::string, uint64_t>& before, const std::map<std::string, uint64_t>& after,
                   const std::vector<std::string>& maps) {
@@ -381,11 +446,12 @@ void RunProbe(const Row& row, const Probe& pr) {
   const auto baseline = w.env->DatapathMapCounts(server);
   std::vector<policy::Manifest> manifests;
   for (const auto& p : row.policies) manifests.push_back(RenderPolicyTemplate(p.template_name, p.vars(w)));
-  const auto policies = ApplyAndWait(w, c, manifests, server);
+  AppliedPolicies applied(*w.env);
+  ApplyAndWait(w, c, applied, manifests, server);
   c.Set("mechanism", ToString(pr.want.mechanism));
   INFO(row.id << ": " << pr.label);
-  Report(ProbeAndJudge(*w.env, c, client, server, pr.spec(w), pr.want, pr.label));
-  w.env->Remove(policies);
+  Report(ProbeAndJudge(*w.env, c, client, server, WithVerdictTime(pr.spec(w)), pr.want, pr.label));
+  applied.Remove();
   CheckResidue(c, baseline, w.env->DatapathMapCounts(server), kPolicyMaps);
 }
 
@@ -409,10 +475,11 @@ TEST_CASE("authz/remove-restores-access: a new connection after the DENY is remo
   Case c("authz", "remove-restores-access", w.env->name());
   c.Set("datapath", w.env->DatapathIdentity());
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
-  auto deny = ApplyAndWait(w, c, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
-  ProbeSpec spec = Http(w);
+  AppliedPolicies deny(*w.env);
+  ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
+  ProbeSpec spec = WithVerdictTime(Http(w));
   Report(ProbeAndJudge(*w.env, c, w.a, w.server, spec, DeniedByXdpDenyMatch(), "while applied"));
-  w.env->Remove(deny);
+  deny.Remove();
   Report(ProbeAndJudge(*w.env, c, w.a, w.server, spec, Allowed(), "after removal, new connection"));
 }
 
@@ -423,11 +490,12 @@ TEST_CASE("authz/same-tuple-after-removal: the 4-tuple of a denied SYN, reused a
   c.Set("datapath", w.env->DatapathIdentity());
   RecordDefect(c, kStaleDenyCache);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
-  auto deny = ApplyAndWait(w, c, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
-  ProbeSpec spec = Http(w);
+  AppliedPolicies deny(*w.env);
+  ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
+  ProbeSpec spec = WithVerdictTime(Http(w));
   spec.src_port = w.env->NextSourcePort();  // the same source port twice: the same 4-tuple
   Report(ProbeAndJudge(*w.env, c, w.a, w.server, spec, DeniedByXdpDenyMatch(), "while applied"));
-  w.env->Remove(deny);
+  deny.Remove();
   Report(ProbeAndJudge(*w.env, c, w.a, w.server, spec, Allowed(), "after removal, same 4-tuple"));
 }
 
@@ -439,10 +507,11 @@ TEST_CASE("authz/tcargs-residue: a connection no policy matched leaves nothing i
   RecordDefect(c, kTcArgsResidue);
   const auto baseline = w.env->DatapathMapCounts(w.server);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
-  auto deny = ApplyAndWait(w, c, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
+  AppliedPolicies deny(*w.env);
+  ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
   // b matches no policy: allowed, and XDP evaluated each of its packets.
-  Report(ProbeAndJudge(*w.env, c, w.b, w.server, Http(w), Allowed(), "client no policy matches"));
-  w.env->Remove(deny);
+  Report(ProbeAndJudge(*w.env, c, w.b, w.server, WithVerdictTime(Http(w)), Allowed(), "client no policy matches"));
+  deny.Remove();
   CheckResidue(c, baseline, w.env->DatapathMapCounts(w.server), {"km_tcargs"});
 }
 
@@ -453,12 +522,27 @@ TEST_CASE("authz/wlpolicy-residue: removing a workload's last policy removes its
   c.Set("datapath", w.env->DatapathIdentity());
   RecordDefect(c, kWlPolicyResidue);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
-  auto deny = ApplyAndWait(w, c, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
-  w.env->Remove(deny);
+  AppliedPolicies deny(*w.env);
+  ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
+  deny.Remove();
   const auto left = w.env->WorkloadPolicies(w.server);
   c.Set("km_wlpolicy_after_removal", left ? nlohmann::json(*left) : nlohmann::json(nullptr));
   if (left) c.Fail("km_wlpolicy still holds an entry for " + w.server.name + " after its last policy was removed");
   CHECK_FALSE(left.has_value());
+}
+
+TEST_CASE("authz/address-blob-residue: removing an ipBlocks policy frees every blob Kmesh wrote for it",
+          "[authz][residue][kmesh-defect][D9][!shouldfail]") {
+  World& w = TheWorld();
+  Case c("authz", "address-blob-residue", w.env->name());
+  c.Set("datapath", w.env->DatapathIdentity());
+  RecordDefect(c, kAddressBlobLeak);
+  const auto baseline = w.env->DatapathMapCounts(w.server);
+  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
+  AppliedPolicies deny(*w.env);
+  ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
+  deny.Remove();
+  CheckResidue(c, baseline, w.env->DatapathMapCounts(w.server), {"kmesh_map64"});
 }
 
 }  // namespace kmesh::e2e

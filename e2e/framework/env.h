@@ -59,7 +59,8 @@ struct App {
   uint16_t port = 0;         // server: the pod port
   uint16_t alt_port = 0;     // server: a second pod port (for port policies), 0 if none
   uint32_t workload_id = 0;  // FNV-32a of the workload UID (km_frontend / km_wlpolicy key)
-  std::string service_account;  // the pod's service account (principal cluster.local/ns/<ns>/sa/<sa>)
+  // The pod's service account (principal cluster.local/ns/<ns>/sa/<sa>); no app of the suites has its own.
+  std::string service_account = "default";
 };
 
 struct Node {
@@ -113,6 +114,10 @@ class Env {
   // Evidence.
   virtual std::optional<bpf_probe::Verdict> AuthVerdict(const App& server, const bpf_probe::Tuple& t) = 0;
   virtual bpf_probe::XdpAttachment XdpOf(const App& server) = 0;
+  // What Kmesh's userspace authorizer on the server's node decided for this connection (its records of
+  // km_auth_req), oldest first: [{allow, reason, policy, tuple, ...}]; an empty array when it saw none,
+  // null where the Env cannot see it (a cluster: Kmesh only logs its decisions).
+  virtual nlohmann::json UserspaceDecisions(const App& server, const bpf_probe::Tuple& t) = 0;
   // Entry counts of every Kmesh map on the server's node (residue checks: a removal brings them back).
   virtual std::map<std::string, uint64_t> DatapathMapCounts(const App& server) = 0;
   // km_wlpolicy[workload of server]: the policy ids, or nullopt when there is no entry.

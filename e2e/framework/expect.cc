@@ -11,6 +11,18 @@ std::string VerdictText(const std::optional<bpf_probe::Verdict>& v) {
   return v ? bpf_probe::ToString(*v) : std::string("no entry");
 }
 
+// "Kmesh's authorizer: deny (deny_policy_matched test-ns1/x), km_auth_res written" per decision.
+std::string UserspaceText(const nlohmann::json& decisions) {
+  if (decisions.is_null()) return "not visible in this Env";
+  if (decisions.empty()) return "Kmesh's authorizer saw no record of this connection";
+  std::string out;
+  for (const auto& d : decisions) {
+    if (!out.empty()) out += "; ";
+    out += "Kmesh's authorizer: " + d.value("describe", std::string("?"));
+  }
+  return out;
+}
+
 bool IsDeny(const std::optional<bpf_probe::Verdict>& v) { return v && bpf_probe::Drops(*v); }
 
 std::string XdpText(const bpf_probe::XdpAttachment& x) {
@@ -64,6 +76,7 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
   const bpf_probe::Tuple tuple = bpf_probe::Tuple::Parse(out.tuple.ToString());
   const auto after = env.AuthVerdict(server, tuple);
   const auto xdp = env.XdpOf(server);
+  const nlohmann::json userspace = env.UserspaceDecisions(server, tuple);
 
   std::vector<std::string> disagree;
   const OutcomeKind k = out.kind;
@@ -115,6 +128,7 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
                 {"tuple", tuple.ToString()},
                 {"km_auth_res_after", VerdictText(after)},
                 {"xdp", XdpText(xdp)},
+                {"userspace", userspace},
                 {"passed", j.ok},
                 {"disagree", disagree}};
   if (!j.ok) {
@@ -123,6 +137,7 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
       << "  expected:    " << want.Describe() << "\n"
       << "  client saw:  " << out.ToString() << "\n"
       << "  kernel held: km_auth_res = " << VerdictText(after) << "; " << XdpText(xdp) << "\n"
+      << "  userspace:   " << UserspaceText(userspace) << "\n"
       << "  disagree:    ";
     for (size_t i = 0; i < disagree.size(); ++i) s << (i ? "\n               " : "") << disagree[i];
     j.explanation = s.str();

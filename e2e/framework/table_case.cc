@@ -2,7 +2,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <deque>
 #include <utility>
 
 namespace kmesh::e2e {
@@ -21,10 +20,9 @@ class FunctionInvoker : public Catch::ITestInvoker {
 
 void RegisterTableCase(const std::string& name, const std::string& tags, std::function<void()> body,
                        const char* file, int line) {
-  // Catch2 keeps the invoker pointer and copies the strings; the invokers live as long as the binary.
-  static auto* invokers = new std::deque<FunctionInvoker>();
-  invokers->emplace_back(std::move(body));
-  const Catch::AutoReg registration(&invokers->back(), Catch::SourceLineInfo(file, static_cast<std::size_t>(line)),
+  // Catch2 takes ownership of the invoker (its TestCase holds it in a shared_ptr) and copies the strings.
+  const Catch::AutoReg registration(new FunctionInvoker(std::move(body)),
+                                    Catch::SourceLineInfo(file, static_cast<std::size_t>(line)),
                  Catch::StringRef(), Catch::NameAndTags(Catch::StringRef(name), Catch::StringRef(tags)));
 }
 

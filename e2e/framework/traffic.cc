@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -247,6 +248,9 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
   }
 
   // ---- request ----
+  // Kmesh's userspace verdict arrives after the handshake (sockops -> km_auth_req -> RBAC -> km_auth_res);
+  // a probe that asks for it waits before sending, so the verdict decides the request, not the race.
+  if (spec.request_delay.count() > 0) std::this_thread::sleep_for(spec.request_delay);
   std::string host = spec.host;
   if (host.empty()) {
     host = (dst.family == AF_INET6 ? "[" + spec.dst_ip + "]" : spec.dst_ip) + ":" + std::to_string(spec.dst_port);

@@ -75,6 +75,10 @@ struct ProbeSpec {
   std::vector<std::pair<std::string, std::string>> headers;
   std::chrono::milliseconds connect_timeout = defaults::ConnectTimeout();
   std::chrono::milliseconds response_timeout = defaults::ResponseTimeout();
+  // Time between connected and sending the request (0 = at once, like curl). The authz suite waits
+  // defaults::UserspaceVerdict() so that Kmesh's userspace verdict, not its race with the request, is what
+  // a row judges; the race itself has its own case. The curl path (kube env) cannot wait: it ignores this.
+  std::chrono::milliseconds request_delay{0};
 };
 
 // In-process probe: the socket is created inside `source` (a RunIn thread), then connect and the HTTP

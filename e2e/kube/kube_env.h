@@ -101,6 +101,7 @@ class KubeEnv : public e2e::Env {
   std::optional<bpf_probe::Verdict> AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) override;
   bpf_probe::XdpAttachment XdpOf(const e2e::App& server) override;
   std::map<std::string, uint64_t> DatapathMapCounts(const e2e::App& server) override;
+  nlohmann::json UserspaceDecisions(const e2e::App&, const bpf_probe::Tuple&) override { return nullptr; }
   std::optional<std::vector<uint32_t>> WorkloadPolicies(const e2e::App& server) override;
   nlohmann::json DatapathIdentity() override;
   void ApplySecret(const ipsec::IpsecSecret& secret) override;

@@ -281,7 +281,7 @@ MapsReport SummarizeMaps(const bpf_probe::MapCatalog& catalog, const std::string
   MapsReport r;
   r.source = catalog.source();
   for (const auto& info : catalog.maps()) {
-    if (info.name.rfind("km_", 0) != 0) continue;
+    if (info.name.rfind("km_", 0) != 0 && info.name.rfind("kmesh_map", 0) != 0) continue;
     uint64_t entries = 0;
     // Counting walks the map; the ring buffer and program arrays have nothing to count.
     if (info.TypeName() != "ringbuf" && info.TypeName() != "prog_array") {

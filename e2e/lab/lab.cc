@@ -103,7 +103,8 @@ bool UsesIdentity(const policy::AuthorizationPolicy& p) {
       }
     }
     for (const auto& c : r.when) {
-      if (c.key.name == "source.namespace" || c.key.name == "source.principal") return true;
+      using K = policy::ConditionKey::Kind;
+      if (c.key.kind == K::kSourceNamespace || c.key.kind == K::kSourcePrincipal) return true;
     }
   }
   return false;
@@ -221,7 +222,7 @@ std::optional<uint32_t> Lab::PolicyId(const std::string& node, const std::string
 
 nlohmann::json Lab::DatapathIdentity() {
   nlohmann::json nodes = nlohmann::json::object();
-  const DatapathIdentity* first = nullptr;
+  const kmesh::lab::DatapathIdentity* first = nullptr;
   for (const auto& [name, k] : kmesh_) {
     const auto& id = k->xdp->identity();
     if (!first) first = &id;
@@ -280,7 +281,10 @@ const App& Lab::Deploy(const AppSpec& spec) {
     auto& proc = topo_->Spawn(pod.ns.ref(),
                               {"gunicorn", "-b", pod.ip + ":" + std::to_string(kHttpbinPort), "-b",
                                pod.ip + ":" + std::to_string(kHttpbinAltPort), "-w", "1",
-                               "--threads", "8", "--timeout", "30", "httpbin:app"},
+                               // 64 threads: a connection Kmesh's userspace denies (authz_offload = 1) has
+                               // every later packet dropped, its FIN too, so its server thread waits on it
+                               // for good; a suite makes about a dozen such connections.
+                               "--threads", "64", "--timeout", "30", "httpbin:app"},
                               log, k.cgroup.Join({}));
     WaitAccepts(pod.ns.ref(), "httpbin in pod " + pod.name, pod.ip, kHttpbinPort, proc, log);
     // Enrolment as kmesh-cni / the manage controller do it: xdp_authz on the pod's interface

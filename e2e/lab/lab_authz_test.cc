@@ -45,7 +45,7 @@ Curl CurlFrom(Lab& lab, const kmesh::lab::App& client, const std::string& ip, ui
 std::optional<uint32_t> Verdict(Lab& lab, const kmesh::lab::App& server, const Tuple& t) {
   auto key = EncodeTupleKey(t);
   uint32_t v = 0;
-  int fd = lab.datapath(lab.pod_of(server).node).map_fd(KM_MAP_AUTH_RES);
+  int fd = lab.kmesh(lab.pod_of(server).node).xdp->map_fd(KM_MAP_AUTH_RES);
   if (bpf_map_lookup_elem(fd, key.data(), &v) != 0) return std::nullopt;
   return v;
 }
@@ -79,43 +79,36 @@ TEST_CASE("lab: httpbin answers a sleep client across nodes, and a DENY ipBlocks
   CHECK_FALSE(Verdict(*lab, server, TupleOf(b, 40003, server)).has_value());
 }
 
-TEST_CASE("lab: each XDP fault changes what it says it changes") {
+TEST_CASE("lab: xdp-detached takes Kmesh's xdp_authz off the server, and clearing it puts it back") {
   auto lab = Lab::Up();
   const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
   const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
   lab->Apply(RenderPolicyTemplate("ip-deny", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
-  uint16_t port = 41000;
-
-  SECTION("deny-not-cached: dropped, but no km_auth_res entry") {
-    lab->Inject(Fault::kDenyNotCached);
-    CHECK(CurlFrom(*lab, a, server.ip, server.port, port).exit_code == 28);
-    CHECK_FALSE(Verdict(*lab, server, TupleOf(a, port, server)).has_value());
-  }
-  SECTION("policy-ignored: the policy is in the maps, but the client gets through") {
-    lab->Inject(Fault::kPolicyIgnored);
-    CHECK(CurlFrom(*lab, a, server.ip, server.port, port).http_code == 200);
-    CHECK_FALSE(Verdict(*lab, server, TupleOf(a, port, server)).has_value());
-  }
-  SECTION("xdp-detached: nothing evaluates the policy") {
-    lab->Inject(Fault::kXdpDetached);
-    CHECK_FALSE(lab->datapath("node2").Attached(lab->pod_of(server)));
-    CHECK(CurlFrom(*lab, a, server.ip, server.port, port).http_code == 200);
-    lab->Clear(Fault::kXdpDetached);
-    CHECK(CurlFrom(*lab, a, server.ip, server.port, port + 1).exit_code == 28);
-  }
+  const auto pod = lab->pod_of(server).ns.ref();
+  lab->Inject(Fault::kXdpDetached);
+  CHECK_FALSE(lab->kmesh("node2").xdp->Attached(pod, "eth0"));
+  CHECK(CurlFrom(*lab, a, server.ip, server.port, 41000).http_code == 200);
+  lab->Clear(Fault::kXdpDetached);
+  CHECK(lab->kmesh("node2").xdp->Attached(pod, "eth0"));
+  CHECK(CurlFrom(*lab, a, server.ip, server.port, 41001).exit_code == 28);
 }
 
-TEST_CASE("lab: up then down leaves no namespace, XDP program, map or process") {
+TEST_CASE("lab: up then down leaves no namespace, XDP program, map, bpffs mount, cgroup or process") {
   std::vector<std::string> namespaces;
   uint32_t prog_id = 0, map_id = 0;
-  pid_t gunicorn = 0;
+  pid_t gunicorn = 0, daemon = 0;
+  std::string bpffs, cgroup;
   {
     auto lab = Lab::Up();
     const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node1", "test-ns1", {}, false});
     for (const auto& n : lab->topology().nodes()) namespaces.push_back(n->ns.name());
     for (const auto& p : lab->topology().pods()) namespaces.push_back(p->ns.name());
-    prog_id = lab->datapath("node1").prog_id();
-    map_id = lab->datapath("node1").map_id(KM_MAP_AUTH_RES);
+    auto& k = lab->kmesh("node1");
+    prog_id = k.xdp->identity().program("xdp_authz").id;
+    map_id = k.xdp->map_id(KM_MAP_AUTH_RES);
+    daemon = k.daemon->daemon_pid();
+    bpffs = k.bpffs.path();
+    cgroup = k.cgroup.name();
     auto pg = kmesh::netns::Run({"pgrep", "-f", "gunicorn -b " + server.ip});
     REQUIRE(pg.ok());
     gunicorn = std::stoi(pg.out);
@@ -123,6 +116,10 @@ TEST_CASE("lab: up then down leaves no namespace, XDP program, map or process") 
   auto listed = kmesh::netns::RunChecked({"ip", "netns", "list"}).out;
   for (const auto& n : namespaces) CHECK(listed.find(n) == std::string::npos);
   CHECK(kill(gunicorn, 0) != 0);
+  CHECK(kill(daemon, 0) != 0);
+  const auto mounts = kmesh::netns::RunChecked({"cat", "/proc/self/mountinfo"}).out;
+  CHECK(mounts.find(bpffs) == std::string::npos);
+  CHECK(kmesh::netns::Run({"grep", "-rq", cgroup, "/proc/self/cgroup"}).exit_code != 0);
   // BPF objects are freed after an RCU grace period: poll, bounded.
   bool prog_gone = false, map_gone = false;
   for (int i = 0; i < 100 && !(prog_gone && map_gone); ++i) {

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "e2e/framework/env.h"
 #include "e2e/lab/lab.h"
@@ -29,6 +31,10 @@ class LabEnv : public e2e::Env {
   std::unique_ptr<e2e::LoadRun> StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) override;
   std::optional<bpf_probe::Verdict> AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) override;
   bpf_probe::XdpAttachment XdpOf(const e2e::App& server) override;
+  std::map<std::string, uint64_t> DatapathMapCounts(const e2e::App& server) override;
+  nlohmann::json UserspaceDecisions(const e2e::App& server, const bpf_probe::Tuple& t) override;
+  std::optional<std::vector<uint32_t>> WorkloadPolicies(const e2e::App& server) override;
+  nlohmann::json DatapathIdentity() override;
   void ApplySecret(const ipsec::IpsecSecret& secret) override;
   std::vector<ipsec::NodeInfo> IpsecNodes() override;
   xfrm::XfrmSnapshot Xfrm(const std::string& node) override;
@@ -45,6 +51,7 @@ class LabEnv : public e2e::Env {
  private:
   std::unique_ptr<Lab> lab_;
   std::atomic<uint32_t> next_port_{0};
+  std::map<std::string, std::vector<nlohmann::json>> decisions_;  // per node, read from its daemon
 };
 
 }  // namespace kmesh::lab

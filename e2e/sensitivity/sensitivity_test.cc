@@ -33,10 +33,10 @@ struct FaultRow {
 
 const std::vector<FaultRow>& Rows() {
   static const std::vector<FaultRow> rows = {
-      {"xdp-detached", "authz", "-c ip-deny", "no XDP program attached to eth0"},
-      {"policy-ignored", "authz", "-c ip-deny", "client saw ok(200), expected connect_timeout"},
-      {"deny-not-cached", "authz", "-c ip-deny", "km_auth_res holds no entry for this tuple, expected DENY"},
-      {"waypoint-bypassed", "authz", "-c header-deny", "expected HTTP 403 from the waypoint"},
+      // Kmesh's own xdp_authz taken off the server (the lab's own XDP program and its faults are gone: the
+      // datapath is Kmesh's; source mutants of Kmesh's BPF are the next step of this suite).
+      {"xdp-detached", "authz", "authz/ip-deny:*", "no XDP program attached to eth0"},
+      {"waypoint-bypassed", "authz", "authz/header-deny:*", "expected HTTP 403 from the waypoint"},
       {"xfrm-state-missing", "ipsec", "ipsec: connectivity*", "missing (expected proto esp reqid 1 mode tunnel"},
       {"wrong-key", "ipsec", "ipsec: connectivity*", "(DISAGREE)"},
       {"egress-not-marked", "ipsec", "ipsec: connectivity*", "plaintext packet of the probe on the wire"},

@@ -67,15 +67,14 @@ json Describe(kmesh::lab::Lab& lab) {
                          {"enter", "ip netns exec " + p->ns.name() + " bash"}});
   }
   for (const auto& n : lab.topology().nodes()) {
-    if (!lab.has_datapath(n->spec.name)) continue;
-    auto& dp = lab.datapath(n->spec.name);
-    j["xdp"].push_back({{"node", n->spec.name},
-                        {"prog_id", dp.prog_id()},
-                        {"km_auth_res", dp.map_id(KM_MAP_AUTH_RES)},
-                        {"km_authz_policy", dp.map_id(KM_MAP_AUTHZ_POLICY)},
-                        {"km_wlpolicy", dp.map_id(KM_MAP_WLPOLICY)},
-                        {"km_frontend", dp.map_id(KM_MAP_FRONTEND)}});
+    auto& k = lab.kmesh(n->spec.name);
+    // Kmesh's maps are pinned in the node's bpffs, as on a Kmesh node: kmesh-mapdump --pin-dir reads them.
+    j["kmesh"].push_back({{"node", n->spec.name},
+                          {"xdp_authz", k.xdp->identity().program("xdp_authz").id},
+                          {"pin_dir", k.pin_dir()},
+                          {"inspect", "kmesh-mapdump --pin-dir " + k.pin_dir() + " policies"}});
   }
+  j["datapath"] = lab.DatapathIdentity();
   j["ipsec"] = lab.ipsec_enabled();
   return j;
 }
