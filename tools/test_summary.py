@@ -2,7 +2,9 @@
 """Counts the Catch2 test cases of one Bazel test run, cached results included.
 
 Reads the run's build event file (bazel test --build_event_json_file=F) for each test target's JUnit file,
-prints one line per failed case, then "N passed, N failed" on a line of its own (the form CI reads).
+prints one line per failed case, the Kmesh defects reproduced (cases tagged [kmesh-defect][Dn][!shouldfail]
+that failed as they should: counted apart, neither passed nor failed), then "N passed, N failed" on a line of
+its own (the form CI reads).
 A target that failed without a readable JUnit file (crash, timeout, missing root) counts as one failure,
 and so does a target Bazel failed although its JUnit file shows no failed case: the process crashed or
 hung after Catch2 wrote the file (e.g. in teardown at exit), and Bazel's verdict is the one that counts.
@@ -46,6 +48,7 @@ def main() -> int:
     bazel_rc = int(sys.argv[2]) if len(sys.argv) == 3 else 0
     passed = failed = 0
     failures = []
+    defects = []  # (label, case name, defect code)
     labels = set()
     for label, xml, status in junit_files(sys.argv[1]):
         labels.add(label)
@@ -62,6 +65,10 @@ def main() -> int:
             continue
         case_failed = 0
         for case in cases:
+            props = {p.get("name"): p.get("value") for p in case.iter("property")}
+            if props.get("outcome") == "failed as expected" and case.find("failure") is None:
+                defects.append((label, case.get("name"), props.get("kmesh_defect", "?")))
+                continue
             if case.find("failure") is not None or case.find("error") is not None:
                 case_failed += 1
                 failures.append(f"{label}: {case.get('name')}")
@@ -78,6 +85,12 @@ def main() -> int:
         failures.append(f"bazel exited {bazel_rc} before tests could run (see the errors above)")
     for f in failures:
         print(f"FAILED {f}")
+    if defects:
+        codes = sorted({d[2] for d in defects}, key=lambda c: (len(c), c))
+        print(f"Kmesh defects reproduced: {len(defects)} cases, {len(codes)} defects ({', '.join(codes)}); "
+              f"see docs/kmesh-offload-contract.md")
+        for label, name, code in defects:
+            print(f"  {code} {label}: {name}")
     print(f"Catch2 test cases in {len(labels)} test targets:")
     print(f"{passed} passed, {failed} failed")
     return 0

@@ -45,7 +45,25 @@ struct CaseRecord {
   std::string file;
   double seconds = 0;
   std::vector<std::string> failures;  // one entry per failed assertion or unexpected exception
+  // A case tagged [kmesh-defect][Dn][!shouldfail]: it reproduces a known Kmesh defect, so failing is its
+  // pass. JUnit shows it without <failure> and with the property kmesh_defect=Dn; if it passes, the defect
+  // no longer reproduces and that is the failure.
+  std::string defect;  // "D2", or "" for an ordinary case
+  bool expected_to_fail = false;
 };
+
+// "D2" from the tags [kmesh-defect][D2]; "" when the case carries no kmesh-defect tag.
+std::string DefectOf(const Catch::TestCaseInfo& info) {
+  bool defect = false;
+  std::string code;
+  for (const auto& t : info.tags) {
+    if (t == "kmesh-defect") defect = true;
+    if (t.size() >= 2 && (t[0] == 'D' || t[0] == 'd') && t.find_first_not_of("0123456789", 1) == std::string::npos) {
+      code = "D" + t.substr(1);
+    }
+  }
+  return defect ? (code.empty() ? "D?" : code) : "";
+}
 
 std::vector<CaseRecord> g_cases;
 
@@ -54,7 +72,7 @@ class KmeshListener : public Catch::TestEventListenerBase {
   using TestEventListenerBase::TestEventListenerBase;
 
   void testCaseStarting(Catch::TestCaseInfo const& info) override {
-    g_cases.push_back(CaseRecord{info.name, info.lineInfo.file, 0, {}});
+    g_cases.push_back(CaseRecord{info.name, info.lineInfo.file, 0, {}, DefectOf(info), info.expectedToFail()});
     start_ = std::chrono::steady_clock::now();
     kmesh::e2e::BeginCaseOutput(info.name);
   }
@@ -102,7 +120,7 @@ class KmeshListener : public Catch::TestEventListenerBase {
     size_t failures = 0;
     double total = 0;
     for (const auto& c : g_cases) {
-      failures += c.failures.empty() ? 0 : 1;
+      failures += c.failures.empty() == c.expected_to_fail ? 1 : 0;
       total += c.seconds;
     }
     std::ofstream out(path);
@@ -112,6 +130,30 @@ class KmeshListener : public Catch::TestEventListenerBase {
     for (const auto& c : g_cases) {
       out << "    <testcase name=\"" << XmlEscape(c.name) << "\" classname=\"" << XmlEscape(suite)
           << "\" file=\"" << XmlEscape(c.file) << "\" time=\"" << c.seconds << "\"";
+      if (c.expected_to_fail) {
+        // [!shouldfail]: failing is what it should do (a Kmesh defect reproduced); passing is the failure.
+        out << ">\n      <properties>\n";
+        if (!c.defect.empty()) {
+          out << "        <property name=\"kmesh_defect\" value=\"" << XmlEscape(c.defect) << "\"/>\n";
+        }
+        out << "        <property name=\"outcome\" value=\""
+            << (c.failures.empty() ? "passed although expected to fail" : "failed as expected") << "\"/>\n"
+            << "      </properties>\n";
+        if (c.failures.empty()) {
+          const std::string why =
+              c.defect.empty() ? "the case passed although tagged [!shouldfail]"
+                               : "Kmesh defect " + c.defect +
+                                     " no longer reproduces: the case passed (fixed in Kmesh? then drop its "
+                                     "[!shouldfail] tag)";
+          out << "      <failure message=\"" << XmlEscape(why) << "\">" << XmlEscape(why) << "</failure>\n";
+        } else {
+          std::string all;
+          for (const auto& f : c.failures) all += f + "\n";
+          out << "      <system-out>" << XmlEscape(all) << "</system-out>\n";
+        }
+        out << "    </testcase>\n";
+        continue;
+      }
       if (c.failures.empty()) {
         out << "/>\n";
         continue;

@@ -286,7 +286,7 @@ TEST_CASE("an emptied policy list leaves the workload's km_wlpolicy entry, as Km
 TEST_CASE(
     "Istio: every ipBlocks entry is enforced, whatever its position (Kmesh defect: "
     "bpf/kmesh/workload/include/authz.h:361,393 read entry i at byte offset i)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D5]") {
   Node& n = NodeB();
   const WorkloadSpec w = Httpbin({"test-ns1/deny-ips"});
   n.writer->StoreWorkload(w);
@@ -304,7 +304,7 @@ TEST_CASE(
 TEST_CASE(
     "Istio: every rule of a policy is evaluated (Kmesh defect: bpf/kmesh/workload/include/authz.h:643 reads "
     "rule i at byte offset i)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D10]") {
   Node& n = NodeB();
   const WorkloadSpec w = Httpbin({"test-ns1/deny-rules"});
   n.writer->StoreWorkload(w);
@@ -322,7 +322,7 @@ TEST_CASE(
 TEST_CASE(
     "Istio: a policy is enforced whatever its name (Kmesh defect: deserialization_to_bpf_map.c:91-106 "
     "strncpy's the policy id; authz.h:572-577 misses it)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D8]") {
   // A policy name whose FNV-32a id has a zero byte before its last (about 1 name in 85).
   std::string name;
   for (int i = 0; name.empty(); ++i) {
@@ -351,7 +351,7 @@ TEST_CASE(
 TEST_CASE(
     "Istio: once the policy is gone, every Kmesh map is at its baseline and the client is unblocked (Kmesh "
     "defect: xdp.c:111 and authz.h:586, 668-689 leave km_auth_res and km_tcargs entries behind)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D3]") {
   Node& n = NodeB();
   const auto baseline = kmesh::lab::CountMapEntries(n.dp->pin_dir());
   const WorkloadSpec w = Httpbin({"test-ns1/deny-then-gone"});
@@ -380,7 +380,7 @@ TEST_CASE(
 TEST_CASE(
     "Kmesh: removing a policy frees every inner-map entry it used (Kmesh defect: "
     "deserialization_to_bpf_map.c:1190-1226 never deletes an Address's bytes blob from kmesh_map64)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D9]") {
   Node& n = NodeB();
   const std::string pins = n.dp->pin_dir();
   const uint64_t before = Entries(pins, "kmesh_map64");

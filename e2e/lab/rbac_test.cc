@@ -575,7 +575,7 @@ TEST_CASE("records: wrong length or type are skipped; an IPv4 record's key has b
 TEST_CASE(
     "Istio: a NAMESPACE policy that gains a selector stops applying to the workloads it does not select "
     "(Kmesh defect: pkg/auth/policy_store.go:54-56 leaves it in byNamespace)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D14]") {
   Rbac rbac;
   rbac.AddOrUpdateWorkload(WorkloadAt("srv2", {"10.244.2.8"}, "ns-srv"));  // not selected
   auto p = P("deny-all", wa::Action::kDeny, {R({})}, wa::Scope::kNamespace, "ns-srv");
@@ -592,7 +592,7 @@ TEST_CASE(
     "Istio: principals written with the default trust domain match a client of that identity "
     "(Kmesh defect: pkg/auth/rbac.go:548 takes Workload.trust_domain as sent, and istiod elides "
     "cluster.local)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D13]") {
   Rbac rbac;
   Workload cli = WorkloadAt("cli", {"10.244.1.5"}, "ns-a");
   cli.service_account = "sleep";
@@ -613,7 +613,7 @@ TEST_CASE(
     "Istio: namespaces: [\"*\"] (presence) admits a client from any namespace "
     "(Kmesh defect: pkg/auth/rbac.go:456-458 matches an unset StringMatch only to \"\"; the proto has no "
     "presence)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D15]") {
   Rbac rbac;
   rbac.AddOrUpdateWorkload(WorkloadAt("cli", {"10.244.1.5"}, "ns-a"));
   rbac.AddOrUpdateWorkload(WorkloadAt("srv", {"10.244.2.7"}, "ns-srv"));
@@ -629,7 +629,7 @@ TEST_CASE(
 TEST_CASE(
     "Istio: a workload on a named network gets its connections authorized by its policies "
     "(Kmesh defect: pkg/auth/rbac.go:192 looks the destination up on conn.dstNetwork, never set)",
-    "[!shouldfail][kmesh-defect]") {
+    "[!shouldfail][kmesh-defect][D16]") {
   Rbac rbac;
   Workload srv = WorkloadAt("srv", {"10.244.2.7"}, "ns-srv");
   srv.network = "network-1";  // istiod sets it when the mesh names its network (values.global.network)
