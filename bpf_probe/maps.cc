@@ -23,7 +23,8 @@ namespace kmesh::bpf_probe {
 namespace {
 
 bool IsDigits(const std::string& s) {
-  return !s.empty() && s.size() <= 10 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !s.empty() && s.size() <= 10 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // What kind of BPF object an fd is ("bpf-map", "bpf-prog", ...), from its anon inode name.
@@ -52,6 +53,23 @@ std::string KmeshMapsIn(const std::vector<MapInfo>& maps) {
 std::string MapInfo::TypeName() const {
   const char* n = libbpf_bpf_map_type_str(static_cast<bpf_map_type>(type));
   return n ? n : "type " + std::to_string(type);
+}
+
+bool MapInfo::EntriesWalkable() const {
+  switch (type) {
+    case BPF_MAP_TYPE_RINGBUF:
+    case BPF_MAP_TYPE_USER_RINGBUF:
+    case BPF_MAP_TYPE_SK_STORAGE:
+    case BPF_MAP_TYPE_INODE_STORAGE:
+    case BPF_MAP_TYPE_TASK_STORAGE:
+    case BPF_MAP_TYPE_STRUCT_OPS:
+    case BPF_MAP_TYPE_QUEUE:
+    case BPF_MAP_TYPE_STACK:
+    case BPF_MAP_TYPE_BLOOM_FILTER:
+      return false;
+    default:
+      return true;
+  }
 }
 
 bool MapInfo::PerCpu() const {
@@ -88,7 +106,8 @@ Map Map::OpenById(uint32_t id) {
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) {
-      throw Error("BPF map id " + std::to_string(id) + " does not exist (`bpftool map list` or "
+      throw Error("BPF map id " + std::to_string(id) +
+                  " does not exist (`bpftool map list` or "
                   "`kmesh-mapdump maps` show the maps present)");
     }
     ThrowBpf("open BPF map id " + std::to_string(id), err, BpfNeeds::kSysAdmin);
@@ -103,7 +122,8 @@ Map Map::OpenPinned(const std::string& path) {
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) {
-      throw Error("no BPF pin at " + path + " (is bpffs mounted there, and is Kmesh running? Inside `ip netns "
+      throw Error("no BPF pin at " + path +
+                  " (is bpffs mounted there, and is Kmesh running? Inside `ip netns "
                   "exec` /sys is remounted and pins are hidden; use a map id instead)");
     }
     ThrowBpf("open pinned BPF object " + path, err, BpfNeeds::kFile);
@@ -138,8 +158,8 @@ size_t Map::LookupValueSize() const {
 
 std::optional<Bytes> Map::Lookup(ByteView key) const {
   if (key.size != info_.key_size) {
-    throw Error("lookup in " + info_.Describe() + ": key is " + std::to_string(key.size) + " bytes, the map's is " +
-                std::to_string(info_.key_size));
+    throw Error("lookup in " + info_.Describe() + ": key is " + std::to_string(key.size) +
+                " bytes, the map's is " + std::to_string(info_.key_size));
   }
   Bytes value(LookupValueSize());
   if (bpf_map_lookup_elem(fd(), key.data, value.data()) != 0) {
@@ -162,8 +182,8 @@ void Map::Update(ByteView key, ByteView value) const {
 
 bool Map::Delete(ByteView key) const {
   if (key.size != info_.key_size) {
-    throw Error("delete in " + info_.Describe() + ": key is " + std::to_string(key.size) + " bytes, the map's is " +
-                std::to_string(info_.key_size));
+    throw Error("delete in " + info_.Describe() + ": key is " + std::to_string(key.size) +
+                " bytes, the map's is " + std::to_string(info_.key_size));
   }
   if (bpf_map_delete_elem(fd(), key.data) == 0) return true;
   if (errno == ENOENT) return false;
@@ -199,7 +219,8 @@ std::vector<MapInfo> ListPinnedMaps(const std::string& dir) {
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) {
     if (errno == ENOENT) {
-      throw Error("pin folder " + dir + " does not exist (bpffs not mounted there, Kmesh not running, or inside "
+      throw Error("pin folder " + dir +
+                  " does not exist (bpffs not mounted there, Kmesh not running, or inside "
                   "`ip netns exec` which hides /sys/fs/bpf)");
     }
     ThrowErrno("open pin folder " + dir);
@@ -312,7 +333,8 @@ Map MapCatalog::Open(const std::string& name) const {
 }
 
 Map OpenMapRef(const std::string& ref, const MapCatalog& catalog) {
-  if (ref.empty()) throw Error("empty map reference (expected a map id, a name like km_auth_res, or a pin path)");
+  if (ref.empty())
+    throw Error("empty map reference (expected a map id, a name like km_auth_res, or a pin path)");
   if (ref[0] == '/') return Map::OpenPinned(ref);
   if (IsDigits(ref)) return Map::OpenById(static_cast<uint32_t>(std::stoul(ref)));
   return catalog.Open(ref);

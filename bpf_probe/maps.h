@@ -19,12 +19,12 @@ namespace kmesh::bpf_probe {
 // What the kernel says about one map (struct bpf_map_info), plus where we found it.
 struct MapInfo {
   uint32_t id = 0;
-  std::string name;  // kernel name, at most 15 characters
+  std::string name;   // kernel name, at most 15 characters
   uint32_t type = 0;  // enum bpf_map_type
   uint32_t key_size = 0;
   uint32_t value_size = 0;
   uint32_t max_entries = 0;
-  uint32_t flags = 0;  // BPF_F_NO_PREALLOC = 0x1, ...
+  uint32_t flags = 0;   // BPF_F_NO_PREALLOC = 0x1, ...
   uint32_t btf_id = 0;  // 0 = no BTF
   uint32_t btf_key_type_id = 0;
   uint32_t btf_value_type_id = 0;
@@ -34,6 +34,10 @@ struct MapInfo {
   std::string TypeName() const;
   bool PerCpu() const;
   bool HasBtf() const { return btf_id != 0; }
+  // Whether its entries can be walked from userspace (get_next_key): not ring buffers (records, not
+  // entries), socket/inode/task storage (reached only through their owner: walking km_sockstorage fails
+  // ENOTSUPP), struct_ops, queues, stacks, bloom filters. Prog arrays walk but hold program fds.
+  bool EntriesWalkable() const;
   // "km_auth_res (id 12, hash, key 36 B, value 4 B, max 8192)" for messages.
   std::string Describe() const;
 };

@@ -8,7 +8,6 @@
 #include <arpa/inet.h>
 
 #include <catch2/catch.hpp>
-
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -59,24 +58,28 @@ struct Defect {
 };
 
 const Defect kFirstMatchWins{
-    "D1", "XDP lets the first matching policy in km_wlpolicy order decide: an ALLOW listed before a matching "
-          "DENY passes the SYN",
+    "D1",
+    "XDP lets the first matching policy in km_wlpolicy order decide: an ALLOW listed before a matching "
+    "DENY passes the SYN",
     "bpf/kmesh/workload/include/authz.h:651-676 (policy_check returns on the first match)"};
 const Defect kIdentityOnlyMatchesAll{
-    "D2", "a match with only namespaces/principals has empty IP and port lists, so XDP's match_check says "
-          "MATCHED for every client and decides in XDP what userspace must decide",
+    "D2",
+    "a match with only namespaces/principals has empty IP and port lists, so XDP's match_check says "
+    "MATCHED for every client and decides in XDP what userspace must decide",
     "bpf/kmesh/workload/include/authz.h:154-156, 344-346, 459 (empty lists match); 463-468"};
 const Defect kStaleDenyCache{
-    "D3", "a denied SYN's km_auth_res = 1 outlives the policy: a new connection on the same 4-tuple is dropped "
-          "after the policy is removed",
+    "D3",
+    "a denied SYN's km_auth_res = 1 outlives the policy: a new connection on the same 4-tuple is dropped "
+    "after the policy is removed",
     "bpf/kmesh/workload/include/authz.h:672 (written), bpf/kmesh/workload/sockops.c:182-194 (cleaned only "
     "for established connections)"};
 const Defect kTcArgsResidue{
     "D4", "km_tcargs keeps an entry for every tuple no policy matched",
     "bpf/kmesh/workload/include/authz.h:577-586 and 680-687 (no delete on the unmatched path)"};
 const Defect kFirstAddressOnly{
-    "D5", "XDP reads only the first address of an ipBlocks list: the loop steps through the pointer array one "
-          "byte at a time (&ipPtrs[i] on a void *), so later entries are never compared",
+    "D5",
+    "XDP reads only the first address of an ipBlocks list: the loop steps through the pointer array one "
+    "byte at a time (&ipPtrs[i] on a void *), so later entries are never compared",
     "bpf/kmesh/workload/include/authz.h:361 and 393"};
 const Defect kFifthPolicyDropped{
     "D6", "a workload's 5th policy is never written to km_wlpolicy, so XDP never evaluates it",
@@ -88,15 +91,17 @@ const Defect kFirstRuleOnly{
     "D10", "XDP reads only the first rule of a policy: &rulesPtr[i] on a void * steps one byte at a time",
     "bpf/kmesh/workload/include/authz.h:639-645"};
 const Defect kNotIpOnlyNeverMatches{
-    "D11", "a match with only notIpBlocks never matches in XDP: after the not_ list, an empty positive list "
-           "falls through to UNMATCHED (ports handle the same case, authz.h:182-185)",
+    "D11",
+    "a match with only notIpBlocks never matches in XDP: after the not_ list, an empty positive list "
+    "falls through to UNMATCHED (ports handle the same case, authz.h:182-185)",
     "bpf/kmesh/workload/include/authz.h:348-411 (match_ip_common)"};
 const Defect kFifthPortIgnored{
     "D12", "XDP reads at most 4 ports of a list (MAX_MEMBER_NUM_PER_POLICY): the 5th is never enforced",
     "bpf/kmesh/workload/include/workload.h:14; authz.h:192-201"};
 const Defect kPrincipalTrustDomain{
-    "D13", "Kmesh builds the source principal from the workload's trust domain as istiod sends it (elided for "
-           "cluster.local), so spiffe:///ns/<ns>/sa/<sa> never equals cluster.local/ns/<ns>/sa/<sa>",
+    "D13",
+    "Kmesh builds the source principal from the workload's trust domain as istiod sends it (elided for "
+    "cluster.local), so spiffe:///ns/<ns>/sa/<sa> never equals cluster.local/ns/<ns>/sa/<sa>",
     "pkg/auth/rbac.go:526-528 and 538-552"};
 const Defect kAddressBlobLeak{
     "D9", "Kmesh's deserializer leaks one kmesh_map64 entry per address each time a policy is deleted",
@@ -195,7 +200,11 @@ std::string CidrHoldingOnly(const std::string& inside, const std::string& outsid
 }
 
 Vars Named(World& w, const std::string& name, const std::string& action) {
-  return Vars().Set("Name", name).Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Action", action);
+  return Vars()
+      .Set("Name", name)
+      .Set("Namespace", "test-ns1")
+      .Set("App", w.server.name)
+      .Set("Action", action);
 }
 PolicySpec IpBlocks(const std::string& name, const std::string& action,
                     std::function<std::vector<std::string>(World&)> ips) {
@@ -224,129 +233,224 @@ std::vector<Row> Rows() {
   const auto alt = &App::alt_port;
   std::vector<Row> rows = {
       // The seed's ten: each kind x ALLOW/DENY x selected/not selected.
-      {"ip-allow", "ip", false, {{"ip-allow", [=](World& w) { return selector(w).Set("Ip", w.a.ip); }}},
+      {"ip-allow",
+       "ip",
+       false,
+       {{"ip-allow", [=](World& w) { return selector(w).Set("Ip", w.a.ip); }}},
        {{"selected client", Client::kA, Http, Allowed(), {}},
         {"other client", Client::kB, Http, DeniedByXdpNoAllowMatch(), {}}}},
-      {"ip-deny", "ip", false, {{"ip-deny", [=](World& w) { return selector(w).Set("Ip", w.a.ip); }}},
+      {"ip-deny",
+       "ip",
+       false,
+       {{"ip-deny", [=](World& w) { return selector(w).Set("Ip", w.a.ip); }}},
        {{"selected client", Client::kA, Http, DeniedByXdpDenyMatch(), {}},
         {"other client", Client::kB, Http, Allowed(), {}}}},
-      {"port-allow", "port", false,
-       {{"port-allow", [=](World& w) { return selector(w).SetList("Ports", {std::to_string(w.server.port)}); }}},
+      {"port-allow",
+       "port",
+       false,
+       {{"port-allow",
+         [=](World& w) { return selector(w).SetList("Ports", {std::to_string(w.server.port)}); }}},
        {{"listed port", Client::kA, OnPort(port), Allowed(), {}},
         {"other port", Client::kA, OnPort(alt), DeniedByXdpNoAllowMatch(), {}}}},
-      {"port-deny", "port", false,
-       {{"port-deny", [=](World& w) { return selector(w).SetList("Ports", {std::to_string(w.server.alt_port)}); }}},
+      {"port-deny",
+       "port",
+       false,
+       {{"port-deny",
+         [=](World& w) { return selector(w).SetList("Ports", {std::to_string(w.server.alt_port)}); }}},
        {{"listed port", Client::kA, OnPort(alt), DeniedByXdpDenyMatch(), {}},
         {"other port", Client::kA, OnPort(port), Allowed(), {}}}},
-      {"namespace-allow", "namespace", false,
+      {"namespace-allow",
+       "namespace",
+       false,
        {{"namespace-allow", [=](World& w) { return selector(w).Set("SourceNamespace", w.a.k8s_namespace); }}},
        {{"selected namespace", Client::kA, Http, Allowed(), {}},
         {"other namespace", Client::kB, Http, DeniedInUserspace(), {}}}},
-      {"namespace-deny", "namespace", false,
+      {"namespace-deny",
+       "namespace",
+       false,
        {{"namespace-deny", [=](World& w) { return selector(w).Set("SourceNamespace", w.a.k8s_namespace); }}},
        {{"selected namespace", Client::kA, Http, DeniedInUserspace(), kIdentityOnlyMatchesAll},
         {"other namespace", Client::kB, Http, Allowed(), kIdentityOnlyMatchesAll}}},
-      {"header-allow", "header", true,
-       {{"header-allow", [=](World& w) { return target(w).Set("HeaderName", kHeader).Set("HeaderValue", "yes"); }}},
+      {"header-allow",
+       "header",
+       true,
+       {{"header-allow",
+         [=](World& w) { return target(w).Set("HeaderName", kHeader).Set("HeaderValue", "yes"); }}},
        {{"header present", Client::kA, WithHeader("yes"), AllowedL7(), {}},
         {"header with another value", Client::kA, WithHeader("no"), DeniedByWaypoint(), {}},
         {"header absent", Client::kA, WithHeader(std::nullopt), DeniedByWaypoint(), {}}}},
-      {"header-deny", "header", true,
-       {{"header-deny", [=](World& w) { return target(w).Set("HeaderName", kHeader).Set("HeaderValue", "yes"); }}},
+      {"header-deny",
+       "header",
+       true,
+       {{"header-deny",
+         [=](World& w) { return target(w).Set("HeaderName", kHeader).Set("HeaderValue", "yes"); }}},
        {{"header present", Client::kA, WithHeader("yes"), DeniedByWaypoint(), {}},
         {"header with another value", Client::kA, WithHeader("no"), AllowedL7(), {}},
         {"header absent", Client::kA, WithHeader(std::nullopt), AllowedL7(), {}}}},
-      {"host-allow", "hosts", true, {{"host-allow", [=](World& w) { return target(w).Set("TargetHost", kHost); }}},
+      {"host-allow",
+       "hosts",
+       true,
+       {{"host-allow", [=](World& w) { return target(w).Set("TargetHost", kHost); }}},
        {{"listed host", Client::kA, WithHost(kHost), AllowedL7(), {}},
         {"other host", Client::kA, WithHost("other.test-ns1.svc.cluster.local"), DeniedByWaypoint(), {}}}},
-      {"host-deny", "hosts", true, {{"host-deny", [=](World& w) { return target(w).Set("TargetHost", kHost); }}},
+      {"host-deny",
+       "hosts",
+       true,
+       {{"host-deny", [=](World& w) { return target(w).Set("TargetHost", kHost); }}},
        {{"listed host", Client::kA, WithHost(kHost), DeniedByWaypoint(), {}},
         {"other host", Client::kA, WithHost("other.test-ns1.svc.cluster.local"), AllowedL7(), {}}}},
 
       // Lists: every entry is enforced, whatever its position (Kmesh reads four).
-      {"ip-list-deny-4th", "ip", false, {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(3), w.a.ip); })},
+      {"ip-list-deny-4th",
+       "ip",
+       false,
+       {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(3), w.a.ip); })},
        {{"client 4th in the list", Client::kA, Http, DeniedByXdpDenyMatch(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, Allowed(), {}}}},
-      {"ip-list-deny-1st", "ip", false, {IpBlocks("ip-list", "DENY", [](World& w) { return Plus({w.a.ip}, OtherIps(3)[0]); })},
+      {"ip-list-deny-1st",
+       "ip",
+       false,
+       {IpBlocks("ip-list", "DENY", [](World& w) { return Plus({w.a.ip}, OtherIps(3)[0]); })},
        {{"client 1st in the list", Client::kA, Http, DeniedByXdpDenyMatch(), {}}}},
-      {"ip-list-allow-4th", "ip", false,
+      {"ip-list-allow-4th",
+       "ip",
+       false,
        {IpBlocks("ip-list", "ALLOW", [](World& w) { return Plus(OtherIps(3), w.a.ip); })},
        {{"client 4th in the list", Client::kA, Http, Allowed(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, DeniedByXdpNoAllowMatch(), {}}}},
-      {"ip-list-deny-5th", "limits", false,
+      {"ip-list-deny-5th",
+       "limits",
+       false,
        {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(4), w.a.ip); })},
        {{"client 5th in the list", Client::kA, Http, DeniedByXdpDenyMatch(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, Allowed(), {}}}},
-      {"ip-cidr-deny", "ip", false,
-       {IpBlocks("ip-cidr", "DENY", [](World& w) { return std::vector<std::string>{CidrHoldingOnly(w.a.ip, w.b.ip)}; })},
+      {"ip-cidr-deny",
+       "ip",
+       false,
+       {IpBlocks("ip-cidr", "DENY",
+                 [](World& w) { return std::vector<std::string>{CidrHoldingOnly(w.a.ip, w.b.ip)}; })},
        {{"client inside the CIDR", Client::kA, Http, DeniedByXdpDenyMatch(), {}},
         {"client outside the CIDR", Client::kB, Http, Allowed(), {}}}},
-      {"not-ip-blocks-deny", "ip", false,
+      {"not-ip-blocks-deny",
+       "ip",
+       false,
        {{"not-ip-blocks", [=](World& w) { return Named(w, "not-ip", "DENY").SetList("Ips", a_ip(w)); }}},
        {{"client not in notIpBlocks", Client::kB, Http, DeniedByXdpDenyMatch(), kNotIpOnlyNeverMatches},
         {"client in notIpBlocks", Client::kA, Http, Allowed(), {}}}},
-      {"not-ports-deny", "port", false,
-       {{"not-ports", [=](World& w) { return Named(w, "not-ports", "DENY").SetList("Ports", {std::to_string(w.server.port)}); }}},
+      {"not-ports-deny",
+       "port",
+       false,
+       {{"not-ports",
+         [=](World& w) {
+           return Named(w, "not-ports", "DENY").SetList("Ports", {std::to_string(w.server.port)});
+         }}},
        {{"port not in notPorts", Client::kA, OnPort(alt), DeniedByXdpDenyMatch(), {}},
         {"port in notPorts", Client::kA, OnPort(port), Allowed(), {}}}},
-      {"port-list-allow-4th", "port", false,
-       {{"port-allow", [=](World& w) { return selector(w).SetList("Ports", {"1111", "2222", "3333", std::to_string(w.server.port)}); }}},
+      {"port-list-allow-4th",
+       "port",
+       false,
+       {{"port-allow",
+         [=](World& w) {
+           return selector(w).SetList("Ports", {"1111", "2222", "3333", std::to_string(w.server.port)});
+         }}},
        {{"port 4th in the list", Client::kA, OnPort(port), Allowed(), {}},
         {"port not listed", Client::kA, OnPort(alt), DeniedByXdpNoAllowMatch(), {}}}},
-      {"port-list-deny-5th", "limits", false,
-       {{"port-deny", [=](World& w) { return selector(w).SetList("Ports", {"1111", "2222", "3333", "4444", std::to_string(w.server.alt_port)}); }}},
+      {"port-list-deny-5th",
+       "limits",
+       false,
+       {{"port-deny",
+         [=](World& w) {
+           return selector(w).SetList("Ports",
+                                      {"1111", "2222", "3333", "4444", std::to_string(w.server.alt_port)});
+         }}},
        {{"port 5th in the list", Client::kA, OnPort(alt), DeniedByXdpDenyMatch(), kFifthPortIgnored},
         {"port not listed", Client::kA, OnPort(port), Allowed(), {}}}},
 
       // Rules and clauses: rules are ORed, the from and to of one rule are ANDed.
-      {"two-rules-allow", "rules", false,
-       {{"two-rules", [=](World& w) { return Named(w, "two-rules", "ALLOW").SetList("Ips", a_ip(w)).SetList("Ports", {std::to_string(w.server.alt_port)}); }}},
+      {"two-rules-allow",
+       "rules",
+       false,
+       {{"two-rules",
+         [=](World& w) {
+           return Named(w, "two-rules", "ALLOW")
+               .SetList("Ips", a_ip(w))
+               .SetList("Ports", {std::to_string(w.server.alt_port)});
+         }}},
        {{"first rule (client)", Client::kA, OnPort(port), Allowed(), {}},
         {"second rule (port)", Client::kB, OnPort(alt), Allowed(), kFirstRuleOnly},
         {"neither rule", Client::kB, OnPort(port), DeniedByXdpNoAllowMatch(), {}}}},
-      {"from-and-to-deny", "rules", false,
-       {{"from-and-to", [=](World& w) { return Named(w, "from-and-to", "DENY").SetList("Ips", a_ip(w)).SetList("Ports", {std::to_string(w.server.alt_port)}); }}},
+      {"from-and-to-deny",
+       "rules",
+       false,
+       {{"from-and-to",
+         [=](World& w) {
+           return Named(w, "from-and-to", "DENY")
+               .SetList("Ips", a_ip(w))
+               .SetList("Ports", {std::to_string(w.server.alt_port)});
+         }}},
        {{"client and port", Client::kA, OnPort(alt), DeniedByXdpDenyMatch(), {}},
         {"client, other port", Client::kA, OnPort(port), Allowed(), {}},
         {"port, other client", Client::kB, OnPort(alt), Allowed(), {}}}},
-      {"destination-ip-deny", "ip", false,
-       {{"destination-ip", [=](World& w) { return Named(w, "dst-ip", "DENY").SetList("DestinationIps", {w.server.ip}); }}},
+      {"destination-ip-deny",
+       "ip",
+       false,
+       {{"destination-ip",
+         [=](World& w) { return Named(w, "dst-ip", "DENY").SetList("DestinationIps", {w.server.ip}); }}},
        {{"server's own address", Client::kA, Http, DeniedByXdpDenyMatch(), {}}}},
-      {"destination-ip-allow-other", "ip", false,
-       {{"destination-ip", [=](World& w) { return Named(w, "dst-ip", "ALLOW").SetList("DestinationIps", OtherIps(1)); }}},
+      {"destination-ip-allow-other",
+       "ip",
+       false,
+       {{"destination-ip",
+         [=](World& w) { return Named(w, "dst-ip", "ALLOW").SetList("DestinationIps", OtherIps(1)); }}},
        {{"server not listed", Client::kA, Http, DeniedByXdpNoAllowMatch(), {}}}},
 
       // Several policies on one workload: Istio's order is DENY first, whatever the list order.
-      {"allow-a-and-deny-b", "order", false,
+      {"allow-a-and-deny-b",
+       "order",
+       false,
        {IpBlocks("allow-a", "ALLOW", [](World& w) { return std::vector<std::string>{w.a.ip}; }),
         IpBlocks("deny-b", "DENY", [](World& w) { return std::vector<std::string>{w.b.ip}; })},
        {{"allowed client", Client::kA, Http, Allowed(), {}},
         {"denied client", Client::kB, Http, DeniedByXdpDenyMatch(), {}}}},
-      {"allow-listed-before-deny", "order", false,
+      {"allow-listed-before-deny",
+       "order",
+       false,
        {IpBlocks("a-allow", "ALLOW", a_ip), IpBlocks("b-deny", "DENY", a_ip)},
        {{"client in both", Client::kA, Http, DeniedByXdpDenyMatch(), kFirstMatchWins},
         {"client in neither", Client::kB, Http, DeniedByXdpNoAllowMatch(), {}}}},
-      {"deny-listed-before-allow", "order", false,
+      {"deny-listed-before-allow",
+       "order",
+       false,
        {IpBlocks("a-deny", "DENY", a_ip), IpBlocks("b-allow", "ALLOW", a_ip)},
        {{"client in both", Client::kA, Http, DeniedByXdpDenyMatch(), {}},
         {"client in neither", Client::kB, Http, DeniedByXdpNoAllowMatch(), {}}}},
-      {"zero-byte-id-deny", "limits", false, {IpBlocks(ZeroByteIdName(), "DENY", a_ip)},
+      {"zero-byte-id-deny",
+       "limits",
+       false,
+       {IpBlocks(ZeroByteIdName(), "DENY", a_ip)},
        {{"selected client", Client::kA, Http, DeniedByXdpDenyMatch(), kZeroByteId}}},
-      {"five-policies", "limits", false,
+      {"five-policies",
+       "limits",
+       false,
        {IpBlocks("policy-1", "DENY", [](World&) { return OtherIps(1); }),
         IpBlocks("policy-2", "DENY", [](World&) { return OtherIps(2); }),
         IpBlocks("policy-3", "DENY", [](World&) { return OtherIps(3); }),
-        IpBlocks("policy-4", "DENY", [](World&) { return OtherIps(4); }),
-        IpBlocks("policy-5", "DENY", a_ip)},
+        IpBlocks("policy-4", "DENY", [](World&) { return OtherIps(4); }), IpBlocks("policy-5", "DENY", a_ip)},
        {{"client denied by the 5th", Client::kA, Http, DeniedByXdpDenyMatch(), kFifthPolicyDropped}}},
 
       // Principals: decided by Kmesh userspace from the source's workload identity.
-      {"principal-allow", "principal", false,
-       {{"principals", [](World& w) { return Named(w, "principal", "ALLOW").SetList("Principals", {Principal(w.a)}); }}},
+      {"principal-allow",
+       "principal",
+       false,
+       {{"principals",
+         [](World& w) { return Named(w, "principal", "ALLOW").SetList("Principals", {Principal(w.a)}); }}},
        {{"selected principal", Client::kA, Http, Allowed(), kPrincipalTrustDomain},
         {"other principal", Client::kB, Http, DeniedInUserspace(), {}}}},
-      {"principal-deny", "principal", false,
-       {{"principals", [](World& w) { return Named(w, "principal", "DENY").SetList("Principals", {Principal(w.a)}); }}},
+      {"principal-deny",
+       "principal",
+       false,
+       {{"principals",
+         [](World& w) { return Named(w, "principal", "DENY").SetList("Principals", {Principal(w.a)}); }}},
        {{"selected principal", Client::kA, Http, DeniedInUserspace(), kIdentityOnlyMatchesAll},
         {"other principal", Client::kB, Http, Allowed(), kIdentityOnlyMatchesAll}}},
   };
@@ -365,7 +469,9 @@ class AppliedPolicies {
       std::cerr << "removing the case's policies failed: " << e.what() << "\n";
     }
   }
-  void Add(const std::vector<policy::AuthorizationPolicy>& ps) { all_.insert(all_.end(), ps.begin(), ps.end()); }
+  void Add(const std::vector<policy::AuthorizationPolicy>& ps) {
+    all_.insert(all_.end(), ps.begin(), ps.end());
+  }
   void Remove() {
     auto gone = std::move(all_);
     all_.clear();
@@ -411,10 +517,11 @@ void Report(const Judgement& j) {
 // Entries Kmesh is known to leave behind (D3 km_auth_res, D4 km_tcargs, D7 km_wlpolicy, D9 kmesh_map64)
 // are checked by their own cases below, so that every other row still says something about policies and
 // blobs; the full difference is in each case's evidence ("residue").
-const std::vector<std::string> kPolicyMaps = {"km_authz_policy", "kmesh_map192", "kmesh_map296", "kmesh_map1600"};
+const std::vector<std::string> kPolicyMaps = {"km_authz_policy", "kmesh_map192", "kmesh_map296",
+                                              "kmesh_map1600"};
 
-void CheckResidue(Case& c, const std::map<std::string, uint64_t>& before, const std::map<std::string, uint64_t>& after,
-                  const std::vector<std::string>& maps) {
+void CheckResidue(Case& c, const std::map<std::string, uint64_t>& before,
+                  const std::map<std::string, uint64_t>& after, const std::vector<std::string>& maps) {
   nlohmann::json diff = nlohmann::json::object();
   for (const auto& [name, n] : after) {
     const uint64_t was = before.count(name) ? before.at(name) : 0;
@@ -425,7 +532,9 @@ void CheckResidue(Case& c, const std::map<std::string, uint64_t>& before, const 
     INFO(name << ": entries before the row and after its removal");
     const uint64_t was = before.count(name) ? before.at(name) : 0;
     const uint64_t now = after.count(name) ? after.at(name) : 0;
-    if (now != was) c.Fail(name + " holds " + std::to_string(now) + " entries after removal, baseline " + std::to_string(was));
+    if (now != was)
+      c.Fail(name + " holds " + std::to_string(now) + " entries after removal, baseline " +
+             std::to_string(was));
     CHECK(now == was);
   }
 }
@@ -461,8 +570,8 @@ const bool kRegistered = [] {
     for (const Probe& pr : row.probes) {
       std::string tags = "[authz][" + row.kind + "]";
       if (pr.defect) tags += "[kmesh-defect][" + pr.defect->code + "][!shouldfail]";
-      RegisterTableCase("authz/" + row.id + ": " + pr.label, tags, [row, pr] { RunProbe(row, pr); }, __FILE__,
-                        __LINE__);
+      RegisterTableCase(
+          "authz/" + row.id + ": " + pr.label, tags, [row, pr] { RunProbe(row, pr); }, __FILE__, __LINE__);
     }
   }
   return true;
@@ -510,7 +619,8 @@ TEST_CASE("authz/tcargs-residue: a connection no policy matched leaves nothing i
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
   // b matches no policy: allowed, and XDP evaluated each of its packets.
-  Report(ProbeAndJudge(*w.env, c, w.b, w.server, WithVerdictTime(Http(w)), Allowed(), "client no policy matches"));
+  Report(ProbeAndJudge(*w.env, c, w.b, w.server, WithVerdictTime(Http(w)), Allowed(),
+                       "client no policy matches"));
   deny.Remove();
   CheckResidue(c, baseline, w.env->DatapathMapCounts(w.server), {"km_tcargs"});
 }
@@ -527,7 +637,8 @@ TEST_CASE("authz/wlpolicy-residue: removing a workload's last policy removes its
   deny.Remove();
   const auto left = w.env->WorkloadPolicies(w.server);
   c.Set("km_wlpolicy_after_removal", left ? nlohmann::json(*left) : nlohmann::json(nullptr));
-  if (left) c.Fail("km_wlpolicy still holds an entry for " + w.server.name + " after its last policy was removed");
+  if (left)
+    c.Fail("km_wlpolicy still holds an entry for " + w.server.name + " after its last policy was removed");
   CHECK_FALSE(left.has_value());
 }
 

@@ -6,7 +6,6 @@
 //    a message that says root is needed; they never pass silently.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -24,11 +23,21 @@ std::string XmlEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') {
           out += ' ';
@@ -58,7 +67,8 @@ std::string DefectOf(const Catch::TestCaseInfo& info) {
   std::string code;
   for (const auto& t : info.tags) {
     if (t == "kmesh-defect") defect = true;
-    if (t.size() >= 2 && (t[0] == 'D' || t[0] == 'd') && t.find_first_not_of("0123456789", 1) == std::string::npos) {
+    if (t.size() >= 2 && (t[0] == 'D' || t[0] == 'd') &&
+        t.find_first_not_of("0123456789", 1) == std::string::npos) {
       code = "D" + t.substr(1);
     }
   }
@@ -72,7 +82,8 @@ class KmeshListener : public Catch::TestEventListenerBase {
   using TestEventListenerBase::TestEventListenerBase;
 
   void testCaseStarting(Catch::TestCaseInfo const& info) override {
-    g_cases.push_back(CaseRecord{info.name, info.lineInfo.file, 0, {}, DefectOf(info), info.expectedToFail()});
+    g_cases.push_back(
+        CaseRecord{info.name, info.lineInfo.file, 0, {}, DefectOf(info), info.expectedToFail()});
     start_ = std::chrono::steady_clock::now();
     kmesh::e2e::BeginCaseOutput(info.name);
   }
@@ -82,13 +93,20 @@ class KmeshListener : public Catch::TestEventListenerBase {
     if (r.isOk()) return true;
     kmesh::e2e::Catch2Failure f;
     switch (r.getResultType()) {
-      case Catch::ResultWas::ThrewException: f.kind = kmesh::e2e::Catch2Failure::Kind::kException; break;
-      case Catch::ResultWas::FatalErrorCondition: f.kind = kmesh::e2e::Catch2Failure::Kind::kCrash; break;
-      default: f.kind = kmesh::e2e::Catch2Failure::Kind::kAssertion; break;
+      case Catch::ResultWas::ThrewException:
+        f.kind = kmesh::e2e::Catch2Failure::Kind::kException;
+        break;
+      case Catch::ResultWas::FatalErrorCondition:
+        f.kind = kmesh::e2e::Catch2Failure::Kind::kCrash;
+        break;
+      default:
+        f.kind = kmesh::e2e::Catch2Failure::Kind::kAssertion;
+        break;
     }
     f.where = r.getSourceInfo().file + std::string(":") + std::to_string(r.getSourceInfo().line);
     // An exception outside any assertion carries Catch2's placeholder instead of an expression.
-    const bool expression = r.hasExpression() && r.getExpression().find("{Unknown expression") == std::string::npos;
+    const bool expression =
+        r.hasExpression() && r.getExpression().find("{Unknown expression") == std::string::npos;
     if (expression) f.text = r.getExpressionInMacro() + " with expansion " + r.getExpandedExpression();
     if (r.hasMessage()) f.text += (f.text.empty() ? "" : "; ") + r.getMessage();
     for (const auto& info : stats.infoMessages) {
@@ -125,8 +143,8 @@ class KmeshListener : public Catch::TestEventListenerBase {
     }
     std::ofstream out(path);
     out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n"
-        << "  <testsuite name=\"" << XmlEscape(suite) << "\" tests=\"" << g_cases.size()
-        << "\" failures=\"" << failures << "\" errors=\"0\" time=\"" << total << "\">\n";
+        << "  <testsuite name=\"" << XmlEscape(suite) << "\" tests=\"" << g_cases.size() << "\" failures=\""
+        << failures << "\" errors=\"0\" time=\"" << total << "\">\n";
     for (const auto& c : g_cases) {
       out << "    <testcase name=\"" << XmlEscape(c.name) << "\" classname=\"" << XmlEscape(suite)
           << "\" file=\"" << XmlEscape(c.file) << "\" time=\"" << c.seconds << "\"";

@@ -11,11 +11,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
@@ -44,16 +43,16 @@ enum class AppKind { kServer, kClient };  // httpbin / sleep (curl)
 struct AppSpec {
   std::string name;
   AppKind kind = AppKind::kServer;
-  int node = 0;                          // index into Nodes(): server and client on different nodes
+  int node = 0;  // index into Nodes(): server and client on different nodes
   std::string k8s_namespace = "test-ns1";
   std::map<std::string, std::string> labels;  // "app" = name is always added
-  bool waypoint = false;                 // a waypoint in front of this service (L7 policies)
+  bool waypoint = false;                      // a waypoint in front of this service (L7 policies)
 };
 
 struct App {
   std::string name;
   AppKind kind = AppKind::kServer;
-  std::string node;          // node name
+  std::string node;  // node name
   std::string k8s_namespace;
   std::string ip;            // pod IP
   uint16_t port = 0;         // server: the pod port

@@ -43,9 +43,12 @@ bool XdpAuthzAttached(const bpf_probe::XdpAttachment& x) {
 
 const char* ToString(Mechanism m) {
   switch (m) {
-    case Mechanism::kXdp: return "XDP";
-    case Mechanism::kUserspace: return "Kmesh userspace";
-    case Mechanism::kWaypoint: return "waypoint";
+    case Mechanism::kXdp:
+      return "XDP";
+    case Mechanism::kUserspace:
+      return "Kmesh userspace";
+    case Mechanism::kWaypoint:
+      return "waypoint";
   }
   return "?";
 }
@@ -85,7 +88,8 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
       disagree.push_back("client saw " + out.Summary() + ", expected ok(" + std::to_string(want.status) +
                          ") from the app");
     }
-    if (IsDeny(after)) disagree.push_back("km_auth_res holds DENY for this tuple although the request was to pass");
+    if (IsDeny(after))
+      disagree.push_back("km_auth_res holds DENY for this tuple although the request was to pass");
     if (want.mechanism == Mechanism::kXdp && !XdpAuthzAttached(xdp)) {
       disagree.push_back(XdpText(xdp) + " of " + server.name + ": the XDP path never saw this connection");
     }
@@ -93,15 +97,18 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
     switch (want.mechanism) {
       case Mechanism::kXdp:
         if (k != OutcomeKind::kConnectTimeout) {
-          disagree.push_back("client saw " + out.Summary() + ", expected connect_timeout (SYN dropped by XDP)");
+          disagree.push_back("client saw " + out.Summary() +
+                             ", expected connect_timeout (SYN dropped by XDP)");
         }
         if (want.cached && !IsDeny(after)) {
           disagree.push_back("km_auth_res holds " + VerdictText(after) + " for this tuple, expected DENY");
         }
         if (!want.cached && IsDeny(after)) {
-          disagree.push_back("km_auth_res caches DENY for this tuple; an unmatched ALLOW should cache nothing");
+          disagree.push_back(
+              "km_auth_res caches DENY for this tuple; an unmatched ALLOW should cache nothing");
         }
-        if (!XdpAuthzAttached(xdp)) disagree.push_back(XdpText(xdp) + " of " + server.name + ", expected xdp_authz");
+        if (!XdpAuthzAttached(xdp))
+          disagree.push_back(XdpText(xdp) + " of " + server.name + ", expected xdp_authz");
         break;
       case Mechanism::kUserspace:
         if (k != OutcomeKind::kReadTimeout && k != OutcomeKind::kReset) {
@@ -111,7 +118,8 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
         break;
       case Mechanism::kWaypoint:
         if (!(k == OutcomeKind::kHttpError && out.http_status == 403)) {
-          disagree.push_back("client saw " + out.Summary() + ", expected HTTP 403 from the waypoint (RBAC: access denied)");
+          disagree.push_back("client saw " + out.Summary() +
+                             ", expected HTTP 403 from the waypoint (RBAC: access denied)");
         }
         if (IsDeny(after)) disagree.push_back("km_auth_res holds DENY: XDP decided what the waypoint should");
         break;

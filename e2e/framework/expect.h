@@ -4,10 +4,9 @@
 // kernel held, and which of them disagree.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "e2e/framework/case.h"
 #include "e2e/framework/env.h"

@@ -1,7 +1,6 @@
 #include "e2e/framework/table_case.h"
 
 #include <catch2/catch.hpp>
-
 #include <utility>
 
 namespace kmesh::e2e {
@@ -21,9 +20,9 @@ class FunctionInvoker : public Catch::ITestInvoker {
 void RegisterTableCase(const std::string& name, const std::string& tags, std::function<void()> body,
                        const char* file, int line) {
   // Catch2 takes ownership of the invoker (its TestCase holds it in a shared_ptr) and copies the strings.
-  const Catch::AutoReg registration(new FunctionInvoker(std::move(body)),
-                                    Catch::SourceLineInfo(file, static_cast<std::size_t>(line)),
-                 Catch::StringRef(), Catch::NameAndTags(Catch::StringRef(name), Catch::StringRef(tags)));
+  const Catch::AutoReg registration(
+      new FunctionInvoker(std::move(body)), Catch::SourceLineInfo(file, static_cast<std::size_t>(line)),
+      Catch::StringRef(), Catch::NameAndTags(Catch::StringRef(name), Catch::StringRef(tags)));
 }
 
 }  // namespace kmesh::e2e

@@ -1,14 +1,15 @@
 #include "e2e/framework/traffic.h"
 
 #include <arpa/inet.h>
-#include <cerrno>
-#include <cmath>
-#include <cstring>
-#include <thread>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <thread>
 
 #include "base/error.h"
 #include "netns/process.h"
@@ -144,13 +145,20 @@ std::string Tuple::ToString() const {
 
 std::string ToString(OutcomeKind k) {
   switch (k) {
-    case OutcomeKind::kOk: return "ok";
-    case OutcomeKind::kHttpError: return "http_error";
-    case OutcomeKind::kConnectTimeout: return "connect_timeout";
-    case OutcomeKind::kReset: return "reset";
-    case OutcomeKind::kRefused: return "refused";
-    case OutcomeKind::kReadTimeout: return "read_timeout";
-    case OutcomeKind::kError: return "error";
+    case OutcomeKind::kOk:
+      return "ok";
+    case OutcomeKind::kHttpError:
+      return "http_error";
+    case OutcomeKind::kConnectTimeout:
+      return "connect_timeout";
+    case OutcomeKind::kReset:
+      return "reset";
+    case OutcomeKind::kRefused:
+      return "refused";
+    case OutcomeKind::kReadTimeout:
+      return "read_timeout";
+    case OutcomeKind::kError:
+      return "error";
   }
   return "?";
 }
@@ -179,8 +187,14 @@ nlohmann::json ProbeOutcome::ToJson() const {
           {"detail", detail},
           {"via", via},
           {"tuple",
-           {{"src_ip", tuple.src_ip}, {"src_port", tuple.src_port}, {"dst_ip", tuple.dst_ip}, {"dst_port", tuple.dst_port}}},
-          {"timings_us", {{"connect", timings.connect.count()}, {"first_byte", timings.first_byte.count()}, {"total", timings.total.count()}}}};
+           {{"src_ip", tuple.src_ip},
+            {"src_port", tuple.src_port},
+            {"dst_ip", tuple.dst_ip},
+            {"dst_port", tuple.dst_port}}},
+          {"timings_us",
+           {{"connect", timings.connect.count()},
+            {"first_byte", timings.first_byte.count()},
+            {"total", timings.total.count()}}}};
 }
 
 ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
@@ -208,7 +222,8 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
     // A chosen port may still be in TIME_WAIT from an earlier probe to another destination.
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&src.ss), src.len) != 0) {
-      ThrowErrno("probe: bind to source " + (spec.src_ip.empty() ? any : spec.src_ip) + ":" + std::to_string(spec.src_port));
+      ThrowErrno("probe: bind to source " + (spec.src_ip.empty() ? any : spec.src_ip) + ":" +
+                 std::to_string(spec.src_port));
     }
   }
 
@@ -253,7 +268,8 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
   if (spec.request_delay.count() > 0) std::this_thread::sleep_for(spec.request_delay);
   std::string host = spec.host;
   if (host.empty()) {
-    host = (dst.family == AF_INET6 ? "[" + spec.dst_ip + "]" : spec.dst_ip) + ":" + std::to_string(spec.dst_port);
+    host = (dst.family == AF_INET6 ? "[" + spec.dst_ip + "]" : spec.dst_ip) + ":" +
+           std::to_string(spec.dst_port);
   }
   std::string req = spec.method + " " + spec.path + " HTTP/1.1\r\nHost: " + host +
                     "\r\nUser-Agent: kmesh-e2e\r\nAccept: */*\r\nConnection: close\r\n";
@@ -278,7 +294,8 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
       continue;
     }
     const int err = errno;
-    if (err == ECONNRESET || err == EPIPE) return finish(OutcomeKind::kReset, "while sending the request: " + ErrText(err));
+    if (err == ECONNRESET || err == EPIPE)
+      return finish(OutcomeKind::kReset, "while sending the request: " + ErrText(err));
     return finish(OutcomeKind::kError, "send: " + ErrText(err));
   }
 
@@ -292,27 +309,34 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
     if (pr < 0) ThrowErrno("probe: poll");
     if (pr == 0) {
       resp.status = resp.ParseStatus();
-      return finish(OutcomeKind::kReadTimeout,
-                    resp.data.empty() ? "connected, but no response within " + std::to_string(spec.response_timeout.count()) + " ms"
-                                      : "response incomplete after " + std::to_string(spec.response_timeout.count()) +
-                                            " ms (" + std::to_string(resp.data.size()) + " bytes: \"" + Printable(resp.data, 40) + "\")");
+      return finish(
+          OutcomeKind::kReadTimeout,
+          resp.data.empty()
+              ? "connected, but no response within " + std::to_string(spec.response_timeout.count()) + " ms"
+              : "response incomplete after " + std::to_string(spec.response_timeout.count()) + " ms (" +
+                    std::to_string(resp.data.size()) + " bytes: \"" + Printable(resp.data, 40) + "\")");
     }
     ssize_t n = recv(fd.get(), buf, sizeof buf, 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) {
       const int err = errno;
       if (err == ECONNRESET) {
-        return finish(OutcomeKind::kReset, (resp.data.empty() ? "before any response: " : "in the middle of the response: ") + ErrText(err));
+        return finish(
+            OutcomeKind::kReset,
+            (resp.data.empty() ? "before any response: " : "in the middle of the response: ") + ErrText(err));
       }
       return finish(OutcomeKind::kError, "recv: " + ErrText(err));
     }
-    if (n > 0 && resp.data.empty()) out.timings.first_byte = duration_cast<microseconds>(Clock::now() - sent_at);
+    if (n > 0 && resp.data.empty())
+      out.timings.first_byte = duration_cast<microseconds>(Clock::now() - sent_at);
     resp.data.append(buf, static_cast<size_t>(n));
     const bool eof = n == 0;
     if (eof || resp.Complete()) {
-      if (resp.data.empty()) return finish(OutcomeKind::kError, "empty reply: the server closed the connection without answering");
+      if (resp.data.empty())
+        return finish(OutcomeKind::kError, "empty reply: the server closed the connection without answering");
       const int status = resp.ParseStatus();
-      if (status == 0) return finish(OutcomeKind::kError, "response is not HTTP: \"" + Printable(resp.data, 40) + "\"");
+      if (status == 0)
+        return finish(OutcomeKind::kError, "response is not HTTP: \"" + Printable(resp.data, 40) + "\"");
       if (eof && !resp.Complete() && (resp.content_length >= 0 || resp.chunked)) {
         return finish(OutcomeKind::kError, "connection closed before the response body was complete");
       }
@@ -366,9 +390,19 @@ std::vector<std::string> CurlArgv(const ProbeSpec& spec) {
                           std::to_string(spec.dst_port) + spec.path;
   // -v: curl 7.88's errormsg for exit 7 says only "Couldn't connect to server"; the verbose lines on
   // stderr say why ("connect to ... failed: Connection refused").
-  std::vector<std::string> argv = {"curl", "-sS", "-v", "-o", "/dev/null", "-w", "%{json}", "--noproxy", "*",
-                                   "--connect-timeout", Seconds(spec.connect_timeout),
-                                   "--max-time", Seconds(spec.connect_timeout + spec.response_timeout)};
+  std::vector<std::string> argv = {"curl",
+                                   "-sS",
+                                   "-v",
+                                   "-o",
+                                   "/dev/null",
+                                   "-w",
+                                   "%{json}",
+                                   "--noproxy",
+                                   "*",
+                                   "--connect-timeout",
+                                   Seconds(spec.connect_timeout),
+                                   "--max-time",
+                                   Seconds(spec.connect_timeout + spec.response_timeout)};
   if (spec.src_port != 0) argv.insert(argv.end(), {"--local-port", std::to_string(spec.src_port)});
   if (!spec.src_ip.empty()) argv.insert(argv.end(), {"--interface", spec.src_ip});
   if (spec.method != "GET") argv.insert(argv.end(), {"-X", spec.method});
@@ -384,8 +418,9 @@ ProbeOutcome ParseCurlResult(int exit_code, const std::string& json_stdout, cons
   try {
     j = nlohmann::json::parse(json_stdout);
   } catch (const nlohmann::json::parse_error&) {
-    throw Error("curl output is not the JSON of -w '%{json}' (exit " + std::to_string(exit_code) + "): found \"" +
-                Printable(json_stdout, 80) + "\"" + (stderr_text.empty() ? "" : ", stderr \"" + Printable(stderr_text, 120) + "\"") +
+    throw Error("curl output is not the JSON of -w '%{json}' (exit " + std::to_string(exit_code) +
+                "): found \"" + Printable(json_stdout, 80) + "\"" +
+                (stderr_text.empty() ? "" : ", stderr \"" + Printable(stderr_text, 120) + "\"") +
                 " (curl 7.70 or newer is needed)");
   }
   if (!j.is_object() || !j.contains("http_code")) {
@@ -393,9 +428,11 @@ ProbeOutcome ParseCurlResult(int exit_code, const std::string& json_stdout, cons
   }
   ProbeOutcome out;
   out.via = "curl";
-  const std::string errormsg = j.value("errormsg", nlohmann::json()).is_string() ? j["errormsg"].get<std::string>() : "";
+  const std::string errormsg =
+      j.value("errormsg", nlohmann::json()).is_string() ? j["errormsg"].get<std::string>() : "";
   out.detail = errormsg.empty() ? CurlErrorLine(stderr_text) : errormsg;
-  while (!out.detail.empty() && (out.detail.back() == '\n' || out.detail.back() == ' ')) out.detail.pop_back();
+  while (!out.detail.empty() && (out.detail.back() == '\n' || out.detail.back() == ' '))
+    out.detail.pop_back();
   out.tuple.src_ip = j.value("local_ip", "");
   out.tuple.src_port = static_cast<uint16_t>(j.value("local_port", 0));
   out.tuple.dst_ip = j.value("remote_ip", "");
@@ -419,7 +456,8 @@ ProbeOutcome ParseCurlResult(int exit_code, const std::string& json_stdout, cons
         out.detail = "connection refused";
       } else {
         out.kind = OutcomeKind::kError;
-        for (const char* why : {"No route to host", "Network is unreachable", "Cannot assign requested address"}) {
+        for (const char* why :
+             {"No route to host", "Network is unreachable", "Cannot assign requested address"}) {
           if (Mentions(stderr_text, why)) out.detail += std::string(" (") + why + ")";
         }
       }
@@ -445,8 +483,9 @@ ProbeOutcome ParseCurlResult(int exit_code, const std::string& json_stdout, cons
   }
   // curl reports time_connect 0 when the handshake never completed; the socket path reports how long it
   // tried, so do the same.
-  if (out.timings.connect.count() == 0 && out.kind != OutcomeKind::kOk && out.kind != OutcomeKind::kHttpError &&
-      out.kind != OutcomeKind::kReadTimeout && out.kind != OutcomeKind::kReset) {
+  if (out.timings.connect.count() == 0 && out.kind != OutcomeKind::kOk &&
+      out.kind != OutcomeKind::kHttpError && out.kind != OutcomeKind::kReadTimeout &&
+      out.kind != OutcomeKind::kReset) {
     out.timings.connect = out.timings.total;
   }
   return out;
@@ -457,7 +496,8 @@ ProbeOutcome ProbeWithCurl(const netns::NetnsRef& source, const ProbeSpec& spec)
   netns::ProcessOptions opts;
   opts.netns = source;
   // curl bounds itself (--max-time); the process bound only catches a curl that hangs anyway.
-  const auto r = netns::Run(CurlArgv(spec), opts, spec.connect_timeout + spec.response_timeout + defaults::Command());
+  const auto r =
+      netns::Run(CurlArgv(spec), opts, spec.connect_timeout + spec.response_timeout + defaults::Command());
   if (r.timed_out) throw Error("curl outlived its own --max-time: " + r.Describe());
   ProbeOutcome out = ParseCurlResult(r.exit_code, r.out, r.err);
   if (out.tuple.dst_ip.empty()) out.tuple.dst_ip = spec.dst_ip;

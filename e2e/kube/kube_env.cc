@@ -433,13 +433,10 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   }
   rec.pod = pod.name;
   rec.container = server ? "" : "sleep";
-  rec.app = e2e::App{
-      spec.name, spec.kind,
-      pod.node,  spec.k8s_namespace,
-      pod.ip,    0,
-      0,         bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, spec.k8s_namespace, pod.name)),
-      // testdata/apps creates no service account: the pods run as their namespace's "default".
-      "default"};
+  rec.app = e2e::App{spec.name, spec.kind, pod.node, spec.k8s_namespace, pod.ip, 0, 0,
+                     bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, spec.k8s_namespace, pod.name)),
+                     // testdata/apps creates no service account: the pods run as their namespace's "default".
+                     "default"};
   if (server) {
     rec.app.port = kHttpbinPort;
     rec.app.alt_port = kHttpbinAltPort;
@@ -647,7 +644,8 @@ class FortioLoadRun : public e2e::LoadRun {
 
 }  // namespace
 
-std::unique_ptr<e2e::LoadRun> KubeEnv::StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) {
+std::unique_ptr<e2e::LoadRun> KubeEnv::StartLoad(const e2e::App& client, const e2e::App& server,
+                                                 e2e::LoadSpec spec) {
   return std::make_unique<FortioLoadRun>(StartFortioLoad(client, server, spec));
 }
 

@@ -97,7 +97,8 @@ class KubeEnv : public e2e::Env {
   // Always throws: LoadGenerator runs only in a local namespace and cannot be built from fortio's
   // records. Use StartFortioLoad (same LoadSpec, same LoadReport).
   // The load runs in a fortio pod next to the client (StartFortioLoad).
-  std::unique_ptr<e2e::LoadRun> StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) override;
+  std::unique_ptr<e2e::LoadRun> StartLoad(const e2e::App& client, const e2e::App& server,
+                                          e2e::LoadSpec spec) override;
   std::optional<bpf_probe::Verdict> AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) override;
   bpf_probe::XdpAttachment XdpOf(const e2e::App& server) override;
   std::map<std::string, uint64_t> DatapathMapCounts(const e2e::App& server) override;

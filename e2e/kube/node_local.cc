@@ -283,8 +283,8 @@ MapsReport SummarizeMaps(const bpf_probe::MapCatalog& catalog, const std::string
   for (const auto& info : catalog.maps()) {
     if (info.name.rfind("km_", 0) != 0 && info.name.rfind("kmesh_map", 0) != 0) continue;
     uint64_t entries = 0;
-    // Counting walks the map; the ring buffer and program arrays have nothing to count.
-    if (info.TypeName() != "ringbuf" && info.TypeName() != "prog_array") {
+    // Counting walks the map; ring buffers, socket storage and program arrays have nothing to count.
+    if (info.EntriesWalkable() && info.TypeName() != "prog_array") {
       entries = bpf_probe::MapCatalog::OpenInfo(info).CountEntries();
     }
     r.maps.push_back(

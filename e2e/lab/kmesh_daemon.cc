@@ -110,7 +110,7 @@ NodeDaemon::NodeDaemon(const NodeDaemonConfig& config)
 
 NodeDaemon::~NodeDaemon() {
   authorizer_.reset();  // its thread records into decisions_: stop it first
-  deserial_uninit();  // BpfWorkload.Stop (loader.go:111-114)
+  deserial_uninit();    // BpfWorkload.Stop (loader.go:111-114)
   g_daemon_alive = false;
 }
 
@@ -311,14 +311,10 @@ void NodeDaemon::Record(const AuthDecision& d) {
   auto us = [&](AuthDecision::Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
   };
-  json j{{"allow", d.verdict.allow},
-         {"reason", ToString(d.verdict.reason)},
-         {"policy", d.verdict.policy},
-         {"tuple", d.tuple ? json(d.tuple->ToString()) : json(nullptr)},
-         {"received_us", us(d.received)},
-         {"written_us", d.written ? json(us(*d.written)) : json(nullptr)},
-         {"write_error", d.write_error},
-         {"describe", d.Describe()}};
+  json j{{"allow", d.verdict.allow},      {"reason", ToString(d.verdict.reason)},
+         {"policy", d.verdict.policy},    {"tuple", d.tuple ? json(d.tuple->ToString()) : json(nullptr)},
+         {"received_us", us(d.received)}, {"written_us", d.written ? json(us(*d.written)) : json(nullptr)},
+         {"write_error", d.write_error},  {"describe", d.Describe()}};
   std::lock_guard<std::mutex> l(decisions_mu_);
   if (decisions_.size() >= 10000) decisions_.erase(decisions_.begin());  // bounded: evidence, not a log
   decisions_.push_back(std::move(j));

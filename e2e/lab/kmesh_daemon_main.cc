@@ -2,7 +2,8 @@
 // KmeshPolicyWriter with the node's map ids; reads requests on stdin, answers on fd 3, exits 0 at the end
 // of its input. stdout and stderr carry Kmesh's deserializer log lines and its own.
 //
-//   kmesh-lab-daemon --node NAME --state-dir DIR [--pin-dir DIR] --map km_authz_policy=ID --map kmesh_map64=ID ...
+//   kmesh-lab-daemon --node NAME --state-dir DIR [--pin-dir DIR] --map km_authz_policy=ID --map
+//   kmesh_map64=ID ...
 // With --pin-dir it also runs Kmesh's userspace authorizer on that node's km_auth_req / km_auth_res.
 #include <unistd.h>
 
@@ -27,7 +28,8 @@ void Reply(FILE* out, const nlohmann::json& j) {
 
 int Usage(const std::string& why) {
   std::cerr << "kmesh-lab-daemon: " << why
-            << "\nusage: kmesh-lab-daemon --node NAME --state-dir DIR [--pin-dir DIR] --map NAME=ID [--map NAME=ID ...]\n";
+            << "\nusage: kmesh-lab-daemon --node NAME --state-dir DIR [--pin-dir DIR] --map NAME=ID [--map "
+               "NAME=ID ...]\n";
   return 2;
 }
 

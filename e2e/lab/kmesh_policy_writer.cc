@@ -48,25 +48,6 @@ void MakeDirs(const std::string& path) {
   }
 }
 
-// Maps whose entries can be walked from userspace. Ring buffers hold records, not entries; socket (and
-// inode, task, cgroup) storage is reached only through its owner (walking km_sockstorage fails ENOTSUPP).
-bool Countable(uint32_t type) {
-  switch (type) {
-    case BPF_MAP_TYPE_RINGBUF:
-    case BPF_MAP_TYPE_USER_RINGBUF:
-    case BPF_MAP_TYPE_SK_STORAGE:
-    case BPF_MAP_TYPE_INODE_STORAGE:
-    case BPF_MAP_TYPE_TASK_STORAGE:
-    case BPF_MAP_TYPE_STRUCT_OPS:
-    case BPF_MAP_TYPE_QUEUE:
-    case BPF_MAP_TYPE_STACK:
-    case BPF_MAP_TYPE_BLOOM_FILTER:
-      return false;
-    default:
-      return true;
-  }
-}
-
 std::string Hex(const std::string& bytes) {
   static const char* d = "0123456789abcdef";
   std::string out;
@@ -322,7 +303,7 @@ std::map<std::string, MapEntryCount> CountMapEntries(const std::string& pin_dir)
     c.name = info.name;
     c.id = info.id;
     c.type = info.TypeName();
-    if (Countable(info.type)) c.entries = bpf_probe::MapCatalog::OpenInfo(info).CountEntries();
+    if (info.EntriesWalkable()) c.entries = bpf_probe::MapCatalog::OpenInfo(info).CountEntries();
     out[c.name] = c;
   }
   return out;

@@ -1,16 +1,17 @@
 #include "e2e/lab/lab.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <netinet/in.h>
 #include <sstream>
-#include <sys/stat.h>
-#include <sys/socket.h>
 #include <thread>
-#include <unistd.h>
 
 #include "base/defaults.h"
 #include "base/error.h"
@@ -228,7 +229,10 @@ nlohmann::json Lab::DatapathIdentity() {
     if (!first) first = &id;
     nlohmann::json progs = nlohmann::json::array();
     for (const auto& p : id.programs) {
-      progs.push_back({{"name", p.name}, {"kernel_name", p.kernel_name}, {"id", p.id}, {"tag", p.tag},
+      progs.push_back({{"name", p.name},
+                       {"kernel_name", p.kernel_name},
+                       {"id", p.id},
+                       {"tag", p.tag},
                        {"verified_insns", p.verified_insns}});
     }
     progs.push_back({{"name", "sockops_prog"}, {"id", k->sockops.prog_id()}, {"tag", k->sockops.prog_tag()}});
@@ -236,8 +240,9 @@ nlohmann::json Lab::DatapathIdentity() {
   }
   nlohmann::json j{{"datapath", "Kmesh's own BPF (sockops + XDP authz) built from a Kmesh tree"},
                    {"nodes", nodes},
-                   {"userspace", "kmesh-lab-daemon per node: Kmesh's C deserializer + a port of "
-                                 "pkg/auth/rbac.go (the lab's stand-in for Kmesh's Go daemon)"},
+                   {"userspace",
+                    "kmesh-lab-daemon per node: Kmesh's C deserializer + a port of "
+                    "pkg/auth/rbac.go (the lab's stand-in for Kmesh's Go daemon)"},
                    {"waypoint", "the lab's stand-in (no Envoy here): answers 403 like Envoy's RBAC filter"}};
   if (first) {
     j["kmesh_commit"] = first->kmesh_commit;
@@ -447,15 +452,18 @@ std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server) const {
 
 void Lab::StartAgent(const std::string& node) {
   Node& n = topo_->node(node);
-  agents_[node] = &topo_->Spawn(n.ns.ref(),
-                                {Runfile("e2e/lab/kmesh-lab-agent"), "--node", node, "--address", n.spec.underlay_ip,
-                                 "--pod-cidr", n.spec.pod_cidr, "--boot-id", n.boot_id, "--state", ipsec_dir_},
-                                AgentLog(node));
+  agents_[node] =
+      &topo_->Spawn(n.ns.ref(),
+                    {Runfile("e2e/lab/kmesh-lab-agent"), "--node", node, "--address", n.spec.underlay_ip,
+                     "--pod-cidr", n.spec.pod_cidr, "--boot-id", n.boot_id, "--state", ipsec_dir_},
+                    AgentLog(node));
 }
 
 std::string Lab::AgentLog(const std::string& node) const { return logdir_ + "/agent-" + node + ".log"; }
 
-std::string Lab::WaypointLog(const std::string& server) const { return logdir_ + "/" + server + "-waypoint-requests.jsonl"; }
+std::string Lab::WaypointLog(const std::string& server) const {
+  return logdir_ + "/" + server + "-waypoint-requests.jsonl";
+}
 
 void Lab::ApplySecret(const ipsec::IpsecSecret& secret) {
   if (ipsec_dir_.empty()) {
@@ -487,7 +495,8 @@ void Lab::RestartDataplane(const std::string& node) {
 void Lab::WriteAgentFaults() {
   if (ipsec_dir_.empty()) return;
   std::map<std::string, std::string> per_node;
-  for (Fault f : {Fault::kXfrmStateMissing, Fault::kWrongKey, Fault::kEgressNotMarked, Fault::kRotationNotApplied}) {
+  for (Fault f :
+       {Fault::kXfrmStateMissing, Fault::kWrongKey, Fault::kEgressNotMarked, Fault::kRotationNotApplied}) {
     if (Active(f)) per_node[fault_node_[f]] += std::string(FaultName(f)) + "\n";
   }
   for (const auto& n : topo_->nodes()) {
@@ -507,7 +516,8 @@ void Lab::Inject(Fault f, const std::string& node) {
       for (const auto& a : apps_) {
         const Pod& pod = topo_->pod(a->pod);
         auto& xdp = *kmesh(pod.node).xdp;
-        if (a->kind == AppKind::kHttpbin && xdp.Attached(pod.ns.ref(), "eth0")) xdp.Detach(pod.ns.ref(), "eth0");
+        if (a->kind == AppKind::kHttpbin && xdp.Attached(pod.ns.ref(), "eth0"))
+          xdp.Detach(pod.ns.ref(), "eth0");
       }
       break;
     default:
@@ -523,7 +533,8 @@ void Lab::Clear(Fault f) {
       for (const auto& a : apps_) {
         const Pod& pod = topo_->pod(a->pod);
         auto& xdp = *kmesh(pod.node).xdp;
-        if (a->kind == AppKind::kHttpbin && !xdp.Attached(pod.ns.ref(), "eth0")) xdp.Attach(pod.ns.ref(), "eth0");
+        if (a->kind == AppKind::kHttpbin && !xdp.Attached(pod.ns.ref(), "eth0"))
+          xdp.Attach(pod.ns.ref(), "eth0");
       }
       break;
     default:

@@ -11,9 +11,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -52,17 +51,17 @@ struct AppSpec {
   std::string node = "node1";
   std::string k8s_namespace = "test-ns1";
   std::map<std::string, std::string> labels;  // "app" defaults to the name
-  bool waypoint = false;  // a waypoint in front of this server (service-with-waypoint)
+  bool waypoint = false;                      // a waypoint in front of this server (service-with-waypoint)
 };
 
 struct App {
   std::string name;
   AppKind kind;
-  std::string pod;         // the pod's name in the topology
+  std::string pod;  // the pod's name in the topology
   std::string ip;
-  uint16_t port = 0;       // server: the pod port httpbin listens on
+  uint16_t port = 0;  // server: the pod port httpbin listens on
   uint32_t workload_id = 0;
-  std::string waypoint_pod;    // when it has a waypoint
+  std::string waypoint_pod;  // when it has a waypoint
   std::string waypoint_ip;
   uint16_t waypoint_port = 0;
   std::string service_account = "default";  // no app of the lab has its own
@@ -77,10 +76,10 @@ enum class Enforcer {
 
 // One lab node's Kmesh, in the order a Kmesh daemon sets it up (and the reverse order it goes away).
 struct KmeshNode {
-  NodeBpffs bpffs;                          // the node's /sys/fs/bpf
-  NodeCgroup cgroup;                        // holds the node's servers (Kmesh's sockops sees them)
-  KmeshSockops sockops;                     // loaded first: its pins are shared with the XDP object
-  std::unique_ptr<KmeshAuthzDatapath> xdp;  // the four XDP programs
+  NodeBpffs bpffs;                            // the node's /sys/fs/bpf
+  NodeCgroup cgroup;                          // holds the node's servers (Kmesh's sockops sees them)
+  KmeshSockops sockops;                       // loaded first: its pins are shared with the XDP object
+  std::unique_ptr<KmeshAuthzDatapath> xdp;    // the four XDP programs
   std::unique_ptr<KmeshPolicyWriter> daemon;  // kmesh-lab-daemon: deserializer + Rbac + km_auth_req
   std::string pin_dir() const { return bpffs.KmeshMapDir(); }
 };

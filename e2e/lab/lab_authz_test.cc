@@ -1,9 +1,9 @@
-#include <catch2/catch.hpp>
-
 #include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
-#include <unistd.h>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -29,10 +29,20 @@ struct Curl {
   double time_connect;
 };
 
-Curl CurlFrom(Lab& lab, const kmesh::lab::App& client, const std::string& ip, uint16_t port, uint16_t local_port,
-              const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> argv = {"curl", "-sS", "-o", "/dev/null", "-w", "%{json}", "--local-port",
-                                   std::to_string(local_port), "--connect-timeout", "1", "--max-time", "3"};
+Curl CurlFrom(Lab& lab, const kmesh::lab::App& client, const std::string& ip, uint16_t port,
+              uint16_t local_port, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {"curl",
+                                   "-sS",
+                                   "-o",
+                                   "/dev/null",
+                                   "-w",
+                                   "%{json}",
+                                   "--local-port",
+                                   std::to_string(local_port),
+                                   "--connect-timeout",
+                                   "1",
+                                   "--max-time",
+                                   "3"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   argv.push_back("http://" + ip + ":" + std::to_string(port) + "/get");
   kmesh::netns::ProcessOptions opts;
@@ -56,7 +66,9 @@ Tuple TupleOf(const kmesh::lab::App& client, uint16_t sport, const kmesh::lab::A
 
 }  // namespace
 
-TEST_CASE("lab: httpbin answers a sleep client across nodes, and a DENY ipBlocks policy drops the selected client") {
+TEST_CASE(
+    "lab: httpbin answers a sleep client across nodes, and a DENY ipBlocks policy drops the selected "
+    "client") {
   auto lab = Lab::Up();
   const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
   const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
@@ -66,11 +78,12 @@ TEST_CASE("lab: httpbin answers a sleep client across nodes, and a DENY ipBlocks
   CHECK(before.exit_code == 0);
   CHECK(before.http_code == 200);
 
-  lab->Apply(RenderPolicyTemplate("ip-deny", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
+  lab->Apply(RenderPolicyTemplate("ip-deny",
+                                  Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
 
   auto denied = CurlFrom(*lab, a, server.ip, server.port, 40002);
-  CHECK(denied.exit_code == 28);        // connect timeout: the SYN was dropped
-  CHECK(denied.time_connect == 0.0);    // never connected
+  CHECK(denied.exit_code == 28);      // connect timeout: the SYN was dropped
+  CHECK(denied.time_connect == 0.0);  // never connected
   CHECK(Verdict(*lab, server, TupleOf(a, 40002, server)) == std::optional<uint32_t>(1));
 
   auto other = CurlFrom(*lab, b, server.ip, server.port, 40003);
@@ -83,7 +96,8 @@ TEST_CASE("lab: xdp-detached takes Kmesh's xdp_authz off the server, and clearin
   auto lab = Lab::Up();
   const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
   const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
-  lab->Apply(RenderPolicyTemplate("ip-deny", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
+  lab->Apply(RenderPolicyTemplate("ip-deny",
+                                  Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
   const auto pod = lab->pod_of(server).ns.ref();
   lab->Inject(Fault::kXdpDetached);
   CHECK_FALSE(lab->kmesh("node2").xdp->Attached(pod, "eth0"));

@@ -55,15 +55,16 @@ uint16_t LabEnv::NextSourcePort() { return static_cast<uint16_t>(42000 + (next_p
 
 std::vector<e2e::Node> LabEnv::Nodes() {
   std::vector<e2e::Node> out;
-  for (const auto& n : lab_->topology().nodes()) out.push_back({n->spec.name, n->spec.underlay_ip, {n->spec.pod_cidr}});
+  for (const auto& n : lab_->topology().nodes())
+    out.push_back({n->spec.name, n->spec.underlay_ip, {n->spec.pod_cidr}});
   return out;
 }
 
 e2e::App LabEnv::Deploy(const e2e::AppSpec& spec) {
   const auto& nodes = lab_->topology().nodes();
   if (spec.node < 0 || spec.node >= static_cast<int>(nodes.size())) {
-    throw Error("lab: app " + spec.name + " asks for node index " + std::to_string(spec.node) + "; the lab has " +
-                std::to_string(nodes.size()) + " nodes");
+    throw Error("lab: app " + spec.name + " asks for node index " + std::to_string(spec.node) +
+                "; the lab has " + std::to_string(nodes.size()) + " nodes");
   }
   AppSpec ls;
   ls.name = spec.name;
@@ -73,7 +74,8 @@ e2e::App LabEnv::Deploy(const e2e::AppSpec& spec) {
   ls.labels = spec.labels;
   ls.waypoint = spec.waypoint;
   const App& a = lab_->Deploy(ls);
-  e2e::App out{a.name, spec.kind, ls.node, spec.k8s_namespace, a.ip, a.port, 0, a.workload_id, a.service_account};
+  e2e::App out{a.name, spec.kind, ls.node,       spec.k8s_namespace, a.ip,
+               a.port, 0,         a.workload_id, a.service_account};
   if (a.kind == AppKind::kHttpbin) out.alt_port = Lab::kHttpbinAltPort;
   return out;
 }
@@ -114,8 +116,7 @@ e2e::Realized LabEnv::WaitRealized(const policy::AuthorizationPolicy& p, const e
   // Kmesh's maps are written synchronously in the lab (the node daemons answered before Apply returned),
   // so what is not in them now never will be: no waiting for the node dataplane. The waypoint reloads
   // its file asynchronously: that is waited for, bounded.
-  const auto deadline =
-      r.mechanism == e2e::Mechanism::kWaypoint ? start + defaults::PolicyRealized() : start;
+  const auto deadline = r.mechanism == e2e::Mechanism::kWaypoint ? start + defaults::PolicyRealized() : start;
   const App& app = lab_->app(server.name);
   std::string seen;
   while (true) {
@@ -141,7 +142,8 @@ e2e::Realized LabEnv::WaitRealized(const policy::AuthorizationPolicy& p, const e
         }
       }
       seen = "km_authz_policy (" + catalog.source() + ") " + (in_policies ? "holds " : "lacks ") +
-             Hex(stored) + " (" + p.IdKey() + (stored != r.policy_id ? ", id " + Hex(r.policy_id) + " cut at a zero byte" : "") +
+             Hex(stored) + " (" + p.IdKey() +
+             (stored != r.policy_id ? ", id " + Hex(r.policy_id) + " cut at a zero byte" : "") +
              "); km_wlpolicy[" + Hex(server.workload_id) + "] = " + (entry ? "{" + ids + "}" : "absent");
       if (in_policies && listed) break;
     } else {
@@ -197,7 +199,8 @@ class GeneratorRun : public e2e::LoadRun {
 
 }  // namespace
 
-std::unique_ptr<e2e::LoadRun> LabEnv::StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) {
+std::unique_ptr<e2e::LoadRun> LabEnv::StartLoad(const e2e::App& client, const e2e::App& server,
+                                                e2e::LoadSpec spec) {
   if (spec.probe.dst_ip.empty()) std::tie(spec.probe.dst_ip, spec.probe.dst_port) = ServiceAddress(server);
   return std::make_unique<GeneratorRun>(
       e2e::LoadGenerator::Start(lab_->pod_of(lab_->app(client.name)).ns.ref(), spec));
@@ -231,7 +234,8 @@ nlohmann::json LabEnv::UserspaceDecisions(const e2e::App& server, const bpf_prob
   nlohmann::json out = nlohmann::json::array();
   const std::string want = t.ToString();
   for (const auto& d : seen) {
-    if (d.value("tuple", nlohmann::json()).is_string() && d["tuple"].get<std::string>() == want) out.push_back(d);
+    if (d.value("tuple", nlohmann::json()).is_string() && d["tuple"].get<std::string>() == want)
+      out.push_back(d);
   }
   return out;
 }
@@ -252,16 +256,19 @@ std::vector<ipsec::NodeInfo> LabEnv::IpsecNodes() {
   return out;
 }
 
-xfrm::XfrmSnapshot LabEnv::Xfrm(const std::string& node) { return xfrm::Snapshot(lab_->topology().node(node).ns.ref()); }
+xfrm::XfrmSnapshot LabEnv::Xfrm(const std::string& node) {
+  return xfrm::Snapshot(lab_->topology().node(node).ns.ref());
+}
 
 void LabEnv::DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) {
-  netns::RunIn(lab_->topology().node(node).ns.ref(),
-               {"ip", "xfrm", "state", "delete", "src", s.src, "dst", s.dst, "proto", "esp", "spi", Hex(s.spi.value)});
+  netns::RunIn(lab_->topology().node(node).ns.ref(), {"ip", "xfrm", "state", "delete", "src", s.src, "dst",
+                                                      s.dst, "proto", "esp", "spi", Hex(s.spi.value)});
 }
 
 void LabEnv::RestartDataplane(const std::string& node) { lab_->RestartDataplane(node); }
 
-capture::Capture LabEnv::StartCapture(const std::string& node, const std::string& peer, capture::CaptureSpec spec) {
+capture::Capture LabEnv::StartCapture(const std::string& node, const std::string& peer,
+                                      capture::CaptureSpec spec) {
   const auto ns = lab_->topology().node(node).ns.ref();
   if (spec.interface.empty()) spec.interface = netns::RouteTo(ns, peer).interface;
   return capture::Capture::Start(ns, spec);

@@ -28,7 +28,8 @@ class LabEnv : public e2e::Env {
   e2e::Realized WaitRealized(const policy::AuthorizationPolicy& p, const e2e::App& server) override;
   std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) override;
   e2e::ProbeOutcome Probe(const e2e::App& client, const e2e::App& server, e2e::ProbeSpec spec) override;
-  std::unique_ptr<e2e::LoadRun> StartLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) override;
+  std::unique_ptr<e2e::LoadRun> StartLoad(const e2e::App& client, const e2e::App& server,
+                                          e2e::LoadSpec spec) override;
   std::optional<bpf_probe::Verdict> AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) override;
   bpf_probe::XdpAttachment XdpOf(const e2e::App& server) override;
   std::map<std::string, uint64_t> DatapathMapCounts(const e2e::App& server) override;

@@ -1,10 +1,11 @@
 #include "e2e/lab/topology.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <random>
-#include <unistd.h>
 
 #include "base/error.h"
 #include "base/names.h"
@@ -65,7 +66,8 @@ void SetSysctl(const netns::NetnsRef& ns, const std::string& dotted, const std::
 }
 
 std::unique_ptr<Topology> Topology::Up(const std::vector<NodeSpec>& specs) {
-  if (specs.size() != 2) throw Error("the lab topology has exactly two nodes, got " + std::to_string(specs.size()));
+  if (specs.size() != 2)
+    throw Error("the lab topology has exactly two nodes, got " + std::to_string(specs.size()));
   netns::SweepStale();
   std::unique_ptr<Topology> t(new Topology());
   for (const auto& s : specs) {
@@ -74,16 +76,17 @@ std::unique_ptr<Topology> Topology::Up(const std::vector<NodeSpec>& specs) {
   Node& a = *t->nodes_[0];
   Node& b = *t->nodes_[1];
   // The underlay: one veth pair between the two node namespaces, both ends named eth0 like a kind node.
-  IpBatch(a.ns.ref(), {"link add eth0 type veth peer name eth0-peer netns " + b.ns.name(),
-                       "addr add " + a.spec.underlay_ip + "/16 dev eth0", "link set lo up",
-                       "link set eth0 up"});
+  IpBatch(a.ns.ref(),
+          {"link add eth0 type veth peer name eth0-peer netns " + b.ns.name(),
+           "addr add " + a.spec.underlay_ip + "/16 dev eth0", "link set lo up", "link set eth0 up"});
   IpBatch(b.ns.ref(), {"link set eth0-peer name eth0", "addr add " + b.spec.underlay_ip + "/16 dev eth0",
                        "link set lo up", "link set eth0 up"});
   for (const auto& [self_ptr, peer_ptr] : {std::make_pair(&a, &b), std::make_pair(&b, &a)}) {
     Node& self = *self_ptr;
     Node& peer = *peer_ptr;
     SetSysctl(self.ns.ref(), "net.ipv4.ip_forward", "1");
-    IpBatch(self.ns.ref(), {"route add " + peer.spec.pod_cidr + " via " + peer.spec.underlay_ip + " dev eth0"});
+    IpBatch(self.ns.ref(),
+            {"route add " + peer.spec.pod_cidr + " via " + peer.spec.underlay_ip + " dev eth0"});
   }
   return t;
 }
@@ -127,15 +130,16 @@ Pod& Topology::AddPod(const std::string& node_name, const std::string& name, con
   Node& n = node(node_name);
   if (n.next_host > 254) throw Error("lab: node " + node_name + " has no free pod address");
   const std::string ip = HostInCidr(n.spec.pod_cidr, n.next_host++);
-  auto pod = std::make_unique<Pod>(Pod{name, k8s_ns, labels, node_name, ip, "", "Kubernetes//Pod/" + k8s_ns + "/" + name,
-                                       netns::Netns::Create("pod")});
+  auto pod =
+      std::make_unique<Pod>(Pod{name, k8s_ns, labels, node_name, ip, "",
+                                "Kubernetes//Pod/" + k8s_ns + "/" + name, netns::Netns::Create("pod")});
   // Node-side name: unique within the node namespace, <= 15 characters.
   pod->host_veth = "lxc" + std::to_string(n.next_host - 1);
   // The node side owns the pods' gateway address, so a pod's ARP for it is answered by its own veth.
-  IpBatch(n.ns.ref(), {"link add " + pod->host_veth + " type veth peer name eth0 netns " + pod->ns.name(),
-                       std::string("addr add ") + kPodGateway + "/32 dev " + pod->host_veth + " scope link",
-                       "link set " + pod->host_veth + " up",
-                       "route add " + ip + "/32 dev " + pod->host_veth});
+  IpBatch(n.ns.ref(),
+          {"link add " + pod->host_veth + " type veth peer name eth0 netns " + pod->ns.name(),
+           std::string("addr add ") + kPodGateway + "/32 dev " + pod->host_veth + " scope link",
+           "link set " + pod->host_veth + " up", "route add " + ip + "/32 dev " + pod->host_veth});
   IpBatch(pod->ns.ref(), {"addr add " + ip + "/32 dev eth0", "link set lo up", "link set eth0 up",
                           std::string("route add ") + kPodGateway + " dev eth0 scope link",
                           std::string("route add 10.244.0.0/16 via ") + kPodGateway + " dev eth0",

@@ -1,11 +1,13 @@
 // The lab's two-node topology, made of network namespaces on one machine:
 //
-//   pod ns (eth0 10.244.1.x/32) ──veth── node1 ns (eth0 172.18.0.2/16) ══underlay veth══ node2 ns (172.18.0.3/16) ──veth── pod ns (10.244.2.x)
+//   pod ns (eth0 10.244.1.x/32) ──veth── node1 ns (eth0 172.18.0.2/16) ══underlay veth══ node2 ns
+//   (172.18.0.3/16) ──veth── pod ns (10.244.2.x)
 //
 // Nodes forward between their pods and the other node's pod CIDR; pods reach the pod network through
 // their node (Calico-style 169.254.1.1 gateway, owned by the node side of each pod veth). Pods have a
 // default route to their node, as in Kubernetes; nodes have none, and no namespace has a link to the
-// machine's own namespace, so nothing leaves the lab, and the machine's own network state is never touched. Every namespace is RAII-owned and named uniquely per run (kme2e-<pid>-...).
+// machine's own namespace, so nothing leaves the lab, and the machine's own network state is never touched.
+// Every namespace is RAII-owned and named uniquely per run (kme2e-<pid>-...).
 #pragma once
 
 #include <cstdint>
@@ -31,18 +33,18 @@ std::vector<NodeSpec> DefaultNodes();
 struct Node {
   NodeSpec spec;
   netns::Netns ns;
-  std::string boot_id;   // a fresh UUID per lab node, as Kubernetes reports node.status.nodeInfo.bootID
-  int next_host = 2;     // next pod address in the pod CIDR
+  std::string boot_id;  // a fresh UUID per lab node, as Kubernetes reports node.status.nodeInfo.bootID
+  int next_host = 2;    // next pod address in the pod CIDR
 };
 
 struct Pod {
-  std::string name;              // unique within the lab
-  std::string k8s_namespace;     // "test-ns1": a pod attribute, as in Kubernetes
+  std::string name;           // unique within the lab
+  std::string k8s_namespace;  // "test-ns1": a pod attribute, as in Kubernetes
   std::map<std::string, std::string> labels;
-  std::string node;              // node name
-  std::string ip;                // 10.244.1.2
-  std::string host_veth;         // node-side interface name
-  std::string uid;               // "Kubernetes//Pod/<k8s ns>/<name>", the workload UID istiod gives a pod
+  std::string node;       // node name
+  std::string ip;         // 10.244.1.2
+  std::string host_veth;  // node-side interface name
+  std::string uid;        // "Kubernetes//Pod/<k8s ns>/<name>", the workload UID istiod gives a pod
   netns::Netns ns;
 };
 

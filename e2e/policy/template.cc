@@ -33,9 +33,12 @@ enum class Context { kPlain, kDoubleQuoted, kSingleQuoted };
 
 const char* ContextName(Context c) {
   switch (c) {
-    case Context::kPlain: return "an unquoted scalar";
-    case Context::kDoubleQuoted: return "a double-quoted scalar";
-    case Context::kSingleQuoted: return "a single-quoted scalar";
+    case Context::kPlain:
+      return "an unquoted scalar";
+    case Context::kDoubleQuoted:
+      return "a double-quoted scalar";
+    case Context::kSingleQuoted:
+      return "a single-quoted scalar";
   }
   return "?";
 }
@@ -46,14 +49,20 @@ Context ContextAt(const std::string& text, size_t line_start, size_t pos) {
   for (size_t i = line_start; i < pos; ++i) {
     const char ch = text[i];
     if (c == Context::kPlain) {
-      if (ch == '"') c = Context::kDoubleQuoted;
-      else if (ch == '\'') c = Context::kSingleQuoted;
+      if (ch == '"')
+        c = Context::kDoubleQuoted;
+      else if (ch == '\'')
+        c = Context::kSingleQuoted;
     } else if (c == Context::kDoubleQuoted) {
-      if (ch == '\\') ++i;
-      else if (ch == '"') c = Context::kPlain;
+      if (ch == '\\')
+        ++i;
+      else if (ch == '"')
+        c = Context::kPlain;
     } else if (ch == '\'') {
-      if (i + 1 < pos && text[i + 1] == '\'') ++i;
-      else c = Context::kPlain;
+      if (i + 1 < pos && text[i + 1] == '\'')
+        ++i;
+      else
+        c = Context::kPlain;
     }
   }
   return c;
@@ -74,7 +83,8 @@ std::string Unsafe(const std::string& value, Context c) {
     case Context::kSingleQuoted:
       if (value.find('\'') != std::string::npos) return "contains \"'\"";
       return "";
-    case Context::kPlain: break;
+    case Context::kPlain:
+      break;
   }
   for (char ch : std::string("\"'#,[]{}")) {
     if (value.find(ch) != std::string::npos) return std::string("contains '") + ch + "'";
@@ -233,7 +243,8 @@ const std::vector<std::string>& PolicyTemplateNames() {
 }
 
 Manifest RenderPolicyTemplate(const std::string& name, const Vars& vars) {
-  const bool plain = !name.empty() && name.find('/') == std::string::npos && name.find("..") == std::string::npos;
+  const bool plain =
+      !name.empty() && name.find('/') == std::string::npos && name.find("..") == std::string::npos;
   std::string path;
   if (plain) {
     try {

@@ -4,7 +4,6 @@
 // fault x cases that caught it. IPsec faults run in one tools/vm guest (they need ESP). Faults are the
 // lab's, so the suites run on the lab whatever KMESH_E2E_ENV says.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -37,7 +36,8 @@ const std::vector<FaultRow>& Rows() {
       // datapath is Kmesh's; source mutants of Kmesh's BPF are the next step of this suite).
       {"xdp-detached", "authz", "authz/ip-deny:*", "no XDP program attached to eth0"},
       {"waypoint-bypassed", "authz", "authz/header-deny:*", "expected HTTP 403 from the waypoint"},
-      {"xfrm-state-missing", "ipsec", "ipsec: connectivity*", "missing (expected proto esp reqid 1 mode tunnel"},
+      {"xfrm-state-missing", "ipsec", "ipsec: connectivity*",
+       "missing (expected proto esp reqid 1 mode tunnel"},
       {"wrong-key", "ipsec", "ipsec: connectivity*", "(DISAGREE)"},
       {"egress-not-marked", "ipsec", "ipsec: connectivity*", "plaintext packet of the probe on the wire"},
       {"rotation-not-applied", "ipsec", "ipsec: key rotation*", "did not converge to SPI 2"},
@@ -55,7 +55,8 @@ struct Caught {
 Caught Inspect(const std::string& dir, const std::string& evidence) {
   Caught c;
   std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
     if (it->path().filename() != "evidence.json") continue;
     std::ifstream f(it->path());
     json j = json::parse(f, nullptr, false);
@@ -80,7 +81,8 @@ std::string Quote(const std::string& s) {
 
 }  // namespace
 
-TEST_CASE("sensitivity: every lab fault is caught by a case whose explanation names its evidence", "[sensitivity]") {
+TEST_CASE("sensitivity: every lab fault is caught by a case whose explanation names its evidence",
+          "[sensitivity]") {
   const std::string root = kmesh::e2e::CaseOutputDir() + "/faults";
   std::map<std::string, Caught> results;
 
@@ -91,8 +93,8 @@ TEST_CASE("sensitivity: every lab fault is caught by a case whose explanation na
     const std::string out = root + "/" + row.fault;
     fs::create_directories(out);
     kmesh::netns::ProcessOptions opts;
-    opts.env = {"KMESH_E2E_ENV=lab", "KMESH_E2E_LAB_FAULTS=" + row.fault, "TEST_UNDECLARED_OUTPUTS_DIR=" + out, "XML_OUTPUT_FILE=",
-                "TESTBRIDGE_TEST_ONLY="};
+    opts.env = {"KMESH_E2E_ENV=lab", "KMESH_E2E_LAB_FAULTS=" + row.fault,
+                "TEST_UNDECLARED_OUTPUTS_DIR=" + out, "XML_OUTPUT_FILE=", "TESTBRIDGE_TEST_ONLY="};
     opts.output = kmesh::netns::ProcessOptions::Output::kFile;
     opts.output_file = out + "/suite.log";
     // The authz suite registers one test case per table row and probe ("authz/<row>: <probe>").
@@ -109,14 +111,16 @@ TEST_CASE("sensitivity: every lab fault is caught by a case whose explanation na
     if (row.suite != "ipsec") continue;
     const std::string out = root + "/" + row.fault;
     fs::create_directories(out);
-    script += "KMESH_E2E_ENV=lab KMESH_E2E_LAB_FAULTS=" + row.fault + " TEST_UNDECLARED_OUTPUTS_DIR=" + Quote(out) +
+    script += "KMESH_E2E_ENV=lab KMESH_E2E_LAB_FAULTS=" + row.fault +
+              " TEST_UNDECLARED_OUTPUTS_DIR=" + Quote(out) +
               " XML_OUTPUT_FILE= TESTBRIDGE_TEST_ONLY= " + Quote(ipsec) + " " + Quote(row.filter) + " > " +
               Quote(out + "/suite.log") + " 2>&1; echo $? > " + Quote(out + "/exit_code") + "\n";
   }
   kmesh::netns::ProcessOptions vm;
   vm.output = kmesh::netns::ProcessOptions::Output::kFile;
   vm.output_file = root + "/vm.log";
-  auto v = kmesh::netns::Run({kmesh::Runfile("tools/vm/run"), "--", "/bin/sh", "-c", script}, vm, std::chrono::minutes(20));
+  auto v = kmesh::netns::Run({kmesh::Runfile("tools/vm/run"), "--", "/bin/sh", "-c", script}, vm,
+                             std::chrono::minutes(20));
   INFO("tools/vm/run: " << v.Describe() << " (log " << root << "/vm.log)");
   REQUIRE(v.exit_code == 0);
   for (const auto& row : Rows()) {
@@ -135,15 +139,16 @@ TEST_CASE("sensitivity: every lab fault is caught by a case whose explanation na
     for (const auto& t : c.catching) by += (by.empty() ? "" : ", ") + t;
     if (by.empty()) by = "NOT CAUGHT (failed cases: " + std::to_string(c.failed_cases.size()) + ")";
     char line[512];
-    snprintf(line, sizeof line, "%-22s %-6s %4d  %s\n", row.fault.c_str(), row.suite.c_str(), c.exit_code, by.c_str());
+    snprintf(line, sizeof line, "%-22s %-6s %4d  %s\n", row.fault.c_str(), row.suite.c_str(), c.exit_code,
+             by.c_str());
     table << line;
   }
   std::cout << table.str();
   std::ofstream(kmesh::e2e::CaseOutputDir() + "/sensitivity.txt") << table.str();
 
   for (const auto& row : Rows()) {
-    INFO("fault " << row.fault << ": evidence \"" << row.evidence << "\"; suite log "
-                  << root << "/" << row.fault << "/suite.log");
+    INFO("fault " << row.fault << ": evidence \"" << row.evidence << "\"; suite log " << root << "/"
+                  << row.fault << "/suite.log");
     CHECK(results[row.fault].exit_code != 0);
     CHECK_FALSE(results[row.fault].catching.empty());
   }

@@ -7,17 +7,18 @@
 //
 // One lab at a time per machine; its description lives in /run/kmesh-e2e/lab.json. `up` first removes
 // what dead runs left behind (namespaces and work folders of processes that no longer exist).
-#include <csignal>
 #include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 #include "base/defaults.h"
 #include "base/error.h"
@@ -149,12 +150,12 @@ int Up(bool ipsec) {
   std::cout << "lab up (pid " << child << ", work folder " << j["workdir"].get<std::string>() << ")\n\n";
   for (const auto& node : j["nodes"]) {
     std::cout << "node " << node["name"].get<std::string>() << "  " << node["address"].get<std::string>()
-              << "  pods " << node["pod_cidr"].get<std::string>() << "\n    " << node["enter"].get<std::string>()
-              << "\n";
+              << "  pods " << node["pod_cidr"].get<std::string>() << "\n    "
+              << node["enter"].get<std::string>() << "\n";
   }
   for (const auto& pod : j["pods"]) {
-    std::cout << "pod " << pod["name"].get<std::string>() << " (" << pod["namespace"].get<std::string>() << ", "
-              << pod["node"].get<std::string>() << ")  " << pod["ip"].get<std::string>() << "\n    "
+    std::cout << "pod " << pod["name"].get<std::string>() << " (" << pod["namespace"].get<std::string>()
+              << ", " << pod["node"].get<std::string>() << ")  " << pod["ip"].get<std::string>() << "\n    "
               << pod["enter"].get<std::string>() << "\n";
   }
   std::cout << "\ntry: ip netns exec <sleep-a netns> curl -s http://<httpbin-waypoint ip>/get\n"
@@ -172,8 +173,8 @@ int Status() {
   json j = json::parse(std::ifstream(kStateFile));
   const pid_t pid = j.value("pid", 0);
   const bool alive = pid > 0 && !kmesh::ProcessGone(pid);
-  std::cout << j.dump(2) << "\n" << (alive ? "running" : "STALE: the lab's process is gone (run `kmesh-lab down`)")
-            << "\n";
+  std::cout << j.dump(2) << "\n"
+            << (alive ? "running" : "STALE: the lab's process is gone (run `kmesh-lab down`)") << "\n";
   return alive ? 0 : 1;
 }
 

@@ -86,9 +86,11 @@ struct DeniedProbe {
     REQUIRE(lab_xdp.attached());
     const auto lab_verdict = env.AuthVerdict(server, tuple);
     REQUIRE(lab_verdict.has_value());
-    // The maps through the XDP program in the server pod's namespace, and through that program's id.
-    for (const std::string& maps : {"xdp:" + ServerNetns(), "xdp:" + ServerNetns() + "@eth0",
-                                    "prog:" + std::to_string(lab_xdp.program()->id)}) {
+    // The maps in the server node's pin folder (as on a Kmesh node: its bpffs), through the XDP program in
+    // the server pod's namespace, and through that program's id.
+    for (const std::string& maps :
+         {"pin:" + env.lab().kmesh(server.node).pin_dir(), "xdp:" + ServerNetns(),
+          "xdp:" + ServerNetns() + "@eth0", "prog:" + std::to_string(lab_xdp.program()->id)}) {
       INFO("--maps " << maps);
       const kube::MapsReport m = kube::MapsReportFromJson(
           Report({"--maps", maps, "maps", "--workload-ip", server.ip}, "maps"), "maps");
