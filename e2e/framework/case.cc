@@ -1,8 +1,8 @@
 #include "e2e/framework/case.h"
 
 #include <chrono>
-#include <exception>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -18,7 +18,8 @@ Case::Case(std::string suite, std::string title, std::string env_name)
   std::filesystem::create_directories(dir_, ec);
   doc_ = nlohmann::json::object();
   doc_["started"] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch()).count();
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
   uncaught_at_start_ = std::uncaught_exceptions();
   SubscribeToCatch2Failures(this);
 }
@@ -62,13 +63,24 @@ void Case::OnCatch2Failure(const Catch2Failure& failure) {
   }
 }
 
-void Case::Add(const std::string& section, nlohmann::json entry) { doc_[section].push_back(std::move(entry)); }
+void Case::Add(const std::string& section, nlohmann::json entry) {
+  doc_[section].push_back(std::move(entry));
+}
 
 void Case::Set(const std::string& key, nlohmann::json value) { doc_[key] = std::move(value); }
 
 void Case::Fail(const std::string& explanation) { failures_.push_back(explanation); }
 
 void Case::Note(const std::string& line) { notes_.push_back(line); }
+
+void Case::AddDisagreement(const std::string& code) {
+  auto& list = doc_["disagreements"];
+  if (!list.is_array()) list = nlohmann::json::array();
+  for (const auto& c : list) {
+    if (c == code) return;
+  }
+  list.push_back(code);
+}
 
 nlohmann::json Case::ToJson() const {
   nlohmann::json j = doc_;
@@ -86,7 +98,8 @@ nlohmann::json Case::ToJson() const {
   }
   j["notes"] = notes_;
   j["finished"] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count();
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
   return j;
 }
 

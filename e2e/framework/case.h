@@ -8,10 +8,9 @@
 // at once, since no destructor will run).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "e2e/framework/case_output.h"
 
@@ -32,6 +31,9 @@ class Case : private Catch2FailureSubscriber {
   // A failed expectation: its explanation paragraph is kept (and printed by the caller).
   void Fail(const std::string& explanation);
   void Note(const std::string& line);
+  // A machine-readable disagreement code (expect.h `disagreement::`, or a suite's own): the bundle lists
+  // each once, in order, under "disagreements".
+  void AddDisagreement(const std::string& code);
 
   bool failed() const { return !failures_.empty() || !catch2_failures_.empty(); }
   const std::string& title() const { return title_; }
@@ -48,9 +50,9 @@ class Case : private Catch2FailureSubscriber {
   std::vector<std::string> failures_;
   std::vector<Catch2Failure> catch2_failures_;
   std::vector<std::string> notes_;
-  int uncaught_at_start_ = 0;  // std::uncaught_exceptions() when the case began
+  int uncaught_at_start_ = 0;              // std::uncaught_exceptions() when the case began
   bool unwinding_from_assertion_ = false;  // a REQUIRE failed: the unwinding that follows is Catch2's own
-  bool written_ = false;       // written early (fatal signal): the destructor leaves the file alone
+  bool written_ = false;  // written early (fatal signal): the destructor leaves the file alone
 };
 
 }  // namespace kmesh::e2e

@@ -81,53 +81,80 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
   const auto xdp = env.XdpOf(server);
   const nlohmann::json userspace = env.UserspaceDecisions(server, tuple);
 
-  std::vector<std::string> disagree;
+  // Each disagreement: a stable code (machine-readable: the sensitivity suite and mutation scoring
+  // match these, never the English) and its sentence.
+  std::vector<std::pair<const char*, std::string>> disagree;
   const OutcomeKind k = out.kind;
   if (want.want == Want::kAllowed) {
     if (k != OutcomeKind::kOk || (spec.http && out.http_status != want.status)) {
-      disagree.push_back("client saw " + out.Summary() + ", expected ok(" + std::to_string(want.status) +
-                         ") from the app");
+      disagree.push_back({disagreement::kRequestNotServed, "client saw " + out.Summary() + ", expected ok(" +
+                                                               std::to_string(want.status) +
+                                                               ") from the app"});
     }
-    if (IsDeny(after))
-      disagree.push_back("km_auth_res holds DENY for this tuple although the request was to pass");
+    if (IsDeny(after)) {
+      disagree.push_back({disagreement::kDenyCached,
+                          "km_auth_res holds DENY for this tuple although the request was to pass"});
+    }
     if (want.mechanism == Mechanism::kXdp && !XdpAuthzAttached(xdp)) {
-      disagree.push_back(XdpText(xdp) + " of " + server.name + ": the XDP path never saw this connection");
+      disagree.push_back({disagreement::kXdpNotAttached,
+                          XdpText(xdp) + " of " + server.name + ": the XDP path never saw this connection"});
     }
   } else {
     switch (want.mechanism) {
       case Mechanism::kXdp:
         if (k != OutcomeKind::kConnectTimeout) {
-          disagree.push_back("client saw " + out.Summary() +
-                             ", expected connect_timeout (SYN dropped by XDP)");
+          disagree.push_back(
+              {disagreement::kSynNotDropped,
+               "client saw " + out.Summary() + ", expected connect_timeout (SYN dropped by XDP)"});
         }
         if (want.cached && !IsDeny(after)) {
-          disagree.push_back("km_auth_res holds " + VerdictText(after) + " for this tuple, expected DENY");
+          disagree.push_back({disagreement::kVerdictEntryMissing,
+                              "km_auth_res holds " + VerdictText(after) + " for this tuple, expected DENY"});
         }
         if (!want.cached && IsDeny(after)) {
           disagree.push_back(
-              "km_auth_res caches DENY for this tuple; an unmatched ALLOW should cache nothing");
+              {disagreement::kVerdictUnexpectedlyCached,
+               "km_auth_res caches DENY for this tuple; an unmatched ALLOW should cache nothing"});
         }
-        if (!XdpAuthzAttached(xdp))
-          disagree.push_back(XdpText(xdp) + " of " + server.name + ", expected xdp_authz");
+        if (!XdpAuthzAttached(xdp)) {
+          disagree.push_back(
+              {disagreement::kXdpNotAttached, XdpText(xdp) + " of " + server.name + ", expected xdp_authz"});
+        }
         break;
       case Mechanism::kUserspace:
         if (k != OutcomeKind::kReadTimeout && k != OutcomeKind::kReset) {
-          disagree.push_back("client saw " + out.Summary() + ", expected read_timeout or reset");
+          disagree.push_back({k == OutcomeKind::kConnectTimeout ? disagreement::kDecidedInXdp
+                                                                : disagreement::kNotDeniedAfterHandshake,
+                              "client saw " + out.Summary() + ", expected read_timeout or reset"});
         }
-        if (!IsDeny(after)) disagree.push_back("km_auth_res holds " + VerdictText(after) + ", expected DENY");
+        if (!IsDeny(after)) {
+          disagree.push_back({disagreement::kVerdictEntryMissing,
+                              "km_auth_res holds " + VerdictText(after) + ", expected DENY"});
+        }
         break;
       case Mechanism::kWaypoint:
         if (!(k == OutcomeKind::kHttpError && out.http_status == 403)) {
-          disagree.push_back("client saw " + out.Summary() +
-                             ", expected HTTP 403 from the waypoint (RBAC: access denied)");
+          disagree.push_back({disagreement::kWaypointDidNotDeny,
+                              "client saw " + out.Summary() +
+                                  ", expected HTTP 403 from the waypoint (RBAC: access denied)"});
         }
-        if (IsDeny(after)) disagree.push_back("km_auth_res holds DENY: XDP decided what the waypoint should");
+        if (IsDeny(after)) {
+          disagree.push_back(
+              {disagreement::kXdpDecidedL7, "km_auth_res holds DENY: XDP decided what the waypoint should"});
+        }
         break;
     }
   }
 
   Judgement j;
   j.ok = disagree.empty();
+  std::vector<std::string> sentences, codes;
+  for (const auto& [code, sentence] : disagree) {
+    codes.push_back(code);
+    sentences.push_back(sentence);
+    c.AddDisagreement(code);
+  }
+  j.codes = codes;
   j.evidence = {{"label", label},
                 {"client", client.name},
                 {"server", server.name},
@@ -138,7 +165,8 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
                 {"xdp", XdpText(xdp)},
                 {"userspace", userspace},
                 {"passed", j.ok},
-                {"disagree", disagree}};
+                {"disagree", sentences},
+                {"disagreement_codes", codes}};
   if (!j.ok) {
     std::ostringstream s;
     s << "[" << label << "] " << client.name << " -> " << server.name << " (" << tuple.ToString() << ")\n"
@@ -147,7 +175,9 @@ Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server,
       << "  kernel held: km_auth_res = " << VerdictText(after) << "; " << XdpText(xdp) << "\n"
       << "  userspace:   " << UserspaceText(userspace) << "\n"
       << "  disagree:    ";
-    for (size_t i = 0; i < disagree.size(); ++i) s << (i ? "\n               " : "") << disagree[i];
+    for (size_t i = 0; i < sentences.size(); ++i) {
+      s << (i ? "\n               " : "") << sentences[i] << " [" << codes[i] << "]";
+    }
     j.explanation = s.str();
     c.Fail(j.explanation);
   }

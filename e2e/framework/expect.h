@@ -15,6 +15,22 @@ namespace kmesh::e2e {
 
 enum class Want { kAllowed, kDenied };
 
+// Disagreement codes: what a failed authz judgement found, machine-readable (evidence field
+// "disagreement_codes" of a probe, "disagreements" of a case). Scoring (sensitivity, mutants) matches
+// these, never the sentences beside them.
+namespace disagreement {
+inline constexpr const char* kRequestNotServed = "request_not_served";  // allowed, but no app answer
+inline constexpr const char* kDenyCached = "deny_cached";               // allowed, yet km_auth_res = DENY
+inline constexpr const char* kXdpNotAttached = "xdp_not_attached";      // no xdp_authz on the server pod
+inline constexpr const char* kSynNotDropped = "syn_not_dropped";        // XDP should have dropped the SYN
+inline constexpr const char* kVerdictEntryMissing = "verdict_entry_missing";  // km_auth_res lacks DENY
+inline constexpr const char* kVerdictUnexpectedlyCached = "verdict_unexpectedly_cached";
+inline constexpr const char* kDecidedInXdp = "decided_in_xdp";  // userspace's to decide, XDP dropped the SYN
+inline constexpr const char* kNotDeniedAfterHandshake = "not_denied_after_handshake";
+inline constexpr const char* kWaypointDidNotDeny = "waypoint_did_not_deny";
+inline constexpr const char* kXdpDecidedL7 = "xdp_decided_l7";
+}  // namespace disagreement
+
 struct AuthzExpect {
   Want want = Want::kAllowed;
   Mechanism mechanism = Mechanism::kXdp;
@@ -30,7 +46,8 @@ struct AuthzExpect {
 
 struct Judgement {
   bool ok = false;
-  std::string explanation;  // empty when ok
+  std::vector<std::string> codes;  // disagreement codes, empty when ok
+  std::string explanation;         // empty when ok
   nlohmann::json evidence;
 };
 
