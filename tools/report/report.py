@@ -53,6 +53,28 @@ class Artifact:
 class JunitCase:
     name: str
     failures: List[str]
+    # <properties> the Catch2 listener writes for a [!shouldfail] case (e2e/framework/catch_main.cc):
+    # kmesh_defect = "D5", outcome = "failed as expected" | "passed although expected to fail".
+    properties: Dict[str, str] = field(default_factory=dict)
+
+
+# A case tagged [kmesh-defect][Dn][!shouldfail] reproduces a known Kmesh defect: failing is what it must do
+# (counted apart, neither passed nor failed), and passing means the defect no longer reproduces, a failure.
+STATUS_PASSED, STATUS_FAILED, STATUS_DEFECT = "passed", "failed", "defect"
+CONTRACT_DOC = "docs/kmesh-offload-contract.md"
+
+
+@dataclass
+class Defect:
+    code: str          # "D5"
+    what: str          # what Kmesh does
+    kmesh_source: str  # Kmesh file:line
+    from_junit: bool = False  # the bundle did not say; the Catch2 tag did
+
+
+def defect_order(code: str):
+    m = re.fullmatch(r"D(\d+)", code)
+    return (0, int(m.group(1)), code) if m else (1, 0, code)
 
 
 @dataclass
@@ -84,9 +106,63 @@ class Bundle:
         return self.text("env")
 
     @property
-    def passed(self) -> bool:
+    def bundle_passed(self) -> bool:
+        """What the bundle itself says: passed, with no failure of its own or of Catch2's."""
         return (not self.problem and self.doc.get("passed") is True and not self.failures
                 and not self.catch2_failures)
+
+    @property
+    def defect(self) -> Optional[Defect]:
+        """The Kmesh defect the case reproduces (its bundle's kmesh_defect, else its JUnit property)."""
+        d = self.doc.get("kmesh_defect")
+        if isinstance(d, dict) and isinstance(d.get("code"), str) and d["code"]:
+            return Defect(d["code"], str(d.get("what", "")), str(d.get("kmesh_source", "")))
+        code = self.junit.properties.get("kmesh_defect") if self.junit else None
+        if code:
+            return Defect(code, "", "", from_junit=True)
+        return None
+
+    @property
+    def status(self) -> str:
+        if self.problem:
+            return STATUS_FAILED
+        if self.defect is not None:
+            return STATUS_FAILED if self.bundle_passed else STATUS_DEFECT
+        return STATUS_PASSED if self.bundle_passed else STATUS_FAILED
+
+    @property
+    def passed(self) -> bool:
+        return self.status == STATUS_PASSED
+
+    @property
+    def failed(self) -> bool:
+        return self.status == STATUS_FAILED
+
+    @property
+    def reproduced(self) -> bool:
+        return self.status == STATUS_DEFECT
+
+    @property
+    def no_longer_reproduces(self) -> Optional[str]:
+        """For a defect case whose bundle passed: the failure that is."""
+        d = self.defect
+        if d is None or self.problem or not self.bundle_passed:
+            return None
+        return (f"Kmesh defect {d.code} no longer reproduces: the case passed (fixed in Kmesh? then drop its "
+                f"[!shouldfail] tag and its defect from {CONTRACT_DOC})"
+                + (f"\n  {d.code}: {d.what}" if d.what else "") + (f"\n  Kmesh source: {d.kmesh_source}" if d.kmesh_source else ""))
+
+    @property
+    def explanations(self) -> List[str]:
+        """Why the case failed (or, for a reproduced defect, its evidence), most telling first."""
+        first = [self.problem] if self.problem else []
+        nlr = self.no_longer_reproduces
+        return first + ([nlr] if nlr else []) + self.failures + self.catch2_failures
+
+    @property
+    def datapath(self) -> Optional[dict]:
+        d = self.doc.get("datapath")
+        return d if isinstance(d, dict) else None
 
     @property
     def failures(self) -> List[str]:
@@ -238,7 +314,8 @@ def read_junit(target_dir: str) -> Optional[List[JunitCase]]:
     cases = []
     for tc in root.iter("testcase"):
         msgs = [(f.text or f.get("message") or "").strip() for f in list(tc.iter("failure")) + list(tc.iter("error"))]
-        cases.append(JunitCase(tc.get("name", "?"), [m or "(no message)" for m in msgs]))
+        props = {p.get("name", ""): p.get("value", "") for p in tc.iter("property")}
+        cases.append(JunitCase(tc.get("name", "?"), [m or "(no message)" for m in msgs], props))
     return cases
 
 
@@ -365,6 +442,23 @@ class Collector:
             raise InputError(f"{p}: no {BUNDLE_NAME} under this folder ({files} files, {zips} {ZIP_NAME} looked at). "
                              f"Pass bazel-testlogs after `bazel test //e2e/...`, or a folder that holds bundles")
 
+    def check_defect_tag(self, label: str, c: JunitCase, b: Bundle):
+        """The bundle's kmesh_defect and the Catch2 tag ([kmesh-defect][Dn], JUnit property) must agree."""
+        tag = c.properties.get("kmesh_defect", "")
+        mine = b.doc.get("kmesh_defect")
+        code = mine.get("code") if isinstance(mine, dict) else None
+        if code and tag and code != tag:
+            self.warnings.append(f"{label} \"{c.name}\": its bundle reproduces Kmesh defect {code}, its Catch2 tag says "
+                                 f"{tag}; one of them is wrong (authz_test.cc's Defect and the [Dn] tag)")
+        elif code and not tag:
+            self.warnings.append(f"{label} \"{c.name}\": its bundle names Kmesh defect {code} but the Catch2 case has no "
+                                 f"[kmesh-defect][{code}][!shouldfail] tag, so Catch2 and CI count it as an ordinary case")
+        if (c.properties.get("outcome") == "failed as expected" and not c.failures and b.defect is not None
+                and b.bundle_passed):
+            self.warnings.append(f"{label} \"{c.name}\": Catch2 says it failed as expected, but its bundle passed: "
+                                 f"what failed happened outside the bundle, so the defect is shown as no longer "
+                                 f"reproducing")
+
     def run(self) -> Run:
         bundles = list(self.found.values())
         orphans: List[Tuple[str, JunitCase]] = []
@@ -388,7 +482,8 @@ class Collector:
                 mine = folders.get(case_folder_name(c.name), [])
                 for b in mine:
                     b.junit = c
-                if c.failures and not any(not b.passed for b in mine):
+                    self.check_defect_tag(label, c, b)
+                if c.failures and not any(b.failed for b in mine):
                     orphans.append((label, c))
                     for b in mine:
                         b.junit_unexplained = True
@@ -430,58 +525,201 @@ def run_span(run: Run) -> Tuple[Optional[int], Optional[int]]:
 
 
 def suite_counts(run: Run) -> Dict[str, List[int]]:
+    """suite -> [passed, failed, Kmesh defects reproduced]."""
     out: Dict[str, List[int]] = {}
     for b in run.bundles:
-        c = out.setdefault(b.suite, [0, 0])
-        c[0 if b.passed else 1] += 1
+        c = out.setdefault(b.suite, [0, 0, 0])
+        c[{STATUS_PASSED: 0, STATUS_FAILED: 1, STATUS_DEFECT: 2}[b.status]] += 1
     return out
 
 
 def first_lines(b: Bundle) -> List[str]:
-    """A failed case in two lines at most: its first explanation line, and the first 'disagree' line."""
-    if b.problem:
-        return [b.problem]
-    explanations = b.failures or b.catch2_failures
+    """A failed case (or a reproduced defect's evidence) in two lines at most: its first explanation line,
+    and the first 'disagree' line."""
+    explanations = b.explanations
     if not explanations:
         return ["marked failed (passed is not true) without an explanation"]
+    if b.no_longer_reproduces:
+        d = b.defect
+        return [explanations[0].splitlines()[0]] + ([f"{d.code}: {d.what} [{d.kmesh_source}]"] if d.what else [])
     lines = explanations[0].splitlines() or [""]
     out = [lines[0]]
     for i, l in enumerate(lines[1:], 1):
         if l.strip().startswith("disagree"):
-            text = l.strip()
+            text = re.sub(r"^disagree:\s+", "disagree: ", l.strip())
             if text.endswith(":") and i + 1 < len(lines):  # "disagree:" with the reasons on the lines below
                 text += " " + lines[i + 1].strip()
             out.append(text)
             break
-    more = len(b.failures) + len(b.catch2_failures) - 1
+    more = len(explanations) - 1
     if more > 0:
         out[0] += f"  (+{more} more)"
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The datapath the cases ran on: each bundle's "datapath" (Env::DatapathIdentity: the Kmesh tree, the
+# object, clang, and per lab node the programs' ids and tags). One build can serve several labs (one per
+# test binary), so the page groups by build, then by lab.
+
+# Fields of the build, in the order a person reads them; "nodes" and "describe" are per lab.
+BUILD_FIELDS = ["datapath", "kmesh_commit", "pinned_commit", "tree", "tree_found_by", "tree_digest", "object",
+                "object_sha256", "clang", "patches", "userspace", "waypoint"]
+PER_LAB_FIELDS = {"nodes", "describe"}
+
+
+@dataclass
+class LabInstance:
+    nodes: dict
+    bundles: List[Bundle] = field(default_factory=list)
+
+
+@dataclass
+class Datapath:
+    build: dict                       # every field but the per-lab ones
+    labs: List[LabInstance] = field(default_factory=list)
+
+    @property
+    def bundles(self) -> List[Bundle]:
+        return [b for lab in self.labs for b in lab.bundles]
+
+    @property
+    def mutant(self) -> bool:
+        return bool(self.build.get("patches")) or any("MUTANT" in str(b.datapath.get("describe", ""))
+                                                      for b in self.bundles)
+
+    def commit_text(self, short: bool = False) -> str:
+        c, pinned = self.build.get("kmesh_commit"), self.build.get("pinned_commit")
+        if not c:
+            return ""
+        if c == "snapshot":
+            return f"snapshot of the pinned commit {pinned[:12] if short else pinned}" if pinned else "snapshot (no git)"
+        c, pinned = (c[:12], (pinned or "")[:12]) if short else (c, pinned)
+        return c + ("" if not pinned or c == pinned else f" (pinned: {pinned})")
+
+    def one_line(self) -> str:
+        """"Kmesh <commit> (tree, found by; digest); object sha256:..., clang" for the summary."""
+        b = self.build
+        if "kmesh_commit" not in b and "object_sha256" not in b:
+            rest = "; ".join(f"{k} {json.dumps(v) if not isinstance(v, str) else v}" for k, v in b.items()
+                             if k != "datapath")
+            return (str(b.get("datapath", "datapath")) + (f" ({rest})" if rest else ""))
+        where = ", ".join(str(b[k]) for k in ("tree", "tree_found_by") if b.get(k))
+        # "sha256:90b4...(64 hex) (matches pinned snapshot)" -> "digest sha256:90b4fec5cf3b3666 matches pinned snapshot"
+        m = re.fullmatch(r"(sha256:[0-9a-f]{16})[0-9a-f]*\s*(?:\((.*)\))?", str(b.get("tree_digest", "")))
+        digest = (f"; digest {m.group(1)}" + (f" {m.group(2)}" if m.group(2) else "")) if m else (
+            f"; {b['tree_digest']}" if b.get("tree_digest") else "")
+        obj = f"{b.get('object', 'object')} sha256:{str(b.get('object_sha256', '?'))[:16]}"
+        patches = f"; MUTANT with {', '.join(map(str, b['patches']))}" if b.get("patches") else ""
+        return f"Kmesh {self.commit_text(short=True)} ({where}{digest}); {obj}, {b.get('clang', 'clang ?')}{patches}"
+
+
+def datapaths(run: Run) -> Tuple[List[Datapath], List[Bundle]]:
+    """(datapaths with their labs and cases, bundles that name no datapath)."""
+    out: Dict[str, Datapath] = {}
+    none: List[Bundle] = []
+    for b in run.bundles:
+        d = b.datapath
+        if d is None:
+            none.append(b)
+            continue
+        build = {k: v for k, v in d.items() if k not in PER_LAB_FIELDS}
+        key = json.dumps(build, sort_keys=True)
+        dp = out.setdefault(key, Datapath(build))
+        nodes = d.get("nodes") if isinstance(d.get("nodes"), dict) else {}
+        lab = next((l for l in dp.labs if l.nodes == nodes), None)
+        if lab is None:
+            lab = LabInstance(nodes)
+            dp.labs.append(lab)
+        lab.bundles.append(b)
+    return list(out.values()), none
+
+
+def program_text(p) -> str:
+    """"xdp_authz id 3005 tag 3e0ad724ef51b61c"."""
+    if not isinstance(p, dict):
+        return json.dumps(p)
+    return f"{p.get('name', '?')} id {p.get('id', '?')} tag {p.get('tag', '?')}"
+
+
+def defect_groups(run: Run) -> List[Tuple[Defect, List[Bundle]]]:
+    """Cases tagged with a Kmesh defect (reproduced or not), by defect code."""
+    groups: Dict[str, Tuple[Defect, List[Bundle]]] = {}
+    for b in run.bundles:
+        d = b.defect
+        if d is None:
+            continue
+        if d.code not in groups:
+            groups[d.code] = (d, [])
+        elif not groups[d.code][0].what and d.what:
+            groups[d.code] = (d, groups[d.code][1])
+        groups[d.code][1].append(b)
+    return [groups[c] for c in sorted(groups, key=defect_order)]
+
+
+def defects_line(run: Run) -> str:
+    """"Kmesh defects reproduced: 18 cases, 13 defects (D1, ...)", as tools/test_summary.py prints it."""
+    rep = [b for b in run.bundles if b.reproduced]
+    codes = sorted({b.defect.code for b in rep}, key=defect_order)
+    return (f"Kmesh defects reproduced: {len(rep)} cases, {len(codes)} defects ({', '.join(codes)}); "
+            f"see {CONTRACT_DOC}")
+
+
 def summary_text(run: Run, max_failed: int = 20) -> str:
     n = len(run.bundles)
-    failed = [b for b in run.bundles if not b.passed]
+    failed = [b for b in run.bundles if b.failed]
+    reproduced = [b for b in run.bundles if b.reproduced]
+    passed = n - len(failed) - len(reproduced)
     envs = sorted({b.env for b in run.bundles if b.env})
     start, end = run_span(run)
     span = f"; {fmt_time(start)}, {fmt_ms(end - start)}" if start is not None and end is not None else ""
-    out = [f"kmesh-e2e evidence: {n} cases, {n - len(failed)} passed, {len(failed)} failed "
-           f"(env {', '.join(envs) or '?'}{span})"]
+    out = [f"kmesh-e2e evidence: {n} cases, {passed} passed, {len(failed)} failed"
+           + (f", {len(reproduced)} reproduced a Kmesh defect" if reproduced else "")
+           + f" (env {', '.join(envs) or '?'}{span})"]
+    dps, unnamed = datapaths(run)
+    for dp in dps:
+        out.append(f"datapath: {dp.one_line()}")
+        for k in ("userspace", "waypoint"):
+            if dp.build.get(k):
+                out.append(f"  {k}: {dp.build[k]}")
+        if len(dp.labs) <= 2:
+            for lab in dp.labs:
+                for node, info in sorted(lab.nodes.items()):
+                    progs = info.get("programs") if isinstance(info, dict) else None
+                    if isinstance(progs, list):
+                        out.append(f"  {node}: " + ", ".join(program_text(p) for p in progs))
+        else:
+            out.append(f"  {len(dp.labs)} labs (one per test binary); their programs' ids and tags: see the HTML report")
+    if unnamed and dps:
+        suites = sorted({b.suite for b in unnamed})
+        out.append(f"  ({len(unnamed)} cases name no datapath: {', '.join(suites)})")
     counts = suite_counts(run)
     width = max([len(s) for s in counts] + [5])
-    out.append(f"  {'suite':<{width}}  passed  failed")
-    for s, (p, f) in sorted(counts.items()):
-        out.append(f"  {s:<{width}}  {p:>6}  {f:>6}" + ("  FAIL" if f else ""))
+    any_defect = any(c[2] for c in counts.values())
+    out.append(f"  {'suite':<{width}}  passed  failed" + ("  defects" if any_defect else ""))
+    for s, (p, f, d) in sorted(counts.items()):
+        out.append(f"  {s:<{width}}  {p:>6}  {f:>6}" + (f"  {d:>7}" if any_defect else "") + ("  FAIL" if f else ""))
     for b in failed[:max_failed]:
         lines = first_lines(b)
         out.append(f"FAILED {b.suite} / {b.title}: {lines[0]}")
         out.extend("         " + l for l in lines[1:])
     if len(failed) > max_failed:
         out.append(f"... and {len(failed) - max_failed} more failed cases (see the HTML report)")
+    if reproduced:
+        out.append(defects_line(run))
+        for d, bs in defect_groups(run):
+            mine = [b for b in bs if b.reproduced]
+            if not mine:
+                continue
+            src = f" [{d.kmesh_source}]" if d.kmesh_source else ""
+            out.append(f"  {d.code} {d.what or '(the bundle does not say what; see ' + CONTRACT_DOC + ')'}{src}")
+            for b in mine:
+                lines = first_lines(b)
+                out.append(f"      {b.suite} / {b.title}: {lines[-1].strip()}")
     for target, c in run.junit_orphans:
         out.append(f"FAILED {target} \"{c.name}\" (Catch2) without a failed bundle: {c.failures[0].splitlines()[0]}")
     if run.fault_runs:
-        caught = sum(1 for b in run.fault_runs if not b.passed)
+        caught = sum(1 for b in run.fault_runs if not b.bundle_passed)
         out.append(f"sensitivity: {len(run.fault_runs)} cases ran with lab faults injected (not counted above); "
                    f"{caught} of them failed, as they should")
     for w in run.warnings:
@@ -555,20 +793,50 @@ class Page:
     def __init__(self, run: Run, out_path: Optional[str]):
         self.run = run
         self.out_dir = os.path.dirname(os.path.abspath(out_path)) if out_path else None
+        self.dps, self.unnamed = datapaths(run)
+        self.datapath_index = {id(b): i for i, dp in enumerate(self.dps) for b in dp.bundles}
 
     # -- sections of a case
 
     def failures(self, b: Bundle) -> str:
-        items = ([b.problem] if b.problem else []) + b.failures + b.catch2_failures
-        if not items and not b.passed:
+        items = b.explanations
+        if not items and not b.bundle_passed:
             items = ["The bundle says passed = false but gives no explanation."]
-        if b.junit_unexplained and b.passed:
+        if b.junit_unexplained and b.bundle_passed:
             items.append("The bundle passed, but its Catch2 test case failed (assertions outside the bundle's "
                          "expectations):\n" + "\n".join(b.junit.failures))
         if not items:
             return ""
-        return section("Why it failed" if not b.passed else "Catch2 failure",
-                       "".join(f'<pre class="failure">{esc(x)}</pre>' for x in items), "failures")
+        if b.reproduced:
+            title, cls = "Evidence: what the case saw instead of Kmesh's contract", "failures evidence"
+        else:
+            title, cls = ("Why it failed" if b.failed else "Catch2 failure"), "failures"
+        return section(title, "".join(f'<pre class="{"evidence-text" if b.reproduced else "failure"}">{esc(x)}</pre>'
+                                      for x in items), cls)
+
+    def defect(self, b: Bundle) -> str:
+        d = b.defect
+        if d is None:
+            return ""
+        state = ("reproduced (the case failed as it must while Kmesh has this defect)" if b.reproduced else
+                 "NO LONGER REPRODUCES (the case passed: a failure until its [!shouldfail] tag is removed)")
+        rows = [("code", f'<a href="#defect-{esc(d.code)}">{esc(d.code)}</a> {esc(state)}'),
+                ("what Kmesh does", esc(d.what) if d.what else '<span class="muted">the bundle does not say (its '
+                 f'Catch2 tag does); see {esc(CONTRACT_DOC)}</span>'),
+                ("Kmesh source", f'<span class="mono">{esc(d.kmesh_source)}</span>' if d.kmesh_source else "—")]
+        return section(f"Kmesh defect {d.code}", kv_table(rows), "defect")
+
+    def datapath_line(self, b: Bundle) -> str:
+        d = b.datapath
+        if d is None:
+            return ""
+        i = self.datapath_index.get(id(b))
+        label = f"datapath {i + 1}" if i is not None and len(self.dps) > 1 else "datapath"
+        sha = d.get("object_sha256")
+        text = (f'Kmesh {d.get("kmesh_commit", "?")}, {d.get("object", "object")} sha256:{str(sha)[:16]}…'
+                if sha else str(d.get("datapath", "")))
+        return (f'<div class="muted small datapath-line">ran on <a href="#datapath">{esc(label)}</a>: '
+                f'{esc(text)}</div>')
 
     def notes(self, b: Bundle) -> str:
         n = b.doc.get("notes")
@@ -607,7 +875,7 @@ class Page:
     def probes(self, probes) -> str:
         rows = []
         known = {"label", "client", "server", "expected", "outcome", "tuple", "km_auth_res_after", "xdp", "passed",
-                 "disagree"}
+                 "disagree", "userspace"}
         for p in probes:
             if not isinstance(p, dict):
                 rows.append(f'<tr><td colspan="8">{raw_json("probe", p, True)}</td></tr>')
@@ -631,6 +899,14 @@ class Page:
                 kernel.append(f'km_auth_res: <b>{esc(p["km_auth_res_after"])}</b>')
             if "xdp" in p:
                 kernel.append(f'XDP: {esc(p["xdp"])}')
+            us = p.get("userspace")
+            if isinstance(us, list):
+                # What Kmesh's userspace half (the lab's authorizer, rbac.go's port) decided for this connection.
+                said = [esc(u.get("describe") or json.dumps(u)) if isinstance(u, dict) else esc(u) for u in us]
+                kernel.append("userspace: " + ("<br>".join(said) if said else
+                                               '<span class="muted">no record of this connection</span>'))
+            elif us is not None:
+                kernel.append(f"userspace: {esc(us)}")
             rows.append(
                 f'<tr class="{"" if ok is not False else "bad-row"}"><td>{status}</td>'
                 f'<td>{esc(p.get("label", ""))}</td><td>{who}<div class="mono">{esc(tuple_text)}</div></td>'
@@ -822,6 +1098,17 @@ class Page:
             blocks.append(f'<div class="card">{head}{body}</div>')
         return section(f"xfrm layout ({len(layouts)})", "".join(blocks), "layouts")
 
+    def residue(self, v: dict) -> str:
+        """Maps whose entry count differs from before the case (authz: after its policies were removed)."""
+        if not v:
+            return section("Residue", '<div class="muted">every Kmesh map back to its baseline entry count</div>',
+                           "residue")
+        rows = "".join(f'<tr><td class="mono">{esc(k)}</td><td class="num">{esc(x.get("baseline"))}</td>'
+                       f'<td class="num">{esc(x.get("after"))}</td></tr>' for k, x in sorted(v.items())
+                       if isinstance(x, dict))
+        return section("Residue", '<table class="grid small"><tr><th>map</th><th>entries before</th>'
+                                  f'<th>after removal</th></tr>{rows}</table>', "residue")
+
     def load(self, v) -> str:
         if not isinstance(v, dict):
             return section("Continuous load", raw_json("load", v, True))
@@ -846,9 +1133,9 @@ class Page:
 
     def case(self, b: Bundle, idx: int) -> str:
         d = b.doc
-        parts = [self.failures(b), self.notes(b)]
+        parts = [self.defect(b), self.failures(b), self.notes(b), self.datapath_line(b)]
         handled = {"suite", "title", "env", "passed", "failures", "catch2_failures", "notes", "started", "finished",
-                   "mechanism"}
+                   "mechanism", "kmesh_defect", "datapath"}
 
         def guarded(key, fn, value):
             handled.add(key)
@@ -885,6 +1172,8 @@ class Page:
             handled.add("captures")
         if "load" in d:
             guarded("load", self.load, d["load"])
+        if isinstance(d.get("residue"), dict):
+            guarded("residue", self.residue, d["residue"])
         rest = {k: v for k, v in d.items() if k not in handled}
         if rest:
             parts.append(section("Other evidence", leftover(rest, set(), "")))
@@ -893,52 +1182,162 @@ class Page:
             where += f' · started {esc(fmt_time(b.started))}'
         where += "</div>"
 
-        status = "passed" if b.passed else "failed"
+        status = b.status
         origin = " · ".join(esc(x) for x in (b.target, b.catch2_case) if x)
         catch2 = f'<div class="muted small">{origin}</div>' if origin else ""
         junit_flag = ""
         if b.junit_unexplained and b.passed:
             junit_flag = ' <span class="badge warn" title="its Catch2 test case failed">Catch2 FAIL</span>'
-        summary = (f'<summary><span>{badge(b.passed)}{junit_flag}</span><span>{esc(b.suite)}</span>'
+        d = b.defect
+        if b.reproduced:
+            mark = f'<span class="badge defect" title="Kmesh defect {esc(d.code)} reproduced">DEFECT {esc(d.code)}</span>'
+        elif d is not None and b.failed and not b.problem:
+            mark = (f'<span class="badge bad" title="Kmesh defect {esc(d.code)} no longer reproduces">FAIL</span>'
+                    f'<span class="badge warn">{esc(d.code)} gone</span>')
+        else:
+            mark = badge(b.passed)
+        summary = (f'<summary><span>{mark}{junit_flag}</span><span>{esc(b.suite)}</span>'
                    f'<span class="title">{esc(b.title)}{catch2}</span><span>{esc(b.env or "?")}</span>'
                    f'<span class="num">{len(b.probes)}</span><span>{esc(b.mechanism)}</span>'
                    f'<span class="num">{fmt_ms(b.duration_ms)}</span></summary>')
+        defect_attr = f' data-defect="{esc(d.code)}"' if d is not None else ""
         return (f'<details class="case {status}" id="case-{idx}" data-status="{status}" data-suite="{esc(b.suite)}" '
-                f'data-title="{esc(b.title)}"{"" if b.passed else " open"}>{summary}'
+                f'data-title="{esc(b.title)}"{defect_attr}{" open" if b.failed else ""}>{summary}'
                 f'<div class="body">{"".join(p for p in parts if p)}{where}</div></details>')
+
+    # -- the header's datapath and the defects section
+
+    def datapath_section(self) -> str:
+        if not self.dps:
+            if not self.run.bundles:
+                return ""
+            return ('<section id="datapath" class="datapath"><h2>Datapath</h2><div class="muted">No case names the '
+                    'datapath it ran on (bundles without a "datapath" field).</div></section>')
+        blocks = []
+        for i, dp in enumerate(self.dps):
+            b = dp.build
+            rows = []
+            if "kmesh_commit" in b or "pinned_commit" in b:
+                rows.append(("Kmesh commit", f'<span class="mono">{esc(dp.commit_text())}</span>'))
+            if b.get("tree"):
+                found = f' <span class="muted">— {esc(b["tree_found_by"])}</span>' if b.get("tree_found_by") else ""
+                rows.append(("tree", f'<span class="mono">{esc(b["tree"])}</span>{found}'))
+            if b.get("tree_digest"):
+                rows.append(("tree digest", f'<span class="mono">{esc(b["tree_digest"])}</span>'))
+            if b.get("object") or b.get("object_sha256"):
+                rows.append(("object", f'<span class="mono">{esc(b.get("object", "?"))}</span> sha256 '
+                                       f'<span class="mono">{esc(b.get("object_sha256", "?"))}</span>'))
+            if b.get("clang"):
+                rows.append(("compiler", esc(b["clang"])))
+            if b.get("patches"):
+                rows.append(("MUTANT", '<span class="bad-text">source patches: ' +
+                             esc(", ".join(map(str, b["patches"]))) + "</span>"))
+            for k in ("userspace", "waypoint"):
+                if b.get(k):
+                    rows.append((k, f'<span class="standin">{esc(b[k])}</span>'))
+            rows += [(k, scalar_html(v) if not isinstance(v, (dict, list)) else f"<pre>{pretty(v)}</pre>")
+                     for k, v in b.items() if k not in BUILD_FIELDS]
+            what = esc(b.get("datapath", "datapath"))
+            number = f"Datapath {i + 1}: " if len(self.dps) > 1 else ""
+            mutant = ' <span class="badge bad">MUTANT</span>' if dp.mutant else ""
+            head = (f'<div class="card-head"><b>{number}{what}</b>{mutant}'
+                    f' <span class="muted">{len(dp.bundles)} cases</span></div>')
+            labs = ""
+            for j, lab in enumerate(dp.labs):
+                targets = sorted({x.target for x in lab.bundles})
+                prog_rows = ""
+                for node, info in sorted(lab.nodes.items()):
+                    if not isinstance(info, dict):
+                        continue
+                    progs = info.get("programs") if isinstance(info.get("programs"), list) else []
+                    extra = ", ".join(f"{k} {info[k]}" for k in ("pin_dir", "daemon_pid") if k in info)
+                    for n, p in enumerate(progs):
+                        p = p if isinstance(p, dict) else {"name": json.dumps(p)}
+                        node_cell = (f'<td rowspan="{len(progs)}"><b>{esc(node)}</b><div class="muted small mono">'
+                                     f'{esc(extra)}</div></td>') if n == 0 else ""
+                        prog_rows += (f'<tr>{node_cell}<td class="mono">{esc(p.get("name", "?"))}</td>'
+                                      f'<td class="num">{esc(p.get("id", "?"))}</td><td class="mono">'
+                                      f'{esc(p.get("tag", "?"))}</td><td class="num">'
+                                      f'{esc(p.get("verified_insns", "—"))}</td></tr>')
+                table = ('<table class="grid small programs"><tr><th>node</th><th>program</th><th>id</th><th>tag</th>'
+                         f'<th>verified insns</th></tr>{prog_rows}</table>') if prog_rows else ""
+                labs += (f'<div class="lab"><div class="muted small">{"lab " + str(j + 1) + ": " if len(dp.labs) > 1 else ""}'
+                         f'{len(lab.bundles)} cases of {esc(", ".join(targets))}</div>{table}</div>')
+            blocks.append(f'<div class="card">{head}{kv_table(rows)}{labs}</div>')
+        if self.unnamed:
+            suites = ", ".join(sorted({b.suite for b in self.unnamed}))
+            blocks.append(f'<div class="muted small">{len(self.unnamed)} cases name no datapath ({esc(suites)}).</div>')
+        return f'<section id="datapath" class="datapath"><h2>Datapath every case ran on</h2>{"".join(blocks)}</section>'
+
+    def defects_section(self) -> str:
+        groups = defect_groups(self.run)
+        if not groups:
+            return ""
+        idx = {id(b): i for i, b in enumerate(self.run.bundles)}
+        rows = []
+        for d, bs in groups:
+            cases = ""
+            for b in bs:
+                ev = b.explanations[0] if b.explanations else "(no evidence paragraph in the bundle)"
+                state = ('<span class="badge defect">reproduced</span>' if b.reproduced else
+                         '<span class="badge bad">NO LONGER REPRODUCES</span>')
+                cases += (f'<div class="defect-case">{state} <a href="#case-{idx[id(b)]}">{esc(b.suite)} / '
+                          f'{esc(b.title)}</a> <span class="muted small">{esc(b.target)}</span>'
+                          f'<pre class="evidence-text">{esc(ev)}</pre></div>')
+            what = esc(d.what) if d.what else f'<span class="muted">(not in the bundle; see {esc(CONTRACT_DOC)})</span>'
+            rows.append(f'<tr id="defect-{esc(d.code)}"><td><b>{esc(d.code)}</b></td><td>{what}</td>'
+                        f'<td class="mono">{esc(d.kmesh_source) or "—"}</td><td>{cases}</td></tr>')
+        gone = [b for _, bs in groups for b in bs if not b.reproduced]
+        head = esc(defects_line(self.run))
+        if gone:
+            head += f' <span class="bad-text">· {len(gone)} defect cases no longer reproduce (failures)</span>'
+        return (f'<section id="defects" class="defects"><h2>{head}</h2>'
+                f'<div class="muted small">Each case below is tagged [kmesh-defect][Dn][!shouldfail]: it fails while '
+                f'Kmesh at this commit departs from its offload contract or Istio\'s semantics, and counts as a '
+                f'failure the day it passes.</div>'
+                f'<table class="grid defects-table"><tr><th>code</th><th>what Kmesh does</th><th>Kmesh source</th>'
+                f'<th>cases and their evidence</th></tr>{"".join(rows)}</table></section>')
 
     # -- the whole page
 
     def render(self) -> str:
         run = self.run
         n = len(run.bundles)
-        failed = sum(1 for b in run.bundles if not b.passed)
-        passed = n - failed
+        failed = sum(1 for b in run.bundles if b.failed)
+        reproduced = sum(1 for b in run.bundles if b.reproduced)
+        passed = n - failed - reproduced
         envs = sorted({b.env for b in run.bundles if b.env})
         start, end = run_span(run)
         all_ok = failed == 0 and not run.junit_orphans
-        verdict = (f"All {n} cases passed" if all_ok else
-                   f"{failed} of {n} cases failed" if failed else
+        apart = f"; {reproduced} reproduced a known Kmesh defect" if reproduced else ""
+        verdict = ((f"All {n} cases passed" if not reproduced else f"No case failed: {passed} passed{apart}")
+                   if all_ok else
+                   f"{failed} of {n} cases failed{apart}" if failed else
                    f"All {n} cases passed, but {len(run.junit_orphans)} Catch2 test case(s) failed outside them")
+        codes = {b.defect.code for b in run.bundles if b.reproduced}
         tiles = [("cases", str(n), "", "total-cases"), ("passed", str(passed), "ok", "total-passed"),
                  ("failed", str(failed), "bad" if failed else "", "total-failed"),
+                 ("Kmesh defects reproduced", f"{reproduced} / {len(codes)}" if reproduced else "0", "defect" if reproduced
+                  else "", "total-defects"),
                  ("env", ", ".join(envs) or "?", "", "envs"),
                  ("run", f"{fmt_ms(end - start)}" if start is not None and end is not None else "?", "", "span")]
         tiles_html = "".join(f'<div class="tile {c}" id="{i}"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>'
                              for k, v, c, i in tiles)
         when = (f"{esc(fmt_time(start))} → {esc(fmt_time(end))}" if start is not None and end is not None else "")
-        suites = "".join(f'<tr><td>{esc(s)}</td><td class="num">{p}</td><td class="num{" bad-text" if f else ""}">{f}</td></tr>'
-                         for s, (p, f) in sorted(suite_counts(run).items()))
+        suites = "".join(f'<tr><td>{esc(s)}</td><td class="num">{p}</td><td class="num{" bad-text" if f else ""}">{f}</td>'
+                         f'<td class="num">{d}</td></tr>'
+                         for s, (p, f, d) in sorted(suite_counts(run).items()))
         junit = "".join(f'<tr><td class="mono">{esc(t)}</td><td class="num">{c}</td><td class="num{" bad-text" if f else ""}">{f}</td></tr>'
                         for t, (c, f) in sorted(run.junit_counts.items()))
-        side = (f'<table class="grid small"><tr><th>suite</th><th>passed</th><th>failed</th></tr>{suites}</table>')
+        side = (f'<table class="grid small"><tr><th>suite</th><th>passed</th><th>failed</th><th>Kmesh defects</th></tr>'
+                f'{suites}</table>')
         if junit:
             side += (f'<table class="grid small"><tr><th>test target (JUnit)</th><th>Catch2 cases</th><th>failed</th></tr>'
                      f'{junit}</table>')
         alerts = ""
         if run.fault_runs:
             rows = "".join(f"<li>{esc(b.doc.get('lab_faults'))}: {esc(b.suite)} / {esc(b.title)} — "
-                           f"{'failed (caught)' if not b.passed else 'PASSED (not caught)'}</li>"
+                           f"{'failed (caught)' if not b.bundle_passed else 'PASSED (not caught)'}</li>"
                            for b in run.fault_runs)
             alerts += (f'<details class="alert"><summary>{len(run.fault_runs)} cases ran with lab faults injected '
                        f'(e2e/sensitivity); not counted above: their failures are the point</summary><ul>{rows}</ul>'
@@ -953,13 +1352,14 @@ class Page:
         generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
         return PAGE.format(
             title=esc(f"kmesh-e2e: {verdict}"), verdict_class="ok" if all_ok else "bad", verdict=esc(verdict),
-            tiles=tiles_html, when=when, side=side, alerts=alerts, cases=cases, sources=sources,
-            generated=esc(generated), css=CSS, js=JS, n=n, failed=failed)
+            tiles=tiles_html, when=when, side=side, datapath=self.datapath_section(), alerts=alerts,
+            defects=self.defects_section(), cases=cases, sources=sources, generated=esc(generated), css=CSS, js=JS, n=n,
+            failed=failed, defects_n=reproduced)
 
 
 CSS = """
 :root{--ok:#1a7f37;--ok-bg:#dafbe1;--bad:#cf222e;--bad-bg:#ffebe9;--warn:#9a6700;--warn-bg:#fff8c5;
---fg:#1f2328;--muted:#656d76;--line:#d0d7de;--bg:#fff;--head:#f6f8fa}
+--defect:#8250df;--defect-bg:#fbefff;--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--bg:#fff;--head:#f6f8fa}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
 header{padding:18px 24px;border-bottom:1px solid var(--line);background:var(--head)}
@@ -992,6 +1392,21 @@ details.case.failed>.body{border-left-color:var(--bad)}
 .badge{display:inline-block;font-weight:700;font-size:12px;padding:1px 8px;border-radius:10px;margin-right:4px}
 .badge.ok{background:var(--ok);color:#fff}.badge.bad{background:var(--bad);color:#fff}
 .badge.warn{background:var(--warn-bg);color:var(--warn);border:1px solid var(--warn)}
+.badge.defect{background:var(--defect);color:#fff}
+details.case.defect>summary{border-left:4px solid var(--defect);background:var(--defect-bg)}
+details.case.defect>.body{border-left-color:var(--defect)}
+.tile.defect .v{color:var(--defect)}
+h2{font-size:16px;margin:14px 0 6px}
+section.datapath .card{background:#fff}
+section.datapath table.kv th{min-width:110px}
+.standin{font-style:italic}
+pre.evidence-text{background:var(--defect-bg);border:1px solid var(--defect);border-left:5px solid var(--defect);
+font-size:12.5px;max-height:24em}
+table.defects-table td{vertical-align:top}
+table.defects-table td:nth-child(1){width:40px}table.defects-table td:nth-child(2){width:24%}
+table.defects-table td:nth-child(3){width:20%;overflow-wrap:anywhere}
+table.programs td:first-child{max-width:340px;overflow-wrap:anywhere}
+.defect-case{margin:2px 0 8px}
 .chip{font-size:12px;border:1px solid var(--line);border-radius:10px;padding:0 8px;margin-left:8px}
 .muted{color:var(--muted)}.small{font-size:12px}.num{text-align:right;font-variant-numeric:tabular-nums}
 .mono,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
@@ -1027,17 +1442,20 @@ footer{color:var(--muted);font-size:12px;padding:0 24px 20px}
 JS = """
 (function(){
   var cases=[].slice.call(document.querySelectorAll('details.case'));
-  var onlyFailed=document.getElementById('only-failed'), q=document.getElementById('filter');
+  var onlyFailed=document.getElementById('only-failed'), onlyDefects=document.getElementById('only-defects'),
+      q=document.getElementById('filter');
+  function on(b){return b.getAttribute('aria-pressed')==='true';}
   function apply(){
-    var want=q.value.toLowerCase(), only=onlyFailed.getAttribute('aria-pressed')==='true', shown=0;
+    var want=q.value.toLowerCase(), only=on(onlyFailed), defects=on(onlyDefects), shown=0;
     cases.forEach(function(c){
-      var show=(!only||c.dataset.status==='failed')&&(!want||c.textContent.toLowerCase().indexOf(want)>=0);
+      var show=(!only||c.dataset.status==='failed')&&(!defects||c.dataset.defect!==undefined)&&
+               (!want||c.textContent.toLowerCase().indexOf(want)>=0);
       c.hidden=!show; if(show) shown++;
     });
     document.getElementById('shown').textContent=shown+' of '+cases.length+' shown';
   }
-  onlyFailed.addEventListener('click',function(){
-    onlyFailed.setAttribute('aria-pressed',onlyFailed.getAttribute('aria-pressed')==='true'?'false':'true');apply();});
+  [onlyFailed,onlyDefects].forEach(function(b){b.addEventListener('click',function(){
+    b.setAttribute('aria-pressed',on(b)?'false':'true');apply();});});
   q.addEventListener('input',apply);
   document.getElementById('expand').addEventListener('click',function(){cases.forEach(function(c){c.open=true;});});
   document.getElementById('collapse').addEventListener('click',function(){cases.forEach(function(c){c.open=false;});});
@@ -1049,16 +1467,19 @@ JS = """
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{title}</title><style>{css}</style></head>
-<body data-cases="{n}" data-failed="{failed}">
+<body data-cases="{n}" data-failed="{failed}" data-defects="{defects_n}">
 <header>
 <h1>kmesh-e2e evidence report</h1>
 <div class="verdict {verdict_class}" id="verdict">{verdict}</div>
 <div class="top"><div><div class="tiles">{tiles}</div><div class="muted small" style="margin-top:6px">{when}</div></div>
 <div>{side}</div></div>
+{datapath}
 </header>
 <main>
 {alerts}
+{defects}
 <div class="controls"><button id="only-failed" aria-pressed="false">failed only</button>
+<button id="only-defects" aria-pressed="false">Kmesh defects only</button>
 <button id="expand">expand all</button><button id="collapse">collapse all</button>
 <input type="search" id="filter" placeholder="filter: title, tuple, SPI, text…"><span class="muted" id="shown"></span></div>
 <div class="cols"><span>result</span><span>suite</span><span>case</span><span>env</span><span>probes</span><span>mechanism</span><span>duration</span></div>
@@ -1103,8 +1524,10 @@ def main(argv: List[str]) -> int:
             except OSError as e:
                 sys.stderr.write(f"{PROG}: cannot write {out}: {e.strerror}\n")
                 return 2
-            failed = sum(1 for b in run.bundles if not b.passed)
-            sys.stderr.write(f"{PROG}: wrote {os.path.abspath(out)} ({len(run.bundles)} cases, {failed} failed)\n")
+            failed = sum(1 for b in run.bundles if b.failed)
+            reproduced = sum(1 for b in run.bundles if b.reproduced)
+            apart = f", {reproduced} reproduced a Kmesh defect" if reproduced else ""
+            sys.stderr.write(f"{PROG}: wrote {os.path.abspath(out)} ({len(run.bundles)} cases, {failed} failed{apart})\n")
     return 0
 
 

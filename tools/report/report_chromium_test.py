@@ -1,7 +1,8 @@
 """The report as a browser sees it: the fixtures (authz unzipped, ipsec only as Bazel's outputs.zip, and the
 hand-written edge bundles) rendered by report.py, loaded in headless Chromium, and the DOM Chromium built
-after running the page's script checked: every case is there under its title, pass/fail marked right,
-the totals right, failures open and explained, markup from a bundle shown as text.
+after running the page's script checked: every case is there under its title, pass/fail/Kmesh defect marked
+right, the totals right, failures open and explained, the datapath named in the header, the reproduced Kmesh
+defects listed apart with their evidence, markup from a bundle shown as text.
 
 Needs Debian's chromium (tools/bootstrap installs it); without it the test fails and says so.
 """
@@ -19,6 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testing  # noqa: E402
 from testing import (EDGE, EDGE_EXPECTED, EXPECTED, REPORT_PY, TESTLOGS, bazel_layout, step_timeout_s,  # noqa: E402
                      tmpdir)
+
+BADGE = {"passed": "PASS", "failed": "FAIL"}  # and "DEFECT Dn" for a reproduced Kmesh defect
 
 CHROMIUM = "/usr/bin/chromium"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -126,36 +129,42 @@ class BrowserView(unittest.TestCase):
         cls.cases = {c.attrs.get("data-title"): c for c in cls.dom.find_all("details", cls="case")}
 
     def expected(self):
-        """title -> passed, read from the fixture files themselves (and the hand-kept table must agree)."""
+        """title -> "passed" | "failed" | "defect Dn", read from the fixture files themselves (and the hand-kept
+        table must agree)."""
         want = {}
         for dirpath, _, files in os.walk(TESTLOGS):
             if "evidence.json" in files:
                 with open(os.path.join(dirpath, "evidence.json")) as f:
                     d = json.load(f)
-                want[d["title"]] = d["passed"] and not d["failures"]
-        self.assertEqual(want, {t: ok for t, (_, ok) in EXPECTED.items()})
-        want[EDGE_EXPECTED["raw-key-and-new-sections"][0]] = True
+                ok = d["passed"] and not d["failures"] and not d.get("catch2_failures")
+                code = (d.get("kmesh_defect") or {}).get("code")
+                want[d["title"]] = ("passed" if ok else "failed") if not code else (
+                    "failed" if ok else f"defect {code}")
+        self.assertEqual(want, {t: st for t, (_, st) in EXPECTED.items()})
+        want[EDGE_EXPECTED["raw-key-and-new-sections"][0]] = "passed"
         return want
 
     def test_the_page_script_ran(self):
         body = self.dom.find("body")
         self.assertIsNotNone(body, self.dom_text[:500])
         self.assertEqual(body.attrs.get("data-ready"), "1", "the inline script did not finish")
-        self.assertEqual(self.dom.find(id="shown").text(), "11 of 11 shown")
+        self.assertEqual(self.dom.find(id="shown").text(), "12 of 12 shown")
 
     def test_every_case_is_there_with_its_status(self):
         want = self.expected()
-        for title, passed in want.items():
+        for title, status in want.items():
             c = self.cases.get(title)
             self.assertIsNotNone(c, f"case {title!r} not in the DOM (cases: {sorted(self.cases, key=str)})")
             summary = c.find("summary")
             self.assertIn(title, summary.find("span", cls="title").text())
-            status = "passed" if passed else "failed"
-            self.assertEqual(c.attrs.get("data-status"), status, title)
-            self.assertIn(status, c.classes(), title)
-            self.assertEqual(summary.find("span", cls="badge").text(), "PASS" if passed else "FAIL", title)
-            # failures are open and explained; passes stay folded
-            self.assertEqual("open" in c.attrs, not passed, title)
+            kind, _, code = status.partition(" ")
+            self.assertEqual(c.attrs.get("data-status"), kind, title)
+            self.assertIn(kind, c.classes(), title)
+            self.assertEqual(summary.find("span", cls="badge").text(), BADGE.get(kind, f"DEFECT {code}"), title)
+            if code:
+                self.assertEqual(c.attrs.get("data-defect"), code, title)
+            # failures are open and explained; passes and reproduced defects stay folded
+            self.assertEqual("open" in c.attrs, kind == "failed", title)
         # the two broken edge bundles: failed, and saying why
         broken = [c for c in self.dom.find_all("details", cls="case") if c.attrs.get("data-title") == "(untitled)"]
         self.assertEqual(len(broken), 2)
@@ -165,17 +174,18 @@ class BrowserView(unittest.TestCase):
 
     def test_totals(self):
         failed = [c for c in self.dom.find_all("details", cls="case") if c.attrs.get("data-status") == "failed"]
-        self.assertEqual(len(self.dom.find_all("details", cls="case")), 11)
+        self.assertEqual(len(self.dom.find_all("details", cls="case")), 12)
         self.assertEqual(len(failed), 4)  # port-deny, key-rotation, and the two broken edge bundles
         tile = lambda i: self.dom.find(id=i).find("div", cls="v").text()  # noqa: E731
-        self.assertEqual((tile("total-cases"), tile("total-passed"), tile("total-failed")), ("11", "7", "4"))
-        self.assertEqual(self.dom.find(id="verdict").text(), "4 of 11 cases failed")
+        self.assertEqual((tile("total-cases"), tile("total-passed"), tile("total-failed"), tile("total-defects")),
+                         ("12", "4", "4", "4 / 4"))
+        self.assertEqual(self.dom.find(id="verdict").text(), "4 of 12 cases failed; 4 reproduced a known Kmesh defect")
         self.assertIn("verdict", self.dom.find(id="verdict").classes())
         self.assertIn("bad", self.dom.find(id="verdict").classes())
         self.assertEqual(tile("envs"), "kube, lab")
 
     def test_failed_case_shows_the_pairing(self):
-        c = self.cases["port-deny"]
+        c = self.cases["port-deny: listed port"]
         why = c.find("section", cls="failures")
         self.assertEqual(why.find("h3").text(), "Why it failed")
         text = why.text()
@@ -183,9 +193,53 @@ class BrowserView(unittest.TestCase):
         self.assertIn("kernel held: km_auth_res = no entry; no XDP program attached to eth0", text)
         probes = c.find("section", cls="probes")
         rows = [r for r in probes.find_all("tr") if r.find("td") and r.find("span", cls="badge")]
-        self.assertEqual([r.find("span", cls="badge").text() for r in rows], ["FAIL", "FAIL"])
-        self.assertEqual(len(probes.find_all("ul", cls="disagree")), 2)
+        self.assertEqual([r.find("span", cls="badge").text() for r in rows], ["FAIL"])
+        self.assertEqual(len(probes.find_all("ul", cls="disagree")[0].find_all("li")), 3)
+        # Kmesh's userspace half is part of what the kernel side held
+        self.assertIn("userspace: deny (DENY policy test-ns1/port-deny-policy matched)", probes.text())
         self.assertIn("0xe972794e", c.find("section", cls="policies").text())
+
+    def test_header_names_the_datapath(self):
+        dp = self.dom.find("section", id="datapath")
+        self.assertIsNotNone(dp, "no datapath section in the header")
+        self.assertIsNotNone(self.dom.find("header").find("section", id="datapath"))
+        text = dp.text()
+        for want in ("ec501a9887b53899ba2760f69740d3d78434d7c8", "/work/shared/kmesh",
+                     "the machine's snapshot at the pinned commit", "matches pinned snapshot",
+                     "40f5830c90763c6acb81ed1083abe448248df8e8fdd6b09a98634db4242c7a8b", "Debian clang version 19.1.7",
+                     "the lab's stand-in for Kmesh's Go daemon", "the lab's stand-in (no Envoy here)"):
+            self.assertIn(want, text)
+        tables = dp.find_all("table", cls="programs")
+        self.assertEqual(len(tables), 2)  # the suite's lab, and the lab of the run with a fault injected
+        rows = [[td.text() for td in tr.find_all("td")] for tr in tables[0].find_all("tr")[1:]]
+        self.assertEqual([r[-4:-1] for r in rows[:5]],
+                         [["xdp_authz", "3005", "3e0ad724ef51b61c"], ["policies_check", "3002", "1c5ee6f2d50199c2"],
+                          ["policy_check", "3004", "1614453e22065720"],
+                          ["xdp_shutdown_in_userspace", "3006", "77bc50a0db0bcec9"],
+                          ["sockops_prog", "2994", "1af67d4f70e60a41"]])
+        self.assertEqual(len(rows), 10)  # two nodes, five programs each
+
+    def test_kmesh_defects_are_listed_apart_with_their_evidence(self):
+        sec = self.dom.find("section", id="defects")
+        self.assertIsNotNone(sec)
+        self.assertEqual(sec.find("h2").text(),
+                         "Kmesh defects reproduced: 4 cases, 4 defects (D2, D5, D6, D7); see docs/kmesh-offload-contract.md")
+        rows = {tr.attrs["id"]: tr for tr in sec.find_all("tr") if tr.attrs.get("id")}
+        self.assertEqual(sorted(rows), ["defect-D2", "defect-D5", "defect-D6", "defect-D7"])
+        d5 = rows["defect-D5"]
+        cells = d5.find_all("td")
+        self.assertIn("XDP reads only the first address of an ipBlocks list", cells[1].text())
+        self.assertEqual(cells[2].text(), "bpf/kmesh/workload/include/authz.h:361 and 393")
+        link = cells[3].find("a")
+        self.assertEqual(link.text(), "authz / ip-list-deny-4th: client 4th in the list")
+        target = self.dom.find("details", id=link.attrs["href"][1:])
+        self.assertEqual(target.attrs.get("data-title"), "ip-list-deny-4th: client 4th in the list")
+        self.assertIn("disagree:    client saw read_timeout, expected connect_timeout (SYN dropped by XDP)",
+                      cells[3].find("pre").text())
+        # the case itself opens to the defect, then the evidence
+        body = target.find("div", cls="body")
+        self.assertEqual([s.find("h3").text() for s in body.find_all("section")][:2],
+                         ["Kmesh defect D5", "Evidence: what the case saw instead of Kmesh's contract"])
 
     def test_ipsec_case_from_the_zip(self):
         c = self.cases["connectivity"]

@@ -1,8 +1,9 @@
 """Unit tier for tools/report (no browser): finding bundles in folders and zips, counting each once, pairing
 them with JUnit, bad inputs, secrets, escaping, unknown sections, and the --summary text.
 
-The fixtures (testdata/report, see its README) are real bundles of //e2e/authz:authz_test and
-//e2e/ipsec:ipsec_test, one of them edited to fail, plus three hand-written edge cases.
+The fixtures (testdata/report, see its README) are real bundles of //e2e/authz:authz_test on Kmesh's datapath
+(four reproduce Kmesh defects; one failed under an injected lab fault), of the same suite against a Kmesh checkout
+that fixes D8, and of //e2e/ipsec:ipsec_test, plus three hand-written edge cases.
 """
 import hashlib
 import html
@@ -19,7 +20,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree when run dir
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testing  # noqa: E402
 import report  # noqa: E402
-from testing import EDGE, EXPECTED, RAW_KEY, REPORT_PY, TESTLOGS, bazel_layout, step_timeout_s, tmpdir  # noqa: E402
+from testing import (EDGE, EXPECTED, EXPECTED_FIXED, KMESH_FIXED, RAW_KEY, REPORT_PY, TESTLOGS, bazel_layout,  # noqa: E402
+                     status_of, step_timeout_s, tmpdir)
 
 
 def cli(*args, cwd=None):
@@ -30,26 +32,34 @@ def cli(*args, cwd=None):
 
 class Discovery(unittest.TestCase):
     def test_fixture_table_matches_the_files(self):
-        found = {}
-        for dirpath, _, files in os.walk(TESTLOGS):
-            if "evidence.json" in files:
-                with open(os.path.join(dirpath, "evidence.json")) as f:
-                    d = json.load(f)
-                found[d["title"]] = (d["suite"], d["passed"])
-        self.assertEqual(found, EXPECTED)
+        for root, table in ((TESTLOGS, EXPECTED), (KMESH_FIXED, EXPECTED_FIXED)):
+            found = {}
+            for dirpath, _, files in os.walk(root):
+                if "evidence.json" in files:
+                    with open(os.path.join(dirpath, "evidence.json")) as f:
+                        d = json.load(f)
+                    defect = d.get("kmesh_defect", {}).get("code")
+                    # What the bundle says: a reproduced defect fails its bundle; a fixed one passes it.
+                    status = (f"defect {defect}" if defect and not d["passed"] else
+                              "failed" if defect or not d["passed"] else "passed")
+                    found[d["title"]] = (d["suite"], status)
+            self.assertEqual(found, table, root)
 
     def test_testlogs_folder(self):
         run = report.collect([TESTLOGS])
-        got = {b.title: (b.suite, b.passed) for b in run.bundles}
+        got = {b.title: (b.suite, status_of(b)) for b in run.bundles}
         self.assertEqual(got, EXPECTED)
         by_title = {b.title: b for b in run.bundles}
-        self.assertEqual(by_title["port-deny"].target, "//e2e/authz:authz_test")
+        self.assertEqual(by_title["port-deny: listed port"].target, "//e2e/authz:authz_test")
         self.assertEqual(by_title["connectivity"].target, "//e2e/ipsec:ipsec_test")
         # JUnit pairs each bundle with its Catch2 test case (folder name mangling included: "Kmesh's").
         self.assertEqual(by_title["connectivity"].catch2_case, "ipsec: connectivity across nodes is encrypted in Kmesh's layout")
-        self.assertEqual(by_title["port-deny"].junit.failures[0],
-                         "e2e/authz/authz_test.cc:142: CHECK( j.ok ) with expansion false")
-        self.assertEqual(run.junit_counts, {"//e2e/authz:authz_test": (3, 1), "//e2e/ipsec:ipsec_test": (3, 2)})
+        self.assertEqual(by_title["wlpolicy-residue"].catch2_case,
+                         "authz/wlpolicy-residue: removing a workload's last policy removes its km_wlpolicy entry")
+        self.assertEqual(by_title["port-deny: listed port"].junit.failures[0],
+                         "e2e/authz/authz_test.cc:513: CHECK( j.ok ) with expansion false\n  with port-deny: listed port")
+        self.assertEqual(run.junit_counts, {"//e2e/authz:authz_test": (7, 1), "//e2e/ipsec:ipsec_test": (3, 2)})
+        self.assertEqual([w for w in run.warnings if "Kmesh defect" in w], [])  # bundles and Catch2 tags agree
         # fault recovery failed in Catch2 and none of its bundles is in the fixtures: reported on its own.
         self.assertEqual([(t, c.name) for t, c in run.junit_orphans],
                          [("//e2e/ipsec:ipsec_test", "ipsec: fault recovery after a dataplane restart and a deleted state")])
@@ -203,8 +213,8 @@ class Page(unittest.TestCase):
         self.assertIn("elsewhere-node1-underlay.pcap</span> <span class=\"muted\">(not among the outputs)", self.html)
 
     def test_counts_and_stderr_line(self):
-        self.assertIn(f"wrote {self.out} (11 cases, 4 failed)", self.stderr)
-        self.assertIn('data-cases="11" data-failed="4"', self.html)
+        self.assertIn(f"wrote {self.out} (12 cases, 4 failed, 4 reproduced a Kmesh defect)", self.stderr)
+        self.assertIn('data-cases="12" data-failed="4" data-defects="4"', self.html)
 
     def test_bazel_run_paths_are_relative_to_where_the_user_typed(self):
         d = tmpdir()
@@ -221,18 +231,20 @@ class Summary(unittest.TestCase):
         rc, out, err = cli("--summary", TESTLOGS)
         self.assertEqual(rc, 0, err)
         lines = out.splitlines()
-        self.assertRegex(lines[0], r"^kmesh-e2e evidence: 8 cases, 6 passed, 2 failed \(env lab; ")
-        self.assertIn("  authz       5       1  FAIL", lines)
-        self.assertIn("  ipsec       1       1  FAIL", lines)
-        self.assertIn("FAILED authz / port-deny: [listed port] sleep-a -> httpbin (10.244.1.2:53246 -> 10.244.2.2:9090)"
-                      "  (+1 more)", lines)
-        self.assertIn("         disagree:    client saw ok(200), expected connect_timeout (SYN dropped by XDP)", lines)
+        self.assertRegex(lines[0], r"^kmesh-e2e evidence: 9 cases, 3 passed, 2 failed, 4 reproduced a Kmesh defect "
+                                   r"\(env lab; ")
+        self.assertIn("  suite  passed  failed  defects", lines)
+        self.assertIn("  authz       2       1        4  FAIL", lines)
+        self.assertIn("  ipsec       1       1        0  FAIL", lines)
+        self.assertIn("FAILED authz / port-deny: listed port: [listed port] sleep-a -> httpbin (10.244.1.2:52820 -> "
+                      "10.244.2.2:9090)  (+1 more)", lines)
+        self.assertIn("         disagree: client saw ok(200), expected connect_timeout (SYN dropped by XDP)", lines)
         self.assertTrue(any(l.startswith("FAILED ipsec / key-rotation: [after rotation] xfrm layout did not converge")
                             for l in lines), out)
         self.assertIn('FAILED //e2e/ipsec:ipsec_test "ipsec: fault recovery after a dataplane restart and a deleted state" '
                       "(Catch2) without a failed bundle: e2e/ipsec/ipsec_test.cc:261: REQUIRE( WaitLayout(w, c, w.spi, "
                       '"before restart").report.ok() ) with expansion false', lines)
-        self.assertLess(len(lines), 25)
+        self.assertLess(len(lines), 30)
         self.assertFalse(os.path.exists("kmesh-e2e-report.html"))  # --summary alone writes no page
 
     def test_all_passed_and_long_failure_lists_stay_short(self):
@@ -243,6 +255,174 @@ class Summary(unittest.TestCase):
         self.assertIn("... and 10 more failed cases (see the HTML report)", text)
         ok = report.Run([report.Bundle(doc={"suite": "s", "title": "t", "passed": True}, where="w", target="t")], [], {}, [], [])
         self.assertNotIn("FAILED", report.summary_text(ok))
+
+
+def section_html(page: str, section_id: str) -> str:
+    m = re.search(rf'<section id="{section_id}".*?</section>', page, re.S)
+    assert m, f"no <section id={section_id}> on the page"
+    return html.unescape(m.group(0))
+
+
+class KmeshDefects(unittest.TestCase):
+    """Cases tagged [kmesh-defect][Dn][!shouldfail] are counted apart; one that passes is a failure; the header
+    names the datapath every case ran on. Real bundles: the pinned Kmesh, and a checkout that fixes D8."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.found = report.collect([TESTLOGS, KMESH_FIXED])
+        cls.page = report.Page(cls.found, None).render()
+        cls.summary = report.summary_text(cls.found)
+
+    def fixed(self, title):
+        return next(b for b in self.found.bundles if b.title == title and b.datapath and "KMESH_SRC" in b.datapath["tree_found_by"])
+
+    def test_reproduced_defects_are_neither_passed_nor_failed(self):
+        statuses = sorted(status_of(b) for b in self.found.bundles)
+        self.assertEqual(statuses, ["defect D2", "defect D5", "defect D6", "defect D7", "failed", "failed", "failed",
+                                    "passed", "passed", "passed", "passed"])
+        for b in self.found.bundles:
+            if b.reproduced:
+                self.assertFalse(b.bundle_passed, b.title)
+                self.assertFalse(b.defect.from_junit, b.title)
+                self.assertRegex(b.defect.kmesh_source, r"\.(h|c|go):\d+", b.title)  # a Kmesh file:line
+                self.assertTrue(b.defect.what, b.title)
+                self.assertEqual(b.junit.properties, {"kmesh_defect": b.defect.code, "outcome": "failed as expected"})
+        self.assertIn("Kmesh defects reproduced: 4 cases, 4 defects (D2, D5, D6, D7); see docs/kmesh-offload-contract.md",
+                      self.summary.splitlines())
+
+    def test_a_defect_that_no_longer_reproduces_is_a_failure(self):
+        b = self.fixed("zero-byte-id-deny: selected client")
+        self.assertTrue(b.bundle_passed)  # the case passed: Kmesh at a994e77 stores the policy id whole
+        self.assertEqual(b.status, "failed")
+        self.assertEqual(b.defect.code, "D8")
+        self.assertTrue(b.explanations[0].startswith("Kmesh defect D8 no longer reproduces: the case passed"))
+        self.assertEqual(b.junit.properties["outcome"], "passed although expected to fail")
+        self.assertNotIn(b.junit.name, [c.name for _, c in self.found.junit_orphans])  # its JUnit failure is explained
+        lines = self.summary.splitlines()
+        i = lines.index("FAILED authz / zero-byte-id-deny: selected client: Kmesh defect D8 no longer reproduces: the "
+                        "case passed (fixed in Kmesh? then drop its [!shouldfail] tag and its defect from "
+                        "docs/kmesh-offload-contract.md)")
+        self.assertEqual(lines[i + 1], "         D8: " + b.defect.what + " [" + b.defect.kmesh_source + "]")
+        sec = section_html(self.page, "defects")
+        self.assertIn("1 defect cases no longer reproduce (failures)", sec)
+        row = re.search(r'<tr id="defect-D8">.*?</tr>', self.page, re.S).group(0)
+        self.assertIn("NO LONGER REPRODUCES", row)
+        self.assertRegex(self.page, r'<details class="case failed"[^>]*data-title="zero-byte-id-deny: selected client" '
+                                    r'data-defect="D8" open>')
+
+    def test_summary_lists_each_defect_with_what_source_and_evidence(self):
+        lines = self.summary.splitlines()
+        for b in (b for b in self.found.bundles if b.reproduced):
+            d = b.defect
+            self.assertIn(f"  {d.code} {d.what} [{d.kmesh_source}]", lines)
+            self.assertIn(f"      authz / {b.title}: {report.first_lines(b)[-1].strip()}", lines)
+        self.assertIn("      authz / ip-list-deny-4th: client 4th in the list: disagree: client saw read_timeout, "
+                      "expected connect_timeout (SYN dropped by XDP)", lines)
+
+    def test_the_defects_line_is_the_one_tools_test_prints(self):
+        # tools/test_summary.py counts the same cases from JUnit alone: the two must say the same.
+        bep = os.path.join(tmpdir(), "bep.json")
+        with open(bep, "w") as f:
+            for label, xml in (("//e2e/authz:authz_test", "e2e/authz/authz_test/test.xml"),
+                               ("//e2e/ipsec:ipsec_test", "e2e/ipsec/ipsec_test/test.xml")):
+                f.write(json.dumps({"id": {"testResult": {"label": label}},
+                                    "testResult": {"status": "PASSED", "testActionOutput": [
+                                        {"name": "test.xml", "uri": "file://" + os.path.join(TESTLOGS, xml)}]}}) + "\n")
+        p = subprocess.run([sys.executable, os.path.join(testing.ROOT, "tools", "test_summary.py"), bep],
+                           capture_output=True, text=True, timeout=step_timeout_s())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        theirs = [l for l in p.stdout.splitlines() if l.startswith("Kmesh defects reproduced:")]
+        self.assertEqual(theirs, [report.defects_line(report.collect([TESTLOGS]))])
+
+    def test_header_names_the_datapath_of_every_case(self):
+        sec = section_html(self.page, "datapath")
+        self.assertIn("Datapath 1: ", sec)
+        self.assertIn("Datapath 2: ", sec)  # the pinned Kmesh and the D8-fixed checkout
+        labs = 0
+        for b in self.found.bundles:
+            d = b.datapath
+            if d is None:
+                self.assertEqual(b.suite, "ipsec")  # the ipsec fixtures predate the field
+                continue
+            for key in ("pinned_commit", "tree", "tree_found_by", "tree_digest", "object", "object_sha256", "clang",
+                        "userspace", "waypoint"):
+                self.assertIn(d[key], sec, f"{b.title}: {key}")
+            if d["kmesh_commit"] != "snapshot":
+                self.assertIn(d["kmesh_commit"], sec)
+            for node, info in d["nodes"].items():
+                self.assertIn(info["pin_dir"], sec)
+                for prog in info["programs"]:
+                    # one row per program: name, id, tag (and the verifier's count for the XDP ones)
+                    self.assertRegex(sec, rf'{re.escape(prog["name"])}</td><td class="num">{prog["id"]}</td>'
+                                          rf'<td class="mono">{prog["tag"]}</td>', f"{node} {prog}")
+                    labs += 1
+        self.assertIn("the lab's stand-in for Kmesh's Go daemon", sec)
+        self.assertIn("2 cases name no datapath (ipsec)", sec)
+        dps, unnamed = report.datapaths(self.found)
+        self.assertEqual([len(dp.labs) for dp in dps], [2, 1])  # the fault run had its own lab
+        self.assertEqual(len(unnamed), 2)
+        self.assertIn("datapath: Kmesh snapshot of the pinned commit ec501a9887b5 (/work/shared/kmesh, the machine's "
+                      "snapshot at the pinned commit; digest sha256:90b4fec5cf3b3666 matches pinned snapshot); "
+                      "third_party/kmesh/xdp.o sha256:40f5830c90763c6a, Debian clang version 19.1.7 (3~deb12u1)",
+                      self.summary.splitlines())
+        self.assertIn("datapath: Kmesh a994e77b8446 (pinned: ec501a9887b5) (/tmp/h6-kmesh-d8fixed, KMESH_SRC; digest "
+                      "sha256:de0be2c6cb051289 differs)", self.summary)
+        # each case says which datapath it ran on
+        self.assertEqual(self.page.count('class="muted small datapath-line"'), 9)
+
+    def test_page_lists_each_defect_with_its_evidence(self):
+        sec = section_html(self.page, "defects")
+        self.assertIn("Kmesh defects reproduced: 4 cases, 4 defects (D2, D5, D6, D7)", sec)
+        idx = {id(b): i for i, b in enumerate(self.found.bundles)}
+        for b in self.found.bundles:
+            if b.defect is None:
+                continue
+            row = html.unescape(re.search(rf'<tr id="defect-{b.defect.code}">.*?</tr>', self.page, re.S).group(0))
+            self.assertIn(b.defect.what, row)
+            self.assertIn(b.defect.kmesh_source, row)
+            self.assertIn(f'href="#case-{idx[id(b)]}"', row)
+            self.assertIn(b.explanations[0], row)  # the evidence paragraph, whole
+        # a reproduced case is folded, marked as the defect, and opens to the defect and its evidence
+        m = re.search(r'<details class="case defect"[^>]*data-title="namespace-deny: selected namespace"[^>]*>.*?</details>',
+                      self.page, re.S)
+        self.assertIsNotNone(m)
+        self.assertNotRegex(m.group(0)[:300], r"data-defect=\"D2\" open")
+        self.assertIn('<span class="badge defect" title="Kmesh defect D2 reproduced">DEFECT D2</span>', m.group(0))
+        self.assertIn("Evidence: what the case saw instead of Kmesh&#x27;s contract", m.group(0))
+        self.assertNotIn("kmesh_defect", m.group(0))  # rendered as its own section, not as unknown evidence
+
+    def test_bundle_and_catch2_tag_disagreements_are_named(self):
+        d = tmpdir()
+        target = os.path.join(d, "testlogs", "e2e", "x", "x_test")
+        cases = {  # Catch2 case name -> (bundle's kmesh_defect code or None, JUnit property or None, bundle passed)
+            "x/tag-differs": ("D3", "D4", False),
+            "x/untagged": ("D5", None, False),
+            "x/junit-only": (None, "D9", False),
+        }
+        tcs = ""
+        for name, (code, prop, passed) in cases.items():
+            folder = os.path.join(target, "test.outputs", report.case_folder_name(name), "row")
+            os.makedirs(folder)
+            doc = {"suite": "x", "title": name, "passed": passed, "failures": [] if passed else ["why " + name]}
+            if code:
+                doc["kmesh_defect"] = {"code": code, "what": "w", "kmesh_source": "k.c:1"}
+            with open(os.path.join(folder, "evidence.json"), "w") as f:
+                json.dump(doc, f)
+            props = (f'<properties><property name="kmesh_defect" value="{prop}"/><property name="outcome" '
+                     f'value="failed as expected"/></properties>') if prop else ""
+            fail = "" if prop else "<failure message='m'>m</failure>"
+            tcs += f'<testcase name="{name}">{props}{fail}</testcase>'
+        with open(os.path.join(target, "test.xml"), "w") as f:
+            f.write(f"<testsuites><testsuite>{tcs}</testsuite></testsuites>")
+        run = report.collect([os.path.join(d, "testlogs")])
+        text = "\n".join(run.warnings)
+        self.assertIn('"x/tag-differs": its bundle reproduces Kmesh defect D3, its Catch2 tag says D4', text)
+        self.assertIn('"x/untagged": its bundle names Kmesh defect D5 but the Catch2 case has no '
+                      "[kmesh-defect][D5][!shouldfail] tag", text)
+        by = {b.title: b for b in run.bundles}
+        self.assertEqual(status_of(by["x/junit-only"]), "defect D9")  # the tag alone makes it a defect case
+        self.assertTrue(by["x/junit-only"].defect.from_junit)
+        self.assertIn("(the bundle does not say what; see docs/kmesh-offload-contract.md)", report.summary_text(run))
 
 
 class Catch2Failures(unittest.TestCase):

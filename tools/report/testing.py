@@ -16,18 +16,33 @@ FIXTURES = os.path.join(ROOT, "testdata", "report")
 TESTLOGS = os.path.join(FIXTURES, "testlogs")
 EDGE = os.path.join(FIXTURES, "edge")
 
-# The real bundles (testdata/report/README.md): title -> (suite, passed). Kept by hand; a test checks it
-# against the files, so a changed fixture cannot silently change what the other tests expect.
+# The real bundles (testdata/report/README.md): title -> (suite, status as the report must see it: "passed",
+# "failed", or "defect Dn" for a case that reproduced Kmesh defect Dn). Kept by hand; a test checks it against
+# the files, so a changed fixture cannot silently change what the other tests expect.
 EXPECTED = {
-    "ip-allow": ("authz", True),
-    "port-deny": ("authz", False),
-    "namespace-deny": ("authz", True),
-    "header-deny": ("authz", True),
-    "host-allow": ("authz", True),
-    "deny-wins-over-allow": ("authz", True),
-    "connectivity": ("ipsec", True),
-    "key-rotation": ("ipsec", False),
+    "ip-deny: selected client": ("authz", "passed"),
+    "port-deny: listed port": ("authz", "failed"),
+    "header-deny: header present": ("authz", "passed"),
+    "namespace-deny: selected namespace": ("authz", "defect D2"),
+    "ip-list-deny-4th: client 4th in the list": ("authz", "defect D5"),
+    "five-policies: client denied by the 5th": ("authz", "defect D6"),
+    "wlpolicy-residue": ("authz", "defect D7"),
+    "connectivity": ("ipsec", "passed"),
+    "key-rotation": ("ipsec", "failed"),
 }
+# The same suite run against a Kmesh checkout that fixes D8 (testdata/report/kmesh-fixed).
+KMESH_FIXED = os.path.join(FIXTURES, "kmesh-fixed", "testlogs")
+EXPECTED_FIXED = {
+    "ip-deny: selected client": ("authz", "passed"),
+    "zero-byte-id-deny: selected client": ("authz", "failed"),  # D8 no longer reproduces
+}
+
+
+def status_of(b) -> str:
+    """A report.Bundle's status in EXPECTED's terms."""
+    return f"defect {b.defect.code}" if b.reproduced else b.status
+
+
 # The hand-written edge bundles: folder -> (title as the report shows it, passed).
 EDGE_EXPECTED = {
     "raw-key-and-new-sections": ('markup <b>in</b> a title & "quotes"', True),
