@@ -17,27 +17,6 @@ namespace {
 
 constexpr int kEnotsupp = 524;  // the kernel's ENOTSUPP, which leaks to user space from bpf(2)
 
-bool Walkable(uint32_t type, std::string* why) {
-  switch (type) {
-    case BPF_MAP_TYPE_RINGBUF:
-    case BPF_MAP_TYPE_USER_RINGBUF:
-      *why = "a ring buffer has no keys (and Kmesh's km_auth_req must never be consumed by anyone but Kmesh)";
-      return false;
-    case BPF_MAP_TYPE_QUEUE:
-    case BPF_MAP_TYPE_STACK:
-      *why = "a queue or stack has no keys; only its head can be peeked";
-      return false;
-    case BPF_MAP_TYPE_BLOOM_FILTER:
-      *why = "a bloom filter cannot be listed";
-      return false;
-    case BPF_MAP_TYPE_STRUCT_OPS:
-      *why = "struct_ops maps are not dumped";
-      return false;
-    default:
-      return true;
-  }
-}
-
 bool BatchCandidate(uint32_t type) {
   switch (type) {
     case BPF_MAP_TYPE_HASH:
@@ -162,8 +141,9 @@ std::string DumpStats::Describe() const {
 }
 
 DumpStats DumpMap(const Map& map, const RecordFn& on_record, const DumpOptions& opts) {
-  std::string why;
-  if (!Walkable(map.info().type, &why)) throw Error("cannot dump " + map.info().Describe() + ": " + why);
+  if (const std::string why = map.info().NotWalkableReason(); !why.empty()) {
+    throw Error("cannot dump " + map.info().Describe() + ": " + why);
+  }
   DumpStats stats;
   if (opts.use_batch && BatchCandidate(map.info().type) && BatchWalk(map, on_record, opts, stats)) return stats;
   KeyWalk(map, on_record, opts, stats);

@@ -32,7 +32,7 @@ const HexTable kHexTable;
 
 JsonWriter::JsonWriter(int fd) : fd_(fd), buf_(own_) { own_.reserve(kFlushAt + 4096); }
 
-JsonWriter::JsonWriter(std::string* out) : buf_(*out) {}
+JsonWriter::JsonWriter(std::string* out) : buf_(*out), start_(out->size()) {}
 
 JsonWriter::~JsonWriter() {
   if (fd_ < 0) return;
@@ -55,8 +55,15 @@ void JsonWriter::Flush() {
       ThrowErrno("write JSON output", err);
     }
     off += static_cast<size_t>(n);
+    flushed_ = true;
   }
   buf_.clear();
+}
+
+void JsonWriter::Discard() {
+  buf_.resize(fd_ >= 0 ? 0 : start_);
+  has_value_.clear();
+  after_key_ = false;
 }
 
 void JsonWriter::BeforeValue() {

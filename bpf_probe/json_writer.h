@@ -43,6 +43,11 @@ class JsonWriter {
 
   // Writes the buffer out; throws kmesh::Error when the descriptor refuses it.
   void Flush();
+  // Whether anything has reached the descriptor yet (until then, Discard() can take the document back).
+  bool flushed() const { return flushed_; }
+  // Drops what is buffered and starts a new document (e.g. an error object instead of a dump that failed
+  // before its first flush).
+  void Discard();
 
  private:
   void BeforeValue();
@@ -63,6 +68,8 @@ class JsonWriter {
   // One entry per open container: true once it holds a value (so the next one needs a comma).
   std::vector<bool> has_value_;
   bool after_key_ = false;
+  bool flushed_ = false;
+  size_t start_ = 0;  // where this writer's document begins in the caller's string
 };
 
 }  // namespace kmesh::bpf_probe

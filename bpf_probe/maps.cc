@@ -42,7 +42,7 @@ std::string FdKind(int fd) {
 std::string KmeshMapsIn(const std::vector<MapInfo>& maps) {
   std::string out;
   for (const auto& m : maps) {
-    if (m.name.rfind("km_", 0) != 0) continue;
+    if (!IsKmeshMapName(m.name)) continue;
     out += (out.empty() ? "" : ", ") + m.name + " (id " + std::to_string(m.id) + ")";
   }
   return out;
@@ -55,21 +55,31 @@ std::string MapInfo::TypeName() const {
   return n ? n : "type " + std::to_string(type);
 }
 
-bool MapInfo::EntriesWalkable() const {
+std::string MapInfo::NotWalkableReason() const {
   switch (type) {
     case BPF_MAP_TYPE_RINGBUF:
     case BPF_MAP_TYPE_USER_RINGBUF:
+      return std::string("a ring buffer holds records, not entries, and reading them consumes them") +
+             (name == "km_auth_req" ? " (km_auth_req must never be consumed by anyone but Kmesh's daemon)" : "");
     case BPF_MAP_TYPE_SK_STORAGE:
     case BPF_MAP_TYPE_INODE_STORAGE:
     case BPF_MAP_TYPE_TASK_STORAGE:
+      return "its entries live on their sockets, inodes or tasks and are reached only through them: the kernel "
+             "refuses to list its keys (ENOTSUPP)";
     case BPF_MAP_TYPE_STRUCT_OPS:
+      return "struct_ops maps are not dumped";
     case BPF_MAP_TYPE_QUEUE:
     case BPF_MAP_TYPE_STACK:
+      return "a queue or stack has no keys; only its head can be peeked";
     case BPF_MAP_TYPE_BLOOM_FILTER:
-      return false;
+      return "a bloom filter cannot be listed";
     default:
-      return true;
+      return "";
   }
+}
+
+bool IsKmeshMapName(std::string_view name) {
+  return name.substr(0, 3) == "km_" || name.substr(0, 9) == "kmesh_map";
 }
 
 bool MapInfo::PerCpu() const {

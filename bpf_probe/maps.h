@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bpf_probe/bytes.h"
@@ -36,11 +37,18 @@ struct MapInfo {
   bool HasBtf() const { return btf_id != 0; }
   // Whether its entries can be walked from userspace (get_next_key): not ring buffers (records, not
   // entries), socket/inode/task storage (reached only through their owner: walking km_sockstorage fails
-  // ENOTSUPP), struct_ops, queues, stacks, bloom filters. Prog arrays walk but hold program fds.
-  bool EntriesWalkable() const;
+  // ENOTSUPP), struct_ops, queues, stacks, bloom filters. Prog arrays walk; their values read back as
+  // program ids.
+  bool EntriesWalkable() const { return NotWalkableReason().empty(); }
+  // Why its entries cannot be walked, for a person ("a ring buffer holds records, not entries: ..."), or ""
+  // when they can.
+  std::string NotWalkableReason() const;
   // "km_auth_res (id 12, hash, key 36 B, value 4 B, max 8192)" for messages.
   std::string Describe() const;
 };
+
+// Kmesh's maps are named km_* and kmesh_map64/192/296/1600 (the deserializer's inner maps for policy blobs).
+bool IsKmeshMapName(std::string_view name);
 
 // An open map: the fd (closed on destruction) and its info.
 class Map {

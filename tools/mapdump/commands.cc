@@ -99,8 +99,8 @@ int CmdMaps(const Options& o, int out, int err) {
     if (cat.Named(name).empty()) missing.push_back(name);
   }
   for (const auto& info : cat.maps()) {
-    // From the kernel, only Kmesh's maps: the machine has many others.
-    if (kernel && info.name.rfind("km_", 0) != 0) continue;
+    // From the kernel, only Kmesh's maps (km_*, kmesh_map*): the machine has many others.
+    if (kernel && !IsKmeshMapName(info.name)) continue;
     MapRow r{info, std::nullopt, KmeshLayoutProblem(info, info.name)};
     try {
       r.entries = MapCatalog::OpenInfo(info).CountEntries();
@@ -154,23 +154,66 @@ int CmdXdp(const Options& o, int out, int) {
   return kExitOk;
 }
 
+// dump's answer when there is no dump to give: like `bpftool -j`, one JSON object whose "error" says why, plus
+// the map when it was found, so a script reading stdout always gets valid JSON. The message also goes to
+// stderr for a person.
+int DumpError(JsonWriter& w, int err, const std::string& why, const MapInfo* info) {
+  w.Discard();
+  w.BeginObject().Key("error").String(why);
+  if (info) {
+    w.Key("map").BeginObject();
+    w.Key("id").Uint(info->id).Key("name").String(info->name).Key("type").String(info->TypeName());
+    w.Key("bytes_key").Uint(info->key_size).Key("bytes_value").Uint(info->value_size);
+    w.Key("max_entries").Uint(info->max_entries);
+    if (!info->pin_path.empty()) w.Key("pinned").String(info->pin_path);
+    w.EndObject();
+    w.Key("entries_walkable").Bool(info->EntriesWalkable());
+  }
+  w.EndObject().Newline();
+  w.Flush();
+  WriteAll(err, "kmesh-mapdump: " + why + "\n");
+  return kExitError;
+}
+
 int CmdDump(const Options& o, int out, int err) {
   if (o.args.size() != 1) throw UsageError("dump takes one map: a name (km_auth_res), an id (12) or a pin path");
   const std::string& ref = o.args[0];
-  // Names need a catalog; ids and pin paths do not (and must not print the "no pins" note).
-  const bool by_ref = ref[0] == '/' || std::all_of(ref.begin(), ref.end(), [](char c) { return c >= '0' && c <= '9'; });
-  const Map map = !by_ref ? Catalog(o, err).Open(ref)
-                 : ref[0] == '/' ? Map::OpenPinned(ref)
-                                 : Map::OpenById(static_cast<uint32_t>(ParseNumber("map id", ref, UINT32_MAX)));
+  JsonWriter w(out);
+  std::optional<Map> map;
+  try {
+    // Names need a catalog; ids and pin paths do not (and must not print the "no pins" note).
+    const bool by_ref =
+        ref[0] == '/' || std::all_of(ref.begin(), ref.end(), [](char c) { return c >= '0' && c <= '9'; });
+    map.emplace(!by_ref        ? Catalog(o, err).Open(ref)
+                : ref[0] == '/' ? Map::OpenPinned(ref)
+                                : Map::OpenById(static_cast<uint32_t>(ParseNumber("map id", ref, UINT32_MAX))));
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    return DumpError(w, err, e.what(), nullptr);
+  }
+  const MapInfo& info = map->info();
+  if (!info.EntriesWalkable()) {
+    return DumpError(w, err, "cannot dump " + info.Describe() + ": " + info.NotWalkableReason(), &info);
+  }
   JsonDumpOptions jo;
   jo.btf = o.btf;
   jo.port_order = o.port_order;
-  JsonWriter w(out);
-  const DumpStats stats = WriteMapJson(map, w, jo);
+  DumpStats stats;
+  try {
+    stats = WriteMapJson(*map, w, jo);
+  } catch (const Error& e) {
+    // Nothing printed yet: the answer is the error. Records already out (a map larger than the writer's
+    // buffer): the document cannot be completed, and stderr says so.
+    if (!w.flushed()) return DumpError(w, err, e.what(), &info);
+    w.Discard();
+    WriteAll(err, std::string("kmesh-mapdump: ") + e.what() + "; the JSON printed so far is cut short\n");
+    return kExitError;
+  }
   w.Newline();
   w.Flush();
   if (!stats.complete) {
-    WriteAll(err, "kmesh-mapdump: dump of " + map.info().Describe() + " is incomplete: " + stats.Describe() + "\n");
+    WriteAll(err, "kmesh-mapdump: dump of " + info.Describe() + " is incomplete: " + stats.Describe() + "\n");
     return kExitError;
   }
   return kExitOk;

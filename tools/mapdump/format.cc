@@ -301,7 +301,8 @@ std::string Usage() {
 usage: kmesh-mapdump COMMAND [options]
 
 commands:
-  maps                       Kmesh's maps: ids, types, sizes, flags, BTF, entry counts, layout check
+  maps                       Kmesh's maps (km_*, kmesh_map*): ids, types, sizes, flags, BTF, entry
+                             counts, layout check
   auth                       km_auth_res decoded, one line per tuple: "SRC:PORT -> DST:PORT  VERDICT"
       --ip IP  --src IP  --dst IP  --port N  --dport N  --verdict allow|deny
   policies                   km_wlpolicy (workload -> policy ids) and km_authz_policy (policies present)
@@ -309,7 +310,9 @@ commands:
   frontends                  km_frontend: IP -> upstream (workload or service) id
   xdp                        XDP attachments of a network namespace
       --netns NAME|PATH | --pid PID  [--dev IFACE]
-  dump NAME|ID|PIN_PATH      any map as JSON like `bpftool -j map dump`, keys and values BTF-decoded
+  dump NAME|ID|PIN_PATH      any map as JSON like `bpftool -j map dump`, keys and values BTF-decoded;
+                             a map whose entries cannot be listed (ring buffer, socket storage) or a
+                             failed dump answers {"error": "...", "map": {...}} and exits 1
       --no-btf               raw bytes only
 
 where the maps come from (maps, auth, policies, frontends, dump NAME):
