@@ -2,7 +2,8 @@
 //
 //   kmesh-lab up [--ipsec]   start the lab in the background (httpbin on node2 behind a waypoint, two
 //                            sleep clients on node1), print how to enter every pod and node
-//   kmesh-lab status         what runs, the XDP program and map ids, the IPsec SPI per node
+//   kmesh-lab status [--json] what runs: the datapath (Kmesh commit, object, programs), each node's pin
+//                            folder and how to read it with kmesh-mapdump, how to enter every pod and node
 //   kmesh-lab down           stop it; every namespace, program, map and process goes with it
 //
 // One lab at a time per machine; its description lives in /run/kmesh-e2e/lab.json. `up` first removes
@@ -73,7 +74,8 @@ json Describe(kmesh::lab::Lab& lab) {
     j["kmesh"].push_back({{"node", n->spec.name},
                           {"xdp_authz", k.xdp->identity().program("xdp_authz").id},
                           {"pin_dir", k.pin_dir()},
-                          {"inspect", "kmesh-mapdump --pin-dir " + k.pin_dir() + " policies"}});
+                          {"inspect", "bazel run //tools/mapdump:kmesh-mapdump -- --pin-dir " + k.pin_dir() +
+                                          " maps|policies|auth|dump MAP"}});
   }
   j["datapath"] = lab.DatapathIdentity();
   j["ipsec"] = lab.ipsec_enabled();
@@ -87,6 +89,33 @@ void SweepStaleFiles() {
     const pid_t owner = kmesh::OwnerPid(name);
     if (owner > 0 && kmesh::ProcessGone(owner)) fs::remove_all(e.path(), ec);
   }
+}
+
+std::string Str(const json& j, const char* key) { return j.contains(key) ? j[key].get<std::string>() : "?"; }
+
+// What `up` and `status` print: the datapath, each node's Kmesh and how to read its maps, how to enter
+// every node and pod.
+void PrintForPerson(const json& j) {
+  const json& dp = j.value("datapath", json::object());
+  std::cout << "datapath: " << Str(dp, "describe") << "\n"
+            << "  userspace: " << Str(dp, "userspace") << "\n"
+            << "  waypoint:  " << Str(dp, "waypoint") << "\n\n";
+  for (const auto& node : j["nodes"]) {
+    std::cout << "node " << Str(node, "name") << "  " << Str(node, "address") << "  pods "
+              << Str(node, "pod_cidr") << "\n    " << Str(node, "enter") << "\n";
+    for (const auto& k : j.value("kmesh", json::array())) {
+      if (k.value("node", "") != node.value("name", "")) continue;
+      // The node's bpffs, laid out like /sys/fs/bpf on a Kmesh node: read it by pin folder, so another lab
+      // or a Kmesh on this machine (maps of the same names) is never read by mistake.
+      std::cout << "    Kmesh maps: " << Str(k, "pin_dir") << " (xdp_authz prog " << k.value("xdp_authz", 0)
+                << ")\n    " << Str(k, "inspect") << "\n";
+    }
+  }
+  for (const auto& pod : j["pods"]) {
+    std::cout << "pod " << Str(pod, "name") << " (" << Str(pod, "namespace") << ", " << Str(pod, "node")
+              << ")  " << Str(pod, "ip") << "\n    " << Str(pod, "enter") << "\n";
+  }
+  std::cout << "\ntry: ip netns exec <sleep-a netns> curl -s http://<httpbin-waypoint ip>/get\n";
 }
 
 int Up(bool ipsec) {
@@ -148,24 +177,11 @@ int Up(bool ipsec) {
   }
   json j = json::parse(std::ifstream(kStateFile));
   std::cout << "lab up (pid " << child << ", work folder " << j["workdir"].get<std::string>() << ")\n\n";
-  for (const auto& node : j["nodes"]) {
-    std::cout << "node " << node["name"].get<std::string>() << "  " << node["address"].get<std::string>()
-              << "  pods " << node["pod_cidr"].get<std::string>() << "\n    "
-              << node["enter"].get<std::string>() << "\n";
-  }
-  for (const auto& pod : j["pods"]) {
-    std::cout << "pod " << pod["name"].get<std::string>() << " (" << pod["namespace"].get<std::string>()
-              << ", " << pod["node"].get<std::string>() << ")  " << pod["ip"].get<std::string>() << "\n    "
-              << pod["enter"].get<std::string>() << "\n";
-  }
-  std::cout << "\ntry: ip netns exec <sleep-a netns> curl -s http://<httpbin-waypoint ip>/get\n"
-            << "maps: bazel run //tools/mapdump:kmesh-mapdump -- auth --prog <a node's xdp prog_id from "
-               "`kmesh-lab status`>\n"
-            << "      (by program: other labs, or a Kmesh, on this machine have maps of the same names)\n";
+  PrintForPerson(j);
   return 0;
 }
 
-int Status() {
+int Status(bool as_json) {
   if (!fs::exists(kStateFile)) {
     std::cout << "no lab is up\n";
     return 1;
@@ -173,8 +189,15 @@ int Status() {
   json j = json::parse(std::ifstream(kStateFile));
   const pid_t pid = j.value("pid", 0);
   const bool alive = pid > 0 && !kmesh::ProcessGone(pid);
-  std::cout << j.dump(2) << "\n"
-            << (alive ? "running" : "STALE: the lab's process is gone (run `kmesh-lab down`)") << "\n";
+  if (as_json) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "lab (pid " << pid << ", work folder " << Str(j, "workdir") << ", IPsec "
+              << (j.value("ipsec", false) ? "on" : "off") << ")\n";
+    PrintForPerson(j);
+    std::cout << "(kmesh-lab status --json: the whole description, with each node's program ids and tags)\n";
+  }
+  std::cout << (alive ? "running" : "STALE: the lab's process is gone (run `kmesh-lab down`)") << "\n";
   return alive ? 0 : 1;
 }
 
@@ -209,7 +232,7 @@ int Down() {
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd != "up" && cmd != "status" && cmd != "down") {
-    std::cerr << "usage: kmesh-lab up [--ipsec] | status | down\n";
+    std::cerr << "usage: kmesh-lab up [--ipsec] | status [--json] | down\n";
     return 2;
   }
   if (auto missing = kmesh::MissingKernelPrivileges(); !missing.empty()) {
@@ -218,7 +241,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (cmd == "up") return Up(argc > 2 && std::strcmp(argv[2], "--ipsec") == 0);
-    if (cmd == "status") return Status();
+    if (cmd == "status") return Status(argc > 2 && std::strcmp(argv[2], "--json") == 0);
     return Down();
   } catch (const std::exception& e) {
     std::cerr << "kmesh-lab " << cmd << ": " << e.what() << "\n";
