@@ -127,6 +127,11 @@ class Env {
 
   // IPsec.
   virtual void ApplySecret(const ipsec::IpsecSecret& secret) = 0;
+  // The SPI a run's first secret must carry. Kmesh ignores EEXIST when it adds an xfrm state
+  // (pkg/controller/encryption/ipsec/ipsec_handler.go:286-287), so a secret that reuses an SPI the nodes
+  // still hold keeps the old key there: a suite starts above it. 1 where every run starts without IPsec
+  // state (the lab); on a cluster, one more than the cluster's current SPI.
+  virtual uint32_t FirstSpi() { return 1; }
   virtual std::vector<ipsec::NodeInfo> IpsecNodes() = 0;  // KmeshNodeInfo of every node
   virtual xfrm::XfrmSnapshot Xfrm(const std::string& node) = 0;
   // Deletes one xfrm state on a node by hand (fault recovery).

@@ -22,7 +22,7 @@ Images Images::FromEnvironment() {
   auto pick = [](const char* var, std::string& field) {
     if (const char* v = std::getenv(var); v && *v) field = v;
   };
-  pick("KMESH_E2E_KUBE_HTTPBIN_IMAGE", i.httpbin);
+  pick("KMESH_E2E_KUBE_SERVER_IMAGE", i.server);
   pick("KMESH_E2E_KUBE_SLEEP_IMAGE", i.sleep);
   pick("KMESH_E2E_KUBE_FORTIO_IMAGE", i.fortio);
   pick("KMESH_E2E_KUBE_WAYPOINT_IMAGE", i.waypoint);
@@ -45,17 +45,17 @@ policy::Manifest RenderNamespace(const std::string& ns, const std::string& run_i
   return Render("namespace.yaml", policy::Vars().Set("Namespace", ns).Set("RunId", run_id));
 }
 
-policy::Manifest RenderHttpbin(const std::string& name, const std::string& ns, const std::string& node,
-                               const std::string& image, const std::string& run_id) {
+policy::Manifest RenderServer(const std::string& name, const std::string& ns, const std::string& node,
+                              const std::string& image, const std::string& run_id) {
   CheckDnsLabel(name, "app name");
-  return Render("httpbin.yaml", policy::Vars()
-                                    .Set("Name", name)
-                                    .Set("Namespace", ns)
-                                    .Set("Node", node)
-                                    .Set("Image", image)
-                                    .Set("Port", std::to_string(kHttpbinPort))
-                                    .Set("AltPort", std::to_string(kHttpbinAltPort))
-                                    .Set("RunId", run_id));
+  return Render("server.yaml", policy::Vars()
+                                   .Set("Name", name)
+                                   .Set("Namespace", ns)
+                                   .Set("Node", node)
+                                   .Set("Image", image)
+                                   .Set("Port", std::to_string(kServerPort))
+                                   .Set("AltPort", std::to_string(kServerAltPort))
+                                   .Set("RunId", run_id));
 }
 
 policy::Manifest RenderSleep(const std::string& name, const std::string& ns, const std::string& node,

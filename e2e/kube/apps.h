@@ -1,10 +1,18 @@
 // The manifests the kube env applies, rendered from testdata/apps/ with the strict template renderer
-// (e2e/policy/template.h: every variable given is used, every variable used is given). Images come from
-// the environment so a CI with a local registry (kind's localhost:5000) can point at its own copies:
-//   KMESH_E2E_KUBE_HTTPBIN_IMAGE   default docker.io/mccutchen/go-httpbin:latest
-//   KMESH_E2E_KUBE_SLEEP_IMAGE     default docker.io/curlimages/curl:latest
-//   KMESH_E2E_KUBE_FORTIO_IMAGE    default docker.io/fortio/fortio:latest
-//   KMESH_E2E_KUBE_WAYPOINT_IMAGE  default ghcr.io/kmesh-net/waypoint:latest (Kmesh's e2e default)
+// (e2e/policy/template.h: every variable given is used, every variable used is given).
+//
+// Images are Kmesh's own e2e images wherever Kmesh's e2e has one, so a node that pulled them for Kmesh's
+// Go e2e does not pull them again (imagePullPolicy IfNotPresent, as there):
+//   KMESH_E2E_KUBE_SERVER_IMAGE    gcr.io/istio-testing/app:latest   (test/e2e/ipsec_test.go:392, the echo
+//   app) KMESH_E2E_KUBE_SLEEP_IMAGE     docker.io/curlimages/curl:latest  (test/e2e/ipsec_test.go:386,
+//                                                                     "curlimages/curl")
+//   KMESH_E2E_KUBE_WAYPOINT_IMAGE  ghcr.io/kmesh-net/waypoint:latest (test/e2e/run_test.sh:17)
+//   KMESH_E2E_KUBE_FORTIO_IMAGE    docker.io/fortio/fortio:latest    (Kmesh's e2e has no load generator)
+// Kmesh's e2e names all four by tag, never by digest (its only digest is the kind node image,
+// run_test.sh:10), and no registry can be reached from where this project is built, so no digest can be
+// named and checked here. What pins a run instead: each app pod's image digest as the node resolved it
+// (containerStatuses[].imageID) is recorded in the run's evidence (KubeEnv::DatapathIdentity), and any of
+// the variables above takes a digest reference (NAME@sha256:...) to repeat a run exactly.
 // Targets that render need data = ["//testdata/apps"].
 #pragma once
 
@@ -17,11 +25,11 @@
 
 namespace kmesh::kube {
 
-inline constexpr uint16_t kHttpbinPort = 8080;
-inline constexpr uint16_t kHttpbinAltPort = 9090;  // the second pod port, for port policies
+inline constexpr uint16_t kServerPort = 8080;     // as Kmesh's e2e echo-1 (--port=8080)
+inline constexpr uint16_t kServerAltPort = 9090;  // the second pod port, for port policies
 
 struct Images {
-  std::string httpbin = "docker.io/mccutchen/go-httpbin:latest";
+  std::string server = "gcr.io/istio-testing/app:latest";
   std::string sleep = "docker.io/curlimages/curl:latest";
   std::string fortio = "docker.io/fortio/fortio:latest";
   std::string waypoint = "ghcr.io/kmesh-net/waypoint:latest";
@@ -29,8 +37,8 @@ struct Images {
 };
 
 policy::Manifest RenderNamespace(const std::string& ns, const std::string& run_id);
-policy::Manifest RenderHttpbin(const std::string& name, const std::string& ns, const std::string& node,
-                               const std::string& image, const std::string& run_id);
+policy::Manifest RenderServer(const std::string& name, const std::string& ns, const std::string& node,
+                              const std::string& image, const std::string& run_id);
 policy::Manifest RenderSleep(const std::string& name, const std::string& ns, const std::string& node,
                              const std::string& image, const std::string& run_id);
 policy::Manifest RenderFortio(const std::string& name, const std::string& ns, const std::string& node,

@@ -96,6 +96,7 @@ PodInfo ParsePod(const json& j, const std::string& source) {
       ContainerStatus s;
       s.name = Str(c, {"name"});
       s.image = Str(c, {"image"});
+      s.image_id = Str(c, {"imageID"});
       s.ready = At(c, {"ready"}).is_boolean() && At(c, {"ready"}).get<bool>();
       s.restarts = At(c, {"restartCount"}).is_number_integer() ? At(c, {"restartCount"}).get<int>() : 0;
       s.waiting_reason = Str(c, {"state", "waiting", "reason"});

@@ -18,6 +18,7 @@ namespace kmesh::kube {
 struct ContainerStatus {
   std::string name;
   std::string image;
+  std::string image_id;  // the digest the node resolved ("gcr.io/istio-testing/app@sha256:..."), "" before
   bool ready = false;
   int restarts = 0;
   std::string

@@ -2,7 +2,6 @@
 #include "e2e/kube/cluster.h"
 
 #include <catch2/catch.hpp>
-
 #include <set>
 
 #include "base/error.h"
@@ -29,7 +28,11 @@ TEST_CASE("pods: readiness, node, IP and containers come from kubectl get pods -
   CHECK(p.phase == "Running");
   CHECK(p.ready);
   CHECK_FALSE(p.deleting);
-  CHECK(p.container_names == std::vector<std::string>{"httpbin", "httpbin-alt"});
+  CHECK(p.container_names == std::vector<std::string>{"server"});
+  REQUIRE(p.containers.size() == 1);
+  CHECK(p.containers[0].image == "gcr.io/istio-testing/app:latest");
+  CHECK(p.containers[0].image_id ==
+        "gcr.io/istio-testing/app@sha256:7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a");
   CHECK(p.labels.at("app") == "httpbin");
   CHECK(PodProblem(p).empty());
 
@@ -47,9 +50,9 @@ TEST_CASE("pod problems that waiting will not fix are named, with the image and 
   };
   const std::vector<Row> rows = {
       {"pods_httpbin_image_pull.handwritten.json",
-       "image docker.io/mccutchen/go-httpbin:no-such-tag of container httpbin cannot be pulled "
-       "(ErrImagePull)"},
-      {"pods_kmesh_crashloop.handwritten.json", "container kmesh keeps crashing (5 restarts, CrashLoopBackOff)"},
+       "image gcr.io/istio-testing/app:no-such-tag of container server cannot be pulled (ErrImagePull)"},
+      {"pods_kmesh_crashloop.handwritten.json",
+       "container kmesh keeps crashing (5 restarts, CrashLoopBackOff)"},
   };
   for (const auto& row : rows) {
     INFO(row.file);
@@ -59,9 +62,10 @@ TEST_CASE("pod problems that waiting will not fix are named, with the image and 
     }
     CHECK_THAT(problem, Contains(row.expected));
   }
-  // ImagePullBackOff alone (the second container) is also a pull failure.
+  // ImagePullBackOff (kubelet's state after the first failed pull) is also a pull failure.
   auto p = ParsePodList(Load("pods_httpbin_image_pull.handwritten.json"), "t").at(0);
-  p.containers.erase(p.containers.begin());
+  p.containers.at(0).waiting_reason = "ImagePullBackOff";
+  p.containers.at(0).waiting_message = "Back-off pulling image \"gcr.io/istio-testing/app:no-such-tag\"";
   CHECK_THAT(PodProblem(p), Contains("cannot be pulled (ImagePullBackOff)"));
   CHECK_THAT(PodProblem(p), Contains("Back-off pulling image"));
 }
@@ -100,7 +104,8 @@ TEST_CASE("KmeshNodeInfo: spi, addresses, bootID and podCIDRS (capital S)") {
 }
 
 TEST_CASE("the IPsec secret: data.ipSec is kmeshctl's JSON in base64") {
-  const auto s = ParseIpsecSecret(Load("secret_kmesh_ipsec.handwritten.json"), "secret kmesh-system/kmesh-ipsec");
+  const auto s =
+      ParseIpsecSecret(Load("secret_kmesh_ipsec.handwritten.json"), "secret kmesh-system/kmesh-ipsec");
   CHECK(s.spi == 1);
   CHECK(s.aead_key_name == "rfc4106(gcm(aes))");
   CHECK(s.aead_key.RevealHex() == "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223");
@@ -150,9 +155,10 @@ TEST_CASE("Kmesh's daemon flags are read from its one shell-string argument") {
     const char* mode;
     bool ipsec;
   };
-  for (const Row& row : std::vector<Row>{{"pods_kmesh.handwritten.json", "dual-engine", true},
-                                         {"pods_kmesh_no_ipsec.handwritten.json", "dual-engine", false},
-                                         {"pods_kmesh_kernel_native.handwritten.json", "kernel-native", false}}) {
+  for (const Row& row :
+       std::vector<Row>{{"pods_kmesh.handwritten.json", "dual-engine", true},
+                        {"pods_kmesh_no_ipsec.handwritten.json", "dual-engine", false},
+                        {"pods_kmesh_kernel_native.handwritten.json", "kernel-native", false}}) {
     INFO(row.file);
     const auto f = ParseKmeshDaemonFlags(ParsePodList(Load(row.file), row.file).at(0));
     CHECK(f.mode == row.mode);

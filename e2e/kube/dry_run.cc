@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "e2e/framework/ipsec_secret.h"
 #include "e2e/kube/probe_json.h"
 
 namespace kmesh::kube {
@@ -92,6 +93,38 @@ netns::ProcessResult Ok(const std::string& out) {
 
 }  // namespace
 
+// Reads an applied (or created, replaced) manifest: where it pins each app (nodeName), so its pod answers
+// from that node, and the IPsec secret's data, so `get secret` answers it next.
+void DryRunRunner::Remember(const std::string& manifest_path) {
+  std::ifstream f(manifest_path);
+  std::string line, app, node;
+  bool secret = false;
+  while (std::getline(f, line)) {
+    auto value = [&](const std::string& key) {
+      const auto at = line.find(key);
+      if (at == std::string::npos) return std::string();
+      std::string v = line.substr(at + key.size());
+      v.erase(0, v.find_first_not_of(" \""));
+      v.erase(v.find_last_not_of(" \"") + 1);
+      return v;
+    };
+    if (std::string v = value("app:"); !v.empty() && app.empty()) app = v;
+    if (std::string v = value("nodeName:"); !v.empty()) node = v;
+    if (value("name:") == "kmesh-ipsec") secret = true;
+    if (std::string v = value("ipSec:"); secret && !v.empty()) {
+      const auto bytes = ipsec::Base64Decode(v, "dry run: " + manifest_path);
+      secret_spi_ = ipsec::IpsecSecret::Parse(std::string(bytes.begin(), bytes.end()), manifest_path).spi;
+      secret_ipsec_ = v;
+    }
+    if (line == "---") {
+      if (!app.empty() && !node.empty()) node_of_app_[app] = node;
+      app.clear();
+      node.clear();
+    }
+  }
+  if (!app.empty() && !node.empty()) node_of_app_[app] = node;
+}
+
 std::string DryRunRunner::PodIp(const std::string& node) {
   return "10.244." + std::to_string(NodeIndex(node)) + "." + std::to_string(next_host_++);
 }
@@ -100,10 +133,21 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
   std::lock_guard<std::mutex> l(mu_);
   const auto a = Verbs(argv);
   if (argv.empty() || a.empty()) return Ok("");
+  if (!secret_initialized_) {
+    ipsec::IpsecSecret left;  // what Kmesh's Go e2e leaves: SPI 2 (the key is a placeholder)
+    left.spi = 2;
+    left.aead_key = ipsec::KeyMaterial(std::vector<uint8_t>(ipsec::IpsecSecret::kKeyBytes, 0));
+    const std::string json = left.Serialize();
+    secret_ipsec_ = ipsec::Base64Encode(std::vector<uint8_t>(json.begin(), json.end()));
+    secret_spi_ = left.spi;
+    secret_initialized_ = true;
+  }
   if (argv[0].find("docker") != std::string::npos) {
+    // docker inspect -f {{.State.Pid}} NODE: the kind transport's only docker command.
+    if (a[0] == "inspect" && a.size() > 1) return Ok(std::to_string(kDryRunPids[NodeIndex(a.back())]) + "\n");
     netns::ProcessResult r;
     r.exit_code = 1;
-    r.err = "dry run: docker is not consulted (node evidence goes through kmesh-probe)";
+    r.err = "dry run: no placeholder for this docker command";
     return r;
   }
   const std::string& verb = a[0];
@@ -113,29 +157,13 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
                     {"serverVersion", {{"gitVersion", "v1.30.0-dry-run"}}}})
                   .dump());
   }
-  if (verb == "apply") {
-    // Remember where the manifest pins each app (nodeName), so its pod answers from that node.
+  if (verb == "apply" || verb == "create" || verb == "replace") {
+    Remember(After(a, "-f"));
     std::ifstream f(After(a, "-f"));
-    std::string line, app, node, out;
-    while (std::getline(f, line)) {
-      auto value = [&](const std::string& key) {
-        const auto at = line.find(key);
-        if (at == std::string::npos) return std::string();
-        std::string v = line.substr(at + key.size());
-        v.erase(0, v.find_first_not_of(" \""));
-        v.erase(v.find_last_not_of(" \"") + 1);
-        return v;
-      };
-      if (std::string v = value("app:"); !v.empty() && app.empty()) app = v;
-      if (std::string v = value("nodeName:"); !v.empty()) node = v;
-      if (std::string v = value("kind:"); !v.empty()) out += "configured " + v + "\n";
-      if (line == "---") {
-        if (!app.empty() && !node.empty()) node_of_app_[app] = node;
-        app.clear();
-        node.clear();
-      }
+    std::string out;
+    for (std::string line; std::getline(f, line);) {
+      if (line.rfind("kind:", 0) == 0) out += line.substr(6) + " " + verb + "d (dry run)\n";
     }
-    if (!app.empty() && !node.empty()) node_of_app_[app] = node;
     return Ok(out);
   }
   if (verb == "get" && a.size() > 1) {
@@ -191,12 +219,27 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
                 {"status", {{"conditions", json::array({{{"type", "Programmed"}, {"status", "True"}}})}}}})
               .dump());
     }
+    if ((kind == "secret" || kind == "secrets") && a.size() > 2 && a[2] == "kmesh-ipsec") {
+      if (secret_ipsec_.empty()) {
+        if (Has(a, "--ignore-not-found")) return Ok("");
+        netns::ProcessResult r;
+        r.exit_code = 1;
+        r.err = "Error from server (NotFound): secrets \"kmesh-ipsec\" not found";
+        return r;
+      }
+      return Ok(json({{"apiVersion", "v1"},
+                      {"kind", "Secret"},
+                      {"metadata", {{"name", "kmesh-ipsec"}, {"namespace", "kmesh-system"}}},
+                      {"type", "Opaque"},
+                      {"data", {{"ipSec", secret_ipsec_}}}})
+                    .dump());
+    }
     if (kind.find("kmeshnodeinfo") != std::string::npos) {
       json items = json::array();
       for (int i = 0; i < 2; ++i) {
         items.push_back({{"metadata", {{"name", kNodes[i]}, {"namespace", "kmesh-system"}}},
                          {"spec",
-                          {{"spi", 1},
+                          {{"spi", secret_spi_},
                            {"addresses", {kNodeIps[i]}},
                            {"bootID", kBootIds[i]},
                            {"podCIDRS", {kPodCidrs[i]}}}}});
@@ -270,6 +313,10 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
                   {"policies", json::array()},
                   {"xfrm_stat", json::object()}}},
                 {"raw_keys", false}};
+      } else if (c == "xfrm-delete-state") {
+        body = {{"deleted", "esp spi " + After(remote, "--spi") + " src " + After(remote, "--src") + " dst " +
+                                After(remote, "--dst")},
+                {"netns", "dry run"}};
       } else {
         return Ok(ErrorReport(c, "dry run: not run").dump());
       }
@@ -277,7 +324,11 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
     }
     return Ok("");
   }
-  if (verb == "delete") return Ok("deleted (dry run)\n");
+  if (verb == "delete") {
+    if (a.size() > 2 && (a[1] == "secret" || a[1] == "secrets") && a[2] == "kmesh-ipsec")
+      secret_ipsec_.clear();
+    return Ok("deleted (dry run)\n");
+  }
   return Ok("");
 }
 

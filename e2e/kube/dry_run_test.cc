@@ -1,15 +1,25 @@
-// Unit tier: the dry run. One case of the authz suite (ip-deny: the world of four apps, the policy
-// applied and realized, the selected and the other client probed, the policy removed, the cleanup) is
-// walked on a dry-run KubeEnv with the framework's own ProbeAndJudge. The test prints every kubectl
-// command that case would run and asserts the list (testdata/kubectl/dry_run_authz_ip_deny.txt). It also
-// asserts that the dry run passes nothing: a dry run is never a pass of the suite.
+// Unit tier: the dry run, and the reviewed lists of what the suites do to a cluster. Two walks, each on
+// both node transports (probe: kmesh-probe in the Kmesh pod; kind: the host reads the node containers):
+//   - the authz suite's ip-deny case: the world of four apps, the policy applied and realized, the
+//     selected and the other client probed, the policy removed, the cleanup (the framework's own
+//     ProbeAndJudge);
+//   - the IPsec suite's three cases (e2e/ipsec/ipsec_test.cc), their Env calls in their order: the first
+//     SPI from the cluster, the secret, the layout reads, the captures around each probe, the rotation
+//     under fortio load, the Kmesh restart and the deleted state.
+// Every command (and, on the kind transport, every in-process node read as its kmesh-probe equivalent) is
+// compared line by line with testdata/kubectl/dry_run_*.txt. A change to what a suite does to a cluster
+// therefore shows in review as a change of those files. To accept one, rerun with
+// --test_env=KMESH_E2E_KUBE_GOLDEN_DIR=$PWD/testdata/kubectl (the lists are written there, and the test
+// says so) and review the diff. A dry run never passes: every probe says it was not sent.
 #include "e2e/kube/dry_run.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "base/runfiles.h"
@@ -31,86 +41,290 @@ std::string TmpDir() {
   return d ? d : "/tmp";
 }
 
-// Paths, the per-process source ports and the tunable timeouts differ between runs; the commands do not.
-std::string Normalize(std::string line, const std::string& workdir, const std::string& probe) {
-  for (const auto& [from, to] :
-       {std::pair{workdir, std::string("<workdir>")}, std::pair{probe, std::string("<kmesh-probe>")}}) {
-    for (size_t at; (at = line.find(from)) != std::string::npos;) line.replace(at, from.size(), to);
-  }
-  line = std::regex_replace(line, std::regex("--local-port [0-9]+"), "--local-port <port>");
-  line = std::regex_replace(line, std::regex("--(connect-timeout|max-time) [0-9.]+"), "--$1 <seconds>");
-  line = std::regex_replace(line, std::regex("--request-timeout=[0-9]+s"), "--request-timeout=<seconds>");
-  return std::regex_replace(line, std::regex(":[0-9]+ -> "), ":<port> -> ");
-}
+struct DryRun {
+  kube::KubeOptions options;
+  std::unique_ptr<kube::KubeEnv> env;
+  std::set<uint16_t> ports;  // source ports the walk took (NextSourcePort), normalized in the list
+};
 
-}  // namespace
-
-TEST_CASE("dry run: every kubectl command of the authz suite's ip-deny case, and no pass") {
+// A dry-run KubeEnv whose nodes are read through `transport` ("probe" or "kind").
+DryRun MakeDryRun(const std::string& transport) {
   setenv("KMESH_E2E_KUBE_POLL_MS", "5", 1);
+  setenv("KMESH_E2E_KUBE_NODE_ACCESS", transport.c_str(), 1);
   kube::KubectlConfig config;
   config.dry_run = true;
-  auto kubectl = std::make_unique<kube::Kubectl>(config, std::make_unique<kube::DryRunRunner>());
-  kube::KubeOptions o;
-  o.run_id = "rdry";
-  o.workdir = TmpDir() + "/kube-dry-run";
-  o.node_access.run_id = "rdry";
-  o.node_access.local_probe = Runfile("tools/probe/kmesh-probe");
-  auto env = std::make_unique<kube::KubeEnv>(std::move(kubectl), o);
+  DryRun d;
+  d.options.run_id = "rdry";
+  d.options.workdir = TmpDir() + "/kube-dry-run-" + transport;
+  d.options.node_access.run_id = "rdry";
+  d.options.node_access.local_probe = Runfile("tools/probe/kmesh-probe");
+  d.env = std::make_unique<kube::KubeEnv>(
+      std::make_unique<kube::Kubectl>(config, std::make_unique<kube::DryRunRunner>()), d.options);
+  return d;
+}
 
-  // The suite's world (e2e/authz/authz_test.cc), then its ip-deny row.
-  const App server = env->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
-  const App wp_server = env->Deploy({"httpbin-wp", AppKind::kServer, 1, "test-ns1", {}, true});
-  const App a = env->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
-  const App b = env->Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3", {}, false});
+uint16_t TakePort(DryRun& d) {
+  const uint16_t p = d.env->NextSourcePort();
+  d.ports.insert(p);
+  return p;
+}
+
+// Paths, source ports and the tunable timeouts differ between runs; the commands do not.
+std::vector<std::string> NormalizedCommands(const DryRun& d) {
+  std::vector<std::string> out;
+  for (std::string line : d.env->kubectl().Commands()) {
+    for (const auto& [from, to] :
+         {std::pair{d.options.workdir, std::string("<workdir>")},
+          std::pair{d.options.node_access.local_probe, std::string("<kmesh-probe>")}}) {
+      for (size_t at; (at = line.find(from)) != std::string::npos;) line.replace(at, from.size(), to);
+    }
+    int n = 0;
+    for (uint16_t p : d.ports) {
+      line = std::regex_replace(line, std::regex("\\b" + std::to_string(p) + "\\b"),
+                                "<port" + std::to_string(++n) + ">");
+    }
+    line = std::regex_replace(line, std::regex("--local-port [0-9]+"), "--local-port <port>");
+    line = std::regex_replace(line, std::regex(":[0-9]+ -> "), ":<port> -> ");
+    line = std::regex_replace(line, std::regex("--(connect-timeout|max-time) [0-9.]+"), "--$1 <seconds>");
+    line = std::regex_replace(line, std::regex("--request-timeout=[0-9]+s"), "--request-timeout=<seconds>");
+    out.push_back(line);
+  }
+  return out;
+}
+
+// The list against testdata/kubectl/<golden>, line by line; with KMESH_E2E_KUBE_GOLDEN_DIR set, the list
+// is written there instead (to be reviewed as a diff).
+void CheckGolden(const std::vector<std::string>& actual, const std::string& golden,
+                 const std::string& title) {
+  std::string text;
+  for (const auto& l : actual) text += l + "\n";
+  std::ofstream(CaseOutputDir() + "/" + golden) << text;
+  std::cout << title << " (" << actual.size() << " commands):\n";
+  for (const auto& l : actual) std::cout << "  " << l << "\n";
+
+  std::istringstream in(kube::testing::Recorded(golden));
+  std::string header;
+  std::vector<std::string> expected;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line[0] == '#') {
+      header += line + "\n";
+    } else if (!line.empty()) {
+      expected.push_back(line);
+    }
+  }
+  if (const char* dir = std::getenv("KMESH_E2E_KUBE_GOLDEN_DIR"); dir && *dir) {
+    std::ofstream(std::string(dir) + "/" + golden) << header << text;
+    WARN("wrote " << dir << "/" << golden << ": review its diff");
+    return;
+  }
+  for (size_t i = 0; i < std::max(actual.size(), expected.size()); ++i) {
+    INFO(golden << " line " << i + 1
+                << " (accept a change with --test_env=KMESH_E2E_KUBE_GOLDEN_DIR=$PWD/testdata/kubectl)");
+    CHECK((i < actual.size() ? actual[i] : "(none)") == (i < expected.size() ? expected[i] : "(none)"));
+  }
+}
+
+// ---- the authz suite's ip-deny case (e2e/authz/authz_test.cc: its world, then the row) ----
+
+void WalkAuthzIpDeny(DryRun& d) {
+  kube::KubeEnv& env = *d.env;
+  const App server = env.Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
+  const App wp_server = env.Deploy({"httpbin-wp", AppKind::kServer, 1, "test-ns1", {}, true});
+  const App a = env.Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
+  const App b = env.Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3", {}, false});
   CHECK(server.node == "kmesh-testing-worker");
   CHECK(a.node == "kmesh-testing-control-plane");
-  CHECK(env->ServiceAddress(wp_server).first.rfind("10.96.0.", 0) == 0);  // through the waypoint's service
+  CHECK(env.ServiceAddress(wp_server).first.rfind("10.96.0.", 0) == 0);  // through the waypoint's service
 
-  Case c("authz", "ip-deny (dry run)", env->name());
+  Case c("authz", "ip-deny (dry run)", env.name());
   const auto vars = policy::Vars().Set("Namespace", "test-ns1").Set("App", server.name).Set("Ip", a.ip);
-  const auto policies = env->Apply(policy::RenderPolicyTemplate("ip-deny", vars));
-  const Realized r = env->WaitRealized(policies.at(0), server);
+  const auto policies = env.Apply(policy::RenderPolicyTemplate("ip-deny", vars));
+  const Realized r = env.WaitRealized(policies.at(0), server);
   CHECK_THAT(r.evidence, Contains("dry run, not checked"));
-  const Mechanism mech = env->MechanismOf(policies.at(0));
+  const Mechanism mech = env.MechanismOf(policies.at(0));
   CHECK(mech == Mechanism::kXdp);
+  ProbeSpec sa, sb;
+  sa.src_port = TakePort(d);
+  sb.src_port = TakePort(d);
   const Judgement selected =
-      ProbeAndJudge(*env, c, a, server, ProbeSpec{}, {Want::kDenied, mech, true}, "selected client");
-  const Judgement other =
-      ProbeAndJudge(*env, c, b, server, ProbeSpec{}, {Want::kAllowed, mech}, "other client");
-  env->Remove(policies);
+      ProbeAndJudge(env, c, a, server, sa, {Want::kDenied, mech, true}, "selected client");
+  const Judgement other = ProbeAndJudge(env, c, b, server, sb, {Want::kAllowed, mech}, "other client");
+  env.Remove(policies);
 
   // Nothing in a dry run can pass: every probe reports that it was not sent.
   CHECK_FALSE(selected.ok);
   CHECK_FALSE(other.ok);
   CHECK_THAT(selected.explanation, Contains(kube::DryRunRunner::kCurlError));
   CHECK_THAT(other.explanation, Contains(kube::DryRunRunner::kCurlError));
+  CHECK(env.CleanupNow().empty());
+}
 
-  CHECK(env->CleanupNow().empty());
-  std::vector<std::string> actual;
-  for (const auto& cmd : env->kubectl().Commands())
-    actual.push_back(Normalize(cmd, o.workdir, o.node_access.local_probe));
+// ---- the IPsec suite (e2e/ipsec/ipsec_test.cc), its Env calls in order ----
 
-  std::cout << "kubectl commands of the authz suite's ip-deny case (" << actual.size() << "):\n";
-  for (const auto& line : actual) std::cout << "  " << line << "\n";
-  std::ofstream(CaseOutputDir() + "/dry_run_commands.txt") << [&] {
-    std::string s;
-    for (const auto& l : actual) s += l + "\n";
-    return s;
-  }();
+ipsec::IpsecSecret NewSecret(uint32_t spi) {
+  ipsec::IpsecSecret s;
+  s.spi = spi;
+  s.aead_key = ipsec::KeyMaterial(std::vector<uint8_t>(ipsec::IpsecSecret::kKeyBytes, 0x5a));
+  return s;
+}
 
-  std::vector<std::string> expected;
-  std::istringstream golden(kube::testing::Recorded("dry_run_authz_ip_deny.txt"));
-  for (std::string line; std::getline(golden, line);) {
-    if (!line.empty() && line[0] != '#') expected.push_back(line);
+// WaitLayout's reads (one round: a dry run's layout never converges, and the suite's loop would only repeat
+// them until XFRM_CONVERGED).
+void ReadLayout(Env& env) {
+  for (const auto& info : env.IpsecNodes()) env.Xfrm(info.name);
+}
+
+// ProbeEncrypted: a capture on each node's underlay toward the other, one in the server pod, the probe,
+// and the captures finished. The suite takes Env::StartCapture (a live local capture): on the probe
+// transport that is refused, which ends the suite's case there (returns false). On the kind transport it
+// is the node read KubeEnv::StartNodeCapture logs too; a dry run takes that one, since it cannot return a
+// live capture.
+bool ProbeEncrypted(DryRun& d, const App& client, const App& server, bool kind,
+                    std::vector<std::string>* refused) {
+  kube::KubeEnv& env = *d.env;
+  const auto nodes = env.Nodes();
+  ProbeSpec spec;
+  spec.src_port = TakePort(d);
+  std::tie(spec.dst_ip, spec.dst_port) = env.ServiceAddress(server);
+  const std::string marker = "kmesh-e2e-marker-" + std::to_string(spec.src_port);
+  spec.path = "/anything/" + marker;
+  spec.headers.push_back({"x-kmesh-e2e-marker", marker});
+  Tuple inner{client.ip, spec.src_port, spec.dst_ip, spec.dst_port};
+  std::vector<kube::NodeCapture> caps;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    capture::CaptureSpec cs;
+    cs.filter = capture::AssertFilter(nodes[0].address, nodes[1].address, inner);
+    cs.direction = capture::CaptureSpec::Direction::kOut;
+    cs.inner = inner;
+    cs.marker = marker;
+    cs.label = "underlay-" + nodes[i].name;
+    if (!kind) {
+      try {
+        env.StartCapture(nodes[i].name, nodes[1 - i].address, cs);
+      } catch (const Error& e) {
+        refused->push_back(e.what());
+        return false;
+      }
+    }
+    caps.push_back(env.StartNodeCapture(nodes[i].name, nodes[1 - i].address, cs));
   }
-  for (size_t i = 0; i < std::max(actual.size(), expected.size()); ++i) {
-    INFO("command " << i);
-    CHECK((i < actual.size() ? actual[i] : "(none)") == (i < expected.size() ? expected[i] : "(none)"));
+  capture::CaptureSpec ss;
+  ss.filter = capture::PlaintextFilter(inner);
+  ss.inner = inner;
+  ss.marker = marker;
+  ss.label = "sanity-" + server.name;
+  kube::NodeCapture sanity = env.StartPodNodeCapture(server, ss);
+  env.Probe(client, server, spec);
+  for (auto& cap : caps) cap.Finish();
+  sanity.Finish();
+  env.IpsecNodes();  // ExpectEncrypted reads each receiver's SPI
+  return true;
+}
+
+std::vector<std::string> WalkIpsec(DryRun& d, bool kind) {
+  kube::KubeEnv& env = *d.env;
+  std::vector<std::string> refused;
+  // TheWorld()
+  const App server = env.Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
+  const App client = env.Deploy({"sleep", AppKind::kClient, 0, "test-ns1", {}, false});
+  // connectivity
+  const uint32_t first = env.FirstSpi();
+  CHECK(first == 3);  // the dry run's cluster is at SPI 2, as Kmesh's Go e2e leaves it
+  env.ApplySecret(NewSecret(first));
+  ReadLayout(env);
+  if (ProbeEncrypted(d, client, server, kind, &refused)) ReadLayout(env);
+  // key rotation under continuous traffic
+  ReadLayout(env);
+  LoadSpec load;
+  std::tie(load.probe.dst_ip, load.probe.dst_port) = env.ServiceAddress(server);
+  load.probe.http = false;
+  load.requests_per_second = 20;
+  load.duration = std::chrono::milliseconds(8000);
+  std::unique_ptr<LoadRun> gen = env.StartLoad(client, server, load);
+  env.ApplySecret(NewSecret(first + 1));
+  ReadLayout(env);
+  if (ProbeEncrypted(d, client, server, kind, &refused)) {
+    CHECK_THROWS(gen->Wait());  // fortio's result is not there in a dry run
+    ReadLayout(env);
   }
-  // The run owns only what it made: three namespaces, the probe copy, the policy (removed by the suite).
-  CHECK(std::count_if(actual.begin(), actual.end(), [](const std::string& s) {
-          return s.find("delete namespace") != std::string::npos;
-        }) == 3);
+  // fault recovery: dataplane restart
+  ReadLayout(env);
+  env.RestartDataplane(server.node);
+  ReadLayout(env);
+  ProbeEncrypted(d, client, server, kind, &refused);
+  // fault recovery: ingress state deleted by hand (the one the suite picks: SPI, output-mark 0xd0, on the
+  // server's node; a dry run's xfrm is empty, so it is named here as the suite would find it)
+  ReadLayout(env);
+  xfrm::XfrmState victim;
+  victim.src = "172.18.0.2";
+  victim.dst = "172.18.0.3";
+  victim.proto = 50;
+  victim.spi = xfrm::Spi{first + 1};
+  env.DeleteXfrmState(server.node, victim);
+  ReadLayout(env);
+  ProbeEncrypted(d, client, server, kind, &refused);
+  CHECK(env.CleanupNow().empty());
+  return refused;
+}
+
+}  // namespace
+
+TEST_CASE("dry run: the authz suite's ip-deny case, command by command, on both transports, and no pass") {
+  for (const std::string transport : {"probe", "kind"}) {
+    INFO("transport " << transport);
+    DryRun d = MakeDryRun(transport);
+    WalkAuthzIpDeny(d);
+    const auto actual = NormalizedCommands(d);
+    CheckGolden(actual, transport == "probe" ? "dry_run_authz_ip_deny.txt" : "dry_run_authz_ip_deny_kind.txt",
+                "authz ip-deny, " + transport + " transport");
+    // The run owns only what it made: three namespaces (and, on the probe transport, the probe copy).
+    CHECK(std::count_if(actual.begin(), actual.end(), [](const std::string& s) {
+            return s.find("delete namespace") != std::string::npos;
+          }) == 3);
+    // Before any probe, each of the four pods was checked for Kmesh's XDP (Kmesh's e2e: 5 s per pod).
+    const auto first_curl = std::find_if(actual.begin(), actual.end(), [](const std::string& s) {
+      return s.find("-- curl") != std::string::npos;
+    });
+    CHECK(std::count_if(actual.begin(), first_curl, [](const std::string& s) {
+            return s.find(" xdp --pod-ip ") != std::string::npos;
+          }) == 4);
+    const bool docker = std::any_of(actual.begin(), actual.end(),
+                                    [](const std::string& s) { return s.rfind("docker ", 0) == 0; });
+    CHECK(docker == (transport == "kind"));
+    unsetenv("KMESH_E2E_KUBE_NODE_ACCESS");
+  }
+}
+
+TEST_CASE("dry run: the IPsec suite, command by command, on both transports") {
+  for (const std::string transport : {"probe", "kind"}) {
+    INFO("transport " << transport);
+    DryRun d = MakeDryRun(transport);
+    const auto refused = WalkIpsec(d, transport == "kind");
+    const auto actual = NormalizedCommands(d);
+    CheckGolden(actual, transport == "probe" ? "dry_run_ipsec.txt" : "dry_run_ipsec_kind.txt",
+                "IPsec suite, " + transport + " transport");
+    // The secret is written as kmeshctl writes it, from the cluster's SPI up, and never applied.
+    const std::string all = [&] {
+      std::string s;
+      for (const auto& l : actual) s += l + "\n";
+      return s;
+    }();
+    CHECK_THAT(all, Contains("kubectl replace -f <workdir>/") && Contains("-ipsec-secret.yaml"));
+    for (const auto& l : actual) {
+      if (l.find("ipsec-secret") != std::string::npos) CHECK(l.rfind("kubectl replace -f ", 0) == 0);
+    }
+    if (transport == "probe") {
+      // The suite's captures are Env::StartCapture (live, local): the probe transport refuses each case's
+      // first one, and says what to use.
+      REQUIRE(refused.size() == 4);
+      CHECK_THAT(refused[0], Contains("use KubeEnv::StartNodeCapture"));
+    } else {
+      CHECK(refused.empty());
+      CHECK_THAT(all,
+                 Contains("(in process) kmesh-probe capture --netns /proc/10001/ns/net --peer 172.18.0.3"));
+    }
+    unsetenv("KMESH_E2E_KUBE_NODE_ACCESS");
+  }
 }
 
 TEST_CASE(

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "bpf_probe/fnv.h"
@@ -141,8 +142,8 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   o.run_id = "rkind";
   o.workdir = e2e::CaseOutputDir() + "/work";
   o.node_access = NodeAccessOptions::FromEnvironment();
-  KubeEnv env(std::make_unique<Kubectl>(KubectlConfig{"/bin/true", kubeconfig, "", false}, std::move(replay)),
-              o);
+  KubeEnv env(
+      std::make_unique<Kubectl>(KubectlConfig{"/bin/true", kubeconfig, "", false, ""}, std::move(replay)), o);
   const e2e::App server{
       "httpbin", e2e::AppKind::kServer, "kmesh-testing-worker", "test-ns1", pod_ip, 8080, 9090, workload};
 
@@ -196,6 +197,22 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   INFO(summary.Describe());
   CHECK(summary.interface == "veth-pod");
   CHECK(summary.packets >= 1);
+
+  // Every node read is in the command log as the kmesh-probe command that reads the same from the host,
+  // with its exit status: the failed delete (ESRCH) as 1, the others 0.
+  const std::string pid = std::to_string(container.pid());
+  std::map<std::string, int> reads;
+  for (const auto& e : env.kubectl().Log()) {
+    if (e.command.rfind("(in process) ", 0) == 0) reads[e.command] = e.exit_code;
+  }
+  CHECK(reads.at("(in process) kmesh-probe --maps pin:/proc/" + pid + "/root" + pins +
+                 " maps --workload-ip " + pod_ip) == 0);
+  CHECK(reads.at("(in process) kmesh-probe --proc /proc/" + pid + "/root/proc xdp --pod-ip " + pod_ip) == 0);
+  CHECK(reads.at("(in process) kmesh-probe xfrm --netns /proc/" + pid + "/ns/net") == 0);
+  CHECK(reads.at("(in process) kmesh-probe xfrm-delete-state --src 172.18.0.2 --dst 172.18.0.3 --spi "
+                 "0x00000007 --netns /proc/" + pid + "/ns/net") == 1);
+  CHECK(reads.at("(in process) kmesh-probe capture --netns /proc/" + pid + "/ns/net --peer " + pod_ip +
+                 " --filter 'tcp port 8080' --direction both") == 0);
 
   CHECK(env.CleanupNow().empty());
   for (const char* var : {"KMESH_E2E_KUBE_NODE_ACCESS", "KMESH_E2E_KUBE_PIN_DIR"}) unsetenv(var);

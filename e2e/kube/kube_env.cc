@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -68,23 +69,27 @@ std::string Seconds(milliseconds m) { return std::to_string((m.count() + 999) / 
 ClusterFacts Preflight(Kubectl& k, const std::string& kmesh_ns) {
   const KubectlConfig& c = k.config();
   if (!k.dry_run()) {
-    if (c.kubeconfig.empty()) {
+    if (c.Files().empty()) {
       throw Error(
-          "kube env: KUBECONFIG is not set. The kube env creates and deletes namespaces and rotates Kmesh's "
-          "IPsec "
-          "secret, so it needs the cluster named explicitly and never falls back to ~/.kube/config. For "
-          "Kmesh's kind "
-          "cluster: `kind get kubeconfig --name kmesh-testing > /tmp/kmesh-testing.kubeconfig` and "
-          "KUBECONFIG=/tmp/kmesh-testing.kubeconfig (bazel: --test_env=KUBECONFIG). Without a cluster, run "
-          "the lab env "
-          "(KMESH_E2E_ENV=lab) or a dry run (KMESH_E2E_KUBE_DRY_RUN=1).");
+          "kube env: no kubeconfig: KUBECONFIG is not set and neither is HOME, so kubectl would look for "
+          "no cluster. Set KUBECONFIG (bazel: --config=kind passes KUBECONFIG and HOME through), or for "
+          "Kmesh's "
+          "kind cluster `kind get kubeconfig --name kmesh-testing > /tmp/kmesh-testing.kubeconfig`. Without "
+          "a "
+          "cluster, run the lab env (KMESH_E2E_ENV=lab) or a dry run (KMESH_E2E_KUBE_DRY_RUN=1).");
     }
-    std::stringstream paths(c.kubeconfig);
+    std::stringstream paths(c.Files());
     for (std::string p; std::getline(paths, p, ':');) {
       if (!p.empty() && access(p.c_str(), R_OK) != 0) {
-        throw Error("kube env: KUBECONFIG names " + p + ", which is " +
-                    (std::filesystem::exists(p) ? "not readable" : "missing") +
-                    " (inside `bazel test`, pass it with --test_env=KUBECONFIG and use an absolute path)");
+        const bool exists = std::filesystem::exists(p);
+        throw Error(
+            "kube env: " + c.Describe() + " names " + p + ", which is " +
+            (exists ? "not readable" : "missing") +
+            (c.kubeconfig.empty()
+                 ? " (kind writes it when it creates a cluster; else set KUBECONFIG, e.g. after `kind get "
+                   "kubeconfig --name kmesh-testing > /tmp/kmesh-testing.kubeconfig`; KMESH_E2E_ENV=lab or "
+                   "KMESH_E2E_KUBE_DRY_RUN=1 need no cluster)"
+                 : " (inside `bazel test`, --config=kind passes KUBECONFIG through; use an absolute path)"));
       }
     }
     if (FindExecutable(c.binary).empty()) {
@@ -104,7 +109,7 @@ ClusterFacts Preflight(Kubectl& k, const std::string& kmesh_ns) {
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     throw Error("kube env: the cluster is unreachable: `" + ShellJoin(v.argv) + "` " +
                 (v.timed_out ? "timed out" : "exited " + std::to_string(v.exit_code)) +
-                (why.empty() ? "" : ": " + why) + " (KUBECONFIG=" + c.kubeconfig +
+                (why.empty() ? "" : ": " + why) + " (" + c.Describe() +
                 (c.context.empty() ? "" : ", context " + c.context) +
                 "; `kubectl cluster-info` tells more; for kind, `kind get clusters` lists what runs)");
   }
@@ -401,9 +406,8 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   const bool server = spec.kind == e2e::AppKind::kServer;
   if (spec.waypoint && !server) throw Error("kube env: app " + key + ": only a server can have a waypoint");
   EnsureNamespace(spec.k8s_namespace);
-  const auto m = server
-                     ? RenderHttpbin(spec.name, spec.k8s_namespace, node, opts_.images.httpbin, opts_.run_id)
-                     : RenderSleep(spec.name, spec.k8s_namespace, node, opts_.images.sleep, opts_.run_id);
+  const auto m = server ? RenderServer(spec.name, spec.k8s_namespace, node, opts_.images.server, opts_.run_id)
+                        : RenderSleep(spec.name, spec.k8s_namespace, node, opts_.images.sleep, opts_.run_id);
   k_->Run({"apply", "-f", WriteManifest(m, spec.name + ".yaml")}, "deploy " + key);
   nlohmann::json extra = nlohmann::json::object();
   for (const auto& [k, v] : spec.labels) {
@@ -431,6 +435,8 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   if (pod.node != node) {
     throw Error("kube env: " + key + " runs on " + pod.node + ", but its manifest pins it to " + node);
   }
+  RecordImages(pod);
+  WaitXdpAttached("deploy " + key, pod);
   rec.pod = pod.name;
   rec.container = server ? "" : "sleep";
   rec.app = e2e::App{spec.name, spec.kind, pod.node, spec.k8s_namespace, pod.ip, 0, 0,
@@ -438,8 +444,8 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
                      // testdata/apps creates no service account: the pods run as their namespace's "default".
                      "default"};
   if (server) {
-    rec.app.port = kHttpbinPort;
-    rec.app.alt_port = kHttpbinAltPort;
+    rec.app.port = kServerPort;
+    rec.app.alt_port = kServerAltPort;
     rec.cluster_ip = ServiceClusterIp(
         k_->GetJson({"get", "service", spec.name, "-n", spec.k8s_namespace}, "read service " + key),
         "service " + key);
@@ -452,6 +458,69 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   std::lock_guard<std::mutex> l(mu_);
   apps_[key] = rec;
   return rec.app;
+}
+
+// Kmesh's e2e waits up to 5 s, polling every 500 ms, for `ip a | grep xdp` in each destination pod
+// (test/e2e/authorization_test.go:39-68). Every pod a run deploys is enrolled (its namespace carries
+// istio.io/dataplane-mode=Kmesh), clients too: their side of each connection crosses their own xdp_authz,
+// so a probe that starts before it is attached would test a half-managed path. The wait also names the
+// program, not just "some XDP": Kmesh's is xdp_authz (kmesh-facts.md §1.2).
+void KubeEnv::WaitXdpAttached(const std::string& what, const PodInfo& pod) {
+  const auto start = Clock::now();
+  const auto deadline = start + defaults::XdpAttached();
+  NodeAccess& n = node(pod.node);
+  std::string seen;
+  while (true) {
+    try {
+      const bpf_probe::XdpAttachment a = n.XdpOfPod(pod.ip);
+      const bpf_probe::ProgramInfo* prog = a.program();
+      if (prog != nullptr && prog->name == "xdp_authz") return;
+      seen = prog == nullptr
+                 ? "no XDP program on " + (a.ifname.empty() ? std::string("its interface") : a.ifname)
+                 : "XDP program " + prog->name + " (id " + std::to_string(prog->id) + ") on " + a.ifname +
+                       ", not Kmesh's xdp_authz";
+    } catch (const Error& e) {
+      seen = e.what();
+    }
+    if (k_->dry_run()) return;  // the placeholder answers "none": nothing to wait for
+    if (Clock::now() >= deadline) {
+      throw Error(what + ": Kmesh did not attach xdp_authz to pod " + pod.ns + "/" + pod.name + " (" +
+                  pod.ip + ") on " + pod.node + " within " + Ms(defaults::XdpAttached()) +
+                  " of it being ready (KMESH_E2E_XDP_ATTACHED_MS; Kmesh's own e2e waits 5 s): " + seen +
+                  ", read through " + n.Describe() +
+                  ". Kmesh manages pods of namespaces labelled istio.io/dataplane-mode=Kmesh in "
+                  "--mode=dual-engine and annotates them kmesh.net/redirection=enabled; `kubectl -n " +
+                  pod.ns + " get pod " + pod.name + " -o yaml` and Kmesh's log on the node say more");
+    }
+    std::this_thread::sleep_for(std::min<milliseconds>(defaults::KubePoll(), milliseconds(500)));
+  }
+}
+
+void KubeEnv::RecordImages(const PodInfo& pod) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& c : pod.containers) {
+    images_.push_back({{"pod", pod.ns + "/" + pod.name},
+                       {"node", pod.node},
+                       {"container", c.name},
+                       {"image", c.image},
+                       {"image_id", c.image_id}});
+  }
+}
+
+nlohmann::json KubeEnv::Images() const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& p : facts_.kmesh_pods) {
+    for (const auto& c : p.containers) {
+      out.push_back({{"pod", p.ns + "/" + p.name},
+                     {"node", p.node},
+                     {"container", c.name},
+                     {"image", c.image},
+                     {"image_id", c.image_id}});
+    }
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& i : images_) out.push_back(i);
+  return out;
 }
 
 const KubeEnv::AppRecord& KubeEnv::Record(const e2e::App& app) const {
@@ -674,6 +743,8 @@ FortioRun KubeEnv::StartFortioLoad(const e2e::App& client, const e2e::App& serve
             "deploy fortio next to " + key);
     const PodInfo pod =
         WaitPodReady(client.k8s_namespace, "app=" + name, "deploy fortio for " + key, defaults::PodReady());
+    RecordImages(pod);
+    WaitXdpAttached("deploy fortio for " + key, pod);
     AppRecord rec;
     rec.pod = pod.name;
     rec.container = "fortio";
@@ -720,9 +791,11 @@ nlohmann::json KubeEnv::DatapathIdentity() {
   // (id, tag) it found on the server pod.
   nlohmann::json pods = nlohmann::json::array();
   for (const auto& p : facts_.kmesh_pods) pods.push_back(p.name + " on " + p.node);
+  // The digest every pod runs (Kmesh's and the apps'): what pins a run whose images are named by tag.
   return {{"datapath", "Kmesh as deployed on the cluster"},
           {"kubernetes", facts_.server_version},
-          {"kmesh_pods", pods}};
+          {"kmesh_pods", pods},
+          {"images", Images()}};
 }
 
 void KubeEnv::RequireIpsecOnce() {
@@ -738,10 +811,32 @@ std::optional<ipsec::IpsecSecret> KubeEnv::CurrentSecret() {
   return ParseIpsecSecret(*j, "secret " + opts_.kmesh_namespace + "/kmesh-ipsec");
 }
 
+void KubeEnv::WriteSecret(const ipsec::IpsecSecret& secret, const std::string& what) {
+  const std::string path = WriteManifest(RenderIpsecSecret(secret), "ipsec-secret.yaml", true);
+  struct Unlink {
+    std::string p;
+    ~Unlink() { unlink(p.c_str()); }
+  } guard{path};  // the file holds the key
+  // kmeshctl creates the secret when there is none and updates (replaces) it otherwise
+  // (ctl/secret/secret.go:154-198); so do these. A secret created or deleted behind the run's back is
+  // met by the other verb. Neither writes the last-applied-configuration annotation `kubectl apply` would
+  // (with the key in it), and neither prints the key.
+  const std::string first = secret_exists_ ? "replace" : "create";
+  auto r = k_->Try({first, "-f", path});
+  const bool gone = r.err.find("(NotFound)") != std::string::npos;
+  const bool there = r.err.find("(AlreadyExists)") != std::string::npos;
+  if (!r.ok() && (first == "replace" ? gone : there)) {
+    r = k_->Try({first == "replace" ? "create" : "replace", "-f", path});
+  }
+  if (!r.ok()) throw KubectlError(what + ": " + DescribeResult(r), r);
+  secret_exists_ = true;
+}
+
 void KubeEnv::RememberOriginalSecret() {
   if (original_secret_known_) return;
   original_secret_ = CurrentSecret();
   original_secret_known_ = true;
+  secret_exists_ = original_secret_.has_value();
   if (original_secret_) history_.Add(*original_secret_);  // the daemons know it (they keep old keys)
   // Kmesh accepts only rising SPIs (kmeshctl always writes SPI + 1), so "restoring" the original means
   // re-applying its key with the next SPI; a secret that did not exist is deleted (kmeshctl secret delete).
@@ -753,26 +848,44 @@ void KubeEnv::RememberOriginalSecret() {
     }
     ipsec::IpsecSecret restore = *original_secret_;
     restore.spi = (last_secret_ ? last_secret_->spi : original_secret_->spi) + 1;
-    const std::string path = WriteManifest(RenderIpsecSecret(restore), "ipsec-secret-restore.yaml", true);
-    struct Unlink {
-      std::string p;
-      ~Unlink() { unlink(p.c_str()); }
-    } guard{path};
-    k_->Run({"apply", "-f", path},
-            "restore the original IPsec key (as SPI " + std::to_string(restore.spi) + ")");
+    WriteSecret(restore, "restore the original IPsec key (as SPI " + std::to_string(restore.spi) + ")");
   });
+}
+
+uint32_t KubeEnv::FirstSpi() {
+  if (first_spi_) return *first_spi_;
+  RequireIpsecOnce();
+  uint32_t highest = 0;
+  std::string why = "no secret and no KmeshNodeInfo";
+  if (const auto current = CurrentSecret()) {
+    highest = current->spi;
+    why = "secret " + opts_.kmesh_namespace + "/kmesh-ipsec has SPI " + std::to_string(current->spi);
+  }
+  const auto infos = ParseKmeshNodeInfos(
+      k_->GetJson({"get", "kmeshnodeinfos.kmesh.net", "-n", opts_.kmesh_namespace}, "read KmeshNodeInfo"),
+      "KmeshNodeInfo (" + opts_.kmesh_namespace + ")");
+  for (const auto& n : infos) {
+    if (n.spi > highest) {
+      highest = n.spi;
+      why = "KmeshNodeInfo " + n.name + " has SPI " + std::to_string(n.spi);
+    }
+  }
+  first_spi_ = highest + 1;
+  std::cerr << "kube env: the run's first IPsec secret gets SPI " << *first_spi_ << " (" << why << ")\n";
+  return *first_spi_;
 }
 
 void KubeEnv::ApplySecret(const ipsec::IpsecSecret& secret) {
   RequireIpsecOnce();
   RememberOriginalSecret();
-  const std::string path = WriteManifest(RenderIpsecSecret(secret), "ipsec-secret.yaml", true);
-  struct Unlink {
-    std::string p;
-    ~Unlink() { unlink(p.c_str()); }
-  } guard{path};  // the file holds the key
-  k_->Run({"apply", "-f", path}, "apply the IPsec secret (SPI " + std::to_string(secret.spi) + ", key " +
-                                     secret.aead_key.ForDisplay() + ")");
+  if (const uint32_t first = FirstSpi(); secret.spi < first) {
+    // Allowed (a case may show the consequence), but said: the nodes keep their states for this SPI.
+    std::cerr << "kube env: SPI " << secret.spi << " is below the run's first SPI " << first
+              << ": Kmesh keeps the xfrm states it already holds for it (EEXIST ignored, "
+                 "pkg/controller/encryption/ipsec/ipsec_handler.go:286-287), with their old key\n";
+  }
+  WriteSecret(secret, "apply the IPsec secret (SPI " + std::to_string(secret.spi) + ", key " +
+                          secret.aead_key.ForDisplay() + ")");
   history_.Add(secret);
   last_secret_ = secret;
 }

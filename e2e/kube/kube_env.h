@@ -5,10 +5,11 @@
 // undone when the env ends, pass or fail, and at process exit if the env is never destroyed.
 //
 // Before anything is created, Preflight() checks, in order, and stops at the first failure with a message
-// that says what is wrong and what to do: KUBECONFIG set and readable; kubectl found; the API server
-// answers; Kmesh installed (pods -l app=kmesh in kmesh-system, all running); Kmesh in dual-engine mode.
-// IPsec (--enable-ipsec=true) is checked before the first IPsec call. Image pull failures stop Deploy at
-// once (not at the readiness timeout).
+// that says what is wrong and what to do: a kubeconfig (KUBECONFIG, else ~/.kube/config, as kubectl)
+// readable; kubectl found; the API server answers; Kmesh installed (pods -l app=kmesh in kmesh-system, all
+// running); Kmesh in dual-engine mode. IPsec (--enable-ipsec=true) is checked before the first IPsec call.
+// Image pull failures stop Deploy at once (not at the readiness timeout). Deploy returns an app only once
+// Kmesh has attached XDP (xdp_authz) to its pod, bounded like Kmesh's own e2e (5 s, XdpAttached()).
 #pragma once
 
 #include <atomic>
@@ -105,7 +106,14 @@ class KubeEnv : public e2e::Env {
   nlohmann::json UserspaceDecisions(const e2e::App&, const bpf_probe::Tuple&) override { return nullptr; }
   std::optional<std::vector<uint32_t>> WorkloadPolicies(const e2e::App& server) override;
   nlohmann::json DatapathIdentity() override;
+  // Written as `kmeshctl secret create` writes it (ctl/secret/secret.go:154-198): created when there is
+  // none, else the whole object replaced (an Update); never `kubectl apply`, which would keep the key in
+  // the last-applied-configuration annotation. The key is only in a 0600 file removed right after.
   void ApplySecret(const ipsec::IpsecSecret& secret) override;
+  // Above every SPI the cluster may hold: the secret's and every KmeshNodeInfo's, + 1 (Kmesh keeps an xfrm
+  // state that exists, so a reused SPI would keep the old key; Kmesh's own IPsec e2e leaves SPI 2).
+  // Computed once per env.
+  uint32_t FirstSpi() override;
   std::vector<ipsec::NodeInfo> IpsecNodes() override;
   xfrm::XfrmSnapshot Xfrm(const std::string& node) override;
   void DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) override;
@@ -126,6 +134,8 @@ class KubeEnv : public e2e::Env {
   ipsec::IpsecSecret RotateSecret(const std::optional<ipsec::KeyMaterial>& key = std::nullopt);
   // The secret now in the cluster (nullopt when none).
   std::optional<ipsec::IpsecSecret> CurrentSecret();
+  // The image digests each deployed pod runs, and Kmesh's: [{pod, node, container, image, image_id}].
+  nlohmann::json Images() const;
   // Every secret this run applied (the layout checker's history).
   const ipsec::SecretHistory& secrets() const { return history_; }
   NodeAccess& node(const std::string& name);
@@ -155,7 +165,10 @@ class KubeEnv : public e2e::Env {
   void RequireIpsecOnce();
   e2e::Realized WaitInMaps(const policy::AuthorizationPolicy& p, const e2e::App& server);
   e2e::Realized WaitInWaypoint(const policy::AuthorizationPolicy& p, const e2e::App& server);
+  void WaitXdpAttached(const std::string& what, const PodInfo& pod);
+  void RecordImages(const PodInfo& pod);
   void RememberOriginalSecret();
+  void WriteSecret(const ipsec::IpsecSecret& secret, const std::string& what);
 
   std::unique_ptr<Kubectl> k_;
   KubeOptions opts_;
@@ -170,6 +183,9 @@ class KubeEnv : public e2e::Env {
   bool original_secret_known_ = false;
   std::optional<ipsec::IpsecSecret> original_secret_;
   std::optional<ipsec::IpsecSecret> last_secret_;
+  bool secret_exists_ = false;  // known once RememberOriginalSecret ran
+  std::optional<uint32_t> first_spi_;
+  nlohmann::json images_ = nlohmann::json::array();
   ipsec::SecretHistory history_;
   std::atomic<uint32_t> next_port_{0};
   int manifest_seq_ = 0;

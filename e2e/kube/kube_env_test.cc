@@ -5,6 +5,7 @@
 #include "e2e/kube/kube_env.h"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -52,6 +53,11 @@ Fixture Make(const std::function<void(ReplayRunner&)>& more,
   ReplayRunner* raw = r.get();
   auto journal = r->journal;
   more(*r);
+  // Kmesh has attached xdp_authz (Deploy waits for it on each pod), and IPsec state as kmeshctl leaves it.
+  r->On({"exec", "xdp"}, File("probe_xdp.handwritten.json"));
+  r->On({"get", "kmeshnodeinfos.kmesh.net"}, File("kmeshnodeinfos.handwritten.json"));
+  r->On({"create"}, Text("secret/kmesh-ipsec created\n"));
+  r->On({"replace"}, Text("secret/kmesh-ipsec replaced\n"));
   r->On({"version"}, File("version.handwritten.json"));
   r->On({"get", "pods", "kmesh-system", "spec.nodeName=kmesh-testing-worker"},
         File("pods_kmesh_worker.handwritten.json"));
@@ -72,7 +78,7 @@ Fixture Make(const std::function<void(ReplayRunner&)>& more,
   o.node_access.run_id = "rtest";
   o.node_access.local_probe = "/opt/kmesh-probe";
   auto env = std::make_unique<KubeEnv>(
-      std::make_unique<Kubectl>(KubectlConfig{"/bin/true", kubeconfig, "", false}, std::move(r)), o);
+      std::make_unique<Kubectl>(KubectlConfig{"/bin/true", kubeconfig, "", false, ""}, std::move(r)), o);
   return Fixture{raw, journal, std::move(env)};
 }
 
@@ -81,8 +87,8 @@ e2e::AppSpec Client() { return {"sleep-a", e2e::AppKind::kClient, 0, "test-ns2",
 
 void Apps(ReplayRunner& r) {
   r.On({"get", "pods", "app=httpbin"}, File("pods_httpbin_ready.handwritten.json"));
-  r.On({"get", "pods", "app=sleep-a"},
-       std::vector<Answer>{File("pods_sleep_creating.handwritten.json"), File("pods_sleep_ready.handwritten.json")});
+  r.On({"get", "pods", "app=sleep-a"}, std::vector<Answer>{File("pods_sleep_creating.handwritten.json"),
+                                                           File("pods_sleep_ready.handwritten.json")});
   r.On({"get", "service", "httpbin"}, File("service_httpbin.handwritten.json"));
 }
 
@@ -91,18 +97,18 @@ void Apps(ReplayRunner& r) {
 TEST_CASE("kube env: deploy pins apps to nodes; probes run curl through kubectl exec; the tuple is known") {
   Fixture f = Make([](ReplayRunner& r) {
     Apps(r);
-    r.On({"exec", "curl"},
-         std::vector<Answer>{CurlThroughExec("ok"), CurlThroughExec("connect_timeout"), CurlThroughExec("reset"),
-                             CurlThroughExec("refused"), CurlThroughExec("read_timeout"),
-                             Text("", 1, Recorded("exec_pod_not_found.handwritten.stderr")),
-                             Text("", 1, Recorded("exec_unreachable.stderr"))});
+    r.On({"exec", "curl"}, std::vector<Answer>{CurlThroughExec("ok"), CurlThroughExec("connect_timeout"),
+                                               CurlThroughExec("reset"), CurlThroughExec("refused"),
+                                               CurlThroughExec("read_timeout"),
+                                               Text("", 1, Recorded("exec_pod_not_found.handwritten.stderr")),
+                                               Text("", 1, Recorded("exec_unreachable.stderr"))});
   });
   const e2e::App server = f.env->Deploy(Server());
   const e2e::App client = f.env->Deploy(Client());
   CHECK(server.node == "kmesh-testing-worker");
   CHECK(server.ip == "10.244.1.7");
-  CHECK(server.port == kHttpbinPort);
-  CHECK(server.alt_port == kHttpbinAltPort);
+  CHECK(server.port == kServerPort);
+  CHECK(server.alt_port == kServerAltPort);
   CHECK(server.workload_id == bpf_probe::Fnv32a("Kubernetes//Pod/test-ns1/httpbin-5d9c7b6f48-k2x9q"));
   CHECK(client.node == "kmesh-testing-control-plane");
   CHECK(client.ip == "10.244.0.12");  // after ContainerCreating, then Ready
@@ -160,7 +166,7 @@ TEST_CASE("kube env: an image that cannot be pulled stops Deploy at once, and it
   const auto start = std::chrono::steady_clock::now();
   CHECK_THROWS_WITH(f.env->Deploy(Server()),
                     Contains("deploy test-ns1/httpbin: pod test-ns1/httpbin-5d9c7b6f48-k2x9q") &&
-                        Contains("image docker.io/mccutchen/go-httpbin:no-such-tag of container httpbin "
+                        Contains("image gcr.io/istio-testing/app:no-such-tag of container server "
                                  "cannot be pulled (ErrImagePull)"));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));  // not the readiness bound
   CHECK(f.env->CleanupNow().empty());
@@ -237,7 +243,8 @@ TEST_CASE("kube env: mechanisms per policy kind (kmesh-facts.md §1.6)") {
 TEST_CASE("kube env: the policy-realized barrier reads km_authz_policy and km_wlpolicy through kmesh-probe") {
   Fixture f = Make([](ReplayRunner& r) {
     Apps(r);
-    r.On({"exec", "maps"}, std::vector<Answer>{File("probe_maps_not_yet.handwritten.json"), File("probe_maps.handwritten.json")});
+    r.On({"exec", "maps"}, std::vector<Answer>{File("probe_maps_not_yet.handwritten.json"),
+                                               File("probe_maps.handwritten.json")});
     r.On({"exec", "auth"}, File("probe_auth_deny.handwritten.json"));
     r.On({"exec", "xdp"}, File("probe_xdp.handwritten.json"));
     r.On({"exec", "xfrm"}, File("probe_xfrm_worker.handwritten.json"));
@@ -293,11 +300,28 @@ TEST_CASE("kube env: a policy that never reaches the maps fails the barrier with
   unsetenv("KMESH_E2E_POLICY_REALIZED_MS");
 }
 
+namespace {
+
+const char* kNoNodeInfos =
+    R"({"apiVersion": "v1", "items": [], "kind": "List", "metadata": {"resourceVersion": ""}})";
+
+// The ipSec data of an applied manifest, parsed.
+ipsec::IpsecSecret AppliedSecret(const std::string& text) {
+  const auto at = text.find("ipSec: ") + 7;
+  const auto bytes = ipsec::Base64Decode(text.substr(at, text.find('\n', at) - at), "applied secret");
+  return ipsec::IpsecSecret::Parse(std::string(bytes.begin(), bytes.end()), "applied secret");
+}
+
+}  // namespace
+
 TEST_CASE("kube env: the IPsec secret is written like kmeshctl's, never shown, and restored at the end") {
   std::string key_b64;
   {
-    // No secret before the run: it is created (SPI 1) and deleted at the end.
-    Fixture f = Make([](ReplayRunner& r) { r.On({"get", "secret", "kmesh-ipsec"}, Text("")); });
+    // No secret before the run: it is created (SPI 1, kmeshctl's Create) and deleted at the end.
+    Fixture f = Make([](ReplayRunner& r) {
+      r.On({"get", "secret", "kmesh-ipsec"}, Text(""));
+      r.On({"get", "kmeshnodeinfos.kmesh.net"}, Text(kNoNodeInfos));
+    });
     const auto key = ipsec::KeyMaterial::FromHex(std::string(72, 'c'));
     const auto s = f.env->RotateSecret(key);
     CHECK(s.spi == 1);
@@ -306,8 +330,11 @@ TEST_CASE("kube env: the IPsec secret is written like kmeshctl's, never shown, a
     REQUIRE(applied.size() == 1);
     CHECK_THAT(applied[0],
                Contains("name: kmesh-ipsec") && Contains("namespace: kmesh-system") && Contains("ipSec: "));
+    CHECK_THAT(applied[0], !Contains("annotations"));
     for (const auto& c : *f.journal) CHECK(c.find(key_b64) == std::string::npos);
-    CHECK_THAT(f.Commands(), Contains("apply -f"));
+    CHECK(f.Count(" create -f ") == 1);
+    CHECK(f.Count(" replace ") == 0);
+    CHECK(f.Count(" apply ") == 0);  // apply would copy the key into the last-applied annotation
     for (const auto& e : std::filesystem::directory_iterator(f.env->options().workdir)) {
       CHECK(e.path().filename().string().find("secret") == std::string::npos);  // the key file is gone
     }
@@ -316,7 +343,8 @@ TEST_CASE("kube env: the IPsec secret is written like kmeshctl's, never shown, a
     CHECK(f.Count("delete secret kmesh-ipsec -n kmesh-system --ignore-not-found") == 1);
   }
   {
-    // A secret before the run (SPI 1): rotated to SPI 2; at the end its key comes back as SPI 3.
+    // A secret before the run (SPI 1): replaced by SPI 2 (kmeshctl's Update); at the end its key comes
+    // back as SPI 3, replaced again.
     Fixture f = Make([](ReplayRunner& r) {
       r.On({"get", "secret", "kmesh-ipsec"}, File("secret_kmesh_ipsec.handwritten.json"));
     });
@@ -327,15 +355,131 @@ TEST_CASE("kube env: the IPsec secret is written like kmeshctl's, never shown, a
     CHECK(f.env->CleanupNow().empty());
     const auto applied = f.replay->applied();
     REQUIRE(applied.size() == 2);
-    const std::string text = applied[1];
-    const std::string b64 = text.substr(text.find("ipSec: ") + 7,
-                                        text.find('\n', text.find("ipSec: ")) - text.find("ipSec: ") - 7);
-    const auto bytes = ipsec::Base64Decode(b64, "restore");
-    const auto restored = ipsec::IpsecSecret::Parse(std::string(bytes.begin(), bytes.end()), "restore");
+    CHECK(AppliedSecret(applied[0]).spi == 2);
+    const auto restored = AppliedSecret(applied[1]);
     CHECK(restored.spi == 3);
     CHECK(restored.aead_key.RevealHex() ==
           "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223");
+    CHECK(f.Count(" replace -f ") == 2);
+    CHECK(f.Count(" create ") == 0);
+    CHECK(f.Count(" apply ") == 0);
   }
+  {
+    // Created behind the run's back between its read and its write: AlreadyExists, so it is replaced.
+    Fixture f = Make([](ReplayRunner& r) {
+      r.On({"get", "secret", "kmesh-ipsec"}, Text(""));
+      r.On({"get", "kmeshnodeinfos.kmesh.net"}, Text(kNoNodeInfos));
+      r.On({"create"}, Text("", 1,
+                            "Error from server (AlreadyExists): error when creating \"x.yaml\": secrets "
+                            "\"kmesh-ipsec\" already exists\n"));
+    });
+    f.env->RotateSecret();
+    CHECK(f.Count(" create -f ") == 1);
+    CHECK(f.Count(" replace -f ") == 1);
+  }
+  {
+    // Any other failure names the command and kubectl's words, never the key.
+    Fixture f = Make([](ReplayRunner& r) {
+      r.On({"get", "secret", "kmesh-ipsec"}, Text(""));
+      r.On({"get", "kmeshnodeinfos.kmesh.net"}, Text(kNoNodeInfos));
+      r.On({"create"}, Text("", 1, "Error from server (Forbidden): secrets is forbidden\n"));
+    });
+    const auto key = ipsec::KeyMaterial::FromHex(std::string(72, 'd'));
+    try {
+      f.env->RotateSecret(key);
+      FAIL("expected an error");
+    } catch (const Error& e) {
+      CHECK_THAT(e.what(), Contains("apply the IPsec secret (SPI 1, key sha256:") && Contains("(Forbidden)"));
+      CHECK_THAT(e.what(), !Contains(ipsec::Base64Encode(key.bytes())) && !Contains(std::string(72, 'd')));
+    }
+  }
+}
+
+TEST_CASE("kube env: the first SPI is above the cluster's secret and every KmeshNodeInfo") {
+  {
+    // As Kmesh's Go e2e leaves a cluster: secret SPI 1 here, nodes at 1: the run starts at 2.
+    Fixture f = Make([](ReplayRunner& r) {
+      r.On({"get", "secret", "kmesh-ipsec"}, File("secret_kmesh_ipsec.handwritten.json"));
+    });
+    CHECK(f.env->FirstSpi() == 2);
+    const size_t reads = f.journal->size();
+    CHECK(f.env->FirstSpi() == 2);  // once per env
+    CHECK(f.journal->size() == reads);
+  }
+  {
+    // A node ahead of the secret (the secret was deleted and made again): above the node.
+    Fixture f = Make([](ReplayRunner& r) {
+      r.On({"get", "secret", "kmesh-ipsec"}, Text(""));
+      std::string infos = Recorded("kmeshnodeinfos.handwritten.json");
+      infos.replace(infos.find("\"spi\": 1"), 9, "\"spi\": 7");
+      r.On({"get", "kmeshnodeinfos.kmesh.net"}, Text(infos));
+    });
+    CHECK(f.env->FirstSpi() == 8);
+  }
+  {
+    // A fresh cluster: SPI 1, as kmeshctl's first secret.
+    Fixture f = Make([](ReplayRunner& r) {
+      r.On({"get", "secret", "kmesh-ipsec"}, Text(""));
+      r.On({"get", "kmeshnodeinfos.kmesh.net"}, Text(kNoNodeInfos));
+    });
+    CHECK(f.env->FirstSpi() == 1);
+  }
+  {
+    // Without IPsec the question is refused like any IPsec step.
+    Fixture f = Make([](ReplayRunner&) {}, "pods_kmesh_no_ipsec.handwritten.json");
+    CHECK_THROWS_WITH(f.env->FirstSpi(), Contains("IPsec is not enabled"));
+  }
+}
+
+TEST_CASE("kube env: Deploy returns once Kmesh's xdp_authz is attached to the pod, bounded") {
+  const std::string none =
+      R"({"probe": "kmesh-probe", "version": 1, "command": "xdp", "netns": "/host/proc/8812/ns/net",
+          "ifname": "eth0", "ifindex": 2, "mode": "none", "programs": []})";
+  {
+    // Not yet, then attached: Deploy waited for it, on the server's node, and on the client's pod too.
+    Fixture f = Make([&](ReplayRunner& r) {
+      Apps(r);
+      r.On({"exec", "xdp", "10.244.1.7"},
+           std::vector<Answer>{Text(none), Text(none), File("probe_xdp.handwritten.json")});
+    });
+    const e2e::App server = f.env->Deploy(Server());
+    CHECK(server.ip == "10.244.1.7");
+    CHECK(f.Count("xdp --pod-ip 10.244.1.7") == 3);
+    f.env->Deploy(Client());
+    CHECK(f.Count("xdp --pod-ip 10.244.0.12") == 1);
+    CHECK(f.env->DatapathIdentity().at("images").dump().find("gcr.io/istio-testing/app@sha256:7a7a") !=
+          std::string::npos);
+  }
+  setenv("KMESH_E2E_XDP_ATTACHED_MS", "300", 1);
+  {
+    // Never: the deploy fails after the bound, saying what it saw and where to look.
+    Fixture f = Make([&](ReplayRunner& r) {
+      Apps(r);
+      r.On({"exec", "xdp"}, Text(none));
+    });
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THROWS_WITH(f.env->Deploy(Server()),
+                      Contains("deploy test-ns1/httpbin: Kmesh did not attach xdp_authz to pod "
+                               "test-ns1/httpbin-5d9c7b6f48-k2x9q "
+                               "(10.244.1.7) on kmesh-testing-worker within 300 ms") &&
+                          Contains("no XDP program on eth0") && Contains("KMESH_E2E_XDP_ATTACHED_MS") &&
+                          Contains("istio.io/dataplane-mode=Kmesh"));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    CHECK(f.env->CleanupNow().empty());  // its namespace goes
+    CHECK(f.Count("delete namespace test-ns1") == 1);
+  }
+  {
+    // Some other XDP program is not Kmesh's.
+    std::string other = Recorded("probe_xdp.handwritten.json");
+    other.replace(other.find("\"xdp_authz\""), 11, "\"xdp_other\"");
+    Fixture f = Make([&](ReplayRunner& r) {
+      Apps(r);
+      r.On({"exec", "xdp"}, Text(other));
+    });
+    CHECK_THROWS_WITH(f.env->Deploy(Server()),
+                      Contains("XDP program xdp_other (id 412) on eth0, not Kmesh's xdp_authz"));
+  }
+  unsetenv("KMESH_E2E_XDP_ATTACHED_MS");
 }
 
 TEST_CASE("kube env: IPsec steps stop at once when Kmesh runs without --enable-ipsec=true") {
@@ -343,6 +487,8 @@ TEST_CASE("kube env: IPsec steps stop at once when Kmesh runs without --enable-i
   CHECK_THROWS_WITH(f.env->ApplySecret(NextSecret(std::nullopt)), Contains("IPsec is not enabled"));
   CHECK_THROWS_WITH(f.env->IpsecNodes(), Contains("lacks --enable-ipsec=true"));
   CHECK(f.Count(" apply ") == 0);
+  CHECK(f.Count(" create ") == 0);
+  CHECK(f.Count(" replace ") == 0);
   CHECK(f.Count(" secret ") == 0);
 }
 
@@ -360,8 +506,10 @@ TEST_CASE(
     "kube env: restarting Kmesh on a node waits for a different, ready pod, then re-copies kmesh-probe") {
   Fixture f = Make([](ReplayRunner& r) {
     r.On({"get", "pods", "kmesh-system", "spec.nodeName=kmesh-testing-worker"},
-         std::vector<Answer>{File("pods_kmesh_worker.handwritten.json"), File("pods_kmesh_worker.handwritten.json"),
-                             File("pods_kmesh_worker.handwritten.json"), File("pods_kmesh_worker_restarting.handwritten.json"),
+         std::vector<Answer>{File("pods_kmesh_worker.handwritten.json"),
+                             File("pods_kmesh_worker.handwritten.json"),
+                             File("pods_kmesh_worker.handwritten.json"),
+                             File("pods_kmesh_worker_restarting.handwritten.json"),
                              File("pods_kmesh_worker_replaced.handwritten.json")});
     r.On({"exec", "xdp"}, File("probe_xdp.handwritten.json"));
   });
@@ -416,7 +564,8 @@ TEST_CASE(
 }
 
 TEST_CASE("kube env: a Kmesh image without tar cannot take kmesh-probe, and the error says so") {
-  Fixture f = Make([](ReplayRunner& r) { r.On({"cp"}, Text("", 1, Recorded("cp_no_tar.handwritten.stderr"))); });
+  Fixture f =
+      Make([](ReplayRunner& r) { r.On({"cp"}, Text("", 1, Recorded("cp_no_tar.handwritten.stderr"))); });
   CHECK_THROWS_WITH(
       f.env->node("kmesh-testing-worker").XdpOfPod("10.244.1.7"),
       Contains("copy kmesh-probe into kmesh-system/kmesh-9fm2k (kubectl cp needs tar in the container)") &&

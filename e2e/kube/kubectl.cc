@@ -32,10 +32,17 @@ KubectlConfig KubectlConfig::FromEnvironment() {
   };
   if (std::string b = get("KMESH_E2E_KUBECTL"); !b.empty()) c.binary = b;
   c.kubeconfig = get("KUBECONFIG");
+  if (c.kubeconfig.empty() && !get("HOME").empty()) c.home_kubeconfig = get("HOME") + "/.kube/config";
   c.context = get("KMESH_E2E_KUBE_CONTEXT");
   const std::string dry = get("KMESH_E2E_KUBE_DRY_RUN");
   c.dry_run = dry == "1" || dry == "true" || dry == "yes";
   return c;
+}
+
+std::string KubectlConfig::Describe() const {
+  if (!kubeconfig.empty()) return "KUBECONFIG=" + kubeconfig;
+  if (!home_kubeconfig.empty()) return "~/.kube/config (" + home_kubeconfig + "; KUBECONFIG is not set)";
+  return "no kubeconfig (neither KUBECONFIG nor HOME is set)";
 }
 
 std::string FindExecutable(const std::string& name) {
@@ -116,7 +123,9 @@ std::unique_ptr<Kubectl> Kubectl::FromEnvironment() {
 
 std::vector<std::string> Kubectl::Argv(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {config_.binary};
-  if (!config_.kubeconfig.empty()) argv.insert(argv.end(), {"--kubeconfig", config_.kubeconfig});
+  // kubectl's --kubeconfig takes one file; a list stays in KUBECONFIG, which kubectl inherits.
+  if (!config_.kubeconfig.empty() && config_.kubeconfig.find(':') == std::string::npos)
+    argv.insert(argv.end(), {"--kubeconfig", config_.kubeconfig});
   if (!config_.context.empty()) argv.insert(argv.end(), {"--context", config_.context});
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
@@ -160,6 +169,31 @@ netns::ProcessResult Kubectl::Try(const std::vector<std::string>& args, std::chr
 netns::ProcessResult Kubectl::RunOther(const std::vector<std::string>& argv,
                                        std::chrono::milliseconds bound) {
   return Execute({argv, bound, false});
+}
+
+void Kubectl::InProcess(const std::vector<std::string>& equivalent, const std::function<void()>& fn) {
+  const std::string text = "(in process) " + ShellJoin(equivalent);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (echo_ != nullptr) *echo_ << (config_.dry_run ? "[dry run] " : "[kube] ") << text << "\n";
+  }
+  CommandLogEntry e{text, 0, false, std::chrono::milliseconds(0)};
+  const auto start = std::chrono::steady_clock::now();
+  auto done = [&] {
+    e.elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    std::lock_guard<std::mutex> l(mu_);
+    log_.push_back(e);
+  };
+  if (config_.dry_run) return done();
+  try {
+    fn();
+  } catch (...) {
+    e.exit_code = 1;
+    done();
+    throw;
+  }
+  done();
 }
 
 netns::Process Kubectl::Start(const std::vector<std::string>& args, std::chrono::milliseconds bound) {

@@ -21,19 +21,29 @@
 
 namespace kmesh::kube {
 
-// How to reach the cluster, from the environment:
-//   KUBECONFIG               required (the suites create and delete namespaces and rotate the IPsec
-//                            secret: they never fall back to ~/.kube/config by accident)
+// How to reach the cluster, from the environment, as kubectl itself does:
+//   KUBECONFIG               the kubeconfig file(s), ':'-separated; unset: $HOME/.kube/config, which is
+//                            where Kmesh's CI has it (kind writes it there; test/e2e/run_test.sh then runs
+//                            `kubectl config use-context kind-kmesh-testing`)
 //   KMESH_E2E_KUBECTL        the kubectl binary (default: `kubectl` on PATH)
 //   KMESH_E2E_KUBE_CONTEXT   a context of the kubeconfig (default: its current context)
 //   KMESH_E2E_KUBE_DRY_RUN   1: print the commands, run nothing
+// The run only deletes what it created (a namespace that exists is never used), so the default file is
+// as safe as an explicit one; the preflight names the file and context it found.
 struct KubectlConfig {
   std::string binary = "kubectl";
-  std::string kubeconfig;
+  std::string kubeconfig;  // KUBECONFIG as given ("" = unset); a single file is passed as --kubeconfig
   std::string context;
   bool dry_run = false;
+  // $HOME/.kube/config when KUBECONFIG is unset ("" when HOME is unset too). kubectl finds it by itself,
+  // so it is only checked and named, never passed.
+  std::string home_kubeconfig;
 
   static KubectlConfig FromEnvironment();
+  // The file(s) kubectl will read: KUBECONFIG, else the home default.
+  std::string Files() const { return kubeconfig.empty() ? home_kubeconfig : kubeconfig; }
+  // "KUBECONFIG=/x" or "~/.kube/config (/root/.kube/config; KUBECONFIG is not set)", for messages.
+  std::string Describe() const;
 };
 
 // Finds `name` (or an explicit path) like execvp would: "" when not found.
@@ -108,6 +118,12 @@ class Kubectl {
   // Runs another program (docker) through the same runner and log.
   netns::ProcessResult RunOther(const std::vector<std::string>& argv,
                                 std::chrono::milliseconds bound = defaults::Kubectl());
+  // A read or change the harness makes itself, in this process, rather than by running a command (the kind
+  // transport reads a node's maps, xfrm and pods from the host). It is logged like a command, as
+  // "(in process) " + the kmesh-probe command line that does the same from the host, with its duration and
+  // exit status (0, or 1 when `fn` throws; the exception goes on). A dry run logs and prints it and does
+  // not call `fn`: the caller then answers with a placeholder.
+  void InProcess(const std::vector<std::string>& equivalent, const std::function<void()>& fn);
   // Starts kubectl ARGS in the background (logged now; its result is the caller's to collect).
   netns::Process Start(const std::vector<std::string>& args, std::chrono::milliseconds bound);
 

@@ -36,11 +36,19 @@ void ClearEnv() {
 
 }  // namespace
 
-TEST_CASE("KubeEnv::FromEnvironment without KUBECONFIG stops before running anything") {
+TEST_CASE("KubeEnv::FromEnvironment without KUBECONFIG looks where kubectl does, and stops there") {
   ClearEnv();
+  const char* home = std::getenv("HOME");
+  const std::string saved = home ? home : "";
+  setenv("HOME", (Tmp() + "/no-such-home").c_str(), 1);
   const std::string m = Failure([] { KubeEnv::FromEnvironment(); });
-  CHECK_THAT(m, Contains("KUBECONFIG is not set"));
-  CHECK_THAT(m, Contains("never falls back to ~/.kube/config"));
+  CHECK_THAT(m, Contains("~/.kube/config (" + Tmp() + "/no-such-home/.kube/config; KUBECONFIG is not set)"));
+  CHECK_THAT(m, Contains("which is missing"));
+  if (saved.empty()) {
+    unsetenv("HOME");
+  } else {
+    setenv("HOME", saved.c_str(), 1);
+  }
 }
 
 TEST_CASE(

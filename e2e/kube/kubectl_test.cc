@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "base/error.h"
@@ -30,12 +31,14 @@ struct Driver {
 };
 
 // A Kubectl over a replay; "/bin/true" stands for kubectl so the "is kubectl there" check passes.
-Driver Make(std::string kubeconfig = TempKubeconfig(), std::string binary = "/bin/true") {
+Driver Make(std::string kubeconfig = TempKubeconfig(), std::string binary = "/bin/true",
+            std::string home_kubeconfig = "") {
   auto r = std::make_unique<ReplayRunner>();
   ReplayRunner* raw = r.get();
   KubectlConfig c;
   c.binary = binary;
   c.kubeconfig = kubeconfig;
+  c.home_kubeconfig = home_kubeconfig;
   return Driver{raw, std::make_unique<Kubectl>(c, std::move(r))};
 }
 
@@ -48,7 +51,7 @@ void HealthyCluster(ReplayRunner& r) {
 }  // namespace
 
 TEST_CASE("kubectl: global flags, and errors that name the command, its exit status and stderr") {
-  Kubectl with_context(KubectlConfig{"kubectl", "/k/config", "kind-kmesh-testing", false},
+  Kubectl with_context(KubectlConfig{"kubectl", "/k/config", "kind-kmesh-testing", false, ""},
                        std::make_unique<ReplayRunner>());
   CHECK(with_context.Argv({"get", "pods"}) == std::vector<std::string>{"kubectl", "--kubeconfig", "/k/config",
                                                                        "--context", "kind-kmesh-testing",
@@ -59,7 +62,7 @@ TEST_CASE("kubectl: global flags, and errors that name the command, its exit sta
                                  "Error from server (Forbidden): secrets is forbidden: User \"e2e\" cannot "
                                  "list resource \"secrets\"\n"));
   r->On({"exec"}, Text("{\"aead_key_hex\":\"0011deadbeef\"}", 1, ""));
-  Kubectl k(KubectlConfig{"kubectl", "/k/config", "", false}, std::unique_ptr<CommandRunner>(r));
+  Kubectl k(KubectlConfig{"kubectl", "/k/config", "", false, ""}, std::unique_ptr<CommandRunner>(r));
   try {
     k.Run({"get", "secrets", "-A"}, "list secrets");
     FAIL("no error");
@@ -119,17 +122,27 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
   };
   auto with = [](std::function<void(ReplayRunner&)> f) { return f; };
   const std::vector<Row> rows = {
-      {"KUBECONFIG unset",
+      {"KUBECONFIG unset and no HOME",
        "",
        "/bin/true",
        with([](ReplayRunner& r) { HealthyCluster(r); }),
-       {"KUBECONFIG is not set", "kind get kubeconfig --name kmesh-testing", "KMESH_E2E_ENV=lab"},
+       {"no kubeconfig: KUBECONFIG is not set and neither is HOME",
+        "kind get kubeconfig --name kmesh-testing", "KMESH_E2E_ENV=lab"},
+       0},
+      {"KUBECONFIG unset, ~/.kube/config missing",
+       "home-missing",
+       "/bin/true",
+       with([](ReplayRunner& r) { HealthyCluster(r); }),
+       {"~/.kube/config (/nonexistent/home/.kube/config; KUBECONFIG is not set) names "
+        "/nonexistent/home/.kube/config, which is missing",
+        "kind writes it when it creates a cluster"},
        0},
       {"KUBECONFIG names a missing file",
        "missing",
        "/bin/true",
        with([](ReplayRunner& r) { HealthyCluster(r); }),
-       {"/nonexistent/kubeconfig, which is missing", "--test_env=KUBECONFIG"},
+       {"KUBECONFIG=/nonexistent/kubeconfig names /nonexistent/kubeconfig, which is missing",
+        "--config=kind passes KUBECONFIG through"},
        0},
       {"kubectl not found",
        "tmp",
@@ -202,7 +215,7 @@ TEST_CASE("preflight stops at the first failing check with a message that says w
     std::string kc = row.kubeconfig == "tmp"       ? TempKubeconfig()
                      : row.kubeconfig == "missing" ? "/nonexistent/kubeconfig"
                                                    : "";
-    auto d = Make(kc, row.binary);
+    auto d = Make(kc, row.binary, row.kubeconfig == "home-missing" ? "/nonexistent/home/.kube/config" : "");
     row.cluster(*d.replay);
     std::string message;
     try {
@@ -228,6 +241,38 @@ TEST_CASE("IPsec not enabled is reported before the first IPsec step, naming the
       Contains("IPsec is not enabled: Kmesh pod kmesh-4xq7z on kmesh-testing-control-plane runs "
                "`/bin/sh -c ./start_kmesh.sh --mode=dual-engine --enable-bypass=false`, which lacks "
                "--enable-ipsec=true"));
+}
+
+TEST_CASE("without KUBECONFIG, kubectl's default ~/.kube/config is used, found and named, not passed") {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string home = std::string(tmp ? tmp : "/tmp") + "/home-" + std::to_string(getpid());
+  std::filesystem::create_directories(home + "/.kube");
+  std::ofstream(home + "/.kube/config") << "apiVersion: v1\nkind: Config\n";
+  const char* old_home = std::getenv("HOME");
+  const std::string saved = old_home ? old_home : "";
+  unsetenv("KUBECONFIG");
+  setenv("HOME", home.c_str(), 1);
+  const auto c = KubectlConfig::FromEnvironment();
+  CHECK(c.kubeconfig.empty());
+  CHECK(c.home_kubeconfig == home + "/.kube/config");
+  CHECK(c.Files() == home + "/.kube/config");
+  CHECK_THAT(c.Describe(), Contains("~/.kube/config (" + home + "/.kube/config; KUBECONFIG is not set)"));
+  // Passed to kubectl as it would find it: not at all (same HOME), so kubectl's own lookup decides.
+  Kubectl k(c, std::make_unique<ReplayRunner>());
+  CHECK(k.Argv({"get", "nodes"}) == std::vector<std::string>{"kubectl", "get", "nodes"});
+  // The preflight goes past the kubeconfig check (and stops at the next one, the binary here).
+  auto d = Make("", "/nonexistent/bin/kubectl", c.home_kubeconfig);
+  CHECK_THROWS_WITH(Preflight(*d.k), Contains("kubectl not found"));
+  // A list stays in KUBECONFIG (kubectl's --kubeconfig takes one file).
+  KubectlConfig list = c;
+  list.kubeconfig = "/k/a:/k/b";
+  CHECK(Kubectl(list, std::make_unique<ReplayRunner>()).Argv({"get", "nodes"}) ==
+        std::vector<std::string>{"kubectl", "get", "nodes"});
+  if (saved.empty()) {
+    unsetenv("HOME");
+  } else {
+    setenv("HOME", saved.c_str(), 1);
+  }
 }
 
 TEST_CASE("KubectlConfig reads the environment; a dry run needs no cluster and no kubectl") {

@@ -20,6 +20,10 @@ std::string Env(const char* name, const std::string& fallback) {
 
 // ---- kind: the node container's namespaces, from the host ----
 
+// Each read runs in this process (the node's kernel is this machine's) and is logged, with its duration,
+// as the kmesh-probe command that reads the same from the host (Kubectl::InProcess), so the command log
+// (and a dry run) lists every node read of a run whatever the transport. In a dry run nothing is read:
+// `docker inspect` gets the dry run's placeholder pid, and every read answers "nothing there".
 class KindAccess : public NodeAccess {
  public:
   KindAccess(Kubectl& k, std::string node, NodeAccessOptions o)
@@ -30,35 +34,89 @@ class KindAccess : public NodeAccess {
   }
   bool local() const override { return true; }
 
-  xfrm::XfrmSnapshot Xfrm() override { return xfrm::Snapshot(NodeNs()); }
-  void DeleteXfrmState(const xfrm::XfrmState& s) override { kube::DeleteXfrmState(NodeNs(), s); }
-  MapsReport Maps(const std::string& workload_ip) override { return SummarizeMaps(Catalog(), workload_ip); }
-  AuthReport Auth(const bpf_probe::Tuple& t) override { return LookupAuth(Catalog(), t, o_.port_order); }
+  xfrm::XfrmSnapshot Xfrm() override {
+    xfrm::XfrmSnapshot snap;
+    snap.netns = "dry run";
+    k_.InProcess({"kmesh-probe", "xfrm", "--netns", NodeNsPath()}, [&] { snap = xfrm::Snapshot(NodeNs()); });
+    return snap;
+  }
+  void DeleteXfrmState(const xfrm::XfrmState& s) override {
+    std::vector<std::string> eq = {"kmesh-probe", "xfrm-delete-state", "--src", s.src, "--dst", s.dst,
+                                   "--spi",       s.spi.ToString()};
+    if (s.mark.mask != 0) eq.insert(eq.end(), {"--mark", s.mark.ToString()});
+    eq.insert(eq.end(), {"--netns", NodeNsPath()});
+    k_.InProcess(eq, [&] { kube::DeleteXfrmState(NodeNs(), s); });
+  }
+  MapsReport Maps(const std::string& workload_ip) override {
+    MapsReport r;
+    r.source = "dry run";
+    r.workload_ip = workload_ip;
+    std::vector<std::string> eq = {"kmesh-probe", "--maps", "pin:" + PinDir(), "maps"};
+    if (!workload_ip.empty()) eq.insert(eq.end(), {"--workload-ip", workload_ip});
+    k_.InProcess(eq, [&] { r = SummarizeMaps(Catalog(), workload_ip); });
+    return r;
+  }
+  AuthReport Auth(const bpf_probe::Tuple& t) override {
+    AuthReport r;
+    r.map = "dry run";
+    r.tuple = t;
+    r.port_order = o_.port_order;
+    std::vector<std::string> eq = {"kmesh-probe", "--maps", "pin:" + PinDir()};
+    if (o_.port_order != bpf_probe::PortOrder::kHost)
+      eq.insert(eq.end(), {"--port-order", bpf_probe::ToString(o_.port_order)});
+    eq.insert(eq.end(), {"auth", "--tuple", t.ToString()});
+    k_.InProcess(eq, [&] { r = LookupAuth(Catalog(), t, o_.port_order); });
+    return r;
+  }
   bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override {
-    return kube::XdpOfPod(NodeProc(), pod_ip, "", "");
+    bpf_probe::XdpAttachment a;
+    a.netns = "dry run";
+    a.ifname = "eth0";
+    k_.InProcess({"kmesh-probe", "--proc", NodeProc(), "xdp", "--pod-ip", pod_ip},
+                 [&] { a = kube::XdpOfPod(NodeProc(), pod_ip, "", ""); });
+    return a;
   }
 
   NodeCapture StartCapture(const std::string& peer, capture::CaptureSpec spec) override {
+    if (k_.dry_run()) {
+      k_.InProcess(CaptureEquivalent({"--netns", NodeNsPath()}, peer, spec), [] {});
+      return NodeCapture::Placeholder(DryRunSummary(spec));
+    }
     return NodeCapture::Local(StartLocalCapture(peer, std::move(spec)));
   }
   NodeCapture StartPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
+    if (k_.dry_run()) {
+      k_.InProcess(CaptureEquivalent({"--proc", NodeProc(), "--pod-ip", pod_ip}, "", spec), [] {});
+      return NodeCapture::Placeholder(DryRunSummary(spec));
+    }
     return NodeCapture::Local(StartLocalPodCapture(pod_ip, std::move(spec)));
   }
   capture::Capture StartLocalCapture(const std::string& peer, capture::CaptureSpec spec) override {
-    const auto ns = NodeNs();
-    if (spec.interface.empty()) spec.interface = netns::RouteTo(ns, peer).interface;
-    return capture::Capture::Start(ns, spec);
+    std::optional<capture::Capture> c;
+    k_.InProcess(CaptureEquivalent({"--netns", NodeNsPath()}, peer, spec), [&] {
+      const auto ns = NodeNs();
+      if (spec.interface.empty()) spec.interface = netns::RouteTo(ns, peer).interface;
+      c.emplace(capture::Capture::Start(ns, spec));
+    });
+    if (!c) throw DryRunCapture();
+    return std::move(*c);
   }
   capture::Capture StartLocalPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
-    const NetnsOwner o = RequireNetnsOwning(NodeProc(), pod_ip, "");
-    if (spec.interface.empty()) spec.interface = o.ifname;
-    return capture::Capture::Start(netns::NetnsRef::Resolve(o.netns), spec);
+    std::optional<capture::Capture> c;
+    k_.InProcess(CaptureEquivalent({"--proc", NodeProc(), "--pod-ip", pod_ip}, "", spec), [&] {
+      const NetnsOwner o = RequireNetnsOwning(NodeProc(), pod_ip, "");
+      if (spec.interface.empty()) spec.interface = o.ifname;
+      c.emplace(capture::Capture::Start(netns::NetnsRef::Resolve(o.netns), spec));
+    });
+    if (!c) throw DryRunCapture();
+    return std::move(*c);
   }
   void Invalidate() override { pid_ = 0; }
 
  private:
   int Pid() {
-    if (pid_ != 0 && std::filesystem::exists("/proc/" + std::to_string(pid_) + "/ns/net")) return pid_;
+    if (pid_ != 0 && (k_.dry_run() || std::filesystem::exists("/proc/" + std::to_string(pid_) + "/ns/net")))
+      return pid_;
     const auto r = k_.RunOther({"docker", "inspect", "-f", "{{.State.Pid}}", node_});
     if (!r.ok()) {
       throw Error(
@@ -73,14 +131,45 @@ class KindAccess : public NodeAccess {
     pid_ = pid;
     return pid_;
   }
+  std::string NodeRoot() { return "/proc/" + std::to_string(Pid()) + "/root"; }
+  std::string NodeNsPath() { return "/proc/" + std::to_string(Pid()) + "/ns/net"; }
   netns::NetnsRef NodeNs() { return netns::NetnsRef::OfPid(Pid()); }
   // The node container's own /proc: the node's processes and its pods' only. A pod is looked up by address
   // there, not among every namespace of the machine, which may run another kind cluster with the same
   // pod CIDRs (or a lab).
-  std::string NodeProc() { return "/proc/" + std::to_string(Pid()) + "/root/proc"; }
-  bpf_probe::MapCatalog Catalog() {
-    // The node mounts its own bpffs (kind node containers do); its pins are seen through its root.
-    return bpf_probe::MapCatalog::FromPinDir("/proc/" + std::to_string(Pid()) + "/root" + o_.pin_dir);
+  std::string NodeProc() { return NodeRoot() + "/proc"; }
+  // The node mounts its own bpffs (kind node containers do); its pins are seen through its root.
+  std::string PinDir() { return NodeRoot() + o_.pin_dir; }
+  bpf_probe::MapCatalog Catalog() { return bpf_probe::MapCatalog::FromPinDir(PinDir()); }
+
+  static std::vector<std::string> CaptureEquivalent(std::vector<std::string> where, const std::string& peer,
+                                                    const capture::CaptureSpec& spec) {
+    std::vector<std::string> eq = {"kmesh-probe", "capture"};
+    eq.insert(eq.end(), where.begin(), where.end());
+    if (!spec.interface.empty()) {
+      eq.insert(eq.end(), {"--iface", spec.interface});
+    } else if (!peer.empty()) {
+      eq.insert(eq.end(), {"--peer", peer});
+    }
+    if (!spec.filter.empty()) eq.insert(eq.end(), {"--filter", spec.filter});
+    const char* dir = spec.direction == capture::CaptureSpec::Direction::kOut  ? "out"
+                      : spec.direction == capture::CaptureSpec::Direction::kIn ? "in"
+                                                                               : "both";
+    eq.insert(eq.end(), {"--direction", dir});
+    return eq;
+  }
+  static capture::CaptureSummary DryRunSummary(const capture::CaptureSpec& spec) {
+    capture::CaptureSummary s;
+    s.netns = "dry run";
+    s.interface = spec.interface;
+    s.filter = spec.filter;
+    return s;
+  }
+  static Error DryRunCapture() {
+    return Error(
+        "dry run: Env::StartCapture returns a live capture, which a dry run cannot make without the node "
+        "(the "
+        "command above says what it would capture); KubeEnv::StartNodeCapture answers a dry run");
   }
 
   Kubectl& k_;
@@ -290,12 +379,19 @@ NodeCapture NodeCapture::Remote(netns::Process p, std::chrono::milliseconds boun
   return n;
 }
 
+NodeCapture NodeCapture::Placeholder(capture::CaptureSummary s) {
+  NodeCapture n;
+  n.placeholder_ = std::move(s);
+  return n;
+}
+
 NodeCapture::NodeCapture(NodeCapture&&) noexcept = default;
 NodeCapture& NodeCapture::operator=(NodeCapture&&) noexcept = default;
 NodeCapture::~NodeCapture() = default;
 
 capture::CaptureSummary NodeCapture::Finish() {
   if (local_) return local_->Finish();
+  if (placeholder_) return *placeholder_;
   if (!remote_) throw Error("NodeCapture::Finish on a moved-from capture");
   const auto r = remote_->Wait(bound_);
   remote_.reset();
@@ -343,11 +439,12 @@ std::unique_ptr<NodeAccess> MakeProbeAccess(Kubectl& k, CleanupStack& cleanup, c
 std::unique_ptr<NodeAccess> MakeNodeAccess(Kubectl& k, CleanupStack& cleanup, const std::string& node,
                                            const NodeAccessOptions& o) {
   const std::string mode = Env("KMESH_E2E_KUBE_NODE_ACCESS", "auto");
-  if (k.dry_run() || mode == "probe") return MakeProbeAccess(k, cleanup, node, o);
-  if (mode == "kind") return MakeKindAccess(k, node, o);
-  if (mode != "auto") {
+  if (mode != "auto" && mode != "kind" && mode != "probe") {
     throw Error("KMESH_E2E_KUBE_NODE_ACCESS=" + mode + ": expected kind, probe or auto");
   }
+  if (mode == "kind") return MakeKindAccess(k, node, o);
+  // A dry run consults no docker, so `auto` means probe there; name kind to see its commands.
+  if (k.dry_run() || mode == "probe") return MakeProbeAccess(k, cleanup, node, o);
   if (!FindExecutable("docker").empty()) {
     const auto r = k.RunOther({"docker", "inspect", "-f", "{{.State.Pid}}", node});
     if (r.ok() && std::atoi(r.out.c_str()) > 0) return MakeKindAccess(k, node, o);

@@ -35,6 +35,8 @@ class NodeCapture {
   // `remote_pcap` ("" = not saved) is fetched into `local_pcap` by `fetch` after the run.
   static NodeCapture Remote(netns::Process p, std::chrono::milliseconds bound, std::string where,
                             std::function<void(capture::CaptureSummary&)> after);
+  // A dry run's: Finish() returns `s` (nothing was captured).
+  static NodeCapture Placeholder(capture::CaptureSummary s);
   NodeCapture(NodeCapture&&) noexcept;
   NodeCapture& operator=(NodeCapture&&) noexcept;
   ~NodeCapture();
@@ -45,6 +47,7 @@ class NodeCapture {
   NodeCapture() = default;
   std::optional<capture::Capture> local_;
   std::optional<netns::Process> remote_;
+  std::optional<capture::CaptureSummary> placeholder_;
   std::chrono::milliseconds bound_{0};
   std::string where_;
   std::function<void(capture::CaptureSummary&)> after_;
@@ -90,7 +93,8 @@ std::unique_ptr<NodeAccess> MakeProbeAccess(Kubectl& k, CleanupStack& cleanup, c
                                             const NodeAccessOptions& o);
 
 // KMESH_E2E_KUBE_NODE_ACCESS: "kind", "probe" or "auto" (default; kind when `docker inspect` finds the
-// node container). A dry run always uses probe (only kubectl commands).
+// node container). A dry run takes probe for "auto" (it consults no docker) and kind when named: its
+// node reads are then logged as the kmesh-probe commands that read the same from the host.
 std::unique_ptr<NodeAccess> MakeNodeAccess(Kubectl& k, CleanupStack& cleanup, const std::string& node,
                                            const NodeAccessOptions& o);
 

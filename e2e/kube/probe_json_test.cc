@@ -136,12 +136,16 @@ TEST_CASE("a corrupt xfrm report names the field") {
 
 TEST_CASE(
     "kubectl's KmeshNodeInfo and secret plus kmesh-probe's xfrm of each node pass Kmesh's layout check") {
-  const auto infos = ParseKmeshNodeInfos(nlohmann::json::parse(Recorded("kmeshnodeinfos.handwritten.json")), "kni");
+  const auto infos =
+      ParseKmeshNodeInfos(nlohmann::json::parse(Recorded("kmeshnodeinfos.handwritten.json")), "kni");
   REQUIRE(infos.size() == 2);
   ipsec::SecretHistory secrets;
-  secrets.Add(ParseIpsecSecret(nlohmann::json::parse(Recorded("secret_kmesh_ipsec.handwritten.json")), "secret"));
-  const auto cp = XfrmSnapshotFromJson(Report("probe_xfrm_control_plane.handwritten.json", "xfrm").at("snapshot"), "cp");
-  const auto worker = XfrmSnapshotFromJson(Report("probe_xfrm_worker.handwritten.json", "xfrm").at("snapshot"), "worker");
+  secrets.Add(
+      ParseIpsecSecret(nlohmann::json::parse(Recorded("secret_kmesh_ipsec.handwritten.json")), "secret"));
+  const auto cp =
+      XfrmSnapshotFromJson(Report("probe_xfrm_control_plane.handwritten.json", "xfrm").at("snapshot"), "cp");
+  const auto worker =
+      XfrmSnapshotFromJson(Report("probe_xfrm_worker.handwritten.json", "xfrm").at("snapshot"), "worker");
   ipsec::LayoutReport r = ipsec::CheckLayout({infos[0], cp}, {infos[1], worker}, secrets);
   INFO(r.Describe());
   CHECK(r.ok());
@@ -167,7 +171,8 @@ TEST_CASE("maps, auth, xdp and capture reports") {
   const MapsReport back = MapsReportFromJson(ToJson(m), "roundtrip");
   CHECK(back.policy_ids == m.policy_ids);
   CHECK(back.workload_policy_ids == m.workload_policy_ids);
-  const MapsReport not_yet = MapsReportFromJson(Report("probe_maps_not_yet.handwritten.json", "maps"), "maps");
+  const MapsReport not_yet =
+      MapsReportFromJson(Report("probe_maps_not_yet.handwritten.json", "maps"), "maps");
   CHECK_FALSE(not_yet.workload_policy_ids.has_value());
   CHECK_FALSE(not_yet.WorkloadLists(2471187720u));
 
@@ -175,17 +180,20 @@ TEST_CASE("maps, auth, xdp and capture reports") {
   REQUIRE(deny.verdict.has_value());
   CHECK(*deny.verdict == bpf_probe::Verdict::kDeny);
   CHECK(deny.tuple.ToString() == "10.244.0.12:42019 -> 10.244.1.7:8080");
-  CHECK_FALSE(AuthReportFromJson(Report("probe_auth_none.handwritten.json", "auth"), "auth").verdict.has_value());
+  CHECK_FALSE(
+      AuthReportFromJson(Report("probe_auth_none.handwritten.json", "auth"), "auth").verdict.has_value());
 
   const auto x = XdpAttachmentFromJson(Report("probe_xdp.handwritten.json", "xdp"), "xdp");
   REQUIRE(x.attached());
   CHECK(x.program(bpf_probe::XdpMode::kNative)->name == "xdp_authz");
   CHECK(x.program()->id == 412);
   CHECK(x.ifname == "eth0");
-  CHECK_THROWS_WITH(XdpAttachmentFromJson(Report("probe_xdp_contradiction.handwritten.json", "xdp"), "xdp on w"),
-                    Contains("xdp on w: XDP mode none with 1 programs listed"));
+  CHECK_THROWS_WITH(
+      XdpAttachmentFromJson(Report("probe_xdp_contradiction.handwritten.json", "xdp"), "xdp on w"),
+      Contains("xdp on w: XDP mode none with 1 programs listed"));
 
-  const auto c = CaptureSummaryFromJson(Report("probe_capture.handwritten.json", "capture").at("summary"), "capture");
+  const auto c =
+      CaptureSummaryFromJson(Report("probe_capture.handwritten.json", "capture").at("summary"), "capture");
   CHECK(c.packets == 14);
   CHECK(c.esp_spis.at(1) == 14);
   CHECK(c.marker_checked);

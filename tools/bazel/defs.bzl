@@ -5,7 +5,20 @@ Tiers (tags; select with --config=unit|kernel|e2e, or a package's :unit/:kernel/
   kernel  root: network namespaces, BPF, xfrm. Runs outside Bazel's sandbox; names are unique per run,
           so parallel runs never collide. Fails (never passes) without root.
   e2e     the suites on the lab. Same privileges as kernel.
+
+A suite that links //e2e/envs (whose MakeEnv picks the lab or, with KMESH_E2E_ENV=kube, a cluster) is also
+tagged `kube`: it runs on a real cluster unchanged. `--config=kind` (.bazelrc) selects only those, and
+tools/vm/vm_test.sh runs them on the host there (the kernel under test is the cluster's, not this one's).
 """
+
+_ENV_PROVIDER = "//e2e/envs"
+
+def _cluster_tags(deps):
+    # Labels in deps may be written relative or absolute; the provider's package is what counts.
+    for d in deps:
+        if d == _ENV_PROVIDER or d == _ENV_PROVIDER + ":envs":
+            return ["kube"]
+    return []
 
 _CATCH_MAIN = "//e2e/framework:catch_main"
 
@@ -27,12 +40,13 @@ def kmesh_kernel_test(name, deps = [], tags = [], env = {}, size = "medium", **k
     _test(name, "kernel", deps, ["no-sandbox", "no-remote"] + tags, env, size, **kwargs)
 
 def kmesh_e2e_test(name, deps = [], tags = [], env = {}, size = "large", **kwargs):
-    _test(name, "e2e", deps, ["no-sandbox", "no-remote"] + tags, env, size, **kwargs)
+    _test(name, "e2e", deps, ["no-sandbox", "no-remote"] + _cluster_tags(deps) + tags, env, size, **kwargs)
 
 def kmesh_tier_suites():
     """One test_suite per tier for the tests of the calling package."""
     for tier in ["unit", "kernel", "e2e"]:
-        native.test_suite(name = tier, tags = [tier])
+        # Public: e2e/kube:kind_config_test queries every package's e2e tier for what --config=kind selects.
+        native.test_suite(name = tier, tags = [tier], visibility = ["//visibility:public"])
 
 def bpf_object(name, src, hdrs = [], visibility = None):
     """Compiles one BPF C file (`*.bpf.c`) with clang -target bpf -g -O2 into `<name>.o` (BTF included).
@@ -80,7 +94,8 @@ def kmesh_vm_test(name, srcs = [], deps = [], data = [], tier = "kernel", kernel
         args = [kernel, "$(rootpath :%s)" % binary] + args,
         data = [":" + binary, "//tools/vm:runner"],
         # exclusive: a TCG guest wants both cores; next to other tests it boots several times slower.
-        tags = [tier, "vm", "exclusive", "no-sandbox", "no-remote"] + tags,
+        tags = [tier, "vm", "exclusive", "no-sandbox", "no-remote"] +
+               (_cluster_tags(deps) if tier == "e2e" else []) + tags,
         env = dict(env, KMESH_E2E_TIER = tier),
         size = size,
     )
