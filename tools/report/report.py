@@ -773,6 +773,15 @@ def leftover(obj: dict, known: set, title="more") -> str:
     return (kv_table(scal) if scal else "") + "".join(raw_json(f"{title}: {k}" if title else k, v) for k, v in comp)
 
 
+def codes_html(codes) -> str:
+    """Machine-readable disagreement codes (e2e/framework/expect.h disagreement::) as chips."""
+    if not codes:
+        return ""
+    codes = codes if isinstance(codes, list) else [codes]
+    return ('<div class="codes small">disagreement codes: ' +
+            "".join(f'<span class="chip code">{esc(c)}</span>' for c in codes) + "</div>")
+
+
 def section(title: str, body: str, cls="") -> str:
     return f'<section class="{cls}"><h3>{esc(title)}</h3>{body}</section>'
 
@@ -875,7 +884,7 @@ class Page:
     def probes(self, probes) -> str:
         rows = []
         known = {"label", "client", "server", "expected", "outcome", "tuple", "km_auth_res_after", "xdp", "passed",
-                 "disagree", "userspace"}
+                 "disagree", "userspace", "disagreement_codes"}
         for p in probes:
             if not isinstance(p, dict):
                 rows.append(f'<tr><td colspan="8">{raw_json("probe", p, True)}</td></tr>')
@@ -917,6 +926,7 @@ class Page:
             if dis:
                 extra += '<ul class="disagree">' + "".join(f"<li>{esc(d)}</li>" for d in
                                                           (dis if isinstance(dis, list) else [dis])) + "</ul>"
+            extra += codes_html(p.get("disagreement_codes"))
             rest = {k: v for k, v in p.items() if k not in known}
             caps = [k for k, v in rest.items() if is_capture(v) or (isinstance(v, list) and v and all(map(is_capture, v)))]
             if caps:
@@ -1133,9 +1143,10 @@ class Page:
 
     def case(self, b: Bundle, idx: int) -> str:
         d = b.doc
-        parts = [self.defect(b), self.failures(b), self.notes(b), self.datapath_line(b)]
+        parts = [self.defect(b), self.failures(b), codes_html(d.get("disagreements")), self.notes(b),
+                 self.datapath_line(b)]
         handled = {"suite", "title", "env", "passed", "failures", "catch2_failures", "notes", "started", "finished",
-                   "mechanism", "kmesh_defect", "datapath"}
+                   "mechanism", "kmesh_defect", "datapath", "disagreements"}
 
         def guarded(key, fn, value):
             handled.add(key)
@@ -1407,6 +1418,7 @@ table.defects-table td:nth-child(1){width:40px}table.defects-table td:nth-child(
 table.defects-table td:nth-child(3){width:20%;overflow-wrap:anywhere}
 table.programs td:first-child{max-width:340px;overflow-wrap:anywhere}
 .defect-case{margin:2px 0 8px}
+.chip.code{font-family:ui-monospace,monospace;margin-left:4px;background:var(--head)}
 .chip{font-size:12px;border:1px solid var(--line);border-radius:10px;padding:0 8px;margin-left:8px}
 .muted{color:var(--muted)}.small{font-size:12px}.num{text-align:right;font-variant-numeric:tabular-nums}
 .mono,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}

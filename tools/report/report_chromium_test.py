@@ -190,11 +190,12 @@ class BrowserView(unittest.TestCase):
         self.assertEqual(why.find("h3").text(), "Why it failed")
         text = why.text()
         self.assertIn("client saw ok(200), expected connect_timeout (SYN dropped by XDP)", text)
-        self.assertIn("kernel held: km_auth_res = no entry; no XDP program attached to eth0", text)
+        self.assertIn("no XDP program attached to eth0", text)
         probes = c.find("section", cls="probes")
         rows = [r for r in probes.find_all("tr") if r.find("td") and r.find("span", cls="badge")]
         self.assertEqual([r.find("span", cls="badge").text() for r in rows], ["FAIL"])
-        self.assertEqual(len(probes.find_all("ul", cls="disagree")[0].find_all("li")), 3)
+        self.assertEqual(len(probes.find_all("ul", cls="disagree")[0].find_all("li")), 2)
+        self.assertEqual([x.text() for x in probes.find_all("span", cls="code")], ["syn_not_dropped", "xdp_not_attached"])
         # Kmesh's userspace half is part of what the kernel side held
         self.assertIn("userspace: deny (DENY policy test-ns1/port-deny-policy matched)", probes.text())
         self.assertIn("0xe972794e", c.find("section", cls="policies").text())
@@ -212,11 +213,14 @@ class BrowserView(unittest.TestCase):
         tables = dp.find_all("table", cls="programs")
         self.assertEqual(len(tables), 2)  # the suite's lab, and the lab of the run with a fault injected
         rows = [[td.text() for td in tr.find_all("td")] for tr in tables[0].find_all("tr")[1:]]
-        self.assertEqual([r[-4:-1] for r in rows[:5]],
-                         [["xdp_authz", "3005", "3e0ad724ef51b61c"], ["policies_check", "3002", "1c5ee6f2d50199c2"],
-                          ["policy_check", "3004", "1614453e22065720"],
-                          ["xdp_shutdown_in_userspace", "3006", "77bc50a0db0bcec9"],
-                          ["sockops_prog", "2994", "1af67d4f70e60a41"]])
+        # node1's programs as the ip-deny bundle recorded them (the first lab on the page), in its order
+        with open(os.path.join(TESTLOGS, "e2e/authz/authz_test/test.outputs/authz_ip-deny__selected_client/"
+                                         "ip-deny__selected_client/evidence.json")) as f:
+            progs = json.load(f)["datapath"]["nodes"]["node1"]["programs"]
+        self.assertEqual([p["name"] for p in progs], ["xdp_authz", "policies_check", "policy_check",
+                                                      "xdp_shutdown_in_userspace", "sockops_prog"])
+        self.assertEqual([r[-4:-1] for r in rows[:5]], [[p["name"], str(p["id"]), p["tag"]] for p in progs])
+        self.assertEqual(rows[0][-1], str(progs[0]["verified_insns"]))
         self.assertEqual(len(rows), 10)  # two nodes, five programs each
 
     def test_kmesh_defects_are_listed_apart_with_their_evidence(self):

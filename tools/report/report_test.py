@@ -236,9 +236,10 @@ class Summary(unittest.TestCase):
         self.assertIn("  suite  passed  failed  defects", lines)
         self.assertIn("  authz       2       1        4  FAIL", lines)
         self.assertIn("  ipsec       1       1        0  FAIL", lines)
-        self.assertIn("FAILED authz / port-deny: listed port: [listed port] sleep-a -> httpbin (10.244.1.2:52820 -> "
+        self.assertIn("FAILED authz / port-deny: listed port: [listed port] sleep-a -> httpbin (10.244.1.2:50100 -> "
                       "10.244.2.2:9090)  (+1 more)", lines)
-        self.assertIn("         disagree: client saw ok(200), expected connect_timeout (SYN dropped by XDP)", lines)
+        self.assertIn("         disagree: client saw ok(200), expected connect_timeout (SYN dropped by XDP) [syn_not_dropped]",
+                      lines)
         self.assertTrue(any(l.startswith("FAILED ipsec / key-rotation: [after rotation] xfrm layout did not converge")
                             for l in lines), out)
         self.assertIn('FAILED //e2e/ipsec:ipsec_test "ipsec: fault recovery after a dataplane restart and a deleted state" '
@@ -261,6 +262,12 @@ def section_html(page: str, section_id: str) -> str:
     m = re.search(rf'<section id="{section_id}".*?</section>', page, re.S)
     assert m, f"no <section id={section_id}> on the page"
     return html.unescape(m.group(0))
+
+
+def case_html(page: str, title: str):
+    """A case's <details> on the page, up to the next case (its body holds <details> of its own)."""
+    return re.search(rf'<details class="case [a-z]+"[^>]*data-title="{re.escape(html.escape(title))}"[^>]*>.*?'
+                     rf'(?=<details class="case |</main>)', page, re.S)
 
 
 class KmeshDefects(unittest.TestCase):
@@ -317,7 +324,7 @@ class KmeshDefects(unittest.TestCase):
             self.assertIn(f"  {d.code} {d.what} [{d.kmesh_source}]", lines)
             self.assertIn(f"      authz / {b.title}: {report.first_lines(b)[-1].strip()}", lines)
         self.assertIn("      authz / ip-list-deny-4th: client 4th in the list: disagree: client saw read_timeout, "
-                      "expected connect_timeout (SYN dropped by XDP)", lines)
+                      "expected connect_timeout (SYN dropped by XDP) [syn_not_dropped]", lines)
 
     def test_the_defects_line_is_the_one_tools_test_prints(self):
         # tools/test_summary.py counts the same cases from JUnit alone: the two must say the same.
@@ -383,13 +390,26 @@ class KmeshDefects(unittest.TestCase):
             self.assertIn(f'href="#case-{idx[id(b)]}"', row)
             self.assertIn(b.explanations[0], row)  # the evidence paragraph, whole
         # a reproduced case is folded, marked as the defect, and opens to the defect and its evidence
-        m = re.search(r'<details class="case defect"[^>]*data-title="namespace-deny: selected namespace"[^>]*>.*?</details>',
-                      self.page, re.S)
+        m = case_html(self.page, "namespace-deny: selected namespace")
         self.assertIsNotNone(m)
+        self.assertTrue(m.group(0).startswith('<details class="case defect"'))
         self.assertNotRegex(m.group(0)[:300], r"data-defect=\"D2\" open")
         self.assertIn('<span class="badge defect" title="Kmesh defect D2 reproduced">DEFECT D2</span>', m.group(0))
         self.assertIn("Evidence: what the case saw instead of Kmesh&#x27;s contract", m.group(0))
         self.assertNotIn("kmesh_defect", m.group(0))  # rendered as its own section, not as unknown evidence
+
+    def test_disagreement_codes_are_chips(self):
+        # e2e/framework/expect.h's machine-readable codes: the case's list, and each probe's
+        for b in self.found.bundles:
+            codes = b.doc.get("disagreements") or []
+            m = case_html(self.page, b.title)
+            self.assertIsNotNone(m, b.title)
+            chips = re.findall(r'<span class="chip code">([^<]*)</span>', m.group(0))
+            probe_codes = [c for p in b.probes for c in (p.get("disagreement_codes") or [])]
+            self.assertEqual(chips, codes + probe_codes, b.title)
+            self.assertNotIn("Other evidence", m.group(0) if codes else "")
+        by = {b.title: b for b in self.found.bundles}
+        self.assertEqual(by["namespace-deny: selected namespace"].doc["disagreements"], ["decided_in_xdp"])
 
     def test_bundle_and_catch2_tag_disagreements_are_named(self):
         d = tmpdir()
