@@ -1,12 +1,16 @@
 #include "e2e/framework/capture.h"
 
 #include <arpa/inet.h>
-#include <atomic>
-#include <cstring>
-#include <mutex>
 #include <netinet/in.h>
 #include <pcap/pcap.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "base/error.h"
@@ -52,9 +56,11 @@ struct Capture::State {
   pcap_dumper_t* dumper = nullptr;
   int link = DLT_EN10MB;
   std::thread worker;
+  int wake_fd = -1;  // written to stop the worker at once (it sleeps in poll)
   std::atomic<bool> stop{false};
   bool finished = false;
   std::mutex mu;
+  Clock::time_point deadline;  // max_duration from the start
   CaptureSummary summary;
   std::string worker_error;
 
@@ -62,7 +68,12 @@ struct Capture::State {
 
   void Close() {
     stop = true;
+    if (wake_fd >= 0) {
+      const uint64_t one = 1;
+      (void)!write(wake_fd, &one, sizeof one);
+    }
     if (worker.joinable()) worker.join();
+    if (handle != nullptr && spec.on_demand) DispatchPending();
     if (dumper != nullptr) {
       pcap_dump_close(dumper);
       dumper = nullptr;
@@ -72,6 +83,36 @@ struct Capture::State {
       if (pcap_stats(handle, &st) == 0) summary.kernel_dropped = st.ps_drop;
       pcap_close(handle);
       handle = nullptr;
+    }
+    if (wake_fd >= 0) {
+      close(wake_fd);
+      wake_fd = -1;
+    }
+  }
+
+  // Reads what the kernel has delivered so far, up to the packet bound (non-blocking handle).
+  void DispatchPending() {
+    while (true) {
+      int budget;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (summary.packets >= spec.max_packets) {
+          summary.hit_count_bound = true;
+          return;
+        }
+        budget = static_cast<int>(spec.max_packets - summary.packets);
+      }
+      const int n = pcap_dispatch(
+          handle, budget,
+          [](u_char* user, const pcap_pkthdr* h, const u_char* b) {
+            reinterpret_cast<State*>(user)->OnPacket(h, b);
+          },
+          reinterpret_cast<u_char*>(this));
+      if (n == PCAP_ERROR) {
+        worker_error = pcap_geterr(handle);
+        return;
+      }
+      if (n <= 0) return;
     }
   }
 
@@ -159,9 +200,11 @@ struct Capture::State {
     if (forward || reverse) {
       const size_t ip_total = h->len - l4off;
       const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
-      s.plaintext.push_back({t, src + ":" + std::to_string(sport) + " -> " + dst + ":" + std::to_string(dport) +
-                                    " TCP [" + TcpFlags(tcp[13]) + "] len " +
-                                    std::to_string(ip_total > doff ? ip_total - doff : 0)});
+      const uint32_t payload = static_cast<uint32_t>(ip_total > doff ? ip_total - doff : 0);
+      s.plaintext.push_back({t,
+                             src + ":" + std::to_string(sport) + " -> " + dst + ":" + std::to_string(dport) +
+                                 " TCP [" + TcpFlags(tcp[13]) + "] len " + std::to_string(payload),
+                             forward, tcp[13], payload});
     }
   }
 
@@ -175,20 +218,14 @@ struct Capture::State {
           break;
         }
       }
-      pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      int budget;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        budget = static_cast<int>(spec.max_packets - summary.packets);
-      }
-      const int n = pcap_dispatch(
-          handle, budget, [](u_char* user, const pcap_pkthdr* h, const u_char* b) { reinterpret_cast<State*>(user)->OnPacket(h, b); },
-          reinterpret_cast<u_char*>(this));
-      if (n == PCAP_ERROR) {
-        worker_error = pcap_geterr(handle);
-        break;
-      }
+      pollfd p[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (poll(p, 2, static_cast<int>(std::max<long long>(1, std::min<long long>(left, 1000)))) <= 0)
+        continue;
+      if (p[1].revents != 0) break;
+      DispatchPending();
+      if (!worker_error.empty()) break;
     }
     if (dumper != nullptr) pcap_dump_flush(dumper);
   }
@@ -223,7 +260,7 @@ Capture& Capture::operator=(Capture&&) noexcept = default;
 
 Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
   const std::string what = "capture on " + spec.interface + " in network namespace " + Where(ns);
-  ValidateFilter(spec.filter);  // before anything is opened
+  ValidateFilter(spec.filter);               // before anything is opened
   netns::FindInterface(ns, spec.interface);  // names the namespace and what it has
   auto st = std::make_unique<State>();
   st->ns = ns;
@@ -235,12 +272,13 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
     if (h == nullptr) throw Error(what + ": " + err);
     pcap_set_snaplen(h, spec.snaplen);
     pcap_set_immediate_mode(h, 1);
-    pcap_set_buffer_size(h, 4 << 20);
+    pcap_set_buffer_size(h, spec.buffer_bytes);
     const int rc = pcap_activate(h);
     if (rc < 0) {
       std::string msg = pcap_geterr(h);
       pcap_close(h);
-      if (rc == PCAP_ERROR_PERM_DENIED) throw Error(what + ": permission denied (" + msg + "); needs CAP_NET_RAW (run as root)");
+      if (rc == PCAP_ERROR_PERM_DENIED)
+        throw Error(what + ": permission denied (" + msg + "); needs CAP_NET_RAW (run as root)");
       if (rc == PCAP_ERROR_NO_SUCH_DEVICE) throw Error(what + ": no such interface (" + msg + ")");
       throw Error(what + ": " + pcap_statustostr(rc) + " (" + msg + ")");
     }
@@ -249,7 +287,8 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
   st->link = pcap_datalink(st->handle);
   bpf_program prog{};
   if (pcap_compile(st->handle, &prog, spec.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-    throw Error("capture filter '" + spec.filter + "' does not compile for " + spec.interface + ": " + pcap_geterr(st->handle));
+    throw Error("capture filter '" + spec.filter + "' does not compile for " + spec.interface + ": " +
+                pcap_geterr(st->handle));
   }
   const int frc = pcap_setfilter(st->handle, &prog);
   pcap_freecode(&prog);
@@ -259,7 +298,9 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
       pcap_setdirection(st->handle, spec.direction == Direction::kOut ? PCAP_D_OUT : PCAP_D_IN) != 0) {
     throw Error(what + ": cannot restrict the capture direction: " + pcap_geterr(st->handle));
   }
-  st->summary.direction = spec.direction == Direction::kBoth ? "both" : spec.direction == Direction::kOut ? "out" : "in";
+  st->summary.direction = spec.direction == Direction::kBoth  ? "both"
+                          : spec.direction == Direction::kOut ? "out"
+                                                              : "in";
   char err[PCAP_ERRBUF_SIZE] = {};
   if (pcap_setnonblock(st->handle, 1, err) != 0) throw Error(what + ": " + err);
   if (!spec.save_dir.empty()) {
@@ -274,9 +315,13 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
   st->summary.marker_checked = !spec.marker.empty();
   const char* ln = pcap_datalink_val_to_name(st->link);
   st->summary.link_type = ln ? ln : std::to_string(st->link);
-  const auto deadline = Clock::now() + spec.max_duration;
-  State* raw = st.get();
-  st->worker = std::thread([raw, deadline] { raw->Run(deadline); });
+  st->deadline = Clock::now() + spec.max_duration;
+  if (!spec.on_demand) {
+    st->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (st->wake_fd < 0) ThrowErrno(what + ": eventfd");
+    State* raw = st.get();
+    st->worker = std::thread([raw] { raw->Run(raw->deadline); });
+  }
   return Capture(std::move(st));
 }
 
@@ -284,21 +329,40 @@ CaptureSummary Capture::Finish(std::chrono::milliseconds settle) {
   if (!state_) throw Error("Capture::Finish on a moved-from capture");
   if (!state_->finished) {
     // Trailing packets (the server's FIN, a last ESP) still count; the bound also ends it.
-    const auto until = Clock::now() + settle;
-    while (Clock::now() < until && state_->worker.joinable() && !state_->stop) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const auto until =
+        std::min(Clock::now() + settle, state_->spec.on_demand ? state_->deadline : Clock::time_point::max());
+    while (Clock::now() < until && (state_->spec.on_demand || (state_->worker.joinable() && !state_->stop))) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<long long>(
+          10, std::max<long long>(
+                  1, std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count()))));
     }
     state_->Close();
     state_->finished = true;
   }
-  if (!state_->worker_error.empty()) throw Error("capture on " + state_->spec.interface + " failed: " + state_->worker_error);
+  if (!state_->worker_error.empty())
+    throw Error("capture on " + state_->spec.interface + " failed: " + state_->worker_error);
   return state_->summary;
 }
 
 CaptureSummary Capture::Wait() {
   if (!state_) throw Error("Capture::Wait on a moved-from capture");
-  if (state_->worker.joinable()) state_->worker.join();
+  if (state_->spec.on_demand) {
+    const auto left = state_->deadline - Clock::now();
+    if (left > Clock::duration::zero()) std::this_thread::sleep_for(left);
+  } else if (state_->worker.joinable()) {
+    state_->worker.join();
+  }
   return Finish(std::chrono::milliseconds(0));
+}
+
+CaptureSummary Capture::Drain() {
+  if (!state_) throw Error("Capture::Drain on a moved-from capture");
+  if (state_->spec.on_demand && !state_->finished && state_->handle != nullptr) state_->DispatchPending();
+  if (!state_->worker_error.empty()) {
+    throw Error("capture on " + state_->spec.interface + " failed: " + state_->worker_error);
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->summary;
 }
 
 // ---- Summary and verdicts ----
@@ -311,16 +375,37 @@ nlohmann::json CaptureSummary::ToJson() const {
     for (const auto& h : v) a.push_back({{"time", h.time}, {"packet", h.description}});
     return a;
   };
-  return {{"netns", netns},         {"interface", interface},       {"filter", filter},
-          {"link_type", link_type}, {"direction", direction}, {"packets", packets},           {"esp_packets", esp_packets},
-          {"esp_spis", spis},       {"plaintext", hits(plaintext)}, {"marker_hits", hits(marker_hits)},
-          {"first_time", first_time}, {"last_time", last_time},    {"hit_count_bound", hit_count_bound},
-          {"kernel_dropped", kernel_dropped}, {"pcap", pcap_path}};
+  auto tuple_hits = [](const std::vector<PlaintextHit>& v) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& h : v) {
+      a.push_back({{"time", h.time},
+                   {"packet", h.description},
+                   {"toward_dst", h.toward_dst},
+                   {"tcp_flags", h.tcp_flags},
+                   {"payload", h.payload}});
+    }
+    return a;
+  };
+  return {{"netns", netns},
+          {"interface", interface},
+          {"filter", filter},
+          {"link_type", link_type},
+          {"direction", direction},
+          {"packets", packets},
+          {"esp_packets", esp_packets},
+          {"esp_spis", spis},
+          {"plaintext", tuple_hits(plaintext)},
+          {"marker_hits", hits(marker_hits)},
+          {"first_time", first_time},
+          {"last_time", last_time},
+          {"hit_count_bound", hit_count_bound},
+          {"kernel_dropped", kernel_dropped},
+          {"pcap", pcap_path}};
 }
 
 std::string CaptureSummary::Describe() const {
-  std::string s = interface + (direction == "both" || direction.empty() ? "" : " (" + direction + ")") + " in " + netns +
-                  ", filter '" + filter + "': " + std::to_string(packets) + " packets, " +
+  std::string s = interface + (direction == "both" || direction.empty() ? "" : " (" + direction + ")") +
+                  " in " + netns + ", filter '" + filter + "': " + std::to_string(packets) + " packets, " +
                   std::to_string(esp_packets) + " ESP";
   if (!esp_spis.empty()) {
     s += " (";
@@ -331,8 +416,8 @@ std::string CaptureSummary::Describe() const {
     }
     s += ")";
   }
-  s += ", " + std::to_string(plaintext.size()) + " plaintext of the probe, " + std::to_string(marker_hits.size()) +
-       " marker hits";
+  s += ", " + std::to_string(plaintext.size()) + " plaintext of the probe, " +
+       std::to_string(marker_hits.size()) + " marker hits";
   if (packets > 0) {
     char span[64];
     std::snprintf(span, sizeof span, ", over %.3f s", last_time - first_time);
@@ -351,11 +436,13 @@ std::string Verdict::Describe() const {
 
 Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi) {
   Verdict v;
-  if (s.esp_packets == 0) v.reasons.push_back("no ESP packet seen on " + s.interface + " (" + s.Describe() + ")");
+  if (s.esp_packets == 0)
+    v.reasons.push_back("no ESP packet seen on " + s.interface + " (" + s.Describe() + ")");
   if (expected_spi != 0 && s.esp_spis.count(expected_spi) == 0) {
     v.reasons.push_back("no ESP with spi " + Hex32(expected_spi) + " (" + s.Describe() + ")");
   }
-  for (const auto& h : s.plaintext) v.reasons.push_back("plaintext packet of the probe on the wire: " + h.description);
+  for (const auto& h : s.plaintext)
+    v.reasons.push_back("plaintext packet of the probe on the wire: " + h.description);
   for (const auto& h : s.marker_hits) v.reasons.push_back(h.description);
   if (s.hit_count_bound) v.reasons.push_back("the capture stopped at its packet bound; raise max_packets");
   v.pass = v.reasons.empty();
@@ -365,11 +452,14 @@ Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi) {
 Verdict JudgePlaintextVisible(const CaptureSummary& s) {
   Verdict v;
   if (s.marker_checked && s.marker_hits.empty()) {
-    v.reasons.push_back("the payload marker was not seen in clear, so its absence under encryption would prove nothing");
+    v.reasons.push_back(
+        "the payload marker was not seen in clear, so its absence under encryption would prove nothing");
   }
   if (s.plaintext.empty()) {
-    v.reasons.push_back("the plaintext filter saw none of the probe's packets, so a clean encrypted capture would prove nothing (" +
-                        s.Describe() + ")");
+    v.reasons.push_back(
+        "the plaintext filter saw none of the probe's packets, so a clean encrypted capture would prove "
+        "nothing (" +
+        s.Describe() + ")");
   }
   v.pass = v.reasons.empty();
   return v;

@@ -13,10 +13,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/defaults.h"
 #include "e2e/framework/traffic.h"
@@ -29,22 +28,32 @@ struct CaptureSpec {
   std::string filter;     // pcap filter, e.g. "esp or tcp port 8080"; "" = everything
   std::chrono::milliseconds max_duration = defaults::Capture();
   size_t max_packets = 10000;
-  std::string save_dir;   // where the .pcap goes ("" = not saved); usually CaptureOutputDir()
+  std::string save_dir;           // where the .pcap goes ("" = not saved); usually CaptureOutputDir()
   std::string label = "capture";  // file name: <label>.pcap
   int snaplen = 512;
+  // The kernel ring for this capture (libpcap's buffer size). Short per-probe captures need little.
+  int buffer_bytes = 4 << 20;
+  // false: a worker thread reads packets as they come. true: no thread; packets are read when Drain() or
+  // Finish() is called, on the caller's thread, so a caller that reads a counter and then drains knows
+  // every packet the kernel had delivered by then (the XDP drop proof relies on that order).
+  bool on_demand = false;
   // Which packets: an underlay interface shows inbound ESP *and*, after decryption, the inner packet
   // again (tunnel mode re-injects it on the same device), so a leak check on a node looks at what it
   // sends (kOut), on both nodes. kBoth for plaintext captures.
   enum class Direction { kBoth, kOut, kIn } direction = Direction::kBoth;
   // What counts as a plaintext leak:
-  e2e::Tuple inner;        // the probe's 5-tuple (TCP); empty dst_ip = not checked
-  std::string marker;      // bytes that must never be seen in clear ("" = not checked)
+  e2e::Tuple inner;    // the probe's 5-tuple (TCP); empty dst_ip = not checked
+  std::string marker;  // bytes that must never be seen in clear ("" = not checked)
 };
 
 // A leaked packet, for the report.
 struct PlaintextHit {
-  double time = 0;  // seconds since the epoch
+  double time = 0;          // seconds since the epoch
   std::string description;  // "10.244.1.5:40000 -> 10.244.2.7:8080 TCP [S] len 0" / "marker at offset 66"
+  // For a packet of the inner tuple: its direction, TCP flags and payload length.
+  bool toward_dst = true;  // client -> server (the tuple's direction); false for the server's answers
+  uint8_t tcp_flags = 0;   // TH_SYN 0x02, TH_ACK 0x10, TH_FIN 0x01, TH_RST 0x04, TH_PUSH 0x08
+  uint32_t payload = 0;    // TCP payload bytes
 };
 
 struct CaptureSummary {
@@ -88,7 +97,8 @@ void ValidateFilter(const std::string& filter);
 // "ip X and ip Y and tcp port P" style filter that matches the inner tuple in clear, both directions.
 std::string PlaintextFilter(const e2e::Tuple& t);
 // ESP between two underlay addresses, plus the plaintext of the inner tuple.
-std::string AssertFilter(const std::string& underlay_a, const std::string& underlay_b, const e2e::Tuple& inner);
+std::string AssertFilter(const std::string& underlay_a, const std::string& underlay_b,
+                         const e2e::Tuple& inner);
 
 // A capture running on a worker thread. Start() returns once the handle is active, so traffic sent after
 // it is seen. Finish() stops it (after defaults::CaptureSettle() for trailing packets), or it stops by
@@ -106,6 +116,9 @@ class Capture {
   CaptureSummary Finish(std::chrono::milliseconds settle = defaults::CaptureSettle());
   // Waits until the capture ends by itself (duration or count bound).
   CaptureSummary Wait();
+  // The summary so far, without stopping. With CaptureSpec::on_demand, first reads every packet the
+  // kernel has delivered to the capture by now (on this thread).
+  CaptureSummary Drain();
 
  private:
   struct State;

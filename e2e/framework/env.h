@@ -19,6 +19,7 @@
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "e2e/framework/capture.h"
+#include "e2e/framework/drop_proof.h"
 #include "e2e/framework/ipsec_layout.h"
 #include "e2e/framework/ipsec_secret.h"
 #include "e2e/framework/load.h"
@@ -143,6 +144,10 @@ class Env {
   // A capture on the app's own interface (eth0 in the pod): where traffic is always in clear, so the
   // sanity capture proves the plaintext filter matches the probe.
   virtual capture::Capture StartPodCapture(const App& app, capture::CaptureSpec spec) = 0;
+  // Both ends of the server pod's veth, where the harness can prove an XDP drop from the kernel
+  // (drop_proof.h); nullopt where it cannot watch them (a cluster's node namespace is not the harness's
+  // to enter), and the denial then rests on the client's timeout and the maps.
+  virtual std::optional<PodLink> PodLinkOf(const App& server) { return std::nullopt; }
 };
 
 // Picks the Env from the environment: KMESH_E2E_ENV=lab (default) or kube. Defined by the binary's

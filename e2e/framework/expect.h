@@ -4,6 +4,7 @@
 // kernel held, and which of them disagree.
 #pragma once
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -29,6 +30,13 @@ inline constexpr const char* kDecidedInXdp = "decided_in_xdp";  // userspace's t
 inline constexpr const char* kNotDeniedAfterHandshake = "not_denied_after_handshake";
 inline constexpr const char* kWaypointDidNotDeny = "waypoint_did_not_deny";
 inline constexpr const char* kXdpDecidedL7 = "xdp_decided_l7";
+// Where the Env can watch the server pod's veth (drop_proof.h), a denial must be proven by the kernel.
+inline constexpr const char* kDropNotProven = "drop_not_proven";
+// km_auth_res while an allowed connection is open (contract §2) and after it closes.
+inline constexpr const char* kAllowEntryMissing = "allow_entry_missing";  // ALLOW matched, nothing cached
+inline constexpr const char* kUnexpectedOpenEntry =
+    "unexpected_open_entry";  // cached where nothing should be
+inline constexpr const char* kAllowEntryNotCleared = "allow_entry_not_cleared";  // still there after close
 }  // namespace disagreement
 
 struct AuthzExpect {
@@ -40,6 +48,13 @@ struct AuthzExpect {
   // For an allowed request: the status the app itself returns for it (httpbin: 200 for /get, /headers).
   // "Allowed" is that answer, not any status below 400.
   int status = 200;
+  // For an allowed request: what km_auth_res holds for the tuple while the connection is open
+  // (docs/kmesh-offload-contract.md §2). kAllow: an ALLOW policy matched in XDP, which caches 0, and
+  // Kmesh's sockops deletes it when the connection closes. kNone: XDP matched nothing, or deferred to
+  // userspace (which writes only denies). Read only where the probe can call back before closing (the
+  // lab's in-process probe); on the curl path (kube) the evidence says it could not be read.
+  enum class WhileOpen { kNotChecked, kAllow, kNone };
+  WhileOpen while_open = WhileOpen::kNotChecked;
 
   std::string Describe() const;  // "denied by XDP: connect_timeout, km_auth_res = DENY, xdp_authz attached"
 };
@@ -49,10 +64,26 @@ struct Judgement {
   std::vector<std::string> codes;  // disagreement codes, empty when ok
   std::string explanation;         // empty when ok
   nlohmann::json evidence;
+  // From the probe's start until every piece of evidence was in: the time to this verdict.
+  std::chrono::microseconds verdict_time{0};
+};
+
+struct JudgeOptions {
+  // Watch the server pod's veth and let a proven XDP drop end the probe's wait (where the Env can:
+  // Env::PodLinkOf). false: the timeout method (the client's bound, then the maps); bench_lab compares.
+  bool prove_drops = true;
+  // Where the watch's captures are saved ("" = not saved).
+  std::string save_dir;
 };
 
 // One new connection from `client` to `server` (spec as for Env::Probe), then the kernel evidence for
-// that tuple and the server's XDP attachment; judged against `want` and recorded in the case as a probe.
+// that tuple (km_auth_res after, and while open for an allowed one; the proof of an XDP drop for a
+// denied one) and the server's XDP attachment, judged against `want`. Nothing is recorded.
+Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec spec, const AuthzExpect& want,
+                     const std::string& label, const JudgeOptions& options);
+
+// JudgeProbe, recorded in the case as a probe (its captures saved beside the case's evidence); a
+// disagreement fails the case with the pairing paragraph.
 Judgement ProbeAndJudge(Env& env, Case& c, const App& client, const App& server, ProbeSpec spec,
                         const AuthzExpect& want, const std::string& label);
 

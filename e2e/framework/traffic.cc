@@ -75,6 +75,19 @@ int MillisLeft(Clock::time_point deadline) {
   return left < 0 ? 0 : static_cast<int>(left);
 }
 
+// How long one poll() may sleep: to the deadline, or a proof-poll slice when the spec can end the wait early.
+int WaitSlice(const ProbeSpec& spec, Clock::time_point deadline) {
+  const int left = MillisLeft(deadline);
+  if (!spec.proven) return left;
+  return std::min(left, static_cast<int>(std::max<long long>(1, defaults::DropProofPoll().count())));
+}
+
+std::string Millis(microseconds us) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f ms", us.count() / 1000.0);
+  return buf;
+}
+
 std::string Printable(const std::string& s, size_t max) {
   std::string out;
   for (char c : s.substr(0, max)) out += (c >= 32 && c < 127) ? c : '.';
@@ -185,6 +198,7 @@ nlohmann::json ProbeOutcome::ToJson() const {
           {"summary", Summary()},
           {"http_status", http_status},
           {"detail", detail},
+          {"ended_early", ended_early},
           {"via", via},
           {"tuple",
            {{"src_ip", tuple.src_ip},
@@ -239,10 +253,19 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
   const auto connect_deadline = start + spec.connect_timeout;
   while (true) {
     pollfd p{fd.get(), POLLOUT, 0};
-    const int pr = poll(&p, 1, MillisLeft(connect_deadline));
+    const int pr = poll(&p, 1, WaitSlice(spec, connect_deadline));
     if (pr < 0 && errno == EINTR) continue;
     if (pr < 0) ThrowErrno("probe: poll");
     out.timings.connect = duration_cast<microseconds>(Clock::now() - start);
+    if (pr == 0 && Clock::now() < connect_deadline && spec.proven) {
+      out.ended_early = spec.proven(ProbeSpec::Phase::kConnect);
+      if (out.ended_early.empty()) continue;
+      return finish(OutcomeKind::kConnectTimeout, "no answer to the SYN after " +
+                                                      Millis(out.timings.connect) +
+                                                      "; the wait ended there, the kernel having proven it "
+                                                      "dropped (bound " +
+                                                      std::to_string(spec.connect_timeout.count()) + " ms)");
+    }
     if (pr == 0) {
       return finish(OutcomeKind::kConnectTimeout,
                     "no answer to the SYN within " + std::to_string(spec.connect_timeout.count()) + " ms");
@@ -257,6 +280,7 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
     return finish(OutcomeKind::kError, "connect: " + ErrText(err));
   }
   FillLocal(fd.get(), out.tuple);
+  if (spec.while_open) spec.while_open(out.tuple);
   if (!spec.http) {
     out.http_status = 0;
     return finish(OutcomeKind::kOk, "connected (TCP probe)");
@@ -304,9 +328,19 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
   char buf[16384];
   while (true) {
     pollfd p{fd.get(), POLLIN, 0};
-    const int pr = poll(&p, 1, MillisLeft(deadline));
+    const int pr = poll(&p, 1, WaitSlice(spec, deadline));
     if (pr < 0 && errno == EINTR) continue;
     if (pr < 0) ThrowErrno("probe: poll");
+    if (pr == 0 && Clock::now() < deadline && spec.proven && resp.data.empty()) {
+      out.ended_early = spec.proven(ProbeSpec::Phase::kResponse);
+      if (out.ended_early.empty()) continue;
+      return finish(OutcomeKind::kReadTimeout,
+                    "connected, but no response after " +
+                        Millis(duration_cast<microseconds>(Clock::now() - sent_at)) +
+                        "; the wait ended there, the kernel having proven the request dropped (bound " +
+                        std::to_string(spec.response_timeout.count()) + " ms)");
+    }
+    if (pr == 0 && Clock::now() < deadline) continue;
     if (pr == 0) {
       resp.status = resp.ParseStatus();
       return finish(

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -51,7 +52,10 @@ struct ProbeOutcome {
   OutcomeKind kind = OutcomeKind::kError;
   int http_status = 0;  // for kOk / kHttpError of an HTTP probe
   std::string detail;   // errno text, curl's errormsg, what the response looked like
-  Tuple tuple;          // source port known even when the connect failed
+  // Non-empty when a wait ended before its bound because the kernel had proven the outcome (ProbeSpec::
+  // proven): what the proof said. The kind is still what the client saw until then (no answer).
+  std::string ended_early;
+  Tuple tuple;  // source port known even when the connect failed
   ProbeTimings timings;
   std::string via;  // "socket" or "curl"
 
@@ -78,6 +82,17 @@ struct ProbeSpec {
   // defaults::UserspaceVerdict() so that Kmesh's userspace verdict, not its race with the request, is what
   // a row judges; the race itself has its own case. The curl path (kube env) cannot wait: it ignores this.
   std::chrono::milliseconds request_delay{0};
+
+  // Hooks of the in-process probe (the curl path cannot call back and ignores them).
+  // While waiting for the handshake (kConnect) or the response (kResponse), asked every
+  // defaults::DropProofPoll() whether the kernel has already proven that no answer will come (an XDP
+  // drop, e2e/framework/drop_proof.h); a non-empty answer ends the wait there, as connect_timeout or
+  // read_timeout, with the answer in ProbeOutcome::ended_early. The spec's timeouts stay the bound.
+  enum class Phase { kConnect, kResponse };
+  std::function<std::string(Phase)> proven;
+  // Called once connected, before the request: evidence that exists only while the connection is open
+  // (the verdict Kmesh's XDP cached for an allowed connection, deleted by sockops when it closes).
+  std::function<void(const Tuple&)> while_open;
 };
 
 // In-process probe: the socket is created inside `source` (a RunIn thread), then connect and the HTTP

@@ -34,45 +34,9 @@ using kmesh::netns::RunIn;
 using kmesh::e2e::testing::kClientIp;
 using kmesh::e2e::testing::kServerIp;
 using kmesh::e2e::testing::Pair;
+using kmesh::e2e::testing::SynDropper;
 using kmesh::e2e::testing::TestServer;
 
-namespace {
-
-// XDP program that drops SYNs to one port, attached in the server's namespace; detached on destruction.
-class SynDropper {
- public:
-  SynDropper(const NetnsRef& ns, const std::string& ifname, uint16_t port) : ns_(ns) {
-    obj_ = bpf_object__open_file(kmesh::Runfile("e2e/framework/traffic_drop_syn.o").c_str(), nullptr);
-    if (obj_ == nullptr) throw kmesh::Error("open traffic_drop_syn.o");
-    if (bpf_object__load(obj_) != 0) throw kmesh::Error("load traffic_drop_syn.o");
-    map_fd_ = bpf_object__find_map_fd_by_name(obj_, "drop_syn_cfg");
-    uint32_t k = 0;
-    uint64_t v = port;
-    bpf_map_update_elem(map_fd_, &k, &v, BPF_ANY);
-    ifindex_ = kmesh::netns::FindInterface(ns, ifname).index;
-    const int prog = bpf_program__fd(bpf_object__find_program_by_name(obj_, "drop_syn"));
-    const int rc = RunIn(ns, [&] { return bpf_xdp_attach(ifindex_, prog, 0, nullptr); });
-    if (rc != 0) throw kmesh::Error("attach XDP drop_syn to " + ifname + ": " + std::to_string(rc));
-  }
-  ~SynDropper() {
-    RunIn(ns_, [&] { bpf_xdp_detach(ifindex_, 0, nullptr); });
-    bpf_object__close(obj_);
-  }
-  uint64_t Dropped() const {
-    uint32_t k = 1;
-    uint64_t v = 0;
-    bpf_map_lookup_elem(map_fd_, &k, &v);
-    return v;
-  }
-
- private:
-  NetnsRef ns_;
-  bpf_object* obj_ = nullptr;
-  int map_fd_ = -1;
-  int ifindex_ = 0;
-};
-
-}  // namespace
 
 TEST_CASE("every probe outcome is produced for real, the same by socket and by curl") {
   Pair net;

@@ -4,20 +4,26 @@
 #pragma once
 
 #include <arpa/inet.h>
-#include <atomic>
-#include <mutex>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <string>
 #include <sys/socket.h>
-#include <thread>
 #include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "base/error.h"
+#include "base/runfiles.h"
 #include "e2e/framework/traffic.h"
 #include "netns/netns.h"
 #include "netns/process.h"
+#include "netns/route.h"
 
 namespace kmesh::e2e::testing {
 
@@ -33,7 +39,8 @@ class TestServer {
  public:
   enum class Behaviour { kHttp, kReset, kSilent };
 
-  TestServer(const NetnsRef& ns, uint16_t port, Behaviour b, int status = 200) : behaviour_(b), status_(status) {
+  TestServer(const NetnsRef& ns, uint16_t port, Behaviour b, int status = 200)
+      : behaviour_(b), status_(status) {
     fd_ = RunIn(ns, [&] {
       int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       int one = 1;
@@ -87,8 +94,10 @@ class TestServer {
         setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof l);
       } else {
         const std::string body = "{\"status\": " + std::to_string(status_) + "}\n";
-        const std::string resp = "HTTP/1.1 " + std::to_string(status_) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
-                                 std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+        const std::string resp =
+            "HTTP/1.1 " + std::to_string(status_) +
+            " X\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\nConnection: close\r\n\r\n" + body;
         (void)!send(c, resp.data(), resp.size(), MSG_NOSIGNAL);
       }
       close(c);
@@ -110,13 +119,52 @@ struct Pair {
   Netns client = Netns::Create("tcli");
   Netns server = Netns::Create("tsrv");
   Pair() {
-    RunIn(client.ref(), {"ip", "link", "add", "c0", "type", "veth", "peer", "name", "s0", "netns", server.name()});
+    RunIn(client.ref(),
+          {"ip", "link", "add", "c0", "type", "veth", "peer", "name", "s0", "netns", server.name()});
     RunIn(client.ref(), {"ip", "addr", "add", std::string(kClientIp) + "/24", "dev", "c0"});
     RunIn(server.ref(), {"ip", "addr", "add", std::string(kServerIp) + "/24", "dev", "s0"});
     RunIn(client.ref(), {"ip", "link", "set", "c0", "up"});
     RunIn(server.ref(), {"ip", "link", "set", "s0", "up"});
     RunIn(server.ref(), {"ip", "link", "set", "lo", "up"});
   }
+};
+
+// XDP program (traffic_drop_syn.bpf.c, a data dependency) attached natively in `ns`: drops SYNs to
+// `syn_port` and, when `data_port` is not 0, segments carrying data to `data_port`. Detached on destruction.
+class SynDropper {
+ public:
+  SynDropper(const NetnsRef& ns, const std::string& ifname, uint16_t syn_port, uint16_t data_port = 0)
+      : ns_(ns) {
+    obj_ = bpf_object__open_file(kmesh::Runfile("e2e/framework/traffic_drop_syn.o").c_str(), nullptr);
+    if (obj_ == nullptr) throw kmesh::Error("open traffic_drop_syn.o");
+    if (bpf_object__load(obj_) != 0) throw kmesh::Error("load traffic_drop_syn.o");
+    map_fd_ = bpf_object__find_map_fd_by_name(obj_, "drop_syn_cfg");
+    for (const auto& [k, v] : {std::pair<uint32_t, uint64_t>{0, syn_port}, {2, data_port}}) {
+      bpf_map_update_elem(map_fd_, &k, &v, BPF_ANY);
+    }
+    ifindex_ = kmesh::netns::FindInterface(ns, ifname).index;
+    const int prog = bpf_program__fd(bpf_object__find_program_by_name(obj_, "drop_syn"));
+    const int rc = RunIn(ns, [&] { return bpf_xdp_attach(ifindex_, prog, XDP_FLAGS_DRV_MODE, nullptr); });
+    if (rc != 0) throw kmesh::Error("attach XDP drop_syn to " + ifname + ": " + std::to_string(rc));
+  }
+  ~SynDropper() {
+    RunIn(ns_, [&] { bpf_xdp_detach(ifindex_, XDP_FLAGS_DRV_MODE, nullptr); });
+    bpf_object__close(obj_);
+  }
+  SynDropper(const SynDropper&) = delete;
+  SynDropper& operator=(const SynDropper&) = delete;
+  uint64_t Dropped() const {
+    uint32_t k = 1;
+    uint64_t v = 0;
+    bpf_map_lookup_elem(map_fd_, &k, &v);
+    return v;
+  }
+
+ private:
+  NetnsRef ns_;
+  bpf_object* obj_ = nullptr;
+  int map_fd_ = -1;
+  int ifindex_ = 0;
 };
 
 }  // namespace kmesh::e2e::testing

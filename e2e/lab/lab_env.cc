@@ -287,3 +287,13 @@ capture::Capture LabEnv::StartPodCapture(const e2e::App& app, capture::CaptureSp
 }
 
 }  // namespace kmesh::lab
+
+namespace kmesh::lab {
+
+std::optional<e2e::PodLink> LabEnv::PodLinkOf(const e2e::App& server) {
+  const Pod& pod = lab_->pod_of(lab_->app(server.name));
+  return e2e::PodLink{
+      lab_->topology().node(pod.node).ns.ref(), pod.host_veth, pod.ns.ref(), "eth0", pod.node, server.name};
+}
+
+}  // namespace kmesh::lab

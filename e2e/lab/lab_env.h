@@ -48,6 +48,8 @@ class LabEnv : public e2e::Env {
   // probe can decide a later one (km_auth_res entries of dropped SYNs are never deleted).
   uint16_t NextSourcePort() override;
   capture::Capture StartPodCapture(const e2e::App& app, capture::CaptureSpec spec) override;
+  // The server pod's veth: its node end (lxcN in the node's namespace) and eth0, where xdp_authz runs.
+  std::optional<e2e::PodLink> PodLinkOf(const e2e::App& server) override;
 
  private:
   std::unique_ptr<Lab> lab_;
