@@ -21,6 +21,7 @@
 #include "e2e/framework/capture.h"
 #include "e2e/framework/drop_proof.h"
 #include "e2e/framework/ipsec_layout.h"
+#include "e2e/framework/ipsec_marking.h"
 #include "e2e/framework/ipsec_secret.h"
 #include "e2e/framework/load.h"
 #include "e2e/framework/traffic.h"
@@ -148,6 +149,9 @@ class Env {
   // (drop_proof.h); nullopt where it cannot watch them (a cluster's node namespace is not the harness's
   // to enter), and the denial then rests on the client's timeout and the maps.
   virtual std::optional<PodLink> PodLinkOf(const App& server) { return std::nullopt; }
+  // Kmesh's IPsec marking on a node: the tc programs its Kmesh loaded (with their Kmesh build), what the
+  // kernel holds where Kmesh attaches them, km_nodeinfo. nullopt where the Env cannot read it yet.
+  virtual std::optional<ipsec::NodeMarking> IpsecMarking(const std::string& node) { return std::nullopt; }
 };
 
 // Picks the Env from the environment: KMESH_E2E_ENV=lab (default) or kube. Defined by the binary's

@@ -1,45 +1,50 @@
-// The lab's IPsec agent for one node: what Kmesh's IPsec controller does, in the node's namespace.
+// kmesh-lab-agent: the IPsec half of a lab node's Kmesh daemon (started with --enable-ipsec), one process
+// per node, in the node's namespace. It follows Kmesh's Go code at the pinned commit point by point; the
+// table in docs/kmesh-ipsec-controller.md gives the Kmesh file:line of every behaviour:
 //
-//  - Reads the secret in kmeshctl's JSON form from <state>/secret.json (the Kubernetes Secret
-//    kmesh-ipsec, data key ipSec) and keeps every key it has seen by SPI, as Kmesh keeps
-//    historyIpSecKey.
-//  - Publishes its KmeshNodeInfo (spi, addresses, bootID, podCIDRS) as <state>/kni/<node>.json and reads
-//    its peers' the same way (the lab's stand-in for the CRD).
-//  - Programs xfrm exactly in Kmesh's layout (kmesh-facts.md §3.4): for each peer an ingress state with
-//    the local SPI and output-mark 0xd0, in and fwd policies (mark 0xd0) and, once the peer's SPI is not
-//    newer than ours, the egress state with the peer's SPI and the out policy (mark 0xe0). Keys are
-//    derived per direction as §3.3. Old states are kept on rotation, as Kmesh keeps them.
-//  - Marks pod egress for encryption with a tc program (tc_mark_encrypt, km_nodeinfo = the peers' pod
-//    CIDRs) on the node side of every pod veth.
-//  - On a normal stop, flushes the node's xfrm and withdraws its KmeshNodeInfo, as Kmesh's Stop does;
-//    a peer whose KmeshNodeInfo disappears gets its states and policies cleaned.
-//  - Faults (lab.h) are read from <state>/faults/<node>, one name per line.
+//  - At start, as the daemon's BPF loader does, it loads Kmesh's own tc_mark_encrypt and tc_mark_decrypt
+//    (built from the Kmesh tree) with km_nodeinfo pinned in the node's bpf_kmesh_workload/map.
+//  - The IPsec controller (pkg/controller/encryption/ipsec/ipsec_controller.go): reads the secret file if
+//    it exists; attaches tc_mark_decrypt to the node's interfaces that carry its addresses; programs xfrm
+//    for every peer KmeshNodeInfo it lists; creates or updates its own KmeshNodeInfo; then acts only on
+//    events: a change of the secret file (100 ms debounce) and KmeshNodeInfo add/update/delete (a work
+//    queue with Kmesh's retry rule). There is no periodic resync: xfrm changed behind its back stays so.
+//  - The handler (ipsec_handler.go): xfrm over netlink exactly as Kmesh asks for it (a state that exists
+//    is left alone, a policy that exists is updated, old SPIs' states are never removed), keys derived as
+//    generateIPSecKey derives them.
+//  - The manage controller's part (manage_controller.go linkTc): tc_mark_encrypt on the host side of
+//    every managed pod's veth, at start and when a pod is added.
+//  - A normal stop: its KmeshNodeInfo deleted, tc_mark_decrypt detached, every xfrm policy and ESP state
+//    flushed, the tc objects closed and km_nodeinfo unpinned. tc_mark_encrypt stays on the pods' veths.
 //
-// It runs as its own process (kmesh-lab-agent) inside the node namespace, so "restart the node's
-// dataplane" is a real stop and start.
+// The lab's stand-ins for Kubernetes objects live in a state folder shared by the agents of a lab:
+// secret.json (the kmesh-ipsec Secret as mounted), kni/<node>.json (KmeshNodeInfo objects, written
+// atomically: an informer sees whole objects), pods/<node> (the node's managed pods: "<pod> <host veth>"
+// per line), faults/<node> (lab faults, one name per line). The agent writes datapath/<node>.json: what it
+// loaded (Kmesh commit, object sha256, program ids) and where it attached it.
 #pragma once
 
-#include <map>
-#include <set>
 #include <string>
-#include <vector>
 
 namespace kmesh::lab {
 
 struct AgentConfig {
-  std::string node;        // node name
-  std::string address;     // the node's InternalIP (underlay)
-  std::string pod_cidr;    // the node's pod CIDR
-  std::string boot_id;
-  std::string state_dir;   // shared by the agents of the lab
+  std::string node;       // node name (the KmeshNodeInfo's name)
+  std::string address;    // the node's InternalIP (underlay)
+  std::string pod_cidr;   // the node's pod CIDR
+  std::string boot_id;    // node.status.nodeInfo.bootID
+  std::string state_dir;  // shared by the agents of the lab
+  std::string pin_dir;    // the node's <bpffs>/bpf_kmesh_workload/map
 };
 
 // Paths inside the state dir.
 std::string SecretPath(const std::string& state_dir);
 std::string KniPath(const std::string& state_dir, const std::string& node);
 std::string FaultsPath(const std::string& state_dir, const std::string& node);
+std::string PodsPath(const std::string& state_dir, const std::string& node);
+std::string DatapathRecordPath(const std::string& state_dir, const std::string& node);
 
-// Runs until SIGTERM/SIGINT; returns the process exit code.
+// Runs until SIGTERM/SIGINT, then stops as Kmesh's normal stop does; returns the process exit code.
 int RunAgent(const AgentConfig& cfg);
 
 }  // namespace kmesh::lab

@@ -166,6 +166,10 @@ uint32_t DataVarOffset(bpf_object *obj, const char *var) {
 
 }  // namespace
 
+DatapathIdentity ReadBuildIdentity(const std::string &object_runfile) {
+  return ReadIdentity(object_runfile, Runfile(object_runfile));
+}
+
 const KmeshProgram &DatapathIdentity::program(const std::string &name) const {
   for (const auto &p : programs) {
     if (p.name == name) return p;

@@ -71,6 +71,11 @@ struct DatapathIdentity {
   const KmeshProgram &program(const std::string &name) const;
 };
 
+// The identity of any kmesh_bpf_object (//third_party/kmesh:<name>) from its build record: tree, commit,
+// digest, clang, object sha256 (checked against the object file; throws when they differ). `programs`
+// is left empty: the loader fills it.
+DatapathIdentity ReadBuildIdentity(const std::string &object_runfile);
+
 class KmeshAuthzDatapath {
  public:
   struct Options {

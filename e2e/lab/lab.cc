@@ -203,6 +203,8 @@ void Lab::LoadKmesh() {
 }
 
 Lab::~Lab() {
+  // IPsec agents first: their normal stop flushes xfrm and unpins km_nodeinfo from the node's bpffs.
+  for (auto& [node, agent] : agents_) agent->Stop(defaults::Command());
   kmesh_.clear();  // daemons, XDP (detached), sockops, node cgroups (their servers killed), bpffs
   topo_.reset();   // processes, pods, nodes
   std::error_code ec;
@@ -317,6 +319,7 @@ const App& Lab::Deploy(const AppSpec& spec) {
   }
   apps_.push_back(std::move(app));
   StoreWorkloads();
+  WriteManagedPods();
   return *apps_.back();
 }
 
@@ -455,7 +458,8 @@ void Lab::StartAgent(const std::string& node) {
   agents_[node] =
       &topo_->Spawn(n.ns.ref(),
                     {Runfile("e2e/lab/kmesh-lab-agent"), "--node", node, "--address", n.spec.underlay_ip,
-                     "--pod-cidr", n.spec.pod_cidr, "--boot-id", n.boot_id, "--state", ipsec_dir_},
+                     "--pod-cidr", n.spec.pod_cidr, "--boot-id", n.boot_id, "--state", ipsec_dir_, "--pin-dir",
+                     kmesh(node).pin_dir()},
                     AgentLog(node));
 }
 
@@ -470,7 +474,9 @@ void Lab::ApplySecret(const ipsec::IpsecSecret& secret) {
     ipsec_dir_ = workdir_ + "/ipsec";
     std::filesystem::create_directories(ipsec_dir_ + "/kni");
     std::filesystem::create_directories(ipsec_dir_ + "/faults");
+    std::filesystem::create_directories(ipsec_dir_ + "/pods");
     WriteAgentFaults();
+    WriteManagedPods();
   }
   // Like kubelet updating the Secret volume: a new file, renamed into place.
   const std::string path = ipsec_dir_ + "/secret.json";
@@ -488,8 +494,28 @@ void Lab::ApplySecret(const ipsec::IpsecSecret& secret) {
 void Lab::RestartDataplane(const std::string& node) {
   auto it = agents_.find(node);
   if (it == agents_.end()) throw Error("lab: node " + node + " runs no IPsec agent (apply a secret first)");
+  // A restart of Kmesh's pod with its DaemonSet in place: the daemon exits with exit type Restart
+  // (daemon/manager/manager.go:119), which keeps its BPF pinned; the lab's teardown is a Normal exit.
+  std::filesystem::create_directories(ipsec_dir_ + "/exit");
+  std::ofstream(ipsec_dir_ + "/exit/" + node) << "restart\n";
   it->second->Stop(defaults::Command());
   StartAgent(node);
+}
+
+void Lab::WriteManagedPods() {
+  // The lab's stand-in for the pod informer of Kmesh's manage controller: every pod of a node is managed
+  // (as in Kmesh's e2e, whose test namespace is labelled istio.io/dataplane-mode=Kmesh); the node's agent
+  // attaches tc_mark_encrypt to each one's host-side veth (manage_controller.go:251-266, 516-544).
+  if (ipsec_dir_.empty()) return;
+  for (const auto& n : topo_->nodes()) {
+    std::string text;
+    for (const auto& p : topo_->pods()) {
+      if (p->node == n->spec.name) text += p->name + " " + p->host_veth + "\n";
+    }
+    const std::string path = ipsec_dir_ + "/pods/" + n->spec.name;
+    std::ofstream(path + ".new") << text;
+    std::filesystem::rename(path + ".new", path);
+  }
 }
 
 void Lab::WriteAgentFaults() {

@@ -122,7 +122,8 @@ class Lab {
   // IPsec: one agent process per node (ipsec_agent.h), started by the first secret.
   void ApplySecret(const ipsec::IpsecSecret& secret);
   bool ipsec_enabled() const { return !agents_.empty(); }
-  // Stops the node's agent (Kmesh's normal stop: flush, withdraw KmeshNodeInfo) and starts a new one.
+  // Restarts the node's agent as a Kmesh pod restart does (exit type Restart: BPF stays pinned; the IPsec
+  // controller's Stop cleans xfrm and withdraws the KmeshNodeInfo only if that daemon had started Normal).
   void RestartDataplane(const std::string& node);
   const std::string& ipsec_state_dir() const { return ipsec_dir_; }
   // The agent's log of a node (evidence).
@@ -159,6 +160,7 @@ class Lab {
   std::vector<Applied> applied_;
   void StartAgent(const std::string& node);
   void WriteAgentFaults();
+  void WriteManagedPods();  // <ipsec state>/pods/<node>: what each node's agent attaches tc_mark_encrypt to
 
   std::set<Fault> faults_;
   std::map<Fault, std::string> fault_node_;

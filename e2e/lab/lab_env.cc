@@ -13,7 +13,11 @@
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/maps.h"
 #include "e2e/kube/node_local.h"
+#include "bpf_probe/kmesh_abi.h"
+#include "bpf_probe/tc.h"
+#include "e2e/lab/ipsec_agent.h"
 #include "e2e/lab/kmesh_daemon_protocol.h"
+#include "e2e/lab/kmesh_ipsec_tc.h"
 #include "netns/process.h"
 #include "netns/route.h"
 
@@ -284,6 +288,43 @@ namespace kmesh::lab {
 capture::Capture LabEnv::StartPodCapture(const e2e::App& app, capture::CaptureSpec spec) {
   if (spec.interface.empty()) spec.interface = "eth0";
   return capture::Capture::Start(lab_->pod_of(lab_->app(app.name)).ns.ref(), spec);
+}
+
+std::optional<ipsec::NodeMarking> LabEnv::IpsecMarking(const std::string& node) {
+  Node& n = lab_->topology().node(node);
+  ipsec::NodeMarking m;
+  m.node = node;
+  // What the node's agent says it loaded (its build records), matched below against the kernel's filters.
+  if (!lab_->ipsec_state_dir().empty()) {
+    std::ifstream f(DatapathRecordPath(lab_->ipsec_state_dir(), node));
+    const auto j = f ? nlohmann::json::parse(f, nullptr, false) : nlohmann::json();
+    if (j.is_object()) {
+      for (const char* name : {"tc_mark_encrypt", "tc_mark_decrypt"}) {
+        if (!j.contains(name)) continue;
+        const auto& p = j[name];
+        m.loaded.push_back({name, p.value("id", 0u), p.value("tag", ""), p.value("kmesh_commit", ""),
+                            p.value("pinned_commit", ""), p.value("object_sha256", ""), p.value("clang", "")});
+      }
+    }
+  }
+  for (const auto& p : lab_->topology().pods()) {
+    if (p->node != node) continue;
+    m.attachments.push_back({p->host_veth, "host veth of pod " + p->name, "tc_mark_encrypt",
+                             bpf_probe::KmeshTcFilter(n.ns.ref(), p->host_veth)});
+  }
+  const std::string uplink = netns::RouteTo(n.ns.ref(), lab_->topology().nodes().front()->spec.name == node
+                                                            ? lab_->topology().nodes().back()->spec.underlay_ip
+                                                            : lab_->topology().nodes().front()->spec.underlay_ip)
+                                 .interface;
+  m.attachments.push_back({uplink, "node interface carrying " + n.spec.underlay_ip, "tc_mark_decrypt",
+                           bpf_probe::KmeshTcFilter(n.ns.ref(), uplink)});
+  m.nodeinfo_pin = lab_->kmesh(node).pin_dir() + "/" KM_MAP_NODEINFO;
+  try {
+    m.nodeinfo_cidrs = ReadNodeinfoCidrs(m.nodeinfo_pin);
+  } catch (const std::exception&) {
+    m.nodeinfo_pin += " (not pinned)";
+  }
+  return m;
 }
 
 }  // namespace kmesh::lab

@@ -50,6 +50,7 @@ class LabEnv : public e2e::Env {
   capture::Capture StartPodCapture(const e2e::App& app, capture::CaptureSpec spec) override;
   // The server pod's veth: its node end (lxcN in the node's namespace) and eth0, where xdp_authz runs.
   std::optional<e2e::PodLink> PodLinkOf(const e2e::App& server) override;
+  std::optional<ipsec::NodeMarking> IpsecMarking(const std::string& node) override;
 
  private:
   std::unique_ptr<Lab> lab_;
