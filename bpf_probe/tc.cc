@@ -96,11 +96,15 @@ std::vector<TcFilter> QueryTcFilters(const netns::NetnsRef& ns, const std::strin
           std::string kind;
           uint32_t prog_id = 0;
           netns::ForEachAttr(h, sizeof(tcmsg), [&](uint16_t type, const uint8_t* data, size_t len) {
-            if (type == TCA_KIND) kind.assign(reinterpret_cast<const char*>(data), strnlen(reinterpret_cast<const char*>(data), len));
+            if (type == TCA_KIND)
+              kind.assign(reinterpret_cast<const char*>(data),
+                          strnlen(reinterpret_cast<const char*>(data), len));
             if (type != TCA_OPTIONS) return;
             netns::ForEachNested(data, len, [&](uint16_t t2, const uint8_t* d2, size_t l2) {
               if (t2 == TCA_BPF_ID && l2 >= 4) std::memcpy(&prog_id, d2, 4);
-              if (t2 == TCA_BPF_NAME) f.name.assign(reinterpret_cast<const char*>(d2), strnlen(reinterpret_cast<const char*>(d2), l2));
+              if (t2 == TCA_BPF_NAME)
+                f.name.assign(reinterpret_cast<const char*>(d2),
+                              strnlen(reinterpret_cast<const char*>(d2), l2));
               if (t2 == TCA_BPF_FLAGS && l2 >= 4) {
                 uint32_t flags = 0;
                 std::memcpy(&flags, d2, 4);
@@ -149,7 +153,8 @@ void KmeshTcAttach(const netns::NetnsRef& ns, const std::string& ifname, int pro
     t.tcm_parent = TC_H_CLSACT;
     msg.Put(t);
     msg.AddAttr(TCA_KIND, "clsact", sizeof "clsact");
-    sock.Request(msg, [](const nlmsghdr*) {}, "replace the clsact qdisc of " + Where(ns, ifname));
+    sock.Request(
+        msg, [](const nlmsghdr*) {}, "replace the clsact qdisc of " + Where(ns, ifname));
   }
   // FilterReplace (tc.go:39-57): RTM_NEWTFILTER with NLM_F_CREATE (no NLM_F_EXCL), so an existing filter
   // at the same priority and handle is replaced.
@@ -170,7 +175,8 @@ void KmeshTcAttach(const netns::NetnsRef& ns, const std::string& ifname, int pro
   AppendAttr(options, TCA_BPF_NAME, name.c_str(), name.size() + 1);
   AppendAttr(options, TCA_BPF_FLAGS, &flags, sizeof flags);
   msg.AddAttr(TCA_OPTIONS, options.data(), options.size());
-  sock.Request(msg, [](const nlmsghdr*) {}, "attach a bpf filter (" + name + ") to ingress of " + Where(ns, ifname));
+  sock.Request(
+      msg, [](const nlmsghdr*) {}, "attach a bpf filter (" + name + ") to ingress of " + Where(ns, ifname));
 }
 
 void KmeshTcDetach(const netns::NetnsRef& ns, const std::string& ifname) {
@@ -185,7 +191,9 @@ void KmeshTcDetach(const netns::NetnsRef& ns, const std::string& ifname) {
   t.tcm_parent = ParentOf(TcHook::kIngress);
   t.tcm_info = FilterInfo(kKmeshPriority, ETH_P_ALL);
   msg.Put(t);
-  sock.Request(msg, [](const nlmsghdr*) {}, "delete the bpf filter (pref 1 handle 1) on ingress of " + Where(ns, ifname));
+  sock.Request(
+      msg, [](const nlmsghdr*) {},
+      "delete the bpf filter (pref 1 handle 1) on ingress of " + Where(ns, ifname));
 }
 
 }  // namespace kmesh::bpf_probe

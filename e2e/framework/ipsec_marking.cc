@@ -27,10 +27,14 @@ nlohmann::json NodeMarking::ToJson() const {
   for (const auto& x : attachments) {
     nlohmann::json f = nullptr;
     if (x.filter) {
-      f = {{"priority", x.filter->priority},       {"handle", x.filter->handle},
-           {"protocol", x.filter->protocol},       {"name", x.filter->name},
-           {"direct_action", x.filter->direct_action}, {"prog_id", x.filter->prog.id},
-           {"prog_name", x.filter->prog.name},     {"prog_tag", x.filter->prog.tag},
+      f = {{"priority", x.filter->priority},
+           {"handle", x.filter->handle},
+           {"protocol", x.filter->protocol},
+           {"name", x.filter->name},
+           {"direct_action", x.filter->direct_action},
+           {"prog_id", x.filter->prog.id},
+           {"prog_name", x.filter->prog.name},
+           {"prog_tag", x.filter->prog.tag},
            {"text", x.filter->ToString()}};
     }
     a.push_back({{"ifname", x.ifname}, {"role", x.role}, {"want", x.want}, {"ingress_filter", f}});
@@ -53,13 +57,15 @@ std::string NodeMarking::Describe() const {
   s += "}";
   for (const auto& p : loaded) {
     s += "; loaded " + p.name + " id " + std::to_string(p.id) + " from Kmesh " +
-         (p.kmesh_commit == "snapshot" ? "snapshot of " + p.pinned_commit.substr(0, 8) : p.kmesh_commit.substr(0, 12)) +
+         (p.kmesh_commit == "snapshot" ? "snapshot of " + p.pinned_commit.substr(0, 8)
+                                       : p.kmesh_commit.substr(0, 12)) +
          " (object sha256:" + p.object_sha256.substr(0, 16) + ", " + p.clang + ")";
   }
   return s;
 }
 
-std::vector<std::string> CheckMarking(const NodeMarking& m, const std::vector<std::string>& expected_nodeinfo) {
+std::vector<std::string> CheckMarking(const NodeMarking& m,
+                                      const std::vector<std::string>& expected_nodeinfo) {
   std::vector<std::string> problems;
   for (const char* name : {"tc_mark_encrypt", "tc_mark_decrypt"}) {
     const LoadedProgram* p = m.Loaded(name);
@@ -86,8 +92,8 @@ std::vector<std::string> CheckMarking(const NodeMarking& m, const std::vector<st
     }
     if (!a.filter->direct_action) problems.push_back(where + ": filter is not direct-action (Kmesh's is)");
     if (a.filter->name != "tc_ingress-" + a.ifname) {
-      problems.push_back(where + ": filter is named \"" + a.filter->name + "\", Kmesh names it \"tc_ingress-" +
-                         a.ifname + "\"");
+      problems.push_back(where + ": filter is named \"" + a.filter->name +
+                         "\", Kmesh names it \"tc_ingress-" + a.ifname + "\"");
     }
     if (a.filter->protocol != 3) problems.push_back(where + ": filter protocol is not all (ETH_P_ALL)");
   }
@@ -97,7 +103,8 @@ std::vector<std::string> CheckMarking(const NodeMarking& m, const std::vector<st
     if (!have.count(c)) problems.push_back(m.node + ": km_nodeinfo lacks the peer pod CIDR " + c);
   }
   for (const auto& c : have) {
-    if (!want.count(c)) problems.push_back(m.node + ": km_nodeinfo holds " + c + ", which is no peer's pod CIDR");
+    if (!want.count(c))
+      problems.push_back(m.node + ": km_nodeinfo holds " + c + ", which is no peer's pod CIDR");
   }
   return problems;
 }

@@ -7,11 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bpf_probe/tc.h"
 
@@ -45,13 +44,15 @@ struct NodeMarking {
 
   const LoadedProgram* Loaded(const std::string& name) const;
   nlohmann::json ToJson() const;
-  // "node1: tc_mark_encrypt id 51 (Kmesh ec501a98 ...) on lxc1 [pod sleep]; tc_mark_decrypt id 52 on eth0; km_nodeinfo {10.244.2.0/24}"
+  // "node1: tc_mark_encrypt id 51 (Kmesh ec501a98 ...) on lxc1 [pod sleep]; tc_mark_decrypt id 52 on eth0;
+  // km_nodeinfo {10.244.2.0/24}"
   std::string Describe() const;
 };
 
 // Every way the node's marking differs from Kmesh's: a program not loaded from Kmesh's build, an
 // attachment missing or holding another program, not direct-action, not named as Kmesh names it, and
 // km_nodeinfo not exactly `expected_nodeinfo` (the peers' pod CIDRs). Empty when all is as Kmesh does it.
-std::vector<std::string> CheckMarking(const NodeMarking& m, const std::vector<std::string>& expected_nodeinfo);
+std::vector<std::string> CheckMarking(const NodeMarking& m,
+                                      const std::vector<std::string>& expected_nodeinfo);
 
 }  // namespace kmesh::ipsec

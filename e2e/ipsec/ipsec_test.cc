@@ -4,7 +4,6 @@
 // the request, the assert capture saw no plaintext of the request, and the sanity capture proved the same
 // plaintext filter would have caught a leak.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -68,7 +67,8 @@ struct Layout {
 Layout ReadLayout(World& w) {
   Layout l;
   for (const auto& info : w.env->IpsecNodes()) l.nodes.push_back({info, w.env->Xfrm(info.name)});
-  if (l.nodes.size() != 2) throw Error("the IPsec suite needs two nodes, the Env has " + std::to_string(l.nodes.size()));
+  if (l.nodes.size() != 2)
+    throw Error("the IPsec suite needs two nodes, the Env has " + std::to_string(l.nodes.size()));
   l.report = ipsec::CheckLayout(l.nodes[0], l.nodes[1], w.secrets);
   return l;
 }
@@ -86,8 +86,10 @@ Layout WaitLayout(World& w, Case& c, uint32_t spi, const std::string& label) {
     std::this_thread::sleep_for(defaults::PollInterval() * 4);
   }
   const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-  nlohmann::json j = {{"label", label}, {"spi", spi}, {"waited_ms", waited.count()}, {"report", l.report.ToJson()}};
-  for (const auto& n : l.nodes) j["nodes"].push_back({{"name", n.info.name}, {"spi", n.info.spi}, {"xfrm", n.snapshot.ToJson()}});
+  nlohmann::json j = {
+      {"label", label}, {"spi", spi}, {"waited_ms", waited.count()}, {"report", l.report.ToJson()}};
+  for (const auto& n : l.nodes)
+    j["nodes"].push_back({{"name", n.info.name}, {"spi", n.info.spi}, {"xfrm", n.snapshot.ToJson()}});
   c.Add("layouts", j);
   bool spis = true;
   std::string spi_text;
@@ -96,9 +98,10 @@ Layout WaitLayout(World& w, Case& c, uint32_t spi, const std::string& label) {
     spi_text += " " + n.info.name + "=" + std::to_string(n.info.spi);
   }
   if (!spis || !l.report.ok()) {
-    std::string why = "[" + label + "] xfrm layout did not converge to SPI " + std::to_string(spi) + " within " +
-                      std::to_string(defaults::XfrmConverged().count()) + " ms (KMESH_E2E_XFRM_CONVERGED_MS)\n" +
-                      "  KmeshNodeInfo spi:" + spi_text + "\n  layout checker:\n" + l.report.Describe();
+    std::string why = "[" + label + "] xfrm layout did not converge to SPI " + std::to_string(spi) +
+                      " within " + std::to_string(defaults::XfrmConverged().count()) +
+                      " ms (KMESH_E2E_XFRM_CONVERGED_MS)\n" + "  KmeshNodeInfo spi:" + spi_text +
+                      "\n  layout checker:\n" + l.report.Describe();
     c.Fail(why);
     std::cerr << why << "\n";
   }
@@ -158,19 +161,23 @@ EncryptedProbe ProbeEncrypted(World& w, Case& c, const std::string& label) {
 void ExpectEncrypted(World& w, Case& c, const EncryptedProbe& p, const std::string& label) {
   const auto infos = w.env->IpsecNodes();
   std::vector<std::string> problems;
-  if (p.outcome.kind != OutcomeKind::kOk) problems.push_back("client saw " + p.outcome.ToString() + ", expected ok");
+  if (p.outcome.kind != OutcomeKind::kOk)
+    problems.push_back("client saw " + p.outcome.ToString() + ", expected ok");
   for (size_t i = 0; i < p.underlay.size() && i < infos.size(); ++i) {
     const uint32_t receiver_spi = infos[1 - i].spi;  // ESP from node i carries the peer's SPI
     auto v = capture::JudgeEncrypted(p.underlay[i], receiver_spi);
     if (!v.pass) problems.push_back(infos[i].name + " underlay: " + v.Describe());
   }
   auto s = capture::JudgePlaintextVisible(p.sanity);
-  if (!s.pass) problems.push_back("sanity capture in " + w.server.name + ": " + s.Describe() +
-                                  " (the plaintext filter would not have caught a leak)");
+  if (!s.pass)
+    problems.push_back("sanity capture in " + w.server.name + ": " + s.Describe() +
+                       " (the plaintext filter would not have caught a leak)");
   if (!problems.empty()) {
-    std::string why = "[" + label + "] " + w.client.name + " -> " + w.server.name + " (" + p.outcome.tuple.ToString() + ")\n" +
-                      "  expected:    ok; ESP with each receiver's SPI on both underlays; no plaintext; sanity sees it\n" +
-                      "  client saw:  " + p.outcome.ToString() + "\n  kernel held:";
+    std::string why =
+        "[" + label + "] " + w.client.name + " -> " + w.server.name + " (" + p.outcome.tuple.ToString() +
+        ")\n" +
+        "  expected:    ok; ESP with each receiver's SPI on both underlays; no plaintext; sanity sees it\n" +
+        "  client saw:  " + p.outcome.ToString() + "\n  kernel held:";
     for (const auto& u : p.underlay) why += "\n    " + u.Describe();
     why += "\n    " + p.sanity.Describe() + "\n  disagree:";
     for (const auto& pr : problems) why += "\n    " + pr;
@@ -186,8 +193,9 @@ void ExpectNoXfrmErrors(Case& c, const Layout& before, const Layout& after, cons
   for (size_t i = 0; i < before.nodes.size() && i < after.nodes.size(); ++i) {
     auto d = xfrm::Diff(before.nodes[i].snapshot, after.nodes[i].snapshot);
     c.Add("xfrm_diffs", {{"label", label}, {"node", before.nodes[i].info.name}, {"diff", d.ToJson()}});
-    for (const auto& e : d.ErrorsRaised()) raised.push_back(before.nodes[i].info.name + ": " + e.name + " " +
-                                                           std::to_string(e.before) + " -> " + std::to_string(e.after));
+    for (const auto& e : d.ErrorsRaised())
+      raised.push_back(before.nodes[i].info.name + ": " + e.name + " " + std::to_string(e.before) + " -> " +
+                       std::to_string(e.after));
   }
   if (!raised.empty()) {
     std::string why = "[" + label + "] xfrm_stat error counters rose (tolerance 0):";
@@ -303,11 +311,12 @@ TEST_CASE("ipsec: an ingress state deleted by hand is programmed again",
           "[ipsec][kmesh-defect][D20][!shouldfail]") {
   World& w = TheWorld();
   Case c("ipsec", "recovery-state-deleted", w.env->name());
-  c.Set("kmesh_defect", {{"code", "D20"},
-                         {"what", "no reconciliation: xfrm state removed outside Kmesh is never re-created"},
-                         {"kmesh_source",
-                          "pkg/controller/encryption/ipsec/ipsec_controller.go:83,131-143,175-183 (work only on "
-                          "KmeshNodeInfo events and the key file; informer resync 0)"}});
+  c.Set("kmesh_defect",
+        {{"code", "D20"},
+         {"what", "no reconciliation: xfrm state removed outside Kmesh is never re-created"},
+         {"kmesh_source",
+          "pkg/controller/encryption/ipsec/ipsec_controller.go:83,131-143,175-183 (work only on "
+          "KmeshNodeInfo events and the key file; informer resync 0)"}});
   std::cerr << "[kmesh defect D20 expected] an xfrm state deleted by hand is never re-created\n";
   if (w.spi == 0) ApplySecret(w, c, 1);
   const std::string node = w.server.node;
@@ -319,7 +328,8 @@ TEST_CASE("ipsec: an ingress state deleted by hand is programmed again",
     if (s.spi.value == w.spi && s.output_mark && s.output_mark->value == 0xd0) victim = &s;
   }
   REQUIRE(victim != nullptr);
-  c.Note("deleted ingress state src " + victim->src + " dst " + victim->dst + " spi " + victim->spi.ToString() + " on " + node);
+  c.Note("deleted ingress state src " + victim->src + " dst " + victim->dst + " spi " +
+         victim->spi.ToString() + " on " + node);
   w.env->DeleteXfrmState(node, *victim);
   Layout back = WaitLayout(w, c, w.spi, "after delete");
   const bool recovered = back.report.ok();
@@ -347,8 +357,9 @@ TEST_CASE("ipsec: no pod traffic crosses the underlay in clear while a node's da
   Case c("ipsec", "restart-no-plaintext", w.env->name());
   c.Set("kmesh_defect",
         {{"code", "D21"},
-         {"what", "a Kmesh pod restart flushes xfrm (Stop checks the start type, not the exit type): pod "
-                  "traffic crosses the underlay in clear until the new daemon has re-programmed it"},
+         {"what",
+          "a Kmesh pod restart flushes xfrm (Stop checks the start type, not the exit type): pod "
+          "traffic crosses the underlay in clear until the new daemon has re-programmed it"},
          {"kmesh_source",
           "pkg/controller/encryption/ipsec/ipsec_controller.go:189-196 (GetStartType() == Normal) vs "
           "pkg/bpf/bpf.go:141-145 (GetExitType()); flush: ipsec_handler.go:397-401"}});
@@ -382,8 +393,10 @@ TEST_CASE("ipsec: no pod traffic crosses the underlay in clear while a node's da
   CHECK(back.report.ok());
   if (!leak.plaintext.empty()) {
     std::string why = "[restart of " + node + "] " + std::to_string(leak.plaintext.size()) +
-                      " packet(s) between the pods crossed " + node + "'s underlay in clear while its dataplane "
-                      "restarted (" + leak.Describe() + "):";
+                      " packet(s) between the pods crossed " + node +
+                      "'s underlay in clear while its dataplane "
+                      "restarted (" +
+                      leak.Describe() + "):";
     for (size_t i = 0; i < leak.plaintext.size() && i < 5; ++i) why += "\n  " + leak.plaintext[i].description;
     why += "\n  load: " + report.Describe();
     c.Fail(why);

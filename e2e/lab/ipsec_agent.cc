@@ -143,7 +143,7 @@ class IpsecHandler {
  public:
   IpsecHandler(KmeshXfrm& xfrm, const Faults& faults) : xfrm_(xfrm), faults_(faults) {}
 
-  uint32_t spi = 0;                            // Spi
+  uint32_t spi = 0;                         // Spi
   std::map<uint32_t, IpsecSecret> history;  // historyIpSecKey: every SPI loaded, for the daemon's lifetime
 
   // LoadIPSecKeyFromFile (lines 56-84): JSON decode, name must start with "rfc", Spi = key.Spi,
@@ -161,7 +161,8 @@ class IpsecHandler {
   void CreateXfrmRule(const KniSpec& local, const KniSpec& remote) {
     auto it = history.find(remote.spi);
     if (it == history.end()) {
-      LOG("can not found the spi key, maybe spi has expire before kmesh start (remote spi " << remote.spi << ")");
+      LOG("can not found the spi key, maybe spi has expire before kmesh start (remote spi " << remote.spi
+                                                                                            << ")");
       return;
     }
     for (const auto& remote_ip : remote.addresses) {
@@ -212,10 +213,12 @@ class IpsecHandler {
 
  private:
   // generateIPSecKey (lines 136-147). Go slices []byte(bootID)[:36], which panics on a shorter boot id.
-  static KeyMaterial GenerateKey(const std::string& src_ip, const std::string& dst_ip, const std::string& src_boot,
-                                 const std::string& dst_boot, const KeyMaterial& key) {
+  static KeyMaterial GenerateKey(const std::string& src_ip, const std::string& dst_ip,
+                                 const std::string& src_boot, const std::string& dst_boot,
+                                 const KeyMaterial& key) {
     if (src_boot.size() < 36 || dst_boot.size() < 36) {
-      throw Error("boot id shorter than 36 bytes: Kmesh's generateIPSecKey would panic (ipsec_handler.go:142-143)");
+      throw Error(
+          "boot id shorter than 36 bytes: Kmesh's generateIPSecKey would panic (ipsec_handler.go:142-143)");
     }
     std::string input(key.bytes().begin(), key.bytes().end());
     input += src_ip + dst_ip + src_boot.substr(0, 36) + dst_boot.substr(0, 36);
@@ -230,13 +233,15 @@ class IpsecHandler {
 
   // createXfrmRuleIngress (lines 186-220): the state with the local SPI's key and output-mark, then in and
   // fwd policies for every local pod CIDR.
-  void CreateIngress(const std::string& remote_ip, const std::string& local_ip, const std::string& remote_boot,
-                     const std::string& local_boot, uint32_t local_spi, const std::vector<std::string>& pod_cidrs) {
+  void CreateIngress(const std::string& remote_ip, const std::string& local_ip,
+                     const std::string& remote_boot, const std::string& local_boot, uint32_t local_spi,
+                     const std::vector<std::string>& pod_cidrs) {
     // historyIpSecKey[spi] of a missing SPI is Go's zero value: an empty key and SPI 0.
     const auto it = history.find(local_spi);
     const IpsecSecret secret = it == history.end() ? IpsecSecret{0, "", KeyMaterial(), 0} : it->second;
     if (faults_.Has("xfrm-state-missing")) {
-      LOG("fault xfrm-state-missing: ingress state src " << remote_ip << " dst " << local_ip << " not created");
+      LOG("fault xfrm-state-missing: ingress state src " << remote_ip << " dst " << local_ip
+                                                         << " not created");
     } else {
       KeyMaterial key = GenerateKey(remote_ip, local_ip, remote_boot, local_boot, secret.aead_key);
       CreateState(remote_ip, local_ip, key, secret, /*ingress=*/true);
@@ -281,7 +286,8 @@ class IpsecHandler {
   // it holds, stays.
   void CreateState(const std::string& src, const std::string& dst, const KeyMaterial& key,
                    const IpsecSecret& secret, bool ingress) {
-    KmeshXfrmState s{src, dst, secret.spi, secret.aead_key_name, key, static_cast<uint32_t>(secret.length), ingress};
+    KmeshXfrmState s{src,    dst, secret.spi, secret.aead_key_name, key, static_cast<uint32_t>(secret.length),
+                     ingress};
     try {
       xfrm_.AddState(s);
       LOG("xfrm state add src " << src << " dst " << dst << " spi " << Hex32(secret.spi) << " key "
@@ -298,13 +304,14 @@ class IpsecHandler {
     try {
       xfrm_.AddPolicy(p);
       LOG("xfrm policy add src " << p.src_cidr << " dst " << p.dst_cidr << " dir " << xfrm::ToString(p.dir)
-                                 << " tmpl " << p.tmpl_src << " -> " << p.tmpl_dst << " spi " << Hex32(p.tmpl_spi));
+                                 << " tmpl " << p.tmpl_src << " -> " << p.tmpl_dst << " spi "
+                                 << Hex32(p.tmpl_spi));
     } catch (const netns::NetlinkError& e) {
       if (e.err() != EEXIST) throw;
       xfrm_.UpdatePolicy(p);
-      LOG("xfrm policy update (add answered EEXIST) src " << p.src_cidr << " dst " << p.dst_cidr << " dir "
-                                                           << xfrm::ToString(p.dir) << " tmpl " << p.tmpl_src
-                                                           << " -> " << p.tmpl_dst << " spi " << Hex32(p.tmpl_spi));
+      LOG("xfrm policy update (add answered EEXIST) src "
+          << p.src_cidr << " dst " << p.dst_cidr << " dir " << xfrm::ToString(p.dir) << " tmpl " << p.tmpl_src
+          << " -> " << p.tmpl_dst << " spi " << Hex32(p.tmpl_spi));
     }
   }
 
@@ -374,7 +381,8 @@ class Agent {
     if (sigfd_ < 0) ThrowErrno("signalfd");
     inotify_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (inotify_ < 0) ThrowErrno("inotify_init1");
-    for (const char* sub : {"kni", "faults", "pods", "datapath", "exit"}) fs::create_directories(cfg_.state_dir + "/" + sub);
+    for (const char* sub : {"kni", "faults", "pods", "datapath", "exit"})
+      fs::create_directories(cfg_.state_dir + "/" + sub);
     ReadFaults();
 
     // The daemon's BPF loader (pkg/bpf/workload/loader.go:69-75,147): Kmesh's tc objects, km_nodeinfo pinned.
@@ -382,10 +390,11 @@ class Agent {
     // a restart left its BPF pinned (here: km_nodeinfo, the pin this agent owns), else Normal.
     restart_start_ = fs::exists(cfg_.pin_dir + "/km_nodeinfo");
     tc_ = KmeshIpsecTc::Load(cfg_.pin_dir);
-    LOG("start type " << (restart_start_ ? "Restart (km_nodeinfo left pinned by the previous daemon)" : "Normal"));
-    LOG("loaded Kmesh's tc_mark_encrypt (id " << tc_->encrypt_identity().programs[0].id << ") and tc_mark_decrypt (id "
-                                              << tc_->decrypt_identity().programs[0].id << ") from "
-                                              << tc_->encrypt_identity().Describe());
+    LOG("start type " << (restart_start_ ? "Restart (km_nodeinfo left pinned by the previous daemon)"
+                                         : "Normal"));
+    LOG("loaded Kmesh's tc_mark_encrypt (id "
+        << tc_->encrypt_identity().programs[0].id << ") and tc_mark_decrypt (id "
+        << tc_->decrypt_identity().programs[0].id << ") from " << tc_->encrypt_identity().Describe());
     NewController();
     StartInformer();
     const bool running = Run();
@@ -393,7 +402,8 @@ class Agent {
     WriteRecord();
     Loop(running);
     // The exit type (daemon/manager/manager.go:119, restart.InferNextStartType): Restart while Kmesh's
-    // DaemonSet exists (a pod restart), Normal when it is gone (uninstall). The lab says which in exit/<node>.
+    // DaemonSet exists (a pod restart), Normal when it is gone (uninstall). The lab says which in
+    // exit/<node>.
     const std::string exit_file = cfg_.state_dir + "/exit/" + cfg_.node;
     const bool restart_exit = ReadFile(exit_file).value_or("").rfind("restart", 0) == 0;
     std::error_code ec;
@@ -604,7 +614,8 @@ class Agent {
   void HandleKniUpdate(const std::string& name, const KniSpec& old_spec, const KniSpec& new_spec) {
     if (name == local_.name) return;
     if (old_spec == new_spec) return;
-    LOG("informer: update KmeshNodeInfo " << name << " (spi " << old_spec.spi << " -> " << new_spec.spi << ")");
+    LOG("informer: update KmeshNodeInfo " << name << " (spi " << old_spec.spi << " -> " << new_spec.spi
+                                          << ")");
     queue_.AddRateLimited(name);
   }
   // handleKNIDelete (lines 292-318): Clean(ip) for every address (stop at the first error), then the pod
@@ -668,7 +679,8 @@ class Agent {
   // ---- the manage controller's part: linkTc / unlinkTc (manage_controller.go:251-279, 516-575) ----
 
   void StartManage() {
-    pods_watch_ = inotify_add_watch(inotify_, (cfg_.state_dir + "/pods").c_str(), IN_CLOSE_WRITE | IN_MOVED_TO);
+    pods_watch_ =
+        inotify_add_watch(inotify_, (cfg_.state_dir + "/pods").c_str(), IN_CLOSE_WRITE | IN_MOVED_TO);
     SyncPods();
   }
 
@@ -778,8 +790,8 @@ class Agent {
       if (running && secret_timer_ && (!next || *secret_timer_ < *next)) next = secret_timer_;
       int timeout = -1;
       if (next) {
-        timeout = static_cast<int>(
-            std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(*next - Clock::now()).count() + 1));
+        timeout = static_cast<int>(std::max<long long>(
+            0, std::chrono::duration_cast<std::chrono::milliseconds>(*next - Clock::now()).count() + 1));
       }
       pollfd fds[2] = {{sigfd_, POLLIN, 0}, {inotify_, POLLIN, 0}};
       const int n = poll(fds, 2, timeout);

@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "base/error.h"
@@ -25,10 +25,14 @@ bool Exists(const std::string& path) {
 }
 
 nlohmann::json IdentityJson(const DatapathIdentity& id) {
-  nlohmann::json j{{"kmesh_commit", id.kmesh_commit}, {"pinned_commit", id.pinned_commit},
-                   {"tree", id.tree_path},            {"tree_found_by", id.tree_found_by},
-                   {"tree_digest", id.tree_digest},   {"digest_vs_pinned", id.digest_vs_pinned},
-                   {"object", id.object},             {"object_sha256", id.object_sha256},
+  nlohmann::json j{{"kmesh_commit", id.kmesh_commit},
+                   {"pinned_commit", id.pinned_commit},
+                   {"tree", id.tree_path},
+                   {"tree_found_by", id.tree_found_by},
+                   {"tree_digest", id.tree_digest},
+                   {"digest_vs_pinned", id.digest_vs_pinned},
+                   {"object", id.object},
+                   {"object_sha256", id.object_sha256},
                    {"clang", id.clang_version}};
   if (!id.programs.empty()) {
     j["program"] = id.programs[0].name;
@@ -44,7 +48,8 @@ nlohmann::json IdentityJson(const DatapathIdentity& id) {
 std::vector<uint8_t> NodeinfoKey(const std::string& cidr) {
   const auto slash = cidr.find('/');
   std::vector<uint8_t> key(sizeof(km_nodeinfo_key), 0);
-  if (slash == std::string::npos) throw Error("km_nodeinfo: '" + cidr + "' is not a CIDR (netip.ParsePrefix)");
+  if (slash == std::string::npos)
+    throw Error("km_nodeinfo: '" + cidr + "' is not a CIDR (netip.ParsePrefix)");
   const std::string addr = cidr.substr(0, slash);
   const bool v6 = addr.find(':') != std::string::npos;
   uint8_t bytes[16] = {};
@@ -94,7 +99,7 @@ std::vector<std::string> ReadNodeinfoCidrs(const std::string& pin) {
 }
 
 bpf_object* KmeshIpsecTc::LoadOne(const std::string& runfile, const char* program, DatapathIdentity& id,
-                                   int& prog_fd) {
+                                  int& prog_fd) {
   id = ReadBuildIdentity(runfile);
   const std::string path = Runfile(runfile);
   bpf_object* obj = bpf_object__open_file(path.c_str(), nullptr);
@@ -138,10 +143,10 @@ std::unique_ptr<KmeshIpsecTc> KmeshIpsecTc::Load(const std::string& pin_dir) {
   tc->reused_nodeinfo_ = Exists(pin_dir + "/" KM_MAP_NODEINFO);
   // The encrypt object first, as LoadAndAssign does in loadKmeshTCObjects (tc.go:108-113): it creates
   // km_nodeinfo, the decrypt object reuses the pin.
-  tc->encrypt_ = tc->LoadOne("third_party/kmesh/tc_mark_encrypt.o", "tc_mark_encrypt", tc->encrypt_id_,
-                             tc->encrypt_fd_);
-  tc->decrypt_ = tc->LoadOne("third_party/kmesh/tc_mark_decrypt.o", "tc_mark_decrypt", tc->decrypt_id_,
-                             tc->decrypt_fd_);
+  tc->encrypt_ =
+      tc->LoadOne("third_party/kmesh/tc_mark_encrypt.o", "tc_mark_encrypt", tc->encrypt_id_, tc->encrypt_fd_);
+  tc->decrypt_ =
+      tc->LoadOne("third_party/kmesh/tc_mark_decrypt.o", "tc_mark_decrypt", tc->decrypt_id_, tc->decrypt_fd_);
   tc->nodeinfo_fd_ = bpf_object__find_map_fd_by_name(tc->encrypt_, KM_MAP_NODEINFO);
   if (tc->nodeinfo_fd_ < 0) throw Error("Kmesh's tc_mark_encrypt object has no map " KM_MAP_NODEINFO);
   bpf_map_info info{};

@@ -133,7 +133,8 @@ TEST_CASE("kmesh ipsec tc: Kmesh's programs mark as Kmesh intends", "[ipsec][tc]
   }
 }
 
-TEST_CASE("kmesh ipsec tc: attached as pkg/utils/tc.go attaches it, read back from the kernel", "[ipsec][tc]") {
+TEST_CASE("kmesh ipsec tc: attached as pkg/utils/tc.go attaches it, read back from the kernel",
+          "[ipsec][tc]") {
   Scratch s;
   auto tc = KmeshIpsecTc::Load(s.bpffs.KmeshMapDir());
   netns::Netns ns = netns::Netns::Create("ipsectc");
@@ -151,8 +152,10 @@ TEST_CASE("kmesh ipsec tc: attached as pkg/utils/tc.go attaches it, read back fr
   CHECK(f->prog.id == tc->encrypt_identity().programs.at(0).id);
   CHECK(f->prog.name == "tc_mark_encrypt");
   // `tc` prints the same filter.
-  const auto shown = netns::RunChecked({"tc", "-n", ns.name(), "filter", "show", "dev", "lxc9", "ingress"}).out;
-  CHECK_THAT(shown, Catch::Contains("pref 1 bpf") && Catch::Contains("handle 0x1 tc_ingress-lxc9 direct-action") &&
+  const auto shown =
+      netns::RunChecked({"tc", "-n", ns.name(), "filter", "show", "dev", "lxc9", "ingress"}).out;
+  CHECK_THAT(shown, Catch::Contains("pref 1 bpf") &&
+                        Catch::Contains("handle 0x1 tc_ingress-lxc9 direct-action") &&
                         Catch::Contains("id " + std::to_string(f->prog.id) + " name tc_mark_encrypt"));
 
   // FilterReplace: attaching again (a restarted daemon's program) replaces the filter, never adds one.

@@ -19,7 +19,8 @@ int FamilyOf(const std::string& ip) { return ip.find(':') == std::string::npos ?
 xfrm_address_t Address(const std::string& ip, const std::string& what) {
   xfrm_address_t a{};
   const int family = FamilyOf(ip);
-  if (inet_pton(family, ip.c_str(), family == AF_INET ? static_cast<void*>(&a.a4) : static_cast<void*>(a.a6)) != 1) {
+  if (inet_pton(family, ip.c_str(),
+                family == AF_INET ? static_cast<void*>(&a.a4) : static_cast<void*>(a.a6)) != 1) {
     throw Error(what + ": '" + ip + "' is not an IP address");
   }
   return a;
@@ -57,7 +58,8 @@ void AddMark(netns::NetlinkMessage& msg, const xfrm::Mark& m) {
 
 }  // namespace
 
-KmeshXfrm::KmeshXfrm(const netns::NetnsRef& ns) : ns_(ns), sock_(netns::NetlinkSocket::Open(ns, NETLINK_XFRM)) {}
+KmeshXfrm::KmeshXfrm(const netns::NetnsRef& ns)
+    : ns_(ns), sock_(netns::NetlinkSocket::Open(ns, NETLINK_XFRM)) {}
 
 void KmeshXfrm::AddState(const KmeshXfrmState& s) {
   netns::NetlinkMessage msg(XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL);
@@ -85,13 +87,15 @@ void KmeshXfrm::AddState(const KmeshXfrmState& s) {
     msg.AddAttr(XFRMA_SET_MARK, &value, sizeof value);
     msg.AddAttr(XFRMA_SET_MARK_MASK, &mask, sizeof mask);
   }
-  sock_.Request(msg, [](const nlmsghdr*) {},
-                "xfrm state add src " + s.src + " dst " + s.dst + " spi " + xfrm::Spi{s.spi}.ToString() + " in " +
-                    Where(ns_));
+  sock_.Request(
+      msg, [](const nlmsghdr*) {},
+      "xfrm state add src " + s.src + " dst " + s.dst + " spi " + xfrm::Spi{s.spi}.ToString() + " in " +
+          Where(ns_));
 }
 
 void KmeshXfrm::Policy(uint16_t type, const KmeshXfrmPolicy& p, const std::string& verb) {
-  netns::NetlinkMessage msg(type, type == XFRM_MSG_NEWPOLICY ? NLM_F_CREATE | NLM_F_EXCL : NLM_F_CREATE | NLM_F_REPLACE);
+  netns::NetlinkMessage msg(
+      type, type == XFRM_MSG_NEWPOLICY ? NLM_F_CREATE | NLM_F_EXCL : NLM_F_CREATE | NLM_F_REPLACE);
   xfrm_userpolicy_info info{};
   info.sel = Selector(p.src_cidr, p.dst_cidr);
   info.lft = Infinite();
@@ -110,9 +114,10 @@ void KmeshXfrm::Policy(uint16_t type, const KmeshXfrmPolicy& p, const std::strin
   t.aalgos = t.ealgos = t.calgos = ~0u;
   msg.AddAttr(XFRMA_TMPL, &t, sizeof t);
   AddMark(msg, xfrm::Mark{p.mark, 0xffffffff});
-  sock_.Request(msg, [](const nlmsghdr*) {},
-                "xfrm policy " + verb + " src " + p.src_cidr + " dst " + p.dst_cidr + " dir " + xfrm::ToString(p.dir) +
-                    " in " + Where(ns_));
+  sock_.Request(
+      msg, [](const nlmsghdr*) {},
+      "xfrm policy " + verb + " src " + p.src_cidr + " dst " + p.dst_cidr + " dir " + xfrm::ToString(p.dir) +
+          " in " + Where(ns_));
 }
 
 void KmeshXfrm::AddPolicy(const KmeshXfrmPolicy& p) { Policy(XFRM_MSG_NEWPOLICY, p, "add"); }
@@ -126,7 +131,8 @@ void KmeshXfrm::DeletePolicy(const xfrm::XfrmPolicy& p) {
   id.dir = static_cast<uint8_t>(p.dir);
   msg.Put(id);
   if (p.mark.value != 0 || p.mark.mask != 0) AddMark(msg, p.mark);
-  sock_.Request(msg, [](const nlmsghdr*) {}, "xfrm policy delete " + p.Id() + " in " + Where(ns_));
+  sock_.Request(
+      msg, [](const nlmsghdr*) {}, "xfrm policy delete " + p.Id() + " in " + Where(ns_));
 }
 
 void KmeshXfrm::DeleteState(const xfrm::XfrmState& s) {
@@ -140,12 +146,14 @@ void KmeshXfrm::DeleteState(const xfrm::XfrmState& s) {
   const xfrm_address_t src = Address(s.src, "xfrm state src");
   msg.AddAttr(XFRMA_SRCADDR, &src, sizeof src);
   if (s.mark.value != 0 || s.mark.mask != 0) AddMark(msg, s.mark);
-  sock_.Request(msg, [](const nlmsghdr*) {}, "xfrm state delete " + s.Id() + " in " + Where(ns_));
+  sock_.Request(
+      msg, [](const nlmsghdr*) {}, "xfrm state delete " + s.Id() + " in " + Where(ns_));
 }
 
 void KmeshXfrm::FlushPolicies() {
   netns::NetlinkMessage msg(XFRM_MSG_FLUSHPOLICY, 0);
-  sock_.Request(msg, [](const nlmsghdr*) {}, "xfrm policy flush in " + Where(ns_));
+  sock_.Request(
+      msg, [](const nlmsghdr*) {}, "xfrm policy flush in " + Where(ns_));
 }
 
 void KmeshXfrm::FlushEspStates() {
@@ -153,7 +161,8 @@ void KmeshXfrm::FlushEspStates() {
   xfrm_usersa_flush f{};
   f.proto = IPPROTO_ESP;
   msg.Put(f);
-  sock_.Request(msg, [](const nlmsghdr*) {}, "xfrm state flush proto esp in " + Where(ns_));
+  sock_.Request(
+      msg, [](const nlmsghdr*) {}, "xfrm state flush proto esp in " + Where(ns_));
 }
 
 }  // namespace kmesh::lab
