@@ -240,7 +240,7 @@ void ExpectKmeshMarking(World& w, Case& c, const std::string& label) {
 TEST_CASE("ipsec: connectivity across nodes is encrypted in Kmesh's layout", "[ipsec]") {
   World& w = TheWorld();
   Case c("ipsec", "connectivity", w.env->name());
-  if (w.spi == 0) ApplySecret(w, c, 1);
+  if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   Layout before = WaitLayout(w, c, w.spi, "converged");
   REQUIRE(before.report.ok());
   for (const auto& d : before.report.directions) CHECK(d.agree);
@@ -254,7 +254,7 @@ TEST_CASE("ipsec: connectivity across nodes is encrypted in Kmesh's layout", "[i
 TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
   World& w = TheWorld();
   Case c("ipsec", "key-rotation", w.env->name());
-  if (w.spi == 0) ApplySecret(w, c, 1);
+  if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const uint32_t old_spi = w.spi;
   Layout before = WaitLayout(w, c, old_spi, "before rotation");
   REQUIRE(before.report.ok());
@@ -292,7 +292,7 @@ TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
 TEST_CASE("ipsec: recovery after a dataplane restart", "[ipsec]") {
   World& w = TheWorld();
   Case c("ipsec", "recovery-dataplane-restart", w.env->name());
-  if (w.spi == 0) ApplySecret(w, c, 1);
+  if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const std::string node = w.server.node;
   REQUIRE(WaitLayout(w, c, w.spi, "before restart").report.ok());
   // Kmesh's normal stop flushes the node's xfrm and deletes its KmeshNodeInfo (the peer cleans its side);
@@ -318,7 +318,7 @@ TEST_CASE("ipsec: an ingress state deleted by hand is programmed again",
           "pkg/controller/encryption/ipsec/ipsec_controller.go:83,131-143,175-183 (work only on "
           "KmeshNodeInfo events and the key file; informer resync 0)"}});
   std::cerr << "[kmesh defect D20 expected] an xfrm state deleted by hand is never re-created\n";
-  if (w.spi == 0) ApplySecret(w, c, 1);
+  if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const std::string node = w.server.node;
   Layout before = WaitLayout(w, c, w.spi, "before delete");
   REQUIRE(before.report.ok());
@@ -364,7 +364,7 @@ TEST_CASE("ipsec: no pod traffic crosses the underlay in clear while a node's da
           "pkg/controller/encryption/ipsec/ipsec_controller.go:189-196 (GetStartType() == Normal) vs "
           "pkg/bpf/bpf.go:141-145 (GetExitType()); flush: ipsec_handler.go:397-401"}});
   std::cerr << "[kmesh defect D21 expected] a dataplane restart lets pod traffic cross in clear\n";
-  if (w.spi == 0) ApplySecret(w, c, 1);
+  if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const std::string node = w.client.node;
   REQUIRE(WaitLayout(w, c, w.spi, "before restart").report.ok());
 
