@@ -48,6 +48,9 @@ class Checker {
     if (s.icv_bits != static_cast<uint32_t>(IpsecSecret::kIcvBits)) {
       Add(node, object, "ICV is " + std::to_string(s.icv_bits) + " bits, expected 128");
     }
+    if (s.mark.value != 0 || s.mark.mask != 0) {
+      Add(node, object, "carries a lookup mark " + s.mark.ToString() + "; Kmesh's states have none");
+    }
     const Mark want{kDecryptedMark, kMarkMask};
     if (ingress && s.output_mark != want) {
       Add(node, object, "output-mark is " + OutputMark(s) + ", expected " + want.ToString());
@@ -105,6 +108,91 @@ class Checker {
       if (s.proto == IPPROTO_ESP && s.spi == spi && s.src == src && s.dst == dst) return &s;
     }
     return nullptr;
+  }
+
+  // Everything on `local` that is not Kmesh's: extra, stale and duplicate states and policies, and the
+  // kept states of earlier SPIs (present, well formed, keyed from their own SPI's secret).
+  void CheckExtras(const NodeEvidence& local, const NodeEvidence& remote, const std::set<uint32_t>& retained) {
+    const NodeInfo& L = local.info;
+    const NodeInfo& R = remote.info;
+    const std::string& node = L.name;
+    const auto known = secrets_.Spis();
+    const uint32_t oldest = known.empty() ? 0 : known.front();
+    const bool egress_now = R.spi <= L.spi;
+    for (const auto& s : local.snapshot.states) {
+      const bool in = s.src == R.address && s.dst == L.address;
+      const bool out = s.src == L.address && s.dst == R.address;
+      const std::string obj = std::string(in ? "ingress " : out ? "egress " : "") + "state src " + s.src + " dst " +
+                              s.dst + " " + xfrm::ProtoName(s.proto) + " spi " + s.spi.ToString();
+      if (s.proto != IPPROTO_ESP || (!in && !out)) {
+        Add(node, obj,
+            "extra: Kmesh programs only ESP states between the node's and its peers' KmeshNodeInfo addresses (" +
+                L.address + ", " + R.address + ")");
+        continue;
+      }
+      const uint32_t spi = s.spi.value;
+      if ((in && spi == L.spi) || (out && spi == R.spi && egress_now)) continue;  // current: checked above
+      if (retained.count(spi)) {
+        CheckState(node, obj + " (kept from an earlier SPI)", s, in ? Expected(spi, R, L) : Expected(spi, L, R), spi,
+                   in);
+        continue;
+      }
+      if (secrets_.Find(spi) == nullptr && (oldest == 0 || spi < oldest)) {
+        report.notes.push_back("node " + node + ": " + obj + " predates this run's secrets; not judged");
+        continue;
+      }
+      if (spi > std::max(L.spi, R.spi)) {
+        Add(node, obj,
+            "extra: spi " + std::to_string(spi) + " is newer than any KmeshNodeInfo reports (" + L.name + " " +
+                std::to_string(L.spi) + ", " + R.name + " " + std::to_string(R.spi) + ")");
+      } else if (out && spi == R.spi) {
+        Add(node, obj,
+            "extra: Kmesh programs egress with the peer's SPI only once the local SPI is not older (local " +
+                std::to_string(L.spi) + ")");
+      } else {
+        Add(node, obj,
+            "stale: Kmesh keeps an earlier SPI's states only until a flush (the stop of a daemon that started "
+            "Normal) or a Clean (the peer's KmeshNodeInfo deleted); spi " +
+                std::to_string(spi) + "'s should be gone");
+      }
+    }
+    for (const uint32_t spi : retained) {
+      if (spi != L.spi && FindState(local.snapshot, R.address, L.address, Spi{spi}) == nullptr) {
+        Add(node, "ingress state src " + R.address + " dst " + L.address + " spi " + Spi{spi}.ToString(),
+            "missing: Kmesh keeps every earlier SPI's states until a flush or a Clean");
+      }
+      if (!(spi == R.spi && egress_now) && FindState(local.snapshot, L.address, R.address, Spi{spi}) == nullptr) {
+        Add(node, "egress state src " + L.address + " dst " + R.address + " spi " + Spi{spi}.ToString(),
+            "missing: Kmesh keeps every earlier SPI's states until a flush or a Clean");
+      }
+    }
+    // Policies: exactly one per (direction, pod CIDR) Kmesh programs, all with selector source ALL_CIDR.
+    const std::string all = AllCidr(L.address);
+    std::map<std::string, std::vector<const XfrmPolicy*>> by_key;
+    std::set<std::string> expected;
+    for (const auto& c : L.pod_cidrs) {
+      expected.insert("in " + c);
+      expected.insert("fwd " + c);
+    }
+    for (const auto& c : R.pod_cidrs) expected.insert("out " + c);
+    for (const auto& p : local.snapshot.policies) {
+      const std::string key = xfrm::ToString(p.dir) + " " + p.selector.dst;
+      if (p.selector.src != all || !expected.count(key)) {
+        Add(node, "policy " + p.Id(),
+            "extra: Kmesh's policies are in/fwd " + all + " -> the local pod CIDRs and out " + all +
+                " -> the peer's, nothing else");
+        continue;
+      }
+      by_key[key].push_back(&p);
+    }
+    for (const auto& [key, list] : by_key) {
+      if (list.size() < 2) continue;
+      std::string ids;
+      for (const auto* p : list) ids += (ids.empty() ? "" : "; ") + p->Id() + " priority " + std::to_string(p->priority);
+      Add(node, "policy dir " + key,
+          "duplicate: " + std::to_string(list.size()) + " policies with Kmesh's selector (" + ids +
+              "); Kmesh keeps one, updated in place");
+    }
   }
 
   // Everything node `local` should hold for its peer `remote`.
@@ -217,6 +305,7 @@ nlohmann::json DirectionKeys::ToJson() const {
 std::string LayoutReport::Describe() const {
   std::string s = ok() ? "Kmesh IPsec layout: as expected" : "Kmesh IPsec layout: " + std::to_string(findings.size()) + " finding(s)";
   for (const auto& f : findings) s += "\n  " + f.ToString();
+  for (const auto& n : notes) s += "\n  note: " + n;
   for (const auto& d : directions) {
     s += "\n  direction " + d.from + " -> " + d.to + " spi " + d.spi.ToString() + ": expected " +
          (d.expected_fingerprint.empty() ? "?" : d.expected_fingerprint) + ", sender " +
@@ -231,13 +320,21 @@ nlohmann::json LayoutReport::ToJson() const {
   for (const auto& x : findings) f.push_back({{"node", x.node}, {"object", x.object}, {"problem", x.problem}, {"text", x.ToString()}});
   nlohmann::json d = nlohmann::json::array();
   for (const auto& x : directions) d.push_back(x.ToJson());
-  return {{"ok", ok()}, {"findings", f}, {"directions", d}};
+  return {{"ok", ok()}, {"findings", f}, {"directions", d}, {"notes", notes}};
 }
 
-LayoutReport CheckLayout(const NodeEvidence& a, const NodeEvidence& b, const SecretHistory& secrets) {
+LayoutReport CheckLayout(const NodeEvidence& a, const NodeEvidence& b, const SecretHistory& secrets,
+                         const RetainedSpis& retained) {
   Checker c(secrets);
   c.CheckNode(a, b);
   c.CheckNode(b, a);
+  static const std::set<uint32_t> kNone;
+  auto kept = [&](const std::string& node) -> const std::set<uint32_t>& {
+    auto it = retained.find(node);
+    return it == retained.end() ? kNone : it->second;
+  };
+  c.CheckExtras(a, b, kept(a.info.name));
+  c.CheckExtras(b, a, kept(b.info.name));
   c.CheckDirection(a, b);
   c.CheckDirection(b, a);
   return c.report;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,9 @@ struct DirectionKeys {
 struct LayoutReport {
   std::vector<Finding> findings;
   std::vector<DirectionKeys> directions;
+  // Not findings: states whose SPI is older than every secret of this run (a cluster's earlier history),
+  // which the checker cannot judge.
+  std::vector<std::string> notes;
   bool ok() const { return findings.empty(); }
   std::string Describe() const;  // one finding per line, then the key table
   nlohmann::json ToJson() const;
@@ -78,8 +82,19 @@ struct NodeEvidence {
   xfrm::XfrmSnapshot snapshot;
 };
 
-// Checks both nodes' layouts against each other. Old-SPI states left from rotations are not findings;
-// only the current SPIs' objects are checked.
-LayoutReport CheckLayout(const NodeEvidence& a, const NodeEvidence& b, const SecretHistory& secrets);
+// Earlier SPIs whose states Kmesh keeps on a node, by node name. Kmesh removes no state on a rotation: every
+// earlier SPI's ingress and egress states stay until a flush (the stop of a daemon that started Normal) or a
+// Clean (a peer's KmeshNodeInfo deleted) takes them (docs/kmesh-ipsec-controller.md rows 24-26). The suite
+// keeps this set as it rotates keys and restarts dataplanes.
+using RetainedSpis = std::map<std::string, std::set<uint32_t>>;
+
+// Checks both nodes' layouts against each other and against exactly Kmesh's layout: every object Kmesh
+// programs for the current SPIs, the states it keeps for `retained` SPIs (present, with their SPI's derived
+// key), and nothing else: a state between other endpoints, for an SPI that is neither current nor kept, or
+// newer than any KmeshNodeInfo reports, and a policy that is not one of Kmesh's or a second one with Kmesh's
+// selector, are findings (extra, stale, duplicate). States of SPIs older than every secret in `secrets`
+// predate the run and are only noted.
+LayoutReport CheckLayout(const NodeEvidence& a, const NodeEvidence& b, const SecretHistory& secrets,
+                         const RetainedSpis& retained = {});
 
 }  // namespace kmesh::ipsec

@@ -217,3 +217,118 @@ TEST_CASE("an SPI with no secret in the history is reported, not silently truste
   CHECK_THAT(r.Describe(), Catch::Contains("no secret for spi 1 in the secret history"));
   CHECK_FALSE(r.directions[0].agree);
 }
+
+TEST_CASE("exactly Kmesh's layout: extra, stale and duplicate objects are findings; kept SPIs are checked") {
+  // Both nodes rotated 1 -> 2: Kmesh keeps SPI 1's states on both (it removes none on a rotation).
+  NodeInfo a_info = NodeA(), b_info = NodeB();
+  a_info.spi = b_info.spi = 2;
+  auto rotated = [](const NodeInfo& local, const NodeInfo& remote) {
+    XfrmSnapshot s = KmeshLayout(local, remote);
+    s.states.push_back(State(remote, local, 1, true));
+    s.states.push_back(State(local, remote, 1, false));
+    return s;
+  };
+  const RetainedSpis kept{{"A", {1}}, {"B", {1}}};
+  struct Row {
+    const char* name;
+    std::function<void(XfrmSnapshot& on_b)> fault;
+    RetainedSpis retained;
+    std::string finding;
+  };
+  const std::vector<Row> rows = {
+      {"a kept SPI's state missing", [](XfrmSnapshot& s) { s.states.erase(s.states.begin() + 2); }, kept,
+       "node B: ingress state src 172.18.0.2 dst 172.18.0.3 spi 0x00000001: missing: Kmesh keeps every earlier SPI's"},
+      {"a kept SPI's state with another key",
+       [](XfrmSnapshot& s) { Find(s, "172.18.0.3", 1)->aead_key = kKey2; }, kept,
+       "egress state src 172.18.0.3 dst 172.18.0.2 esp spi 0x00000001 (kept from an earlier SPI): key is"},
+      {"stale: SPI 1's states after a flush", [](XfrmSnapshot&) {}, RetainedSpis{},
+       "node B: ingress state src 172.18.0.2 dst 172.18.0.3 esp spi 0x00000001: stale"},
+      {"extra: a state to an address no KmeshNodeInfo has",
+       [](XfrmSnapshot& s) {
+         XfrmState x = s.states[0];
+         x.src = "172.18.0.9";
+         s.states.push_back(x);
+       },
+       kept, "node B: state src 172.18.0.9 dst 172.18.0.3 esp spi 0x00000002: extra"},
+      {"extra: an SPI newer than any KmeshNodeInfo",
+       [](XfrmSnapshot& s) {
+         XfrmState x = s.states[0];
+         x.spi = Spi{7};
+         s.states.push_back(x);
+       },
+       kept, "spi 0x00000007: extra: spi 7 is newer than any KmeshNodeInfo reports"},
+      {"a state with a lookup mark", [](XfrmSnapshot& s) { Find(s, "172.18.0.2", 2)->mark = Mark{0x5, 0xff}; }, kept,
+       "carries a lookup mark 0x5/0xff"},
+      {"duplicate: a second out policy at another priority",
+       [](XfrmSnapshot& s) {
+         XfrmPolicy p = *Find(s, Dir::kOut);
+         p.priority = 5;
+         p.mark = Mark{0xe1, 0xffffffff};
+         s.policies.push_back(p);
+       },
+       kept, "node B: policy dir out 10.244.0.0/24: duplicate: 2 policies with Kmesh's selector"},
+      {"extra: a policy Kmesh never writes",
+       [](XfrmSnapshot& s) {
+         XfrmPolicy p = *Find(s, Dir::kIn);
+         p.selector.dst = "10.99.0.0/16";
+         s.policies.push_back(p);
+       },
+       kept, "node B: policy dir in src 0.0.0.0/0 dst 10.99.0.0/16"},
+  };
+  {
+    NodeEvidence a{a_info, rotated(a_info, b_info)};
+    NodeEvidence b{b_info, rotated(b_info, a_info)};
+    LayoutReport r = CheckLayout(a, b, Secrets(), kept);
+    INFO(r.Describe());
+    CHECK(r.ok());
+  }
+  for (const auto& row : rows) {
+    INFO("fault: " << row.name);
+    NodeEvidence a{a_info, rotated(a_info, b_info)};
+    NodeEvidence b{b_info, rotated(b_info, a_info)};
+    row.fault(b.snapshot);
+    LayoutReport r = CheckLayout(a, b, Secrets(), row.retained);
+    INFO(r.Describe());
+    CHECK_FALSE(r.ok());
+    bool named = false;
+    for (const auto& f : r.findings) named = named || f.ToString().find(row.finding) != std::string::npos;
+    CHECK(named);
+  }
+}
+
+TEST_CASE("states of SPIs older than the run's secrets are noted, not judged") {
+  NodeInfo a_info = NodeA(), b_info = NodeB();
+  XfrmSnapshot on_b = KmeshLayout(b_info, a_info);
+  XfrmState older = on_b.states[0];
+  older.spi = Spi{1};
+  // The run's only secret is SPI 3 (a cluster left at SPI 2, as Env::FirstSpi assumes).
+  SecretHistory run;
+  IpsecSecret s3;
+  s3.spi = 3;
+  s3.aead_key = kKey1;
+  run.Add(s3);
+  a_info.spi = b_info.spi = 3;
+  auto layout = [&](const NodeInfo& l, const NodeInfo& r) {
+    XfrmSnapshot s;
+    auto st = [&](const NodeInfo& src, const NodeInfo& dst, bool in) {
+      XfrmState x = State(src, dst, 1, in);
+      x.spi = Spi{3};
+      x.aead_key = DeriveKey(kKey1, src.address, dst.address, src.boot_id, dst.boot_id);
+      return x;
+    };
+    s.states.push_back(st(r, l, true));
+    s.states.push_back(st(l, r, false));
+    s.policies.push_back(Policy(Dir::kIn, l.pod_cidrs[0], {0xd0, 0xffffffff}, r, l, 0));
+    s.policies.push_back(Policy(Dir::kFwd, l.pod_cidrs[0], {0xd0, 0xffffffff}, r, l, 0));
+    s.policies.push_back(Policy(Dir::kOut, r.pod_cidrs[0], {0xe0, 0xffffffff}, l, r, 3));
+    return s;
+  };
+  NodeEvidence a{a_info, layout(a_info, b_info)};
+  NodeEvidence b{b_info, layout(b_info, a_info)};
+  b.snapshot.states.push_back(older);  // a cluster's SPI 1 from before the run
+  LayoutReport r = CheckLayout(a, b, run);
+  INFO(r.Describe());
+  CHECK(r.ok());
+  REQUIRE(r.notes.size() == 1);
+  CHECK_THAT(r.notes[0], Catch::Contains("spi 0x00000001 predates this run's secrets"));
+}
