@@ -15,4 +15,14 @@ Millis Tunable(const char* name, Millis fallback) {
   return Millis(ms);
 }
 
+int TunableCount(const char* name, int fallback) {
+  const std::string var = std::string("KMESH_E2E_") + name;
+  const char* v = std::getenv(var.c_str());
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  if (end == v || *end != '\0' || n <= 0 || n > 64) return fallback;  // garbage: keep the default
+  return static_cast<int>(n);
+}
+
 }  // namespace kmesh::defaults

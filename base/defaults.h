@@ -12,6 +12,8 @@ using Millis = std::chrono::milliseconds;
 
 // Reads KMESH_E2E_<name>_MS when set, else returns `fallback`.
 Millis Tunable(const char* name, Millis fallback);
+// Reads KMESH_E2E_<name> (a positive count) when set, else returns `fallback`.
+int TunableCount(const char* name, int fallback);
 
 // Traffic probes (KMESH_E2E_CONNECT_TIMEOUT_MS, ...). A SYN dropped by XDP is a connect timeout. Half a
 // second is ample: a handshake over veth takes well under a millisecond here, and at most ~140 ms was
@@ -57,6 +59,13 @@ inline Millis WaypointIo() { return Tunable("WAYPOINT_IO", Millis(5000)); }
 // A lab node's cgroup v2 emptied (its processes killed through cgroup.kill) before it is removed: a
 // killed process leaves the cgroup within milliseconds; the bound covers a loaded machine.
 inline Millis CgroupDrained() { return Tunable("CGROUP_DRAINED", Millis(5000)); }
+
+// e2e/mutation: one run of the authz suite's selected cases under one fault (a lab brought up, Kmesh's XDP
+// verified, a few cases of at most a few seconds each: ~5-10 s here); the control runs every selected case.
+inline Millis MutationRun() { return Tunable("MUTATION_RUN", Millis(180000)); }
+// How many of those runs go at once (KMESH_E2E_MUTATION_JOBS, a count): two, for two cores; much of a run
+// is waiting (apps starting, connect and read timeouts), the rest the verifier walking Kmesh's XDP.
+inline int MutationJobs() { return TunableCount("MUTATION_JOBS", 2); }
 
 // Child processes the harness runs (ip, tc, curl): killed after this.
 inline Millis Command() { return Tunable("COMMAND", Millis(20000)); }

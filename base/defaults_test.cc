@@ -20,6 +20,18 @@ TEST_CASE("tunables read KMESH_E2E_<NAME>_MS and ignore garbage") {
   unsetenv("KMESH_E2E_CONNECT_TIMEOUT_MS");
 }
 
+TEST_CASE("count tunables read KMESH_E2E_<NAME> and ignore garbage") {
+  unsetenv("KMESH_E2E_MUTATION_JOBS");
+  CHECK(kmesh::defaults::MutationJobs() == 2);
+  setenv("KMESH_E2E_MUTATION_JOBS", "1", 1);
+  CHECK(kmesh::defaults::MutationJobs() == 1);
+  for (const char* garbage : {"0", "-1", "2x", "1000"}) {
+    setenv("KMESH_E2E_MUTATION_JOBS", garbage, 1);
+    CHECK(kmesh::defaults::MutationJobs() == 2);
+  }
+  unsetenv("KMESH_E2E_MUTATION_JOBS");
+}
+
 TEST_CASE("unique names carry the owner pid and never repeat") {
   const std::string a = kmesh::UniqueName("node1");
   const std::string b = kmesh::UniqueName("node1");

@@ -198,6 +198,9 @@ AuthzExpect DeniedByWaypoint() {
   return AuthzExpect{Want::kDenied, Mechanism::kWaypoint, false, 200, WhileOpen::kNotChecked};
 }
 
+// Every pod address of the lab and of kind.
+const std::string kPodCidrs = "10.244.0.0/16";
+
 // Addresses no app of the world has (the lab's and kind's pod CIDRs are 10.244.0.0/16).
 std::vector<std::string> OtherIps(int n) {
   std::vector<std::string> out;
@@ -361,6 +364,15 @@ std::vector<Row> Rows() {
        {{"not-ip-blocks", [=](World& w) { return Named(w, "not-ip", "DENY").SetList("Ips", a_ip(w)); }}},
        {{"client not in notIpBlocks", Client::kB, Http, DeniedByXdpDenyMatch(), kNotIpOnlyNeverMatches},
         {"client in notIpBlocks", Client::kA, Http, Allowed(), {}}}},
+      {"ip-blocks-except-deny",
+       "ip",
+       false,
+       {{"ip-blocks-except",
+         [](World& w) {
+           return Named(w, "ip-except", "DENY").SetList("Ips", {kPodCidrs}).SetList("NotIps", {w.b.ip});
+         }}},
+       {{"client in ipBlocks only", Client::kA, Http, DeniedByXdpDenyMatch(), {}},
+        {"client also in notIpBlocks", Client::kB, Http, Allowed(), {}}}},
       {"not-ports-deny",
        "port",
        false,
@@ -461,6 +473,13 @@ std::vector<Row> Rows() {
         IpBlocks("policy-3", "DENY", [](World&) { return OtherIps(3); }),
         IpBlocks("policy-4", "DENY", [](World&) { return OtherIps(4); }), IpBlocks("policy-5", "DENY", a_ip)},
        {{"client denied by the 5th", Client::kA, Http, DeniedByXdpDenyMatch(), kFifthPolicyDropped}}},
+      {"four-policies",
+       "limits",
+       false,
+       {IpBlocks("policy-1", "DENY", [](World&) { return OtherIps(1); }),
+        IpBlocks("policy-2", "DENY", [](World&) { return OtherIps(2); }),
+        IpBlocks("policy-3", "DENY", [](World&) { return OtherIps(3); }), IpBlocks("policy-4", "DENY", a_ip)},
+       {{"client denied by the 4th", Client::kA, Http, DeniedByXdpDenyMatch(), {}}}},
 
       // Principals: decided by Kmesh userspace from the source's workload identity.
       {"principal-allow",
@@ -514,7 +533,13 @@ void ApplyAndWait(World& w, Case& c, AppliedPolicies& applied, const std::vector
     auto policies = w.env->Apply(m);
     applied.Add(policies);
     for (const auto& p : policies) {
-      Realized r = w.env->WaitRealized(p, server);
+      Realized r;
+      try {
+        r = w.env->WaitRealized(p, server);
+      } catch (const std::exception&) {
+        c.AddDisagreement(disagreement::kPolicyNotRealized);
+        throw;
+      }
       c.Add("policies", {{"origin", m.origin},
                          {"id_key", p.IdKey()},
                          {"policy_id", r.policy_id},

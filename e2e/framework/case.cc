@@ -88,8 +88,13 @@ nlohmann::json Case::ToJson() const {
   j["title"] = title_;
   j["env"] = env_;
   j["passed"] = !failed();
-  // A run with lab faults injected on purpose (e2e/sensitivity): the report keeps it apart.
+  // A run with lab faults injected on purpose (e2e/mutation): the report keeps it apart. KMESH_E2E_FAULT_RUN
+  // names the run of e2e/mutation (a fault's id, or "control"); a source mutant's run has no lab fault.
   if (const char* faults = std::getenv("KMESH_E2E_LAB_FAULTS"); faults && *faults) j["lab_faults"] = faults;
+  if (const char* run = std::getenv("KMESH_E2E_FAULT_RUN"); run && *run) {
+    j["fault_run"] = run;
+    if (!j.contains("lab_faults")) j["lab_faults"] = run;
+  }
   j["failures"] = failures_;  // the explanations of Fail()
   // What Catch2 reported while the case was open, in order (kind: assertion, exception or crash).
   j["catch2_failures"] = nlohmann::json::array();

@@ -37,6 +37,9 @@ inline constexpr const char* kAllowEntryMissing = "allow_entry_missing";  // ALL
 inline constexpr const char* kUnexpectedOpenEntry =
     "unexpected_open_entry";  // cached where nothing should be
 inline constexpr const char* kAllowEntryNotCleared = "allow_entry_not_cleared";  // still there after close
+// The policy-realized barrier gave up: the policy never showed up in the maps Kmesh reads (km_authz_policy,
+// km_wlpolicy), so no probe was made.
+inline constexpr const char* kPolicyNotRealized = "policy_not_realized";
 }  // namespace disagreement
 
 struct AuthzExpect {

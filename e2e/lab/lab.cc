@@ -8,6 +8,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,6 +20,7 @@
 #include "base/runfiles.h"
 #include "bpf_probe/fnv.h"
 #include "bpf_probe/kmesh_abi.h"
+#include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/tuple.h"
 
 namespace kmesh::lab {
@@ -34,6 +36,16 @@ const std::vector<std::pair<Fault, const char*>>& FaultNames() {
       {Fault::kEgressNotMarked, "egress-not-marked"},
       {Fault::kRotationNotApplied, "rotation-not-applied"},
       {Fault::kWaypointBypassed, "waypoint-bypassed"},
+      {Fault::kTailCallPoliciesCheckEmptied, "tailcall-policies-check-empty"},
+      {Fault::kTailCallPolicyCheckEmptied, "tailcall-policy-check-empty"},
+      {Fault::kAuthzOffloadOff, "authz-offload-off"},
+      {Fault::kFrontendMissing, "km-frontend-missing"},
+      {Fault::kFrontendWrong, "km-frontend-wrong"},
+      {Fault::kWlPolicyMissing, "km-wlpolicy-missing"},
+      {Fault::kWlPolicyHole, "km-wlpolicy-hole"},
+      {Fault::kAuthzPolicyMissing, "km-authz-policy-missing"},
+      {Fault::kAuthzPolicyActionFlipped, "km-authz-policy-action-flipped"},
+      {Fault::kManageMissing, "km-manage-missing"},
   };
   return names;
 }
@@ -111,6 +123,12 @@ bool UsesIdentity(const policy::AuthorizationPolicy& p) {
   return false;
 }
 
+// A plain value's bytes, for map keys and values.
+template <typename T>
+bpf_probe::ByteView Raw(const T& v) {
+  return bpf_probe::ByteView(reinterpret_cast<const uint8_t*>(&v), sizeof v);
+}
+
 bool LabelsMatch(const std::map<std::string, std::string>& selector,
                  const std::map<std::string, std::string>& labels) {
   for (const auto& [k, v] : selector) {
@@ -176,12 +194,17 @@ void Lab::LoadKmesh() {
     nodes.push_back(std::unique_ptr<KmeshNode>(
         new KmeshNode{std::move(bpffs), std::move(cgroup), std::move(sockops), nullptr, nullptr}));
   }
+  KmeshAuthzDatapath::Options xdp_options;
+  // A source mutant of Kmesh's XDP (e2e/mutation) instead of Kmesh's own object.
+  if (const char* object = std::getenv("KMESH_E2E_LAB_XDP_OBJECT"); object && *object) {
+    xdp_options.object = object;
+  }
   std::vector<std::string> errors(nodes.size());
   std::vector<std::thread> loads;
   for (size_t i = 0; i < nodes.size(); ++i) {
     loads.emplace_back([&, i] {
       try {
-        nodes[i]->xdp = KmeshAuthzDatapath::Load(nodes[i]->bpffs);
+        nodes[i]->xdp = KmeshAuthzDatapath::Load(nodes[i]->bpffs, xdp_options);
       } catch (const std::exception& e) {
         errors[i] = e.what();
       }
@@ -254,6 +277,7 @@ nlohmann::json Lab::DatapathIdentity() {
     j["tree_digest"] = first->tree_digest + " (" + first->digest_vs_pinned + ")";
     j["object"] = first->object;
     j["object_sha256"] = first->object_sha256;
+    j["patches"] = first->patches;
     j["clang"] = first->clang_version;
     j["describe"] = first->Describe();
   }
@@ -348,6 +372,7 @@ void Lab::StoreWorkloads() {
     const WorkloadSpec w = WorkloadOf(*app);
     for (auto& [node, k] : kmesh_) k->daemon->StoreWorkload(w);
   }
+  ApplyDatapathFaults();
 }
 
 std::vector<const App*> Lab::Selected(const policy::AuthorizationPolicy& p) const {
@@ -549,12 +574,48 @@ void Lab::Inject(Fault f, const std::string& node) {
     default:
       break;  // IPsec faults act through the agents; the waypoint bypass through ServiceAddress
   }
+  ApplyDatapathFaults();
 }
 
 void Lab::Clear(Fault f) {
   faults_.erase(f);
   WriteAgentFaults();
   switch (f) {
+    case Fault::kTailCallPoliciesCheckEmptied:
+    case Fault::kTailCallPolicyCheckEmptied: {
+      const uint32_t slot =
+          f == Fault::kTailCallPoliciesCheckEmptied ? KM_TAIL_CALL_POLICIES_CHECK : KM_TAIL_CALL_POLICY_CHECK;
+      const char* prog = f == Fault::kTailCallPoliciesCheckEmptied ? "policies_check" : "policy_check";
+      for (auto& [node, k] : kmesh_) {
+        const uint32_t fd = static_cast<uint32_t>(k->xdp->prog_fd(prog));
+        k->xdp->OpenMap(KM_MAP_XDP_TAILCALL).Update(Raw(slot), Raw(fd));
+      }
+      break;
+    }
+    case Fault::kAuthzOffloadOff:
+      for (auto& [node, k] : kmesh_) k->xdp->SetAuthzOffload(1);
+      break;
+    case Fault::kAuthzPolicyMissing:
+    case Fault::kAuthzPolicyActionFlipped:
+      // What Kmesh's daemon wrote, written again.
+      for (const auto& a : applied_) {
+        if (!a.authorization) continue;
+        for (auto& [node, k] : kmesh_) k->daemon->ApplyAuthorization(*a.authorization);
+      }
+      break;
+    case Fault::kFrontendMissing:
+    case Fault::kFrontendWrong:
+    case Fault::kWlPolicyMissing:
+    case Fault::kWlPolicyHole:
+      StoreWorkloads();
+      break;
+    case Fault::kManageMissing:
+      for (const auto& a : apps_) {
+        if (a->kind != AppKind::kHttpbin) continue;
+        const Pod& pod = topo_->pod(a->pod);
+        EnrollPod(kmesh(pod.node).cgroup, pod.ns.ref());
+      }
+      break;
     case Fault::kXdpDetached:
       for (const auto& a : apps_) {
         const Pod& pod = topo_->pod(a->pod);
@@ -565,6 +626,65 @@ void Lab::Clear(Fault f) {
       break;
     default:
       break;
+  }
+}
+
+void Lab::ApplyDatapathFaults() {
+  for (auto& [node, k] : kmesh_) {
+    if (Active(Fault::kTailCallPoliciesCheckEmptied)) {
+      k->xdp->OpenMap(KM_MAP_XDP_TAILCALL).Delete(Raw(uint32_t{KM_TAIL_CALL_POLICIES_CHECK}));
+    }
+    if (Active(Fault::kTailCallPolicyCheckEmptied)) {
+      k->xdp->OpenMap(KM_MAP_XDP_TAILCALL).Delete(Raw(uint32_t{KM_TAIL_CALL_POLICY_CHECK}));
+    }
+    if (Active(Fault::kAuthzOffloadOff)) k->xdp->SetAuthzOffload(0);
+    if (Active(Fault::kAuthzPolicyMissing) || Active(Fault::kAuthzPolicyActionFlipped)) {
+      const bpf_probe::AuthzPolicyMap view(k->xdp->OpenMap(KM_MAP_AUTHZ_POLICY));
+      const bpf_probe::Map& policies = view.map();
+      for (uint32_t id : view.PolicyIds()) {
+        if (Active(Fault::kAuthzPolicyMissing)) {
+          policies.Delete(Raw(id));
+          continue;
+        }
+        auto value = policies.Lookup(Raw(id));
+        if (!value || value->size() != sizeof(km_authz_policy_value)) continue;
+        km_authz_policy_value v;
+        std::memcpy(&v, value->data(), sizeof v);
+        v.action = v.action == KM_ACTION_DENY ? KM_ACTION_ALLOW : KM_ACTION_DENY;
+        policies.Update(Raw(id), Raw(v));
+      }
+    }
+    for (const auto& a : apps_) {
+      if (a->kind != AppKind::kHttpbin) continue;
+      const auto ip = bpf_probe::IpAddr::Parse(a->ip);
+      const auto frontend_key = bpf_probe::EncodeFrontendKey(ip);
+      if (Active(Fault::kFrontendMissing)) k->xdp->OpenMap(KM_MAP_FRONTEND).Delete(Raw(frontend_key));
+      if (Active(Fault::kFrontendWrong)) {
+        // Another workload's id: a stale entry left by the pod that had this address before.
+        for (const auto& other : apps_) {
+          if (other.get() == a.get()) continue;
+          k->xdp->OpenMap(KM_MAP_FRONTEND).Update(Raw(frontend_key), Raw(other->workload_id));
+          break;
+        }
+      }
+      const bpf_probe::Map wl = k->xdp->OpenMap(KM_MAP_WLPOLICY);
+      if (Active(Fault::kWlPolicyMissing)) wl.Delete(Raw(a->workload_id));
+      if (Active(Fault::kWlPolicyHole)) {
+        if (auto value = wl.Lookup(Raw(a->workload_id)); value && value->size() == sizeof(km_wl_policies)) {
+          km_wl_policies p;
+          std::memcpy(&p, value->data(), sizeof p);
+          if (p.policy_ids[0] != 0) {
+            // {a, b, c, d} -> {0, a, b, c}: XDP stops at the empty slot (authz.h:572-586).
+            std::memmove(&p.policy_ids[1], &p.policy_ids[0], 3 * sizeof p.policy_ids[0]);
+            p.policy_ids[0] = 0;
+            wl.Update(Raw(a->workload_id), Raw(p));
+          }
+        }
+      }
+      if (Active(Fault::kManageMissing)) {
+        k->sockops.map("km_manage").Delete(ManagerKey(ip));
+      }
+    }
   }
 }
 

@@ -38,6 +38,18 @@ enum class Fault {
   kEgressNotMarked,     // pod egress is not marked 0xe0: traffic leaves in plaintext
   kRotationNotApplied,  // one node ignores a new secret
   kWaypointBypassed,    // traffic to a service with a waypoint goes straight to the pod
+  // Kmesh's running datapath broken on every node (e2e/mutation). Map faults hold for the servers'
+  // entries (httpbin apps) and are re-applied after every write of Kmesh's daemons.
+  kTailCallPoliciesCheckEmptied,  // km_xdp_tailcall[0] (policies_check) deleted
+  kTailCallPolicyCheckEmptied,    // km_xdp_tailcall[1] (policy_check) deleted
+  kAuthzOffloadOff,               // authz_offload = 0 (`kmeshctl authz disable`)
+  kFrontendMissing,               // the servers' km_frontend entries deleted
+  kFrontendWrong,                 // the servers' km_frontend entries name another workload
+  kWlPolicyMissing,               // the servers' km_wlpolicy entries deleted
+  kWlPolicyHole,                  // the servers' km_wlpolicy entries start with an empty slot
+  kAuthzPolicyMissing,            // every km_authz_policy entry deleted
+  kAuthzPolicyActionFlipped,      // every km_authz_policy entry's action flipped (ALLOW <-> DENY)
+  kManageMissing,                 // the servers' km_manage entries deleted: sockops skips them
 };
 const char* FaultName(Fault f);
 Fault ParseFault(const std::string& name);  // throws, listing the names
@@ -131,7 +143,9 @@ class Lab {
   // The waypoint's request log of a server (JSON lines; evidence).
   std::string WaypointLog(const std::string& server) const;
 
-  // Faults. IPsec faults act on one node (`node`, default the second: where the servers usually run).
+  // Faults. IPsec faults act on one node (`node`, default the second: where the servers usually run);
+  // datapath faults on every node. KMESH_E2E_LAB_XDP_OBJECT (a runfile, e.g. a source mutant's
+  // "e2e/mutation/xdp_<name>.o") replaces Kmesh's XDP object when the lab comes up.
   void Inject(Fault f, const std::string& node = "node2");
   void Clear(Fault f);
   bool Active(Fault f) const { return faults_.count(f) != 0; }
@@ -161,6 +175,7 @@ class Lab {
   void StartAgent(const std::string& node);
   void WriteAgentFaults();
   void WriteManagedPods();  // <ipsec state>/pods/<node>: what each node's agent attaches tc_mark_encrypt to
+  void ApplyDatapathFaults();  // the active map/program faults, again (after every daemon write)
 
   std::set<Fault> faults_;
   std::map<Fault, std::string> fault_node_;

@@ -37,7 +37,7 @@ std::string Hex(uint32_t v) {
 LabEnv::LabEnv() : LabEnv(Lab::Up()) {}
 
 LabEnv::LabEnv(std::unique_ptr<Lab> lab) : lab_(std::move(lab)) {
-  // KMESH_E2E_LAB_FAULTS="xdp-detached,wrong-key@node1": faults active from the start (sensitivity runs).
+  // KMESH_E2E_LAB_FAULTS="xdp-detached,wrong-key@node1": faults active from the start (e2e/mutation runs).
   if (const char* faults = std::getenv("KMESH_E2E_LAB_FAULTS"); faults && *faults) {
     std::stringstream list(faults);
     for (std::string item; std::getline(list, item, ',');) {

@@ -89,3 +89,26 @@ kmesh_bpf_object = rule(
     },
     doc = "One Kmesh BPF object built from the Kmesh tree as Kmesh's bpf2go does (see the module docstring).",
 )
+
+def kmesh_xdp_object(name, patches = [], **kwargs):
+    """Kmesh's XDP authorization object (bpf/kmesh/bpf2go/bpf2go.go:25): xdp_authz, policies_check,
+    policy_check, xdp_shutdown_in_userspace. One definition of its flags, shared by //third_party/kmesh:xdp
+    and the source mutants of e2e/mutation (`patches`), so a mutant differs from Kmesh's object only by
+    its patch.
+    """
+    kmesh_bpf_object(
+        name = name,
+        src = "@kmesh_src//:bpf/kmesh/workload/xdp.c",
+        srcs = ["@kmesh_src//:bpf_workload_srcs"],
+        bpf2go_name = "KmeshXDPAuth",
+        # $EXTRA_CDEFINE (-D__x86_64__ on x86_64, kmesh_compile_env_pre.sh:94-96), then bpf2go.go:25's.
+        flags = [
+            "-D__x86_64__",
+            "-I../workload/include",
+            "-I../../include",
+            "-I../../../api/v2-c",
+            "-DKERNEL_VERSION_HIGHER_5_13_0=1",
+        ],
+        patches = patches,
+        **kwargs
+    )

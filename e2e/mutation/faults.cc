@@ -1,0 +1,147 @@
+#include "e2e/mutation/faults.h"
+
+#include <set>
+
+#include "base/error.h"
+#include "e2e/framework/expect.h"
+
+namespace kmesh::mutation {
+namespace {
+
+namespace code = e2e::disagreement;
+
+// Cases of the authz suite (e2e/authz/authz_test.cc), by their Catch2 names.
+const char* const kIpDenySelected = "authz/ip-deny: selected client";
+const char* const kIpDenyOther = "authz/ip-deny: other client";
+const char* const kIpAllowSelected = "authz/ip-allow: selected client";
+const char* const kIpAllowOther = "authz/ip-allow: other client";
+const char* const kPortDenyListed = "authz/port-deny: listed port";
+const char* const kCidrOutside = "authz/ip-cidr-deny: client outside the CIDR";
+const char* const kExceptNotIp = "authz/ip-blocks-except-deny: client also in notIpBlocks";
+const char* const kNotPortsListed = "authz/not-ports-deny: port in notPorts";
+const char* const kFourthPolicy = "authz/four-policies: client denied by the 4th";
+const char* const kFromAndToOtherPort = "authz/from-and-to-deny: client, other port";
+const char* const kFromAndToOtherClient = "authz/from-and-to-deny: port, other client";
+const char* const kNamespaceAllowOther = "authz/namespace-allow: other namespace";
+const char* const kHeaderDenyPresent = "authz/header-deny: header present";
+
+FaultSpec Runtime(std::string id, std::string what, std::string source, std::vector<std::string> cases,
+                  std::vector<std::string> codes) {
+  return {std::move(id),     FaultKind::kRuntime, std::move(what),
+          std::move(source), std::move(cases),    std::move(codes)};
+}
+FaultSpec Source(std::string id, std::string what, std::string source, std::vector<std::string> cases,
+                 std::vector<std::string> codes) {
+  return {std::move(id),     FaultKind::kSource, std::move(what),
+          std::move(source), std::move(cases),   std::move(codes)};
+}
+
+}  // namespace
+
+const char* ToString(FaultKind k) { return k == FaultKind::kRuntime ? "runtime" : "source"; }
+
+std::string FaultSpec::object() const {
+  return kind == FaultKind::kSource ? "e2e/mutation/xdp_" + id + ".o" : "";
+}
+
+std::string FaultSpec::inject_env() const {
+  return kind == FaultKind::kSource ? "KMESH_E2E_LAB_XDP_OBJECT=" + object() : "KMESH_E2E_LAB_FAULTS=" + id;
+}
+
+const std::vector<FaultSpec>& Faults() {
+  static const std::vector<FaultSpec> faults = {
+      // The running datapath (lab.h Fault). Paths are Kmesh's at the pinned commit.
+      Runtime("xdp-detached", "xdp_authz detached from the server pods' eth0",
+              "pkg/cni/plugin/plugin.go:126 (enableXdpAuth)", {kIpDenySelected}, {code::kXdpNotAttached}),
+      Runtime("tailcall-policies-check-empty", "km_xdp_tailcall[0] (policies_check) emptied",
+              "pkg/bpf/workload/xdp.go:98-103; bpf/kmesh/workload/xdp.c:117", {kIpDenySelected},
+              {code::kSynNotDropped}),
+      Runtime("tailcall-policy-check-empty", "km_xdp_tailcall[1] (policy_check) emptied",
+              "pkg/bpf/workload/xdp.go:105-110; bpf/kmesh/workload/include/authz.h:604", {kIpDenySelected},
+              {code::kSynNotDropped}),
+      Runtime("authz-offload-off", "authz_offload = 0 (kmeshctl authz disable): XDP decides nothing",
+              "pkg/bpf/bpf.go:313; bpf/kmesh/workload/xdp.c:83-86", {kIpDenySelected},
+              {code::kSynNotDropped}),
+      Runtime("km-frontend-missing", "the servers' km_frontend entries removed",
+              "pkg/controller/workload/workload_processor.go:653; bpf/kmesh/workload/xdp.c:71-75",
+              {kIpDenySelected}, {code::kSynNotDropped}),
+      Runtime("km-frontend-wrong", "the servers' km_frontend entries name another workload",
+              "pkg/controller/workload/workload_processor.go:653; bpf/kmesh/workload/xdp.c:71-77",
+              {kPortDenyListed}, {code::kSynNotDropped}),
+      Runtime("km-wlpolicy-missing", "the servers' km_wlpolicy entries removed",
+              "pkg/controller/workload/workload_processor.go:1178-1199", {kIpDenySelected},
+              {code::kPolicyNotRealized}),
+      Runtime("km-wlpolicy-hole", "the servers' km_wlpolicy entries start with an empty slot",
+              "pkg/controller/workload/workload_processor.go:1178-1199; "
+              "bpf/kmesh/workload/include/authz.h:572-586",
+              {kIpAllowOther}, {code::kSynNotDropped}),
+      Runtime("km-authz-policy-missing", "every km_authz_policy entry removed",
+              "pkg/cache/v2/maps/authz.go; bpf/kmesh/workload/include/authz.h:577", {kIpDenySelected},
+              {code::kPolicyNotRealized}),
+      Runtime("km-authz-policy-action-flipped",
+              "every km_authz_policy entry's action flipped (ALLOW <-> DENY)",
+              "bpf/kmesh/workload/include/authz.h:594, 671-675", {kIpAllowSelected}, {code::kDenyCached}),
+      Runtime("km-manage-missing", "the servers' km_manage entries removed: sockops never reports them",
+              "bpf/include/bpf_common.h:314-330; bpf/kmesh/workload/sockops.c:182-188",
+              {kNamespaceAllowOther}, {code::kNotDeniedAfterHandshake}),
+      Runtime("waypoint-bypassed", "traffic to a service with a waypoint goes straight to the pod",
+              "(the lab's waypoint stand-in: Envoy's RBAC filter is not Kmesh code)", {kHeaderDenyPresent},
+              {code::kWaypointDidNotDeny}),
+
+      // Source mutants of Kmesh's XDP (mutants/<id>.patch; line numbers before the patch).
+      Source("verdict-cached-swapped",
+             "policy_check caches ALLOW for a DENY match and DENY for an ALLOW match",
+             "bpf/kmesh/workload/include/authz.h:671", {kIpDenySelected}, {code::kVerdictEntryMissing}),
+      Source("auth-res-write-removed", "policy_check no longer writes km_auth_res on a match",
+             "bpf/kmesh/workload/include/authz.h:672-674", {kIpDenySelected}, {code::kVerdictEntryMissing}),
+      Source("deny-match-passes", "a matched DENY returns XDP_PASS (and a matched ALLOW XDP_DROP)",
+             "bpf/kmesh/workload/include/authz.h:675", {kIpDenySelected}, {code::kSynNotDropped}),
+      Source("cached-verdict-inverted", "xdp_authz drops on a cached ALLOW and passes on a cached DENY",
+             "bpf/kmesh/workload/xdp.c:120", {kIpAllowSelected}, {code::kRequestNotServed}),
+      Source("unmatched-verdict-flipped",
+             "when no policy matches, DENY policies drop and ALLOW policies pass (fall-through inverted)",
+             "bpf/kmesh/workload/include/authz.h:677-679", {kIpAllowOther}, {code::kSynNotDropped}),
+      Source("prefix-one-bit-short", "an IPv4 CIDR is compared one prefix bit short (/n as /n-1)",
+             "bpf/kmesh/workload/include/authz.h:273", {kCidrOutside}, {code::kDenyCached}),
+      Source("full-prefix-rejected", "a /32 (a single address) never matches: the prefix bound is off by one",
+             "bpf/kmesh/workload/include/authz.h:270", {kIpDenySelected}, {code::kSynNotDropped}),
+      Source("not-ips-ignored", "a client in notIpBlocks is no longer excluded",
+             "bpf/kmesh/workload/include/authz.h:374-376", {kExceptNotIp}, {code::kDenyCached}),
+      Source("not-ports-ignored",
+             "the notPorts check is keyed on the wrong count (n_not_destination_ips): a port in notPorts is "
+             "no longer excluded",
+             "bpf/kmesh/workload/include/authz.h:165", {kNotPortsListed}, {code::kDenyCached}),
+      Source("port-byte-order", "destination ports compared in network byte order",
+             "bpf/kmesh/workload/include/authz.h:198", {kPortDenyListed}, {code::kSynNotDropped}),
+      Source("policy-loop-one-short", "a workload's 4th policy is never evaluated (policy bound off by one)",
+             "bpf/kmesh/workload/include/authz.h:572-577", {kFourthPolicy}, {code::kSynNotDropped}),
+      Source("rule-loop-one-short", "policy_check stops one rule early: a one-rule policy never matches",
+             "bpf/kmesh/workload/include/authz.h:632-635", {kIpDenySelected}, {code::kSynNotDropped}),
+      Source("src-or-dst-ip", "source and destination addresses ORed instead of ANDed",
+             "bpf/kmesh/workload/include/authz.h:450", {kIpDenyOther}, {code::kDenyCached}),
+      Source("ports-or-ips", "a match's ports and addresses ORed instead of ANDed",
+             "bpf/kmesh/workload/include/authz.h:459", {kFromAndToOtherPort}, {code::kDenyCached}),
+      Source("clauses-ored", "a rule's clauses (from, to) ORed instead of ANDed",
+             "bpf/kmesh/workload/include/authz.h:530-543", {kFromAndToOtherClient}, {code::kDenyCached}),
+      Source("frontend-by-source", "xdp_authz looks up the workload by the packet's source address",
+             "bpf/kmesh/workload/xdp.c:64-65", {kIpDenySelected}, {code::kSynNotDropped}),
+      Source("tuple-sport-network-order",
+             "the tuple's source port is kept in network order: km_auth_res keys no longer match sockops'",
+             "bpf/kmesh/workload/include/authz.h:122", {kIpDenySelected}, {code::kVerdictEntryMissing}),
+  };
+  return faults;
+}
+
+void CheckFaults(const std::vector<FaultSpec>& faults) {
+  std::set<std::string> ids;
+  for (size_t i = 0; i < faults.size(); ++i) {
+    const FaultSpec& f = faults[i];
+    const std::string where = "fault #" + std::to_string(i + 1) + " (" + f.id + ") of e2e/mutation/faults.cc";
+    if (f.id.empty()) throw Error(where + " has no id");
+    if (!ids.insert(f.id).second) throw Error(where + ": the id is used twice");
+    if (f.cases.empty()) throw Error(where + " names no case that must catch it");
+    if (f.codes.empty()) throw Error(where + " names no disagreement code it must produce");
+  }
+}
+
+}  // namespace kmesh::mutation

@@ -1,0 +1,40 @@
+// The faults e2e/mutation breaks Kmesh's datapath with, as data: each beside the suite cases that must
+// catch it and the disagreement codes (e2e/framework/expect.h) a catching case must fail with.
+//   runtime  the running datapath broken through the lab (lab.h Fault, KMESH_E2E_LAB_FAULTS): an XDP
+//            program detached, a tail-call slot emptied, a map entry missing or wrong.
+//   source   a source mutant: Kmesh's XDP object built from a copy of the tree with one patch of
+//            e2e/mutation/mutants/ applied (KMESH_E2E_LAB_XDP_OBJECT names the object).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kmesh::mutation {
+
+enum class FaultKind { kRuntime, kSource };
+const char* ToString(FaultKind k);
+
+struct FaultSpec {
+  std::string id;  // lab fault name (runtime) or mutant name (source): unique
+  FaultKind kind = FaultKind::kRuntime;
+  std::string what;          // what is broken, in one sentence
+  std::string kmesh_source;  // the Kmesh code it breaks (file:line at the pinned commit)
+  // Catch2 names of the authz suite's cases that must catch it (never a [!shouldfail] Kmesh-defect case:
+  // those fail by design).
+  std::vector<std::string> cases;
+  // Each must be among the disagreement codes of a selected case that failed.
+  std::vector<std::string> codes;
+
+  // Source mutants: the object's runfile ("e2e/mutation/xdp_<id>.o"); runtime: "".
+  std::string object() const;
+  // The environment of the suite run that injects it (KMESH_E2E_LAB_FAULTS or KMESH_E2E_LAB_XDP_OBJECT).
+  std::string inject_env() const;
+};
+
+// Every fault of the score, in table order.
+const std::vector<FaultSpec>& Faults();
+
+// Throws kmesh::Error naming the first fault with an empty or duplicate id, no case, or no code.
+void CheckFaults(const std::vector<FaultSpec>& faults);
+
+}  // namespace kmesh::mutation

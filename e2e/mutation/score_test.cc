@@ -1,0 +1,173 @@
+// The scoring rules of e2e/mutation on hand-made runs: caught means a selected case failed with the
+// fault's code; anything else (another code, a passing control that was not there, a case that never ran,
+// a mutant the lab never loaded) is not a kill.
+#include "e2e/mutation/score.h"
+
+#include <catch2/catch.hpp>
+
+#include "e2e/mutation/faults.h"
+
+namespace kmesh::mutation {
+namespace {
+
+const char* const kCase = "authz/ip-deny: selected client";
+const char* const kOther = "authz/ip-deny: other client";
+
+FaultSpec Mutant() {
+  return {"deny-match-passes", FaultKind::kSource, "a DENY match passes", "authz.h:675", {kCase},
+          {"syn_not_dropped"}};
+}
+
+CaseResult Result(const std::string& name, bool passed, std::vector<std::string> codes,
+                  const std::string& run, const std::string& object) {
+  CaseResult c;
+  c.name = name;
+  c.passed = passed;
+  c.codes = std::move(codes);
+  c.fault_run = run;
+  c.datapath_object = object;
+  return c;
+}
+
+SuiteRun Run(std::vector<CaseResult> cases, int exit_code = 1) {
+  SuiteRun r;
+  r.id = "deny-match-passes";
+  r.exit_code = exit_code;
+  r.cases = std::move(cases);
+  return r;
+}
+
+const std::string kMutantObject = "e2e/mutation/xdp_deny-match-passes.o";
+
+TEST_CASE("a selected case failing with the fault's code kills it", "[mutation]") {
+  const FaultSpec f = Mutant();
+  auto s = ScoreFault(f, Run({Result(kCase, false, {"syn_not_dropped"}, f.id, kMutantObject)}), true);
+  CHECK(s.status == FaultStatus::kKilled);
+  REQUIRE(s.caught_by.size() == 1);
+  CHECK(s.caught_by[0].case_name == kCase);
+  CHECK(s.caught_by[0].codes == std::vector<std::string>{"syn_not_dropped"});
+}
+
+TEST_CASE("a failure with another code is not a kill", "[mutation]") {
+  const FaultSpec f = Mutant();
+  auto s = ScoreFault(f, Run({Result(kCase, false, {"verdict_entry_missing"}, f.id, kMutantObject)}), true);
+  CHECK(s.status == FaultStatus::kSurvived);
+  CHECK(s.missing_codes == std::vector<std::string>{"syn_not_dropped"});
+  REQUIRE(s.other_failures.size() == 1);
+  CHECK(s.detail.find("verdict_entry_missing") != std::string::npos);
+}
+
+TEST_CASE("a failure without any code (an exception, a timeout) is not a kill", "[mutation]") {
+  const FaultSpec f = Mutant();
+  CHECK(ScoreFault(f, Run({Result(kCase, false, {}, f.id, kMutantObject)}), true).status ==
+        FaultStatus::kSurvived);
+}
+
+TEST_CASE("the code must come from a selected case", "[mutation]") {
+  const FaultSpec f = Mutant();
+  auto run = Run({Result(kCase, true, {}, f.id, kMutantObject),
+                  Result(kOther, false, {"syn_not_dropped"}, f.id, kMutantObject)});
+  CHECK(ScoreFault(f, run, true).status == FaultStatus::kSurvived);
+}
+
+TEST_CASE("every code the fault names must be shown", "[mutation]") {
+  FaultSpec f = Mutant();
+  f.codes = {"syn_not_dropped", "verdict_entry_missing"};
+  auto s = ScoreFault(f, Run({Result(kCase, false, {"syn_not_dropped"}, f.id, kMutantObject)}), true);
+  CHECK(s.status == FaultStatus::kSurvived);
+  CHECK(s.missing_codes == std::vector<std::string>{"verdict_entry_missing"});
+}
+
+TEST_CASE("nothing is scored when the control did not pass", "[mutation]") {
+  const FaultSpec f = Mutant();
+  auto s = ScoreFault(f, Run({Result(kCase, false, {"syn_not_dropped"}, f.id, kMutantObject)}), false);
+  CHECK(s.status == FaultStatus::kNotScored);
+  CHECK(FormatScore({s}, false).find("not scored") != std::string::npos);
+}
+
+TEST_CASE("a mutant the lab never ran is not loaded, not killed", "[mutation]") {
+  const FaultSpec f = Mutant();
+  SuiteRun run = Run({});
+  run.log = "lab: loading Kmesh's XDP datapath on node1: ... the verifier said: R1 invalid mem access\n";
+  auto s = ScoreFault(f, run, true);
+  CHECK(s.status == FaultStatus::kNotLoaded);
+  CHECK(s.detail.find("invalid mem access") != std::string::npos);
+}
+
+TEST_CASE("bundles of another object or another run do not count", "[mutation]") {
+  const FaultSpec f = Mutant();
+  CHECK(ScoreFault(f, Run({Result(kCase, false, {"syn_not_dropped"}, f.id, "third_party/kmesh/xdp.o")}), true)
+            .status == FaultStatus::kNoResult);
+  CHECK(ScoreFault(f, Run({Result(kCase, false, {"syn_not_dropped"}, "control", kMutantObject)}), true)
+            .status == FaultStatus::kNoResult);
+}
+
+TEST_CASE("a patch that compiles to Kmesh's own object is not a mutant", "[mutation]") {
+  const FaultSpec f = Mutant();
+  CaseResult c = Result(kCase, false, {"syn_not_dropped"}, f.id, kMutantObject);
+  c.object_sha256 = "40f5830c";
+  CHECK(ScoreFault(f, Run({c}), true, "40f5830c").status == FaultStatus::kSameObject);
+  CHECK(ScoreFault(f, Run({c}), true, "aaaa").status == FaultStatus::kKilled);
+}
+
+TEST_CASE("a timed-out or incomplete run has no result", "[mutation]") {
+  FaultSpec f = Mutant();
+  f.kind = FaultKind::kRuntime;
+  SuiteRun run = Run({});
+  CHECK(ScoreFault(f, run, true).status == FaultStatus::kNoResult);
+  run.timed_out = true;
+  CHECK(ScoreFault(f, run, true).status == FaultStatus::kNoResult);
+}
+
+TEST_CASE("the control passes only when every selected case ran and passed", "[mutation]") {
+  SuiteRun control = Run({Result(kCase, true, {}, "control", "")}, 0);
+  CHECK(JudgeControl(control, {kCase}).passed);
+  CHECK_FALSE(JudgeControl(control, {kCase, kOther}).passed);  // kOther never ran
+  control.cases[0].passed = false;
+  CHECK_FALSE(JudgeControl(control, {kCase}).passed);
+  control.cases[0].passed = true;
+  control.exit_code = 1;
+  CHECK_FALSE(JudgeControl(control, {kCase}).passed);
+}
+
+TEST_CASE("a TEST_CASE's bundle is found by its short title", "[mutation]") {
+  SuiteRun run = Run({Result("authz/remove-restores-access", false, {}, "x", "")});
+  CHECK(run.Find("authz/remove-restores-access: a new connection after the DENY is removed") != nullptr);
+  CHECK(run.Find("authz/remove-restores") == nullptr);
+}
+
+TEST_CASE("a bundle's codes, object and run are read", "[mutation]") {
+  auto c = ParseBundle(
+      {{"suite", "authz"},
+       {"title", "ip-deny: selected client"},
+       {"passed", false},
+       {"disagreements", {"syn_not_dropped"}},
+       {"failures", {"[selected client] sleep-a -> httpbin\n  expected: ..."}},
+       {"datapath",
+        {{"object", kMutantObject},
+         {"object_sha256", "7e95f94a"},
+         {"patches", {"deny-match-passes.patch"}},
+         {"nodes",
+          {{"node1", {{"programs", {{{"name", "policy_check"}, {"verified_insns", 976001}}}}}},
+           {"node2", {{"programs", {{{"name", "policy_check"}, {"verified_insns", 976002}}}}}}}}}},
+       {"fault_run", "deny-match-passes"}});
+  CHECK(c.name == kCase);
+  CHECK_FALSE(c.passed);
+  CHECK(c.codes == std::vector<std::string>{"syn_not_dropped"});
+  CHECK(c.first_failure == "[selected client] sleep-a -> httpbin");
+  CHECK(c.datapath_object == kMutantObject);
+  CHECK(c.object_sha256 == "7e95f94a");
+  CHECK(c.policy_check_insns == 976002);
+  CHECK(c.fault_run == "deny-match-passes");
+}
+
+TEST_CASE("the fault table is well formed", "[mutation]") {
+  CHECK_NOTHROW(CheckFaults(Faults()));
+  CHECK(Faults().size() >= 15);
+  auto dup = Faults();
+  dup.push_back(dup.front());
+  CHECK_THROWS(CheckFaults(dup));
+}
+
+}  // namespace
+}  // namespace kmesh::mutation
