@@ -153,8 +153,8 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
   const nlohmann::json userspace = env.UserspaceDecisions(server, tuple);
   const auto verdict_time = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
 
-  // Each disagreement: a stable code (machine-readable: the sensitivity suite and mutation scoring
-  // match these, never the English) and its sentence.
+  // Each disagreement: a stable code (machine-readable: e2e/mutation's scoring matches these, never the
+  // English) and its sentence.
   std::vector<std::pair<const char*, std::string>> disagree;
   const OutcomeKind k = out.kind;
   if (want.want == Want::kAllowed) {

@@ -1,6 +1,6 @@
 // Unit tier: what `bazel test //e2e/... --config=kind` runs, without a cluster.
 //   - the selection: the suites tagged `kube` (tools/bazel/defs.bzl tags a suite that links //e2e/envs)
-//     are exactly the cluster suites; the sensitivity suite (lab faults, QEMU) is not among them;
+//     are exactly the cluster suites; the mutation suite (lab faults, source mutants) is not among them;
 //   - no VM: tools/vm/vm_test.sh runs a suite's binary on the host when KMESH_E2E_ENV=kube, and through
 //     tools/vm/run otherwise (a stand-in runner here says whether it was asked to boot);
 //   - the settings: every KMESH_E2E_* the suites read on a cluster (base/defaults.h's tunables, the
@@ -78,10 +78,10 @@ TEST_CASE("kind: --config=kind selects exactly the cluster suites") {
   // bazel query 'attr(tags, "\bkube\b", tests(...))' over the e2e tier suites, run at build time.
   const auto selected = Lines(Read(Runfile("e2e/kube/kind_selection")));
   CHECK(selected == std::set<std::string>{"//e2e/authz:authz_test", "//e2e/ipsec:ipsec_test"});
-  CHECK(selected.count("//e2e/sensitivity:sensitivity_test") == 0);
+  CHECK(selected.count("//e2e/mutation:mutation_test") == 0);
   // The e2e tier they come from (so the check above is not vacuous).
   const auto tier = Lines(Read(Runfile("e2e/kube/e2e_tier")));
-  CHECK(tier.count("//e2e/sensitivity:sensitivity_test") == 1);
+  CHECK(tier.count("//e2e/mutation:mutation_test") == 1);
   for (const auto& t : selected) CHECK(tier.count(t) == 1);
   // Of the selected, the one that would boot a VM on the lab goes through vm_test.sh (next case).
   CHECK(Lines(Read(Runfile("e2e/kube/kind_selection_vm"))) ==
