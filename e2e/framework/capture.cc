@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <pcap/pcap.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "base/error.h"
@@ -47,7 +49,81 @@ std::string TcpFlags(uint8_t f) {
   return s;
 }
 
+// The inner IPv4/IPv6 + TCP packet of a decrypted ESP payload: its 5-tuple and TCP payload.
+struct InnerTcp {
+  std::string src, dst;
+  uint16_t sport = 0, dport = 0;
+  uint8_t flags = 0;
+  const uint8_t* payload = nullptr;
+  size_t payload_len = 0;
+};
+
+std::optional<InnerTcp> ParseInnerTcp(const std::vector<uint8_t>& p) {
+  if (p.empty()) return std::nullopt;
+  InnerTcp t;
+  size_t l4 = 0, end = 0;
+  uint8_t proto = 0;
+  if ((p[0] >> 4) == 4 && p.size() >= 20) {
+    l4 = (p[0] & 0x0fu) * 4u;
+    end = std::min<size_t>(p.size(), static_cast<size_t>(p[2] << 8 | p[3]));
+    proto = p[9];
+    t.src = Ip(AF_INET, p.data() + 12);
+    t.dst = Ip(AF_INET, p.data() + 16);
+  } else if ((p[0] >> 4) == 6 && p.size() >= 40) {
+    l4 = 40;
+    end = std::min<size_t>(p.size(), 40u + static_cast<size_t>(p[4] << 8 | p[5]));
+    proto = p[6];
+    t.src = Ip(AF_INET6, p.data() + 8);
+    t.dst = Ip(AF_INET6, p.data() + 24);
+  } else {
+    return std::nullopt;
+  }
+  if (proto != IPPROTO_TCP || end < l4 + 20) return std::nullopt;
+  const uint8_t* tcp = p.data() + l4;
+  t.sport = static_cast<uint16_t>(tcp[0] << 8 | tcp[1]);
+  t.dport = static_cast<uint16_t>(tcp[2] << 8 | tcp[3]);
+  t.flags = tcp[13];
+  const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
+  if (l4 + doff <= end) {
+    t.payload = tcp + doff;
+    t.payload_len = end - l4 - doff;
+  }
+  return t;
+}
+
 }  // namespace
+
+std::optional<std::vector<uint8_t>> OpenEsp(const uint8_t* esp, size_t len, const ipsec::KeyMaterial& key) {
+  constexpr size_t kHeader = 8, kIv = 8, kIcv = 16, kSalt = 4, kAesKey = 32;
+  if (key.size() != kAesKey + kSalt || len < kHeader + kIv + 2 + kIcv) return std::nullopt;
+  const uint8_t* iv = esp + kHeader;
+  const uint8_t* ct = iv + kIv;
+  const size_t ct_len = len - kHeader - kIv - kIcv;
+  uint8_t nonce[kSalt + kIv];
+  std::memcpy(nonce, key.bytes().data() + kAesKey, kSalt);
+  std::memcpy(nonce + kSalt, iv, kIv);
+  std::vector<uint8_t> out(ct_len + 16);
+  uint8_t tag[kIcv];
+  std::memcpy(tag, esp + len - kIcv, kIcv);
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int n = 0, m = 0;
+  const bool ok = ctx != nullptr && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+                  EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, sizeof nonce, nullptr) == 1 &&
+                  EVP_DecryptInit_ex(ctx, nullptr, nullptr, key.bytes().data(), nonce) == 1 &&
+                  EVP_DecryptUpdate(ctx, nullptr, &n, esp, kHeader) == 1 &&  // AAD: SPI, sequence number
+                  EVP_DecryptUpdate(ctx, out.data(), &n, ct, static_cast<int>(ct_len)) == 1 &&
+                  EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kIcv, tag) == 1 &&
+                  EVP_DecryptFinal_ex(ctx, out.data() + n, &m) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) return std::nullopt;
+  out.resize(static_cast<size_t>(n + m));
+  // ESP trailer: padding, pad length, next header.
+  if (out.size() < 2) return std::nullopt;
+  const size_t pad = out[out.size() - 2];
+  if (pad + 2 > out.size()) return std::nullopt;
+  out.resize(out.size() - pad - 2);
+  return out;
+}
 
 struct Capture::State {
   netns::NetnsRef ns = netns::NetnsRef::Self();
@@ -181,9 +257,12 @@ struct Capture::State {
     (void)family;
     if (l4 == IPPROTO_ESP) {
       ++s.esp_packets;
-      if (len >= l4off + 4) {
+      if (len >= l4off + 8) {
         const uint8_t* e = bytes + l4off;
-        s.esp_spis[static_cast<uint32_t>(e[0]) << 24 | e[1] << 16 | e[2] << 8 | e[3]]++;
+        const uint32_t spi = static_cast<uint32_t>(e[0]) << 24 | e[1] << 16 | e[2] << 8 | e[3];
+        const uint32_t seq = static_cast<uint32_t>(e[4]) << 24 | e[5] << 16 | e[6] << 8 | e[7];
+        s.esp_spis[spi]++;
+        if (!spec.esp_keys.empty()) OpenProbeEsp(s, t, src, dst, spi, seq, e, h->len - l4off, len - l4off);
       }
       return;
     }
@@ -206,6 +285,49 @@ struct Capture::State {
                                  " TCP [" + TcpFlags(tcp[13]) + "] len " + std::to_string(payload),
                              forward, tcp[13], payload});
     }
+  }
+
+  // One ESP packet of a keyed SA: authenticated, decrypted, and kept when it carries the probe's connection.
+  void OpenProbeEsp(CaptureSummary& s, double t, const std::string& src, const std::string& dst, uint32_t spi,
+                    uint32_t seq, const uint8_t* esp, size_t wire_len, size_t captured) {
+    const EspKey* key = nullptr;
+    for (const auto& k : spec.esp_keys) {
+      if (k.spi == spi && k.src == src && k.dst == dst) key = &k;
+    }
+    if (key == nullptr) {
+      ++s.esp_no_key;
+      return;
+    }
+    if (captured < wire_len) {
+      ++s.esp_truncated;
+      return;
+    }
+    const auto inner = OpenEsp(esp, wire_len, key->key);
+    if (!inner) {
+      ++s.esp_auth_failed;
+      return;
+    }
+    ++s.esp_decrypted;
+    const auto tcp = ParseInnerTcp(*inner);
+    if (!tcp || spec.inner.dst_ip.empty()) return;
+    const e2e::Tuple& in = spec.inner;
+    auto same = [](const std::string& ip, uint16_t port, const std::string& want_ip, uint16_t want_port) {
+      return (want_ip.empty() || ip == want_ip) && (want_port == 0 || port == want_port);
+    };
+    const bool forward =
+        same(tcp->src, tcp->sport, in.src_ip, in.src_port) && same(tcp->dst, tcp->dport, in.dst_ip, in.dst_port);
+    const bool reverse =
+        same(tcp->src, tcp->sport, in.dst_ip, in.dst_port) && same(tcp->dst, tcp->dport, in.src_ip, in.src_port);
+    if (!forward && !reverse) return;
+    EspProbePacket p;
+    p.time = t;
+    p.spi = spi;
+    p.seq = seq;
+    p.inner = tcp->src + ":" + std::to_string(tcp->sport) + " -> " + tcp->dst + ":" + std::to_string(tcp->dport) +
+              " TCP [" + TcpFlags(tcp->flags) + "] len " + std::to_string(tcp->payload_len);
+    p.marker = !spec.marker.empty() && tcp->payload_len >= spec.marker.size() &&
+               memmem(tcp->payload, tcp->payload_len, spec.marker.data(), spec.marker.size()) != nullptr;
+    s.esp_probe.push_back(p);
   }
 
   void Run(Clock::time_point deadline) {
@@ -270,7 +392,7 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
     char err[PCAP_ERRBUF_SIZE] = {};
     pcap_t* h = pcap_create(spec.interface.c_str(), err);
     if (h == nullptr) throw Error(what + ": " + err);
-    pcap_set_snaplen(h, spec.snaplen);
+    pcap_set_snaplen(h, spec.esp_keys.empty() ? spec.snaplen : 65535);  // ESP is opened whole
     pcap_set_immediate_mode(h, 1);
     pcap_set_buffer_size(h, spec.buffer_bytes);
     const int rc = pcap_activate(h);
@@ -313,6 +435,7 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
   st->summary.interface = spec.interface;
   st->summary.filter = spec.filter;
   st->summary.marker_checked = !spec.marker.empty();
+  st->summary.esp_keys_given = spec.esp_keys.size();
   const char* ln = pcap_datalink_val_to_name(st->link);
   st->summary.link_type = ln ? ln : std::to_string(st->link);
   st->deadline = Clock::now() + spec.max_duration;
@@ -400,7 +523,43 @@ nlohmann::json CaptureSummary::ToJson() const {
           {"last_time", last_time},
           {"hit_count_bound", hit_count_bound},
           {"kernel_dropped", kernel_dropped},
-          {"pcap", pcap_path}};
+          {"pcap", pcap_path},
+          {"esp_opened", EspJson()}};
+}
+
+nlohmann::json CaptureSummary::EspJson() const {
+  nlohmann::json probe = nlohmann::json::array();
+  for (const auto& p : esp_probe) {
+    probe.push_back(
+        {{"time", p.time}, {"spi", Hex32(p.spi)}, {"seq", p.seq}, {"inner", p.inner}, {"marker", p.marker}});
+  }
+  return {{"keys_given", esp_keys_given}, {"decrypted", esp_decrypted}, {"auth_failed", esp_auth_failed},
+          {"no_key", esp_no_key},         {"truncated", esp_truncated}, {"probe_packets", probe}};
+}
+
+std::string CaptureSummary::DescribeProbeEsp() const {
+  if (esp_keys_given == 0) return "no ESP key given: ESP not opened";
+  std::map<uint32_t, std::pair<uint32_t, uint32_t>> seqs;  // spi -> first, last sequence number
+  size_t with_marker = 0;
+  for (const auto& p : esp_probe) {
+    auto it = seqs.find(p.spi);
+    if (it == seqs.end()) {
+      seqs[p.spi] = {p.seq, p.seq};
+    } else {
+      it->second.first = std::min(it->second.first, p.seq);
+      it->second.second = std::max(it->second.second, p.seq);
+    }
+    with_marker += p.marker ? 1 : 0;
+  }
+  std::string s = "ESP of the probe's connection: " + std::to_string(esp_probe.size()) + " packets";
+  for (const auto& [spi, r] : seqs) {
+    s += " (spi " + Hex32(spi) + " seq " + std::to_string(r.first) + ".." + std::to_string(r.second) + ")";
+  }
+  s += ", marker inside " + std::to_string(with_marker) + "; ESP opened: " + std::to_string(esp_decrypted) +
+       " decrypted, " + std::to_string(esp_auth_failed) + " failed authentication, " +
+       std::to_string(esp_no_key) + " without a key" +
+       (esp_truncated ? ", " + std::to_string(esp_truncated) + " truncated" : "");
+  return s;
 }
 
 std::string CaptureSummary::Describe() const {
@@ -423,6 +582,7 @@ std::string CaptureSummary::Describe() const {
     std::snprintf(span, sizeof span, ", over %.3f s", last_time - first_time);
     s += span;
   }
+  if (esp_keys_given) s += "; " + DescribeProbeEsp();
   if (!pcap_path.empty()) s += "; saved " + pcap_path;
   return s;
 }
@@ -445,6 +605,30 @@ Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi) {
     v.reasons.push_back("plaintext packet of the probe on the wire: " + h.description);
   for (const auto& h : s.marker_hits) v.reasons.push_back(h.description);
   if (s.hit_count_bound) v.reasons.push_back("the capture stopped at its packet bound; raise max_packets");
+  if (s.esp_keys_given > 0) {
+    // The ESP must be the probe's own, not the tunnel's other traffic.
+    bool own = false, marker = false;
+    for (const auto& p : s.esp_probe) {
+      if (expected_spi != 0 && p.spi != expected_spi) continue;
+      own = true;
+      marker = marker || p.marker;
+    }
+    if (!own) {
+      v.reasons.push_back("none of the " + std::to_string(s.esp_packets) + " ESP packets" +
+                          (expected_spi ? " with spi " + Hex32(expected_spi) : std::string()) +
+                          " carried the probe's own connection when decrypted (" + s.DescribeProbeEsp() + ")");
+    } else if (s.marker_checked && !marker) {
+      v.reasons.push_back("the probe's payload marker was in none of its decrypted ESP packets (" +
+                          s.DescribeProbeEsp() + ")");
+    }
+    if (s.esp_auth_failed > 0) {
+      v.reasons.push_back(std::to_string(s.esp_auth_failed) +
+                          " ESP packet(s) of a keyed SA did not authenticate with the key derived for it");
+    }
+    if (s.esp_truncated > 0) {
+      v.reasons.push_back(std::to_string(s.esp_truncated) + " ESP packet(s) were not captured whole");
+    }
+  }
   v.pass = v.reasons.empty();
   return v;
 }

@@ -13,15 +13,25 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "base/defaults.h"
+#include "e2e/framework/ipsec_secret.h"
 #include "e2e/framework/traffic.h"
 #include "netns/netns.h"
 
 namespace kmesh::capture {
+
+// The key of one ESP SA (rfc4106(gcm(aes)): 32-byte AES key, then the 4-byte salt; ICV 16 bytes), so a
+// capture can open the SA's packets and tell the probe's own from any other traffic in the tunnel.
+struct EspKey {
+  std::string src, dst;  // the SA's tunnel endpoints
+  uint32_t spi = 0;
+  ipsec::KeyMaterial key;
+};
 
 struct CaptureSpec {
   std::string interface;  // e.g. "eth0"; must exist in the namespace
@@ -44,6 +54,19 @@ struct CaptureSpec {
   // What counts as a plaintext leak:
   e2e::Tuple inner;    // the probe's 5-tuple (TCP); empty dst_ip = not checked
   std::string marker;  // bytes that must never be seen in clear ("" = not checked)
+  // ESP keys: each ESP packet of one of these SAs is authenticated and decrypted, and the ones carrying the
+  // probe's own connection (`inner`, either direction) are listed with their SPI, sequence number and
+  // whether the marker is inside. The snap length grows to whole packets (the ICV is at the end).
+  std::vector<EspKey> esp_keys;
+};
+
+// An ESP packet that decrypted to the probe's own connection.
+struct EspProbePacket {
+  double time = 0;
+  uint32_t spi = 0;
+  uint32_t seq = 0;     // ESP sequence number
+  std::string inner;    // "10.244.1.5:40000 -> 10.244.2.7:8080 TCP [S] len 0"
+  bool marker = false;  // the marker is in its decrypted payload
 };
 
 // A leaked packet, for the report.
@@ -68,6 +91,13 @@ struct CaptureSummary {
   std::vector<PlaintextHit> plaintext;  // packets of the inner tuple, in either direction, not in ESP
   std::vector<PlaintextHit> marker_hits;
   bool marker_checked = false;           // a marker was given
+  // ESP opened with CaptureSpec::esp_keys (all zero when no key was given).
+  size_t esp_keys_given = 0;
+  size_t esp_decrypted = 0;     // authenticated and decrypted
+  size_t esp_auth_failed = 0;   // a key for the SA was given, but the ICV did not verify with it
+  size_t esp_no_key = 0;        // no key given for the SA
+  size_t esp_truncated = 0;     // not captured whole
+  std::vector<EspProbePacket> esp_probe;  // the probe's own connection, in the tunnel
   double first_time = 0, last_time = 0;  // seconds since the epoch (0 = no packet)
   bool hit_count_bound = false;          // stopped at max_packets
   size_t kernel_dropped = 0;             // pcap_stats ps_drop
@@ -75,6 +105,9 @@ struct CaptureSummary {
 
   nlohmann::json ToJson() const;
   std::string Describe() const;  // "eth0 in ns X, filter '...': 12 packets, 10 ESP (spi 0x00000002 x10), ..."
+  // "ESP of the probe's connection: 9 packets (spi 0x00000002 seq 41..49), marker inside 1; ESP opened: ..."
+  std::string DescribeProbeEsp() const;
+  nlohmann::json EspJson() const;
 };
 
 // The result of judging a summary: pass or the reasons it did not.
@@ -85,8 +118,15 @@ struct Verdict {
 };
 
 // Assert mode: at least one ESP packet (and, when `expected_spi` is non-zero, that SPI among them), no
-// plaintext packet of the inner tuple, no marker.
+// plaintext packet of the inner tuple, no marker. When ESP keys were given: the probe's own connection was
+// among the decrypted ESP packets (with `expected_spi`, and the marker inside one of them when a marker was
+// given), and no ESP packet of a keyed SA failed authentication.
 Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi = 0);
+
+// Opens one ESP packet (`esp` = the ESP header onwards, whole) with an rfc4106(gcm(aes)) key of 36 bytes:
+// AAD = SPI and sequence number, nonce = salt and the packet's 8-byte IV, 16-byte ICV. Returns the inner
+// packet (padding and trailer removed), or nullopt when it is too short or does not authenticate.
+std::optional<std::vector<uint8_t>> OpenEsp(const uint8_t* esp, size_t len, const ipsec::KeyMaterial& key);
 // Sanity mode: the plaintext filter saw the inner tuple (and the marker, when one was given).
 Verdict JudgePlaintextVisible(const CaptureSummary& s);
 

@@ -1,8 +1,10 @@
-// IPsec suite (seed proposal §2): connectivity, key rotation under continuous traffic, fault recovery.
-// An IPsec pass here is: both nodes' xfrm layout is exactly Kmesh's (checker), each direction's key is
-// derived as Kmesh derives it and held by both ends, ESP with the expected SPI crossed the underlay during
-// the request, the assert capture saw no plaintext of the request, and the sanity capture proved the same
-// plaintext filter would have caught a leak.
+// IPsec suite (seed proposal §2): connectivity, key rotation under continuous traffic, fault recovery, and
+// the Kmesh defects its control plane shows (docs/kmesh-ipsec-controller.md). An IPsec pass here is: Kmesh's
+// own tc programs marking where Kmesh attaches them, both nodes' xfrm layout exactly Kmesh's (checker), each
+// direction's key derived as Kmesh derives it and held by both ends, the probe's *own* connection seen
+// inside ESP with the receiver's SPI on both underlays (each ESP packet opened with the derived key, so
+// other traffic in the tunnel proves nothing), no plaintext of it on the wire, and the sanity capture
+// proving the same plaintext filter would have caught a leak.
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
@@ -128,6 +130,25 @@ Layout WaitLayout(World& w, Case& c, uint32_t spi, const std::string& label) {
   return l;
 }
 
+// The key of every SA Kmesh may hold in this run (each direction, each SPI of the run), derived from the
+// secrets the suite wrote and the nodes' KmeshNodeInfo: with them a capture opens each ESP packet and finds
+// the probe's own connection in the tunnel.
+std::vector<capture::EspKey> EspKeys(World& w) {
+  const auto infos = w.env->IpsecNodes();
+  std::vector<capture::EspKey> keys;
+  for (const auto& from : infos) {
+    for (const auto& to : infos) {
+      if (from.name == to.name) continue;
+      for (const uint32_t spi : w.secrets.Spis()) {
+        keys.push_back({from.address, to.address, spi,
+                        ipsec::DeriveKey(w.secrets.Find(spi)->aead_key, from.address, to.address,
+                                         from.boot_id, to.boot_id)});
+      }
+    }
+  }
+  return keys;
+}
+
 // One request from the client with a payload marker, with an assert capture on each node's underlay
 // (what it sends) and a sanity capture in the server pod (where the request is always in clear).
 struct EncryptedProbe {
@@ -156,6 +177,7 @@ EncryptedProbe ProbeEncrypted(World& w, Case& c, const std::string& label) {
     cs.marker = marker;
     cs.save_dir = c.dir();
     cs.label = label + "-" + nodes[i].name + "-underlay";
+    cs.esp_keys = EspKeys(w);
     caps.push_back(w.env->StartCapture(nodes[i].name, peer, cs));
   }
   capture::CaptureSpec ss;
@@ -193,11 +215,12 @@ void ExpectEncrypted(World& w, Case& c, const EncryptedProbe& p, const std::stri
     problems.push_back("sanity capture in " + w.server.name + ": " + s.Describe() +
                        " (the plaintext filter would not have caught a leak)");
   if (!problems.empty()) {
-    std::string why =
-        "[" + label + "] " + w.client.name + " -> " + w.server.name + " (" + p.outcome.tuple.ToString() +
-        ")\n" +
-        "  expected:    ok; ESP with each receiver's SPI on both underlays; no plaintext; sanity sees it\n" +
-        "  client saw:  " + p.outcome.ToString() + "\n  kernel held:";
+    std::string why = "[" + label + "] " + w.client.name + " -> " + w.server.name + " (" +
+                      p.outcome.tuple.ToString() + ")\n" +
+                      "  expected:    ok; the probe's own connection inside ESP with each receiver's SPI on "
+                      "both underlays; "
+                      "no plaintext; sanity sees it\n" +
+                      "  client saw:  " + p.outcome.ToString() + "\n  kernel held:";
     for (const auto& u : p.underlay) why += "\n    " + u.Describe();
     why += "\n    " + p.sanity.Describe() + "\n  disagree:";
     for (const auto& pr : problems) why += "\n    " + pr;
