@@ -95,6 +95,9 @@ inline Millis KubeCopy() { return Tunable("KUBE_COPY", Millis(60000)); }
 // Between two reads of cluster state while waiting (each read is a kubectl call).
 inline Millis KubePoll() { return Tunable("KUBE_POLL", Millis(1000)); }
 
+// bench_lab runs the authz suite's binary once: about 30 s here, longer on a loaded machine.
+inline Millis SuiteRun() { return Tunable("SUITE_RUN", Millis(600000)); }
+
 // tools/vm: boot plus command, unless the caller gives --timeout.
 inline Millis VmRun() { return Tunable("VM_RUN", Millis(600000)); }
 // tools/vm: power-on until the guest's init reaches the host: about 5 s on an idle 2-core machine under

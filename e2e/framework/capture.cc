@@ -149,7 +149,6 @@ struct Capture::State {
       (void)!write(wake_fd, &one, sizeof one);
     }
     if (worker.joinable()) worker.join();
-    if (handle != nullptr && spec.on_demand) DispatchPending();
     if (dumper != nullptr) {
       pcap_dump_close(dumper);
       dumper = nullptr;
@@ -394,7 +393,7 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
     if (h == nullptr) throw Error(what + ": " + err);
     pcap_set_snaplen(h, spec.esp_keys.empty() ? spec.snaplen : 65535);  // ESP is opened whole
     pcap_set_immediate_mode(h, 1);
-    pcap_set_buffer_size(h, spec.buffer_bytes);
+    pcap_set_buffer_size(h, 4 << 20);
     const int rc = pcap_activate(h);
     if (rc < 0) {
       std::string msg = pcap_geterr(h);
@@ -439,12 +438,10 @@ Capture Capture::Start(const netns::NetnsRef& ns, const CaptureSpec& spec) {
   const char* ln = pcap_datalink_val_to_name(st->link);
   st->summary.link_type = ln ? ln : std::to_string(st->link);
   st->deadline = Clock::now() + spec.max_duration;
-  if (!spec.on_demand) {
-    st->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (st->wake_fd < 0) ThrowErrno(what + ": eventfd");
-    State* raw = st.get();
-    st->worker = std::thread([raw] { raw->Run(raw->deadline); });
-  }
+  st->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (st->wake_fd < 0) ThrowErrno(what + ": eventfd");
+  State* raw = st.get();
+  st->worker = std::thread([raw] { raw->Run(raw->deadline); });
   return Capture(std::move(st));
 }
 
@@ -452,12 +449,9 @@ CaptureSummary Capture::Finish(std::chrono::milliseconds settle) {
   if (!state_) throw Error("Capture::Finish on a moved-from capture");
   if (!state_->finished) {
     // Trailing packets (the server's FIN, a last ESP) still count; the bound also ends it.
-    const auto until =
-        std::min(Clock::now() + settle, state_->spec.on_demand ? state_->deadline : Clock::time_point::max());
-    while (Clock::now() < until && (state_->spec.on_demand || (state_->worker.joinable() && !state_->stop))) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<long long>(
-          10, std::max<long long>(
-                  1, std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count()))));
+    const auto until = Clock::now() + settle;
+    while (Clock::now() < until && state_->worker.joinable() && !state_->stop) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     state_->Close();
     state_->finished = true;
@@ -469,23 +463,8 @@ CaptureSummary Capture::Finish(std::chrono::milliseconds settle) {
 
 CaptureSummary Capture::Wait() {
   if (!state_) throw Error("Capture::Wait on a moved-from capture");
-  if (state_->spec.on_demand) {
-    const auto left = state_->deadline - Clock::now();
-    if (left > Clock::duration::zero()) std::this_thread::sleep_for(left);
-  } else if (state_->worker.joinable()) {
-    state_->worker.join();
-  }
+  if (state_->worker.joinable()) state_->worker.join();
   return Finish(std::chrono::milliseconds(0));
-}
-
-CaptureSummary Capture::Drain() {
-  if (!state_) throw Error("Capture::Drain on a moved-from capture");
-  if (state_->spec.on_demand && !state_->finished && state_->handle != nullptr) state_->DispatchPending();
-  if (!state_->worker_error.empty()) {
-    throw Error("capture on " + state_->spec.interface + " failed: " + state_->worker_error);
-  }
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return state_->summary;
 }
 
 // ---- Summary and verdicts ----

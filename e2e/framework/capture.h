@@ -41,12 +41,6 @@ struct CaptureSpec {
   std::string save_dir;           // where the .pcap goes ("" = not saved); usually CaptureOutputDir()
   std::string label = "capture";  // file name: <label>.pcap
   int snaplen = 512;
-  // The kernel ring for this capture (libpcap's buffer size). Short per-probe captures need little.
-  int buffer_bytes = 4 << 20;
-  // false: a worker thread reads packets as they come. true: no thread; packets are read when Drain() or
-  // Finish() is called, on the caller's thread, so a caller that reads a counter and then drains knows
-  // every packet the kernel had delivered by then (the XDP drop proof relies on that order).
-  bool on_demand = false;
   // Which packets: an underlay interface shows inbound ESP *and*, after decryption, the inner packet
   // again (tunnel mode re-injects it on the same device), so a leak check on a node looks at what it
   // sends (kOut), on both nodes. kBoth for plaintext captures.
@@ -156,9 +150,6 @@ class Capture {
   CaptureSummary Finish(std::chrono::milliseconds settle = defaults::CaptureSettle());
   // Waits until the capture ends by itself (duration or count bound).
   CaptureSummary Wait();
-  // The summary so far, without stopping. With CaptureSpec::on_demand, first reads every packet the
-  // kernel has delivered to the capture by now (on this thread).
-  CaptureSummary Drain();
 
  private:
   struct State;
