@@ -165,10 +165,45 @@ const std::vector<Fault>& AllFaults() {
   return all;
 }
 
+namespace {
+
+// Whether anything is mounted at or below `dir` (a work folder holding a node's bpffs that could not be
+// unmounted must not be deleted through the mount).
+bool HasMountUnder(const std::string& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, point;
+    f >> id >> parent >> dev >> root >> point;
+    if (point == dir || point.compare(0, dir.size() + 1, dir + "/") == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> Lab::SweepStale() {
+  std::vector<std::string> removed;
+  for (const auto& n : netns::SweepStale()) removed.push_back("netns " + n);
+  for (const auto& m : SweepStaleBpffs()) removed.push_back("bpffs " + m);
+  for (const auto& c : SweepStaleCgroups()) removed.push_back("cgroup " + c);
+  // Work folders last: the nodes' bpffs were mounted inside them.
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/tmp", ec)) {
+    const std::string name = e.path().filename().string();
+    const pid_t owner = OwnerPid(name);
+    if (owner <= 0 || !ProcessGone(owner) || name.find("-lab-") == std::string::npos) continue;
+    if (!e.is_directory(ec) || HasMountUnder(e.path().string())) continue;
+    std::error_code rm;
+    std::filesystem::remove_all(e.path(), rm);
+    if (!rm) removed.push_back("workdir " + e.path().string());
+  }
+  return removed;
+}
+
 std::unique_ptr<Lab> Lab::Up() {
-  // What a crashed earlier run left: bpffs mounts and cgroups (Topology::Up sweeps namespaces).
-  SweepStaleBpffs();
-  SweepStaleCgroups();
+  // What a crashed earlier run left: namespaces, bpffs mounts, cgroups, work folders.
+  SweepStale();
   std::unique_ptr<Lab> lab(new Lab());
   lab->topo_ = Topology::Up();
   lab->workdir_ = "/tmp/" + UniqueName("lab");

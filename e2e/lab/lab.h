@@ -103,6 +103,10 @@ class Lab {
   static constexpr uint16_t kWaypointPort = 80;
 
   static std::unique_ptr<Lab> Up();
+  // Removes what runs that are gone (killed, crashed) left: their namespaces, node bpffs mounts, node
+  // cgroups with the processes still inside, and lab work folders (which hold the IPsec secret). Never
+  // touches a live run's. Up() calls it first; returns one line per thing removed ("netns NAME", ...).
+  static std::vector<std::string> SweepStale();
   ~Lab();
 
   Topology& topology() { return *topo_; }
