@@ -292,6 +292,18 @@ std::vector<Row> Rows() {
        {{"selected namespace", Client::kA, Http, AllowedServed(), {}},
         {"selected namespace, nothing cached in XDP", Client::kA, Http, Allowed(), kIdentityOnlyMatchesAll},
         {"other namespace", Client::kB, Http, DeniedInUserspace(), {}}}},
+      {"namespace-and-ip-allow",
+       "namespace",
+       false,
+       {{"namespace-and-ip",
+         [=](World& w) {
+           return Named(w, "ns-and-ip", "ALLOW")
+               .Set("SourceNamespace", w.a.k8s_namespace)
+               .SetList("Ips", a_ip(w));
+         }}},
+       {{"selected namespace and address", Client::kA, Http, AllowedServed(), {}},
+        // Its address does not match: XDP defers the namespace to userspace (authz.h:504-506, 582-585).
+        {"other namespace and address", Client::kB, Http, DeniedInUserspace(), {}}}},
       {"namespace-deny",
        "namespace",
        false,
@@ -581,9 +593,11 @@ void CheckResidue(Case& c, const std::map<std::string, uint64_t>& before,
     INFO(name << ": entries before the row and after its removal");
     const uint64_t was = before.count(name) ? before.at(name) : 0;
     const uint64_t now = after.count(name) ? after.at(name) : 0;
-    if (now != was)
-      c.Fail(name + " holds " + std::to_string(now) + " entries after removal, baseline " +
-             std::to_string(was));
+    if (now != was) {
+      c.AddDisagreement(disagreement::kMapResidue);
+      c.Fail(name + " holds " + std::to_string(now) + " entries, " + std::to_string(was) +
+             " before the case (residue)");
+    }
     CHECK(now == was);
   }
 }
@@ -671,6 +685,22 @@ TEST_CASE("authz/tcargs-residue: a connection no policy matched leaves nothing i
   Report(ProbeAndJudge(*w.env, c, w.b, w.server, WithVerdictTime(Http(w)), Allowed(),
                        "client no policy matches"));
   deny.Remove();
+  CheckResidue(c, baseline, w.env->DatapathMapCounts(w.server), {"km_tcargs"});
+}
+
+TEST_CASE("authz/tcargs-after-match: a connection a policy matched leaves nothing in km_tcargs",
+          "[authz][residue]") {
+  // policy_check deletes the tail-call context when a policy matches (authz.h:668-670); the unmatched
+  // path does not (D4, its own case).
+  World& w = TheWorld();
+  Case c("authz", "tcargs-after-match", w.env->name());
+  c.Set("datapath", w.env->DatapathIdentity());
+  const auto baseline = w.env->DatapathMapCounts(w.server);
+  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
+  AppliedPolicies deny(*w.env);
+  ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
+  Report(ProbeAndJudge(*w.env, c, w.a, w.server, WithVerdictTime(Http(w)), DeniedByXdpDenyMatch(),
+                       "selected client"));
   CheckResidue(c, baseline, w.env->DatapathMapCounts(w.server), {"km_tcargs"});
 }
 

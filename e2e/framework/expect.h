@@ -40,6 +40,8 @@ inline constexpr const char* kAllowEntryNotCleared = "allow_entry_not_cleared"; 
 // The policy-realized barrier gave up: the policy never showed up in the maps Kmesh reads (km_authz_policy,
 // km_wlpolicy), so no probe was made.
 inline constexpr const char* kPolicyNotRealized = "policy_not_realized";
+// A Kmesh map holds more entries than before the case (a residue check of the suite).
+inline constexpr const char* kMapResidue = "map_residue";
 }  // namespace disagreement
 
 struct AuthzExpect {

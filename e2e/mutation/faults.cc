@@ -24,16 +24,38 @@ const char* const kFromAndToOtherPort = "authz/from-and-to-deny: client, other p
 const char* const kFromAndToOtherClient = "authz/from-and-to-deny: port, other client";
 const char* const kNamespaceAllowOther = "authz/namespace-allow: other namespace";
 const char* const kHeaderDenyPresent = "authz/header-deny: header present";
+const char* const kNamespaceAndIpOther = "authz/namespace-and-ip-allow: other namespace and address";
+const char* const kDestinationIpDeny = "authz/destination-ip-deny: server's own address";
+const char* const kTcArgsAfterMatch =
+    "authz/tcargs-after-match: a connection a policy matched leaves nothing in km_tcargs";
 
+FaultSpec Fault(FaultKind kind, std::string id, std::string what, std::string source,
+                std::vector<std::string> cases, std::vector<std::string> codes, std::string equivalent) {
+  FaultSpec f;
+  f.id = std::move(id);
+  f.kind = kind;
+  f.what = std::move(what);
+  f.kmesh_source = std::move(source);
+  f.cases = std::move(cases);
+  f.codes = std::move(codes);
+  f.equivalent = std::move(equivalent);
+  return f;
+}
 FaultSpec Runtime(std::string id, std::string what, std::string source, std::vector<std::string> cases,
                   std::vector<std::string> codes) {
-  return {std::move(id),     FaultKind::kRuntime, std::move(what),
-          std::move(source), std::move(cases),    std::move(codes)};
+  return Fault(FaultKind::kRuntime, std::move(id), std::move(what), std::move(source), std::move(cases),
+               std::move(codes), "");
 }
 FaultSpec Source(std::string id, std::string what, std::string source, std::vector<std::string> cases,
                  std::vector<std::string> codes) {
-  return {std::move(id),     FaultKind::kSource, std::move(what),
-          std::move(source), std::move(cases),   std::move(codes)};
+  return Fault(FaultKind::kSource, std::move(id), std::move(what), std::move(source), std::move(cases),
+               std::move(codes), "");
+}
+// A mutant no case can tell from Kmesh's code; `why` says so with Kmesh file:line.
+FaultSpec Equivalent(std::string id, std::string what, std::string source, std::vector<std::string> cases,
+                     std::vector<std::string> codes, std::string why) {
+  return Fault(FaultKind::kSource, std::move(id), std::move(what), std::move(source), std::move(cases),
+               std::move(codes), std::move(why));
 }
 
 }  // namespace
@@ -128,6 +150,25 @@ const std::vector<FaultSpec>& Faults() {
       Source("tuple-sport-network-order",
              "the tuple's source port is kept in network order: km_auth_res keys no longer match sockops'",
              "bpf/kmesh/workload/include/authz.h:122", {kIpDenySelected}, {code::kVerdictEntryMissing}),
+      Source("dst-ip-compares-source", "destination addresses are compared with the packet's source",
+             "bpf/kmesh/workload/include/authz.h:268", {kDestinationIpDeny}, {code::kSynNotDropped}),
+      Source("verdict-cache-ignored", "xdp_authz never reads km_auth_res: userspace denies go unenforced",
+             "bpf/kmesh/workload/xdp.c:101, 119-121", {kNamespaceAllowOther},
+             {code::kNotDeniedAfterHandshake}),
+      Source("tcargs-kept-on-match", "policy_check leaves the tail-call context in km_tcargs on a match",
+             "bpf/kmesh/workload/include/authz.h:668-670", {kTcArgsAfterMatch}, {code::kMapResidue}),
+      Source("userspace-deferral-dropped",
+             "a policy whose unmatched source names a namespace is decided in XDP instead of deferred",
+             "bpf/kmesh/workload/include/authz.h:582-585", {kNamespaceAndIpOther}, {code::kDecidedInXdp}),
+      Equivalent(
+          "userspace-tailcall-to-pass",
+          "the deferral passes the packet itself instead of tail-calling xdp_shutdown_in_userspace",
+          "bpf/kmesh/workload/include/authz.h:582-585", {kNamespaceAndIpOther},
+          {code::kNotDeniedAfterHandshake, code::kDecidedInXdp},
+          "with authz_offload = 1 (Kmesh's default, pkg/bpf/bpf.go:313) xdp_shutdown_in_userspace is reached "
+          "only for a tuple xdp_authz just found no km_auth_res entry for (xdp.c:101-118), so its own "
+          "lookup (xdp.c:29) finds none either and it returns XDP_PASS (xdp.c:143), as the mutant does; "
+          "they differ only if userspace writes the verdict between the two lookups"),
   };
   return faults;
 }
@@ -141,6 +182,8 @@ void CheckFaults(const std::vector<FaultSpec>& faults) {
     if (!ids.insert(f.id).second) throw Error(where + ": the id is used twice");
     if (f.cases.empty()) throw Error(where + " names no case that must catch it");
     if (f.codes.empty()) throw Error(where + " names no disagreement code it must produce");
+    if (!f.equivalent.empty() && f.kind != FaultKind::kSource)
+      throw Error(where + ": only a mutant is equivalent");
   }
 }
 

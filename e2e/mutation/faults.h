@@ -24,7 +24,9 @@ struct FaultSpec {
   std::vector<std::string> cases;
   // Each must be among the disagreement codes of a selected case that failed.
   std::vector<std::string> codes;
-
+  // Non-empty for an equivalent mutant: why no case can tell it from Kmesh's own code. It still runs, to
+  // show it survives (a kill refutes the claim), and stays out of the score.
+  std::string equivalent;
   // Source mutants: the object's runfile ("e2e/mutation/xdp_<id>.o"); runtime: "".
   std::string object() const;
   // The environment of the suite run that injects it (KMESH_E2E_LAB_FAULTS or KMESH_E2E_LAB_XDP_OBJECT).

@@ -55,6 +55,10 @@ const char* ToString(FaultStatus s) {
       return "NO RESULT";
     case FaultStatus::kNotScored:
       return "not scored";
+    case FaultStatus::kEquivalent:
+      return "equivalent";
+    case FaultStatus::kNotEquivalent:
+      return "NOT EQUIVALENT";
   }
   return "?";
 }
@@ -214,6 +218,15 @@ FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_
     for (const auto& k : s.caught_by) seen |= Contains(k.codes, code);
     if (!seen) s.missing_codes.push_back(code);
   }
+  if (!fault.equivalent.empty()) {
+    // Equivalent: no selected case may fail at all (any failure refutes the claim).
+    const bool survived = s.caught_by.empty() && s.other_failures.empty();
+    s.status = survived ? FaultStatus::kEquivalent : FaultStatus::kNotEquivalent;
+    s.detail = survived ? "equivalent: " + fault.equivalent
+                        : "claimed equivalent, yet a selected case failed: it is a mutant the suite catches; "
+                          "move it to the scored faults";
+    return s;
+  }
   if (s.missing_codes.empty()) {
     s.status = FaultStatus::kKilled;
     return s;
@@ -244,21 +257,34 @@ std::string FormatTable(const std::vector<FaultScore>& scores) {
   return t.str();
 }
 
+bool AsExpected(FaultStatus s) { return s == FaultStatus::kKilled || s == FaultStatus::kEquivalent; }
+
 std::string FormatScore(const std::vector<FaultScore>& scores, bool control_passed) {
   if (!control_passed) return "not scored: the control run (no fault) did not pass";
-  int killed = 0;
-  for (const auto& s : scores) killed += s.status == FaultStatus::kKilled;
-  return "mutation score: killed " + std::to_string(killed) + " / " + std::to_string(scores.size());
+  int killed = 0, total = 0, equivalent = 0;
+  for (const auto& s : scores) {
+    if (s.status == FaultStatus::kEquivalent) {
+      ++equivalent;
+      continue;
+    }
+    ++total;
+    killed += s.status == FaultStatus::kKilled;
+  }
+  return "mutation score: killed " + std::to_string(killed) + " / " + std::to_string(total) +
+         (equivalent ? " (" + std::to_string(equivalent) + " equivalent mutant" +
+                           (equivalent > 1 ? "s" : "") + " run, not counted)"
+                     : "");
 }
 
 json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector<SuiteRun>& runs,
             const std::vector<FaultScore>& scores, double total_seconds) {
   json faults = json::array();
-  int killed = 0;
+  int killed = 0, equivalent = 0;
   for (size_t i = 0; i < scores.size(); ++i) {
     const FaultScore& s = scores[i];
     const FaultSpec& f = *s.fault;
     killed += s.status == FaultStatus::kKilled;
+    equivalent += s.status == FaultStatus::kEquivalent;
     json caught = json::array(), other = json::array();
     for (const auto& k : s.caught_by) caught.push_back({{"case", k.case_name}, {"codes", k.codes}});
     for (const auto& k : s.other_failures) other.push_back({{"case", k.case_name}, {"codes", k.codes}});
@@ -273,7 +299,8 @@ json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector
              {"killed", s.status == FaultStatus::kKilled},
              {"caught_by", caught},
              {"other_failures", other},
-             {"detail", s.detail}};
+             {"detail", s.detail},
+             {"equivalent", f.equivalent}};
     if (f.kind == FaultKind::kSource) row["patch"] = "e2e/mutation/mutants/" + f.id + ".patch";
     if (i < runs.size()) {
       for (const auto& c : runs[i].cases) {
@@ -306,7 +333,8 @@ json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector
           {"score",
            {{"scored", cv.passed},
             {"killed", cv.passed ? killed : 0},
-            {"total", scores.size()},
+            {"total", static_cast<int>(scores.size()) - equivalent},
+            {"equivalent", equivalent},
             {"text", FormatScore(scores, cv.passed)}}},
           {"elapsed_seconds", total_seconds}};
 }

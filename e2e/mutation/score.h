@@ -54,12 +54,14 @@ struct ControlVerdict {
 ControlVerdict JudgeControl(const SuiteRun& control, const std::vector<std::string>& selected);
 
 enum class FaultStatus {
-  kKilled,      // a selected case failed with every code the fault must produce
-  kSurvived,    // no selected case did (the cases that failed, failed with other codes)
-  kNotLoaded,   // source mutant: the lab never ran it (the verifier refused it, or it was not built)
-  kSameObject,  // source mutant: the patch compiled to Kmesh's own object, so there is nothing to catch
-  kNoResult,    // the run broke before judging anything: timed out, or no bundle of a selected case
-  kNotScored,   // the control run did not pass
+  kKilled,         // a selected case failed with every code the fault must produce
+  kSurvived,       // no selected case did (the cases that failed, failed with other codes)
+  kNotLoaded,      // source mutant: the lab never ran it (the verifier refused it, or it was not built)
+  kSameObject,     // source mutant: the patch compiled to Kmesh's own object, so there is nothing to catch
+  kNoResult,       // the run broke before judging anything: timed out, or no bundle of a selected case
+  kNotScored,      // the control run did not pass
+  kEquivalent,     // an equivalent mutant (FaultSpec::equivalent) that survived, as claimed: out of the score
+  kNotEquivalent,  // an "equivalent" mutant a case killed: the claim is wrong
 };
 const char* ToString(FaultStatus s);
 
@@ -84,7 +86,9 @@ FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_
 
 // The printed table: fault, kind, status, caught by which case with which code.
 std::string FormatTable(const std::vector<FaultScore>& scores);
-// "killed 29 / 29" (or "not scored: the control run failed").
+// Whether the status is what the fault's row promises: killed, or an equivalent mutant that survived.
+bool AsExpected(FaultStatus s);
+// "mutation score: killed 33 / 33 (1 equivalent mutant run, not counted)" (or "not scored: ...").
 std::string FormatScore(const std::vector<FaultScore>& scores, bool control_passed);
 
 // mutation.json: what the report shows (docs in e2e/mutation/README.md).

@@ -14,8 +14,14 @@ const char* const kCase = "authz/ip-deny: selected client";
 const char* const kOther = "authz/ip-deny: other client";
 
 FaultSpec Mutant() {
-  return {"deny-match-passes", FaultKind::kSource, "a DENY match passes", "authz.h:675", {kCase},
-          {"syn_not_dropped"}};
+  FaultSpec f;
+  f.id = "deny-match-passes";
+  f.kind = FaultKind::kSource;
+  f.what = "a DENY match passes";
+  f.kmesh_source = "authz.h:675";
+  f.cases = {kCase};
+  f.codes = {"syn_not_dropped"};
+  return f;
 }
 
 CaseResult Result(const std::string& name, bool passed, std::vector<std::string> codes,
@@ -108,6 +114,22 @@ TEST_CASE("a patch that compiles to Kmesh's own object is not a mutant", "[mutat
   c.object_sha256 = "40f5830c";
   CHECK(ScoreFault(f, Run({c}), true, "40f5830c").status == FaultStatus::kSameObject);
   CHECK(ScoreFault(f, Run({c}), true, "aaaa").status == FaultStatus::kKilled);
+}
+
+TEST_CASE("an equivalent mutant must survive, and stays out of the score", "[mutation]") {
+  FaultSpec f = Mutant();
+  f.equivalent = "no case can tell it apart";
+  auto survived = ScoreFault(f, Run({Result(kCase, true, {}, f.id, kMutantObject)}), true);
+  CHECK(survived.status == FaultStatus::kEquivalent);
+  CHECK(AsExpected(survived.status));
+  // Any failure of a selected case refutes the claim, whatever its code.
+  auto refuted = ScoreFault(f, Run({Result(kCase, false, {"deny_cached"}, f.id, kMutantObject)}), true);
+  CHECK(refuted.status == FaultStatus::kNotEquivalent);
+  CHECK_FALSE(AsExpected(refuted.status));
+  const FaultSpec g = Mutant();
+  auto killed = ScoreFault(g, Run({Result(kCase, false, {"syn_not_dropped"}, g.id, kMutantObject)}), true);
+  CHECK(FormatScore({killed, survived}, true) ==
+        "mutation score: killed 1 / 1 (1 equivalent mutant run, not counted)");
 }
 
 TEST_CASE("a timed-out or incomplete run has no result", "[mutation]") {

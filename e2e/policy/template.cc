@@ -257,7 +257,7 @@ Manifest RenderPolicyTemplate(const std::string& name, const Vars& vars) {
     std::string all;
     for (const auto& n : PolicyTemplateNames()) all += (all.empty() ? "" : ", ") + n;
     throw Error("no policy template \"" + name + "\" in testdata/policies (the seed's: " + all +
-                "; the authz table's: ip-blocks, not-ip-blocks, ip-blocks-except, not-ports, two-rules, from-and-to, "
+                "; the authz table's: ip-blocks, not-ip-blocks, ip-blocks-except, namespace-and-ip, not-ports, two-rules, from-and-to, "
                 "destination-ip, principals)");
   }
   return RenderFile(path, vars);
