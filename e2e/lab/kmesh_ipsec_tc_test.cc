@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "base/names.h"
@@ -32,13 +33,16 @@ bool Exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
+// A work folder with a node bpffs in it; the bpffs is unmounted before the folder is removed.
 struct Scratch {
   std::string dir = "/tmp/" + kmesh::UniqueName("ipsectc");
-  NodeBpffs bpffs = [this] {
+  std::optional<NodeBpffs> bpffs_ = [this] {
     std::filesystem::create_directories(dir);
-    return NodeBpffs::Mount(dir, "node");
+    return std::optional<NodeBpffs>(NodeBpffs::Mount(dir, "node"));
   }();
+  NodeBpffs& bpffs() { return *bpffs_; }
   ~Scratch() {
+    bpffs_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
@@ -93,8 +97,8 @@ TEST_CASE("kmesh ipsec tc: km_nodeinfo keys are generalKNIMapKey's", "[ipsec][tc
 
 TEST_CASE("kmesh ipsec tc: Kmesh's programs mark as Kmesh intends", "[ipsec][tc]") {
   Scratch s;
-  auto tc = KmeshIpsecTc::Load(s.bpffs.KmeshMapDir());
-  const std::string pin = s.bpffs.KmeshMapDir() + "/" KM_MAP_NODEINFO;
+  auto tc = KmeshIpsecTc::Load(s.bpffs().KmeshMapDir());
+  const std::string pin = s.bpffs().KmeshMapDir() + "/" KM_MAP_NODEINFO;
   REQUIRE(Exists(pin));
   CHECK(tc->encrypt_identity().programs.at(0).kernel_name == "tc_mark_encrypt");
   CHECK(tc->decrypt_identity().programs.at(0).kernel_name == "tc_mark_decrypt");
@@ -125,7 +129,7 @@ TEST_CASE("kmesh ipsec tc: Kmesh's programs mark as Kmesh intends", "[ipsec][tc]
   SECTION("a normal stop unpins km_nodeinfo; a restart exit keeps it for the next daemon") {
     tc.reset();
     CHECK(Exists(pin));  // closed without Unpin: the pin stays (exit type Restart)
-    auto again = KmeshIpsecTc::Load(s.bpffs.KmeshMapDir());
+    auto again = KmeshIpsecTc::Load(s.bpffs().KmeshMapDir());
     CHECK(again->reused_nodeinfo());
     CHECK(kmesh::lab::ReadNodeinfoCidrs(pin) == std::vector<std::string>{"10.244.2.0/24"});
     again->Unpin();
@@ -136,7 +140,7 @@ TEST_CASE("kmesh ipsec tc: Kmesh's programs mark as Kmesh intends", "[ipsec][tc]
 TEST_CASE("kmesh ipsec tc: attached as pkg/utils/tc.go attaches it, read back from the kernel",
           "[ipsec][tc]") {
   Scratch s;
-  auto tc = KmeshIpsecTc::Load(s.bpffs.KmeshMapDir());
+  auto tc = KmeshIpsecTc::Load(s.bpffs().KmeshMapDir());
   netns::Netns ns = netns::Netns::Create("ipsectc");
   netns::RunChecked({"ip", "-n", ns.name(), "link", "add", "lxc9", "type", "veth", "peer", "name", "eth9"});
   CHECK(bp::QueryTcFilters(ns.ref(), "lxc9").empty());  // no clsact yet: nothing, no error
