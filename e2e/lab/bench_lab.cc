@@ -94,7 +94,10 @@ void PrintBuild(const std::string& profile) {
   bool found = false;
   for (const auto& e : p["traceEvents"]) {
     const std::string name = e.value("name", "");
-    if (!e.contains("dur") || name.find("Compiling Kmesh's") == std::string::npos) continue;
+    if (!e.contains("dur") || e.value("cat", "") != "action processing" ||
+        name.find("Compiling Kmesh's") == std::string::npos) {
+      continue;
+    }
     std::printf("  compile             %8.0f ms wall  %s\n", e["dur"].get<double>() / 1000.0, name.c_str());
     found = true;
   }
