@@ -27,6 +27,10 @@ struct FaultSpec {
   // Non-empty for an equivalent mutant: why no case can tell it from Kmesh's own code. It still runs, to
   // show it survives (a kill refutes the claim), and stays out of the score.
   std::string equivalent;
+  // Non-empty for a known survivor: a real mutant no case of the suite catches yet, why, and what would
+  // catch it. It counts in the score as not killed; the test passes while it survives (like a Kmesh-defect
+  // case) and fails the day a case kills it, so the row is updated then.
+  std::string survivor;
   // Source mutants: the object's runfile ("e2e/mutation/xdp_<id>.o"); runtime: "".
   std::string object() const;
   // The environment of the suite run that injects it (KMESH_E2E_LAB_FAULTS or KMESH_E2E_LAB_XDP_OBJECT).

@@ -59,6 +59,10 @@ const char* ToString(FaultStatus s) {
       return "equivalent";
     case FaultStatus::kNotEquivalent:
       return "NOT EQUIVALENT";
+    case FaultStatus::kKnownSurvivor:
+      return "survived (known)";
+    case FaultStatus::kSurvivorKilled:
+      return "KILLED (was a known survivor)";
   }
   return "?";
 }
@@ -227,6 +231,13 @@ FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_
                           "move it to the scored faults";
     return s;
   }
+  if (!fault.survivor.empty()) {
+    const bool killed = s.missing_codes.empty();
+    s.status = killed ? FaultStatus::kSurvivorKilled : FaultStatus::kKnownSurvivor;
+    s.detail = killed ? "a case now kills this known survivor: make it an ordinary fault (drop `survivor`)"
+                      : "known survivor: " + fault.survivor;
+    return s;
+  }
   if (s.missing_codes.empty()) {
     s.status = FaultStatus::kKilled;
     return s;
@@ -243,25 +254,30 @@ FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_
 std::string FormatTable(const std::vector<FaultScore>& scores) {
   std::ostringstream t;
   char line[1024];
-  snprintf(line, sizeof line, "%-32s %-8s %-10s %s\n", "fault", "kind", "status",
+  snprintf(line, sizeof line, "%-32s %-8s %-17s %s\n", "fault", "kind", "status",
            "caught by (case [disagreement codes])");
   t << line;
   for (const auto& s : scores) {
     std::string by;
     for (const auto& k : s.caught_by) by += (by.empty() ? "" : "; ") + Describe(k);
-    if (s.status != FaultStatus::kKilled) by = FirstLine(s.detail);
-    snprintf(line, sizeof line, "%-32s %-8s %-10s %s\n", s.fault->id.c_str(), ToString(s.fault->kind),
+    if (s.status != FaultStatus::kKilled) {
+      by = FirstLine(s.detail);
+      if (by.size() > 120) by = by.substr(0, 117) + "...";  // the whole reason is in mutation.json
+    }
+    snprintf(line, sizeof line, "%-32s %-8s %-17s %s\n", s.fault->id.c_str(), ToString(s.fault->kind),
              ToString(s.status), by.c_str());
     t << line;
   }
   return t.str();
 }
 
-bool AsExpected(FaultStatus s) { return s == FaultStatus::kKilled || s == FaultStatus::kEquivalent; }
+bool AsExpected(FaultStatus s) {
+  return s == FaultStatus::kKilled || s == FaultStatus::kEquivalent || s == FaultStatus::kKnownSurvivor;
+}
 
 std::string FormatScore(const std::vector<FaultScore>& scores, bool control_passed) {
   if (!control_passed) return "not scored: the control run (no fault) did not pass";
-  int killed = 0, total = 0, equivalent = 0;
+  int killed = 0, total = 0, equivalent = 0, survivors = 0;
   for (const auto& s : scores) {
     if (s.status == FaultStatus::kEquivalent) {
       ++equivalent;
@@ -269,8 +285,11 @@ std::string FormatScore(const std::vector<FaultScore>& scores, bool control_pass
     }
     ++total;
     killed += s.status == FaultStatus::kKilled;
+    survivors += s.status == FaultStatus::kKnownSurvivor;
   }
   return "mutation score: killed " + std::to_string(killed) + " / " + std::to_string(total) +
+         (survivors ? ", " + std::to_string(survivors) + " known survivor" + (survivors > 1 ? "s" : "")
+                    : "") +
          (equivalent ? " (" + std::to_string(equivalent) + " equivalent mutant" +
                            (equivalent > 1 ? "s" : "") + " run, not counted)"
                      : "");
@@ -279,12 +298,13 @@ std::string FormatScore(const std::vector<FaultScore>& scores, bool control_pass
 json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector<SuiteRun>& runs,
             const std::vector<FaultScore>& scores, double total_seconds) {
   json faults = json::array();
-  int killed = 0, equivalent = 0;
+  int killed = 0, equivalent = 0, survivors = 0;
   for (size_t i = 0; i < scores.size(); ++i) {
     const FaultScore& s = scores[i];
     const FaultSpec& f = *s.fault;
     killed += s.status == FaultStatus::kKilled;
     equivalent += s.status == FaultStatus::kEquivalent;
+    survivors += s.status == FaultStatus::kKnownSurvivor;
     json caught = json::array(), other = json::array();
     for (const auto& k : s.caught_by) caught.push_back({{"case", k.case_name}, {"codes", k.codes}});
     for (const auto& k : s.other_failures) other.push_back({{"case", k.case_name}, {"codes", k.codes}});
@@ -300,7 +320,8 @@ json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector
              {"caught_by", caught},
              {"other_failures", other},
              {"detail", s.detail},
-             {"equivalent", f.equivalent}};
+             {"equivalent", f.equivalent},
+             {"survivor", f.survivor}};
     if (f.kind == FaultKind::kSource) row["patch"] = "e2e/mutation/mutants/" + f.id + ".patch";
     if (i < runs.size()) {
       for (const auto& c : runs[i].cases) {
@@ -335,6 +356,7 @@ json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector
             {"killed", cv.passed ? killed : 0},
             {"total", static_cast<int>(scores.size()) - equivalent},
             {"equivalent", equivalent},
+            {"known_survivors", survivors},
             {"text", FormatScore(scores, cv.passed)}}},
           {"elapsed_seconds", total_seconds}};
 }

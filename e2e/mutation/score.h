@@ -62,6 +62,8 @@ enum class FaultStatus {
   kNotScored,      // the control run did not pass
   kEquivalent,     // an equivalent mutant (FaultSpec::equivalent) that survived, as claimed: out of the score
   kNotEquivalent,  // an "equivalent" mutant a case killed: the claim is wrong
+  kKnownSurvivor,  // a known survivor (FaultSpec::survivor) that survived: counted, not killed
+  kSurvivorKilled,  // a known survivor a case now kills: update its row (it is an ordinary fault now)
 };
 const char* ToString(FaultStatus s);
 
@@ -86,7 +88,8 @@ FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_
 
 // The printed table: fault, kind, status, caught by which case with which code.
 std::string FormatTable(const std::vector<FaultScore>& scores);
-// Whether the status is what the fault's row promises: killed, or an equivalent mutant that survived.
+// Whether the status is what the fault's row promises: killed, an equivalent mutant or a known survivor
+// that survived.
 bool AsExpected(FaultStatus s);
 // "mutation score: killed 33 / 33 (1 equivalent mutant run, not counted)" (or "not scored: ...").
 std::string FormatScore(const std::vector<FaultScore>& scores, bool control_passed);

@@ -132,6 +132,18 @@ TEST_CASE("an equivalent mutant must survive, and stays out of the score", "[mut
         "mutation score: killed 1 / 1 (1 equivalent mutant run, not counted)");
 }
 
+TEST_CASE("a known survivor counts as not killed, and a kill of it says the row is stale", "[mutation]") {
+  FaultSpec f = Mutant();
+  f.survivor = "no case runs the path it changes";
+  auto survived = ScoreFault(f, Run({Result(kCase, true, {}, f.id, kMutantObject)}), true);
+  CHECK(survived.status == FaultStatus::kKnownSurvivor);
+  CHECK(AsExpected(survived.status));
+  CHECK(FormatScore({survived}, true) == "mutation score: killed 0 / 1, 1 known survivor");
+  auto killed = ScoreFault(f, Run({Result(kCase, false, {"syn_not_dropped"}, f.id, kMutantObject)}), true);
+  CHECK(killed.status == FaultStatus::kSurvivorKilled);
+  CHECK_FALSE(AsExpected(killed.status));
+}
+
 TEST_CASE("a timed-out or incomplete run has no result", "[mutation]") {
   FaultSpec f = Mutant();
   f.kind = FaultKind::kRuntime;
