@@ -33,11 +33,11 @@ inline Millis UserspaceVerdict() { return Tunable("USERSPACE_VERDICT", Millis(20
 inline Millis PollInterval() { return Tunable("POLL_INTERVAL", Millis(50)); }
 
 // A denial proven by the kernel (e2e/framework/drop_proof.h) instead of waited out: how often a probe asks
-// whether the proof is complete, and how long the pod side of the veth must stay silent after the last
-// packet left toward the pod. A packet XDP passes reaches the pod's packet taps in the same NAPI poll that
-// counts an XDP drop, microseconds later; 3 ms covers a loaded 2-core machine.
+// whether the proof is complete, and how long the proof's marker (a datagram sent down the pod's veth
+// behind the denied packets) may take to reach the pod once the probe has ended: microseconds on a veth;
+// 50 ms covers a loaded 2-core machine.
 inline Millis DropProofPoll() { return Tunable("DROP_PROOF_POLL", Millis(1)); }
-inline Millis DropProofSettle() { return Tunable("DROP_PROOF_SETTLE", Millis(3)); }
+inline Millis DropProofMarker() { return Tunable("DROP_PROOF_MARKER", Millis(50)); }
 // An allowed connection closed by the client until its server socket reaches TCP_CLOSE, when Kmesh's
 // sockops deletes the verdict XDP cached for it (bpf/kmesh/workload/sockops.c:190-194): the FIN exchange
 // over a veth takes well under a millisecond.

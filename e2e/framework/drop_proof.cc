@@ -13,6 +13,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -32,12 +33,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr uint8_t kSyn = 0x02, kAck = 0x10, kFin = 0x01, kRst = 0x04;
-
-double NowEpochSeconds() {
-  timeval tv{};
-  gettimeofday(&tv, nullptr);
-  return tv.tv_sec + tv.tv_usec / 1e6;
-}
 
 std::string Plural(size_t n, const std::string& one, const std::string& many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -152,7 +147,10 @@ std::string DropProof::Describe() const {
                        : "no handshake seen at the pod, ";
   }
   facts += Plural(sent, unit, unit + "s") + " left " + node_side + " toward the pod, " + pod_side +
-           " (after XDP) received " + (arrived == 0 ? std::string("none") : std::to_string(arrived)) + ", " +
+           " (after XDP) received " + (arrived == 0 ? std::string("none") : std::to_string(arrived)) +
+           (sent > 0 && marker_covers >= sent ? " though a later packet (the marker sent behind) reached it"
+                                              : "") +
+           ", " +
            (answered == 0 ? std::string("nothing came back")
                           : Plural(answered, "packet", "packets") + " came back from the pod") +
            ", its XDP drop count +" + std::to_string(xdp_drops);
@@ -179,6 +177,9 @@ nlohmann::json DropProof::ToJson() const {
           {"handshake", handshake},
           {"xdp_drops", xdp_drops},
           {"xdp_runs", xdp_runs ? nlohmann::json(*xdp_runs) : nlohmann::json(nullptr)},
+          {"marker_covers", marker_covers},
+          {"markers_sent", markers_sent},
+          {"markers_arrived", markers_arrived},
           {"xdp_program", xdp_program},
           {"elapsed_ms", elapsed_ms},
           {"node_side", node_side},
@@ -188,15 +189,22 @@ nlohmann::json DropProof::ToJson() const {
           {"describe", Describe()}};
 }
 
-void JudgeDrop(DropProof& p, const capture::CaptureSummary& node, const capture::CaptureSummary& pod,
-               double now_epoch, std::chrono::milliseconds settle) {
+size_t StagePacketsSent(DropStage stage, const capture::CaptureSummary& node) {
+  size_t n = 0;
+  for (const auto& h : node.plaintext) {
+    if (!h.toward_dst) continue;
+    if (stage == DropStage::kSyn ? (h.tcp_flags & kSyn) && !(h.tcp_flags & kAck) : h.payload > 0) ++n;
+  }
+  return n;
+}
+
+void JudgeDrop(DropProof& p, const capture::CaptureSummary& node, const capture::CaptureSummary& pod) {
   const DropStage stage = p.stage;
   p.missing.clear();
   p.sent = p.arrived = p.answered = 0;
-  p.settling = false;
+  p.waiting = false;
   auto is_syn = [](const capture::PlaintextHit& h) { return (h.tcp_flags & kSyn) && !(h.tcp_flags & kAck); };
   auto carries = [](const capture::PlaintextHit& h) { return h.payload > 0; };
-  double last_sent = 0;
   bool syn_arrived = false, syn_answered = false;
   for (const auto& h : pod.plaintext) {
     if (!h.toward_dst) continue;
@@ -205,10 +213,7 @@ void JudgeDrop(DropProof& p, const capture::CaptureSummary& node, const capture:
   }
   for (const auto& h : node.plaintext) {
     if (h.toward_dst) {
-      if (stage == DropStage::kSyn ? is_syn(h) : carries(h)) {
-        ++p.sent;
-        last_sent = std::max(last_sent, h.time);
-      }
+      if (stage == DropStage::kSyn ? is_syn(h) : carries(h)) ++p.sent;
     } else if ((h.tcp_flags & kSyn) && (h.tcp_flags & kAck)) {
       syn_answered = true;
       if (stage == DropStage::kSyn) ++p.answered;
@@ -239,15 +244,14 @@ void JudgeDrop(DropProof& p, const capture::CaptureSummary& node, const capture:
     p.missing.push_back("the XDP drop count of " + p.pod_side + " moved by " + std::to_string(p.xdp_drops) +
                         ", fewer than the " + Plural(p.sent, unit, unit + "s") + " sent");
   }
-  if (p.missing.empty()) {
-    // Not before the pod side had time to show a packet XDP passed.
-    const double quiet_ms = (now_epoch - last_sent) * 1000.0;
-    if (quiet_ms < static_cast<double>(settle.count())) {
-      p.settling = true;
-      p.missing.push_back("the pod side has been watched only " + std::to_string(quiet_ms).substr(0, 4) +
-                          " ms since the last " + unit + " (settle " + std::to_string(settle.count()) +
-                          " ms)");
-    }
+  if (p.missing.empty() && p.marker_covers < p.sent) {
+    // The ring between the veth's ends is first in, first out: until a packet sent after the last one of
+    // the stage has reached the pod's taps, that one may still be on its way.
+    p.waiting = true;
+    p.missing.push_back(
+        "no later packet has reached " + p.pod_side + " yet (the marker sent after " +
+        (p.sent == 1 ? "the " + unit : "the last of the " + std::to_string(p.sent) + " " + unit + "s") +
+        " toward the pod): " + (p.sent == 1 ? "it" : "they") + " may still be on the way");
   }
   p.proven = p.missing.empty();
 }
@@ -312,14 +316,20 @@ class SocketCloser {
 class PacketTap {
  public:
   // kIn: only what the interface received; kBoth: also what it sent.
+  // `marker`: also watch for the watch's UDP markers to the tuple's server (see XdpDropWatch) and note
+  // which arrived ("" = not).
   PacketTap(const netns::NetnsRef& ns, const std::string& ifname, const Tuple& tuple, bool received_only,
-            const std::string& pcap_path)
-      : tuple_(tuple), received_only_(received_only) {
+            const std::string& pcap_path, const std::string& marker)
+      : tuple_(tuple), received_only_(received_only), marker_(marker) {
     summary_.netns = ns.path();
     summary_.interface = ifname;
     summary_.direction = received_only ? "in" : "both";
     summary_.link_type = "EN10MB";
     summary_.filter = capture::PlaintextFilter(tuple) + " and port " + std::to_string(tuple.src_port);
+    if (!marker.empty()) {
+      summary_.filter = "(" + summary_.filter + ") or (udp and dst host " + tuple.dst_ip + " and dst port " +
+                        std::to_string(kMarkerPort) + ")";
+    }
     const std::string what = "packet tap on " + ifname + " in " + (ns.name().empty() ? ns.path() : ns.name());
     pcap_t* dead = pcap_open_dead(DLT_EN10MB, kSnaplen);
     bpf_program prog{};
@@ -376,6 +386,12 @@ class PacketTap {
   ~PacketTap() { Close(); }
   PacketTap(const PacketTap&) = delete;
   PacketTap& operator=(const PacketTap&) = delete;
+
+  // The UDP port markers go to (discard: nothing listens, the pod's kernel may answer port unreachable).
+  static constexpr uint16_t kMarkerPort = 9;
+
+  // The markers that arrived, by number.
+  const std::vector<unsigned>& markers() const { return markers_; }
 
   // Reads every packet delivered so far, then returns the summary.
   const capture::CaptureSummary& Drain() {
@@ -446,6 +462,15 @@ class PacketTap {
     const uint16_t proto = static_cast<uint16_t>(p[12] << 8 | p[13]);
     size_t l4 = 0, ip_end = 0;
     int family = 0;
+    if (!marker_.empty() && caplen > marker_.size()) {
+      const auto* at = static_cast<const uint8_t*>(memmem(p, caplen, marker_.data(), marker_.size()));
+      if (at != nullptr) {
+        const size_t off = static_cast<size_t>(at - p) + marker_.size();
+        markers_.push_back(static_cast<unsigned>(std::strtoul(
+            std::string(reinterpret_cast<const char*>(p) + off, caplen - off).c_str(), nullptr, 10)));
+        return;
+      }
+    }
     if (proto == ETH_P_IP && caplen >= 14 + 20 && p[14 + 9] == IPPROTO_TCP) {
       family = AF_INET;
       l4 = 14 + (p[14] & 0x0f) * 4u;
@@ -485,6 +510,8 @@ class PacketTap {
 
   Tuple tuple_;
   bool received_only_;
+  std::string marker_;
+  std::vector<unsigned> markers_;
   int fd_ = -1;
   pcap_t* dead_ = nullptr;
   pcap_dumper_t* dumper_ = nullptr;
@@ -504,13 +531,20 @@ struct XdpDropWatch::State {
   uint32_t prog_id = 0;
   std::string prog_name;
   std::optional<uint64_t> runs_at_start;
-  bool settling = false;  // the last evaluation lacked only the settle time
+  // FIFO markers: UDP datagrams sent from the node's namespace to the pod down the same veth after the
+  // stage's packets (xdp_authz passes what is not TCP, xdp.c:97-110 via parser_tuple); the newest one seen
+  // at the pod proves every packet sent before it was through XDP by then.
+  int marker_fd = -1;
+  std::string marker;                 // "kmesh-e2e drop-proof <pid>-<n> ": prefix of every marker's payload
+  std::vector<size_t> marker_covers;  // marker i was sent after this many packets of the stage
   bool finished = false;
   std::optional<DropProof> final_proof;
 };
 
 XdpDropWatch::XdpDropWatch(std::unique_ptr<State> s) : state_(std::move(s)) {}
-XdpDropWatch::~XdpDropWatch() = default;
+XdpDropWatch::~XdpDropWatch() {
+  if (state_ && state_->marker_fd >= 0) close(state_->marker_fd);
+}
 XdpDropWatch::XdpDropWatch(XdpDropWatch&&) noexcept = default;
 XdpDropWatch& XdpDropWatch::operator=(XdpDropWatch&&) noexcept = default;
 
@@ -533,8 +567,14 @@ XdpDropWatch XdpDropWatch::Start(const PodLink& link, const Tuple& tuple, const 
   auto pcap = [&](const char* side) {
     return save_dir.empty() ? "" : save_dir + "/" + label + "-" + side + ".pcap";
   };
-  st->node_side = std::make_unique<PacketTap>(link.node_ns, link.node_ifname, tuple, false, pcap("node"));
-  st->pod_side = std::make_unique<PacketTap>(link.pod_ns, link.pod_ifname, tuple, true, pcap("pod"));
+  static std::atomic<unsigned> watches{0};
+  st->marker = "kmesh-e2e drop-proof " + std::to_string(getpid()) + "-" + std::to_string(watches++) + " ";
+  st->node_side = std::make_unique<PacketTap>(link.node_ns, link.node_ifname, tuple, false, pcap("node"), "");
+  st->pod_side =
+      std::make_unique<PacketTap>(link.pod_ns, link.pod_ifname, tuple, true, pcap("pod"), st->marker);
+  st->marker_fd = netns::RunIn(link.node_ns,
+                               [] { return socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); });
+  if (st->marker_fd < 0) ThrowErrno("XDP drop watch: marker socket in " + link.node_name);
   st->counter.emplace(XdpDropCounter::Open(link.pod_ns, link.pod_ifname));
   st->drops_at_start = st->counter->Read();
   st->started = Clock::now();
@@ -550,10 +590,10 @@ DropProof XdpDropWatch::Check(DropStage stage) {
 DropProof XdpDropWatch::Finish(DropStage stage) {
   if (!state_) throw Error("XdpDropWatch::Finish on a moved-from watch");
   if (!state_->finished) {
-    // The pod side gets its settle time after the last packet sent, also when the probe ended early.
-    const auto bound = Clock::now() + 4 * defaults::DropProofSettle();
+    // A marker on its way gets its time (bounded), also when the probe ended by its own bound.
+    const auto bound = Clock::now() + defaults::DropProofMarker();
     for (DropProof p = Evaluate(stage, false); Clock::now() < bound; p = Evaluate(stage, false)) {
-      if (p.proven || !p.settling) break;
+      if (p.proven || !p.waiting) break;
       std::this_thread::sleep_for(defaults::DropProofPoll());
     }
     state_->final_proof = Evaluate(stage, true);
@@ -573,7 +613,26 @@ DropProof XdpDropWatch::Evaluate(DropStage stage, bool final) {
   const uint64_t drops = st.counter->Read();
   p.xdp_drops = drops >= st.drops_at_start ? drops - st.drops_at_start : 0;
   const capture::CaptureSummary& node = final ? st.node_side->Close() : st.node_side->Drain();
+  // A new marker behind every packet of the stage seen so far (the node side saw it leave, so it is in
+  // the ring already); then the pod side.
+  const size_t sent = StagePacketsSent(stage, node);
+  if (!final && sent > 0 && (st.marker_covers.empty() || st.marker_covers.back() < sent)) {
+    const std::string payload = st.marker + std::to_string(st.marker_covers.size());
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(PacketTap::kMarkerPort);
+    if (inet_pton(AF_INET, st.tuple.dst_ip.c_str(), &to.sin_addr) == 1 &&
+        sendto(st.marker_fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to),
+               sizeof to) == static_cast<ssize_t>(payload.size())) {
+      st.marker_covers.push_back(sent);
+    }
+  }
   const capture::CaptureSummary& pod = final ? st.pod_side->Close() : st.pod_side->Drain();
+  for (unsigned m : st.pod_side->markers()) {
+    if (m < st.marker_covers.size()) p.marker_covers = std::max(p.marker_covers, st.marker_covers[m]);
+  }
+  p.markers_sent = st.marker_covers.size();
+  p.markers_arrived = st.pod_side->markers().size();
   p.node_pcap = node.pcap_path;
   p.pod_pcap = pod.pcap_path;
   p.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - st.started).count();
@@ -589,8 +648,7 @@ DropProof XdpDropWatch::Evaluate(DropStage stage, bool final) {
     }
   }
 
-  JudgeDrop(p, node, pod, NowEpochSeconds(), defaults::DropProofSettle());
-  st.settling = p.settling;
+  JudgeDrop(p, node, pod);
   return p;
 }
 

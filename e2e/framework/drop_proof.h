@@ -11,10 +11,12 @@
 //
 // Two stages: kSyn (Kmesh's XDP dropped the SYN: a DENY matched, or ALLOW policies exist and none matched)
 // and kRequest (the handshake passed; Kmesh's userspace then cached a deny and XDP dropped the request).
-// The counter is per interface, not per connection; the captures are per connection. A packet XDP passed
-// reaches eth0's packet taps in the same NAPI poll that counts a drop, so each check reads the counter
-// first and drains both captures after it, and a drop is proven only once the pod side stayed silent for
-// defaults::DropProofSettle() after the last packet left toward the pod.
+// The counter is per interface, not per connection (other connections' retransmissions add to it); the
+// captures are per connection. Absence at the pod side means something only once the packet has gone
+// through XDP: the ring between a veth's ends is first in, first out, so after the node side saw the
+// stage's packets leave, the watch sends a marker (a UDP datagram from the node's namespace to the pod,
+// which xdp_authz passes) down the same veth, and a drop is proven only once that marker reached the pod
+// side.
 #pragma once
 
 #include <chrono>
@@ -50,7 +52,7 @@ const char* ToString(DropStage s);  // "syn", "request"
 struct DropProof {
   DropStage stage = DropStage::kSyn;
   bool proven = false;
-  bool settling = false;             // only the settle time is missing: check again shortly
+  bool waiting = false;              // only the marker is missing: check again shortly
   std::vector<std::string> missing;  // what the proof lacks, one sentence each (empty when proven)
   size_t sent = 0;                   // packets of the stage that left the node side toward the pod
   size_t arrived = 0;                // packets of the stage eth0 received (after XDP)
@@ -58,11 +60,13 @@ struct DropProof {
   bool handshake = false;  // kRequest: the SYN reached eth0 and the pod answered it
   uint64_t xdp_drops = 0;  // eth0's XDP drop count moved by this much during the watch
   std::optional<uint64_t> xdp_runs;  // the run count of eth0's XDP program moved by this much (stats on)
-  std::string xdp_program;           // "xdp_authz (prog 41)", "" when none was attached at the start
-  double elapsed_ms = 0;             // watch start to this check
-  std::string node_side;             // "lxc2 in node2"
-  std::string pod_side;              // "eth0 of httpbin"
-  std::string node_pcap, pod_pcap;   // saved captures ("" when not saved)
+  size_t marker_covers = 0;          // packets of the stage sent before the newest marker that arrived
+  size_t markers_sent = 0, markers_arrived = 0;
+  std::string xdp_program;          // "xdp_authz (prog 41)", "" when none was attached at the start
+  double elapsed_ms = 0;            // watch start to this check
+  std::string node_side;            // "lxc2 in node2"
+  std::string pod_side;             // "eth0 of httpbin"
+  std::string node_pcap, pod_pcap;  // saved captures ("" when not saved)
 
   // "SYN dropped by XDP, proven by the kernel: 1 SYN left lxc2 in node2 toward the pod, eth0 of httpbin
   // (after XDP) received none, nothing came back, eth0's XDP drop count +1, xdp_authz (prog 41) ran +1"
@@ -71,10 +75,12 @@ struct DropProof {
 };
 
 // The judgement over what was observed, on its own (tested on hand-made summaries): fills `p`'s counts,
-// handshake, missing and proven from the node side's capture (both directions, packets of the tuple),
-// the pod side's (what eth0 received), p.stage and p.xdp_drops (already set), at wall time `now_epoch`.
+// handshake, missing, waiting and proven from the node side's capture (both directions, packets of the
+// tuple), the pod side's (what eth0 received), and p.stage, p.xdp_drops and p.marker_covers (already set).
 void JudgeDrop(DropProof& p, const capture::CaptureSummary& node_side,
-               const capture::CaptureSummary& pod_side, double now_epoch, std::chrono::milliseconds settle);
+               const capture::CaptureSummary& pod_side);
+// How many packets of the stage the node side saw leave toward the pod.
+size_t StagePacketsSent(DropStage stage, const capture::CaptureSummary& node_side);
 
 // Sum of the veth driver's rx_queue_N_xdp_drops of an interface, read with SIOCETHTOOL through a socket
 // made in the interface's namespace (so reads need no namespace switch).
@@ -110,7 +116,7 @@ class XdpDropWatch {
   XdpDropWatch& operator=(XdpDropWatch&&) noexcept;
 
   // The proof of `stage` as far as it goes now; non-blocking (reads the counter, then drains both
-  // captures). Proven once complete and settled.
+  // captures; sends a marker behind new packets of the stage). Proven once complete.
   DropProof Check(DropStage stage);
   // Stops watching and returns the final proof.
   DropProof Finish(DropStage stage);
