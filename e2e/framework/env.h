@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "e2e/framework/capture.h"
@@ -139,6 +140,11 @@ class Env {
   // Deletes one xfrm state on a node by hand (fault recovery).
   virtual void DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) = 0;
   virtual void RestartDataplane(const std::string& node) = 0;
+  // The node crashes and reboots: Kmesh gets no stop, the node's kernel state goes, its boot id changes.
+  // Throws where the Env cannot do that to a node.
+  virtual void CrashRebootNode(const std::string& node) {
+    throw Error(name() + ": cannot crash and reboot node " + node + " (no such operation on this Env)");
+  }
   // A capture on the node's interface toward `peer_address` (the routed underlay interface).
   virtual capture::Capture StartCapture(const std::string& node, const std::string& peer_address,
                                         capture::CaptureSpec spec) = 0;

@@ -562,6 +562,23 @@ void Lab::RestartDataplane(const std::string& node) {
   StartAgent(node);
 }
 
+void Lab::CrashRebootNode(const std::string& node) {
+  auto it = agents_.find(node);
+  if (it == agents_.end()) throw Error("lab: node " + node + " runs no IPsec agent (apply a secret first)");
+  ::kill(it->second->pid(), SIGKILL);  // a crash: no Stop, so its KmeshNodeInfo is not deleted
+  it->second->Stop(defaults::Command());
+  Node& n = topo_->node(node);
+  // What a reboot takes from the node's kernel for IPsec: xfrm, and /sys/fs/bpf (km_nodeinfo's pin).
+  IpBatch(n.ns.ref(), {"xfrm policy flush", "xfrm state flush"});
+  std::error_code ec;
+  std::filesystem::remove(kmesh(node).pin_dir() + "/" KM_MAP_NODEINFO, ec);
+  std::string boot_id;
+  std::ifstream("/proc/sys/kernel/random/uuid") >> boot_id;
+  if (boot_id.size() < 36) throw Error("lab: cannot read a new boot id from /proc/sys/kernel/random/uuid");
+  n.boot_id = boot_id;
+  StartAgent(node);
+}
+
 void Lab::WriteManagedPods() {
   // The lab's stand-in for the pod informer of Kmesh's manage controller: every pod of a node is managed
   // (as in Kmesh's e2e, whose test namespace is labelled istio.io/dataplane-mode=Kmesh); the node's agent

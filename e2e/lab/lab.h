@@ -141,6 +141,11 @@ class Lab {
   // Restarts the node's agent as a Kmesh pod restart does (exit type Restart: BPF stays pinned; the IPsec
   // controller's Stop cleans xfrm and withdraws the KmeshNodeInfo only if that daemon had started Normal).
   void RestartDataplane(const std::string& node);
+  // A node that crashes and reboots: its agent is killed (no Stop: its KmeshNodeInfo stays), its kernel's
+  // IPsec state goes as a reboot takes it (every xfrm policy and state, the km_nodeinfo pin, so the new
+  // daemon starts Normal), the node gets a new boot id, and a new agent starts. The node's pods and the lab's
+  // authz datapath stay (the lab does not reboot them).
+  void CrashRebootNode(const std::string& node);
   const std::string& ipsec_state_dir() const { return ipsec_dir_; }
   // The agent's log of a node (evidence).
   std::string AgentLog(const std::string& node) const;

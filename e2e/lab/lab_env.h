@@ -41,6 +41,7 @@ class LabEnv : public e2e::Env {
   xfrm::XfrmSnapshot Xfrm(const std::string& node) override;
   void DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) override;
   void RestartDataplane(const std::string& node) override;
+  void CrashRebootNode(const std::string& node) override { lab_->CrashRebootNode(node); }
   capture::Capture StartCapture(const std::string& node, const std::string& peer_address,
                                 capture::CaptureSpec spec) override;
 
