@@ -463,7 +463,7 @@ TEST_CASE("ipsec: no pod traffic crosses the underlay in clear while a node's da
 // EEXIST and Kmesh ignores it, so the peer keeps the old keys while the rebooted node, its xfrm empty,
 // installs the new ones. ESP between them no longer authenticates until the next key rotation.
 TEST_CASE("ipsec: a node that crashes and reboots is encrypted to again",
-          "[ipsec][kmesh-defect][D22][!shouldfail]") {
+          "[ipsec][node-reboot][kmesh-defect][D22][!shouldfail]") {
   World& w = TheWorld();
   Case c("ipsec", "crash-reboot", w.env->name());
   c.Set("kmesh_defect",
