@@ -48,6 +48,11 @@ inline Millis ConnectionClosed() { return Tunable("CONNECTION_CLOSED", Millis(10
 // bound covers an emulated guest and a loaded host).
 inline Millis LabDaemonReply() { return Tunable("LAB_DAEMON_REPLY", Millis(10000)); }
 
+// e2e/conformance: the seeded differential run's budget (generating, judging and shrinking; the datapath
+// load comes on top). About 20 s keeps CI short and still judges tens of thousands of verdicts;
+// --config=fuzz (.bazelrc) raises it for long runs.
+inline Millis ConformanceBudget() { return Tunable("CONFORMANCE_BUDGET", Millis(20000)); }
+
 // Applications in the lab (gunicorn + httpbin starting under Python: under 1 s here, but the first start
 // in an emulated guest reads Python over 9p with a cold cache and has taken over 30 s).
 inline Millis AppReady() { return Tunable("APP_READY", Millis(90000)); }

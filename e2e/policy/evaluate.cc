@@ -46,7 +46,10 @@ bool Field(const std::vector<T>& in, const std::vector<T>& not_in, F&& match) {
 bool SourceMatches(const Source& s, const Request& r) {
   auto ip = [&](const Cidr& c) { return c.Contains(r.source_ip); };
   auto ns = [&](const std::string& p) { return StringMatch(p, r.source_namespace); };
-  return Field(s.ip_blocks, s.not_ip_blocks, ip) && Field(s.namespaces, s.not_namespaces, ns);
+  // Reached only with a principal in the request (Evaluate refuses principals otherwise).
+  auto principal = [&](const std::string& p) { return StringMatch(p, r.source_principal.value_or("")); };
+  return Field(s.ip_blocks, s.not_ip_blocks, ip) && Field(s.namespaces, s.not_namespaces, ns) &&
+         Field(s.principals, s.not_principals, principal);
 }
 
 bool HasHttpFields(const Operation& o) {
@@ -89,6 +92,9 @@ bool ConditionMatches(const Condition& c, const Request& r) {
       match = [&](const std::string& p) { return StringMatch(p, r.source_namespace); };
       break;
     case ConditionKey::Kind::kSourcePrincipal:
+      if (!r.source_principal) throw Error("the lab does not support the condition key " + c.key.text);
+      match = [&](const std::string& p) { return StringMatch(p, *r.source_principal); };
+      break;
     case ConditionKey::Kind::kOther: throw Error("the lab does not support the condition key " + c.key.text);
   }
   return Field(c.values, c.not_values, match);
@@ -111,13 +117,16 @@ bool RuleMatches(const Rule& rule, Action action, const Request& r) {
                      [&](const Condition& c) { return ConditionMatches(c, r); });
 }
 
-// What SupportedBy() marks kUnsupported, without building its report.
-bool UsesUnsupported(const AuthorizationPolicy& p) {
-  return Any(p.rules, [](const Rule& rule) {
+// What SupportedBy() marks kUnsupported, without building its report; principals are evaluable when the
+// request carries one.
+bool UsesUnsupported(const AuthorizationPolicy& p, bool have_principal) {
+  return Any(p.rules, [&](const Rule& rule) {
     return Any(rule.from,
-               [](const Source& s) { return !s.principals.empty() || !s.not_principals.empty(); }) ||
-           Any(rule.when, [](const Condition& c) {
-             return c.key.kind == ConditionKey::Kind::kSourcePrincipal ||
+               [&](const Source& s) {
+                 return !have_principal && (!s.principals.empty() || !s.not_principals.empty());
+               }) ||
+           Any(rule.when, [&](const Condition& c) {
+             return (!have_principal && c.key.kind == ConditionKey::Kind::kSourcePrincipal) ||
                     c.key.kind == ConditionKey::Kind::kOther;
            });
   });
@@ -179,7 +188,18 @@ Decision Evaluate(const std::vector<AuthorizationPolicy>& policies, const Reques
   // Refuse up front, so an unsupported field fails whatever the order or the request. (The quick scan
   // keeps the common case free of SupportedBy's strings; it only builds the message.)
   for (const auto& p : policies) {
-    if (UsesUnsupported(p)) SupportedBy(p).RequireSupported();
+    if (!UsesUnsupported(p, request.source_principal.has_value())) continue;
+    if (!request.source_principal) SupportedBy(p).RequireSupported();
+    // With a principal given, only the other condition keys are left to refuse.
+    for (size_t r = 0; r < p.rules.size(); ++r) {
+      for (size_t i = 0; i < p.rules[r].when.size(); ++i) {
+        const ConditionKey& k = p.rules[r].when[i].key;
+        if (k.kind != ConditionKey::Kind::kOther) continue;
+        throw Error(p.origin.ToString() + ": policy " + p.IdKey() + ": the lab does not support the condition key " +
+                    k.text + " (spec.rules[" + std::to_string(r) + "].when[" + std::to_string(i) + "] (" + k.text +
+                    "))");
+      }
+    }
   }
 
   int rule = -1;

@@ -8,8 +8,9 @@
 // kmesh-facts.md §1.4. Suites that care about that order say so explicitly; this is Istio's answer.)
 //
 // The caller passes the policies that apply to the destination (AppliesToWorkload / TargetsService help
-// choose them). A policy using something the lab cannot evaluate (source.principals, request.auth.*,
-// ...) makes Evaluate throw, never guess: see support.h.
+// choose them). A policy using something the lab cannot evaluate (request.auth.*, ..., and
+// source.principals unless the request carries a principal) makes Evaluate throw, never guess: see
+// support.h.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +43,10 @@ class Headers {
 struct Request {
   IpAddress source_ip;
   std::string source_namespace;             // "" when the source is not a known workload
+  // The source's principal as Istio matches it ("cluster.local/ns/a/sa/b", no "spiffe://"; "" when the
+  // source has no identity). nullopt: the caller has none to give, and a policy that matches on
+  // principals makes Evaluate throw (the lab's probes do not know one; the conformance oracle does).
+  std::optional<std::string> source_principal;
   std::optional<IpAddress> destination_ip;  // needed only by `when: destination.ip`
   uint16_t destination_port = 0;
   // false for plain TCP (what XDP sees): then, as in Istio, a rule with HTTP-only fields (hosts, paths,

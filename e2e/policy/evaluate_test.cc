@@ -247,6 +247,26 @@ TEST_CASE("a policy the lab cannot evaluate makes Evaluate throw, not guess") {
   CHECK_THROWS_WITH(Evaluate(claims, Base()), Contains("the condition key request.auth.claims[iss]"));
 }
 
+TEST_CASE("principals are evaluated when the request carries one (Istio string match, no spiffe://)") {
+  const auto deny = Inline(
+      "  action: DENY\n  rules:\n  - from:\n    - source: {principals: [\"cluster.local/ns/a/*\"], "
+      "notPrincipals: [\"*/sa/admin\"]}\n");
+  Request r = Base();
+  r.source_principal = "cluster.local/ns/a/sa/web";
+  CHECK(Evaluate(deny, r).verdict == kDeny);
+  r.source_principal = "cluster.local/ns/a/sa/admin";
+  CHECK(Evaluate(deny, r).verdict == kAllow);
+  r.source_principal = "";  // no identity: matches no principal, and no notPrincipals either
+  CHECK(Evaluate(deny, r).verdict == kAllow);
+  const auto allow_any = Inline("  rules:\n  - when:\n    - {key: source.principal, values: [\"*\"]}\n");
+  CHECK(Evaluate(allow_any, r).verdict == kDeny);  // "*" is presence: an empty principal is absent
+  r.source_principal = "cluster.local/ns/b/sa/x";
+  CHECK(Evaluate(allow_any, r).verdict == kAllow);
+  // Other keys are still refused.
+  const auto claims = Inline("  rules:\n  - when:\n    - {key: \"request.auth.claims[iss]\", values: [x]}\n");
+  CHECK_THROWS_WITH(Evaluate(claims, r), Contains("the condition key request.auth.claims[iss]"));
+}
+
 TEST_CASE("when keys on L4 attributes") {
   const auto p = Inline(
       "  action: DENY\n  rules:\n  - when:\n    - {key: source.ip, values: [\"10.244.1.0/24\"]}\n"

@@ -1,0 +1,438 @@
+#include "e2e/conformance/differential.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+
+#include "base/error.h"
+
+namespace kmesh::conformance {
+
+namespace bp = kmesh::bpf_probe;
+namespace pol = kmesh::policy;
+using Clock = std::chrono::steady_clock;
+
+const char* ToString(Kind k) {
+  switch (k) {
+    case Kind::kDroppedAllowed: return "dropped-allowed";
+    case Kind::kPassedDenied: return "passed-denied";
+    case Kind::kDroppedDeferred: return "dropped-deferred";
+    case Kind::kCachedDeferred: return "cached-deferred";
+    case Kind::kWrongCache: return "wrong-cache";
+    case Kind::kAborted: return "aborted";
+  }
+  return "?";
+}
+
+const char* Explain(Kind k) {
+  switch (k) {
+    case Kind::kDroppedAllowed: return "XDP dropped what Istio allows (contract rule 1: XDP may drop only what Istio denies)";
+    case Kind::kPassedDenied:
+      return "XDP passed what Istio denies on attributes XDP sees (contract rule 2: XDP must drop it)";
+    case Kind::kDroppedDeferred:
+      return "XDP dropped a connection whose verdict needs the source identity (contract rule 3: defer to userspace; "
+             "rule 1: Istio allows some identities)";
+    case Kind::kCachedDeferred:
+      return "XDP cached ALLOW for a connection whose verdict needs the source identity (contract rule 3: defer, "
+             "km_auth_res untouched)";
+    case Kind::kWrongCache: return "the action is right but km_auth_res is not the evidence the contract ties to it (§2)";
+    case Kind::kAborted: return "XDP aborted or returned an action the contract does not know";
+  }
+  return "?";
+}
+
+std::optional<Kind> Judge(bp::XdpAction action, std::optional<bp::Verdict> auth_res, const IstioAnswer& istio) {
+  if (action != bp::XdpAction::kDrop && action != bp::XdpAction::kPass) return Kind::kAborted;
+  const bool drop = action == bp::XdpAction::kDrop;
+  switch (istio.expected) {
+    case Expected::kDrop:
+      if (!drop) return Kind::kPassedDenied;
+      break;
+    case Expected::kPass:
+      if (drop) return Kind::kDroppedAllowed;
+      break;
+    case Expected::kDefer:
+      if (drop) return Kind::kDroppedDeferred;
+      if (auth_res == bp::Verdict::kAllow) return Kind::kCachedDeferred;
+      break;
+  }
+  if (!istio.cache.Allows(auth_res)) return Kind::kWrongCache;
+  return std::nullopt;
+}
+
+std::string Cause::Codes() const {
+  if (fixes.empty()) return "unexplained";
+  std::string out;
+  for (const auto& f : fixes) out += (out.empty() ? "" : " | ") + f.Codes();
+  return out;
+}
+
+bool Cause::Within(const std::string& key) const {
+  if (key == "unexplained") return fixes.empty();
+  for (const auto& f : fixes) {
+    bool inside = true;
+    for (Defect d : f.list()) {
+      const std::string code = Info(d).code;
+      // `key` is "D1+D10"-like: a code is inside when it is one of the '+'-separated parts.
+      size_t at = 0;
+      bool found = false;
+      while (at <= key.size()) {
+        const size_t plus = key.find('+', at);
+        const std::string part = key.substr(at, plus == std::string::npos ? std::string::npos : plus - at);
+        if (part == code) found = true;
+        if (plus == std::string::npos) break;
+        at = plus + 1;
+      }
+      inside = inside && found;
+    }
+    if (inside) return true;
+  }
+  return false;
+}
+
+std::string Cause::Describe() const {
+  if (fixes.empty()) return "no known defect explains it (fixing every one of them in the model does not make it conform)";
+  DefectSet all;
+  for (const auto& f : fixes) {
+    for (Defect d : f.list()) all = all.With(d);
+  }
+  std::string out;
+  for (Defect d : all.list()) {
+    out += std::string(out.empty() ? "" : "\n") + Info(d).code + ": " + Info(d).title + " (" + Info(d).source + ")";
+  }
+  return out;
+}
+
+Cause Classify(const ModelCase& mc, const Connection& conn, const IstioAnswer& istio, bool first_only) {
+  // Only the defects the case's shape can expose; fixing another one cannot change the prediction.
+  const std::vector<Defect> ids = mc.Relevant(conn).list();
+  const size_t n = ids.size();
+  Cause cause;
+  auto conforms = [&](const DefectSet& fixed) {
+    DefectSet present = DefectSet::All();
+    for (Defect d : fixed.list()) present = present.Without(d);
+    const Prediction p = Predict(mc, conn, present);
+    return !Judge(p.action, p.auth_res, istio).has_value();
+  };
+  // Sets of k defects in lexicographic order, k = 1, 2, ...: the first size with a set that conforms wins.
+  std::vector<size_t> pick;
+  std::function<void(size_t, size_t)> choose = [&](size_t from, size_t k) {
+    if (first_only && !cause.fixes.empty()) return;
+    if (k == 0) {
+      DefectSet s;
+      for (size_t i : pick) s = s.With(ids[i]);
+      if (conforms(s)) cause.fixes.push_back(s);
+      return;
+    }
+    for (size_t i = from; i + k <= n; ++i) {
+      pick.push_back(i);
+      choose(i + 1, k - 1);
+      pick.pop_back();
+    }
+  };
+  for (size_t k = 1; k <= n && cause.fixes.empty(); ++k) choose(0, k);
+  return cause;
+}
+
+std::string ModelMiss(const ConnVerdict& v) {
+  return "model of Kmesh's XDP predicted " + v.model.ToString() +
+         (v.model.tcargs ? ", km_tcargs = " + v.model.tcargs->ToString() : ", km_tcargs = no entry") +
+         (v.model.read_past_list ? " (it read km_wlpolicy past its 4 slots: unknown memory)" : "") +
+         "; Kmesh's XDP did " + v.kmesh.ToString();
+}
+
+Differential::Differential(KmeshXdpUnderTest& node) : node_(node), memory_(node.pin_dir()) {}
+
+namespace {
+
+class Stopwatch {
+ public:
+  explicit Stopwatch(double& into) : into_(into), start_(Clock::now()) {}
+  ~Stopwatch() { into_ += std::chrono::duration<double>(Clock::now() - start_).count(); }
+
+ private:
+  double& into_;
+  Clock::time_point start_;
+};
+
+}  // namespace
+
+std::string Timings::ToString() const {
+  char buf[200];
+  snprintf(buf, sizeof buf, "write %.1f s, xdp test runs %.1f s, oracle %.1f s, model %.1f s, classify %.1f s, undo %.1f s",
+           write, xdp, oracle, model, classify, undo);
+  return buf;
+}
+
+ConnVerdict Differential::JudgeOne(const ModelCase& mc, const Oracle& oracle, const Connection& conn, bool trace,
+                                   std::map<std::string, Cause>* causes) {
+  ConnVerdict v;
+  v.conn = conn;
+  {
+    Stopwatch t(timings_.xdp);
+    v.kmesh = node_.Run(conn);
+  }
+  {
+    Stopwatch t(timings_.oracle);
+    v.istio = oracle.Judge(conn);
+  }
+  Stopwatch t(timings_.model);
+  v.model = Predict(mc, conn, DefectSet::All(), trace);
+  v.model_matches = v.model.action == v.kmesh.action && v.model.auth_res == v.kmesh.auth_res &&
+                    v.model.tcargs.has_value() == v.kmesh.tcargs.has_value() &&
+                    (!v.model.tcargs || *v.model.tcargs == *v.kmesh.tcargs);
+  v.kind = Judge(v.kmesh.action, v.kmesh.auth_res, v.istio);
+  if (v.kind) {
+    Stopwatch c(timings_.classify);
+    bp::Tuple no_sport = conn.tuple;
+    no_sport.sport = 0;
+    const std::string key = no_sport.ToString() + " " + v.kmesh.ToString() + " " + ToString(*v.kind);
+    if (causes != nullptr && causes->count(key) != 0) {
+      v.cause = causes->at(key);
+    } else {
+      v.cause = Classify(mc, conn, v.istio, /*first_only=*/causes != nullptr);
+      if (causes != nullptr) (*causes)[key] = v.cause;
+    }
+  }
+  return v;
+}
+
+CaseRun Differential::Run(const Case& c) {
+  CaseRun r;
+  {
+    Stopwatch t(timings_.write);
+    r.written = node_.Write(c);
+  }
+  memory_.Forget();
+  const ModelCase mc(c, r.written, memory_);
+  double unused = 0;
+  const Oracle oracle = [&] {
+    Stopwatch t(unused);
+    return Oracle(c);
+  }();
+  timings_.oracle += unused;
+  bool notable = false;
+  std::map<std::string, Cause> causes;
+  for (const auto& conn : c.connections) {
+    r.verdicts.push_back(JudgeOne(mc, oracle, conn, false, &causes));
+    notable = notable || r.verdicts.back().kind || !r.verdicts.back().model_matches;
+  }
+  if (notable) {
+    r.maps = node_.DescribeMaps(r.written);
+    for (auto& v : r.verdicts) {  // the model's account, for the report
+      if (v.kind || !v.model_matches) v.model.trace = Predict(mc, v.conn, DefectSet::All(), true).trace;
+    }
+  }
+  Stopwatch t(timings_.undo);
+  node_.Undo(r.written);
+  memory_.Forget();
+  return r;
+}
+
+ConnVerdict Differential::RunOne(const Case& c, bool trace, std::string* maps) {
+  const Written w = node_.Write(c);
+  memory_.Forget();
+  ConnVerdict v;
+  try {
+    const ModelCase mc(c, w, memory_);
+    v = JudgeOne(mc, Oracle(c), c.connections.at(0), trace);
+    if (maps != nullptr) *maps = node_.DescribeMaps(w);
+  } catch (...) {
+    node_.Undo(w);
+    throw;
+  }
+  node_.Undo(w);
+  memory_.Forget();
+  return v;
+}
+
+ConnVerdict Differential::Replay(const Case& c, std::string* maps) {
+  node_.Reset();
+  ConnVerdict v = RunOne(c, true, maps);
+  memory_.Forget();
+  return v;
+}
+
+bool Differential::Still(const Case& candidate, Kind kind, const std::string& key) {
+  const ConnVerdict v = RunOne(candidate, false, nullptr);
+  return v.model_matches && v.kind == kind && v.cause.Within(key);
+}
+
+namespace {
+
+// Smaller variants of a one-connection case, coarse first: fewer policies, rules, rule parts, fields,
+// list entries; then simpler names, selectors and ports.
+std::vector<Case> Candidates(const Case& c) {
+  std::vector<Case> out;
+  auto each_policy = [&](const std::function<void(pol::AuthorizationPolicy&, Case&)>& edit) {
+    for (size_t i = 0; i < c.policies.size(); ++i) {
+      Case v = c;
+      edit(v.policies[i], v);
+    }
+  };
+  for (size_t i = 0; i < c.policies.size(); ++i) {
+    Case v = c;
+    v.policies.erase(v.policies.begin() + static_cast<long>(i));
+    out.push_back(std::move(v));
+  }
+  for (size_t i = 0; i < c.policies.size(); ++i) {
+    for (size_t r = 0; r < c.policies[i].rules.size(); ++r) {
+      Case v = c;
+      auto& rules = v.policies[i].rules;
+      rules.erase(rules.begin() + static_cast<long>(r));
+      out.push_back(std::move(v));
+    }
+  }
+  // Parts of rules.
+  for (size_t i = 0; i < c.policies.size(); ++i) {
+    for (size_t r = 0; r < c.policies[i].rules.size(); ++r) {
+      const pol::Rule& rule = c.policies[i].rules[r];
+      auto drop = [&](auto member, size_t k) {
+        Case v = c;
+        auto& list = v.policies[i].rules[r].*member;
+        list.erase(list.begin() + static_cast<long>(k));
+        out.push_back(std::move(v));
+      };
+      for (size_t k = 0; k < rule.from.size(); ++k) drop(&pol::Rule::from, k);
+      for (size_t k = 0; k < rule.to.size(); ++k) drop(&pol::Rule::to, k);
+      for (size_t k = 0; k < rule.when.size(); ++k) drop(&pol::Rule::when, k);
+    }
+  }
+  // Fields and list entries. A source or operation keeps at least one field (Istio refuses empty ones), a
+  // condition at least one of values/notValues.
+  for (size_t i = 0; i < c.policies.size(); ++i) {
+    for (size_t r = 0; r < c.policies[i].rules.size(); ++r) {
+      const pol::Rule& rule = c.policies[i].rules[r];
+      for (size_t k = 0; k < rule.from.size(); ++k) {
+        const pol::Source& s = rule.from[k];
+        auto field_count = [](const pol::Source& x) {
+          return !x.ip_blocks.empty() + !x.not_ip_blocks.empty() + !x.namespaces.empty() + !x.not_namespaces.empty() +
+                 !x.principals.empty() + !x.not_principals.empty();
+        };
+        auto shrink_list = [&](auto member) {
+          const auto& list = s.*member;
+          if (list.empty()) return;
+          if (field_count(s) > 1) {  // drop the field
+            Case v = c;
+            (v.policies[i].rules[r].from[k].*member).clear();
+            out.push_back(std::move(v));
+          }
+          for (size_t e = 0; list.size() > 1 && e < list.size(); ++e) {
+            Case v = c;
+            auto& l = v.policies[i].rules[r].from[k].*member;
+            l.erase(l.begin() + static_cast<long>(e));
+            out.push_back(std::move(v));
+          }
+        };
+        shrink_list(&pol::Source::ip_blocks);
+        shrink_list(&pol::Source::not_ip_blocks);
+        shrink_list(&pol::Source::namespaces);
+        shrink_list(&pol::Source::not_namespaces);
+        shrink_list(&pol::Source::principals);
+        shrink_list(&pol::Source::not_principals);
+      }
+      for (size_t k = 0; k < rule.to.size(); ++k) {
+        const pol::Operation& o = rule.to[k];
+        auto shrink_list = [&](auto member) {
+          const auto& list = o.*member;
+          if (list.empty()) return;
+          if (!o.ports.empty() && !o.not_ports.empty()) {
+            Case v = c;
+            (v.policies[i].rules[r].to[k].*member).clear();
+            out.push_back(std::move(v));
+          }
+          for (size_t e = 0; list.size() > 1 && e < list.size(); ++e) {
+            Case v = c;
+            auto& l = v.policies[i].rules[r].to[k].*member;
+            l.erase(l.begin() + static_cast<long>(e));
+            out.push_back(std::move(v));
+          }
+        };
+        shrink_list(&pol::Operation::ports);
+        shrink_list(&pol::Operation::not_ports);
+      }
+      for (size_t k = 0; k < rule.when.size(); ++k) {
+        const pol::Condition& cond = rule.when[k];
+        auto shrink_list = [&](auto member) {
+          const auto& list = cond.*member;
+          if (list.empty()) return;
+          if (!cond.values.empty() && !cond.not_values.empty()) {
+            Case v = c;
+            (v.policies[i].rules[r].when[k].*member).clear();
+            out.push_back(std::move(v));
+          }
+          for (size_t e = 0; list.size() > 1 && e < list.size(); ++e) {
+            Case v = c;
+            auto& l = v.policies[i].rules[r].when[k].*member;
+            l.erase(l.begin() + static_cast<long>(e));
+            out.push_back(std::move(v));
+          }
+        };
+        shrink_list(&pol::Condition::values);
+        shrink_list(&pol::Condition::not_values);
+      }
+    }
+  }
+  // Simpler selectors and names: "p1", "p2", ... in the policies' current sorted order.
+  each_policy([&](pol::AuthorizationPolicy& p, Case& v) {
+    if (p.selector.size() > 1) {
+      p.selector = {{"app", "httpbin"}};
+      out.push_back(v);
+    }
+  });
+  {
+    std::vector<std::string> names;
+    for (const auto& p : c.policies) names.push_back(p.ns + "/" + p.name);
+    std::vector<std::string> sorted = names;
+    std::sort(sorted.begin(), sorted.end());
+    Case v = c;
+    bool changed = false;
+    for (auto& p : v.policies) {
+      const auto at = std::find(sorted.begin(), sorted.end(), p.ns + "/" + p.name) - sorted.begin();
+      const std::string short_name = "p" + std::to_string(at + 1);
+      changed = changed || p.name != short_name;
+      p.name = short_name;
+    }
+    if (changed) out.push_back(std::move(v));
+  }
+  const Connection& conn = c.connections.at(0);
+  if (conn.tuple.sport != 40000) {
+    Case v = c;
+    v.connections[0].tuple.sport = 40000;
+    out.push_back(std::move(v));
+  }
+  if (conn.tuple.dport != 8000) {
+    Case v = c;
+    v.connections[0].tuple.dport = 8000;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+}  // namespace
+
+Shrunk Differential::Shrink(const Case& original, const Connection& conn, Kind kind, const std::string& key,
+                            Clock::time_point deadline) {
+  Shrunk s;
+  s.c = original;
+  s.c.connections = {conn};
+  bool progress = true;
+  while (progress && Clock::now() < deadline) {
+    progress = false;
+    for (Case& candidate : Candidates(s.c)) {
+      if (Clock::now() >= deadline) break;
+      ++s.tries;
+      if (Still(candidate, kind, key)) {
+        s.c = std::move(candidate);
+        progress = true;
+        break;
+      }
+    }
+  }
+  // The kept case must disagree the same way on a node that saw nothing before it.
+  s.verdict = Replay(s.c, &s.maps);
+  s.reproduced = s.verdict.model_matches && s.verdict.kind == kind && s.verdict.cause.Within(key);
+  return s;
+}
+
+}  // namespace kmesh::conformance
