@@ -25,7 +25,8 @@ std::string RegressionName(const DisagreementClass& k) {
   std::string cause;
   for (char ch : k.shrunk ? k.minimal_cause : k.cause) {
     if (ch == ' ') continue;
-    cause += ch == '+' ? '-' : ch == '|' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    cause += ch == '+' ? std::string("-") : ch == '|' ? std::string("-or-")
+                                                       : std::string(1, static_cast<char>(std::tolower(ch)));
   }
   const Case& c = k.shrunk ? k.minimal.c : k.first_case;
   const Connection& conn = k.shrunk ? c.connections.at(0) : c.connections.at(k.first_connection);
@@ -182,7 +183,7 @@ RunReport RunConformance(Differential& diff, const RunOptions& options) {
     k.minimal = diff.Shrink(k.first_case, k.first_case.connections.at(k.first_connection), k.kind, k.cause,
                             now + share);
     k.shrunk = true;
-    k.minimal_cause = k.minimal.verdict.cause.Key();
+    k.minimal_cause = k.minimal.verdict.cause.Codes();
     for (const auto& other : report.classes) {
       if (&other != &k && other.shrunk && !other.duplicate && other.minimal.reproduced && other.kind == k.kind &&
           other.minimal_cause == k.minimal_cause) {
@@ -222,7 +223,7 @@ RunReport RunConformance(Differential& diff, const RunOptions& options) {
       evidence_kept[k.minimal_cause] = evidence_kept[k.minimal_cause] || !visible(k.kind);
       RegressionCase& r = k.regression;
       r.name = RegressionName(k);
-      r.defect = k.minimal.verdict.cause.Codes();
+      r.defect = k.minimal_cause;
       r.kind = ToString(k.kind);
       r.explanation = k.minimal.verdict.istio.Describe() + ". Kmesh's XDP: " + k.minimal.verdict.kmesh.ToString() +
                       ". " + Explain(k.kind) + ". Cause: " + k.minimal.verdict.cause.Describe();

@@ -92,6 +92,8 @@ bool Cause::Within(const std::string& key) const {
 
 std::string Cause::Describe() const {
   if (fixes.empty()) return "no known defect explains it (fixing every one of them in the model does not make it conform)";
+  if (!note.empty()) return std::string(Info(Defect::kD8).code) + ": " + Info(Defect::kD8).title + " (" +
+                            Info(Defect::kD8).source + "): " + note;
   DefectSet all;
   for (const auto& f : fixes) {
     for (Defect d : f.list()) all = all.With(d);
@@ -131,6 +133,12 @@ Cause Classify(const ModelCase& mc, const Connection& conn, const IstioAnswer& i
     }
   };
   for (size_t k = 1; k <= n && cause.fixes.empty(); ++k) choose(0, k);
+  if (cause.fixes.empty() && !mc.lost().empty()) {
+    // A policy Kmesh overwrote under a shared cut-down key cannot be evaluated by the model with D8 fixed;
+    // losing it is D8's doing.
+    cause.fixes.push_back(DefectSet::None().With(Defect::kD8));
+    cause.note = mc.lost().front() + "'s record was replaced under the same cut-down key by another policy";
+  }
   return cause;
 }
 

@@ -39,6 +39,7 @@ std::optional<Kind> Judge(bpf_probe::XdpAction action, std::optional<bpf_probe::
 
 struct Cause {
   std::vector<DefectSet> fixes;  // every smallest set of fixes that makes the model conform
+  std::string note;              // when the cause is known from the maps rather than the model
   bool explained() const { return !fixes.empty(); }
   // The first of them (single defects first, in code order): what a disagreement is filed under.
   std::string Key() const { return fixes.empty() ? "unexplained" : fixes.front().Codes(); }

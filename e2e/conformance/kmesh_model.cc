@@ -93,6 +93,13 @@ class Emulator {
   // The key km_authz_policy holds the policy under: the id, or with D8 present what strncpy left of it.
   uint32_t LookupKey(uint32_t id) const { return d_.Has(Defect::kD8) ? id : mc_.StoredKey(id); }
 
+  // km_authz_policy[id] as XDP finds it. With D8 fixed every policy sits under its own id, so a cut-down
+  // key (0 for an id whose first byte is zero) holds nothing.
+  const std::vector<uint8_t>* LookupPolicy(uint32_t id) {
+    if (!d_.Has(Defect::kD8) && !mc_.IsPolicyId(id) && mc_.IsCutKey(id)) return nullptr;
+    return mem_.Policy(LookupKey(id));
+  }
+
   // policies_check for slot `idx` and, when the policy is found and has rules, policy_check.
   PolicyResult Evaluate(const std::vector<uint32_t>& ids, size_t idx) {
     PolicyResult r;
@@ -110,7 +117,7 @@ class Emulator {
       p_.read_past_list = true;
     }
     if (id == 0 && !d_.Has(Defect::kD35)) return r;  // an empty slot ends the list
-    const std::vector<uint8_t>* policy = mem_.Policy(LookupKey(id));
+    const std::vector<uint8_t>* policy = LookupPolicy(id);
     if (policy == nullptr) {
       if (id != 0 && want_trace_) {
         Trace("slot " + std::to_string(idx) + ": " + mc_.NameOf(id) + " not in km_authz_policy under key " +
@@ -483,6 +490,20 @@ ModelCase::ModelCase(const Case& c, const Written& w, NodeMemory& memory)
     names_[p.policy_id] = name;
   }
   identities_ = Representatives(applying);
+  // Policies whose record another one replaced under the same cut-down key (D8): their rules are gone.
+  for (const auto& [name, p] : w.policies) {
+    if (p.stored_key == p.policy_id) continue;
+    const std::vector<uint8_t>* record = memory.Policy(p.stored_key);
+    std::string stored_name;
+    if (record != nullptr) {
+      if (const std::vector<uint8_t>* n =
+              memory.Blob(U64(*record, offsetof(Istio__Security__Authorization, name)), kMap192)) {
+        stored_name.assign(reinterpret_cast<const char*>(n->data()),
+                           strnlen(reinterpret_cast<const char*>(n->data()), n->size()));
+      }
+    }
+    if (stored_name != name.substr(name.find('/') + 1)) lost_.push_back(name);
+  }
 
   // Which defects the case's shape can expose (see Relevant).
   namespace pol = kmesh::policy;
@@ -554,6 +575,15 @@ ModelCase::ModelCase(const Case& c, const Written& w, NodeMemory& memory)
 
 DefectSet ModelCase::Relevant(const Connection& conn) const {
   return conn.family() != Family::kIPv4 && has_ipv4_rule_ ? relevant_.With(Defect::kD32) : relevant_;
+}
+
+bool ModelCase::IsPolicyId(uint32_t id) const { return stored_.count(id) != 0; }
+
+bool ModelCase::IsCutKey(uint32_t key) const {
+  for (const auto& [id, stored] : stored_) {
+    if (stored == key && stored != id) return true;
+  }
+  return false;
 }
 
 uint32_t ModelCase::StoredKey(uint32_t id) const {

@@ -68,6 +68,12 @@ class ModelCase {
   // NAMESPACE and GLOBAL policies that apply to the workload, sorted by name (D30 fixed lists them).
   const std::vector<uint32_t>& scoped_ids() const { return scoped_ids_; }
   uint32_t StoredKey(uint32_t id) const;
+  bool IsPolicyId(uint32_t id) const;
+  // A key a D8 policy was stored under instead of its id.
+  bool IsCutKey(uint32_t key) const;
+  // Policies (ns/name) whose km_authz_policy record another policy replaced under the same cut-down key
+  // (D8): the model cannot evaluate them with D8 fixed, their rules are no longer in the maps.
+  const std::vector<std::string>& lost() const { return lost_; }
   std::string NameOf(uint32_t id) const;
   // With D2 fixed the model evaluates namespaces and principals too, once per identity class.
   const std::vector<Identity>& identities() const { return identities_; }
@@ -83,6 +89,7 @@ class ModelCase {
   std::map<uint32_t, uint32_t> stored_;
   std::map<uint32_t, std::string> names_;
   std::vector<Identity> identities_;
+  std::vector<std::string> lost_;
   DefectSet relevant_;        // for every connection
   bool has_ipv4_rule_ = false;  // D32 matters for a non-IPv4 connection only when there is one
 };
