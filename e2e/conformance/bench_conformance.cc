@@ -92,18 +92,23 @@ int main(int argc, char** argv) {
   const double case_s = r.cases ? r.judge_seconds / r.cases : 0;
 
   std::printf("Kmesh's XDP verdicts per second (%s)\n", node.identity().Describe().c_str());
-  std::printf("  conformance run (seed 1, %.0f s)      %8.0f verdicts/s  (%llu cases x %.0f connections; %s)\n",
-              seconds, r.VerdictsPerSecond(), static_cast<unsigned long long>(r.cases), per_case_verdicts,
-              r.judge_timings.ToString().c_str());
-  std::printf("  the same, a fresh node per case      %8.0f verdicts/s  (+%.1f ms per case to restart the daemon)\n",
-              per_case_verdicts / (case_s + reset_s), reset_s * 1e3);
-  std::printf("  a fresh datapath per case            %8.1f verdicts/s  (load and verify Kmesh's object: %.2f s)\n",
-              per_case_verdicts / (case_s + load_s), load_s);
+  std::printf(
+      "  conformance run (seed 1, %.0f s)      %8.0f verdicts/s  (%llu cases x %.0f connections; %s)\n",
+      seconds, r.VerdictsPerSecond(), static_cast<unsigned long long>(r.cases), per_case_verdicts,
+      r.judge_timings.ToString().c_str());
+  std::printf(
+      "  the same, a fresh node per case      %8.0f verdicts/s  (+%.1f ms per case to restart the daemon)\n",
+      per_case_verdicts / (case_s + reset_s), reset_s * 1e3);
+  std::printf(
+      "  a fresh datapath per case            %8.1f verdicts/s  (load and verify Kmesh's object: %.2f s)\n",
+      per_case_verdicts / (case_s + load_s), load_s);
   if (lab) {
     double deny_s = 0, allow_s = 0;
     LabProbes(10, &deny_s, &allow_s);
-    std::printf("  a lab probe per verdict, deny        %8.1f verdicts/s  (connect timeout %lld ms, median %.0f ms)\n",
-                1 / deny_s, static_cast<long long>(kmesh::defaults::ConnectTimeout().count()), deny_s * 1e3);
+    std::printf(
+        "  a lab probe per verdict, deny        %8.1f verdicts/s  (connect timeout %lld ms, median %.0f "
+        "ms)\n",
+        1 / deny_s, static_cast<long long>(kmesh::defaults::ConnectTimeout().count()), deny_s * 1e3);
     std::printf("  a lab probe per verdict, allow       %8.1f verdicts/s  (median %.1f ms)\n", 1 / allow_s,
                 allow_s * 1e3);
     std::printf("  ratio (conformance / lab, allow)     %8.0fx\n", r.VerdictsPerSecond() * allow_s);

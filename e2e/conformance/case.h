@@ -18,7 +18,7 @@ namespace kmesh::conformance {
 struct Workload {
   std::string ns;
   std::map<std::string, std::string> labels;
-  std::string uid;        // Workload.uid as istiod sends it
+  std::string uid;         // Workload.uid as istiod sends it
   bpf_probe::IpAddr ipv4;  // both written to km_frontend
   bpf_probe::IpAddr ipv6;
 };

@@ -99,8 +99,9 @@ TEST_CASE("identity classes: one representative per way the patterns can match, 
         denied += pol::Evaluate(applying, kc::ToRequest(c.connections[i], id)).allowed() ? 0 : 1;
       }
       const int all = static_cast<int>(kc::IdentityDomain().size());
-      const kc::Expected full = denied == all ? kc::Expected::kDrop : denied == 0 ? kc::Expected::kPass
-                                                                                  : kc::Expected::kDefer;
+      const kc::Expected full = denied == all ? kc::Expected::kDrop
+                                : denied == 0 ? kc::Expected::kPass
+                                              : kc::Expected::kDefer;
       CHECK(a.expected == full);
     }
   }
@@ -108,8 +109,9 @@ TEST_CASE("identity classes: one representative per way the patterns can match, 
 
 TEST_CASE("the oracle: Istio per identity class, and what XDP must do") {
   SECTION("a DENY on addresses: drop, with km_auth_res = DENY") {
-    const kc::Case c = WithPolicies(Selector("d", "DENY", "  - from: [{source: {ipBlocks: [\"10.0.0.0/8\"]}}]"),
-                                    "10.0.0.1:40000 -> 10.244.2.7:8000");
+    const kc::Case c =
+        WithPolicies(Selector("d", "DENY", "  - from: [{source: {ipBlocks: [\"10.0.0.0/8\"]}}]"),
+                     "10.0.0.1:40000 -> 10.244.2.7:8000");
     const kc::IstioAnswer a = kc::Oracle(c).Judge(c.connections[0]);
     CHECK(a.expected == kc::Expected::kDrop);
     CHECK(a.cache.ToString() == "DENY");
@@ -133,7 +135,8 @@ TEST_CASE("the oracle: Istio per identity class, and what XDP must do") {
   }
   SECTION("a namespace tautology denies every identity: XDP can and must drop") {
     const kc::Case c = WithPolicies(
-        Selector("d", "DENY", "  - from: [{source: {namespaces: [\"ns-b\"]}}, {source: {notNamespaces: [\"ns-b\"]}}]"),
+        Selector("d", "DENY",
+                 "  - from: [{source: {namespaces: [\"ns-b\"]}}, {source: {notNamespaces: [\"ns-b\"]}}]"),
         "10.0.0.1:40000 -> 10.244.2.7:8000");
     CHECK(kc::Oracle(c).Judge(c.connections[0]).expected == kc::Expected::kDrop);
   }
@@ -144,8 +147,9 @@ TEST_CASE("the oracle: Istio per identity class, and what XDP must do") {
     CHECK(kc::Oracle(c).Judge(c.connections[0]).expected == kc::Expected::kDrop);
   }
   SECTION("an IPv4 block never holds an IPv6 client") {
-    const kc::Case c = WithPolicies(Selector("d", "DENY", "  - from: [{source: {ipBlocks: [\"0.0.0.0/0\"]}}]"),
-                                    "[fd00::1]:40000 -> [fd00:10:244:2::7]:8000");
+    const kc::Case c =
+        WithPolicies(Selector("d", "DENY", "  - from: [{source: {ipBlocks: [\"0.0.0.0/0\"]}}]"),
+                     "[fd00::1]:40000 -> [fd00:10:244:2::7]:8000");
     CHECK(kc::Oracle(c).Judge(c.connections[0]).expected == kc::Expected::kPass);
   }
   SECTION("policies that do not apply to the workload are not asked") {
@@ -197,5 +201,6 @@ TEST_CASE("a regression case file round-trips") {
   CHECK(kc::ToYaml(back) == text);
   CHECK(back.c.connections.at(0).tuple == r.c.connections.at(0).tuple);
   CHECK(back.c.workload.ipv6 == r.c.workload.ipv6);
-  CHECK_THROWS_WITH(kc::ParseRegressionCase("name: x\n", "bad.yaml"), Catch::Contains("bad.yaml: defect: missing"));
+  CHECK_THROWS_WITH(kc::ParseRegressionCase("name: x\n", "bad.yaml"),
+                    Catch::Contains("bad.yaml: defect: missing"));
 }

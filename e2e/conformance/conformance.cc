@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 #include <sstream>
 
 namespace kmesh::conformance {
@@ -25,8 +26,9 @@ std::string RegressionName(const DisagreementClass& k) {
   std::string cause;
   for (char ch : k.shrunk ? k.minimal_cause : k.cause) {
     if (ch == ' ') continue;
-    cause += ch == '+' ? std::string("-") : ch == '|' ? std::string("-or-")
-                                                       : std::string(1, static_cast<char>(std::tolower(ch)));
+    cause += ch == '+'   ? std::string("-")
+             : ch == '|' ? std::string("-or-")
+                         : std::string(1, static_cast<char>(std::tolower(ch)));
   }
   const Case& c = k.shrunk ? k.minimal.c : k.first_case;
   const Connection& conn = k.shrunk ? c.connections.at(0) : c.connections.at(k.first_connection);
@@ -40,10 +42,11 @@ std::string DescribeVerdict(const Case& c, const ConnVerdict& v, const std::stri
   o << "):\n" << Indent(ToYaml(c.policies), "    ");
   o << "  connection: " << v.conn.tuple.ToString() << " (" << ToString(v.conn.family()) << ", SYN)\n";
   o << "  istio:      " << v.istio.Describe() << "\n";
-  o << "  expected:   XDP must " << ToString(v.istio.expected) << " (km_auth_res: " << v.istio.cache.ToString()
-    << ")\n";
+  o << "  expected:   XDP must " << ToString(v.istio.expected)
+    << " (km_auth_res: " << v.istio.cache.ToString() << ")\n";
   o << "  kmesh:      " << v.kmesh.ToString() << "\n";
-  o << "  model:      " << v.model.ToString() << (v.model_matches ? " (agrees with Kmesh)" : " (MISSES Kmesh)") << "\n";
+  o << "  model:      " << v.model.ToString()
+    << (v.model_matches ? " (agrees with Kmesh)" : " (MISSES Kmesh)") << "\n";
   for (const auto& t : v.model.trace) o << "              " << t << "\n";
   if (v.kind) {
     o << "  disagree:   " << ToString(*v.kind) << ": " << Explain(*v.kind) << "\n";
@@ -58,18 +61,19 @@ std::string RunReport::Summary() const {
   o.setf(std::ios::fixed);
   o.precision(0);
   o << "conformance run, seed " << options.seed << ": " << cases << " cases, " << verdicts << " verdicts in "
-    << judge_seconds << " s (" << VerdictsPerSecond() << " verdicts/s), shrinking " << shrink_seconds << " s\n";
+    << judge_seconds << " s (" << VerdictsPerSecond() << " verdicts/s), shrinking " << shrink_seconds
+    << " s\n";
   o << "  judging: " << judge_timings.ToString() << "\n";
   o << "  Istio's answers: ";
   for (const auto& [e, n] : expected_counts) o << e << " " << n << "  ";
   o << "\n  disagreements: " << disagreements << " verdicts in " << classes.size()
     << " distinct classes (kind x cause); model misses: " << model_misses << "\n";
   o.precision(1);
-  o << "  node resets: " << resets << "; kmesh_map64 blobs leaked per removed case (D9): " << leaked_blobs_per_case
-    << "\n";
+  o << "  node resets: " << resets
+    << "; kmesh_map64 blobs leaked per removed case (D9): " << leaked_blobs_per_case << "\n";
   for (const auto& k : classes) {
-    o << "  - " << conformance::ToString(k.kind) << " caused by " << k.cause << ": " << k.count << " verdicts, first in case "
-      << k.first_case_seed
+    o << "  - " << conformance::ToString(k.kind) << " caused by " << k.cause << ": " << k.count
+      << " verdicts, first in case " << k.first_case_seed
       << (k.kept() ? ", kept as " + k.regression.name : ", not kept: " + k.not_kept) << "\n";
   }
   return o.str();
@@ -86,8 +90,15 @@ std::string RunReport::ToString() const {
       << " (replay: KMESH_E2E_CONFORMANCE_CASE=" << k.first_case_seed << ")\n";
     if (k.shrunk) {
       o << "minimal case (" << k.minimal.tries << " candidates tried"
-        << (k.minimal.reproduced ? ", reproduced on a fresh node" : ", NOT reproduced on a fresh node") << "):\n";
+        << (k.minimal.reproduced ? ", reproduced on a fresh node" : ", NOT reproduced on a fresh node")
+        << "):\n";
       o << DescribeVerdict(k.minimal.c, k.minimal.verdict, k.minimal.maps);
+      if (!k.minimal.reproduced) {
+        // Typically D5 or D10 on a node with history: their byte-offset reads named a blob an earlier case
+        // left (indexes past 255); on a fresh node they name nothing.
+        o << "as found, on the node after " << k.first_case_seed << "'s predecessors:\n"
+          << DescribeVerdict(k.first_case, k.first, k.first_maps);
+      }
       if (k.kept()) o << "kept as: testdata/conformance/" << k.regression.name << ".yaml\n";
       if (!k.kept()) o << "not kept: " << k.not_kept << "\n";
     } else {
@@ -137,8 +148,9 @@ RunReport RunConformance(Differential& diff, const RunOptions& options) {
       if (!v.kind) continue;
       ++report.disagreements;
       const std::string cause = v.cause.Key();
-      auto it = std::find_if(report.classes.begin(), report.classes.end(),
-                             [&](const DisagreementClass& k) { return k.kind == *v.kind && k.cause == cause; });
+      auto it = std::find_if(report.classes.begin(), report.classes.end(), [&](const DisagreementClass& k) {
+        return k.kind == *v.kind && k.cause == cause;
+      });
       if (it == report.classes.end()) {
         DisagreementClass k;
         k.kind = *v.kind;
@@ -170,10 +182,12 @@ RunReport RunConformance(Differential& diff, const RunOptions& options) {
     if (k.first.model_matches) order.push_back(&k);
   }
   auto weight = [](const DisagreementClass* k) {
-    return k->cause == "unexplained" ? 100 : static_cast<int>(std::count(k->cause.begin(), k->cause.end(), '+'));
+    return k->cause == "unexplained" ? 100
+                                     : static_cast<int>(std::count(k->cause.begin(), k->cause.end(), '+'));
   };
-  std::stable_sort(order.begin(), order.end(),
-                   [&](const DisagreementClass* a, const DisagreementClass* b) { return weight(a) < weight(b); });
+  std::stable_sort(order.begin(), order.end(), [&](const DisagreementClass* a, const DisagreementClass* b) {
+    return weight(a) < weight(b);
+  });
   size_t left = order.size();
   for (DisagreementClass* kp : order) {
     DisagreementClass& k = *kp;
@@ -185,55 +199,84 @@ RunReport RunConformance(Differential& diff, const RunOptions& options) {
     k.shrunk = true;
     k.minimal_cause = k.minimal.verdict.cause.Codes();
     for (const auto& other : report.classes) {
-      if (&other != &k && other.shrunk && !other.duplicate && other.minimal.reproduced && other.kind == k.kind &&
-          other.minimal_cause == k.minimal_cause) {
+      if (&other != &k && other.shrunk && !other.duplicate && other.minimal.reproduced &&
+          other.kind == k.kind && other.minimal_cause == k.minimal_cause) {
         k.duplicate = true;
       }
     }
   }
-  // Which minimal cases to keep (DisagreementClass::keep).
+  // Which minimal cases to keep (DisagreementClass::keep): for each defect, one case per kind a client sees
+  // whose only cause is that defect; a defect that never shows alone (D35 always comes with D8) keeps one
+  // case where it is one of the single-defect alternatives; a defect with no visible kind keeps one
+  // evidence-only case.
   auto visible = [](Kind kind) {
     return kind == Kind::kPassedDenied || kind == Kind::kDroppedAllowed || kind == Kind::kDroppedDeferred;
   };
-  std::map<std::string, bool> defect_visible;  // single-defect cause -> shows a kind a client sees
-  for (const auto& k : report.classes) {
-    if (k.shrunk && k.minimal.reproduced && !k.duplicate && k.minimal.verdict.cause.explained() &&
-        k.minimal_cause.find('+') == std::string::npos) {
-      defect_visible[k.minimal_cause] = defect_visible[k.minimal_cause] || visible(k.kind);
+  auto eligible = [](const DisagreementClass& k) {
+    return k.shrunk && k.minimal.reproduced && !k.duplicate && k.minimal.verdict.cause.explained();
+  };
+  // The single-defect fixes of a minimal cause ({D5}, or {D8, D35} for "D8 | D35"); empty for combinations.
+  auto singles = [](const DisagreementClass& k) {
+    std::vector<std::string> codes;
+    for (const auto& f : k.minimal.verdict.cause.fixes) {
+      if (f.size() != 1) return std::vector<std::string>{};
+      codes.push_back(f.Codes());
+    }
+    return codes;
+  };
+  std::map<std::string, std::set<Kind>> kept_kinds;  // code -> kinds kept for it
+  auto keep = [&](DisagreementClass& k, const std::string& code) {
+    k.keep = true;
+    k.represents = code;
+    kept_kinds[code].insert(k.kind);
+  };
+  for (auto& k : report.classes) {  // unique cause, a kind a client sees
+    const auto codes = singles(k);
+    if (eligible(k) && codes.size() == 1 && visible(k.kind) && kept_kinds[codes[0]].count(k.kind) == 0) {
+      keep(k, codes[0]);
     }
   }
-  std::map<std::string, bool> evidence_kept;  // one evidence-only case for a defect without a visible one
+  for (int pass = 0; pass < 2; ++pass) {  // alternatives, visible first; then evidence only
+    for (auto& k : report.classes) {
+      if (!eligible(k) || k.keep || (pass == 0 && !visible(k.kind))) continue;
+      for (const auto& code : singles(k)) {
+        if (kept_kinds[code].empty()) {
+          keep(k, code);
+          break;
+        }
+      }
+    }
+  }
   for (auto& k : report.classes) {
-    if (!k.shrunk) {
-      k.not_kept = "not shrunk (budget spent)";
-    } else if (!k.minimal.reproduced) {
-      k.not_kept = "its minimal case did not disagree the same way on a fresh node";
-    } else if (k.duplicate) {
-      k.not_kept = "it shrinks to " + k.minimal_cause + ", kept for an earlier class";
-    } else if (!k.minimal.verdict.cause.explained()) {
-      k.not_kept = "no known defect explains it";
-    } else if (k.minimal_cause.find('+') != std::string::npos) {
-      k.not_kept = "an interaction of " + k.minimal_cause + ": each is kept alone";
-    } else if (!visible(k.kind) && defect_visible[k.minimal_cause]) {
-      k.not_kept = "evidence only (km_auth_res); " + k.minimal_cause + " is kept with a verdict a client sees";
-    } else if (!visible(k.kind) && evidence_kept[k.minimal_cause]) {
-      k.not_kept = "another evidence-only case of " + k.minimal_cause + " is kept";
-    } else {
-      k.keep = true;
-      evidence_kept[k.minimal_cause] = evidence_kept[k.minimal_cause] || !visible(k.kind);
+    if (k.keep) {
       RegressionCase& r = k.regression;
       r.name = RegressionName(k);
       r.defect = k.minimal_cause;
       r.kind = ToString(k.kind);
-      r.explanation = k.minimal.verdict.istio.Describe() + ". Kmesh's XDP: " + k.minimal.verdict.kmesh.ToString() +
-                      ". " + Explain(k.kind) + ". Cause: " + k.minimal.verdict.cause.Describe();
+      r.explanation = k.minimal.verdict.istio.Describe() +
+                      ". Kmesh's XDP: " + k.minimal.verdict.kmesh.ToString() + ". " + Explain(k.kind) +
+                      ". Cause: " + k.minimal.verdict.cause.Describe();
       r.found_seed = k.first_case_seed;
       r.c = k.minimal.c;
       r.istio = ToString(k.minimal.verdict.istio.expected);
       r.kmesh = k.minimal.verdict.kmesh.ToString();
+    } else if (!k.shrunk) {
+      k.not_kept = "not shrunk (budget spent)";
+    } else if (!k.minimal.reproduced) {
+      k.not_kept =
+          "its minimal case did not disagree the same way on a fresh node (the node's history mattered)";
+    } else if (k.duplicate) {
+      k.not_kept = "it shrinks to " + k.minimal_cause + ", kept for an earlier class";
+    } else if (!k.minimal.verdict.cause.explained()) {
+      k.not_kept = "no known defect explains it";
+    } else if (singles(k).empty()) {
+      k.not_kept = "an interaction of " + k.minimal_cause + ": each is kept alone";
+    } else {
+      k.not_kept = k.minimal_cause + ": already kept with this kind, or with a kind a client sees";
     }
   }
-  if (leak_cases > 0) report.leaked_blobs_per_case = static_cast<double>(leaked) / static_cast<double>(leak_cases);
+  if (leak_cases > 0)
+    report.leaked_blobs_per_case = static_cast<double>(leaked) / static_cast<double>(leak_cases);
   report.shrink_seconds = Seconds(Clock::now() - shrink_start);
   report.resets = node.resets() - resets_before;
   return report;

@@ -45,11 +45,11 @@ struct DisagreementClass {
   // minimal case lands on the kind and cause of one shrunk before it is a duplicate and keeps nothing.
   std::string minimal_cause;
   bool duplicate = false;
-  // Kept as a regression case: shrunk, reproduced on a fresh node, not a duplicate, one defect as its
-  // cause (an interaction of several is reported, each of them is kept alone), and a kind a client sees
-  // (passed-denied, dropped-allowed, dropped-deferred; the evidence-only kinds are kept only for a defect
-  // that shows no other). Otherwise why not, for the report.
+  // Kept as a regression case (RunConformance says which: one per defect and kind a client sees, a
+  // single defect as the cause; interactions of several are reported, each defect is kept alone);
+  // otherwise why not, for the report.
   bool keep = false;
+  std::string represents;  // the defect code it is kept for
   std::string not_kept;
   RegressionCase regression;  // when keep
   bool kept() const { return keep; }
@@ -68,7 +68,7 @@ struct RunReport {
   std::string datapath;  // DatapathIdentity::Describe()
   uint64_t cases = 0, verdicts = 0, disagreements = 0, model_misses = 0;
   std::map<std::string, uint64_t> expected_counts;  // "drop"/"pass"/"defer" -> verdicts
-  double judge_seconds = 0;    // generating, writing, running, judging (the throughput's denominator)
+  double judge_seconds = 0;  // generating, writing, running, judging (the throughput's denominator)
   double shrink_seconds = 0;
   Timings judge_timings;  // the judging phase's split
   uint64_t resets = 0;

@@ -12,6 +12,8 @@
 //   KMESH_E2E_CONFORMANCE_SEED       the run's seed (default 1; "time" takes one from the clock, printed)
 //   KMESH_E2E_CONFORMANCE_CASE       replay only these case seeds (comma-separated, from a report)
 //   KMESH_E2E_CONFORMANCE_SHRINK     the share of the budget kept for shrinking (default 0.35)
+#include "e2e/conformance/conformance.h"
+
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <chrono>
@@ -24,7 +26,6 @@
 
 #include "base/defaults.h"
 #include "base/runfiles.h"
-#include "e2e/conformance/conformance.h"
 
 namespace kc = kmesh::conformance;
 
@@ -51,7 +52,8 @@ kc::RunOptions OptionsFromEnvironment() {
 // The defect codes kept regression cases cover (testdata/conformance/*.yaml, their `defect` field).
 std::set<std::string> KeptDefects() {
   std::set<std::string> out;
-  const std::string dir = std::filesystem::path(kmesh::Runfile("testdata/conformance/README.md")).parent_path();
+  const std::string dir =
+      std::filesystem::path(kmesh::Runfile("testdata/conformance/README.md")).parent_path();
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     if (e.path().extension() != ".yaml") continue;
     const kc::RegressionCase r = kc::ReadRegressionCase(e.path());
@@ -76,7 +78,8 @@ void WriteOutputs(const kc::RunReport& r) {
   std::filesystem::create_directories(out / "regression");
   std::ofstream(out / "report.txt") << r.ToString();
   for (const auto& k : r.classes) {
-    if (k.kept()) std::ofstream(out / "regression" / (k.regression.name + ".yaml")) << kc::ToYaml(k.regression);
+    if (k.kept())
+      std::ofstream(out / "regression" / (k.regression.name + ".yaml")) << kc::ToYaml(k.regression);
   }
 }
 
@@ -94,7 +97,8 @@ TEST_CASE("conformance: every verdict of Kmesh's XDP is predicted, every disagre
 
   // Behaviour nobody has explained: the model of Kmesh's XDP missed what it did.
   for (const auto& m : r.misses) {
-    INFO("case seed " << m.case_seed << ", connection " << m.connection << ": " << kc::ModelMiss(m.verdict) << "\n"
+    INFO("case seed " << m.case_seed << ", connection " << m.connection << ": " << kc::ModelMiss(m.verdict)
+                      << "\n"
                       << kc::DescribeVerdict(m.c, m.verdict, m.maps));
     CHECK(m.verdict.model_matches);
   }
@@ -105,12 +109,14 @@ TEST_CASE("conformance: every verdict of Kmesh's XDP is predicted, every disagre
   for (const auto& k : r.classes) {
     INFO(kc::ToString(k.kind) << " caused by " << k.cause << " (" << k.count << " verdicts, first in case "
                               << k.first_case_seed << ")\n"
-                              << (k.shrunk ? kc::DescribeVerdict(k.minimal.c, k.minimal.verdict, k.minimal.maps)
-                                           : kc::DescribeVerdict(k.first_case, k.first, k.first_maps)));
+                              << (k.shrunk
+                                      ? kc::DescribeVerdict(k.minimal.c, k.minimal.verdict, k.minimal.maps)
+                                      : kc::DescribeVerdict(k.first_case, k.first, k.first_maps)));
     CHECK(k.cause != "unexplained");
     std::stringstream ss(k.cause);
     for (std::string code; std::getline(ss, code, '+');) {
-      INFO("defect " << code << " has no minimal case in testdata/conformance: keep the one this run wrote to "
+      INFO("defect " << code
+                     << " has no minimal case in testdata/conformance: keep the one this run wrote to "
                      << "its outputs (conformance/regression/)");
       CHECK(kept.count(code) == 1);
     }

@@ -15,19 +15,22 @@ const DefectInfo kDefects[] = {
      "bpf/kmesh/workload/include/authz.h:361, 393"},
     {Defect::kD6, "D6", "a workload's 5th and later policies are never written to km_wlpolicy",
      "pkg/controller/workload/workload_processor.go:1186-1192"},
-    {Defect::kD8, "D8", "a policy id with a zero byte is stored under a cut-down key (strncpy); XDP misses it",
+    {Defect::kD8, "D8",
+     "a policy id with a zero byte is stored under a cut-down key (strncpy); XDP misses it",
      "bpf/deserialization_to_bpf_map/deserialization_to_bpf_map.c:91-106; authz.h:572-577"},
     {Defect::kD10, "D10", "XDP reads rule i at byte offset i (&rulesPtr[i] on a void *)",
      "bpf/kmesh/workload/include/authz.h:639-645"},
     {Defect::kD11, "D11", "a match with only notIpBlocks (or not-destination IPs) never matches in XDP",
      "bpf/kmesh/workload/include/authz.h:348-411"},
-    {Defect::kD12, "D12", "XDP reads at most 4 ports of a list", "bpf/kmesh/workload/include/authz.h:171-201"},
+    {Defect::kD12, "D12", "XDP reads at most 4 ports of a list",
+     "bpf/kmesh/workload/include/authz.h:171-201"},
     {Defect::kD30, "D30",
      "NAMESPACE and GLOBAL policies are never evaluated in XDP (only Workload.authorization_policies are "
      "listed in km_wlpolicy)",
      "bpf/kmesh/workload/xdp.c:58-78; pkg/controller/workload/workload_processor.go:568, 1178-1199"},
     {Defect::kD31, "D31",
-     "a policy with no rules ends XDP's evaluation with XDP_PASS (its rules pointer is NULL): an allow-nothing "
+     "a policy with no rules ends XDP's evaluation with XDP_PASS (its rules pointer is NULL): an "
+     "allow-nothing "
      "passes everything and the policies after it are never looked at",
      "bpf/kmesh/workload/include/authz.h:588-591"},
     {Defect::kD32, "D32",

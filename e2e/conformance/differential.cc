@@ -14,34 +14,46 @@ using Clock = std::chrono::steady_clock;
 
 const char* ToString(Kind k) {
   switch (k) {
-    case Kind::kDroppedAllowed: return "dropped-allowed";
-    case Kind::kPassedDenied: return "passed-denied";
-    case Kind::kDroppedDeferred: return "dropped-deferred";
-    case Kind::kCachedDeferred: return "cached-deferred";
-    case Kind::kWrongCache: return "wrong-cache";
-    case Kind::kAborted: return "aborted";
+    case Kind::kDroppedAllowed:
+      return "dropped-allowed";
+    case Kind::kPassedDenied:
+      return "passed-denied";
+    case Kind::kDroppedDeferred:
+      return "dropped-deferred";
+    case Kind::kCachedDeferred:
+      return "cached-deferred";
+    case Kind::kWrongCache:
+      return "wrong-cache";
+    case Kind::kAborted:
+      return "aborted";
   }
   return "?";
 }
 
 const char* Explain(Kind k) {
   switch (k) {
-    case Kind::kDroppedAllowed: return "XDP dropped what Istio allows (contract rule 1: XDP may drop only what Istio denies)";
+    case Kind::kDroppedAllowed:
+      return "XDP dropped what Istio allows (contract rule 1: XDP may drop only what Istio denies)";
     case Kind::kPassedDenied:
       return "XDP passed what Istio denies on attributes XDP sees (contract rule 2: XDP must drop it)";
     case Kind::kDroppedDeferred:
-      return "XDP dropped a connection whose verdict needs the source identity (contract rule 3: defer to userspace; "
+      return "XDP dropped a connection whose verdict needs the source identity (contract rule 3: defer to "
+             "userspace; "
              "rule 1: Istio allows some identities)";
     case Kind::kCachedDeferred:
-      return "XDP cached ALLOW for a connection whose verdict needs the source identity (contract rule 3: defer, "
+      return "XDP cached ALLOW for a connection whose verdict needs the source identity (contract rule 3: "
+             "defer, "
              "km_auth_res untouched)";
-    case Kind::kWrongCache: return "the action is right but km_auth_res is not the evidence the contract ties to it (§2)";
-    case Kind::kAborted: return "XDP aborted or returned an action the contract does not know";
+    case Kind::kWrongCache:
+      return "the action is right but km_auth_res is not the evidence the contract ties to it (§2)";
+    case Kind::kAborted:
+      return "XDP aborted or returned an action the contract does not know";
   }
   return "?";
 }
 
-std::optional<Kind> Judge(bp::XdpAction action, std::optional<bp::Verdict> auth_res, const IstioAnswer& istio) {
+std::optional<Kind> Judge(bp::XdpAction action, std::optional<bp::Verdict> auth_res,
+                          const IstioAnswer& istio) {
   if (action != bp::XdpAction::kDrop && action != bp::XdpAction::kPass) return Kind::kAborted;
   const bool drop = action == bp::XdpAction::kDrop;
   switch (istio.expected) {
@@ -91,16 +103,19 @@ bool Cause::Within(const std::string& key) const {
 }
 
 std::string Cause::Describe() const {
-  if (fixes.empty()) return "no known defect explains it (fixing every one of them in the model does not make it conform)";
-  if (!note.empty()) return std::string(Info(Defect::kD8).code) + ": " + Info(Defect::kD8).title + " (" +
-                            Info(Defect::kD8).source + "): " + note;
+  if (fixes.empty())
+    return "no known defect explains it (fixing every one of them in the model does not make it conform)";
+  if (!note.empty())
+    return std::string(Info(Defect::kD8).code) + ": " + Info(Defect::kD8).title + " (" +
+           Info(Defect::kD8).source + "): " + note;
   DefectSet all;
   for (const auto& f : fixes) {
     for (Defect d : f.list()) all = all.With(d);
   }
   std::string out;
   for (Defect d : all.list()) {
-    out += std::string(out.empty() ? "" : "\n") + Info(d).code + ": " + Info(d).title + " (" + Info(d).source + ")";
+    out += std::string(out.empty() ? "" : "\n") + Info(d).code + ": " + Info(d).title + " (" +
+           Info(d).source + ")";
   }
   return out;
 }
@@ -118,8 +133,9 @@ Cause Classify(const ModelCase& mc, const Connection& conn, const IstioAnswer& i
   };
   // Sets of k defects in lexicographic order, k = 1, 2, ...: the first size with a set that conforms wins.
   std::vector<size_t> pick;
+  // `first_only` still tries every single defect: "D8 | D35" is a cause of its own, not "D8".
   std::function<void(size_t, size_t)> choose = [&](size_t from, size_t k) {
-    if (first_only && !cause.fixes.empty()) return;
+    if (first_only && pick.size() + k > 1 && !cause.fixes.empty()) return;
     if (k == 0) {
       DefectSet s;
       for (size_t i : pick) s = s.With(ids[i]);
@@ -167,13 +183,14 @@ class Stopwatch {
 
 std::string Timings::ToString() const {
   char buf[200];
-  snprintf(buf, sizeof buf, "write %.1f s, xdp test runs %.1f s, oracle %.1f s, model %.1f s, classify %.1f s, undo %.1f s",
+  snprintf(buf, sizeof buf,
+           "write %.1f s, xdp test runs %.1f s, oracle %.1f s, model %.1f s, classify %.1f s, undo %.1f s",
            write, xdp, oracle, model, classify, undo);
   return buf;
 }
 
-ConnVerdict Differential::JudgeOne(const ModelCase& mc, const Oracle& oracle, const Connection& conn, bool trace,
-                                   std::map<std::string, Cause>* causes) {
+ConnVerdict Differential::JudgeOne(const ModelCase& mc, const Oracle& oracle, const Connection& conn,
+                                   bool trace, std::map<std::string, Cause>* causes) {
   ConnVerdict v;
   v.conn = conn;
   {
@@ -186,9 +203,7 @@ ConnVerdict Differential::JudgeOne(const ModelCase& mc, const Oracle& oracle, co
   }
   Stopwatch t(timings_.model);
   v.model = Predict(mc, conn, DefectSet::All(), trace);
-  v.model_matches = v.model.action == v.kmesh.action && v.model.auth_res == v.kmesh.auth_res &&
-                    v.model.tcargs.has_value() == v.kmesh.tcargs.has_value() &&
-                    (!v.model.tcargs || *v.model.tcargs == *v.kmesh.tcargs);
+  v.model_matches = ModelAgrees(v.model, v.kmesh);
   v.kind = Judge(v.kmesh.action, v.kmesh.auth_res, v.istio);
   if (v.kind) {
     Stopwatch c(timings_.classify);
@@ -314,8 +329,8 @@ std::vector<Case> Candidates(const Case& c) {
       for (size_t k = 0; k < rule.from.size(); ++k) {
         const pol::Source& s = rule.from[k];
         auto field_count = [](const pol::Source& x) {
-          return !x.ip_blocks.empty() + !x.not_ip_blocks.empty() + !x.namespaces.empty() + !x.not_namespaces.empty() +
-                 !x.principals.empty() + !x.not_principals.empty();
+          return !x.ip_blocks.empty() + !x.not_ip_blocks.empty() + !x.namespaces.empty() +
+                 !x.not_namespaces.empty() + !x.principals.empty() + !x.not_principals.empty();
         };
         auto shrink_list = [&](auto member) {
           const auto& list = s.*member;

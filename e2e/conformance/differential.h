@@ -3,8 +3,9 @@
 //   istio  what it must do (oracle.h: Istio's semantics and the offload contract);
 //   model  what the model of Kmesh's XDP with every known defect predicts (kmesh_model.h).
 // A disagreement is kmesh against istio; its cause is the smallest set of known defects whose fix makes
-// the model conform (Classify; only defects the case's shape can expose are tried). A model miss is kmesh against model: behaviour nobody has explained.
-// Disagreements are shrunk (Shrink) to a minimal case that disagrees the same way, for the same cause.
+// the model conform (Classify; only defects the case's shape can expose are tried). A model miss is kmesh
+// against model: behaviour nobody has explained. Disagreements are shrunk (Shrink) to a minimal case that
+// disagrees the same way, for the same cause.
 #pragma once
 
 #include <chrono>
@@ -50,8 +51,9 @@ struct Cause {
   // One line per defect involved: "D5: <title> (<source>)".
   std::string Describe() const;
 };
-// `first_only`: stop at the first smallest set (enough to file the disagreement under Key()).
-Cause Classify(const ModelCase& mc, const Connection& conn, const IstioAnswer& istio, bool first_only = false);
+// `first_only`: past single defects, stop at the first smallest set (enough to file the disagreement).
+Cause Classify(const ModelCase& mc, const Connection& conn, const IstioAnswer& istio,
+               bool first_only = false);
 
 struct ConnVerdict {
   Connection conn;
@@ -70,8 +72,8 @@ struct CaseRun {
 };
 
 struct Shrunk {
-  Case c;                  // one connection
-  ConnVerdict verdict;     // judged on a fresh node
+  Case c;               // one connection
+  ConnVerdict verdict;  // judged on a fresh node
   std::string maps;
   bool reproduced = false;  // the minimal case disagrees the same way on a fresh node
   int tries = 0;            // candidates run

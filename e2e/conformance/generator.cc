@@ -20,7 +20,9 @@ uint64_t Random::Next() {
 
 uint64_t Random::Below(uint64_t n) { return Next() % n; }
 
-int Random::Between(int lo, int hi) { return lo + static_cast<int>(Below(static_cast<uint64_t>(hi - lo + 1))); }
+int Random::Between(int lo, int hi) {
+  return lo + static_cast<int>(Below(static_cast<uint64_t>(hi - lo + 1)));
+}
 
 bool Random::Chance(double p) { return static_cast<double>(Next() >> 11) * 0x1.0p-53 < p; }
 
@@ -31,9 +33,12 @@ uint64_t CaseSeed(uint64_t run_seed, uint64_t index) {
 
 const char* ToString(Family f) {
   switch (f) {
-    case Family::kIPv4: return "ipv4";
-    case Family::kIPv6: return "ipv6";
-    case Family::kIPv4MappedIPv6: return "ipv4-mapped-ipv6";
+    case Family::kIPv4:
+      return "ipv4";
+    case Family::kIPv6:
+      return "ipv6";
+    case Family::kIPv4MappedIPv6:
+      return "ipv4-mapped-ipv6";
   }
   return "?";
 }
@@ -69,11 +74,11 @@ std::string PrincipalOf(const std::string& ns, const std::string& sa) {
 namespace {
 
 // Clients. The IPv6 pool's a00:1::1 and c0a8:709::1 begin with the bytes of 10.0.0.1 and 192.168.7.9.
-const std::vector<std::string> kV4Clients = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.6",   "10.0.1.1",
+const std::vector<std::string> kV4Clients = {"10.0.0.1", "10.0.0.2", "10.0.0.3",    "10.0.0.6",  "10.0.1.1",
                                              "10.0.1.4", "10.1.0.9", "192.168.7.9", "172.16.0.5"};
-const std::vector<std::string> kV6Clients = {"fd00::1",  "fd00::2",     "fd00::3",        "fd00:0:0:1::1",
-                                             "fd00:0:0:1::4", "2001:db8::5", "a00:1::1", "c0a8:709::1",
-                                             "::a00:1"};
+const std::vector<std::string> kV6Clients = {"fd00::1",       "fd00::2",       "fd00::3",
+                                             "fd00:0:0:1::1", "fd00:0:0:1::4", "2001:db8::5",
+                                             "a00:1::1",      "c0a8:709::1",   "::a00:1"};
 // Destination addresses for `when: destination.ip` besides the workload's own.
 const std::vector<std::string> kV4Destinations = {"10.244.2.7", "10.244.2.8", "10.244.0.0/16", "10.0.0.0/8"};
 const std::vector<std::string> kV6Destinations = {"fd00:10:244:2::7", "fd00:10:244:2::8", "fd00:10:244::/48"};
@@ -158,7 +163,8 @@ class CaseBuilder {
     for (;;) {
       std::string n(1, kChars[r_.Below(26)]);
       const int len = r_.Between(0, 10);
-      for (int i = 0; i < len; ++i) n += (i > 0 && i < len - 1 && r_.Chance(0.1)) ? '-' : kChars[r_.Below(36)];
+      for (int i = 0; i < len; ++i)
+        n += (i > 0 && i < len - 1 && r_.Chance(0.1)) ? '-' : kChars[r_.Below(36)];
       if (names_.insert(ns + "/" + n).second) return n;
     }
   }
@@ -329,6 +335,8 @@ class CaseBuilder {
 
 }  // namespace
 
-Case Generate(uint64_t seed, const GeneratorOptions& options) { return CaseBuilder(seed, options).Build(seed); }
+Case Generate(uint64_t seed, const GeneratorOptions& options) {
+  return CaseBuilder(seed, options).Build(seed);
+}
 
 }  // namespace kmesh::conformance

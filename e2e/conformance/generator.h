@@ -21,9 +21,9 @@
 namespace kmesh::conformance {
 
 struct GeneratorOptions {
-  int max_applying_policies = 6;  // policies that apply to the workload: 1..max
-  int max_other_policies = 2;     // policies that do not (another namespace, other labels): 0..max
-  int max_rules = 6;              // rules per policy: 1..max, mostly 1-2 (0 with zero_rule_chance)
+  int max_applying_policies = 6;   // policies that apply to the workload: 1..max
+  int max_other_policies = 2;      // policies that do not (another namespace, other labels): 0..max
+  int max_rules = 6;               // rules per policy: 1..max, mostly 1-2 (0 with zero_rule_chance)
   double zero_rule_chance = 0.04;  // `spec: {}`-like policies: istiod sends them with no rule
   int connections = 96;            // per case
 };

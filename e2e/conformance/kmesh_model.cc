@@ -51,9 +51,16 @@ constexpr int kStringMatchMap = MapFor(sizeof(Istio__Security__StringMatch));
 
 class Emulator {
  public:
-  Emulator(const ModelCase& mc, const Connection& conn, const DefectSet& present, const Identity* id, bool trace)
-      : mc_(mc), mem_(mc.memory()), conn_(conn), d_(present), id_(id), want_trace_(trace),
-        key_(bp::EncodeTupleKey(conn.tuple)), family_(conn.family()) {}
+  Emulator(const ModelCase& mc, const Connection& conn, const DefectSet& present, const Identity* id,
+           bool trace)
+      : mc_(mc),
+        mem_(mc.memory()),
+        conn_(conn),
+        d_(present),
+        id_(id),
+        want_trace_(trace),
+        key_(bp::EncodeTupleKey(conn.tuple)),
+        family_(conn.family()) {}
 
   Prediction Run() {
     const std::vector<uint32_t> ids = ListIds();
@@ -67,7 +74,7 @@ class Emulator {
 
  private:
   static constexpr int32_t kXdpDrop = 1, kXdpPass = 2;
-  // Slots policies_check reads before it meets memory that names no policy (observed on this kernel).
+  // The slot at which the model stops reading zero ids past the value (Kmesh may go on: ModelAgrees).
   static constexpr size_t kReadPastSlots = 8;
 
   struct PolicyResult {
@@ -108,13 +115,14 @@ class Emulator {
       id = ids[idx];
     } else if (!d_.Has(Defect::kD6)) {
       return r;  // the whole list, and nothing after it
-    } else if (!d_.Has(Defect::kD35) || idx >= kReadPastSlots) {
+    } else if (!d_.Has(Defect::kD35) || idx >= kReadPastSlots || mem_.Policy(0) == nullptr) {
       if (d_.Has(Defect::kD35)) p_.read_past_list = true;
-      return r;
+      return r;  // memory after the value: taken as an id no policy is stored under
     } else {
-      // policyIds + policy_index past the 4 slots: the 16 bytes after km_wlpolicy's value read as zero ids
-      // here (stale element memory), then something no policy is stored under.
+      // policyIds + policy_index past the 4 slots, with a policy stored under key 0: the bytes after
+      // km_wlpolicy's value read as zero ids (stale element memory) for a while.
       p_.read_past_list = true;
+      p_.past_list_ambiguous = true;
     }
     if (id == 0 && !d_.Has(Defect::kD35)) return r;  // an empty slot ends the list
     const std::vector<uint8_t>* policy = LookupPolicy(id);
@@ -129,11 +137,12 @@ class Emulator {
     const auto& a = *policy;
     r.deny = U32(a, offsetof(Istio__Security__Authorization, action)) == ISTIO__SECURITY__ACTION__DENY;
     const uint64_t n_rules = U64(a, offsetof(Istio__Security__Authorization, n_rules));
-    const std::vector<uint8_t>* rules = mem_.Blob(U64(a, offsetof(Istio__Security__Authorization, rules)), kMap1600);
+    const std::vector<uint8_t>* rules =
+        mem_.Blob(U64(a, offsetof(Istio__Security__Authorization, rules)), kMap1600);
     std::string what;
     if (want_trace_) {
-      what = "slot " + std::to_string(idx) + ": " + mc_.NameOf(id) + " (" + (r.deny ? "DENY" : "ALLOW") + ", " +
-             std::to_string(n_rules) + (n_rules == 1 ? " rule)" : " rules)");
+      what = "slot " + std::to_string(idx) + ": " + mc_.NameOf(id) + " (" + (r.deny ? "DENY" : "ALLOW") +
+             ", " + std::to_string(n_rules) + (n_rules == 1 ? " rule)" : " rules)");
     }
     if (rules == nullptr) {
       r.no_rules = true;
@@ -142,7 +151,8 @@ class Emulator {
     }
     ctx_.n_rules = static_cast<uint8_t>(n_rules);
     ctx_.action = r.deny ? KM_ACTION_DENY : KM_ACTION_ALLOW;
-    const size_t bound = d_.Has(Defect::kD34) ? std::min<uint64_t>(n_rules, KM_MAX_MEMBER_NUM_PER_POLICY) : n_rules;
+    const size_t bound =
+        d_.Has(Defect::kD34) ? std::min<uint64_t>(n_rules, KM_MAX_MEMBER_NUM_PER_POLICY) : n_rules;
     for (size_t i = 0; i < bound; ++i) {
       const size_t off = d_.Has(Defect::kD10) ? i : 8 * i;  // &rulesPtr[i] on a void *
       const std::vector<uint8_t>* rule = mem_.Blob(U64(*rules, off), kRuleMap);
@@ -155,9 +165,9 @@ class Emulator {
       }
     }
     Trace(what + ": no rule matched" +
-          (bound < n_rules ? " (rules after the 4th not read)"
-                           : d_.Has(Defect::kD10) && n_rules > 1 ? " (rules after the first read at byte offsets)"
-                                                                 : ""));
+          (bound < n_rules                       ? " (rules after the 4th not read)"
+           : d_.Has(Defect::kD10) && n_rules > 1 ? " (rules after the first read at byte offsets)"
+                                                 : ""));
     return r;
   }
 
@@ -229,7 +239,8 @@ class Emulator {
   bool EvalRule(const std::vector<uint8_t>& rule) {  // rule_match_check, authz.h:511-544
     const uint64_t n = U64(rule, offsetof(Istio__Security__Rule, n_clauses));
     if (n == 0) return true;
-    const std::vector<uint8_t>* clauses = mem_.Blob(U64(rule, offsetof(Istio__Security__Rule, clauses)), kMap1600);
+    const std::vector<uint8_t>* clauses =
+        mem_.Blob(U64(rule, offsetof(Istio__Security__Rule, clauses)), kMap1600);
     if (clauses == nullptr) return false;
     const size_t bound = d_.Has(Defect::kD34) ? std::min<uint64_t>(n, KM_MAX_MEMBER_NUM_PER_POLICY) : n;
     for (size_t i = 0; i < bound; ++i) {
@@ -279,7 +290,8 @@ class Emulator {
            Strings(m, offsetof(M, n_not_principals), offsetof(M, not_principals), id_->principal, true);
   }
 
-  bool Strings(const std::vector<uint8_t>& m, size_t n_off, size_t list_off, const std::string& value, bool negated) {
+  bool Strings(const std::vector<uint8_t>& m, size_t n_off, size_t list_off, const std::string& value,
+               bool negated) {
     using S = Istio__Security__StringMatch;
     const uint64_t n = U64(m, n_off);
     if (n == 0) return true;
@@ -291,15 +303,22 @@ class Emulator {
       const uint32_t type = U32(*sm, offsetof(S, match_type_case));
       std::string pattern;
       if (const std::vector<uint8_t>* str = mem_.Blob(U64(*sm, offsetof(S, exact)), kMap192)) {
-        pattern.assign(reinterpret_cast<const char*>(str->data()), strnlen(reinterpret_cast<const char*>(str->data()), str->size()));
+        pattern.assign(reinterpret_cast<const char*>(str->data()),
+                       strnlen(reinterpret_cast<const char*>(str->data()), str->size()));
       }
       switch (type) {
-        case ISTIO__SECURITY__STRING_MATCH__MATCH_TYPE_EXACT: any = value == pattern; break;
-        case ISTIO__SECURITY__STRING_MATCH__MATCH_TYPE_PREFIX: any = value.compare(0, pattern.size(), pattern) == 0; break;
-        case ISTIO__SECURITY__STRING_MATCH__MATCH_TYPE_SUFFIX:
-          any = value.size() >= pattern.size() && value.compare(value.size() - pattern.size(), pattern.size(), pattern) == 0;
+        case ISTIO__SECURITY__STRING_MATCH__MATCH_TYPE_EXACT:
+          any = value == pattern;
           break;
-        default: any = !value.empty();
+        case ISTIO__SECURITY__STRING_MATCH__MATCH_TYPE_PREFIX:
+          any = value.compare(0, pattern.size(), pattern) == 0;
+          break;
+        case ISTIO__SECURITY__STRING_MATCH__MATCH_TYPE_SUFFIX:
+          any = value.size() >= pattern.size() &&
+                value.compare(value.size() - pattern.size(), pattern.size(), pattern) == 0;
+          break;
+        default:
+          any = !value.empty();
       }
     }
     return negated ? !any : any;
@@ -307,7 +326,8 @@ class Emulator {
 
   bool Ports(const std::vector<uint8_t>& m) {  // match_dst_ports, authz.h:147-203
     using M = Istio__Security__Match;
-    const uint64_t n = U64(m, offsetof(M, n_destination_ports)), nn = U64(m, offsetof(M, n_not_destination_ports));
+    const uint64_t n = U64(m, offsetof(M, n_destination_ports)),
+                   nn = U64(m, offsetof(M, n_not_destination_ports));
     if (n == 0 && nn == 0) return true;
     auto bound = [&](uint64_t k) {
       return d_.Has(Defect::kD12) ? std::min<uint64_t>(k, KM_MAX_MEMBER_NUM_PER_POLICY) : k;
@@ -410,7 +430,9 @@ class Emulator {
     }
     // convert_ipv6_to_ip6addr as the object here is compiled (clang 19 -O2): word k is the OR of its 4
     // bytes shifted left by 8k, word 1 is all ones (`|=` on a union word the initializer left unset).
-    auto or4 = [&](int k) { return uint32_t((*b)[4 * k] | (*b)[4 * k + 1] | (*b)[4 * k + 2] | (*b)[4 * k + 3]); };
+    auto or4 = [&](int k) {
+      return uint32_t((*b)[4 * k] | (*b)[4 * k + 1] | (*b)[4 * k + 2] | (*b)[4 * k + 3]);
+    };
     const uint32_t rule[4] = {or4(0), 0xffffffffu, or4(2) << 16, or4(3) << 24};
     for (int k = 0; k < 4; ++k) {
       uint32_t t;
@@ -471,12 +493,12 @@ void NodeMemory::Forget() {
 }
 
 std::string Prediction::ToString() const {
-  return "XDP_" + bp::ToString(action) + ", km_auth_res = " + (auth_res ? bp::ToString(*auth_res) : "no entry") +
+  return "XDP_" + bp::ToString(action) +
+         ", km_auth_res = " + (auth_res ? bp::ToString(*auth_res) : "no entry") +
          (to_userspace ? ", tail call to xdp_shutdown_in_userspace" : "");
 }
 
-ModelCase::ModelCase(const Case& c, const Written& w, NodeMemory& memory)
-    : c_(c), w_(w), mem_(memory) {
+ModelCase::ModelCase(const Case& c, const Written& w, NodeMemory& memory) : c_(c), w_(w), mem_(memory) {
   for (const auto& name : w.selected) selected_ids_.push_back(w.policies.at(name).policy_id);
   std::vector<std::string> scoped;
   const auto applying = ApplyingPolicies(c);
@@ -509,7 +531,8 @@ ModelCase::ModelCase(const Case& c, const Written& w, NodeMemory& memory)
   namespace pol = kmesh::policy;
   using K = pol::ConditionKey::Kind;
   const size_t cap = KM_MAX_MEMBER_NUM_PER_POLICY;
-  bool multi_address = false, over_cap = false, many_ports = false, not_only = false, ipv6 = false, multi_rule = false;
+  bool multi_address = false, over_cap = false, many_ports = false, not_only = false, ipv6 = false,
+       multi_rule = false;
   bool no_rules = false;
   auto addresses = [&](size_t n_in, size_t n_not, bool v6) {
     multi_address = multi_address || n_in > 1 || n_not > 1;
@@ -543,7 +566,8 @@ ModelCase::ModelCase(const Case& c, const Written& w, NodeMemory& memory)
         const bool six = family(s.ip_blocks) | family(s.not_ip_blocks);
         addresses(s.ip_blocks.size(), s.not_ip_blocks.size(), six);
       }
-      for (const auto& o : rule.to) many_ports = many_ports || o.ports.size() > cap || o.not_ports.size() > cap;
+      for (const auto& o : rule.to)
+        many_ports = many_ports || o.ports.size() > cap || o.not_ports.size() > cap;
       for (const auto& c : rule.when) {
         if (c.key.kind == K::kSourceIp || c.key.kind == K::kDestinationIp) {
           const bool six = family_text(c.values) | family_text(c.not_values);
@@ -596,6 +620,20 @@ std::string ModelCase::NameOf(uint32_t id) const {
   return it == names_.end() ? "id " + std::to_string(id) : it->second + " (id " + std::to_string(id) + ")";
 }
 
+bool ModelAgrees(const Prediction& m, const Observation& k) {
+  const bool tcargs_equal =
+      m.tcargs.has_value() == k.tcargs.has_value() && (!m.tcargs || *m.tcargs == *k.tcargs);
+  if (m.action == k.action && m.auth_res == k.auth_res && tcargs_equal) return true;
+  if (!m.past_list_ambiguous || !m.tcargs || !k.tcargs || m.auth_res != k.auth_res) return false;
+  MatchContext seen = *k.tcargs, predicted = *m.tcargs;
+  if (seen.policy_index < KM_MAX_MEMBER_NUM_PER_POLICY || seen.policy_index > 16) return false;
+  predicted.policy_index = seen.policy_index;
+  if (!(seen == predicted)) return false;
+  // 16 slots: policies_check for slot 16 is the 33rd tail call, its tail call to policy_check fails and it
+  // returns XDP_PASS (authz.h:604-606).
+  return k.action == m.action || (k.action == bp::XdpAction::kPass && seen.policy_index == 16);
+}
+
 Prediction Predict(const ModelCase& mc, const Connection& conn, const DefectSet& present, bool trace) {
   if (present.Has(Defect::kD2)) return Emulator(mc, conn, present, nullptr, trace).Run();
   // D2 fixed: decide only what every identity class agrees on, defer the rest.
@@ -609,14 +647,18 @@ Prediction Predict(const ModelCase& mc, const Connection& conn, const DefectSet&
   }
   auto all = [&](auto pred) { return std::all_of(each.begin(), each.end(), pred); };
   Prediction p;
-  p.read_past_list = std::any_of(each.begin(), each.end(), [](const Prediction& e) { return e.read_past_list; });
+  p.read_past_list =
+      std::any_of(each.begin(), each.end(), [](const Prediction& e) { return e.read_past_list; });
+  p.past_list_ambiguous =
+      std::any_of(each.begin(), each.end(), [](const Prediction& e) { return e.past_list_ambiguous; });
   p.trace = each.front().trace;
   if (all([](const Prediction& e) { return e.action == bp::XdpAction::kDrop; })) {
     p.action = bp::XdpAction::kDrop;
     if (!all([](const Prediction& e) { return !e.auth_res; })) p.auth_res = bp::Verdict::kDeny;
   } else if (all([](const Prediction& e) { return e.action == bp::XdpAction::kPass; })) {
     p.action = bp::XdpAction::kPass;
-    if (all([](const Prediction& e) { return e.auth_res == bp::Verdict::kAllow; })) p.auth_res = bp::Verdict::kAllow;
+    if (all([](const Prediction& e) { return e.auth_res == bp::Verdict::kAllow; }))
+      p.auth_res = bp::Verdict::kAllow;
   } else {
     p.action = bp::XdpAction::kPass;
     p.to_userspace = true;

@@ -53,7 +53,10 @@ struct Prediction {
   std::optional<MatchContext> tcargs;  // predicted only with D2 present (one evaluation, no identity)
   bool to_userspace = false;           // ended in the tail call to xdp_shutdown_in_userspace
   bool read_past_list = false;         // policy_index reached 4: km_wlpolicy read past its value
-  std::vector<std::string> trace;      // how it decided, one line per policy (when asked for)
+  // Past the 4 slots Kmesh read zero ids and found the policy stored under key 0 (D8, D35): how long the
+  // zeros go on is memory the model cannot see (see ModelAgrees).
+  bool past_list_ambiguous = false;
+  std::vector<std::string> trace;  // how it decided, one line per policy (when asked for)
   std::string ToString() const;
 };
 
@@ -90,9 +93,15 @@ class ModelCase {
   std::map<uint32_t, std::string> names_;
   std::vector<Identity> identities_;
   std::vector<std::string> lost_;
-  DefectSet relevant_;        // for every connection
+  DefectSet relevant_;          // for every connection
   bool has_ipv4_rule_ = false;  // D32 matters for a non-IPv4 connection only when there is one
 };
+
+// Whether Kmesh's XDP did what the model (every defect present) predicted: the action, km_auth_res and the
+// km_tcargs state left behind. When the prediction read past km_wlpolicy's 4 slots into zero ids
+// (past_list_ambiguous), Kmesh may also have met a non-zero id later (the same verdict, a later
+// policy_index up to 16) or the kernel's limit of 33 tail calls (XDP_PASS at policy_index 16).
+bool ModelAgrees(const Prediction& model, const Observation& kmesh);
 
 // What Kmesh's XDP does with `conn`'s SYN, with the `present` defects, on the node holding the case.
 // With D2 fixed, XDP is credited with knowing which identities the policies tell apart: it decides when

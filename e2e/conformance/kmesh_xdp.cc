@@ -23,9 +23,9 @@ constexpr const char* kNode = "node-under-test";
 
 // The maps a case writes: the daemon's (km_authz_policy, the inner maps, km_wlpolicy, km_frontend) and
 // the programs' (km_auth_res, km_tcargs; Run removes its tuple's entries, Reset whatever is left).
-const char* const kCaseMaps[] = {"km_authz_policy", "kmesh_map64", "kmesh_map192", "kmesh_map296",
-                                 "kmesh_map1600",   "km_wlpolicy", "km_frontend",  KM_MAP_AUTH_RES,
-                                 KM_MAP_TCARGS};
+const char* const kCaseMaps[] = {"km_authz_policy", "kmesh_map64",   "kmesh_map192",
+                                 "kmesh_map296",    "kmesh_map1600", "km_wlpolicy",
+                                 "km_frontend",     KM_MAP_AUTH_RES, KM_MAP_TCARGS};
 
 // Every key of `m`, walked once (bpf_map_get_next_key from the previous key; a hash map walk visits each
 // bucket once), then deleted. Returns how many entries there were.
@@ -67,25 +67,35 @@ std::string MatchContext::ToString() const {
     return r == 1 ? std::string("XDP_DROP") : r == 2 ? std::string("XDP_PASS") : std::to_string(r);
   };
   return "{policy_index " + std::to_string(policy_index) + ", need_tailcall_to_userspace " +
-         (need_tailcall_to_userspace ? "true" : "false") + ", auth_result " + xdp(auth_result) +
-         ", action " + (action == KM_ACTION_DENY ? "DENY" : "ALLOW") + ", n_rules " + std::to_string(n_rules) +
-         "}";
+         (need_tailcall_to_userspace ? "true" : "false") + ", auth_result " + xdp(auth_result) + ", action " +
+         (action == KM_ACTION_DENY ? "DENY" : "ALLOW") + ", n_rules " + std::to_string(n_rules) + "}";
 }
 
 std::string Observation::ToString() const {
-  return "XDP_" + bp::ToString(action) + ", km_auth_res = " + (auth_res ? bp::ToString(*auth_res) : "no entry") +
+  return "XDP_" + bp::ToString(action) +
+         ", km_auth_res = " + (auth_res ? bp::ToString(*auth_res) : "no entry") +
          ", km_tcargs = " + (tcargs ? tcargs->ToString() : "no entry");
 }
 
 std::vector<const WrittenPolicy*> Written::Listed() const {
   std::vector<const WrittenPolicy*> out;
-  for (size_t i = 0; i < selected.size() && i < listed_ids.size(); ++i) out.push_back(&policies.at(selected[i]));
+  for (size_t i = 0; i < selected.size() && i < listed_ids.size(); ++i)
+    out.push_back(&policies.at(selected[i]));
   return out;
 }
 
+KmeshXdpUnderTest::Folder::Folder(std::string p) : path(std::move(p)) {
+  std::filesystem::create_directories(path);
+}
+
+KmeshXdpUnderTest::Folder::~Folder() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
 KmeshXdpUnderTest::KmeshXdpUnderTest(const std::string& work_parent)
-    : work_(work_parent + "/" + UniqueName("conformance")),
-      bpffs_((std::filesystem::create_directories(work_), lab::NodeBpffs::Mount(work_, kNode))),
+    : folder_(work_parent + "/" + UniqueName("conformance")),
+      bpffs_(lab::NodeBpffs::Mount(work_, kNode)),
       dp_(lab::KmeshAuthzDatapath::Load(bpffs_)),
       xdp_authz_fd_(dp_->prog_fd("xdp_authz")),
       auth_res_(dp_->OpenMap(KM_MAP_AUTH_RES)),
@@ -98,8 +108,6 @@ KmeshXdpUnderTest::KmeshXdpUnderTest(const std::string& work_parent)
 KmeshXdpUnderTest::~KmeshXdpUnderTest() {
   writer_.reset();  // the daemon first, then the maps it writes
   dp_.reset();
-  std::error_code ec;
-  std::filesystem::remove_all(work_ + "/state", ec);
 }
 
 void KmeshXdpUnderTest::StartDaemon() {
@@ -125,17 +133,20 @@ uint64_t KmeshXdpUnderTest::InnerEntries() const { return dp_->OpenMap("kmesh_ma
 
 void KmeshXdpUnderTest::Undo(const Written& w) {
   bool leaked = false;
-  for (const auto& [resource, p] : w.policies) {
-    const lab::PolicyWrite r = writer_->RemoveAuthorization(resource);
+  std::vector<std::string> names;
+  for (const auto& [resource, p] : w.policies) names.push_back(resource);
+  const std::vector<lab::PolicyWrite> removed = writer_->RemoveAuthorizations(names);
+  for (const lab::PolicyWrite& r : removed) {
     if (r.ret == 0) continue;
+    const WrittenPolicy& p = w.policies.at(r.resource);
     if (p.stored_key != p.policy_id) {
       // D8 again: deserial_delete_elem looks the policy up by its full id and misses the entry strncpy
       // cut down; Kmesh only logs it (workload_processor.go:1055-1060), so the policy stays for good.
       leaked = true;
       continue;
     }
-    throw Error("Kmesh's deserial_delete_elem(" + std::to_string(r.policy_id) + ", " + resource + ") returned " +
-                std::to_string(r.ret) + " (log: " + writer_->log_path() + ")");
+    throw Error("Kmesh's deserial_delete_elem(" + std::to_string(r.policy_id) + ", " + r.resource +
+                ") returned " + std::to_string(r.ret) + " (log: " + writer_->log_path() + ")");
   }
   holds_case_ = false;
   if (leaked) Reset();  // what Kmesh left behind would change the next case's maps
@@ -146,17 +157,19 @@ Written KmeshXdpUnderTest::Write(const Case& c) {
   holds_case_ = true;
   ++cases_since_reset_;
   Written w;
-  for (const auto& p : c.policies) {
+  std::vector<lab::workloadapi::Authorization> all;
+  for (const auto& p : c.policies) all.push_back(wa::Translate(p, wa::TranslateOptions{kRootNamespace}));
+  const std::vector<lab::PolicyWrite> writes = writer_->ApplyAuthorizations(all);
+  for (size_t i = 0; i < all.size(); ++i) {
     WrittenPolicy wp;
-    wp.resource = p.IdKey();
-    wp.authorization = wa::Translate(p, wa::TranslateOptions{kRootNamespace});
-    const lab::PolicyWrite r = writer_->ApplyAuthorization(wp.authorization);
-    wp.policy_id = r.policy_id;
-    wp.stored_key = r.stored_key;
+    wp.resource = c.policies[i].IdKey();
+    wp.authorization = all[i];
+    wp.policy_id = writes[i].policy_id;
+    wp.stored_key = writes[i].stored_key;
     w.policies[wp.resource] = wp;
   }
-  w.selected =
-      wa::WorkloadPolicyNames(c.policies, c.workload.ns, c.workload.labels, wa::TranslateOptions{kRootNamespace});
+  w.selected = wa::WorkloadPolicyNames(c.policies, c.workload.ns, c.workload.labels,
+                                       wa::TranslateOptions{kRootNamespace});
   lab::WorkloadSpec spec;
   spec.uid = c.workload.uid;
   spec.node = kNode;

@@ -34,11 +34,11 @@ namespace kmesh::conformance {
 // the tail calls pass on. An entry is left for every tuple no policy matched (D4), which is evidence of
 // how far the evaluation went.
 struct MatchContext {
-  uint32_t action = 0;         // of the last policy looked at
-  uint8_t policy_index = 0;    // index in km_wlpolicy of the next policy to look at
+  uint32_t action = 0;       // of the last policy looked at
+  uint8_t policy_index = 0;  // index in km_wlpolicy of the next policy to look at
   bool need_tailcall_to_userspace = false;
   uint8_t n_rules = 0;
-  int32_t auth_result = 0;     // XDP_PASS (2) until an ALLOW did not match, then XDP_DROP (1)
+  int32_t auth_result = 0;  // XDP_PASS (2) until an ALLOW did not match, then XDP_DROP (1)
   static MatchContext Decode(const uint8_t* value);  // KM_TCARGS_VALUE_SIZE bytes
   std::string ToString() const;
   bool operator==(const MatchContext& o) const {
@@ -61,14 +61,14 @@ struct Observation {
 struct WrittenPolicy {
   std::string resource;  // "ns/name"
   uint32_t policy_id = 0;
-  uint32_t stored_key = 0;  // differs from policy_id when the id has a zero byte (D8)
+  uint32_t stored_key = 0;                        // differs from policy_id when the id has a zero byte (D8)
   lab::workloadapi::Authorization authorization;  // as istiod sent it
 };
 struct Written {
   uint32_t workload_id = 0;
-  std::vector<std::string> selected;  // Workload.authorization_policies (istiod's sorted list)
-  std::vector<uint32_t> listed_ids;   // km_wlpolicy as written (at most 4)
-  std::vector<std::string> dropped;   // beyond Kmesh's 4
+  std::vector<std::string> selected;              // Workload.authorization_policies (istiod's sorted list)
+  std::vector<uint32_t> listed_ids;               // km_wlpolicy as written (at most 4)
+  std::vector<std::string> dropped;               // beyond Kmesh's 4
   std::map<std::string, WrittenPolicy> policies;  // every policy of the case, by resource
   // Policies in km_wlpolicy order.
   std::vector<const WrittenPolicy*> Listed() const;
@@ -110,7 +110,15 @@ class KmeshXdpUnderTest {
  private:
   void StartDaemon();
 
-  std::string work_;
+  // The node's own folder (bpffs mount point, the daemon's state), removed last, after the bpffs is
+  // unmounted.
+  struct Folder {
+    std::string path;
+    explicit Folder(std::string p);
+    ~Folder();
+  };
+  Folder folder_;
+  const std::string& work_ = folder_.path;
   lab::NodeBpffs bpffs_;
   std::unique_ptr<lab::KmeshAuthzDatapath> dp_;
   std::unique_ptr<lab::KmeshPolicyWriter> writer_;

@@ -10,9 +10,12 @@ namespace pol = kmesh::policy;
 
 const char* ToString(Expected e) {
   switch (e) {
-    case Expected::kDrop: return "drop";
-    case Expected::kPass: return "pass";
-    case Expected::kDefer: return "defer";
+    case Expected::kDrop:
+      return "drop";
+    case Expected::kPass:
+      return "pass";
+    case Expected::kDefer:
+      return "defer";
   }
   return "?";
 }

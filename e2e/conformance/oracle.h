@@ -55,8 +55,8 @@ struct IstioAnswer {
 };
 
 struct Identity {
-  std::string ns;         // "" for a source with no identity
-  std::string principal;  // "cluster.local/ns/<ns>/sa/<sa>", "" with no identity
+  std::string ns;                // "" for a source with no identity
+  std::string principal;         // "cluster.local/ns/<ns>/sa/<sa>", "" with no identity
   std::string ToString() const;  // "ns-a (cluster.local/ns/ns-a/sa/sa-1)", "no identity"
 };
 

@@ -58,7 +58,8 @@ Replayed Replay(const std::string& name) {
 // What Istio and the contract ask: the disagreement is gone.
 [[maybe_unused]] void CheckConforms(const std::string& name) {
   const Replayed x = Replay(name);
-  INFO(name << ".yaml (" << x.r.defect << ", " << x.r.kind << ")\n" << x.r.explanation << "\n\nreplayed:\n"
+  INFO(name << ".yaml (" << x.r.defect << ", " << x.r.kind << ")\n"
+            << x.r.explanation << "\n\nreplayed:\n"
             << kc::DescribeVerdict(x.r.c, x.v, x.maps));
   CHECK_FALSE(kc::Judge(x.v.kmesh.action, x.v.kmesh.auth_res, x.v.istio).has_value());
 }
@@ -68,11 +69,11 @@ Replayed Replay(const std::string& name) {
 #define KMESH_CONCAT2(a, b) a##b
 #define KMESH_CONCAT(a, b) KMESH_CONCAT2(a, b)
 // One kept case: `name` is the file's name without .yaml; `tags` must name its defect.
-#define KEPT_DISAGREEMENT(name, tags)                                          \
-  static Registration KMESH_CONCAT(registration_, __LINE__)(name);             \
+#define KEPT_DISAGREEMENT(name, tags)                                         \
+  static Registration KMESH_CONCAT(registration_, __LINE__)(name);            \
   TEST_CASE("conformance/" name ": XDP does what Istio and the contract ask", \
-            "[kmesh-defect]" tags "[!shouldfail]") {                           \
-    CheckConforms(name);                                                       \
+            "[kmesh-defect]" tags "[!shouldfail]") {                          \
+    CheckConforms(name);                                                      \
   }
 
 #include "e2e/conformance/regression_cases.inc"
@@ -86,12 +87,12 @@ TEST_CASE("every kept disagreement still shows its Kmesh defect, for the recorde
   CHECK(files == registered);  // each file has its KEPT_DISAGREEMENT in regression_cases.inc, and back
   for (const auto& name : files) {
     const Replayed x = Replay(name);
-    INFO(name << ".yaml, recorded: " << x.r.defect << ", " << x.r.kind << ", Istio " << x.r.istio << ", Kmesh "
-              << x.r.kmesh << "\nreplayed:\n"
+    INFO(name << ".yaml, recorded: " << x.r.defect << ", " << x.r.kind << ", Istio " << x.r.istio
+              << ", Kmesh " << x.r.kmesh << "\nreplayed:\n"
               << kc::DescribeVerdict(x.r.c, x.v, x.maps));
     CHECK(kc::ToString(x.v.istio.expected) == x.r.istio);  // the oracle's answer has not moved
-    CHECK(x.v.model_matches);                               // Kmesh does what the model says
-    CHECK(x.v.kmesh.ToString() == x.r.kmesh);               // and what it did when the case was kept
+    CHECK(x.v.model_matches);                              // Kmesh does what the model says
+    CHECK(x.v.kmesh.ToString() == x.r.kmesh);              // and what it did when the case was kept
     REQUIRE(x.v.kind.has_value());
     CHECK(kc::ToString(*x.v.kind) == x.r.kind);
     CHECK(x.v.cause.Within(x.r.defect));  // fixing the recorded defect(s) in the model makes it conform

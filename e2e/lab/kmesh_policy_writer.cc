@@ -233,6 +233,51 @@ json KmeshPolicyWriter::Request(const json& req) {
   return reply;
 }
 
+std::vector<json> KmeshPolicyWriter::Requests(const std::vector<json>& reqs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string what = "kmesh-lab-daemon (node " + options_.node_name + ") " +
+                           std::to_string(reqs.size()) + " pipelined requests";
+  if (to_daemon_ < 0) throw Error(what + ": the daemon is stopped");
+  // The daemon answers each request before it reads the next and its replies are small, so it never
+  // blocks on its reply pipe while this side is still writing.
+  std::string all;
+  for (const auto& r : reqs) all += r.dump() + "\n";
+  WriteAll(to_daemon_, all, what + ": write requests");
+  std::vector<json> replies;
+  for (const auto& r : reqs) {
+    json reply = ReadReply(what);
+    if (!reply.value("ok", false)) {
+      throw Error(what + ": " + r.value("op", "?") + ": " + reply.value("error", reply.dump()) +
+                  DaemonTrouble());
+    }
+    replies.push_back(std::move(reply));
+  }
+  return replies;
+}
+
+std::vector<PolicyWrite> KmeshPolicyWriter::ApplyAuthorizations(
+    const std::vector<workloadapi::Authorization>& all) {
+  std::vector<json> reqs;
+  for (const auto& a : all)
+    reqs.push_back({{"op", proto::kApplyAuthorization}, {"wire_hex", Hex(workloadapi::Marshal(a))}});
+  std::vector<PolicyWrite> out;
+  for (const json& r : Requests(reqs))
+    out.push_back(PolicyWrite{r.at("resource"), r.at("policy_id"), r.at("stored_key"), r.at("ret")});
+  return out;
+}
+
+std::vector<PolicyWrite> KmeshPolicyWriter::RemoveAuthorizations(
+    const std::vector<std::string>& resource_names) {
+  std::vector<json> reqs;
+  for (const auto& n : resource_names) reqs.push_back({{"op", proto::kRemoveAuthorization}, {"resource", n}});
+  const std::vector<json> replies = Requests(reqs);
+  std::vector<PolicyWrite> out;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    out.push_back(PolicyWrite{resource_names[i], replies[i].at("policy_id"), 0, replies[i].at("ret")});
+  }
+  return out;
+}
+
 PolicyWrite KmeshPolicyWriter::ApplyAuthorization(const workloadapi::Authorization& a) {
   const json r = Request({{"op", proto::kApplyAuthorization}, {"wire_hex", Hex(workloadapi::Marshal(a))}});
   return PolicyWrite{r.at("resource"), r.at("policy_id"), r.at("stored_key"), r.at("ret")};

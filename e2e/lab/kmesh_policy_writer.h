@@ -86,6 +86,10 @@ class KmeshPolicyWriter {
   // What a removed Authorization resource makes Kmesh do; a deserializer failure is reported in `ret`
   // (Kmesh only logs it).
   PolicyWrite RemoveAuthorization(const std::string& resource_name);
+  // The same for several, in order, with every request sent before the first reply is read (one round
+  // trip instead of one per policy; the conformance run writes and removes tens of thousands).
+  std::vector<PolicyWrite> ApplyAuthorizations(const std::vector<workloadapi::Authorization>& all);
+  std::vector<PolicyWrite> RemoveAuthorizations(const std::vector<std::string>& resource_names);
   // The policy as Kmesh's deserial_lookup_elem reads it back; nullopt when the id is unknown or absent.
   std::optional<workloadapi::Authorization> LookupAuthorization(const std::string& resource_name);
   std::optional<workloadapi::Authorization> LookupAuthorizationById(uint32_t policy_id);
@@ -105,6 +109,7 @@ class KmeshPolicyWriter {
 
  private:
   nlohmann::json Request(const nlohmann::json& req);
+  std::vector<nlohmann::json> Requests(const std::vector<nlohmann::json>& reqs);
   nlohmann::json ReadReply(const std::string& what);
   std::string DaemonTrouble() const;  // the log's last lines, for errors
   void Stop();

@@ -195,9 +195,9 @@ Decision Evaluate(const std::vector<AuthorizationPolicy>& policies, const Reques
       for (size_t i = 0; i < p.rules[r].when.size(); ++i) {
         const ConditionKey& k = p.rules[r].when[i].key;
         if (k.kind != ConditionKey::Kind::kOther) continue;
-        throw Error(p.origin.ToString() + ": policy " + p.IdKey() + ": the lab does not support the condition key " +
-                    k.text + " (spec.rules[" + std::to_string(r) + "].when[" + std::to_string(i) + "] (" + k.text +
-                    "))");
+        throw Error(p.origin.ToString() + ": policy " + p.IdKey() +
+                    ": the lab does not support the condition key " + k.text + " (spec.rules[" +
+                    std::to_string(r) + "].when[" + std::to_string(i) + "] (" + k.text + "))");
       }
     }
   }

@@ -42,7 +42,7 @@ class Headers {
 // One connection or HTTP request as the destination sees it.
 struct Request {
   IpAddress source_ip;
-  std::string source_namespace;             // "" when the source is not a known workload
+  std::string source_namespace;  // "" when the source is not a known workload
   // The source's principal as Istio matches it ("cluster.local/ns/a/sa/b", no "spiffe://"; "" when the
   // source has no identity). nullopt: the caller has none to give, and a policy that matches on
   // principals makes Evaluate throw (the lab's probes do not know one; the conformance oracle does).
