@@ -236,8 +236,17 @@ RunReport RunConformance(Differential& diff, const RunOptions& options) {
       keep(k, codes[0]);
     }
   }
-  for (int pass = 0; pass < 2; ++pass) {  // alternatives, visible first; then evidence only
-    for (auto& k : report.classes) {
+  // Alternatives, the fewest first ("D8 | D35" before "D8 | D10 | D30 | D35"); visible kinds first, then
+  // evidence only.
+  std::vector<DisagreementClass*> by_alternatives;
+  for (auto& k : report.classes) by_alternatives.push_back(&k);
+  std::stable_sort(by_alternatives.begin(), by_alternatives.end(),
+                   [&](const DisagreementClass* a, const DisagreementClass* b) {
+                     return singles(*a).size() < singles(*b).size();
+                   });
+  for (int pass = 0; pass < 2; ++pass) {
+    for (DisagreementClass* kp : by_alternatives) {
+      DisagreementClass& k = *kp;
       if (!eligible(k) || k.keep || (pass == 0 && !visible(k.kind))) continue;
       for (const auto& code : singles(k)) {
         if (kept_kinds[code].empty()) {
@@ -271,8 +280,11 @@ RunReport RunConformance(Differential& diff, const RunOptions& options) {
       k.not_kept = "no known defect explains it";
     } else if (singles(k).empty()) {
       k.not_kept = "an interaction of " + k.minimal_cause + ": each is kept alone";
+    } else if (singles(k).size() > 1) {
+      k.not_kept = "fixing any one of " + k.minimal_cause +
+                   " makes it conform: each is kept where it is the only cause";
     } else {
-      k.not_kept = k.minimal_cause + ": already kept with this kind, or with a kind a client sees";
+      k.not_kept = k.minimal_cause + " is kept with this kind already, or with a kind a client sees";
     }
   }
   if (leak_cases > 0)

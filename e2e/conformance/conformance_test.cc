@@ -49,6 +49,21 @@ kc::RunOptions OptionsFromEnvironment() {
   return o;
 }
 
+// Every code in a cause or defect field: "D8 | D35" (either fix conforms), "D1+D10" (both needed).
+std::set<std::string> Codes(const std::string& text) {
+  std::set<std::string> out;
+  std::string code;
+  for (char ch : text + " ") {
+    if (ch == 'D' || (!code.empty() && std::isdigit(static_cast<unsigned char>(ch)))) {
+      code += ch;
+    } else {
+      if (code.size() > 1) out.insert(code);
+      code.clear();
+    }
+  }
+  return out;
+}
+
 // The defect codes kept regression cases cover (testdata/conformance/*.yaml, their `defect` field).
 std::set<std::string> KeptDefects() {
   std::set<std::string> out;
@@ -56,17 +71,7 @@ std::set<std::string> KeptDefects() {
       std::filesystem::path(kmesh::Runfile("testdata/conformance/README.md")).parent_path();
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     if (e.path().extension() != ".yaml") continue;
-    const kc::RegressionCase r = kc::ReadRegressionCase(e.path());
-    // "D8 | D35" (either fix conforms), "D1+D10" (both needed): every code named.
-    std::string code;
-    for (char ch : r.defect + " ") {
-      if (ch == 'D' || std::isdigit(static_cast<unsigned char>(ch))) {
-        code += ch;
-      } else if (!code.empty()) {
-        out.insert(code);
-        code.clear();
-      }
-    }
+    for (const auto& code : Codes(kc::ReadRegressionCase(e.path()).defect)) out.insert(code);
   }
   return out;
 }
@@ -113,8 +118,7 @@ TEST_CASE("conformance: every verdict of Kmesh's XDP is predicted, every disagre
                                       ? kc::DescribeVerdict(k.minimal.c, k.minimal.verdict, k.minimal.maps)
                                       : kc::DescribeVerdict(k.first_case, k.first, k.first_maps)));
     CHECK(k.cause != "unexplained");
-    std::stringstream ss(k.cause);
-    for (std::string code; std::getline(ss, code, '+');) {
+    for (const std::string& code : Codes(k.cause)) {
       INFO("defect " << code
                      << " has no minimal case in testdata/conformance: keep the one this run wrote to "
                      << "its outputs (conformance/regression/)");

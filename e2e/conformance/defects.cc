@@ -49,7 +49,7 @@ const DefectInfo kDefects[] = {
     {Defect::kD35, "D35",
      "an empty km_wlpolicy slot (id 0) is looked up in km_authz_policy like a policy id, and policy_index "
      "runs past the 4 slots: a policy stored under key 0 (its id's first byte is zero, cut by D8: 1 policy "
-     "in 256, in any namespace) is applied to every workload with fewer than 4 policies, up to 6 times",
+     "in 256, in any namespace) is applied to every workload with fewer than 4 policies",
      "bpf/kmesh/workload/include/authz.h:573-577, 680; bpf/deserialization_to_bpf_map/"
      "deserialization_to_bpf_map.c:91-106"},
 };

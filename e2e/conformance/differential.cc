@@ -1,6 +1,7 @@
 #include "e2e/conformance/differential.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <functional>
 
@@ -79,25 +80,34 @@ std::string Cause::Codes() const {
   return out;
 }
 
+std::string Cause::Key() const {
+  if (fixes.empty()) return "unexplained";
+  return fixes.front().size() == 1 ? Codes() : fixes.front().Codes();
+}
+
 bool Cause::Within(const std::string& key) const {
   if (key == "unexplained") return fixes.empty();
-  for (const auto& f : fixes) {
-    bool inside = true;
-    for (Defect d : f.list()) {
-      const std::string code = Info(d).code;
-      // `key` is "D1+D10"-like: a code is inside when it is one of the '+'-separated parts.
-      size_t at = 0;
-      bool found = false;
-      while (at <= key.size()) {
-        const size_t plus = key.find('+', at);
-        const std::string part = key.substr(at, plus == std::string::npos ? std::string::npos : plus - at);
-        if (part == code) found = true;
-        if (plus == std::string::npos) break;
-        at = plus + 1;
-      }
-      inside = inside && found;
+  // "D8 | D35" -> {{D8}, {D35}}; "D1+D10" -> {{D1, D10}}.
+  std::vector<std::vector<std::string>> alternatives(1);
+  std::string code;
+  for (char ch : key + " ") {
+    if (ch == 'D' || std::isdigit(static_cast<unsigned char>(ch))) {
+      code += ch;
+      continue;
     }
-    if (inside) return true;
+    if (!code.empty()) alternatives.back().push_back(code);
+    code.clear();
+    if (ch == '|') alternatives.emplace_back();
+  }
+  for (const auto& f : fixes) {
+    for (const auto& alternative : alternatives) {
+      bool inside = true;
+      for (Defect d : f.list()) {
+        inside =
+            inside && std::find(alternative.begin(), alternative.end(), Info(d).code) != alternative.end();
+      }
+      if (inside) return true;
+    }
   }
   return false;
 }
@@ -269,6 +279,16 @@ ConnVerdict Differential::RunOne(const Case& c, bool trace, std::string* maps) {
   return v;
 }
 
+namespace {
+
+// What shrinking keeps: the cause filed under `key`, or a simpler one; but a cause any of several single
+// defects explains ("D8 | D35") stays exactly that, else it would drift to one of them and lose the other.
+bool SameCause(const Cause& c, const std::string& key) {
+  return c.Within(key) && (key.find('|') == std::string::npos || c.Key() == key);
+}
+
+}  // namespace
+
 ConnVerdict Differential::Replay(const Case& c, std::string* maps) {
   node_.Reset();
   ConnVerdict v = RunOne(c, true, maps);
@@ -278,7 +298,7 @@ ConnVerdict Differential::Replay(const Case& c, std::string* maps) {
 
 bool Differential::Still(const Case& candidate, Kind kind, const std::string& key) {
   const ConnVerdict v = RunOne(candidate, false, nullptr);
-  return v.model_matches && v.kind == kind && v.cause.Within(key);
+  return v.model_matches && v.kind == kind && SameCause(v.cause, key);
 }
 
 namespace {
@@ -454,7 +474,7 @@ Shrunk Differential::Shrink(const Case& original, const Connection& conn, Kind k
   }
   // The kept case must disagree the same way on a node that saw nothing before it.
   s.verdict = Replay(s.c, &s.maps);
-  s.reproduced = s.verdict.model_matches && s.verdict.kind == kind && s.verdict.cause.Within(key);
+  s.reproduced = s.verdict.model_matches && s.verdict.kind == kind && SameCause(s.verdict.cause, key);
   return s;
 }
 

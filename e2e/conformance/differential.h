@@ -42,9 +42,11 @@ struct Cause {
   std::vector<DefectSet> fixes;  // every smallest set of fixes that makes the model conform
   std::string note;              // when the cause is known from the maps rather than the model
   bool explained() const { return !fixes.empty(); }
-  // The first of them (single defects first, in code order): what a disagreement is filed under.
-  std::string Key() const { return fixes.empty() ? "unexplained" : fixes.front().Codes(); }
-  // Whether this cause is the `key` one or a simpler one (a fix set within it).
+  // What a disagreement is filed under: the single-defect fixes when there are ("D8 | D35"), else the
+  // first smallest set (in code order; "D1+D10").
+  std::string Key() const;
+  // Whether this cause is the `key` one or a simpler one: one of its fix sets lies within one of the
+  // key's alternatives.
   bool Within(const std::string& key) const;
   // "D5", "D5 | D11" (either fix suffices), "D1+D2" (both needed), "unexplained".
   std::string Codes() const;
