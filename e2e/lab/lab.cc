@@ -123,6 +123,12 @@ bool UsesIdentity(const policy::AuthorizationPolicy& p) {
   return false;
 }
 
+// Kmesh's sockops object, or a source mutant of it (e2e/mutation): a runfile.
+std::string SockopsObject() {
+  const char* object = std::getenv("KMESH_E2E_LAB_SOCKOPS_OBJECT");
+  return object && *object ? object : "third_party/kmesh/sockops.o";
+}
+
 // A plain value's bytes, for map keys and values.
 template <typename T>
 bpf_probe::ByteView Raw(const T& v) {
@@ -225,7 +231,7 @@ void Lab::LoadKmesh() {
     NodeBpffs bpffs = NodeBpffs::Mount(workdir_, n->spec.name);
     NodeCgroup cgroup = NodeCgroup::Create(n->spec.name);
     SockopsGlobals globals{bpf_probe::IpAddr::Parse(n->spec.underlay_ip), CidrBase(n->spec.pod_cidr)};
-    KmeshSockops sockops = KmeshSockops::Load(Runfile("third_party/kmesh/sockops.o"), bpffs, cgroup, globals);
+    KmeshSockops sockops = KmeshSockops::Load(Runfile(SockopsObject()), bpffs, cgroup, globals);
     nodes.push_back(std::unique_ptr<KmeshNode>(
         new KmeshNode{std::move(bpffs), std::move(cgroup), std::move(sockops), nullptr, nullptr}));
   }
@@ -313,6 +319,7 @@ nlohmann::json Lab::DatapathIdentity() {
     j["object"] = first->object;
     j["object_sha256"] = first->object_sha256;
     j["patches"] = first->patches;
+    j["sockops_object"] = SockopsObject();
     j["clang"] = first->clang_version;
     j["describe"] = first->Describe();
   }
@@ -515,12 +522,11 @@ std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server) const {
 
 void Lab::StartAgent(const std::string& node) {
   Node& n = topo_->node(node);
-  agents_[node] =
-      &topo_->Spawn(n.ns.ref(),
-                    {Runfile("e2e/lab/kmesh-lab-agent"), "--node", node, "--address", n.spec.underlay_ip,
-                     "--pod-cidr", n.spec.pod_cidr, "--boot-id", n.boot_id, "--state", ipsec_dir_, "--pin-dir",
-                     kmesh(node).pin_dir()},
-                    AgentLog(node));
+  agents_[node] = &topo_->Spawn(
+      n.ns.ref(),
+      {Runfile("e2e/lab/kmesh-lab-agent"), "--node", node, "--address", n.spec.underlay_ip, "--pod-cidr",
+       n.spec.pod_cidr, "--boot-id", n.boot_id, "--state", ipsec_dir_, "--pin-dir", kmesh(node).pin_dir()},
+      AgentLog(node));
 }
 
 std::string Lab::AgentLog(const std::string& node) const { return logdir_ + "/agent-" + node + ".log"; }

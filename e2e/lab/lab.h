@@ -153,8 +153,8 @@ class Lab {
   std::string WaypointLog(const std::string& server) const;
 
   // Faults. IPsec faults act on one node (`node`, default the second: where the servers usually run);
-  // datapath faults on every node. KMESH_E2E_LAB_XDP_OBJECT (a runfile, e.g. a source mutant's
-  // "e2e/mutation/xdp_<name>.o") replaces Kmesh's XDP object when the lab comes up.
+  // datapath faults on every node. KMESH_E2E_LAB_XDP_OBJECT and KMESH_E2E_LAB_SOCKOPS_OBJECT (runfiles,
+  // e.g. a source mutant's "e2e/mutation/xdp_<name>.o") replace Kmesh's objects when the lab comes up.
   void Inject(Fault f, const std::string& node = "node2");
   void Clear(Fault f);
   bool Active(Fault f) const { return faults_.count(f) != 0; }

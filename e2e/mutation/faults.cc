@@ -53,6 +53,12 @@ FaultSpec Source(std::string id, std::string what, std::string source, std::vect
   return Fault(FaultKind::kSource, std::move(id), std::move(what), std::move(source), std::move(cases),
                std::move(codes), "");
 }
+FaultSpec Sockops(std::string id, std::string what, std::string source, std::vector<std::string> cases,
+                  std::vector<std::string> codes) {
+  FaultSpec f = Source(std::move(id), std::move(what), std::move(source), std::move(cases), std::move(codes));
+  f.program = Program::kSockops;
+  return f;
+}
 // A mutant no case of the suite catches yet; `why` says why and what would catch it.
 FaultSpec Survivor(std::string id, std::string what, std::string source, std::vector<std::string> cases,
                    std::vector<std::string> codes, std::string why) {
@@ -71,11 +77,20 @@ FaultSpec Equivalent(std::string id, std::string what, std::string source, std::
 const char* ToString(FaultKind k) { return k == FaultKind::kRuntime ? "runtime" : "source"; }
 
 std::string FaultSpec::object() const {
-  return kind == FaultKind::kSource ? "e2e/mutation/xdp_" + id + ".o" : "";
+  if (kind != FaultKind::kSource) return "";
+  return std::string("e2e/mutation/") + (program == Program::kXdp ? "xdp_" : "sockops_") + id + ".o";
+}
+
+std::string FaultSpec::kmesh_object() const {
+  if (kind != FaultKind::kSource) return "";
+  return program == Program::kXdp ? "third_party/kmesh/xdp.o" : "third_party/kmesh/sockops.o";
 }
 
 std::string FaultSpec::inject_env() const {
-  return kind == FaultKind::kSource ? "KMESH_E2E_LAB_XDP_OBJECT=" + object() : "KMESH_E2E_LAB_FAULTS=" + id;
+  if (kind != FaultKind::kSource) return "KMESH_E2E_LAB_FAULTS=" + id;
+  return std::string(program == Program::kXdp ? "KMESH_E2E_LAB_XDP_OBJECT="
+                                              : "KMESH_E2E_LAB_SOCKOPS_OBJECT=") +
+         object();
 }
 
 const std::vector<FaultSpec>& Faults() {
@@ -184,6 +199,16 @@ const std::vector<FaultSpec>& Faults() {
           "denied tuple (xdp.c:83-86, 138-139); the suite runs Kmesh's default authz_offload = 1, where "
           "xdp_authz drops the denied tuple first (xdp.c:119-121). Killing it needs a case with "
           "authz_offload = 0 (an Env knob for kmeshctl authz) expecting a reset and the verdict consumed"),
+
+      // Source mutants of Kmesh's sockops (the userspace half's input, and the cleanup of cached verdicts).
+      Sockops("auth-request-dropped", "sockops no longer reports an accepted connection on km_auth_req",
+              "bpf/kmesh/workload/sockops.c:188", {kNamespaceAllowOther}, {code::kNotDeniedAfterHandshake}),
+      Sockops("auth-request-not-reversed",
+              "sockops reports the connection server-to-client: userspace judges (and keys) the wrong tuple",
+              "bpf/kmesh/workload/sockops.c:130", {kNamespaceAllowOther}, {code::kNotDeniedAfterHandshake}),
+      Sockops("auth-entry-not-cleaned",
+              "sockops no longer deletes the tuple's km_auth_res entry when the connection closes",
+              "bpf/kmesh/workload/sockops.c:190-194", {kIpAllowSelected}, {code::kAllowEntryNotCleared}),
   };
   return faults;
 }

@@ -13,12 +13,15 @@ namespace kmesh::mutation {
 
 enum class FaultKind { kRuntime, kSource };
 const char* ToString(FaultKind k);
+// The Kmesh object a source mutant changes.
+enum class Program { kXdp, kSockops };
 
 struct FaultSpec {
   std::string id;  // lab fault name (runtime) or mutant name (source): unique
   FaultKind kind = FaultKind::kRuntime;
-  std::string what;          // what is broken, in one sentence
-  std::string kmesh_source;  // the Kmesh code it breaks (file:line at the pinned commit)
+  Program program = Program::kXdp;  // source mutants: which object
+  std::string what;                 // what is broken, in one sentence
+  std::string kmesh_source;         // the Kmesh code it breaks (file:line at the pinned commit)
   // Catch2 names of the authz suite's cases that must catch it (never a [!shouldfail] Kmesh-defect case:
   // those fail by design).
   std::vector<std::string> cases;
@@ -33,6 +36,8 @@ struct FaultSpec {
   std::string survivor;
   // Source mutants: the object's runfile ("e2e/mutation/xdp_<id>.o"); runtime: "".
   std::string object() const;
+  // Source mutants: the runfile of Kmesh's own object it mutates ("third_party/kmesh/xdp.o").
+  std::string kmesh_object() const;
   // The environment of the suite run that injects it (KMESH_E2E_LAB_FAULTS or KMESH_E2E_LAB_XDP_OBJECT).
   std::string inject_env() const;
 };

@@ -9,6 +9,7 @@
 // Each fault gets its own suite process and so its own lab (about 3 s to bring up): no fault's leftovers
 // (a deleted map entry, a stale verdict) can decide another fault's cases. The control runs alone; the
 // fault runs go defaults::MutationJobs() at a time.
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -54,9 +55,26 @@ std::string Spec(const std::vector<std::string>& names) {
 // no inherited filter or fault.
 std::vector<std::string> BaseEnv(const std::string& run_id, const std::string& outputs) {
   return {
-      "KMESH_E2E_ENV=lab",        "KMESH_E2E_FAULT_RUN=" + run_id, "TEST_UNDECLARED_OUTPUTS_DIR=" + outputs,
-      "XML_OUTPUT_FILE=",         "TESTBRIDGE_TEST_ONLY=",         "KMESH_E2E_LAB_FAULTS=",
-      "KMESH_E2E_LAB_XDP_OBJECT="};
+      "KMESH_E2E_ENV=lab",         "KMESH_E2E_FAULT_RUN=" + run_id, "TEST_UNDECLARED_OUTPUTS_DIR=" + outputs,
+      "XML_OUTPUT_FILE=",          "TESTBRIDGE_TEST_ONLY=",         "KMESH_E2E_LAB_FAULTS=",
+      "KMESH_E2E_LAB_XDP_OBJECT=", "KMESH_E2E_LAB_SOCKOPS_OBJECT="};
+}
+
+// The entry of `env` that sets the variable `assignment` ("NAME=value") sets; env.end() when none does.
+std::vector<std::string>::iterator EnvEntry(std::vector<std::string>& env, const std::string& assignment) {
+  const std::string var = assignment.substr(0, assignment.find('=') + 1);
+  return std::find_if(env.begin(), env.end(), [&](const std::string& e) { return e.rfind(var, 0) == 0; });
+}
+
+// The digest a kmesh_bpf_object's build record gives its object ("" for no object).
+std::string ObjectSha256(const std::string& object_runfile) {
+  if (object_runfile.empty()) return "";
+  const std::string record = object_runfile.substr(0, object_runfile.size() - 2) + ".build.json";
+  std::ifstream in(Runfile(record));
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  INFO("build record " << record);
+  REQUIRE((!j.is_discarded() && j.contains("object_sha256")));
+  return j["object_sha256"].get<std::string>();
 }
 
 // How many cases of `suite` the Catch2 test spec matches: Catch2 2.x exits with that count when it lists
@@ -78,12 +96,7 @@ SuiteRun RunSuite(const std::string& suite, const std::string& id, const std::ve
   fs::create_directories(out);
   netns::ProcessOptions opts;
   opts.env = BaseEnv(id, out);
-  if (!inject.empty()) {
-    const std::string var = inject.substr(0, inject.find('=') + 1);
-    for (auto& e : opts.env) {
-      if (e.rfind(var, 0) == 0) e = inject;
-    }
-  }
+  if (!inject.empty()) *EnvEntry(opts.env, inject) = inject;
   opts.output = netns::ProcessOptions::Output::kFile;
   opts.output_file = out + "/suite.log";
   const auto start = Clock::now();
@@ -112,6 +125,9 @@ TEST_CASE("mutation: every fault of Kmesh's datapath is caught by a named case w
   std::vector<std::string> selected;
   for (const auto& f : faults) {
     if (f.kind == FaultKind::kSource) Runfile(f.object());  // built, or this throws naming it
+    auto env = BaseEnv(f.id, "");
+    INFO("fault " << f.id << " is injected with " << f.inject_env() << ", which BaseEnv does not reset");
+    REQUIRE(EnvEntry(env, f.inject_env()) != env.end());
     for (const auto& name : f.cases) {
       if (std::find(selected.begin(), selected.end(), name) != selected.end()) continue;
       INFO("fault " << f.id << " selects \"" << name << "\" (e2e/mutation/faults.cc)");
@@ -125,9 +141,12 @@ TEST_CASE("mutation: every fault of Kmesh's datapath is caught by a named case w
   const std::string root = e2e::RunOutputDir() + "/mutation";
   const SuiteRun control = RunSuite(suite, "control", selected, "", root);
   const ControlVerdict cv = JudgeControl(control, selected);
-  const std::string kmesh_object = control.cases.empty() ? "" : control.cases.front().object_sha256;
+
   // The fault runs, defaults::MutationJobs() at a time (each its own lab). No control, no score: they are
   // skipped then (they could prove nothing).
+  // Each mutant's digest and that of Kmesh's object it mutates (read here: Catch2 is single-threaded).
+  std::vector<std::pair<std::string, std::string>> digests;
+  for (const auto& f : faults) digests.push_back({ObjectSha256(f.object()), ObjectSha256(f.kmesh_object())});
   std::vector<SuiteRun> runs(faults.size());
   std::vector<FaultScore> scores(faults.size());
   std::atomic<size_t> next{0};
@@ -137,7 +156,7 @@ TEST_CASE("mutation: every fault of Kmesh's datapath is caught by a named case w
       const FaultSpec& f = faults[i];
       runs[i].id = f.id;
       if (cv.passed) runs[i] = RunSuite(suite, f.id, f.cases, f.inject_env(), root);
-      scores[i] = ScoreFault(f, runs[i], cv.passed, kmesh_object);
+      scores[i] = ScoreFault(f, runs[i], cv.passed, digests[i].first, digests[i].second);
       std::lock_guard<std::mutex> lock(print);
       std::cerr << "mutation: " << f.id << ": " << ToString(scores[i].status) << " (" << runs[i].seconds
                 << " s)\n";

@@ -96,6 +96,7 @@ CaseResult ParseBundle(const json& j) {
   if (j.contains("datapath") && j["datapath"].is_object()) {
     c.datapath_object = j["datapath"].value("object", std::string());
     c.object_sha256 = j["datapath"].value("object_sha256", std::string());
+    c.sockops_object = j["datapath"].value("sockops_object", std::string());
     if (j["datapath"].contains("nodes") && j["datapath"]["nodes"].is_object()) {
       for (const auto& [node, n] : j["datapath"]["nodes"].items()) {
         if (!n.contains("programs") || !n["programs"].is_array()) continue;
@@ -152,12 +153,19 @@ ControlVerdict JudgeControl(const SuiteRun& control, const std::vector<std::stri
 }
 
 FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_passed,
-                      const std::string& kmesh_object_sha256) {
+                      const std::string& mutant_sha256, const std::string& kmesh_sha256) {
   FaultScore s;
   s.fault = &fault;
   if (!control_passed) {
     s.status = FaultStatus::kNotScored;
     s.detail = "the control run did not pass, so no failure can be credited to the fault";
+    return s;
+  }
+  s.object_sha256 = mutant_sha256;
+  if (fault.kind == FaultKind::kSource && !mutant_sha256.empty() && mutant_sha256 == kmesh_sha256) {
+    s.status = FaultStatus::kSameObject;
+    s.detail = "mutants/" + fault.id + ".patch compiles to Kmesh's own object (" + fault.kmesh_object() +
+               ", sha256 " + kmesh_sha256 + "): it changes nothing the datapath runs";
     return s;
   }
   std::vector<const CaseResult*> selected;
@@ -191,17 +199,10 @@ FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_
       s.detail = c->name + " was written under fault run \"" + c->fault_run + "\", not " + fault.id;
       return s;
     }
-    if (fault.kind == FaultKind::kSource && c->datapath_object != fault.object()) {
+    const std::string& loaded = fault.program == Program::kXdp ? c->datapath_object : c->sockops_object;
+    if (fault.kind == FaultKind::kSource && loaded != fault.object()) {
       s.status = FaultStatus::kNoResult;
-      s.detail = c->name + " ran the datapath object \"" + c->datapath_object + "\", not the mutant " +
-                 fault.object();
-      return s;
-    }
-    if (fault.kind == FaultKind::kSource && !kmesh_object_sha256.empty() &&
-        c->object_sha256 == kmesh_object_sha256) {
-      s.status = FaultStatus::kSameObject;
-      s.detail = "mutants/" + fault.id + ".patch compiles to Kmesh's own object (sha256 " +
-                 kmesh_object_sha256 + "): it changes nothing the datapath runs";
+      s.detail = c->name + " ran the object \"" + loaded + "\", not the mutant " + fault.object();
       return s;
     }
   }
@@ -322,11 +323,14 @@ json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector
              {"detail", s.detail},
              {"equivalent", f.equivalent},
              {"survivor", f.survivor}};
-    if (f.kind == FaultKind::kSource) row["patch"] = "e2e/mutation/mutants/" + f.id + ".patch";
+    if (f.kind == FaultKind::kSource) {
+      row["patch"] = "e2e/mutation/mutants/" + f.id + ".patch";
+      row["object"] = f.object();
+      row["object_sha256"] = s.object_sha256;
+    }
     if (i < runs.size()) {
       for (const auto& c : runs[i].cases) {
-        if (f.kind == FaultKind::kSource && c.datapath_object == f.object()) {
-          row["object_sha256"] = c.object_sha256;
+        if (f.kind == FaultKind::kSource && f.program == Program::kXdp && c.datapath_object == f.object()) {
           row["policy_check_verified_insns"] = c.policy_check_insns;
           break;
         }

@@ -23,6 +23,7 @@ struct CaseResult {
   std::string first_failure;         // the first explanation or Catch2 failure, for the table
   std::string datapath_object;       // the XDP object the lab loaded ("third_party/kmesh/xdp.o")
   std::string object_sha256;         // its digest (from its build record, checked at load)
+  std::string sockops_object;        // the sockops object the lab loaded ("third_party/kmesh/sockops.o")
   uint32_t policy_check_insns = 0;   // instructions the verifier walked for policy_check
   std::vector<std::string> patches;  // that object's patches
   std::string fault_run;             // KMESH_E2E_FAULT_RUN the bundle was written under
@@ -78,13 +79,14 @@ struct FaultScore {
   std::vector<CatchingCase> caught_by;       // failed selected cases showing an expected code
   std::vector<CatchingCase> other_failures;  // failed selected cases without any expected code
   std::vector<std::string> missing_codes;
-  std::string detail;  // why, in a sentence (for survivors, not-loaded, no-result)
+  std::string detail;         // why, in a sentence (for survivors, not-loaded, no-result)
+  std::string object_sha256;  // source mutants: the mutant object's digest (its build record)
 };
 
-// Scores one fault's run. `control_passed` false: kNotScored whatever the run says. `kmesh_object_sha256`
-// is the digest of Kmesh's own XDP object (the control's): a mutant with the same digest is kSameObject.
+// Scores one fault's run. `control_passed` false: kNotScored whatever the run says. For a source mutant,
+// the digests of its object and of Kmesh's own (their build records): equal digests are kSameObject.
 FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_passed,
-                      const std::string& kmesh_object_sha256 = "");
+                      const std::string& mutant_sha256 = "", const std::string& kmesh_sha256 = "");
 
 // The printed table: fault, kind, status, caught by which case with which code.
 std::string FormatTable(const std::vector<FaultScore>& scores);

@@ -100,6 +100,17 @@ TEST_CASE("a mutant the lab never ran is not loaded, not killed", "[mutation]") 
   CHECK(s.detail.find("invalid mem access") != std::string::npos);
 }
 
+TEST_CASE("a sockops mutant is checked against the sockops object the lab loaded", "[mutation]") {
+  FaultSpec f = Mutant();
+  f.program = Program::kSockops;
+  CHECK(f.object() == "e2e/mutation/sockops_deny-match-passes.o");
+  CHECK(f.inject_env() == "KMESH_E2E_LAB_SOCKOPS_OBJECT=e2e/mutation/sockops_deny-match-passes.o");
+  CaseResult c = Result(kCase, false, {"syn_not_dropped"}, f.id, "third_party/kmesh/xdp.o");
+  CHECK(ScoreFault(f, Run({c}), true).status == FaultStatus::kNoResult);  // the lab ran Kmesh's sockops
+  c.sockops_object = f.object();
+  CHECK(ScoreFault(f, Run({c}), true).status == FaultStatus::kKilled);
+}
+
 TEST_CASE("bundles of another object or another run do not count", "[mutation]") {
   const FaultSpec f = Mutant();
   CHECK(ScoreFault(f, Run({Result(kCase, false, {"syn_not_dropped"}, f.id, "third_party/kmesh/xdp.o")}), true)
@@ -110,10 +121,9 @@ TEST_CASE("bundles of another object or another run do not count", "[mutation]")
 
 TEST_CASE("a patch that compiles to Kmesh's own object is not a mutant", "[mutation]") {
   const FaultSpec f = Mutant();
-  CaseResult c = Result(kCase, false, {"syn_not_dropped"}, f.id, kMutantObject);
-  c.object_sha256 = "40f5830c";
-  CHECK(ScoreFault(f, Run({c}), true, "40f5830c").status == FaultStatus::kSameObject);
-  CHECK(ScoreFault(f, Run({c}), true, "aaaa").status == FaultStatus::kKilled);
+  const CaseResult c = Result(kCase, false, {"syn_not_dropped"}, f.id, kMutantObject);
+  CHECK(ScoreFault(f, Run({c}), true, "40f5830c", "40f5830c").status == FaultStatus::kSameObject);
+  CHECK(ScoreFault(f, Run({c}), true, "7e95f94a", "40f5830c").status == FaultStatus::kKilled);
 }
 
 TEST_CASE("an equivalent mutant must survive, and stays out of the score", "[mutation]") {
@@ -180,6 +190,7 @@ TEST_CASE("a bundle's codes, object and run are read", "[mutation]") {
        {"datapath",
         {{"object", kMutantObject},
          {"object_sha256", "7e95f94a"},
+         {"sockops_object", "third_party/kmesh/sockops.o"},
          {"patches", {"deny-match-passes.patch"}},
          {"nodes",
           {{"node1", {{"programs", {{{"name", "policy_check"}, {"verified_insns", 976001}}}}}},
@@ -191,6 +202,7 @@ TEST_CASE("a bundle's codes, object and run are read", "[mutation]") {
   CHECK(c.first_failure == "[selected client] sleep-a -> httpbin");
   CHECK(c.datapath_object == kMutantObject);
   CHECK(c.object_sha256 == "7e95f94a");
+  CHECK(c.sockops_object == "third_party/kmesh/sockops.o");
   CHECK(c.policy_check_insns == 976002);
   CHECK(c.fault_run == "deny-match-passes");
 }

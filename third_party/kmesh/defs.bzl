@@ -112,3 +112,23 @@ def kmesh_xdp_object(name, patches = [], **kwargs):
         patches = patches,
         **kwargs
     )
+
+def kmesh_sockops_object(name, patches = [], **kwargs):
+    """Kmesh's workload sockops object (bpf/kmesh/bpf2go/bpf2go.go:24): sockops_prog. One definition of its
+    flags, shared by //third_party/kmesh:sockops and e2e/mutation's source mutants (`patches`).
+    """
+    kmesh_bpf_object(
+        name = name,
+        src = "@kmesh_src//:bpf/kmesh/workload/sockops.c",
+        srcs = ["@kmesh_src//:bpf_workload_srcs"],
+        bpf2go_name = "KmeshSockopsWorkload",
+        flags = [
+            "-D__x86_64__",
+            "-I../workload/include",
+            "-I../../include",
+            "-I../probes",
+            "-DKERNEL_VERSION_HIGHER_5_13_0=1",
+        ],
+        patches = patches,
+        **kwargs
+    )
