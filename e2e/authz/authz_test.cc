@@ -44,6 +44,19 @@ World& TheWorld() {
     w->wp_server = w->env->Deploy({"httpbin-wp", AppKind::kServer, 1, "test-ns1", {}, true});
     w->a = w->env->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
     w->b = w->env->Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3", {}, false});
+    // Every client -> server path warmed before any case judges one: in a fresh world the first SYN of a
+    // pair can wait on neighbour resolution past the connect timeout when the machine is loaded (seen in
+    // e2e/mutation, where every run is a fresh lab and often judges a pair's first connection). Unjudged,
+    // before any policy exists; at most 3 tries per pair.
+    for (const App* client : {&w->a, &w->b}) {
+      for (const App* server : {&w->server, &w->wp_server}) {
+        for (int i = 0; i < 3; ++i) {
+          ProbeSpec warm;
+          warm.path = "/get";
+          if (w->env->Probe(*client, *server, warm).kind == OutcomeKind::kOk) break;
+        }
+      }
+    }
     std::atexit([] { delete TheWorld().env.release(); });
     return w;
   }();

@@ -142,7 +142,10 @@ const std::vector<FaultSpec>& Faults() {
       Source("deny-match-passes", "a matched DENY returns XDP_PASS (and a matched ALLOW XDP_DROP)",
              "bpf/kmesh/workload/include/authz.h:675", {kIpDenySelected}, {code::kSynNotDropped}),
       Source("cached-verdict-inverted", "xdp_authz drops on a cached ALLOW and passes on a cached DENY",
-             "bpf/kmesh/workload/xdp.c:120", {kIpAllowSelected}, {code::kRequestNotServed}),
+             "bpf/kmesh/workload/xdp.c:120", {kIpAllowSelected},
+             // Both: the client is not served, and the cached ALLOW outlives the connection (its FIN is
+             // dropped too, so sockops never sees it close).
+             {code::kRequestNotServed, code::kAllowEntryNotCleared}),
       Source("unmatched-verdict-flipped",
              "when no policy matches, DENY policies drop and ALLOW policies pass (fall-through inverted)",
              "bpf/kmesh/workload/include/authz.h:677-679", {kIpAllowOther}, {code::kSynNotDropped}),
