@@ -111,9 +111,11 @@ struct RunCase {
 TEST_CASE("what the guest can do, and what a failing command returns") {
   const std::string host = HostRelease();
   const std::vector<RunCase> cases = {
-      {"the guest has everything the lab needs (veth, XDP on veth, BPF, BTF, ESP rfc4106)",
+      {"the guest has everything the lab needs (netns, BPF, BTF, bpffs, cgroup v2, veth, XDP on veth, xfrm, "
+       "ESP, GCM)",
        [] { return std::vector<std::string>{"--kernel", "vm", "--", Runner(), "--probe"}; },
-       0, {"has everything the lab needs"}, {}},
+       0, {"has everything the lab needs", "has   XDP native on veth", "has   ESP", "has   GCM",
+           "has   cgroup v2"}, {}},
       {"an ESP tunnel carries TCP in the guest, and its states count it",
        [] { return std::vector<std::string>{"--kernel", "vm", "--", EspCheck(), "--round-trips", "8"}; },
        0, {"rfc4106(gcm(aes))", "8 TCP round trips", "packets"}, {}},
