@@ -31,6 +31,13 @@ from typing import Dict, List, Optional, Tuple
 PROG = "report.py"
 BUNDLE_NAME = "evidence.json"
 ZIP_NAME = "outputs.zip"
+# e2e/mutation's score (its README, "mutation.json"), at its test's output root; its own bundle carries the same
+# document under "mutation".
+MUTATION_NAME = "mutation.json"
+MUTATION_KIND = "kmesh-e2e mutation score"
+# The suite run of e2e/mutation with no fault: its bundles are ordinary cases (labelled); every other fault_run's
+# bundles ran with a fault on purpose and are never counted as the run's results.
+CONTROL_RUN = "control"
 
 
 class InputError(Exception):
@@ -222,6 +229,75 @@ class Bundle:
     def catch2_case(self) -> str:
         return self.junit.name if self.junit else self.case_folder
 
+    @property
+    def fault_run(self) -> str:
+        """KMESH_E2E_FAULT_RUN the bundle was written under (e2e/mutation's suite runs), else ""."""
+        v = self.doc.get("fault_run")
+        return v if isinstance(v, str) else ""
+
+    @property
+    def under_fault(self) -> bool:
+        """Written with a fault injected on purpose: a mutation fault run, or lab faults without one."""
+        if self.fault_run:
+            return self.fault_run != CONTROL_RUN
+        return bool(self.doc.get("lab_faults"))
+
+    @property
+    def control_run(self) -> bool:
+        return self.fault_run == CONTROL_RUN
+
+
+@dataclass
+class MutationRun:
+    """One e2e/mutation score (mutation.json), with the bundles its fault runs wrote."""
+    doc: dict
+    where: str
+    target: str
+    problem: str = ""  # the document's shape is not what e2e/mutation writes: shown raw, with this note
+    fault_bundles: Dict[str, List[Bundle]] = field(default_factory=dict)  # fault id -> bundles of its run
+    control_bundles: List[Bundle] = field(default_factory=list)
+
+    @property
+    def score(self) -> dict:
+        v = self.doc.get("score")
+        return v if isinstance(v, dict) else {}
+
+    @property
+    def control(self) -> dict:
+        v = self.doc.get("control")
+        return v if isinstance(v, dict) else {}
+
+    @property
+    def faults(self) -> List[dict]:
+        v = self.doc.get("faults")
+        return [f for f in v if isinstance(f, dict)] if isinstance(v, list) else []
+
+    def score_line(self) -> str:
+        """"mutation score: killed 36 / 37, ..." as the test printed it, or why there is none."""
+        if self.problem:
+            return f"unreadable mutation score ({self.problem})"
+        text = self.score.get("text")
+        if isinstance(text, str) and text:
+            return text
+        return f"mutation score: killed {self.score.get('killed', '?')} / {self.score.get('total', '?')}"
+
+
+def parse_mutation(data: bytes, where: str) -> Tuple[dict, str]:
+    """(document, problem) of a mutation.json: e2e/mutation's fields (its README) or a problem naming the first gap."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return {}, f"{where}: not a readable JSON document ({e})"
+    if not isinstance(doc, dict):
+        return {}, f"{where}: expected a JSON object, found {type(doc).__name__}"
+    if doc.get("kind") != MUTATION_KIND:
+        return doc, f"{where}: kind is {json.dumps(doc.get('kind'))}, expected {json.dumps(MUTATION_KIND)}"
+    for key, typ in (("control", dict), ("faults", list), ("score", dict)):
+        if not isinstance(doc.get(key), typ):
+            return doc, f"{where}: '{key}' is missing or not a{'n object' if typ is dict else ' list'} " \
+                        f"(e2e/mutation/score.cc ToJson writes it)"
+    return doc, ""
+
 
 @dataclass
 class Run:
@@ -230,9 +306,17 @@ class Run:
     junit_counts: Dict[str, Tuple[int, int]]    # target -> (test cases, failed)
     sources: List[str]
     warnings: List[str]
-    # Bundles of suite runs with lab faults injected on purpose (e2e/sensitivity): their failures are the
-    # point, so they are listed apart and never counted as the run's results.
+    # Bundles of suite runs with faults injected on purpose (e2e/mutation's fault runs): their failures are the
+    # point, so they are shown with the fault they ran under and never counted as the run's results.
     fault_runs: List[Bundle] = field(default_factory=list)
+    mutations: List[MutationRun] = field(default_factory=list)
+
+    def mutation_of(self, b: Bundle) -> Optional[MutationRun]:
+        """The mutation score whose fault (or control) run wrote bundle b."""
+        for m in self.mutations:
+            if any(b is x for bs in m.fault_bundles.values() for x in bs) or any(b is x for x in m.control_bundles):
+                return m
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -341,6 +425,7 @@ def parse_bundle(data: bytes, where: str) -> Tuple[dict, str]:
 class Collector:
     def __init__(self):
         self.found: Dict[Tuple[str, str], Bundle] = {}   # (outputs root, relative path) -> bundle
+        self.mutations: Dict[Tuple[str, str], MutationRun] = {}  # (outputs root, relative path) -> score
         self.junit_dirs: Dict[str, str] = {}             # test target folder -> label
         self.sources: List[str] = []
         self.warnings: List[str] = []
@@ -361,6 +446,14 @@ class Collector:
             self.warnings.append(f"{where}: raw key material in {', '.join(found)}; the report shows fingerprints only")
         self.found[key] = b
 
+    def _add_mutation(self, key, data: bytes, where: str, target: str, prefer: bool):
+        if key in self.mutations and not prefer:
+            return
+        doc, problem = parse_mutation(data, where)
+        if problem:
+            self.warnings.append(problem)
+        self.mutations[key] = MutationRun(doc=doc, where=where, target=target, problem=problem)
+
     def add_file(self, path: str, base: Optional[str] = None):
         root = outputs_root_of(path)
         anchor = root or base or os.path.dirname(os.path.realpath(path))
@@ -368,6 +461,14 @@ class Collector:
         target = target_label(root) if root else (base or os.path.dirname(os.path.realpath(path)))
         if root:
             self.junit_dirs[os.path.dirname(root)] = target
+        if os.path.basename(path) == MUTATION_NAME:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise InputError(f"{path}: cannot read ({e.strerror})")
+            self._add_mutation((root or anchor, rel), data, path, target, prefer=True)
+            return
         folder = os.path.dirname(path)
         arts = [Artifact(n, path=os.path.join(folder, n)) for n in sorted(os.listdir(folder))
                 if n.endswith((".pcap", ".pcapng"))]
@@ -390,6 +491,12 @@ class Collector:
             with zipfile.ZipFile(real) as z:
                 names = z.namelist()
                 bundles = [n for n in names if n == BUNDLE_NAME or n.endswith("/" + BUNDLE_NAME)]
+                if MUTATION_NAME in names:  # e2e/mutation's score sits at the outputs' root
+                    try:
+                        self._add_mutation((root if is_outputs else real, MUTATION_NAME), z.read(MUTATION_NAME),
+                                           f"{path} › {MUTATION_NAME}", target, prefer=False)
+                    except (zipfile.BadZipFile, OSError, RuntimeError) as e:
+                        self.warnings.append(f"{path} › {MUTATION_NAME}: cannot be read from the zip ({e})")
                 if explicit and not bundles:
                     raise InputError(f"{path}: a zip with {len(names)} files, none named {BUNDLE_NAME} "
                                      f"(expected a test's test.outputs/outputs.zip)")
@@ -432,13 +539,13 @@ class Collector:
             for n in sorted(filenames):
                 files += 1
                 full = os.path.join(dirpath, n)
-                if n == BUNDLE_NAME:
-                    bundles += 1
+                if n in (BUNDLE_NAME, MUTATION_NAME):
+                    bundles += n == BUNDLE_NAME
                     self.add_file(full, base)
                 elif n == ZIP_NAME:
                     zips += 1
                     bundles += self.add_zip(full, explicit=False)
-        if bundles == 0 and not any(w.startswith(p) for w in self.warnings):
+        if bundles == 0 and not self.mutations and not any(w.startswith(p) for w in self.warnings):
             raise InputError(f"{p}: no {BUNDLE_NAME} under this folder ({files} files, {zips} {ZIP_NAME} looked at). "
                              f"Pass bazel-testlogs after `bazel test //e2e/...`, or a folder that holds bundles")
 
@@ -487,11 +594,32 @@ class Collector:
                     orphans.append((label, c))
                     for b in mine:
                         b.junit_unexplained = True
-        fault_runs = [b for b in bundles if b.doc.get("lab_faults")]
-        bundles = [b for b in bundles if not b.doc.get("lab_faults")]
+        fault_runs = [b for b in bundles if b.under_fault]
+        bundles = [b for b in bundles if not b.under_fault]
         bundles.sort(key=lambda b: (b.suite, b.target, b.started or 0, b.title))
-        fault_runs.sort(key=lambda b: (str(b.doc.get("lab_faults")), b.suite, b.title))
-        return Run(bundles, orphans, counts, self.sources, self.warnings, fault_runs)
+        fault_runs.sort(key=lambda b: (b.fault_run or str(b.doc.get("lab_faults")), b.suite, b.title))
+        return Run(bundles, orphans, counts, self.sources, self.warnings, fault_runs, self.mutation_runs(bundles, fault_runs))
+
+    def mutation_runs(self, bundles: List[Bundle], fault_runs: List[Bundle]) -> List[MutationRun]:
+        """Each score with the bundles its suite runs wrote (same test target). A score passed only as the
+        mutation test's own bundle (its "mutation" field) counts when no mutation.json of that target was found."""
+        by_target = {m.target: m for m in self.mutations.values()}
+        for b in bundles:
+            doc = b.doc.get("mutation")
+            if isinstance(doc, dict) and b.target not in by_target:
+                parsed, problem = parse_mutation(json.dumps(doc).encode(), f"{b.where} (its \"mutation\" field)")
+                if problem:
+                    self.warnings.append(problem)
+                by_target[b.target] = MutationRun(doc=parsed, where=b.where, target=b.target, problem=problem)
+        for b in fault_runs:
+            m = by_target.get(b.target)
+            if m is not None and b.fault_run:
+                m.fault_bundles.setdefault(b.fault_run, []).append(b)
+        for b in bundles:
+            m = by_target.get(b.target)
+            if m is not None and b.control_run:
+                m.control_bundles.append(b)
+        return sorted(by_target.values(), key=lambda m: m.target)
 
 
 def collect(paths: List[str]) -> Run:
@@ -665,6 +793,38 @@ def defects_line(run: Run) -> str:
             f"see {CONTRACT_DOC}")
 
 
+# Fault statuses that are what a fault's row promises (e2e/mutation/score.cc AsExpected).
+MUTATION_AS_EXPECTED = {"killed", "equivalent", "survived (known)"}
+
+
+def mutation_summary_lines(run: Run) -> List[str]:
+    """Each mutation score in a line, each fault not as its row promises in another, and the fault runs' bundles."""
+    out = []
+    for m in run.mutations:
+        c = m.control
+        control = ("control run passed" if c.get("passed") is True else
+                   "CONTROL RUN FAILED: " + "; ".join(map(str, c.get("problems") or [])) if c else "no control run")
+        out.append(f"mutation ({m.target}): {m.score_line()}; {control}"
+                   + (f" ({len(c.get('cases') or [])} cases)" if c.get("passed") is True else ""))
+        for f in m.faults:
+            status = str(f.get("status", "?"))
+            if status not in MUTATION_AS_EXPECTED:
+                out.append(f"  {status} {f.get('id', '?')} ({f.get('kind', '?')}): "
+                           + (str(f.get("detail") or "").splitlines() or [""])[0])
+        for f in m.faults:
+            if f.get("status") == "survived (known)":
+                out.append(f"  known survivor {f.get('id', '?')}: {str(f.get('survivor', '')).splitlines()[0][:160] if f.get('survivor') else ''}")
+    orphans = [b for b in run.fault_runs if run.mutation_of(b) is None]
+    mine = len(run.fault_runs) - len(orphans)
+    if mine:
+        out.append(f"  {mine} bundles of the mutation runs' fault runs are not counted above (their failures are the point)")
+    if orphans:
+        caught = sum(1 for b in orphans if not b.bundle_passed)
+        out.append(f"{len(orphans)} cases ran with lab faults injected and no mutation score beside them (not counted "
+                   f"above); {caught} of them failed")
+    return out
+
+
 def summary_text(run: Run, max_failed: int = 20) -> str:
     n = len(run.bundles)
     failed = [b for b in run.bundles if b.failed]
@@ -718,10 +878,7 @@ def summary_text(run: Run, max_failed: int = 20) -> str:
                 out.append(f"      {b.suite} / {b.title}: {lines[-1].strip()}")
     for target, c in run.junit_orphans:
         out.append(f"FAILED {target} \"{c.name}\" (Catch2) without a failed bundle: {c.failures[0].splitlines()[0]}")
-    if run.fault_runs:
-        caught = sum(1 for b in run.fault_runs if not b.bundle_passed)
-        out.append(f"sensitivity: {len(run.fault_runs)} cases ran with lab faults injected (not counted above); "
-                   f"{caught} of them failed, as they should")
+    out.extend(mutation_summary_lines(run))
     for w in run.warnings:
         if not any(w == b.problem for b in run.bundles):
             out.append(f"warning: {w}")
@@ -1146,7 +1303,15 @@ class Page:
         parts = [self.defect(b), self.failures(b), codes_html(d.get("disagreements")), self.notes(b),
                  self.datapath_line(b)]
         handled = {"suite", "title", "env", "passed", "failures", "catch2_failures", "notes", "started", "finished",
-                   "mechanism", "kmesh_defect", "datapath", "disagreements"}
+                   "mechanism", "kmesh_defect", "datapath", "disagreements", "fault_run", "lab_faults"}
+        if b.control_run:
+            parts.insert(0, '<div class="muted small control-run">mutation control run: this case ran in '
+                            'e2e/mutation\'s suite run with no fault (see <a href="#mutation">Mutation testing</a>)</div>')
+        mine = next((m for m in self.run.mutations if m.target == b.target and d.get("mutation") is not None), None)
+        if mine is not None:
+            handled.add("mutation")
+            parts.append(section("Mutation score", f'<div>{esc(mine.score_line())}: the table is in '
+                                                   f'<a href="#mutation">Mutation testing</a></div>', "mutation-ref"))
 
         def guarded(key, fn, value):
             handled.add(key)
@@ -1207,6 +1372,8 @@ class Page:
                     f'<span class="badge warn">{esc(d.code)} gone</span>')
         else:
             mark = badge(b.passed)
+        if b.control_run:
+            junit_flag += ' <span class="badge warn" title="e2e/mutation\'s suite run with no fault">control</span>'
         summary = (f'<summary><span>{mark}{junit_flag}</span><span>{esc(b.suite)}</span>'
                    f'<span class="title">{esc(b.title)}{catch2}</span><span>{esc(b.env or "?")}</span>'
                    f'<span class="num">{len(b.probes)}</span><span>{esc(b.mechanism)}</span>'
@@ -1309,6 +1476,123 @@ class Page:
                 f'<table class="grid defects-table"><tr><th>code</th><th>what Kmesh does</th><th>Kmesh source</th>'
                 f'<th>cases and their evidence</th></tr>{"".join(rows)}</table></section>')
 
+    # -- e2e/mutation's score
+
+    def mutation_section(self) -> str:
+        return "".join(self.mutation_block(m, i) for i, m in enumerate(self.run.mutations))
+
+    def mutation_block(self, m: MutationRun, i: int) -> str:
+        anchor = "mutation" if i == 0 else f"mutation-{i + 1}"
+        where = f'<div class="muted small">{esc(m.target)} · <span class="mono">{esc(m.where)}</span></div>'
+        if m.problem:
+            return (f'<section id="{anchor}" class="mutation"><h2>Mutation testing</h2>{where}'
+                    f'<div class="alert warn">{esc(m.problem)}; shown raw</div>{raw_json(MUTATION_NAME, m.doc, True)}'
+                    f'</section>')
+        sc, c, faults = m.score, m.control, m.faults
+        survivors = [f for f in faults if f.get("status") in ("survived (known)", "SURVIVED",
+                                                               "KILLED (was a known survivor)")]
+        equivalents = [f for f in faults if f.get("status") in ("equivalent", "NOT EQUIVALENT") or f.get("equivalent")]
+        unexpected = [f for f in faults if f.get("status") not in MUTATION_AS_EXPECTED]
+        scored = sc.get("scored") is True
+        tiles = [("killed / total", f"{sc.get('killed', '?')} / {sc.get('total', '?')}",
+                  "ok" if scored and sc.get("killed") == sc.get("total") else "bad" if not scored else "", "mutation-score"),
+                 ("survivors", str(len(survivors)), "bad" if survivors else "", "mutation-survivors"),
+                 ("equivalent (not counted)", str(len(equivalents)), "", "mutation-equivalents"),
+                 ("faults run", str(len(faults)), "", "mutation-faults"),
+                 ("wall time", fmt_ms(m.doc["elapsed_seconds"] * 1000) if isinstance(m.doc.get("elapsed_seconds"),
+                                                                                      (int, float)) else "?", "", "mutation-wall")]
+        tiles_html = "".join(f'<div class="tile {cl}" id="{tid}"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>'
+                             for k, v, cl, tid in tiles)
+        n_control = len(c.get("cases") or [])
+        secs = f", {c['seconds']:.1f} s" if isinstance(c.get("seconds"), (int, float)) else ""
+        shown = (f"; its bundles ({len(m.control_bundles)} found) are among the cases below, labelled"
+                 if m.control_bundles else "")
+        if c.get("passed") is True:
+            control = (f'<div id="mutation-control">{badge(True, "control passed")} the suite run with no fault: '
+                       f'{n_control} cases{esc(secs)}{esc(shown)}. Only then is a failure under a fault credited to it.</div>')
+        else:
+            probs = "".join(f"<li>{esc(x)}</li>" for x in (c.get("problems") or []))
+            control = (f'<div id="mutation-control" class="alert bad">{badge(False, "", "control FAILED")} the suite run '
+                       f'with no fault did not pass, so nothing is scored:<ul>{probs}</ul></div>')
+        rows = []
+        for f in faults:
+            rows.append(self.mutation_row(m, f))
+        head = ("<tr><th>fault</th><th>kind</th><th>status</th><th>caught by (case)</th><th>with disagreement code</th>"
+                "<th>expected code</th><th>run</th></tr>")
+        table = f'<table class="grid mutation-table">{head}{"".join(rows)}</table>'
+
+        def finding_list(title, items, field_, cls):
+            if not items:
+                return ""
+            lis = "".join(
+                f'<li id="{esc(cls)}-{esc(f.get("id", ""))}"><b class="mono">{esc(f.get("id", "?"))}</b> '
+                f'<span class="chip">{esc(f.get("status", "?"))}</span> {esc(f.get("what", ""))}'
+                f'<div class="muted small mono">{esc(f.get("kmesh_source", ""))}</div>'
+                f'<pre class="{"evidence-text" if f.get("status") in MUTATION_AS_EXPECTED else "failure"}">'
+                f'{esc(f.get(field_) or f.get("detail") or "(the row gives no reason)")}</pre></li>' for f in items)
+            return f'<h3>{esc(title)}</h3><ul class="findings {esc(cls)}">{lis}</ul>'
+
+        findings = finding_list("Survivors: a mutant no case kills is a finding", survivors, "survivor", "survivor")
+        findings += finding_list("Equivalent mutants: the written reason (run, not counted)", equivalents, "equivalent",
+                                 "equivalent")
+        bad = ""
+        if unexpected:
+            bad = (f'<div class="alert bad">{len(unexpected)} faults are not as their rows promise: '
+                   + ", ".join(f'<a href="#mutation-fault-{esc(f.get("id", ""))}">{esc(f.get("id", "?"))}</a> '
+                               f'({esc(f.get("status", "?"))})' for f in unexpected) + "</div>")
+        n_fault_bundles = sum(len(v) for v in m.fault_bundles.values())
+        apart = (f'<div class="muted small">{n_fault_bundles} case bundles of the fault runs are shown only here (open a '
+                 f'row), never as ordinary cases: under a fault, failing is their job.</div>') if n_fault_bundles else ""
+        return (f'<section id="{anchor}" class="mutation"><h2>Mutation testing: {esc(m.score_line())}</h2>{where}'
+                f'<div class="muted small">Kmesh\'s datapath broken on purpose (runtime faults on the running datapath, '
+                f'source mutants of its BPF); a fault is killed only when a named case fails with the disagreement code '
+                f'the fault must produce, after a control run with no fault passed (e2e/mutation/README.md).</div>'
+                f'<div class="tiles">{tiles_html}</div>{control}{bad}{table}{apart}{findings}</section>')
+
+    def mutation_row(self, m: MutationRun, f: dict) -> str:
+        fid = str(f.get("id", "?"))
+        status = str(f.get("status", "?"))
+        ok = status in MUTATION_AS_EXPECTED
+        killed = f.get("killed") is True
+        cls = "killed" if killed else "as-promised" if ok else "unexpected"
+        badge_cls = "ok" if killed else "warn" if ok else "bad"
+        caught = [k for k in (f.get("caught_by") or []) if isinstance(k, dict)]
+        cases = "".join(f'<div>{esc(k.get("case", "?"))}</div>' for k in caught)
+        codes = "".join("<div>" + "".join(f'<span class="chip code">{esc(x)}</span>' for x in (k.get("codes") or []))
+                        + "</div>" for k in caught)
+        if not caught and status in ("survived (known)", "equivalent"):
+            kind = "survivor" if status == "survived (known)" else "equivalent"
+            cases = f'<a href="#{kind}-{esc(fid)}" class="muted">no case: the reason is below</a>'
+        elif not caught:
+            cases = f'<span class="muted">{esc((str(f.get("detail") or "no case").splitlines() or [""])[0])}</span>'
+        others = [k for k in (f.get("other_failures") or []) if isinstance(k, dict)]
+        if others:
+            cases += ('<div class="muted small">failed with other codes: ' + "; ".join(
+                f'{esc(k.get("case", "?"))} [{esc(", ".join(map(str, k.get("codes") or [])))}]' for k in others) + "</div>")
+        expected = "".join(f'<span class="chip code">{esc(x)}</span>' for x in (f.get("expected_codes") or []))
+        secs = f.get("seconds")
+        run_cell = (fmt_ms(secs * 1000) if isinstance(secs, (int, float)) else "—")
+        what = (f'<div class="small">{esc(f.get("what", ""))}</div><div class="muted small mono">'
+                f'{esc(f.get("kmesh_source", ""))}</div>')
+        inject = f.get("patch") or f.get("inject") or ""
+        if inject:
+            what += f'<div class="muted small mono">{esc(inject)}</div>'
+        evidence = ""
+        bundles = m.fault_bundles.get(fid, [])
+        if bundles:
+            items = ""
+            for b in bundles:
+                ex = b.explanations
+                items += (f'<div class="fault-case">{badge(b.bundle_passed, "passed", "failed")} {esc(b.suite)} / '
+                          f'{esc(b.title)}{codes_html(b.doc.get("disagreements"))}'
+                          + (f'<pre class="failure">{esc(ex[0])}</pre>' if ex else "") + "</div>")
+            evidence = (f'<details class="fault-evidence"><summary>{len(bundles)} bundle{"s" if len(bundles) > 1 else ""} of this fault\'s run '
+                        f'({esc(f.get("outputs", ""))})</summary>{items}</details>')
+        return (f'<tr id="mutation-fault-{esc(fid)}" class="{cls}" data-status="{esc(status)}">'
+                f'<td><b class="mono">{esc(fid)}</b>{what}{evidence}</td><td>{esc(f.get("kind", "?"))}</td>'
+                f'<td><span class="badge {badge_cls}">{esc(status)}</span></td><td>{cases}</td><td>{codes}</td>'
+                f'<td>{expected}</td><td class="num">{run_cell}</td></tr>')
+
     # -- the whole page
 
     def render(self) -> str:
@@ -1346,13 +1630,13 @@ class Page:
             side += (f'<table class="grid small"><tr><th>test target (JUnit)</th><th>Catch2 cases</th><th>failed</th></tr>'
                      f'{junit}</table>')
         alerts = ""
-        if run.fault_runs:
-            rows = "".join(f"<li>{esc(b.doc.get('lab_faults'))}: {esc(b.suite)} / {esc(b.title)} — "
-                           f"{'failed (caught)' if not b.bundle_passed else 'PASSED (not caught)'}</li>"
-                           for b in run.fault_runs)
-            alerts += (f'<details class="alert"><summary>{len(run.fault_runs)} cases ran with lab faults injected '
-                       f'(e2e/sensitivity); not counted above: their failures are the point</summary><ul>{rows}</ul>'
-                       f'</details>')
+        orphans = [b for b in run.fault_runs if run.mutation_of(b) is None]
+        if orphans:
+            rows = "".join(f"<li>{esc(b.fault_run or b.doc.get('lab_faults'))}: {esc(b.suite)} / {esc(b.title)} — "
+                           f"{'failed' if not b.bundle_passed else 'passed'}</li>"
+                           for b in orphans)
+            alerts += (f'<details class="alert"><summary>{len(orphans)} cases ran with faults injected on purpose and '
+                       f'no mutation score beside them; not counted above</summary><ul>{rows}</ul></details>')
         for t, c in run.junit_orphans:
             alerts += (f'<div class="alert bad"><b>{esc(t)}: Catch2 test case "{esc(c.name)}" failed</b> and no bundle '
                        f'explains it:<pre class="failure">{esc(chr(10).join(c.failures))}</pre></div>')
@@ -1364,7 +1648,7 @@ class Page:
         return PAGE.format(
             title=esc(f"kmesh-e2e: {verdict}"), verdict_class="ok" if all_ok else "bad", verdict=esc(verdict),
             tiles=tiles_html, when=when, side=side, datapath=self.datapath_section(), alerts=alerts,
-            defects=self.defects_section(), cases=cases, sources=sources, generated=esc(generated), css=CSS, js=JS, n=n,
+            defects=self.mutation_section() + self.defects_section(), cases=cases, sources=sources, generated=esc(generated), css=CSS, js=JS, n=n,
             failed=failed, defects_n=reproduced)
 
 
@@ -1449,6 +1733,13 @@ details.json>summary,details.manifest>summary{cursor:pointer;color:#0969da;margi
 .alert.bad{background:var(--bad-bg);border:1px solid var(--bad)}.alert.warn{background:var(--warn-bg);border:1px solid var(--warn)}
 .where{margin-top:10px;font-size:12px}
 footer{color:var(--muted);font-size:12px;padding:0 24px 20px}
+section.mutation{margin:10px 0 18px}section.mutation .tiles{margin:8px 0}
+table.mutation-table{table-layout:fixed}table.mutation-table td{vertical-align:top;overflow-wrap:anywhere}
+table.mutation-table th:nth-child(1){width:30%}table.mutation-table th:nth-child(2){width:6%}
+table.mutation-table th:nth-child(3){width:9%}table.mutation-table th:nth-child(4){width:20%}
+table.mutation-table th:nth-child(7){width:6%}table.mutation-table tr.unexpected td{background:var(--bad-bg)}
+table.mutation-table tr.as-promised td{background:var(--warn-bg)}
+ul.findings{padding-left:18px}details.fault-evidence>summary{cursor:pointer;color:#0969da;font-size:12px}
 """
 
 JS = """

@@ -20,8 +20,9 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree when run dir
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testing  # noqa: E402
 import report  # noqa: E402
-from testing import (EDGE, EXPECTED, EXPECTED_FIXED, KMESH_FIXED, RAW_KEY, REPORT_PY, TESTLOGS, bazel_layout,  # noqa: E402
-                     status_of, step_timeout_s, tmpdir)
+from testing import (EDGE, EXPECTED, EXPECTED_FIXED, KMESH_FIXED, MUTATION, MUTATION_CONTROL_BUNDLES,  # noqa: E402
+                     MUTATION_FAULT_BUNDLES, MUTATION_OUTPUTS, RAW_KEY, REPORT_PY, TESTLOGS, bazel_layout, status_of,
+                     step_timeout_s, tmpdir, zip_outputs)
 
 
 def cli(*args, cwd=None):
@@ -443,6 +444,138 @@ class KmeshDefects(unittest.TestCase):
         self.assertEqual(status_of(by["x/junit-only"]), "defect D9")  # the tag alone makes it a defect case
         self.assertTrue(by["x/junit-only"].defect.from_junit)
         self.assertIn("(the bundle does not say what; see docs/kmesh-offload-contract.md)", report.summary_text(run))
+
+
+class Mutation(unittest.TestCase):
+    """e2e/mutation's score (mutation.json of a real run, testdata/report/mutation) as a section of the page; the
+    bundles its fault runs wrote are never ordinary cases, the control run's are, labelled."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(MUTATION_OUTPUTS, "mutation.json")) as f:
+            cls.doc = json.load(f)
+        cls.got = report.collect([MUTATION])
+        cls.page = report.Page(cls.got, None).render()
+
+    def test_fixture_is_the_recorded_score(self):
+        # As the test wrote it: the score block agrees with the rows (no row was edited or dropped).
+        faults = self.doc["faults"]
+        score = self.doc["score"]
+        self.assertEqual(self.doc["kind"], "kmesh-e2e mutation score")
+        self.assertEqual(score["killed"], sum(1 for f in faults if f["killed"]))
+        self.assertEqual(score["total"], len(faults) - score["equivalent"])
+        self.assertEqual(score["known_survivors"], sum(1 for f in faults if f["status"] == "survived (known)"))
+        self.assertTrue(self.doc["control"]["passed"])
+        kept = {}
+        for dirpath, _, files in os.walk(os.path.join(MUTATION_OUTPUTS, "mutation")):
+            if "evidence.json" in files:
+                with open(os.path.join(dirpath, "evidence.json")) as f:
+                    b = json.load(f)
+                kept.setdefault(b["fault_run"], []).append(b["title"])
+        self.assertEqual(kept, dict(MUTATION_FAULT_BUNDLES, control=MUTATION_CONTROL_BUNDLES))
+
+    def test_the_score_is_found_with_its_fault_runs(self):
+        self.assertEqual(len(self.got.mutations), 1)
+        m = self.got.mutations[0]
+        self.assertEqual(m.problem, "")
+        self.assertEqual(m.target, "//e2e/mutation:mutation_test")
+        self.assertEqual(m.score_line(), self.doc["score"]["text"])
+        self.assertEqual({k: sorted(b.title for b in v) for k, v in m.fault_bundles.items()}, MUTATION_FAULT_BUNDLES)
+        self.assertEqual([b.title for b in m.control_bundles], MUTATION_CONTROL_BUNDLES)
+
+    def test_fault_run_bundles_are_not_cases_the_control_run_is(self):
+        # Ordinary cases: the mutation test's own bundle and the control run's, nothing from a fault run.
+        self.assertEqual(sorted((b.suite, b.title, b.fault_run) for b in self.got.bundles),
+                         [("authz", t, "control") for t in MUTATION_CONTROL_BUNDLES] + [("mutation", "score", "")])
+        self.assertEqual(sorted(b.fault_run for b in self.got.fault_runs),
+                         sorted(k for k, v in MUTATION_FAULT_BUNDLES.items() for _ in v))
+        cases = re.findall(r'<details class="case [^"]*"[^>]*data-title="([^"]*)"', self.page)
+        self.assertEqual(sorted(html.unescape(t) for t in cases), sorted(MUTATION_CONTROL_BUNDLES + ["score"]))
+        control = case_html(self.page, MUTATION_CONTROL_BUNDLES[0]).group(0)
+        self.assertIn("mutation control run", control)
+        self.assertRegex(control, r'<summary><span><span class="badge ok">PASS</span> <span class="badge warn"[^>]*>control</span>')
+        # The score bundle's copy of the document points at the section instead of dumping it.
+        score = case_html(self.page, "score").group(0)
+        self.assertIn('href="#mutation"', score)
+        self.assertNotIn("Other evidence", score)
+
+    def test_table_has_every_fault_with_case_code_and_expected_code(self):
+        m = re.search(r'<section id="mutation" class="mutation">.*?</section>', self.page, re.S)
+        self.assertIsNotNone(m, "no Mutation testing section")
+        sec = m.group(0)
+        self.assertIn(html.escape(self.doc["score"]["text"]), sec)
+        self.assertIn(f'<div class="v">{self.doc["score"]["killed"]} / {self.doc["score"]["total"]}</div>', sec)
+        for f in self.doc["faults"]:
+            row = re.search(r'<tr id="mutation-fault-%s"[^>]*>(.*?)</tr>' % re.escape(f["id"]), sec, re.S)
+            self.assertIsNotNone(row, f["id"])
+            cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
+            self.assertEqual(len(cells), 7, f["id"])
+            self.assertEqual(cells[1], f["kind"], f["id"])
+            self.assertIn(html.escape(f["status"]), cells[2], f["id"])
+            for k in f["caught_by"]:
+                self.assertIn(html.escape(k["case"]), cells[3], f["id"])
+            got = re.findall(r'<span class="chip code">([^<]*)</span>', cells[4])
+            self.assertEqual(got, [c for k in f["caught_by"] for c in k["codes"]], f["id"])
+            self.assertEqual(re.findall(r'<span class="chip code">([^<]*)</span>', cells[5]), f["expected_codes"])
+            # A fault whose run's bundles are in the fixture opens to them.
+            n = len(MUTATION_FAULT_BUNDLES.get(f["id"], []))
+            self.assertEqual(f"bundle of this fault" in cells[0], n == 1, f["id"])
+
+    def test_survivors_and_equivalents_are_apart_with_their_reasons(self):
+        surv = [f for f in self.doc["faults"] if f["status"] == "survived (known)"]
+        equi = [f for f in self.doc["faults"] if f["status"] == "equivalent"]
+        self.assertTrue(surv and equi, "the recorded run has a known survivor and an equivalent mutant")
+        for f in surv:
+            li = re.search(r'<li id="survivor-%s">.*?</li>' % re.escape(f["id"]), self.page, re.S)
+            self.assertIsNotNone(li, f["id"])
+            self.assertIn(html.escape(f["survivor"]), li.group(0))
+        for f in equi:
+            li = re.search(r'<li id="equivalent-%s">.*?</li>' % re.escape(f["id"]), self.page, re.S)
+            self.assertIsNotNone(li, f["id"])
+            self.assertIn(html.escape(f["equivalent"]), li.group(0))
+        self.assertIn(f'id="mutation-survivors"><div class="v">{len(surv)}</div>', self.page)
+        self.assertIn(f'id="mutation-equivalents"><div class="v">{len(equi)}</div>', self.page)
+
+    def test_summary_line(self):
+        text = report.summary_text(self.got)
+        self.assertIn(f"mutation (//e2e/mutation:mutation_test): {self.doc['score']['text']}; control run passed "
+                      f"({len(self.doc['control']['cases'])} cases)", text)
+        self.assertIn("known survivor shutdown-no-rst: ", text)
+        self.assertIn("4 bundles of the mutation runs' fault runs are not counted above", text)
+        self.assertIn("kmesh-e2e evidence: 2 cases, 2 passed, 0 failed", text)
+
+    def test_zipped_outputs_and_the_bundle_alone(self):
+        d = tmpdir()
+        out = os.path.join(d, "testlogs", "e2e", "mutation", "mutation_test")
+        os.makedirs(os.path.join(out, "test.outputs"))
+        zip_outputs(MUTATION_OUTPUTS, os.path.join(out, "test.outputs", "outputs.zip"))
+        run = report.collect([os.path.join(d, "testlogs")])
+        self.assertEqual([m.score_line() for m in run.mutations], [self.doc["score"]["text"]])
+        self.assertIn("outputs.zip › mutation.json", run.mutations[0].where)
+        self.assertEqual(len(run.fault_runs), 4)
+        # Unzipped and zipped: one score.
+        shutil.copy(os.path.join(MUTATION_OUTPUTS, "mutation.json"), os.path.join(out, "test.outputs"))
+        run = report.collect([os.path.join(d, "testlogs")])
+        self.assertEqual(len(run.mutations), 1)
+        self.assertFalse(run.mutations[0].where.endswith("outputs.zip › mutation.json"))
+        # Only the mutation test's bundle: the score comes from its "mutation" field.
+        score = next(os.path.join(p, "evidence.json") for p, _, fs in os.walk(MUTATION_OUTPUTS)
+                     if "evidence.json" in fs and os.path.basename(p) == "score")
+        run = report.collect([score])
+        self.assertEqual([m.score_line() for m in run.mutations], [self.doc["score"]["text"]])
+        self.assertTrue(run.mutations[0].where.endswith("score/evidence.json"), run.mutations[0].where)
+        self.assertIn('<section id="mutation" class="mutation">', report.Page(run, None).render())
+
+    def test_a_mutation_json_of_another_shape_is_shown_raw_and_named(self):
+        d = tmpdir()
+        with open(os.path.join(d, "mutation.json"), "w") as f:
+            json.dump({"kind": "kmesh-e2e mutation score", "faults": "?"}, f)
+        rc, out, err = cli("--summary", "--out", os.path.join(d, "r.html"), d)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("'control' is missing or not an object", out)
+        with open(os.path.join(d, "r.html")) as f:
+            page = f.read()
+        self.assertIn("shown raw", page)
 
 
 class Catch2Failures(unittest.TestCase):

@@ -43,6 +43,18 @@ def status_of(b) -> str:
     return f"defect {b.defect.code}" if b.reproduced else b.status
 
 
+# A run of //e2e/mutation:mutation_test (testdata/report/mutation, cut down to a few of its bundles; mutation.json
+# as recorded): fault id -> the bundles of its run kept in the fixture (their titles).
+MUTATION = os.path.join(FIXTURES, "mutation", "testlogs")
+MUTATION_OUTPUTS = os.path.join(MUTATION, "e2e", "mutation", "mutation_test", "test.outputs")
+MUTATION_FAULT_BUNDLES = {
+    "xdp-detached": ["ip-deny: selected client"],
+    "port-byte-order": ["port-deny: listed port"],
+    "shutdown-no-rst": ["namespace-allow: other namespace"],
+    "userspace-tailcall-to-pass": ["namespace-and-ip-allow: other namespace and address"],
+}
+MUTATION_CONTROL_BUNDLES = ["ip-deny: selected client"]
+
 # The hand-written edge bundles: folder -> (title as the report shows it, passed).
 EDGE_EXPECTED = {
     "raw-key-and-new-sections": ('markup <b>in</b> a title & "quotes"', True),
