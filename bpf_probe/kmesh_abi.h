@@ -107,6 +107,84 @@ struct km_authz_policy_value {
   __u64 rules;
 };
 
+/* Kmesh's policy blobs (bpf/include/inner_map_defs.h, bpf/deserialization_to_bpf_map/): every pointer of
+ * the protobuf-c policy is stored as an "outer key", map type in bits 24..31 and index in bits 0..23, into
+ * one of four HASH maps of fixed-size blobs (u32 index key, 1,000,000 entries each). The deserializer puts
+ * a message in the smallest map it fits (sizeof_message), a string in kmesh_map192 (NUL-terminated), a
+ * bytes field in kmesh_map64 and a repeated field in kmesh_map1600 (8-byte outer keys for messages and
+ * strings, the raw elements for scalars such as uint32 ports). The XDP programs read them back the same way
+ * (KMESH_GET_PTR_VAL, bpf/include/bpf_common.h:195-233). */
+#define KM_INNER_MAP_64 0
+#define KM_INNER_MAP_192 1
+#define KM_INNER_MAP_296 2
+#define KM_INNER_MAP_1600 3
+#define KM_INNER_MAP_COUNT 4
+#define KM_INNER_MAP_NAME_64 "kmesh_map64"
+#define KM_INNER_MAP_NAME_192 "kmesh_map192"
+#define KM_INNER_MAP_NAME_296 "kmesh_map296"
+#define KM_INNER_MAP_NAME_1600 "kmesh_map1600"
+#define KM_INNER_MAP_MAX_ENTRIES 1000000
+#define KM_OUTER_KEY_TYPE(k) ((__u32)(k) >> 24)
+#define KM_OUTER_KEY_INDEX(k) ((__u32)(k)&0xFFFFFF)
+
+/* protobuf-c message layouts of api/v2-c/workloadapi/security/authorization.pb-c.h on x86-64 (pointers
+ * and size_t 8 bytes; every message starts with a 24-byte ProtobufCMessage). Offsets in bytes; checked
+ * against Kmesh's generated header by //bpf_probe:kmesh_abi_test. */
+#define KM_PB_AUTHZ_NAME 24
+#define KM_PB_AUTHZ_NAMESPACE 32
+#define KM_PB_AUTHZ_SCOPE 40
+#define KM_PB_AUTHZ_ACTION 44
+#define KM_PB_AUTHZ_N_RULES 48
+#define KM_PB_AUTHZ_RULES 56
+#define KM_PB_RULE_SIZE 40 /* Istio__Security__Rule: n_clauses @24, clauses @32 -> kmesh_map64 */
+#define KM_PB_RULE_N_CLAUSES 24
+#define KM_PB_RULE_CLAUSES 32
+#define KM_PB_CLAUSE_SIZE 40 /* Istio__Security__Clause: n_matches @24, matches @32 -> kmesh_map64 */
+#define KM_PB_CLAUSE_N_MATCHES 24
+#define KM_PB_CLAUSE_MATCHES 32
+#define KM_PB_MATCH_SIZE 184 /* Istio__Security__Match: ten (n, list) pairs from @24 -> kmesh_map192 */
+#define KM_PB_MATCH_N_NAMESPACES 24
+#define KM_PB_MATCH_NAMESPACES 32
+#define KM_PB_MATCH_N_NOT_NAMESPACES 40
+#define KM_PB_MATCH_NOT_NAMESPACES 48
+#define KM_PB_MATCH_N_PRINCIPALS 56
+#define KM_PB_MATCH_PRINCIPALS 64
+#define KM_PB_MATCH_N_NOT_PRINCIPALS 72
+#define KM_PB_MATCH_NOT_PRINCIPALS 80
+#define KM_PB_MATCH_N_SOURCE_IPS 88
+#define KM_PB_MATCH_SOURCE_IPS 96
+#define KM_PB_MATCH_N_NOT_SOURCE_IPS 104
+#define KM_PB_MATCH_NOT_SOURCE_IPS 112
+#define KM_PB_MATCH_N_DESTINATION_IPS 120
+#define KM_PB_MATCH_DESTINATION_IPS 128
+#define KM_PB_MATCH_N_NOT_DESTINATION_IPS 136
+#define KM_PB_MATCH_NOT_DESTINATION_IPS 144
+#define KM_PB_MATCH_N_DESTINATION_PORTS 152
+#define KM_PB_MATCH_DESTINATION_PORTS 160
+#define KM_PB_MATCH_N_NOT_DESTINATION_PORTS 168
+#define KM_PB_MATCH_NOT_DESTINATION_PORTS 176
+#define KM_PB_ADDRESS_SIZE 48 /* Istio__Security__Address: address {len @24, data @32}, length @40 -> kmesh_map64 */
+#define KM_PB_ADDRESS_LEN 24
+#define KM_PB_ADDRESS_DATA 32
+#define KM_PB_ADDRESS_LENGTH 40
+#define KM_PB_STRING_MATCH_SIZE 40 /* Istio__Security__StringMatch: match_type_case @24, string @32 -> kmesh_map64 */
+#define KM_PB_STRING_MATCH_CASE 24
+#define KM_PB_STRING_MATCH_STRING 32
+#define KM_PB_STRING_MATCH_EXACT 1
+#define KM_PB_STRING_MATCH_PREFIX 2
+#define KM_PB_STRING_MATCH_SUFFIX 3
+
+/* km_tcargs value, struct match_context (bpf/kmesh/workload/include/authz.h:32-41) on x86-64: the state
+ * xdp_authz, policies_check and policy_check pass on through their tail calls. */
+#define KM_TCARGS_ACTION 0
+#define KM_TCARGS_POLICY_NAME 8
+#define KM_TCARGS_POLICY_INDEX 16
+#define KM_TCARGS_NEED_TAILCALL_TO_USERSPACE 17
+#define KM_TCARGS_N_RULES 18
+#define KM_TCARGS_AUTH_RESULT 20
+#define KM_TCARGS_POLICIES 24
+#define KM_TCARGS_RULES_PTR 32
+
 /* XDP tail-call slots in km_xdp_tailcall. */
 #define KM_TAIL_CALL_POLICIES_CHECK 0
 #define KM_TAIL_CALL_POLICY_CHECK 1
