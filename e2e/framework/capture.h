@@ -38,7 +38,7 @@ struct CaptureSpec {
   std::string filter;     // pcap filter, e.g. "esp or tcp port 8080"; "" = everything
   std::chrono::milliseconds max_duration = defaults::Capture();
   size_t max_packets = 10000;
-  std::string save_dir;           // where the .pcap goes ("" = not saved); usually CaptureOutputDir()
+  std::string save_dir;  // where the .pcap goes ("" = not saved); usually the case's folder, Case::dir()
   std::string label = "capture";  // file name: <label>.pcap
   int snaplen = 512;
   // Which packets: an underlay interface shows inbound ESP *and*, after decryption, the inner packet

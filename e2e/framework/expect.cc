@@ -89,8 +89,8 @@ bool IsAllow(const std::optional<bpf_probe::Verdict>& v) { return v && !bpf_prob
 Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec spec, const AuthzExpect& want,
                      const std::string& label, const JudgeOptions& options) {
   const auto started = Clock::now();
-  // The tuple is known before the SYN leaves (the Env picks a fresh source port), so the map can be
-  // read before and after.
+  // The tuple is known before the SYN leaves (the Env picks a fresh source port), so the map is read for
+  // exactly that tuple: while the connection is open (an allowed probe that checks it) and after.
   if (spec.dst_ip.empty()) std::tie(spec.dst_ip, spec.dst_port) = env.ServiceAddress(server);
 
   // Every probe to a pod is watched at the pod's veth where the Env lets the harness (drop_proof.h): a

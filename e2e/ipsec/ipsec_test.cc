@@ -314,7 +314,7 @@ TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
   std::tie(load.probe.dst_ip, load.probe.dst_port) = w.env->ServiceAddress(w.server);
   // Each request is a new TCP connection whose handshake crosses the tunnel both ways (SYN one way,
   // SYN-ACK back): continuity of the encrypted path itself, at a rate an emulated VM's Python server
-  // also sustains. Full HTTP through the tunnel is checked by the probes before and after.
+  // also sustains. Full HTTP through the tunnel is checked by the probe after the rotation (new SPI).
   load.probe.http = false;
   load.requests_per_second = 20;
   load.duration = std::chrono::milliseconds(8000);

@@ -95,9 +95,7 @@ class KubeEnv : public e2e::Env {
   std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) override;
   e2e::ProbeOutcome Probe(const e2e::App& client, const e2e::App& server, e2e::ProbeSpec spec) override;
   uint16_t NextSourcePort() override;
-  // Always throws: LoadGenerator runs only in a local namespace and cannot be built from fortio's
-  // records. Use StartFortioLoad (same LoadSpec, same LoadReport).
-  // The load runs in a fortio pod next to the client (StartFortioLoad).
+  // The load runs in a fortio pod next to the client (StartFortioLoad; same LoadSpec, same LoadReport).
   std::unique_ptr<e2e::LoadRun> StartLoad(const e2e::App& client, const e2e::App& server,
                                           e2e::LoadSpec spec) override;
   std::optional<bpf_probe::Verdict> AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) override;

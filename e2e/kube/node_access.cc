@@ -7,16 +7,12 @@
 #include "base/error.h"
 #include "bpf_probe/kmesh_abi.h"
 #include "e2e/kube/cluster.h"
+#include "e2e/kube/kube_env_text.h"
 #include "e2e/kube/node_local.h"
 #include "netns/route.h"
 
 namespace kmesh::kube {
 namespace {
-
-std::string Env(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
 
 // ---- kind: the node container's namespaces, from the host ----
 
@@ -421,9 +417,9 @@ capture::Capture NodeAccess::StartLocalPodCapture(const std::string&, capture::C
 
 NodeAccessOptions NodeAccessOptions::FromEnvironment() {
   NodeAccessOptions o;
-  o.pin_dir = Env("KMESH_E2E_KUBE_PIN_DIR", KM_PIN_DIR);
-  o.port_order = bpf_probe::ParsePortOrder(Env("KMESH_E2E_KUBE_PORT_ORDER", "host"));
-  o.host_proc = Env("KMESH_E2E_KUBE_HOST_PROC", "/host/proc");
+  o.pin_dir = EnvOr("KMESH_E2E_KUBE_PIN_DIR", KM_PIN_DIR);
+  o.port_order = bpf_probe::ParsePortOrder(EnvOr("KMESH_E2E_KUBE_PORT_ORDER", "host"));
+  o.host_proc = EnvOr("KMESH_E2E_KUBE_HOST_PROC", "/host/proc");
   return o;
 }
 
@@ -438,7 +434,7 @@ std::unique_ptr<NodeAccess> MakeProbeAccess(Kubectl& k, CleanupStack& cleanup, c
 
 std::unique_ptr<NodeAccess> MakeNodeAccess(Kubectl& k, CleanupStack& cleanup, const std::string& node,
                                            const NodeAccessOptions& o) {
-  const std::string mode = Env("KMESH_E2E_KUBE_NODE_ACCESS", "auto");
+  const std::string mode = EnvOr("KMESH_E2E_KUBE_NODE_ACCESS", "auto");
   if (mode != "auto" && mode != "kind" && mode != "probe") {
     throw Error("KMESH_E2E_KUBE_NODE_ACCESS=" + mode + ": expected kind, probe or auto");
   }
