@@ -760,6 +760,9 @@ std::string FormatExplanation(const XdpExplanation& e) {
     for (const auto& x : e.defects) d += (d.empty() ? "" : ", ") + x;
     out += "known Kmesh defects on this path: " + d + " (docs/kmesh-offload-contract.md)\n";
   }
+  out +=
+      "sources (Kmesh ec501a98): xdp.c, sockops.c = bpf/kmesh/workload/; authz.h = "
+      "bpf/kmesh/workload/include/\n";
   if (!e.to_userspace && !e.cached) {
     out +=
         "after the handshake Kmesh's userspace judges the connection too "

@@ -13,8 +13,10 @@
 #include "bpf_probe/json_writer.h"
 #include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/kmesh_maps.h"
+#include "bpf_probe/kmesh_policy.h"
 #include "bpf_probe/maps.h"
 #include "bpf_probe/xdp.h"
+#include "bpf_probe/xdp_explain.h"
 #include "netns/netns.h"
 
 namespace kmesh::mapdump {
@@ -134,7 +136,70 @@ int CmdPolicies(const Options& o, int out, int err) {
   }
   const WorkloadPolicyMap wl(cat.Open(KM_MAP_WLPOLICY));
   const AuthzPolicyMap policies(cat.Open(KM_MAP_AUTHZ_POLICY));
-  WriteAll(out, FormatPolicies(wl.Entries(), policies.Entries(), names, o.json));
+  // In full when the policy blobs are there (Kmesh's deserializer maps) and the values are Kmesh's layout.
+  std::optional<std::vector<DecodedPolicy>> details;
+  if (policies.value_layout_problem().empty() && !cat.Named(KM_INNER_MAP_NAME_64).empty()) {
+    LivePolicyMemory memory(cat);
+    details = DecodePolicies(memory);
+  } else if (!o.json) {
+    WriteAll(err, "kmesh-mapdump: " +
+                      (policies.value_layout_problem().empty()
+                           ? std::string("no kmesh_map64 among the maps (") + cat.source() +
+                                 "): the policies' rules live there, only ids and counts are shown"
+                           : policies.value_layout_problem()) +
+                      "\n");
+  }
+  WriteAll(out, FormatPolicies(wl.Entries(), policies.Entries(), names, o.json, details ? &*details : nullptr));
+  return kExitOk;
+}
+
+// "10.0.0.1:40001", "10.0.0.1", "[fd00::1]:40001", "[fd00::1]", "fd00::1": the address and the port, if any.
+std::pair<IpAddr, std::optional<uint16_t>> ParseEndpoint(const std::string& what, const std::string& v) {
+  std::string host = v;
+  std::optional<uint16_t> port;
+  const size_t colon = v.rfind(':');
+  if (!v.empty() && v[0] == '[') {
+    const size_t close = v.find(']');
+    if (close == std::string::npos) throw UsageError(what + " \"" + v + "\": no closing ]");
+    host = v.substr(1, close - 1);
+    if (close + 1 < v.size()) {
+      if (v[close + 1] != ':') throw UsageError(what + " \"" + v + "\": expected :PORT after ]");
+      port = static_cast<uint16_t>(ParseNumber(what + " port", v.substr(close + 2), 65535));
+    }
+  } else if (colon != std::string::npos && v.find(':') == colon) {  // one colon: IPv4:PORT
+    host = v.substr(0, colon);
+    port = static_cast<uint16_t>(ParseNumber(what + " port", v.substr(colon + 1), 65535));
+  }
+  return {ParseIp(what, host), port};
+}
+
+int CmdExplain(const Options& o, int out, int err) {
+  if (o.args.size() != 2) {
+    throw UsageError("explain takes SRC[:PORT] DST:PORT (the client and the server pod), e.g. explain "
+                     "10.244.1.5:40001 10.244.2.7:8080");
+  }
+  if (o.port_order != PortOrder::kHost) {
+    throw UsageError("explain models Kmesh at ec501a98 (host-order ports in tuple keys); --port-order network "
+                     "(Kmesh v1.2.0 and earlier) is not modelled");
+  }
+  const auto [src, sport] = ParseEndpoint("SRC", o.args[0]);
+  const auto [dst, dport] = ParseEndpoint("DST", o.args[1]);
+  if (!dport) throw UsageError("DST \"" + o.args[1] + "\": needs a port (the server's, e.g. 10.244.2.7:8080)");
+  if (src.family() != dst.family()) {
+    throw UsageError("SRC and DST mix IPv4 and IPv6: an IPv4 client of a dual-stack server is seen as "
+                     "::ffff:a.b.c.d (give both in that form)");
+  }
+  Tuple t;
+  t.src = src;
+  t.sport = sport.value_or(0);
+  t.dst = dst;
+  t.dport = *dport;
+  LiveXdpMaps maps(Catalog(o, err));
+  const XdpExplanation e = ExplainXdp(t, maps, sport.has_value());
+  std::vector<std::pair<Tuple, uint32_t>> cached;
+  if (!sport) cached = maps.AuthResultsFor(src, dst, *dport);
+  WriteAll(out, o.json ? FormatExplainJson(e, sport.has_value(), cached)
+                       : FormatExplainText(e, sport.has_value(), cached));
   return kExitOk;
 }
 
@@ -271,7 +336,7 @@ int Run(const std::vector<std::string>& argv, int out, int err) {
       WriteAll(o.help ? out : err, Usage());
       return o.help ? kExitOk : kExitUsage;
     }
-    if (o.command != "dump" && !o.args.empty()) {
+    if (o.command != "dump" && o.command != "explain" && !o.args.empty()) {
       throw UsageError(o.command + " takes no positional arguments (got \"" + o.args[0] + "\")");
     }
     if (o.command == "maps") return CmdMaps(o, out, err);
@@ -280,7 +345,9 @@ int Run(const std::vector<std::string>& argv, int out, int err) {
     if (o.command == "frontends") return CmdFrontends(o, out, err);
     if (o.command == "xdp") return CmdXdp(o, out, err);
     if (o.command == "dump") return CmdDump(o, out, err);
-    throw UsageError("unknown command \"" + o.command + "\" (commands: maps, auth, policies, frontends, xdp, dump)");
+    if (o.command == "explain") return CmdExplain(o, out, err);
+    throw UsageError("unknown command \"" + o.command +
+                     "\" (commands: maps, auth, policies, explain, residue, watch, frontends, xdp, dump)");
   } catch (const UsageError& e) {
     WriteAll(err, std::string("kmesh-mapdump: ") + e.what() + "\n");
     return kExitUsage;

@@ -159,12 +159,27 @@ std::string AuthSummary(const std::vector<bpf_probe::AuthEntry>& entries, const 
 
 std::string FormatPolicies(const std::vector<bpf_probe::WorkloadPolicies>& workloads,
                            const std::vector<bpf_probe::AuthzPolicy>& policies,
-                           const std::map<uint32_t, std::string>& names, bool json) {
+                           const std::map<uint32_t, std::string>& names, bool json,
+                           const std::vector<bpf_probe::DecodedPolicy>* details) {
   std::set<uint32_t> present;
   for (const auto& p : policies) present.insert(p.policy_id);
+  std::map<uint32_t, const bpf_probe::DecodedPolicy*> decoded;
+  if (details) {
+    for (const auto& d : *details) decoded[d.key] = &d;
+  }
   auto name_of = [&](uint32_t id) -> std::string {
     auto it = names.find(id);
-    return it == names.end() ? "" : it->second;
+    if (it != names.end()) return it->second;
+    auto d = decoded.find(id);
+    return d != decoded.end() && d->second->name_read && d->second->ns_read ? d->second->Resource() : "";
+  };
+  // With --name, the details of the policies named only.
+  auto wanted = [&](const bpf_probe::DecodedPolicy& d) {
+    if (names.empty() || names.count(d.key)) return true;
+    for (const auto& [id, n] : names) {
+      if (n == d.Resource()) return true;
+    }
+    return false;
   };
   std::string out;
   if (json) {
@@ -183,7 +198,10 @@ std::string FormatPolicies(const std::vector<bpf_probe::WorkloadPolicies>& workl
     for (const auto& p : policies) {
       w.BeginObject().Key("id").Uint(p.policy_id);
       if (!name_of(p.policy_id).empty()) w.Key("name").String(name_of(p.policy_id));
-      if (p.decoded) {
+      auto d = decoded.find(p.policy_id);
+      if (d != decoded.end() && wanted(*d->second)) {
+        WritePolicyDetailsJson(w, *d->second, workloads);
+      } else if (p.decoded) {
         w.Key("action").String(bpf_probe::ToString(p.action)).Key("scope").String(bpf_probe::ToString(p.scope));
         w.Key("n_rules").Uint(p.n_rules);
       }
@@ -229,6 +247,13 @@ std::string FormatPolicies(const std::vector<bpf_probe::WorkloadPolicies>& workl
       out += "  " + n + "  " + std::to_string(id) + "  " +
              (present.count(id) ? "present" : "ABSENT from " KM_MAP_AUTHZ_POLICY) + "\n";
     }
+  }
+  if (details) {
+    std::vector<bpf_probe::DecodedPolicy> shown;
+    for (const auto& d : *details) {
+      if (wanted(d)) shown.push_back(d);
+    }
+    out += FormatPolicyDetails(shown, workloads);
   }
   return out;
 }
@@ -305,8 +330,15 @@ commands:
                              counts, layout check
   auth                       km_auth_res decoded, one line per tuple: "SRC:PORT -> DST:PORT  VERDICT"
       --ip IP  --src IP  --dst IP  --port N  --dport N  --verdict allow|deny
-  policies                   km_wlpolicy (workload -> policy ids) and km_authz_policy (policies present)
-      --name NAMESPACE/NAME  (repeatable) show the id of that policy and whether it is present
+  policies                   km_wlpolicy (workload -> policy ids), km_authz_policy, and each policy in
+                             full from the kmesh_map* blobs: name, namespace, scope, action, rules ->
+                             clauses -> matches; a broken chain of blobs is reported, never guessed
+      --name NAMESPACE/NAME  (repeatable) only that policy: its id, whether it is present, its rules
+  explain SRC[:PORT] DST:PORT
+                             what Kmesh's XDP does with that connection's SYN, step by step on the
+                             maps (cached verdict, km_frontend, km_wlpolicy, each policy, rule by rule),
+                             known Kmesh defects included; which entry decides and why, or that
+                             userspace decides. Read-only. IPv6 as [fd00::1]:80
   frontends                  km_frontend: IP -> upstream (workload or service) id
   xdp                        XDP attachments of a network namespace
       --netns NAME|PATH | --pid PID  [--dev IFACE]
@@ -315,7 +347,7 @@ commands:
                              failed dump answers {"error": "...", "map": {...}} and exits 1
       --no-btf               raw bytes only
 
-where the maps come from (maps, auth, policies, frontends, dump NAME):
+where the maps come from (maps, auth, policies, explain, frontends, dump NAME):
   --pin-dir DIR              pinned maps in DIR (default /sys/fs/bpf/bpf_kmesh_workload/map)
   --by-name                  every map on the machine, by kernel name (default when DIR has no pins)
   --prog ID                  the maps of program ID and of its tail calls

@@ -8,10 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "bpf_probe/json_writer.h"
 #include "bpf_probe/kmesh_maps.h"
+#include "bpf_probe/kmesh_policy.h"
 #include "bpf_probe/maps.h"
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
+#include "bpf_probe/xdp_explain.h"
 
 namespace kmesh::mapdump {
 
@@ -47,9 +50,35 @@ std::string AuthSummary(const std::vector<bpf_probe::AuthEntry>& entries, const 
 
 // --- policies ---
 // `names`: policy id -> "namespace/name" for the names the user gave (--name).
+// `details`: the policies decoded in full (kmesh_map* found), shown after the summary (text) or inside each
+// policy's object (JSON); nullptr when the maps hold no blobs to decode (a datapath of another layout).
 std::string FormatPolicies(const std::vector<bpf_probe::WorkloadPolicies>& workloads,
                            const std::vector<bpf_probe::AuthzPolicy>& policies,
-                           const std::map<uint32_t, std::string>& names, bool json);
+                           const std::map<uint32_t, std::string>& names, bool json,
+                           const std::vector<bpf_probe::DecodedPolicy>* details = nullptr);
+
+// --- policies in full (format_policies.cc) ---
+struct PolicyWorkloadRef {
+  uint32_t workload_id = 0;
+  size_t slot = 0;
+};
+// The workloads whose km_wlpolicy lists `key`, with the slot.
+std::vector<PolicyWorkloadRef> WorkloadsListing(const std::vector<bpf_probe::WorkloadPolicies>& workloads,
+                                                uint32_t key);
+// Each policy as it is applied, like an AuthorizationPolicy in the workload API's terms: key, scope,
+// action, the workloads listing it, rules -> clauses -> matches, and what could not be read.
+std::string FormatPolicyDetails(const std::vector<bpf_probe::DecodedPolicy>& decoded,
+                                const std::vector<bpf_probe::WorkloadPolicies>& workloads);
+// The same as members of the JSON object of one policy (the caller has begun it).
+void WritePolicyDetailsJson(bpf_probe::JsonWriter& w, const bpf_probe::DecodedPolicy& p,
+                            const std::vector<bpf_probe::WorkloadPolicies>& workloads);
+
+// --- explain (format_policies.cc) ---
+// `cached_for_any_port`: without a source port, the km_auth_res entries of SRC -> DST:PORT from any port.
+std::string FormatExplainText(const bpf_probe::XdpExplanation& e, bool sport_known,
+                              const std::vector<std::pair<bpf_probe::Tuple, uint32_t>>& cached_for_any_port);
+std::string FormatExplainJson(const bpf_probe::XdpExplanation& e, bool sport_known,
+                              const std::vector<std::pair<bpf_probe::Tuple, uint32_t>>& cached_for_any_port);
 
 // --- frontends ---
 std::string FormatFrontends(const std::vector<bpf_probe::Frontend>& frontends, bool json);

@@ -11,7 +11,9 @@
 #include <sstream>
 
 #include "base/runfiles.h"
+#include "bpf_probe/fnv.h"
 #include "bpf_probe/kmesh_abi.h"
+#include "bpf_probe/testing/policy_layout.h"
 #include "e2e/framework/case_output.h"
 #include "tools/mapdump/commands.h"
 #include "tools/mapdump/format.h"
@@ -212,4 +214,124 @@ TEST_CASE("usage and command-line errors") {
     CHECK(rc == kExitUsage);
   }
   CheckGolden("errors.txt", transcript);
+}
+
+// --- policies in full and explain, on policies laid out like Kmesh's deserializer lays them out ---------
+
+namespace {
+
+using kmesh::bpf_probe::testing::Cidr;
+using kmesh::bpf_probe::testing::Exact;
+using kmesh::bpf_probe::testing::InMemoryXdpMaps;
+using kmesh::bpf_probe::testing::PolicyLayout;
+
+DecodedPolicy Policy(const std::string& ns, const std::string& name, PolicyScope scope, PolicyAction action,
+                     std::vector<PolicyRule> rules) {
+  DecodedPolicy p;
+  p.ns = ns;
+  p.name = name;
+  p.scope_raw = static_cast<uint32_t>(scope);
+  p.action_raw = static_cast<uint32_t>(action);
+  p.rules = std::move(rules);
+  return p;
+}
+
+PolicyRule RuleOf(std::vector<PolicyMatch> clause_matches) {
+  PolicyRule r;
+  for (auto& m : clause_matches) r.clauses.push_back(PolicyClause{{m}, ""});
+  return r;
+}
+
+std::array<uint8_t, 16> FrontendKey(const std::string& ip) {
+  std::array<uint8_t, 16> k{};
+  const IpAddr a = IpAddr::Parse(ip);
+  std::copy(a.bytes().data, a.bytes().data + a.bytes().size, k.begin());
+  return k;
+}
+
+// A node: httpbin (10.244.2.7, workload 77) with a DENY on one client's IP and an ALLOW on port 8080 or a
+// second client (its second rule, which Kmesh reads at a byte offset, D10); echo (10.244.2.8, workload 78)
+// with a DENY on a namespace and port 9999; a namespace-wide ALLOW no km_wlpolicy lists (D30).
+struct Node {
+  InMemoryXdpMaps maps;
+  uint32_t deny = PolicyId("test-ns1", "deny-by-ip"), allow = PolicyId("test-ns1", "allow-8080"),
+           ns_deny = PolicyId("test-ns1", "deny-ns-a"), wide = PolicyId("test-ns1", "namespace-wide");
+  Node() {
+    PolicyLayout layout(maps.memory);
+    PolicyMatch a;
+    a.source_ips = {Cidr("10.244.1.5/32")};
+    layout.Write(deny, Policy("test-ns1", "deny-by-ip", PolicyScope::kWorkloadSelector, PolicyAction::kDeny, {RuleOf({a})}));
+    PolicyMatch port;
+    port.destination_ports = {8080};
+    PolicyMatch second;
+    second.source_ips = {Cidr("10.244.1.9/32")};
+    layout.Write(allow, Policy("test-ns1", "allow-8080", PolicyScope::kWorkloadSelector, PolicyAction::kAllow,
+                               {RuleOf({port}), RuleOf({second})}));
+    PolicyMatch ns;
+    ns.namespaces = {Exact("ns-a")};
+    ns.destination_ports = {9999};
+    layout.Write(ns_deny, Policy("test-ns1", "deny-ns-a", PolicyScope::kWorkloadSelector, PolicyAction::kDeny, {RuleOf({ns})}));
+    layout.Write(wide, Policy("test-ns1", "namespace-wide", PolicyScope::kNamespace, PolicyAction::kAllow, {PolicyRule{}}));
+    maps.frontend[FrontendKey("10.244.2.7")] = 77;
+    maps.frontend[FrontendKey("10.244.2.8")] = 78;
+    maps.wlpolicy[77] = {deny, allow, 0, 0};
+    maps.wlpolicy[78] = {ns_deny, 0, 0, 0};
+    maps.auth_res[EncodeTupleKey(Tuple::Parse("10.244.1.6:40004 -> 10.244.2.7:8080"))] = KM_AUTH_DENY;
+  }
+  std::string Explain(const std::string& tuple, bool json = false) {
+    const XdpExplanation e = ExplainXdp(Tuple::Parse(tuple), maps);
+    return json ? FormatExplainJson(e, true, {}) : FormatExplainText(e, true, {});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("policies in full: rules -> clauses -> matches, the workloads listing each, broken chains") {
+  Node n;
+  const std::vector<DecodedPolicy> decoded = DecodePolicies(n.maps.memory);
+  const std::vector<WorkloadPolicies> wl = {{77, {n.deny, n.allow}}, {78, {n.ns_deny}}};
+  std::vector<AuthzPolicy> summary;
+  for (const auto& d : decoded) {
+    AuthzPolicy p;
+    p.policy_id = d.key;
+    p.action = d.action();
+    p.scope = d.scope();
+    p.n_rules = d.n_rules;
+    summary.push_back(p);
+  }
+  CheckGolden("policies_full.txt", FormatPolicies(wl, summary, {}, false, &decoded));
+  CheckGolden("policies_full.json", FormatPolicies(wl, summary, {}, true, &decoded));
+  CheckGolden("policies_full_named.txt",
+              FormatPolicies(wl, summary, {{n.allow, "test-ns1/allow-8080"}}, false, &decoded));
+
+  // The ALLOW's second rule loses its blob: reported where the chain breaks, the rest still shown.
+  PolicyMemorySnapshot broken;
+  const DecodedPolicy allow = DecodePolicy(n.allow, *n.maps.memory.Policy(n.allow), n.maps.memory);
+  BlobRef second_rule{};  // the layout hands out the second rule's kmesh_map64 index last
+  for (const auto& b : allow.blobs) {
+    if (b.map == InnerMap::k64) second_rule = b;
+  }
+  for (const auto& [ref, v] : n.maps.memory.blobs()) {
+    if (!(ref == second_rule)) broken.PutBlob(ref, v);
+  }
+  broken.PutPolicy(n.allow, *n.maps.memory.Policy(n.allow));
+  const std::vector<DecodedPolicy> one = DecodePolicies(broken);
+  CheckGolden("policies_broken.txt", FormatPolicyDetails(one, wl));
+}
+
+TEST_CASE("explain: which entry decides, and why, for each way xdp_authz ends") {
+  Node n;
+  CheckGolden("explain_deny_match.txt", n.Explain("10.244.1.5:40001 -> 10.244.2.7:8080"));
+  CheckGolden("explain_deny_match.json", n.Explain("10.244.1.5:40001 -> 10.244.2.7:8080", true));
+  CheckGolden("explain_allow_match.txt", n.Explain("10.244.1.6:40002 -> 10.244.2.7:8080"));
+  // 10.244.1.9 is in the ALLOW's second rule, which Kmesh reads at byte offset 1 (D10): dropped.
+  CheckGolden("explain_second_rule.txt", n.Explain("10.244.1.9:40003 -> 10.244.2.7:9090"));
+  CheckGolden("explain_cached_stale.txt", n.Explain("10.244.1.6:40004 -> 10.244.2.7:8080"));
+  CheckGolden("explain_no_frontend.txt", n.Explain("10.244.1.6:40005 -> 10.244.3.3:8080"));
+  CheckGolden("explain_userspace.txt", n.Explain("10.244.1.6:40006 -> 10.244.2.8:8080"));
+  // No source port: the walk of a new connection, and the verdicts cached for any port.
+  Tuple t = Tuple::Parse("10.244.1.6:0 -> 10.244.2.7:8080");
+  const XdpExplanation e = ExplainXdp(t, n.maps, false);
+  CheckGolden("explain_any_port.txt",
+              FormatExplainText(e, false, {{Tuple::Parse("10.244.1.6:40004 -> 10.244.2.7:8080"), KM_AUTH_DENY}}));
 }
