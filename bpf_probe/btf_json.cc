@@ -110,6 +110,9 @@ void BtfDecoder::Write(JsonWriter& w, uint32_t type_id, ByteView data) const {
   WriteValue(w, type_id, data, 0, 0, 0);
 }
 
+// Struct and union members, as bpftool's btf_dumper_struct writes them: every member under its name, an
+// anonymous struct or union member under the name "" (not lifted into the parent), a bitfield member as
+// btf_dumper_bitfield does.
 void BtfDecoder::WriteMembers(JsonWriter& w, uint32_t type_id, ByteView data, uint32_t bit_off,
                               int depth) const {
   const btf_type* t = TypeOrThrow(btf_, type_id);
@@ -118,88 +121,90 @@ void BtfDecoder::WriteMembers(JsonWriter& w, uint32_t type_id, ByteView data, ui
     const uint32_t moff = bit_off + btf_member_bit_offset(t, i);
     const uint32_t mbits = btf_member_bitfield_size(t, i);
     const char* name = btf__name_by_offset(btf_, m->name_off);
-    const uint32_t mtype = SkipModifiers(btf_, m->type);
-    if ((name == nullptr || *name == '\0') && btf_is_composite(TypeOrThrow(btf_, mtype)) && mbits == 0) {
-      WriteMembers(w, mtype, data, moff, depth + 1);  // anonymous struct/union: its members are ours
-      continue;
+    w.Key(name ? name : "");
+    if (mbits != 0) {
+      w.String(Hex128(ReadBits(data, moff, mbits)));
+    } else {
+      WriteValue(w, m->type, data, moff, 0, depth + 1);
     }
-    w.Key(name && *name ? name : "");
-    WriteValue(w, m->type, data, moff, mbits, depth + 1);
   }
 }
 
-void BtfDecoder::WriteValue(JsonWriter& w, uint32_t type_id, ByteView data, uint32_t bit_off, uint32_t bits,
+// One value of type `type_id` at `bit_off` bits into `data`, dispatched like bpftool's btf_dumper_do_type
+// (tools/bpf/bpftool/btf_dumper.c), so `formatted` reads the same as `bpftool -j map dump` for the same BTF
+// (//tools/mapdump:mapdump_on_lab_test compares them map by map on a node running Kmesh's datapath).
+void BtfDecoder::WriteValue(JsonWriter& w, uint32_t type_id, ByteView data, uint32_t bit_off, uint32_t,
                             int depth) const {
   if (depth > kMaxDepth) throw Error("BTF type nesting deeper than " + std::to_string(kMaxDepth) + " (cyclic?)");
-  const uint32_t id = SkipModifiers(btf_, type_id);
-  const btf_type* t = TypeOrThrow(btf_, id);
+  const btf_type* t = TypeOrThrow(btf_, type_id);
   const uint32_t byte_off = bit_off / 8;
-
-  // Bitfields (and members not on a byte boundary) are read bit by bit.
-  if (bits != 0 || bit_off % 8 != 0) {
-    const uint32_t nbits = bits != 0 ? bits : static_cast<uint32_t>(t->size * 8);
-    unsigned __int128 v = ReadBits(data, bit_off, nbits);
-    const bool is_signed = btf_is_int(t) && (btf_int_encoding(t) & BTF_INT_SIGNED);
-    if (is_signed && nbits < 64 && (v >> (nbits - 1)) & 1) {
-      w.Int(static_cast<int64_t>(static_cast<uint64_t>(v) | (~0ULL << nbits)));
-    } else if (nbits <= 64) {
-      w.Uint(static_cast<uint64_t>(v));
-    } else {
-      w.String(Hex128(v));
-    }
-    return;
-  }
+  const uint32_t in_byte = bit_off % 8;
 
   switch (btf_kind(t)) {
     case BTF_KIND_INT: {
       const uint8_t enc = btf_int_encoding(t);
       const uint32_t nbits = btf_int_bits(t);
       const uint32_t extra = btf_int_offset(t);
-      if (extra != 0 || nbits != t->size * 8) {
-        WriteValue(w, id, data, bit_off + extra, nbits, depth + 1);
+      // Bitfields, ints at a bit offset and odd widths: hex strings (btf_dumper_int_bits).
+      if (in_byte != 0 || extra != 0 || nbits % 8 != 0) {
+        w.String(Hex128(ReadBits(data, bit_off + extra, nbits)));
         return;
       }
-      unsigned __int128 v = ReadBits(data, bit_off, nbits);
-      if (enc & BTF_INT_BOOL) {
+      const unsigned __int128 v = ReadBits(data, bit_off, nbits);
+      if (nbits == 128) {
+        w.String(Hex128(v));
+        return;
+      }
+      const bool standard = nbits == 8 || nbits == 16 || nbits == 32 || nbits == 64;
+      if (enc == BTF_INT_BOOL) {
         w.Bool(v != 0);
-      } else if (nbits > 64) {
+      } else if (enc == BTF_INT_CHAR) {
+        const char c = static_cast<char>(v);
+        if (std::isprint(static_cast<unsigned char>(c))) {
+          w.String(std::string_view(&c, 1));
+        } else {
+          w.String(std::string(1, c));
+        }
+      } else if (!standard) {
         w.String(Hex128(v));
       } else if (enc & BTF_INT_SIGNED) {
-        int64_t s = static_cast<int64_t>(static_cast<uint64_t>(v));
-        if (nbits < 64 && (s >> (nbits - 1)) & 1) s |= static_cast<int64_t>(~0ULL << nbits);
-        w.Int(s);
+        int64_t x = static_cast<int64_t>(static_cast<uint64_t>(v));
+        if (nbits < 64 && (x >> (nbits - 1)) & 1) x |= static_cast<int64_t>(~0ULL << nbits);
+        w.Int(x);
       } else {
         w.Uint(static_cast<uint64_t>(v));
       }
       return;
     }
     case BTF_KIND_PTR: {
+      // bpftool -j prints the pointer value as a decimal number.
       uint64_t p = 0;
       std::memcpy(&p, data.data + byte_off, sizeof p);
-      w.String(Hex128(p));
+      w.Uint(p);
       return;
     }
     case BTF_KIND_ARRAY: {
       const struct btf_array* a = btf_array(t);
-      const uint32_t elem = SkipModifiers(btf_, a->type);
-      const size_t esize = SizeOf(elem);
-      const btf_type* et = TypeOrThrow(btf_, elem);
-      // char[N] holding text (printable up to a NUL) reads best as a string.
-      const bool chars = btf_is_int(et) && esize == 1 &&
-                         ((btf_int_encoding(et) & BTF_INT_CHAR) ||
+      // bpftool's is_str_array: the element type with only const/volatile/restrict skipped (a typedef of
+      // char is not text), one byte, a char; printable up to a NUL within the array.
+      const btf_type* et = btf__type_by_id(btf_, a->type);
+      for (int i = 0; et != nullptr && btf_is_mod(et) && i < kMaxDepth; ++i) et = btf__type_by_id(btf_, et->type);
+      const bool chars = et != nullptr && btf_is_int(et) && et->size == 1 &&
+                         (btf_int_encoding(et) == BTF_INT_CHAR ||
                           std::strcmp(btf__name_by_offset(btf_, et->name_off), "char") == 0);
       if (chars && a->nelems > 0) {
         const char* s = reinterpret_cast<const char*>(data.data + byte_off);
         size_t n = 0;
-        while (n < a->nelems && s[n] != '\0' && std::isprint(static_cast<unsigned char>(s[n]))) ++n;
+        while (n < a->nelems && s[n] != '\0' && s[n] > 0x1f && s[n] < 0x7f) ++n;
         if (n < a->nelems && s[n] == '\0') {
           w.String(std::string_view(s, n));
           return;
         }
       }
+      const size_t esize = SizeOf(a->type);
       w.BeginArray();
       for (uint32_t i = 0; i < a->nelems; ++i) {
-        WriteValue(w, elem, data, bit_off + static_cast<uint32_t>(i * esize * 8), 0, depth + 1);
+        WriteValue(w, a->type, data, (byte_off + static_cast<uint32_t>(i * esize)) * 8, 0, depth + 1);
       }
       w.EndArray();
       return;
@@ -207,32 +212,47 @@ void BtfDecoder::WriteValue(JsonWriter& w, uint32_t type_id, ByteView data, uint
     case BTF_KIND_STRUCT:
     case BTF_KIND_UNION:
       w.BeginObject();
-      WriteMembers(w, id, data, bit_off, depth);
+      WriteMembers(w, type_id, data, byte_off * 8, depth);
       w.EndObject();
       return;
-    case BTF_KIND_ENUM:
-    case BTF_KIND_ENUM64: {
-      const uint32_t nbits = t->size * 8;
-      const uint64_t raw = static_cast<uint64_t>(ReadBits(data, bit_off, nbits));
+    case BTF_KIND_ENUM: {
+      // Read signed by the enum's size and compared with the enumerators' signed values.
+      int64_t v = 0;
+      switch (t->size) {
+        case 1: v = static_cast<int8_t>(data[byte_off]); break;
+        case 2: { int16_t x; std::memcpy(&x, data.data + byte_off, 2); v = x; break; }
+        case 4: { int32_t x; std::memcpy(&x, data.data + byte_off, 4); v = x; break; }
+        case 8: { int64_t x; std::memcpy(&x, data.data + byte_off, 8); v = x; break; }
+        default: w.String("<" + TypeName(type_id) + ">"); return;
+      }
       for (uint16_t i = 0; i < btf_vlen(t); ++i) {
-        uint64_t ev;
-        uint32_t name_off;
-        if (btf_is_enum(t)) {
-          ev = static_cast<uint32_t>(btf_enum(t)[i].val);
-          name_off = btf_enum(t)[i].name_off;
-        } else {
-          ev = btf_enum64_value(&btf_enum64(t)[i]);
-          name_off = btf_enum64(t)[i].name_off;
-        }
-        const uint64_t mask = nbits >= 64 ? ~0ULL : ((1ULL << nbits) - 1);
-        if ((ev & mask) == raw) {
-          w.String(btf__name_by_offset(btf_, name_off));
+        if (v == btf_enum(t)[i].val) {
+          w.String(btf__name_by_offset(btf_, btf_enum(t)[i].name_off));
           return;
         }
       }
-      w.Uint(raw);
+      w.Int(v);
       return;
     }
+    case BTF_KIND_ENUM64: {
+      uint64_t v;
+      std::memcpy(&v, data.data + byte_off, 8);
+      for (uint16_t i = 0; i < btf_vlen(t); ++i) {
+        if (v == btf_enum64_value(&btf_enum64(t)[i])) {
+          w.String(btf__name_by_offset(btf_, btf_enum64(t)[i].name_off));
+          return;
+        }
+      }
+      w.Int(static_cast<int64_t>(v));
+      return;
+    }
+    case BTF_KIND_TYPEDEF:
+    case BTF_KIND_VOLATILE:
+    case BTF_KIND_CONST:
+    case BTF_KIND_RESTRICT:
+    case BTF_KIND_TYPE_TAG:
+      WriteValue(w, SkipModifiers(btf_, type_id), data, bit_off, 0, depth + 1);
+      return;
     case BTF_KIND_FLOAT: {
       if (t->size == 4) {
         float f;
@@ -248,27 +268,28 @@ void BtfDecoder::WriteValue(JsonWriter& w, uint32_t type_id, ByteView data, uint
       return;
     }
     case BTF_KIND_VAR:
+      // {"name": value}, as btf_dumper_var.
+      w.BeginObject().Key(btf__name_by_offset(btf_, t->name_off));
       WriteValue(w, t->type, data, bit_off, 0, depth + 1);
+      w.EndObject();
       return;
     case BTF_KIND_DATASEC: {
-      // A global-data map (.data/.rodata/.bss): one member per variable, at its offset.
-      w.BeginObject();
+      // A global-data map (.data/.rodata/.bss): {"<section>": [{"<var>": value}, ...]}, as btf_dumper_datasec.
+      w.BeginObject().Key(btf__name_by_offset(btf_, t->name_off)).BeginArray();
       const struct btf_var_secinfo* v = btf_var_secinfos(t);
       for (uint16_t i = 0; i < btf_vlen(t); ++i, ++v) {
-        const btf_type* var = TypeOrThrow(btf_, v->type);
-        w.Key(btf__name_by_offset(btf_, var->name_off));
         if (v->offset + v->size > data.size) {
           w.Null();
           continue;
         }
         WriteValue(w, v->type, data, bit_off + v->offset * 8, 0, depth + 1);
       }
-      w.EndObject();
+      w.EndArray().EndObject();
       return;
     }
     default:
       // FWD, FUNC and the like have no value representation; say what it was.
-      w.String("<" + TypeName(id) + ">");
+      w.String("<" + TypeName(type_id) + ">");
       return;
   }
 }

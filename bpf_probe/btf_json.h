@@ -1,9 +1,9 @@
-// BTF-driven decoding of raw map keys and values into JSON, in the spirit of bpftool's btf_dumper:
-// ints (signed, unsigned, bool, char; bitfields), enums by name, structs and unions by member name
-// (anonymous members flattened into their parent, as C reads them), arrays (char arrays that hold text
-// as strings), typedefs and qualifiers followed, pointers and 128-bit ints as hex strings, floats.
-// A map is then readable without knowing its struct in advance. Raw bytes are the caller's to print
-// beside it (MapJsonDumper does).
+// BTF-driven decoding of raw map keys and values into JSON, shaped like bpftool's btf_dumper
+// (tools/bpf/bpftool/btf_dumper.c): the same JSON for the same BTF, so `formatted` reads like `bpftool -j
+// map dump`. Ints as numbers (bitfields and odd widths as "0x.." strings, 128-bit ints too), enums by name
+// (else the signed number), structs and unions by member name (an anonymous member under the name ""),
+// char arrays that hold text as strings, pointers as numbers, typedefs and qualifiers followed, global
+// data sections as {"<section>": [{"<var>": value}, ...]}. Raw bytes are the caller's to print beside it.
 #pragma once
 
 #include <cstdint>

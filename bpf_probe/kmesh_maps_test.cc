@@ -171,8 +171,8 @@ TEST_CASE("JSON dumps carry bpftool's raw bytes, the BTF-formatted view and Kmes
     CHECK(rec["kmesh"]["verdict"] == "DENY");
     CHECK(rec.contains("formatted") == btf);
     if (btf) {
-      CHECK(rec["formatted"]["key"]["ipv4"]["sport"] == 40000);
-      CHECK(rec["formatted"]["key"]["ipv4"]["dport"] == 19090);
+      CHECK(rec["formatted"]["key"][""]["ipv4"]["sport"] == 40000);  // the anonymous union, as bpftool
+      CHECK(rec["formatted"]["key"][""]["ipv4"]["dport"] == 19090);
       CHECK(rec["formatted"]["value"] == 1);
     }
   }

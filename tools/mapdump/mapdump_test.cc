@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -181,8 +182,12 @@ TEST_CASE("dump gives bpftool's raw bytes plus BTF and Kmesh decoding") {
   for (const auto& rec : ours) ours_raw.insert(rec["key"].dump() + rec["value"].dump());
   for (const auto& rec : bpftool) bpftool_raw.insert(rec["key"].dump() + rec["value"].dump());
   CHECK(ours_raw == bpftool_raw);  // the raw view is exactly bpftool's
+  // The BTF view too: km_tuple's anonymous union nested under "", as bpftool nests it.
+  std::map<std::string, nlohmann::json> theirs_formatted;
+  for (const auto& rec : bpftool) theirs_formatted[rec["key"].dump()] = rec["formatted"];
   for (const auto& rec : ours) {
-    CHECK(rec["formatted"]["key"].contains("ipv4"));
+    CHECK(rec["formatted"] == theirs_formatted[rec["key"].dump()]);
+    CHECK(rec["formatted"]["key"][""].contains("ipv4"));
     CHECK(rec["kmesh"]["tuple"].is_string());
   }
 
