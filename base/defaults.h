@@ -113,4 +113,9 @@ inline Millis VmBoot() { return Tunable("VM_BOOT", Millis(120000)); }
 // Chromium page load (about 8 s here, most of it Chromium starting).
 inline Millis ReportTestStep() { return Tunable("REPORT_TEST_STEP", Millis(60000)); }
 
+// kmesh-mapdump watch: how often it reads the watched maps (KMESH_E2E_MAP_WATCH_INTERVAL_MS, or --interval).
+// 100 ms shows a connection's verdict appear within a tenth of a second; reading km_auth_res (8192 entries
+// at most, batched) takes well under a millisecond, so the datapath does not notice.
+inline Millis MapWatchInterval() { return Tunable("MAP_WATCH_INTERVAL", Millis(100)); }
+
 }  // namespace kmesh::defaults

@@ -7,6 +7,7 @@
 // counted apart as a Kmesh defect reproduced, and turns red the day Kmesh fixes it.
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <functional>
 #include <iostream>
@@ -15,6 +16,7 @@
 
 #include "base/defaults.h"
 #include "bpf_probe/fnv.h"
+#include "bpf_probe/residue.h"
 #include "e2e/framework/case.h"
 #include "e2e/framework/env.h"
 #include "e2e/framework/expect.h"
@@ -594,22 +596,25 @@ void Report(const Judgement& j) {
 const std::vector<std::string> kPolicyMaps = {"km_authz_policy", "kmesh_map192", "kmesh_map296",
                                               "kmesh_map1600"};
 
+// The comparison is bpf_probe's CompareEntryCounts, what `kmesh-mapdump residue --baseline` prints.
 void CheckResidue(Case& c, const std::map<std::string, uint64_t>& before,
                   const std::map<std::string, uint64_t>& after, const std::vector<std::string>& maps) {
+  const std::vector<bpf_probe::CountChange> changes = bpf_probe::CompareEntryCounts(before, after);
   nlohmann::json diff = nlohmann::json::object();
-  for (const auto& [name, n] : after) {
-    const uint64_t was = before.count(name) ? before.at(name) : 0;
-    if (n != was) diff[name] = {{"baseline", was}, {"after", n}};
+  for (const auto& ch : changes) {
+    if (ch.after) diff[ch.name] = {{"baseline", ch.before.value_or(0)}, {"after", *ch.after}, {"text", ch.ToString()}};
   }
   c.Set("residue", diff);
   for (const auto& name : maps) {
     INFO(name << ": entries before the row and after its removal");
-    const uint64_t was = before.count(name) ? before.at(name) : 0;
-    const uint64_t now = after.count(name) ? after.at(name) : 0;
+    const auto ch = std::find_if(changes.begin(), changes.end(),
+                                 [&](const bpf_probe::CountChange& x) { return x.name == name; });
+    const uint64_t was = ch == changes.end() ? 0 : ch->before.value_or(0);
+    const uint64_t now = ch == changes.end() ? 0 : ch->after.value_or(0);
     if (now != was) {
       c.AddDisagreement(disagreement::kMapResidue);
       c.Fail(name + " holds " + std::to_string(now) + " entries, " + std::to_string(was) +
-             " before the case (residue)");
+             " before the case (residue: " + ch->ToString() + ")");
     }
     CHECK(now == was);
   }

@@ -342,35 +342,13 @@ std::optional<uint32_t> KmeshPolicyWriter::IdOf(const std::string& name) {
 // --- residue -------------------------------------------------------------------------------------------
 
 std::map<std::string, MapEntryCount> CountMapEntries(const std::string& pin_dir) {
-  std::map<std::string, MapEntryCount> out;
-  for (const auto& info : bpf_probe::ListPinnedMaps(pin_dir)) {
-    MapEntryCount c;
-    c.name = info.name;
-    c.id = info.id;
-    c.type = info.TypeName();
-    if (info.EntriesWalkable()) c.entries = bpf_probe::MapCatalog::OpenInfo(info).CountEntries();
-    out[c.name] = c;
-  }
-  return out;
+  return bpf_probe::CountMapEntries(bpf_probe::MapCatalog::FromPinDir(pin_dir));
 }
 
 std::vector<std::string> ResidueAgainst(const std::map<std::string, MapEntryCount>& baseline,
                                         const std::map<std::string, MapEntryCount>& now) {
-  auto text = [](const std::optional<uint64_t>& n) {
-    return n ? std::to_string(*n) : std::string("uncounted");
-  };
   std::vector<std::string> out;
-  for (const auto& [name, b] : baseline) {
-    auto it = now.find(name);
-    if (it == now.end()) {
-      out.push_back(name + ": gone (baseline " + text(b.entries) + " entries)");
-    } else if (it->second.entries != b.entries) {
-      out.push_back(name + ": " + text(b.entries) + " -> " + text(it->second.entries) + " entries");
-    }
-  }
-  for (const auto& [name, n] : now) {
-    if (baseline.count(name) == 0) out.push_back(name + ": new map with " + text(n.entries) + " entries");
-  }
+  for (const auto& c : bpf_probe::CompareEntryCounts(baseline, now)) out.push_back(c.ToString());
   return out;
 }
 

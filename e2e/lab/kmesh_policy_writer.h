@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf_probe/residue.h"
 #include "e2e/lab/workload_authz.h"
 
 namespace kmesh::lab {
@@ -124,14 +125,10 @@ class KmeshPolicyWriter {
 };
 
 // --- residue -------------------------------------------------------------------------------------------
+// The counting and the comparison are bpf_probe's (bpf_probe/residue.h), the code `kmesh-mapdump residue
+// --baseline` runs too, so a suite's residue check and the tool report the same lines.
 
-struct MapEntryCount {
-  std::string name;
-  uint32_t id = 0;
-  std::string type;  // bpftool's type name
-  // nullopt for maps without entries to walk: ring buffers, socket/inode/task/cgroup storage, queues...
-  std::optional<uint64_t> entries;
-};
+using MapEntryCount = bpf_probe::MapEntryCount;
 
 // Every map pinned in `pin_dir`, by name, with its entry count now.
 std::map<std::string, MapEntryCount> CountMapEntries(const std::string& pin_dir);

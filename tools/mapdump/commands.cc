@@ -4,9 +4,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 
+#include "base/defaults.h"
 #include "base/error.h"
 #include "bpf_probe/dump_json.h"
 #include "bpf_probe/fnv.h"
@@ -14,7 +20,9 @@
 #include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/kmesh_policy.h"
+#include "bpf_probe/map_watch.h"
 #include "bpf_probe/maps.h"
+#include "bpf_probe/residue.h"
 #include "bpf_probe/xdp.h"
 #include "bpf_probe/xdp_explain.h"
 #include "netns/netns.h"
@@ -203,6 +211,60 @@ int CmdExplain(const Options& o, int out, int err) {
   return kExitOk;
 }
 
+int CmdResidue(const Options& o, int out, int err) {
+  const MapCatalog cat = Catalog(o, err);
+  std::optional<std::vector<CountChange>> changes;
+  if (!o.baseline.empty()) {
+    std::ifstream in(o.baseline);
+    if (!in) throw UsageError("--baseline " + o.baseline + ": cannot read it (write one with --save-baseline)");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    changes = CompareEntryCounts(EntryCountsFromJson(ss.str(), o.baseline), CountMapEntries(cat));
+  }
+  if (!o.save_baseline.empty()) {
+    std::ofstream f(o.save_baseline);
+    f << EntryCountsToJson(CountMapEntries(cat));
+    if (!f) ThrowErrno("write the baseline " + o.save_baseline);
+    if (!o.json) WriteAll(err, "kmesh-mapdump: entry counts of " + cat.source() + " saved to " + o.save_baseline + "\n");
+  }
+  std::optional<ConnectionTable> conns;
+  if (o.connections) conns = ConnectionTable::Read();
+  const ResidueReport r = FindResidue(cat, conns ? &*conns : nullptr);
+  WriteAll(out, FormatResidue(r, changes ? &*changes : nullptr, o.baseline, o.limit, o.json));
+  return kExitOk;
+}
+
+std::atomic<bool> g_stop{false};
+
+int CmdWatch(const Options& o, int out, int err) {
+  const MapCatalog cat = Catalog(o, err);
+  std::vector<Map> maps;
+  for (const auto& name : o.watch_maps.empty() ? std::vector<std::string>{KM_MAP_AUTH_RES} : o.watch_maps) {
+    maps.push_back(OpenMapRef(name, cat));
+  }
+  MapWatcher watcher(std::move(maps));
+  const auto interval = o.interval_ms ? std::chrono::milliseconds(*o.interval_ms) : defaults::MapWatchInterval();
+  std::string what;
+  for (size_t i = 0; i < watcher.maps().size(); ++i) {
+    what += (i ? ", " : "") + watcher.maps()[i].info().name + " (id " + std::to_string(watcher.maps()[i].info().id) +
+            ", " + std::to_string(watcher.EntriesOf(i)) + " entries now)";
+  }
+  WriteAll(err, "kmesh-mapdump: watching " + what + " every " + std::to_string(interval.count()) +
+                    " ms, read-only; Ctrl-C to stop\n");
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t printed = 0;
+  while (!g_stop.load()) {
+    if (o.duration_ms && std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(*o.duration_ms)) break;
+    std::this_thread::sleep_for(interval);
+    const auto now = std::chrono::system_clock::now();
+    for (const MapChange& c : watcher.Poll()) {
+      WriteAll(out, FormatWatchLine(now, c, o.port_order, o.json));
+      if (o.count && ++printed >= *o.count) return kExitOk;
+    }
+  }
+  return kExitOk;
+}
+
 int CmdFrontends(const Options& o, int out, int err) {
   const MapCatalog cat = Catalog(o, err);
   WriteAll(out, FormatFrontends(FrontendMap(cat.Open(KM_MAP_FRONTEND)).Entries(), o.json));
@@ -286,6 +348,8 @@ int CmdDump(const Options& o, int out, int err) {
 
 }  // namespace
 
+void RequestStop() { g_stop.store(true); }
+
 Options ParseArgs(const std::vector<std::string>& argv) {
   Options o;
   for (size_t i = 0; i < argv.size(); ++i) {
@@ -321,6 +385,17 @@ Options ParseArgs(const std::vector<std::string>& argv) {
         throw UsageError(std::string("--verdict: ") + e.what());
       }
     } else if (a == "--name") o.names.push_back(value());
+    else if (a == "--baseline") o.baseline = value();
+    else if (a == "--save-baseline") o.save_baseline = value();
+    else if (a == "--no-connections") o.connections = false;
+    else if (a == "--limit") o.limit = static_cast<size_t>(ParseNumber(a, value(), 1000000));
+    else if (a == "--map") o.watch_maps.push_back(value());
+    else if (a == "--count") o.count = ParseNumber(a, value(), UINT32_MAX);
+    else if (a == "--duration") o.duration_ms = ParseNumber(a, value(), 24ull * 3600 * 1000);
+    else if (a == "--interval") {
+      o.interval_ms = ParseNumber(a, value(), 60000);
+      if (*o.interval_ms == 0) throw UsageError("--interval 0: give at least 1 ms between reads");
+    }
     else if (a.size() > 1 && a[0] == '-') throw UsageError("unknown option " + a + " (see --help)");
     else if (o.command.empty()) o.command = a;
     else o.args.push_back(a);
@@ -346,6 +421,8 @@ int Run(const std::vector<std::string>& argv, int out, int err) {
     if (o.command == "xdp") return CmdXdp(o, out, err);
     if (o.command == "dump") return CmdDump(o, out, err);
     if (o.command == "explain") return CmdExplain(o, out, err);
+    if (o.command == "residue") return CmdResidue(o, out, err);
+    if (o.command == "watch") return CmdWatch(o, out, err);
     throw UsageError("unknown command \"" + o.command +
                      "\" (commands: maps, auth, policies, explain, residue, watch, frontends, xdp, dump)");
   } catch (const UsageError& e) {

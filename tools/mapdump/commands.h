@@ -37,7 +37,22 @@ struct Options {
 
   AuthFilter filter;
   std::vector<std::string> names;  // --name ns/name
+
+  // residue
+  std::string baseline;       // --baseline FILE: compare entry counts with it
+  std::string save_baseline;  // --save-baseline FILE: write entry counts to it
+  bool connections = true;    // --no-connections: do not look for km_auth_res entries' connections
+  size_t limit = 5;           // --limit N: examples per kind
+
+  // watch
+  std::vector<std::string> watch_maps;  // --map NAME (repeatable; default km_auth_res)
+  std::optional<uint64_t> count;        // --count N: stop after N changes
+  std::optional<uint64_t> duration_ms;  // --duration MS: stop after MS milliseconds
+  std::optional<uint64_t> interval_ms;  // --interval MS: between reads (default base/defaults.h)
 };
+
+// Asks a running `watch` to stop after its current read (main's SIGINT/SIGTERM handler calls it).
+void RequestStop();
 
 // Parses argv (without argv[0]). Throws kmesh::Error naming the bad argument.
 Options ParseArgs(const std::vector<std::string>& argv);

@@ -339,6 +339,17 @@ commands:
                              maps (cached verdict, km_frontend, km_wlpolicy, each policy, rule by rule),
                              known Kmesh defects included; which entry decides and why, or that
                              userspace decides. Read-only. IPv6 as [fd00::1]:80
+  residue                    what no live policy or connection accounts for: kmesh_map* blobs no policy
+                             reaches, km_tcargs entries, km_auth_res entries whose connection is gone
+                             (TCP sockets of every network namespace); counts and examples
+      --save-baseline FILE   write every map's entry count to FILE (before a change)
+      --baseline FILE        compare entry counts with FILE (after it): what the suites check
+      --no-connections       do not read sockets   --limit N  examples per kind (5)
+  watch                      changes to km_auth_res as they happen, one line each with a UTC
+                             timestamp, until Ctrl-C; read-only polling
+      --map NAME|ID          (repeatable) watch these maps instead (km_tcargs, km_wlpolicy, ...)
+      --interval MS          between reads (100)   --count N  --duration MS  stop after N changes
+                             or MS milliseconds
   frontends                  km_frontend: IP -> upstream (workload or service) id
   xdp                        XDP attachments of a network namespace
       --netns NAME|PATH | --pid PID  [--dev IFACE]
@@ -347,7 +358,7 @@ commands:
                              failed dump answers {"error": "...", "map": {...}} and exits 1
       --no-btf               raw bytes only
 
-where the maps come from (maps, auth, policies, explain, frontends, dump NAME):
+where the maps come from (every command but xdp; dump by NAME):
   --pin-dir DIR              pinned maps in DIR (default /sys/fs/bpf/bpf_kmesh_workload/map)
   --by-name                  every map on the machine, by kernel name (default when DIR has no pins)
   --prog ID                  the maps of program ID and of its tail calls

@@ -2,6 +2,7 @@
 // text (golden-file tested), and the kernel-facing code in commands.cc only gathers the data.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -11,7 +12,9 @@
 #include "bpf_probe/json_writer.h"
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/kmesh_policy.h"
+#include "bpf_probe/map_watch.h"
 #include "bpf_probe/maps.h"
+#include "bpf_probe/residue.h"
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "bpf_probe/xdp_explain.h"
@@ -79,6 +82,18 @@ std::string FormatExplainText(const bpf_probe::XdpExplanation& e, bool sport_kno
                               const std::vector<std::pair<bpf_probe::Tuple, uint32_t>>& cached_for_any_port);
 std::string FormatExplainJson(const bpf_probe::XdpExplanation& e, bool sport_known,
                               const std::vector<std::pair<bpf_probe::Tuple, uint32_t>>& cached_for_any_port);
+
+// --- residue (format_residue.cc) ---
+// `changes`: the entry counts against a baseline (`--baseline FILE`, named `baseline_origin`), or nullptr.
+// At most `limit` examples per kind.
+std::string FormatResidue(const bpf_probe::ResidueReport& r, const std::vector<bpf_probe::CountChange>* changes,
+                          const std::string& baseline_origin, size_t limit, bool json);
+
+// --- watch (format_residue.cc) ---
+// "2026-11-30T09:31:02.123Z km_auth_res + 10.244.1.5:40001 -> 10.244.2.7:8080  DENY"; JSON: one object
+// per line (time, map, change, key/before/after as bpftool's byte arrays, text).
+std::string FormatWatchLine(std::chrono::system_clock::time_point when, const bpf_probe::MapChange& c,
+                            bpf_probe::PortOrder order, bool json);
 
 // --- frontends ---
 std::string FormatFrontends(const std::vector<bpf_probe::Frontend>& frontends, bool json);

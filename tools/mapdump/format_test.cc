@@ -335,3 +335,59 @@ TEST_CASE("explain: which entry decides, and why, for each way xdp_authz ends") 
   CheckGolden("explain_any_port.txt",
               FormatExplainText(e, false, {{Tuple::Parse("10.244.1.6:40004 -> 10.244.2.7:8080"), KM_AUTH_DENY}}));
 }
+
+TEST_CASE("residue: unreachable blobs, km_tcargs entries, verdicts without a connection, baseline changes") {
+  ResidueReport r;
+  r.source = "pin folder /sys/fs/bpf/bpf_kmesh_workload/map";
+  r.blobs = 40;
+  r.blobs_reached = 33;
+  r.policies = 3;
+  r.unreachable[InnerMap::k64] = {17, 18, 23, 24, 31, 32};
+  r.unreachable[InnerMap::k1600] = {9};
+  r.broken_policies = {"test-ns1/x: rules[0]: kmesh_map64[5] is missing (a Rule)"};
+  TcArgs ctx;
+  ctx.policy_index = 1;
+  ctx.auth_result = 1;
+  ctx.n_rules = 1;
+  r.tcargs = {{Tuple::Parse("10.244.1.6:40002 -> 10.244.2.7:8080"), ctx}};
+  r.auth_entries = 2;
+  r.connections_checked = true;
+  r.namespaces_checked = 12;
+  r.auth_without_connection = {{Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080"), Verdict::kDeny}};
+  const std::vector<CountChange> changes =
+      CompareEntryCounts(std::map<std::string, uint64_t>{{"kmesh_map64", 11}, {"km_tcargs", 0}, {"km_old", 2}},
+                         std::map<std::string, uint64_t>{{"kmesh_map64", 17}, {"km_tcargs", 1}, {"km_new", 1}});
+  CheckGolden("residue.txt", FormatResidue(r, &changes, "before.json", 5, false));
+  CheckGolden("residue.json", FormatResidue(r, &changes, "before.json", 5, true));
+  ResidueReport clean;
+  clean.source = "program 42 (xdp_authz)";
+  clean.connections_checked = true;
+  clean.namespaces_checked = 3;
+  const std::vector<CountChange> none;
+  CheckGolden("residue_clean.txt", FormatResidue(clean, &none, "before.json", 5, false));
+}
+
+TEST_CASE("watch: one line per change, with a UTC timestamp, decoded for Kmesh's maps") {
+  const auto when = std::chrono::system_clock::time_point(std::chrono::milliseconds(1796030462123));
+  const TupleKey key = EncodeTupleKey(Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080"));
+  const Bytes k(key.begin(), key.end());
+  const Bytes deny = {1, 0, 0, 0}, allow = {0, 0, 0, 0};
+  Bytes wl_before(16, 0), wl_after(16, 0);
+  wl_before[0] = wl_after[0] = 7;
+  wl_after[4] = 9;
+  const std::vector<MapChange> changes = {
+      {MapChange::Kind::kAdded, KM_MAP_AUTH_RES, 12, k, {}, deny},
+      {MapChange::Kind::kChanged, KM_MAP_AUTH_RES, 12, k, deny, allow},
+      {MapChange::Kind::kRemoved, KM_MAP_AUTH_RES, 12, k, allow, {}},
+      {MapChange::Kind::kChanged, KM_MAP_WLPOLICY, 13, {77, 0, 0, 0}, wl_before, wl_after},
+      {MapChange::Kind::kRemoved, "kmesh_map64", 14, {17, 0, 0, 0}, Bytes(64, 0), {}},
+      {MapChange::Kind::kAdded, "other_map", 15, {1, 2}, {}, {0xab, 0xcd}},
+  };
+  std::string text, json;
+  for (const auto& c : changes) {
+    text += FormatWatchLine(when, c, PortOrder::kHost, false);
+    json += FormatWatchLine(when, c, PortOrder::kHost, true);
+  }
+  CheckGolden("watch.txt", text);
+  CheckGolden("watch.jsonl", json);
+}
