@@ -5,9 +5,14 @@
 // An Env answers three kinds of questions:
 //   - deploy and configure: apps, AuthorizationPolicies, the IPsec secret, dataplane restarts;
 //   - traffic: probes from a client app, continuous load;
-//   - evidence: what the kernel holds (km_auth_res, XDP attachments, xfrm, captures on the underlay).
+//   - evidence: what the kernel holds (km_auth_res, XDP attachments, xfrm, captures on the underlay),
+//     through each node's NodeEvidence (node/node_evidence.h), the same for the lab and a cluster.
 #pragma once
 
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -29,6 +34,7 @@
 #include "e2e/framework/xfrm.h"
 #include "e2e/policy/policy.h"
 #include "e2e/policy/template.h"
+#include "node/node_evidence.h"
 
 namespace kmesh::e2e {
 
@@ -88,6 +94,10 @@ class LoadRun {
   virtual LoadReport Wait() = 0;
 };
 
+// The suites' one interface to where they run. What is the same on every Env is written here once (the
+// non-virtual methods, env.cc): the policy-realized barrier over the node's maps, verdict lookups, captures,
+// source ports and address defaults all go through the node's evidence (node/node_evidence.h), which the
+// Env hands per node. What differs between the lab and a cluster is virtual.
 class Env {
  public:
   virtual ~Env() = default;
@@ -101,29 +111,37 @@ class Env {
   virtual void Remove(const std::vector<policy::AuthorizationPolicy>& policies) = 0;
   // How this Env enforces the policy (so the suites expect the right outcome per environment).
   virtual Mechanism MechanismOf(const policy::AuthorizationPolicy& p) const = 0;
-  // Waits, bounded, until the datapath holds the policy for `server`; throws with what it found.
-  virtual Realized WaitRealized(const policy::AuthorizationPolicy& p, const App& server) = 0;
+  // Waits, bounded, until the datapath holds the policy for `server` (its id in km_authz_policy and in
+  // km_wlpolicy of the server's workload, on the server's node), or the waypoint enforces it; throws with
+  // what it found.
+  Realized WaitRealized(const policy::AuthorizationPolicy& p, const App& server);
 
   // Where clients reach a server: the waypoint when the service has one, else the pod.
   virtual std::pair<std::string, uint16_t> ServiceAddress(const App& server) = 0;
-  // One request from `client`; spec.dst_* default to ServiceAddress(server) when empty. A new
-  // connection with a fresh source port each time (the harness never reuses a tuple).
-  virtual ProbeOutcome Probe(const App& client, const App& server, ProbeSpec spec) = 0;
-  // A source port no earlier probe of this run used (set it in ProbeSpec to know the tuple up front).
-  virtual uint16_t NextSourcePort() = 0;
-  virtual std::unique_ptr<LoadRun> StartLoad(const App& client, const App& server, LoadSpec spec) = 0;
+  // One request from `client`; spec.dst_* default to ServiceAddress(server) when empty, spec.src_port to
+  // NextSourcePort(). A new connection with a fresh source port each time (the harness never reuses a
+  // tuple).
+  ProbeOutcome Probe(const App& client, const App& server, ProbeSpec spec);
+  // A source port no earlier probe of this run used (set it in ProbeSpec to know the tuple up front): never
+  // reused within a run, so no cached verdict of an earlier probe can decide a later one (km_auth_res
+  // entries of dropped SYNs are never deleted). 42000..61999, from a per-process offset so concurrent runs
+  // differ too.
+  uint16_t NextSourcePort();
+  // spec.probe.dst_* default to ServiceAddress(server).
+  std::unique_ptr<LoadRun> StartLoad(const App& client, const App& server, LoadSpec spec);
 
-  // Evidence.
-  virtual std::optional<bpf_probe::Verdict> AuthVerdict(const App& server, const bpf_probe::Tuple& t) = 0;
-  virtual bpf_probe::XdpAttachment XdpOf(const App& server) = 0;
+  // Evidence: what a node's kernel holds, read the same way on every Env.
+  virtual node::NodeEvidence& Evidence(const std::string& node) = 0;
+  std::optional<bpf_probe::Verdict> AuthVerdict(const App& server, const bpf_probe::Tuple& t);
+  bpf_probe::XdpAttachment XdpOf(const App& server);
   // What Kmesh's userspace authorizer on the server's node decided for this connection (its records of
   // km_auth_req), oldest first: [{allow, reason, policy, tuple, ...}]; an empty array when it saw none,
   // null where the Env cannot see it (a cluster: Kmesh only logs its decisions).
   virtual nlohmann::json UserspaceDecisions(const App& server, const bpf_probe::Tuple& t) = 0;
-  // Entry counts of every Kmesh map on the server's node (residue checks: a removal brings them back).
-  virtual std::map<std::string, uint64_t> DatapathMapCounts(const App& server) = 0;
+  // Entry counts of Kmesh's maps on the server's node (residue checks: a removal brings them back).
+  std::map<std::string, uint64_t> DatapathMapCounts(const App& server);
   // km_wlpolicy[workload of server]: the policy ids, or nullopt when there is no entry.
-  virtual std::optional<std::vector<uint32_t>> WorkloadPolicies(const App& server) = 0;
+  std::optional<std::vector<uint32_t>> WorkloadPolicies(const App& server);
   // What runs: the Kmesh commit, the object's sha256, the clang version, program ids and tags (the
   // evidence and the report header name the datapath every case ran on).
   virtual nlohmann::json DatapathIdentity() = 0;
@@ -136,21 +154,22 @@ class Env {
   // state (the lab); on a cluster, one more than the cluster's current SPI.
   virtual uint32_t FirstSpi() { return 1; }
   virtual std::vector<ipsec::NodeInfo> IpsecNodes() = 0;  // KmeshNodeInfo of every node
-  virtual xfrm::XfrmSnapshot Xfrm(const std::string& node) = 0;
+  xfrm::XfrmSnapshot Xfrm(const std::string& node);
   // Deletes one xfrm state on a node by hand (fault recovery).
-  virtual void DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) = 0;
+  void DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s);
   virtual void RestartDataplane(const std::string& node) = 0;
   // The node crashes and reboots: Kmesh gets no stop, the node's kernel state goes, its boot id changes.
   // Throws where the Env cannot do that to a node.
   virtual void CrashRebootNode(const std::string& node) {
     throw Error(name() + ": cannot crash and reboot node " + node + " (no such operation on this Env)");
   }
-  // A capture on the node's interface toward `peer_address` (the routed underlay interface).
-  virtual capture::Capture StartCapture(const std::string& node, const std::string& peer_address,
-                                        capture::CaptureSpec spec) = 0;
+  // A capture on the node's interface toward `peer_address` (the routed underlay interface), wherever the
+  // node is (in this process, or kmesh-probe in the node's Kmesh pod).
+  std::unique_ptr<node::CaptureRun> StartCapture(const std::string& node, const std::string& peer_address,
+                                                 capture::CaptureSpec spec);
   // A capture on the app's own interface (eth0 in the pod): where traffic is always in clear, so the
   // sanity capture proves the plaintext filter matches the probe.
-  virtual capture::Capture StartPodCapture(const App& app, capture::CaptureSpec spec) = 0;
+  std::unique_ptr<node::CaptureRun> StartPodCapture(const App& app, capture::CaptureSpec spec);
   // Both ends of the server pod's veth, where the harness can prove an XDP drop from the kernel
   // (drop_proof.h); nullopt where it cannot watch them (a cluster's node namespace is not the harness's
   // to enter), and the denial then rests on the client's timeout and the maps.
@@ -158,6 +177,35 @@ class Env {
   // Kmesh's IPsec marking on a node: the tc programs its Kmesh loaded (with their Kmesh build), what the
   // kernel holds where Kmesh attaches them, km_nodeinfo. nullopt where the Env cannot read it yet.
   virtual std::optional<ipsec::NodeMarking> IpsecMarking(const std::string& node) { return std::nullopt; }
+
+ protected:
+  // One request with every field of `spec` set (Probe filled the defaults).
+  virtual ProbeOutcome ProbeFrom(const App& client, const ProbeSpec& spec) = 0;
+  // A load with spec.probe's destination set (StartLoad filled it).
+  virtual std::unique_ptr<LoadRun> LoadFrom(const App& client, const App& server, const LoadSpec& spec) = 0;
+
+  // The policy-realized barrier, per Env. The ids that realize `p` on the server's node: the first is
+  // Kmesh's id for it (km_wlpolicy lists that one); the others are keys Kmesh may really store it under in
+  // km_authz_policy (the lab names the deserializer's cut key, D8).
+  virtual std::vector<uint32_t> PolicyKeys(const policy::AuthorizationPolicy& p, const App& server) = 0;
+  // How long the maps may take to hold a policy after Apply returned, and how often to look meanwhile.
+  struct RealizeTiming {
+    std::chrono::milliseconds bound{0};
+    std::chrono::milliseconds poll{0};
+    std::string bound_name;  // "KMESH_E2E_POLICY_REALIZED_MS", or why there is no wait
+  };
+  virtual RealizeTiming MapsTiming() const = 0;
+  // What server.workload_id is, for the message when km_frontend says otherwise.
+  virtual std::string WorkloadIdSource(const App& server) { return "the app's workload id"; }
+  // A dry run reads nothing: the barrier records what it would check and does not wait.
+  virtual bool DryRun() const { return false; }
+  // The waypoint's barrier (its own way of saying which policies it enforces).
+  virtual Realized WaitInWaypoint(const policy::AuthorizationPolicy& p, const App& server) = 0;
+
+ private:
+  Realized WaitInMaps(const policy::AuthorizationPolicy& p, const App& server);
+
+  std::atomic<uint32_t> next_port_{static_cast<uint32_t>(getpid() % 1000) * 20};
 };
 
 // Picks the Env from the environment: KMESH_E2E_ENV=lab (default) or kube. Defined by the binary's

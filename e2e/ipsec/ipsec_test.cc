@@ -18,6 +18,7 @@
 #include "base/error.h"
 #include "e2e/framework/case.h"
 #include "e2e/framework/env.h"
+#include "e2e/framework/ipsec_expect.h"
 
 namespace kmesh::e2e {
 namespace {
@@ -89,201 +90,16 @@ void RestartNode(World& w, Case& c, const std::string& node) {
   w.env->RestartDataplane(node);
 }
 
-struct Layout {
-  ipsec::LayoutReport report;
-  std::vector<ipsec::NodeEvidence> nodes;
-};
-
-Layout ReadLayout(World& w) {
-  Layout l;
-  for (const auto& info : w.env->IpsecNodes()) l.nodes.push_back({info, w.env->Xfrm(info.name)});
-  if (l.nodes.size() != 2)
-    throw Error("the IPsec suite needs two nodes, the Env has " + std::to_string(l.nodes.size()));
-  l.report = ipsec::CheckLayout(l.nodes[0], l.nodes[1], w.secrets, w.retained);
-  return l;
-}
-
-// Waits (bounded) until both nodes report `spi` and the layout checker finds nothing; records the layout.
+// The suite's reads of both nodes, with what the World knows of the run.
+Layout ReadLayout(World& w) { return e2e::ReadLayout(*w.env, w.secrets, w.retained); }
 Layout WaitLayout(World& w, Case& c, uint32_t spi, const std::string& label) {
-  const auto start = Clock::now();
-  Layout l;
-  while (true) {
-    l = ReadLayout(w);
-    bool spis = true;
-    for (const auto& n : l.nodes) spis &= n.info.spi == spi;
-    if (spis && l.report.ok()) break;
-    if (Clock::now() - start > defaults::XfrmConverged()) break;
-    std::this_thread::sleep_for(defaults::PollInterval() * 4);
-  }
-  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-  nlohmann::json j = {
-      {"label", label}, {"spi", spi}, {"waited_ms", waited.count()}, {"report", l.report.ToJson()}};
-  for (const auto& n : l.nodes)
-    j["nodes"].push_back({{"name", n.info.name}, {"spi", n.info.spi}, {"xfrm", n.snapshot.ToJson()}});
-  c.Add("layouts", j);
-  bool spis = true;
-  std::string spi_text;
-  for (const auto& n : l.nodes) {
-    spis &= n.info.spi == spi;
-    spi_text += " " + n.info.name + "=" + std::to_string(n.info.spi);
-  }
-  if (!spis || !l.report.ok()) {
-    std::string why = "[" + label + "] xfrm layout did not converge to SPI " + std::to_string(spi) +
-                      " within " + std::to_string(defaults::XfrmConverged().count()) +
-                      " ms (KMESH_E2E_XFRM_CONVERGED_MS)\n" + "  KmeshNodeInfo spi:" + spi_text +
-                      "\n  layout checker:\n" + l.report.Describe();
-    c.Fail(why);
-    std::cerr << why << "\n";
-  }
-  return l;
+  return e2e::WaitLayout(*w.env, c, spi, label, w.secrets, w.retained);
 }
-
-// The key of every SA Kmesh may hold in this run (each direction, each SPI of the run), derived from the
-// secrets the suite wrote and the nodes' KmeshNodeInfo: with them a capture opens each ESP packet and finds
-// the probe's own connection in the tunnel.
-std::vector<capture::EspKey> EspKeys(World& w) {
-  const auto infos = w.env->IpsecNodes();
-  std::vector<capture::EspKey> keys;
-  for (const auto& from : infos) {
-    for (const auto& to : infos) {
-      if (from.name == to.name) continue;
-      for (const uint32_t spi : w.secrets.Spis()) {
-        keys.push_back({from.address, to.address, spi,
-                        ipsec::DeriveKey(w.secrets.Find(spi)->aead_key, from.address, to.address,
-                                         from.boot_id, to.boot_id)});
-      }
-    }
-  }
-  return keys;
-}
-
-// One request from the client with a payload marker, with an assert capture on each node's underlay
-// (what it sends) and a sanity capture in the server pod (where the request is always in clear).
-struct EncryptedProbe {
-  ProbeOutcome outcome;
-  std::vector<capture::CaptureSummary> underlay;
-  capture::CaptureSummary sanity;
-};
-
 EncryptedProbe ProbeEncrypted(World& w, Case& c, const std::string& label) {
-  const auto nodes = w.env->Nodes();
-  ProbeSpec spec;
-  spec.src_port = w.env->NextSourcePort();
-  std::tie(spec.dst_ip, spec.dst_port) = w.env->ServiceAddress(w.server);
-  const std::string marker = "kmesh-e2e-marker-" + std::to_string(spec.src_port);
-  spec.path = "/anything/" + marker;
-  spec.headers.push_back({"x-kmesh-e2e-marker", marker});
-  Tuple inner{w.client.ip, spec.src_port, spec.dst_ip, spec.dst_port};
-
-  std::vector<capture::Capture> caps;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    capture::CaptureSpec cs;
-    const std::string& peer = nodes[1 - i].address;
-    cs.filter = capture::AssertFilter(nodes[0].address, nodes[1].address, inner);
-    cs.direction = capture::CaptureSpec::Direction::kOut;
-    cs.inner = inner;
-    cs.marker = marker;
-    cs.save_dir = c.dir();
-    cs.label = label + "-" + nodes[i].name + "-underlay";
-    cs.esp_keys = EspKeys(w);
-    caps.push_back(w.env->StartCapture(nodes[i].name, peer, cs));
-  }
-  capture::CaptureSpec ss;
-  ss.filter = capture::PlaintextFilter(inner);
-  ss.inner = inner;
-  ss.marker = marker;
-  ss.save_dir = c.dir();
-  ss.label = label + "-sanity-" + w.server.name;
-  capture::Capture sanity = w.env->StartPodCapture(w.server, ss);
-
-  EncryptedProbe r;
-  r.outcome = w.env->Probe(w.client, w.server, spec);
-  for (auto& cap : caps) r.underlay.push_back(cap.Finish());
-  r.sanity = sanity.Finish();
-  nlohmann::json j = {{"label", label}, {"outcome", r.outcome.ToJson()}, {"sanity", r.sanity.ToJson()}};
-  for (const auto& s : r.underlay) j["underlay"].push_back(s.ToJson());
-  c.Add("probes", j);
-  return r;
+  return e2e::ProbeEncrypted(*w.env, c, w.client, w.server, w.secrets, label);
 }
-
-// Judges an encrypted probe: ok, ESP with the receiver's SPI on both underlays, no plaintext, and the
-// sanity capture saw the request in clear.
 void ExpectEncrypted(World& w, Case& c, const EncryptedProbe& p, const std::string& label) {
-  const auto infos = w.env->IpsecNodes();
-  std::vector<std::string> problems;
-  if (p.outcome.kind != OutcomeKind::kOk)
-    problems.push_back("client saw " + p.outcome.ToString() + ", expected ok");
-  for (size_t i = 0; i < p.underlay.size() && i < infos.size(); ++i) {
-    const uint32_t receiver_spi = infos[1 - i].spi;  // ESP from node i carries the peer's SPI
-    auto v = capture::JudgeEncrypted(p.underlay[i], receiver_spi);
-    if (!v.pass) problems.push_back(infos[i].name + " underlay: " + v.Describe());
-  }
-  auto s = capture::JudgePlaintextVisible(p.sanity);
-  if (!s.pass)
-    problems.push_back("sanity capture in " + w.server.name + ": " + s.Describe() +
-                       " (the plaintext filter would not have caught a leak)");
-  if (!problems.empty()) {
-    std::string why = "[" + label + "] " + w.client.name + " -> " + w.server.name + " (" +
-                      p.outcome.tuple.ToString() + ")\n" +
-                      "  expected:    ok; the probe's own connection inside ESP with each receiver's SPI on "
-                      "both underlays; "
-                      "no plaintext; sanity sees it\n" +
-                      "  client saw:  " + p.outcome.ToString() + "\n  kernel held:";
-    for (const auto& u : p.underlay) why += "\n    " + u.Describe();
-    why += "\n    " + p.sanity.Describe() + "\n  disagree:";
-    for (const auto& pr : problems) why += "\n    " + pr;
-    c.Fail(why);
-    std::cerr << why << "\n";
-  }
-  CHECK(problems.empty());
-}
-
-// Error counters of xfrm_stat that rose on any node between two layouts.
-void ExpectNoXfrmErrors(Case& c, const Layout& before, const Layout& after, const std::string& label) {
-  std::vector<std::string> raised;
-  for (size_t i = 0; i < before.nodes.size() && i < after.nodes.size(); ++i) {
-    auto d = xfrm::Diff(before.nodes[i].snapshot, after.nodes[i].snapshot);
-    c.Add("xfrm_diffs", {{"label", label}, {"node", before.nodes[i].info.name}, {"diff", d.ToJson()}});
-    for (const auto& e : d.ErrorsRaised())
-      raised.push_back(before.nodes[i].info.name + ": " + e.name + " " + std::to_string(e.before) + " -> " +
-                       std::to_string(e.after));
-  }
-  if (!raised.empty()) {
-    std::string why = "[" + label + "] xfrm_stat error counters rose (tolerance 0):";
-    for (const auto& r : raised) why += "\n  " + r;
-    c.Fail(why);
-    std::cerr << why << "\n";
-  }
-  CHECK(raised.empty());
-}
-
-// Kmesh's own tc programs, loaded from the Kmesh tree and attached where Kmesh attaches them, on every
-// node; km_nodeinfo holding exactly the peers' pod CIDRs.
-void ExpectKmeshMarking(World& w, Case& c, const std::string& label) {
-  const auto infos = w.env->IpsecNodes();
-  std::vector<std::string> problems;
-  for (const auto& info : infos) {
-    const auto m = w.env->IpsecMarking(info.name);
-    if (!m) {
-      c.Note("[" + label + "] " + w.env->name() + " cannot read the tc marking of " + info.name);
-      continue;
-    }
-    std::vector<std::string> peers;
-    for (const auto& other : infos) {
-      if (other.name != info.name) peers.insert(peers.end(), other.pod_cidrs.begin(), other.pod_cidrs.end());
-    }
-    const auto found = ipsec::CheckMarking(*m, peers);
-    c.Add("marking", {{"label", label}, {"node", info.name}, {"marking", m->ToJson()}, {"problems", found}});
-    problems.insert(problems.end(), found.begin(), found.end());
-    if (!found.empty()) problems.push_back("  " + m->Describe());
-  }
-  if (!problems.empty()) {
-    std::string why = "[" + label + "] Kmesh's IPsec marking differs from what Kmesh sets up:";
-    for (const auto& p : problems) why += "\n  " + p;
-    c.Fail(why);
-    std::cerr << why << "\n";
-  }
-  CHECK(problems.empty());
+  CHECK(e2e::ExpectEncrypted(*w.env, c, p, w.client, w.server, label));
 }
 
 }  // namespace
@@ -295,11 +111,11 @@ TEST_CASE("ipsec: connectivity across nodes is encrypted in Kmesh's layout", "[i
   Layout before = WaitLayout(w, c, w.spi, "converged");
   REQUIRE(before.report.ok());
   for (const auto& d : before.report.directions) CHECK(d.agree);
-  ExpectKmeshMarking(w, c, "converged");
+  CHECK(ExpectKmeshMarking(*w.env, c, "converged"));
   EncryptedProbe p = ProbeEncrypted(w, c, "request");
   ExpectEncrypted(w, c, p, "request");
   Layout after = ReadLayout(w);
-  ExpectNoXfrmErrors(c, before, after, "request");
+  CHECK(ExpectNoXfrmErrors(c, before, after, "request"));
 }
 
 TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
@@ -337,7 +153,7 @@ TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
   }
   CHECK(report.records.size() >= 100);  // 20/s for 8 s, minus scheduling: at least 5 s worth
   CHECK(report.Failures() == 0);
-  ExpectNoXfrmErrors(c, before, ReadLayout(w), "rotation");
+  CHECK(ExpectNoXfrmErrors(c, before, ReadLayout(w), "rotation"));
 }
 
 TEST_CASE("ipsec: recovery after a dataplane restart", "[ipsec]") {
@@ -351,7 +167,7 @@ TEST_CASE("ipsec: recovery after a dataplane restart", "[ipsec]") {
   RestartNode(w, c, node);
   Layout back = WaitLayout(w, c, w.spi, "after restart");
   CHECK(back.report.ok());
-  ExpectKmeshMarking(w, c, "after restart");
+  CHECK(ExpectKmeshMarking(*w.env, c, "after restart"));
   ExpectEncrypted(w, c, ProbeEncrypted(w, c, "after-restart"), "after restart");
 }
 
@@ -432,13 +248,13 @@ TEST_CASE("ipsec: no pod traffic crosses the underlay in clear while a node's da
   cs.save_dir = c.dir();
   cs.label = "restart-" + node + "-underlay";
   const auto peer = w.env->Nodes()[0].name == node ? w.env->Nodes()[1].address : w.env->Nodes()[0].address;
-  capture::Capture cap = w.env->StartCapture(node, peer, cs);
+  std::unique_ptr<node::CaptureRun> cap = w.env->StartCapture(node, peer, cs);
   std::unique_ptr<LoadRun> gen = w.env->StartLoad(w.client, w.server, load);
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   RestartNode(w, c, node);
   Layout back = WaitLayout(w, c, w.spi, "after restart");
   LoadReport report = gen->Wait();
-  const capture::CaptureSummary leak = cap.Finish();
+  const capture::CaptureSummary leak = cap->Finish();
   c.Set("load", report.ToJson());
   c.Add("captures", leak.ToJson());
   CHECK(back.report.ok());

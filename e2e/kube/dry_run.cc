@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "e2e/framework/ipsec_secret.h"
-#include "e2e/kube/probe_json.h"
+#include "node/probe_json.h"
 
 namespace kmesh::kube {
 namespace {
@@ -317,10 +317,16 @@ netns::ProcessResult DryRunRunner::Answer(const std::vector<std::string>& argv) 
         body = {{"deleted", "esp spi " + After(remote, "--spi") + " src " + After(remote, "--src") + " dst " +
                                 After(remote, "--dst")},
                 {"netns", "dry run"}};
+      } else if (c == "capture") {
+        capture::CaptureSummary none;  // nothing captured
+        none.netns = "dry run";
+        none.interface = After(remote, "--iface");
+        none.filter = After(remote, "--filter");
+        body = node::CaptureReportBody(none);
       } else {
-        return Ok(ErrorReport(c, "dry run: not run").dump());
+        return Ok(node::ErrorReport(c, "dry run: not run").dump());
       }
-      return Ok(Envelope(c, body).dump());
+      return Ok(node::Envelope(c, body).dump());
     }
     return Ok("");
   }

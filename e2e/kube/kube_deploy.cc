@@ -210,7 +210,7 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
 void KubeEnv::WaitXdpAttached(const std::string& what, const PodInfo& pod) {
   const auto start = Clock::now();
   const auto deadline = start + defaults::XdpAttached();
-  NodeAccess& n = node(pod.node);
+  node::NodeEvidence& n = node(pod.node);
   std::string seen;
   while (true) {
     try {

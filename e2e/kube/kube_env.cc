@@ -81,7 +81,6 @@ KubeEnv::KubeEnv(std::unique_ptr<Kubectl> kubectl, KubeOptions options)
   }
   static std::once_flag once;
   std::call_once(once, [] { std::atexit(CleanupLiveAtExit); });
-  next_port_ = static_cast<uint32_t>(getpid() % 1000) * 20;
 }
 
 std::unique_ptr<KubeEnv> KubeEnv::FromEnvironment() {
@@ -113,7 +112,7 @@ KubeEnv::~KubeEnv() {
 
 std::vector<std::string> KubeEnv::CleanupNow() { return cleanup_.RunAll(); }
 
-NodeAccess& KubeEnv::node(const std::string& name) {
+node::NodeEvidence& KubeEnv::node(const std::string& name) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = nodes_.find(name);
   if (it != nodes_.end()) return *it->second;

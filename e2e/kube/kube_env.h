@@ -12,7 +12,6 @@
 // Kmesh has attached XDP (xdp_authz) to its pod, bounded like Kmesh's own e2e (5 s, XdpAttached()).
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -91,18 +90,10 @@ class KubeEnv : public e2e::Env {
   std::vector<policy::AuthorizationPolicy> Apply(const policy::Manifest& m) override;
   void Remove(const std::vector<policy::AuthorizationPolicy>& policies) override;
   e2e::Mechanism MechanismOf(const policy::AuthorizationPolicy& p) const override;
-  e2e::Realized WaitRealized(const policy::AuthorizationPolicy& p, const e2e::App& server) override;
   std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) override;
-  e2e::ProbeOutcome Probe(const e2e::App& client, const e2e::App& server, e2e::ProbeSpec spec) override;
-  uint16_t NextSourcePort() override;
-  // The load runs in a fortio pod next to the client (StartFortioLoad; same LoadSpec, same LoadReport).
-  std::unique_ptr<e2e::LoadRun> StartLoad(const e2e::App& client, const e2e::App& server,
-                                          e2e::LoadSpec spec) override;
-  std::optional<bpf_probe::Verdict> AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) override;
-  bpf_probe::XdpAttachment XdpOf(const e2e::App& server) override;
-  std::map<std::string, uint64_t> DatapathMapCounts(const e2e::App& server) override;
+  // The node's evidence through its transport (node_access.h): kind (local) or kmesh-probe.
+  node::NodeEvidence& Evidence(const std::string& node) override { return this->node(node); }
   nlohmann::json UserspaceDecisions(const e2e::App&, const bpf_probe::Tuple&) override { return nullptr; }
-  std::optional<std::vector<uint32_t>> WorkloadPolicies(const e2e::App& server) override;
   nlohmann::json DatapathIdentity() override;
   // Written as `kmeshctl secret create` writes it (ctl/secret/secret.go:154-198): created when there is
   // none, else the whole object replaced (an Update); never `kubectl apply`, which would keep the key in
@@ -113,21 +104,11 @@ class KubeEnv : public e2e::Env {
   // Computed once per env.
   uint32_t FirstSpi() override;
   std::vector<ipsec::NodeInfo> IpsecNodes() override;
-  xfrm::XfrmSnapshot Xfrm(const std::string& node) override;
-  void DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) override;
   void RestartDataplane(const std::string& node) override;
-  // Local captures (kind transport); the probe transport says to use StartNodeCapture instead.
-  capture::Capture StartCapture(const std::string& node, const std::string& peer_address,
-                                capture::CaptureSpec spec) override;
-  capture::Capture StartPodCapture(const e2e::App& app, capture::CaptureSpec spec) override;
 
   // ---- beyond Env ----
   // Continuity load from a fortio pod next to `client` (deployed on first use).
   FortioRun StartFortioLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec);
-  // Captures through either transport.
-  NodeCapture StartNodeCapture(const std::string& node, const std::string& peer_address,
-                               capture::CaptureSpec spec);
-  NodeCapture StartPodNodeCapture(const e2e::App& app, capture::CaptureSpec spec);
   // `kmeshctl secret create [--key]`: the next secret (SPI + 1) applied; returns it.
   ipsec::IpsecSecret RotateSecret(const std::optional<ipsec::KeyMaterial>& key = std::nullopt);
   // The secret now in the cluster (nullopt when none).
@@ -136,13 +117,27 @@ class KubeEnv : public e2e::Env {
   nlohmann::json Images() const;
   // Every secret this run applied (the layout checker's history).
   const ipsec::SecretHistory& secrets() const { return history_; }
-  NodeAccess& node(const std::string& name);
+  node::NodeEvidence& node(const std::string& name);
   // The last `lines` lines of a log, for the evidence of a failed case: the Kmesh daemon of a node, or an
   // app's pod (its probe container for clients).
   std::string KmeshLogs(const std::string& node, int lines = 200);
   std::string AppLogs(const e2e::App& app, int lines = 200);
   // Runs the cleanup now (the destructor does it too). Returns failures, one line each.
   std::vector<std::string> CleanupNow();
+
+ protected:
+  // A probe is `kubectl exec <sleep> -- curl`; curl bounds itself.
+  e2e::ProbeOutcome ProbeFrom(const e2e::App& client, const e2e::ProbeSpec& spec) override;
+  // The load runs in a fortio pod next to the client (StartFortioLoad; same LoadSpec, same LoadReport).
+  std::unique_ptr<e2e::LoadRun> LoadFrom(const e2e::App& client, const e2e::App& server,
+                                         const e2e::LoadSpec& spec) override;
+  // Kmesh's id for a policy: FNV-32a of "<ns>/<name>" (bpf_probe::PolicyId).
+  std::vector<uint32_t> PolicyKeys(const policy::AuthorizationPolicy& p, const e2e::App& server) override;
+  RealizeTiming MapsTiming() const override;
+  std::string WorkloadIdSource(const e2e::App& server) override;
+  bool DryRun() const override { return k_->dry_run(); }
+  // Envoy's config_dump of the service's waypoint names the policy's RBAC rules.
+  e2e::Realized WaitInWaypoint(const policy::AuthorizationPolicy& p, const e2e::App& server) override;
 
  private:
   struct AppRecord {
@@ -161,8 +156,6 @@ class KubeEnv : public e2e::Env {
   void DeleteNamespace(const std::string& ns);
   const AppRecord& Record(const e2e::App& app) const;
   void RequireIpsecOnce();
-  e2e::Realized WaitInMaps(const policy::AuthorizationPolicy& p, const e2e::App& server);
-  e2e::Realized WaitInWaypoint(const policy::AuthorizationPolicy& p, const e2e::App& server);
   void WaitXdpAttached(const std::string& what, const PodInfo& pod);
   void RecordImages(const PodInfo& pod);
   void RememberOriginalSecret();
@@ -174,7 +167,7 @@ class KubeEnv : public e2e::Env {
   CleanupStack cleanup_;
   mutable std::mutex mu_;
   std::map<std::string, AppRecord> apps_;  // "ns/name"
-  std::map<std::string, std::unique_ptr<NodeAccess>> nodes_;
+  std::map<std::string, std::unique_ptr<node::NodeEvidence>> nodes_;
   std::map<std::string, e2e::App> fortio_;  // client "ns/name" -> its fortio app
   std::vector<std::string> created_namespaces_;
   bool ipsec_checked_ = false;
@@ -185,7 +178,6 @@ class KubeEnv : public e2e::Env {
   std::optional<uint32_t> first_spi_;
   nlohmann::json images_ = nlohmann::json::array();
   ipsec::SecretHistory history_;
-  std::atomic<uint32_t> next_port_{0};
   int manifest_seq_ = 0;
 };
 

@@ -275,8 +275,6 @@ TEST_CASE("kube env: the policy-realized barrier reads km_authz_policy and km_wl
   CHECK(f.Count("cp /opt/kmesh-probe kmesh-system/kmesh-9fm2k:/tmp/kmesh-probe-rtest -c kmesh") ==
         1);  // copied once
   CHECK_THROWS_WITH(f.env->Xfrm("no-such-node"), Contains("no node named \"no-such-node\""));
-  CHECK_THROWS_WITH(f.env->StartCapture("kmesh-testing-worker", "172.18.0.2", capture::CaptureSpec{}),
-                    Contains("use KubeEnv::StartNodeCapture"));
 
   f.env.reset();
   CHECK(f.Count("exec -n kmesh-system kmesh-9fm2k -c kmesh -- rm -f /tmp/kmesh-probe-rtest") == 1);

@@ -1,19 +1,11 @@
-// How the kube env writes durations and ids in its messages, and reads its environment variables.
+// How the kube env writes durations in its messages, and reads its environment variables.
 #pragma once
 
 #include <chrono>
-#include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 namespace kmesh::kube {
-
-inline std::string Hex(uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
 
 // "5000 ms": a bound as the messages name it (next to its KMESH_E2E_<NAME>_MS).
 inline std::string Ms(std::chrono::milliseconds m) { return std::to_string(m.count()) + " ms"; }

@@ -56,52 +56,18 @@ e2e::Mechanism KubeEnv::MechanismOf(const policy::AuthorizationPolicy& p) const 
   return userspace ? e2e::Mechanism::kUserspace : e2e::Mechanism::kXdp;
 }
 
-e2e::Realized KubeEnv::WaitRealized(const policy::AuthorizationPolicy& p, const e2e::App& server) {
-  return MechanismOf(p) == e2e::Mechanism::kWaypoint ? WaitInWaypoint(p, server) : WaitInMaps(p, server);
+std::vector<uint32_t> KubeEnv::PolicyKeys(const policy::AuthorizationPolicy& p, const e2e::App&) {
+  return {bpf_probe::PolicyId(p.ns, p.name)};
 }
 
-e2e::Realized KubeEnv::WaitInMaps(const policy::AuthorizationPolicy& p, const e2e::App& server) {
-  const auto start = Clock::now();
-  const auto deadline = start + defaults::PolicyRealized();
-  e2e::Realized r;
-  r.policy_id = bpf_probe::PolicyId(p.ns, p.name);
-  r.mechanism = MechanismOf(p);
-  NodeAccess& n = node(server.node);
-  std::string seen;
-  while (true) {
-    const MapsReport m = n.Maps(server.ip);
-    const bool in_policies = m.HasPolicy(r.policy_id);
-    const bool listed = m.WorkloadLists(r.policy_id);
-    std::string ids;
-    if (m.workload_policy_ids) {
-      for (uint32_t id : *m.workload_policy_ids) ids += (ids.empty() ? "" : ", ") + Hex(id);
-    }
-    seen = "km_authz_policy (" + m.source + ") " + (in_policies ? "holds " : "lacks ") + Hex(r.policy_id) +
-           " (" + p.IdKey() + "); km_frontend[" + server.ip +
-           "] = " + (m.workload_id ? Hex(*m.workload_id) : std::string("absent"));
-    if (m.workload_id && *m.workload_id != server.workload_id) {
-      seen += " (not FNV-32a of the inferred UID " +
-              PodWorkloadUid(opts_.cluster_id, server.k8s_namespace, Record(server).pod) + " = " +
-              Hex(server.workload_id) + ": the map's id is used)";
-    }
-    if (m.workload_id)
-      seen += "; km_wlpolicy[" + Hex(*m.workload_id) +
-              "] = " + (m.workload_policy_ids ? "{" + ids + "}" : "absent");
-    if (in_policies && listed) break;
-    if (k_->dry_run()) {
-      seen = "dry run, not checked: " + seen;
-      break;
-    }
-    if (Clock::now() >= deadline) {
-      throw Error("policy " + p.IdKey() + " was not realized for " + server.name + " within " +
-                  Ms(defaults::PolicyRealized()) + " (KMESH_E2E_POLICY_REALIZED_MS), read through " +
-                  n.Describe() + ": " + seen);
-    }
-    std::this_thread::sleep_for(defaults::KubePoll());
-  }
-  r.evidence = seen;
-  r.waited = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
-  return r;
+e2e::Env::RealizeTiming KubeEnv::MapsTiming() const {
+  return {defaults::PolicyRealized(), defaults::KubePoll(), "KMESH_E2E_POLICY_REALIZED_MS"};
+}
+
+// istiod's workload UID (inference); km_frontend[pod IP] is Kmesh's own word, and the barrier uses it.
+std::string KubeEnv::WorkloadIdSource(const e2e::App& server) {
+  return "FNV-32a of the inferred UID " +
+         PodWorkloadUid(opts_.cluster_id, server.k8s_namespace, Record(server).pod);
 }
 
 e2e::Realized KubeEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const e2e::App& server) {

@@ -32,11 +32,7 @@ std::pair<std::string, uint16_t> KubeEnv::ServiceAddress(const e2e::App& server)
   return {server.ip, server.port};
 }
 
-uint16_t KubeEnv::NextSourcePort() { return static_cast<uint16_t>(42000 + (next_port_++ % 20000)); }
-
-e2e::ProbeOutcome KubeEnv::Probe(const e2e::App& client, const e2e::App& server, e2e::ProbeSpec spec) {
-  if (spec.dst_ip.empty()) std::tie(spec.dst_ip, spec.dst_port) = ServiceAddress(server);
-  if (spec.src_port == 0) spec.src_port = NextSourcePort();
+e2e::ProbeOutcome KubeEnv::ProbeFrom(const e2e::App& client, const e2e::ProbeSpec& spec) {
   const AppRecord& rec = Record(client);
   if (rec.container.empty())
     throw Error("kube env: probes run from a client (sleep) app; " + client.name + " is a server");
@@ -55,10 +51,6 @@ e2e::ProbeOutcome KubeEnv::Probe(const e2e::App& client, const e2e::App& server,
     // Not curl's JSON: kubectl itself failed (pod gone, exec refused), so nothing was probed.
     throw KubectlError(where + ": no curl result came back: " + DescribeResult(r), r);
   }
-  if (out.tuple.src_ip.empty()) out.tuple.src_ip = client.ip;
-  if (out.tuple.src_port == 0) out.tuple.src_port = spec.src_port;
-  if (out.tuple.dst_ip.empty()) out.tuple.dst_ip = spec.dst_ip;
-  if (out.tuple.dst_port == 0) out.tuple.dst_port = spec.dst_port;
   out.via = "kubectl exec curl";
   return out;
 }
@@ -76,8 +68,8 @@ class FortioLoadRun : public e2e::LoadRun {
 
 }  // namespace
 
-std::unique_ptr<e2e::LoadRun> KubeEnv::StartLoad(const e2e::App& client, const e2e::App& server,
-                                                 e2e::LoadSpec spec) {
+std::unique_ptr<e2e::LoadRun> KubeEnv::LoadFrom(const e2e::App& client, const e2e::App& server,
+                                                const e2e::LoadSpec& spec) {
   return std::make_unique<FortioLoadRun>(StartFortioLoad(client, server, spec));
 }
 

@@ -8,19 +8,69 @@
 #include "bpf_probe/kmesh_abi.h"
 #include "e2e/kube/cluster.h"
 #include "e2e/kube/kube_env_text.h"
-#include "e2e/kube/node_local.h"
 #include "netns/route.h"
+#include "node/local_node.h"
+#include "node/node_local.h"
 
 namespace kmesh::kube {
 namespace {
 
+const char* DirectionName(capture::CaptureSpec::Direction d) {
+  return d == capture::CaptureSpec::Direction::kOut  ? "out"
+         : d == capture::CaptureSpec::Direction::kIn ? "in"
+                                                     : "both";
+}
+
+// A dry run's capture: nothing is captured; Finish() says where it would have been.
+class PlaceholderRun : public node::CaptureRun {
+ public:
+  explicit PlaceholderRun(capture::CaptureSummary s) : s_(std::move(s)) {}
+  capture::CaptureSummary Finish() override { return s_; }
+
+ private:
+  capture::CaptureSummary s_;
+};
+
+std::unique_ptr<node::CaptureRun> DryRunCapture(const capture::CaptureSpec& spec) {
+  capture::CaptureSummary s;
+  s.netns = "dry run";
+  s.interface = spec.interface;
+  s.filter = spec.filter;
+  return std::make_unique<PlaceholderRun>(std::move(s));
+}
+
+// kmesh-probe capture running in the Kmesh pod: Finish() waits for its --seconds, parses its summary and
+// fetches the .pcap (`after`).
+class RemoteRun : public node::CaptureRun {
+ public:
+  RemoteRun(netns::Process p, std::chrono::milliseconds bound, std::string where,
+            std::function<void(capture::CaptureSummary&)> after)
+      : p_(std::move(p)), bound_(bound), where_(std::move(where)), after_(std::move(after)) {}
+  capture::CaptureSummary Finish() override {
+    const auto r = p_.Wait(bound_);
+    if (!r.ok() && r.out.find("\"probe\"") == std::string::npos)
+      throw Error(where_ + ": " + DescribeResult(r));
+    const auto j = node::ParseReport(r.out, "capture", where_);
+    capture::CaptureSummary s = node::CaptureSummaryFromJson(j.at("summary"), where_);
+    if (after_) after_(s);
+    return s;
+  }
+
+ private:
+  netns::Process p_;
+  std::chrono::milliseconds bound_;
+  std::string where_;
+  std::function<void(capture::CaptureSummary&)> after_;
+};
+
 // ---- kind: the node container's namespaces, from the host ----
 
-// Each read runs in this process (the node's kernel is this machine's) and is logged, with its duration,
-// as the kmesh-probe command that reads the same from the host (Kubectl::InProcess), so the command log
-// (and a dry run) lists every node read of a run whatever the transport. In a dry run nothing is read:
-// `docker inspect` gets the dry run's placeholder pid, and every read answers "nothing there".
-class KindAccess : public NodeAccess {
+// Each read runs in this process (the node's kernel is this machine's; node/local_node.h) and is logged,
+// with its duration, as the kmesh-probe command that reads the same from the host (Kubectl::InProcess), so
+// the command log (and a dry run) lists every node read of a run whatever the transport. In a dry run
+// nothing is read: `docker inspect` gets the dry run's placeholder pid, and every read answers "nothing
+// there".
+class KindAccess : public node::LocalNode {
  public:
   KindAccess(Kubectl& k, std::string node, NodeAccessOptions o)
       : k_(k), node_(std::move(node)), o_(std::move(o)) {}
@@ -28,12 +78,11 @@ class KindAccess : public NodeAccess {
   std::string Describe() const override {
     return "kind node container " + node_ + (pid_ ? " (pid " + std::to_string(pid_) + ")" : "");
   }
-  bool local() const override { return true; }
 
   xfrm::XfrmSnapshot Xfrm() override {
     xfrm::XfrmSnapshot snap;
     snap.netns = "dry run";
-    k_.InProcess({"kmesh-probe", "xfrm", "--netns", NodeNsPath()}, [&] { snap = xfrm::Snapshot(NodeNs()); });
+    k_.InProcess({"kmesh-probe", "xfrm", "--netns", NodeNsPath()}, [&] { snap = LocalNode::Xfrm(); });
     return snap;
   }
   void DeleteXfrmState(const xfrm::XfrmState& s) override {
@@ -41,19 +90,19 @@ class KindAccess : public NodeAccess {
                                    "--spi",       s.spi.ToString()};
     if (s.mark.mask != 0) eq.insert(eq.end(), {"--mark", s.mark.ToString()});
     eq.insert(eq.end(), {"--netns", NodeNsPath()});
-    k_.InProcess(eq, [&] { kube::DeleteXfrmState(NodeNs(), s); });
+    k_.InProcess(eq, [&] { LocalNode::DeleteXfrmState(s); });
   }
-  MapsReport Maps(const std::string& workload_ip) override {
-    MapsReport r;
+  node::MapsReport Maps(const std::string& workload_ip) override {
+    node::MapsReport r;
     r.source = "dry run";
     r.workload_ip = workload_ip;
     std::vector<std::string> eq = {"kmesh-probe", "--maps", "pin:" + PinDir(), "maps"};
     if (!workload_ip.empty()) eq.insert(eq.end(), {"--workload-ip", workload_ip});
-    k_.InProcess(eq, [&] { r = SummarizeMaps(Catalog(), workload_ip); });
+    k_.InProcess(eq, [&] { r = LocalNode::Maps(workload_ip); });
     return r;
   }
-  AuthReport Auth(const bpf_probe::Tuple& t) override {
-    AuthReport r;
+  node::AuthReport Auth(const bpf_probe::Tuple& t) override {
+    node::AuthReport r;
     r.map = "dry run";
     r.tuple = t;
     r.port_order = o_.port_order;
@@ -61,7 +110,7 @@ class KindAccess : public NodeAccess {
     if (o_.port_order != bpf_probe::PortOrder::kHost)
       eq.insert(eq.end(), {"--port-order", bpf_probe::ToString(o_.port_order)});
     eq.insert(eq.end(), {"auth", "--tuple", t.ToString()});
-    k_.InProcess(eq, [&] { r = LookupAuth(Catalog(), t, o_.port_order); });
+    k_.InProcess(eq, [&] { r = LocalNode::Auth(t); });
     return r;
   }
   bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override {
@@ -69,45 +118,36 @@ class KindAccess : public NodeAccess {
     a.netns = "dry run";
     a.ifname = "eth0";
     k_.InProcess({"kmesh-probe", "--proc", NodeProc(), "xdp", "--pod-ip", pod_ip},
-                 [&] { a = kube::XdpOfPod(NodeProc(), pod_ip, "", ""); });
+                 [&] { a = LocalNode::XdpOfPod(pod_ip); });
     return a;
   }
-
-  NodeCapture StartCapture(const std::string& peer, capture::CaptureSpec spec) override {
-    if (k_.dry_run()) {
-      k_.InProcess(CaptureEquivalent({"--netns", NodeNsPath()}, peer, spec), [] {});
-      return NodeCapture::Placeholder(DryRunSummary(spec));
-    }
-    return NodeCapture::Local(StartLocalCapture(peer, std::move(spec)));
+  std::unique_ptr<node::CaptureRun> StartCapture(const std::string& peer,
+                                                 capture::CaptureSpec spec) override {
+    std::unique_ptr<node::CaptureRun> run = DryRunCapture(spec);
+    k_.InProcess(CaptureEquivalent({"--netns", NodeNsPath()}, peer, spec),
+                 [&] { run = LocalNode::StartCapture(peer, spec); });
+    return run;
   }
-  NodeCapture StartPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
-    if (k_.dry_run()) {
-      k_.InProcess(CaptureEquivalent({"--proc", NodeProc(), "--pod-ip", pod_ip}, "", spec), [] {});
-      return NodeCapture::Placeholder(DryRunSummary(spec));
-    }
-    return NodeCapture::Local(StartLocalPodCapture(pod_ip, std::move(spec)));
-  }
-  capture::Capture StartLocalCapture(const std::string& peer, capture::CaptureSpec spec) override {
-    std::optional<capture::Capture> c;
-    k_.InProcess(CaptureEquivalent({"--netns", NodeNsPath()}, peer, spec), [&] {
-      const auto ns = NodeNs();
-      if (spec.interface.empty()) spec.interface = netns::RouteTo(ns, peer).interface;
-      c.emplace(capture::Capture::Start(ns, spec));
-    });
-    if (!c) throw DryRunCapture();
-    return std::move(*c);
-  }
-  capture::Capture StartLocalPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
-    std::optional<capture::Capture> c;
-    k_.InProcess(CaptureEquivalent({"--proc", NodeProc(), "--pod-ip", pod_ip}, "", spec), [&] {
-      const NetnsOwner o = RequireNetnsOwning(NodeProc(), pod_ip, "");
-      if (spec.interface.empty()) spec.interface = o.ifname;
-      c.emplace(capture::Capture::Start(netns::NetnsRef::Resolve(o.netns), spec));
-    });
-    if (!c) throw DryRunCapture();
-    return std::move(*c);
+  std::unique_ptr<node::CaptureRun> StartPodCapture(const std::string& pod_ip,
+                                                    capture::CaptureSpec spec) override {
+    std::unique_ptr<node::CaptureRun> run = DryRunCapture(spec);
+    k_.InProcess(CaptureEquivalent({"--proc", NodeProc(), "--pod-ip", pod_ip}, "", spec),
+                 [&] { run = LocalNode::StartPodCapture(pod_ip, spec); });
+    return run;
   }
   void Invalidate() override { pid_ = 0; }
+
+ protected:
+  netns::NetnsRef NodeNs() override { return netns::NetnsRef::OfPid(Pid()); }
+  // The node mounts its own bpffs (kind node containers do); its pins are seen through its root.
+  std::string PinDir() override { return NodeRoot() + o_.pin_dir; }
+  // A pod is looked up by address among the node container's own processes, not among every namespace
+  // of the machine, which may run another kind cluster with the same pod CIDRs (or a lab).
+  node::PodNetns PodOf(const std::string& pod_ip) override {
+    const node::NetnsOwner o = node::RequireNetnsOwning(NodeProc(), pod_ip, "");
+    return {netns::NetnsRef::Resolve(o.netns), o.ifname};
+  }
+  bpf_probe::PortOrder port_order() const override { return o_.port_order; }
 
  private:
   int Pid() {
@@ -129,14 +169,8 @@ class KindAccess : public NodeAccess {
   }
   std::string NodeRoot() { return "/proc/" + std::to_string(Pid()) + "/root"; }
   std::string NodeNsPath() { return "/proc/" + std::to_string(Pid()) + "/ns/net"; }
-  netns::NetnsRef NodeNs() { return netns::NetnsRef::OfPid(Pid()); }
-  // The node container's own /proc: the node's processes and its pods' only. A pod is looked up by address
-  // there, not among every namespace of the machine, which may run another kind cluster with the same
-  // pod CIDRs (or a lab).
+  // The node container's own /proc: the node's processes and its pods' only.
   std::string NodeProc() { return NodeRoot() + "/proc"; }
-  // The node mounts its own bpffs (kind node containers do); its pins are seen through its root.
-  std::string PinDir() { return NodeRoot() + o_.pin_dir; }
-  bpf_probe::MapCatalog Catalog() { return bpf_probe::MapCatalog::FromPinDir(PinDir()); }
 
   static std::vector<std::string> CaptureEquivalent(std::vector<std::string> where, const std::string& peer,
                                                     const capture::CaptureSpec& spec) {
@@ -148,24 +182,8 @@ class KindAccess : public NodeAccess {
       eq.insert(eq.end(), {"--peer", peer});
     }
     if (!spec.filter.empty()) eq.insert(eq.end(), {"--filter", spec.filter});
-    const char* dir = spec.direction == capture::CaptureSpec::Direction::kOut  ? "out"
-                      : spec.direction == capture::CaptureSpec::Direction::kIn ? "in"
-                                                                               : "both";
-    eq.insert(eq.end(), {"--direction", dir});
+    eq.insert(eq.end(), {"--direction", DirectionName(spec.direction)});
     return eq;
-  }
-  static capture::CaptureSummary DryRunSummary(const capture::CaptureSpec& spec) {
-    capture::CaptureSummary s;
-    s.netns = "dry run";
-    s.interface = spec.interface;
-    s.filter = spec.filter;
-    return s;
-  }
-  static Error DryRunCapture() {
-    return Error(
-        "dry run: Env::StartCapture returns a live capture, which a dry run cannot make without the node "
-        "(the "
-        "command above says what it would capture); KubeEnv::StartNodeCapture answers a dry run");
   }
 
   Kubectl& k_;
@@ -176,7 +194,7 @@ class KindAccess : public NodeAccess {
 
 // ---- probe: kmesh-probe inside the node's Kmesh daemon pod ----
 
-class ProbeAccess : public NodeAccess {
+class ProbeAccess : public node::NodeEvidence {
  public:
   ProbeAccess(Kubectl& k, CleanupStack& cleanup, std::string node, NodeAccessOptions o)
       : k_(k),
@@ -189,31 +207,30 @@ class ProbeAccess : public NodeAccess {
     return "kmesh-probe in " + o_.kmesh_namespace + "/" +
            (pod_.empty() ? "<kmesh pod of " + node_ + ">" : pod_);
   }
-  bool local() const override { return false; }
-
   xfrm::XfrmSnapshot Xfrm() override {
     // Raw keys cross the kubectl exec pipe into this process only (the layout check compares keys);
     // the output is marked sensitive so no message or log ever shows it.
     const auto j = Exec("xfrm", {"--include-raw-keys"}, true);
-    return XfrmSnapshotFromJson(j.at("snapshot"), Where("xfrm"));
+    return node::XfrmSnapshotFromJson(j.at("snapshot"), Where("xfrm"));
   }
   void DeleteXfrmState(const xfrm::XfrmState& s) override {
     std::vector<std::string> args = {"--src", s.src, "--dst", s.dst, "--spi", s.spi.ToString()};
     if (s.mark.mask != 0) args.insert(args.end(), {"--mark", s.mark.ToString()});
     Exec("xfrm-delete-state", args);
   }
-  MapsReport Maps(const std::string& workload_ip) override {
+  node::MapsReport Maps(const std::string& workload_ip) override {
     std::vector<std::string> args;
     if (!workload_ip.empty()) args = {"--workload-ip", workload_ip};
-    return MapsReportFromJson(Exec("maps", args), Where("maps"));
+    return node::MapsReportFromJson(Exec("maps", args), Where("maps"));
   }
-  AuthReport Auth(const bpf_probe::Tuple& t) override {
-    return AuthReportFromJson(Exec("auth", {"--tuple", t.ToString()}), Where("auth"));
+  node::AuthReport Auth(const bpf_probe::Tuple& t) override {
+    return node::AuthReportFromJson(Exec("auth", {"--tuple", t.ToString()}), Where("auth"));
   }
   bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override {
-    return XdpAttachmentFromJson(Exec("xdp", {"--pod-ip", pod_ip}), Where("xdp"));
+    return node::XdpAttachmentFromJson(Exec("xdp", {"--pod-ip", pod_ip}), Where("xdp"));
   }
-  NodeCapture StartCapture(const std::string& peer, capture::CaptureSpec spec) override {
+  std::unique_ptr<node::CaptureRun> StartCapture(const std::string& peer,
+                                                 capture::CaptureSpec spec) override {
     std::vector<std::string> where = {};
     if (spec.interface.empty()) {
       where = {"--peer", peer};
@@ -222,7 +239,8 @@ class ProbeAccess : public NodeAccess {
     }
     return Capture(where, std::move(spec));
   }
-  NodeCapture StartPodCapture(const std::string& pod_ip, capture::CaptureSpec spec) override {
+  std::unique_ptr<node::CaptureRun> StartPodCapture(const std::string& pod_ip,
+                                                    capture::CaptureSpec spec) override {
     std::vector<std::string> where = {"--pod-ip", pod_ip};
     if (!spec.interface.empty()) where.insert(where.end(), {"--iface", spec.interface});
     return Capture(where, std::move(spec));
@@ -310,10 +328,10 @@ class ProbeAccess : public NodeAccess {
     if (!r.ok() && r.out.find("\"probe\"") == std::string::npos) {
       throw KubectlError(Where(cmd) + ": " + DescribeResult(r, sensitive), r);
     }
-    return ParseReport(r.out, cmd, Where(cmd));
+    return node::ParseReport(r.out, cmd, Where(cmd));
   }
 
-  NodeCapture Capture(std::vector<std::string> where, capture::CaptureSpec spec) {
+  std::unique_ptr<node::CaptureRun> Capture(std::vector<std::string> where, capture::CaptureSpec spec) {
     EnsurePod();
     const long seconds = std::max<long>(1, static_cast<long>((spec.max_duration.count() + 999) / 1000));
     std::vector<std::string> args = where;
@@ -326,10 +344,7 @@ class ProbeAccess : public NodeAccess {
                                   spec.inner.dst_ip + ":" + std::to_string(spec.inner.dst_port)});
     }
     if (!spec.marker.empty()) args.insert(args.end(), {"--marker", spec.marker});
-    const char* dir = spec.direction == capture::CaptureSpec::Direction::kOut  ? "out"
-                      : spec.direction == capture::CaptureSpec::Direction::kIn ? "in"
-                                                                               : "both";
-    args.insert(args.end(), {"--direction", dir});
+    args.insert(args.end(), {"--direction", DirectionName(spec.direction)});
     const std::string remote_pcap = "/tmp/" + o_.run_id + "-" + spec.label + ".pcap";
     if (!spec.save_dir.empty()) args.insert(args.end(), {"--save", remote_pcap});
     const auto bound = std::chrono::milliseconds(seconds * 1000) + defaults::Kubectl();
@@ -344,7 +359,7 @@ class ProbeAccess : public NodeAccess {
       k->Try({"exec", "-n", ns, pod, "-c", container, "--", "rm", "-f", remote_pcap});
       s.pcap_path = local;
     };
-    return NodeCapture::Remote(std::move(p), bound, Where("capture"), after);
+    return std::make_unique<RemoteRun>(std::move(p), bound, Where("capture"), after);
   }
 
   Kubectl& k_;
@@ -357,64 +372,6 @@ class ProbeAccess : public NodeAccess {
 
 }  // namespace
 
-// ---- NodeCapture ----
-
-NodeCapture NodeCapture::Local(capture::Capture c) {
-  NodeCapture n;
-  n.local_.emplace(std::move(c));
-  return n;
-}
-
-NodeCapture NodeCapture::Remote(netns::Process p, std::chrono::milliseconds bound, std::string where,
-                                std::function<void(capture::CaptureSummary&)> after) {
-  NodeCapture n;
-  n.remote_.emplace(std::move(p));
-  n.bound_ = bound;
-  n.where_ = std::move(where);
-  n.after_ = std::move(after);
-  return n;
-}
-
-NodeCapture NodeCapture::Placeholder(capture::CaptureSummary s) {
-  NodeCapture n;
-  n.placeholder_ = std::move(s);
-  return n;
-}
-
-NodeCapture::NodeCapture(NodeCapture&&) noexcept = default;
-NodeCapture& NodeCapture::operator=(NodeCapture&&) noexcept = default;
-NodeCapture::~NodeCapture() = default;
-
-capture::CaptureSummary NodeCapture::Finish() {
-  if (local_) return local_->Finish();
-  if (placeholder_) return *placeholder_;
-  if (!remote_) throw Error("NodeCapture::Finish on a moved-from capture");
-  const auto r = remote_->Wait(bound_);
-  remote_.reset();
-  if (!r.ok() && r.out.find("\"probe\"") == std::string::npos) throw Error(where_ + ": " + DescribeResult(r));
-  const auto j = ParseReport(r.out, "capture", where_);
-  capture::CaptureSummary s = CaptureSummaryFromJson(j.at("summary"), where_);
-  if (after_) after_(s);
-  return s;
-}
-
-// ---- NodeAccess ----
-
-capture::Capture NodeAccess::StartLocalCapture(const std::string&, capture::CaptureSpec) {
-  throw Error(Describe() +
-              ": Env::StartCapture returns the framework's local capture::Capture, which this transport "
-              "cannot make (the capture runs inside the Kmesh pod); use KubeEnv::StartNodeCapture, whose "
-              "Finish() gives "
-              "the same CaptureSummary, or the kind transport (KMESH_E2E_KUBE_NODE_ACCESS=kind)");
-}
-
-capture::Capture NodeAccess::StartLocalPodCapture(const std::string&, capture::CaptureSpec) {
-  throw Error(Describe() +
-              ": Env::StartPodCapture returns the framework's local capture::Capture, which this transport "
-              "cannot make; use KubeEnv::StartPodNodeCapture, or the kind transport "
-              "(KMESH_E2E_KUBE_NODE_ACCESS=kind)");
-}
-
 NodeAccessOptions NodeAccessOptions::FromEnvironment() {
   NodeAccessOptions o;
   o.pin_dir = EnvOr("KMESH_E2E_KUBE_PIN_DIR", KM_PIN_DIR);
@@ -423,17 +380,18 @@ NodeAccessOptions NodeAccessOptions::FromEnvironment() {
   return o;
 }
 
-std::unique_ptr<NodeAccess> MakeKindAccess(Kubectl& k, const std::string& node, const NodeAccessOptions& o) {
+std::unique_ptr<node::NodeEvidence> MakeKindAccess(Kubectl& k, const std::string& node,
+                                                   const NodeAccessOptions& o) {
   return std::make_unique<KindAccess>(k, node, o);
 }
 
-std::unique_ptr<NodeAccess> MakeProbeAccess(Kubectl& k, CleanupStack& cleanup, const std::string& node,
-                                            const NodeAccessOptions& o) {
+std::unique_ptr<node::NodeEvidence> MakeProbeAccess(Kubectl& k, CleanupStack& cleanup,
+                                                    const std::string& node, const NodeAccessOptions& o) {
   return std::make_unique<ProbeAccess>(k, cleanup, node, o);
 }
 
-std::unique_ptr<NodeAccess> MakeNodeAccess(Kubectl& k, CleanupStack& cleanup, const std::string& node,
-                                           const NodeAccessOptions& o) {
+std::unique_ptr<node::NodeEvidence> MakeNodeAccess(Kubectl& k, CleanupStack& cleanup, const std::string& node,
+                                                   const NodeAccessOptions& o) {
   const std::string mode = EnvOr("KMESH_E2E_KUBE_NODE_ACCESS", "auto");
   if (mode != "auto" && mode != "kind" && mode != "probe") {
     throw Error("KMESH_E2E_KUBE_NODE_ACCESS=" + mode + ": expected kind, probe or auto");

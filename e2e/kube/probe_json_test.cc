@@ -1,7 +1,7 @@
 // Unit tier: kmesh-probe's JSON, both sides. Round trips through the framework's own ToJson, recorded
 // reports (testdata/kubectl/probe_*.json), and the whole cluster path of the IPsec check: KmeshNodeInfo
 // and the secret from kubectl, each node's xfrm from kmesh-probe, into the framework's layout checker.
-#include "e2e/kube/probe_json.h"
+#include "node/probe_json.h"
 
 #include <netinet/in.h>
 
@@ -14,6 +14,7 @@
 
 using namespace kmesh;
 using namespace kmesh::kube;
+using namespace kmesh::node;
 using Catch::Matchers::Contains;
 using kmesh::kube::testing::Recorded;
 

@@ -10,27 +10,21 @@
 #include "base/defaults.h"
 #include "base/error.h"
 #include "bpf_probe/fnv.h"
+#include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/maps.h"
-#include "e2e/kube/node_local.h"
-#include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/tc.h"
 #include "e2e/lab/ipsec_agent.h"
 #include "e2e/lab/kmesh_daemon_protocol.h"
 #include "e2e/lab/kmesh_ipsec_tc.h"
 #include "netns/process.h"
 #include "netns/route.h"
+#include "node/local_node.h"
 
 namespace kmesh::lab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string Hex(uint32_t v) {
-  char buf[16];
-  snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
 
 }  // namespace
 
@@ -51,11 +45,9 @@ LabEnv::LabEnv(std::unique_ptr<Lab> lab) : lab_(std::move(lab)) {
       }
     }
   }
-  // Source ports 42000..61999, starting at a per-process offset so concurrent runs differ too.
-  next_port_ = static_cast<uint32_t>(getpid() % 1000) * 20;
 }
 
-uint16_t LabEnv::NextSourcePort() { return static_cast<uint16_t>(42000 + (next_port_++ % 20000)); }
+LabEnv::~LabEnv() = default;
 
 std::vector<e2e::Node> LabEnv::Nodes() {
   std::vector<e2e::Node> out;
@@ -102,79 +94,72 @@ e2e::Mechanism LabEnv::MechanismOf(const policy::AuthorizationPolicy& p) const {
 
 namespace {
 
-// The node's maps read from its pin folder, exactly as on a Kmesh node (the code path of the kind
-// transport and kmesh-probe: e2e/kube/node_local.h).
-bpf_probe::MapCatalog NodeMaps(Lab& lab, const std::string& node) {
-  kube::MapSource src;
-  src.kind = kube::MapSource::Kind::kPinDir;
-  src.pin_dir = lab.kmesh(node).pin_dir();
-  return kube::OpenCatalog(src);
-}
+// A lab node's kernel is this machine's: its namespace, the pin folder its Kmesh datapath pinned maps in,
+// and its pods found by address among the lab's own (never among the machine's namespaces).
+class LabNode : public node::LocalNode {
+ public:
+  LabNode(Lab& lab, std::string node) : lab_(lab), node_(std::move(node)) {}
+  std::string Describe() const override { return "lab node " + node_; }
+
+ protected:
+  netns::NetnsRef NodeNs() override { return lab_.topology().node(node_).ns.ref(); }
+  std::string PinDir() override { return lab_.kmesh(node_).pin_dir(); }
+  node::PodNetns PodOf(const std::string& pod_ip) override {
+    for (const auto& p : lab_.topology().pods()) {
+      if (p->node == node_ && p->ip == pod_ip) return {p->ns.ref(), "eth0"};
+    }
+    throw Error("lab node " + node_ + " has no pod with address " + pod_ip);
+  }
+
+ private:
+  Lab& lab_;
+  std::string node_;
+};
 
 }  // namespace
 
-e2e::Realized LabEnv::WaitRealized(const policy::AuthorizationPolicy& p, const e2e::App& server) {
+node::NodeEvidence& LabEnv::Evidence(const std::string& node) {
+  lab_->topology().node(node);  // throws naming the lab's nodes when there is no such node
+  auto& e = evidence_[node];
+  if (!e) e = std::make_unique<LabNode>(*lab_, node);
+  return *e;
+}
+
+std::vector<uint32_t> LabEnv::PolicyKeys(const policy::AuthorizationPolicy& p, const e2e::App& server) {
+  const auto id = lab_->PolicyId(server.node, p.IdKey());
+  if (!id) throw Error("lab: policy " + p.IdKey() + " was never applied on " + server.node);
+  return {*id, daemon_protocol::DeserializerStoredKey(*id)};
+}
+
+e2e::Env::RealizeTiming LabEnv::MapsTiming() const {
+  return {std::chrono::milliseconds(0), defaults::PollInterval(),
+          "Kmesh's daemon has written what it writes"};
+}
+
+e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const e2e::App& server) {
   const auto start = Clock::now();
+  const auto deadline = start + defaults::PolicyRealized();
   e2e::Realized r;
-  r.mechanism = MechanismOf(p);
-  // Kmesh's maps are written synchronously in the lab (the node daemons answered before Apply returned),
-  // so what is not in them now never will be: no waiting for the node dataplane. The waypoint reloads
-  // its file asynchronously: that is waited for, bounded.
-  const auto deadline = r.mechanism == e2e::Mechanism::kWaypoint ? start + defaults::PolicyRealized() : start;
+  r.mechanism = e2e::Mechanism::kWaypoint;
   const App& app = lab_->app(server.name);
   std::string seen;
   while (true) {
-    if (r.mechanism != e2e::Mechanism::kWaypoint) {
-      // Kmesh's id for the policy on the server's node (hash_name.go), and the key Kmesh's deserializer
-      // really stores it under at the pinned commit (kmesh_daemon_protocol.h DeserializerStoredKey: differs
-      // for ids with a zero byte, which XDP then never finds; the suite's D8 row shows that). Either key
-      // realizes the policy, so the day Kmesh stores the id whole the D8 row passes (and turns red) instead
-      // of failing here.
-      const auto id = lab_->PolicyId(server.node, p.IdKey());
-      if (!id) throw Error("lab: policy " + p.IdKey() + " was never applied on " + server.node);
-      r.policy_id = *id;
-      const auto catalog = NodeMaps(*lab_, server.node);
-      auto policies = bpf_probe::AuthzPolicyMap(catalog.Open(KM_MAP_AUTHZ_POLICY));
-      auto wl = bpf_probe::WorkloadPolicyMap(catalog.Open(KM_MAP_WLPOLICY));
-      const auto present = policies.PolicyIds();
-      const uint32_t stored = present.count(*id) != 0 ? *id : daemon_protocol::DeserializerStoredKey(*id);
-      const bool in_policies = present.count(stored) != 0;
-      auto entry = wl.Lookup(server.workload_id);
-      bool listed = false;
-      std::string ids;
-      if (entry) {
-        for (uint32_t id : entry->policy_ids) {
-          listed |= id == r.policy_id;
-          ids += (ids.empty() ? "" : ", ") + Hex(id);
-        }
-      }
-      seen = "km_authz_policy (" + catalog.source() + ") " + (in_policies ? "holds " : "lacks ") +
-             Hex(stored) + " (" + p.IdKey() +
-             (stored != r.policy_id ? ", id " + Hex(r.policy_id) + " cut at a zero byte" : "") +
-             "); km_wlpolicy[" + Hex(server.workload_id) + "] = " + (entry ? "{" + ids + "}" : "absent");
-      if (in_policies && listed) break;
-    } else {
-      // The waypoint logs the policy ids it enforces at start and on every reload.
-      std::ifstream log(lab_->WaypointLog(app.name));
-      std::vector<std::string> last;
-      for (std::string line; std::getline(log, line);) {
-        auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.contains("policies")) continue;
-        last = j["policies"].get<std::vector<std::string>>();
-      }
-      const bool loaded = std::find(last.begin(), last.end(), p.IdKey()) != last.end();
-      std::string list;
-      for (const auto& s : last) list += (list.empty() ? "" : ", ") + s;
-      seen = "waypoint of " + app.name + " enforces {" + list + "}";
-      if (loaded) break;
+    std::ifstream log(lab_->WaypointLog(app.name));
+    std::vector<std::string> last;
+    for (std::string line; std::getline(log, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.contains("policies")) continue;
+      last = j["policies"].get<std::vector<std::string>>();
     }
+    const bool loaded = std::find(last.begin(), last.end(), p.IdKey()) != last.end();
+    std::string list;
+    for (const auto& s : last) list += (list.empty() ? "" : ", ") + s;
+    seen = "waypoint of " + app.name + " enforces {" + list + "}";
+    if (loaded) break;
     if (Clock::now() >= deadline) {
-      throw Error("policy " + p.IdKey() + " was not realized for " + server.name +
-                  (r.mechanism == e2e::Mechanism::kWaypoint
-                       ? " within " + std::to_string(defaults::PolicyRealized().count()) +
-                             " ms (KMESH_E2E_POLICY_REALIZED_MS): "
-                       : " (Kmesh's daemon has written what it writes): ") +
-                  seen);
+      throw Error("policy " + p.IdKey() + " was not realized for " + server.name + " within " +
+                  std::to_string(defaults::PolicyRealized().count()) +
+                  " ms (KMESH_E2E_POLICY_REALIZED_MS): " + seen);
     }
     std::this_thread::sleep_for(defaults::PollInterval());
   }
@@ -187,9 +172,7 @@ std::pair<std::string, uint16_t> LabEnv::ServiceAddress(const e2e::App& server) 
   return lab_->ServiceAddress(lab_->app(server.name));
 }
 
-e2e::ProbeOutcome LabEnv::Probe(const e2e::App& client, const e2e::App& server, e2e::ProbeSpec spec) {
-  if (spec.dst_ip.empty()) std::tie(spec.dst_ip, spec.dst_port) = ServiceAddress(server);
-  if (spec.src_port == 0) spec.src_port = NextSourcePort();
+e2e::ProbeOutcome LabEnv::ProbeFrom(const e2e::App& client, const e2e::ProbeSpec& spec) {
   return e2e::Probe(lab_->pod_of(lab_->app(client.name)).ns.ref(), spec);
 }
 
@@ -206,31 +189,10 @@ class GeneratorRun : public e2e::LoadRun {
 
 }  // namespace
 
-std::unique_ptr<e2e::LoadRun> LabEnv::StartLoad(const e2e::App& client, const e2e::App& server,
-                                                e2e::LoadSpec spec) {
-  if (spec.probe.dst_ip.empty()) std::tie(spec.probe.dst_ip, spec.probe.dst_port) = ServiceAddress(server);
+std::unique_ptr<e2e::LoadRun> LabEnv::LoadFrom(const e2e::App& client, const e2e::App&,
+                                               const e2e::LoadSpec& spec) {
   return std::make_unique<GeneratorRun>(
       e2e::LoadGenerator::Start(lab_->pod_of(lab_->app(client.name)).ns.ref(), spec));
-}
-
-std::optional<bpf_probe::Verdict> LabEnv::AuthVerdict(const e2e::App& server, const bpf_probe::Tuple& t) {
-  return kube::LookupAuth(NodeMaps(*lab_, server.node), t, bpf_probe::PortOrder::kHost).verdict;
-}
-
-bpf_probe::XdpAttachment LabEnv::XdpOf(const e2e::App& server) {
-  return bpf_probe::QueryXdp(lab_->pod_of(lab_->app(server.name)).ns.ref(), "eth0");
-}
-
-std::map<std::string, uint64_t> LabEnv::DatapathMapCounts(const e2e::App& server) {
-  std::map<std::string, uint64_t> out;
-  for (const auto& [name, c] : CountMapEntries(lab_->kmesh(server.node).pin_dir())) {
-    if (c.entries) out[name] = *c.entries;
-  }
-  return out;
-}
-
-std::optional<std::vector<uint32_t>> LabEnv::WorkloadPolicies(const e2e::App& server) {
-  return kube::SummarizeMaps(NodeMaps(*lab_, server.node), server.ip).workload_policy_ids;
 }
 
 nlohmann::json LabEnv::DatapathIdentity() { return lab_->DatapathIdentity(); }
@@ -263,32 +225,7 @@ std::vector<ipsec::NodeInfo> LabEnv::IpsecNodes() {
   return out;
 }
 
-xfrm::XfrmSnapshot LabEnv::Xfrm(const std::string& node) {
-  return xfrm::Snapshot(lab_->topology().node(node).ns.ref());
-}
-
-void LabEnv::DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) {
-  netns::RunIn(lab_->topology().node(node).ns.ref(), {"ip", "xfrm", "state", "delete", "src", s.src, "dst",
-                                                      s.dst, "proto", "esp", "spi", Hex(s.spi.value)});
-}
-
 void LabEnv::RestartDataplane(const std::string& node) { lab_->RestartDataplane(node); }
-
-capture::Capture LabEnv::StartCapture(const std::string& node, const std::string& peer,
-                                      capture::CaptureSpec spec) {
-  const auto ns = lab_->topology().node(node).ns.ref();
-  if (spec.interface.empty()) spec.interface = netns::RouteTo(ns, peer).interface;
-  return capture::Capture::Start(ns, spec);
-}
-
-}  // namespace kmesh::lab
-
-namespace kmesh::lab {
-
-capture::Capture LabEnv::StartPodCapture(const e2e::App& app, capture::CaptureSpec spec) {
-  if (spec.interface.empty()) spec.interface = "eth0";
-  return capture::Capture::Start(lab_->pod_of(lab_->app(app.name)).ns.ref(), spec);
-}
 
 std::optional<ipsec::NodeMarking> LabEnv::IpsecMarking(const std::string& node) {
   Node& n = lab_->topology().node(node);
@@ -303,7 +240,8 @@ std::optional<ipsec::NodeMarking> LabEnv::IpsecMarking(const std::string& node) 
         if (!j.contains(name)) continue;
         const auto& p = j[name];
         m.loaded.push_back({name, p.value("id", 0u), p.value("tag", ""), p.value("kmesh_commit", ""),
-                            p.value("pinned_commit", ""), p.value("object_sha256", ""), p.value("clang", "")});
+                            p.value("pinned_commit", ""), p.value("object_sha256", ""),
+                            p.value("clang", "")});
       }
     }
   }
@@ -312,10 +250,11 @@ std::optional<ipsec::NodeMarking> LabEnv::IpsecMarking(const std::string& node) 
     m.attachments.push_back({p->host_veth, "host veth of pod " + p->name, "tc_mark_encrypt",
                              bpf_probe::KmeshTcFilter(n.ns.ref(), p->host_veth)});
   }
-  const std::string uplink = netns::RouteTo(n.ns.ref(), lab_->topology().nodes().front()->spec.name == node
-                                                            ? lab_->topology().nodes().back()->spec.underlay_ip
-                                                            : lab_->topology().nodes().front()->spec.underlay_ip)
-                                 .interface;
+  const std::string uplink =
+      netns::RouteTo(n.ns.ref(), lab_->topology().nodes().front()->spec.name == node
+                                     ? lab_->topology().nodes().back()->spec.underlay_ip
+                                     : lab_->topology().nodes().front()->spec.underlay_ip)
+          .interface;
   m.attachments.push_back({uplink, "node interface carrying " + n.spec.underlay_ip, "tc_mark_decrypt",
                            bpf_probe::KmeshTcFilter(n.ns.ref(), uplink)});
   m.nodeinfo_pin = lab_->kmesh(node).pin_dir() + "/" KM_MAP_NODEINFO;
@@ -326,10 +265,6 @@ std::optional<ipsec::NodeMarking> LabEnv::IpsecMarking(const std::string& node) 
   }
   return m;
 }
-
-}  // namespace kmesh::lab
-
-namespace kmesh::lab {
 
 std::optional<e2e::PodLink> LabEnv::PodLinkOf(const e2e::App& server) {
   const Pod& pod = lab_->pod_of(lab_->app(server.name));

@@ -22,7 +22,7 @@
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/testing/test_datapath.h"
 #include "bpf_probe/xdp.h"
-#include "e2e/kube/node_local.h"
+#include "node/node_local.h"
 #include "netns/netns.h"
 #include "netns/process.h"
 
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     std::printf("  %-26s %-52s %13s  %7s\n", "read", "how", "time", "ratio");
     const auto catalog = bpf_probe::MapCatalog::FromProgram(dp.xdp_prog_id());
     const double a1 =
-        MedianMicros(runs, [&] { kube::LookupAuth(catalog, tuple, bpf_probe::PortOrder::kHost); });
+        MedianMicros(runs, [&] { node::LookupAuth(catalog, tuple, bpf_probe::PortOrder::kHost); });
     const double a2 = MedianMicros(runs, [&] {
       Check(netns::Run({probe, "--maps", prog, "auth", "--tuple", tuple.ToString()}));
     });

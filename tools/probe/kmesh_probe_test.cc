@@ -1,6 +1,6 @@
 // Kernel tier: the static kmesh-probe on this machine, against a node and a pod made by the test (two
 // namespaces and a veth, Kmesh-like maps and an XDP program from bpf_probe's test datapath, Kmesh-like
-// xfrm policies), read through the same JSON the kube env reads (e2e/kube/probe_json.h), and compared with
+// xfrm policies), read through the same JSON the kube env reads (node/probe_json.h), and compared with
 // what the framework's collectors read directly. Reads name the test's own namespaces and programs; the
 // one address looked up is unique to this process, and a case gives it to two namespaces to show every
 // lookup by address refuses then. Nothing is left behind: namespaces, the XDP link and the
@@ -22,12 +22,12 @@
 #include "e2e/framework/case_output.h"
 #include "e2e/framework/traffic.h"
 #include "e2e/framework/xfrm.h"
-#include "e2e/kube/probe_json.h"
+#include "node/probe_json.h"
 #include "netns/netns.h"
 #include "netns/process.h"
 
 using namespace kmesh;
-using namespace kmesh::kube;
+using namespace kmesh::node;
 using Catch::Matchers::Contains;
 using kmesh::bpf_probe::testing::TestDatapath;
 using kmesh::netns::Netns;

@@ -1,7 +1,7 @@
 // kmesh-probe: Kmesh node evidence as JSON, from inside a node. Statically linked, so `kubectl cp` can put
 // it into the Kmesh daemon pod (openEuler, no bpftool) and `kubectl exec` can run it there; it is the same
-// code the harness runs locally on a kind node (e2e/kube/node_local.h) and its JSON is what the kube env
-// reads (e2e/kube/probe_json.h).
+// code the harness runs locally on a kind node (node/node_local.h) and its JSON is what the kube env
+// reads (node/probe_json.h).
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,12 +19,12 @@
 #include "bpf_probe/xdp.h"
 #include "e2e/framework/capture.h"
 #include "e2e/framework/xfrm.h"
-#include "e2e/kube/node_local.h"
-#include "e2e/kube/probe_json.h"
+#include "node/node_local.h"
+#include "node/probe_json.h"
 #include "netns/netns.h"
 #include "netns/route.h"
 
-namespace kmesh::kube {
+namespace kmesh::node {
 namespace {
 
 constexpr const char* kUsage =
@@ -289,6 +289,6 @@ int Main(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace kmesh::kube
+}  // namespace kmesh::node
 
-int main(int argc, char** argv) { return kmesh::kube::Main(argc, argv); }
+int main(int argc, char** argv) { return kmesh::node::Main(argc, argv); }

@@ -19,7 +19,7 @@
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/testing/test_datapath.h"
 #include "bpf_probe/xdp.h"
-#include "e2e/kube/probe_json.h"
+#include "node/probe_json.h"
 #include "e2e/lab/lab_env.h"
 #include "e2e/policy/template.h"
 #include "netns/netns.h"
@@ -40,7 +40,7 @@ nlohmann::json Report(const std::vector<std::string>& args, const std::string& c
   const auto r = RunProbe(args);
   INFO(r.Describe());
   REQUIRE(r.exit_code == 0);
-  return kube::ParseReport(r.out, command, "kmesh-probe " + command);
+  return node::ParseReport(r.out, command, "kmesh-probe " + command);
 }
 
 // kmesh-probe's error report for a call that must fail (exit 1 with {"error": ...}).
@@ -49,7 +49,7 @@ std::string ErrorOf(const std::vector<std::string>& args, const std::string& com
   INFO(r.Describe());
   REQUIRE(r.exit_code == 1);
   try {
-    kube::ParseReport(r.out, command, "kmesh-probe " + command);
+    node::ParseReport(r.out, command, "kmesh-probe " + command);
   } catch (const Error& e) {
     return e.what();
   }
@@ -92,20 +92,20 @@ struct DeniedProbe {
          {"pin:" + env.lab().kmesh(server.node).pin_dir(), "xdp:" + ServerNetns(),
           "xdp:" + ServerNetns() + "@eth0", "prog:" + std::to_string(lab_xdp.program()->id)}) {
       INFO("--maps " << maps);
-      const kube::MapsReport m = kube::MapsReportFromJson(
+      const node::MapsReport m = node::MapsReportFromJson(
           Report({"--maps", maps, "maps", "--workload-ip", server.ip}, "maps"), "maps");
       CHECK(m.HasPolicy(realized.policy_id));
       CHECK(m.workload_id == server.workload_id);
       CHECK(m.WorkloadLists(realized.policy_id));
 
-      const kube::AuthReport a = kube::AuthReportFromJson(
+      const node::AuthReport a = node::AuthReportFromJson(
           Report({"--maps", maps, "auth", "--tuple", tuple.ToString()}, "auth"), "auth");
       REQUIRE(a.verdict.has_value());
       CHECK(*a.verdict == bpf_probe::Verdict::kDeny);
       CHECK(*a.verdict == *lab_verdict);
     }
     const auto xdp =
-        kube::XdpAttachmentFromJson(Report({"xdp", "--netns", ServerNetns(), "--dev", "eth0"}, "xdp"), "xdp");
+        node::XdpAttachmentFromJson(Report({"xdp", "--netns", ServerNetns(), "--dev", "eth0"}, "xdp"), "xdp");
     REQUIRE(xdp.attached());
     CHECK(xdp.program()->name == KM_PROG_XDP_AUTHZ);
     CHECK(xdp.program()->id == lab_xdp.program()->id);
@@ -124,14 +124,14 @@ TEST_CASE(
 
   // The client side by address: every namespace holding the client's address is listed, the lab's among
   // them; a single answer is given only when the address is the lab's alone (other labs use it too).
-  const auto holders = kube::NetnsHoldersFromJson(
+  const auto holders = node::NetnsHoldersFromJson(
       Report({"find-netns", "--ip", c.client.ip, "--all"}, "find-netns"), "find-netns");
   INFO(holders.Describe());
   REQUIRE(holders.WithInode(c.ClientInode()) != nullptr);
   CHECK(holders.WithInode(c.ClientInode())->ifname == "eth0");
   if (holders.holders.size() == 1) {
     const auto owner =
-        kube::NetnsOwnerFromJson(Report({"find-netns", "--ip", c.client.ip}, "find-netns"), "find-netns");
+        node::NetnsOwnerFromJson(Report({"find-netns", "--ip", c.client.ip}, "find-netns"), "find-netns");
     CHECK(owner.inode == c.ClientInode());
   } else {
     CHECK_THAT(ErrorOf({"find-netns", "--ip", c.client.ip}, "find-netns"),
@@ -174,12 +174,12 @@ TEST_CASE(
   // The decoy contradicts the lab for the very tuple the case probed.
   bpf_probe::AuthResultMap(decoy.map(KM_MAP_AUTH_RES)).Put(c.tuple, bpf_probe::Verdict::kAllow);
   const std::string decoy_prog = "prog:" + std::to_string(decoy.xdp_prog_id());
-  const kube::AuthReport wrong = kube::AuthReportFromJson(
+  const node::AuthReport wrong = node::AuthReportFromJson(
       Report({"--maps", decoy_prog, "auth", "--tuple", c.tuple.ToString()}, "auth"), "auth");
   REQUIRE(wrong.verdict == bpf_probe::Verdict::kAllow);  // what a lookup that picked the decoy would read
 
   // Unscoped, the setup is ambiguous: both namespaces hold the address, two maps are named km_auth_res.
-  const auto holders = kube::NetnsHoldersFromJson(
+  const auto holders = node::NetnsHoldersFromJson(
       Report({"find-netns", "--ip", c.server.ip, "--all"}, "find-netns"), "find-netns");
   INFO(holders.Describe());
   CHECK(holders.holders.size() >= 2);

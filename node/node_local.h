@@ -15,10 +15,10 @@
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "e2e/framework/xfrm.h"
-#include "e2e/kube/probe_json.h"
 #include "netns/netns.h"
+#include "node/probe_json.h"
 
-namespace kmesh::kube {
+namespace kmesh::node {
 
 // Where Kmesh's maps are: a pin folder (Kmesh pins every workload map there), a program's maps (with its
 // tail calls), or the maps of the XDP program attached in a pod's namespace, named by its path or found
@@ -87,4 +87,4 @@ bpf_probe::XdpAttachment XdpOfPod(const std::string& proc_root, const std::strin
 // Throws kmesh::Error naming the state and the namespace (ESRCH: no such state).
 void DeleteXfrmState(const netns::NetnsRef& ns, const xfrm::XfrmState& s);
 
-}  // namespace kmesh::kube
+}  // namespace kmesh::node

@@ -1,4 +1,4 @@
-#include "e2e/kube/node_local.h"
+#include "node/node_local.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -17,7 +17,7 @@
 #include "netns/netlink.h"
 #include "netns/route.h"
 
-namespace kmesh::kube {
+namespace kmesh::node {
 namespace {
 
 struct Addr {
@@ -334,4 +334,4 @@ void DeleteXfrmState(const netns::NetnsRef& ns, const xfrm::XfrmState& s) {
       msg, [](const nlmsghdr*) {}, what);
 }
 
-}  // namespace kmesh::kube
+}  // namespace kmesh::node

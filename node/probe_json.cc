@@ -1,4 +1,4 @@
-#include "e2e/kube/probe_json.h"
+#include "node/probe_json.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,7 +11,7 @@
 #include "base/error.h"
 #include "e2e/framework/ipsec_secret.h"
 
-namespace kmesh::kube {
+namespace kmesh::node {
 namespace {
 
 using nlohmann::json;
@@ -613,4 +613,4 @@ capture::CaptureSummary CaptureSummaryFromJson(const json& j, const std::string&
   return s;
 }
 
-}  // namespace kmesh::kube
+}  // namespace kmesh::node

@@ -23,7 +23,7 @@
 #include "e2e/framework/capture.h"
 #include "e2e/framework/xfrm.h"
 
-namespace kmesh::kube {
+namespace kmesh::node {
 
 inline constexpr int kProbeJsonVersion = 1;
 
@@ -120,4 +120,4 @@ NetnsHolders NetnsHoldersFromJson(const nlohmann::json& j, const std::string& wh
 nlohmann::json CaptureReportBody(const capture::CaptureSummary& s);
 capture::CaptureSummary CaptureSummaryFromJson(const nlohmann::json& j, const std::string& where);
 
-}  // namespace kmesh::kube
+}  // namespace kmesh::node
