@@ -727,11 +727,19 @@ std::string XdpExplanation::Outcome() const {
 
 XdpExplanation ExplainXdp(const Tuple& t, XdpMaps& maps, bool sport_known) {
   if (t.src.family() != t.dst.family()) throw Error("explain: " + t.ToString() + " mixes IPv4 and IPv6");
-  return Walker(t, maps).Run(sport_known);
+  XdpExplanation e = Walker(t, maps).Run(sport_known);
+  e.sport_known = sport_known;
+  return e;
 }
 
 std::string FormatExplanation(const XdpExplanation& e) {
-  std::string out = "explain " + e.tuple.ToString() + " (the SYN as xdp_authz sees it on the server pod, " +
+  std::string tuple = e.tuple.ToString();
+  if (!e.sport_known) {
+    const IpAddr& s = e.tuple.src;
+    tuple = (s.is_v4() ? s.ToString() : "[" + s.ToString() + "]") + ":* -> " +
+            tuple.substr(tuple.find(" -> ") + 4);
+  }
+  std::string out = "explain " + tuple + " (the SYN as xdp_authz sees it on the server pod, " +
                     "Kmesh ec501a98, authz_offload = 1)\n";
   size_t n = 0;
   for (const auto& s : e.steps) {

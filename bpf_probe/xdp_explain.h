@@ -95,6 +95,7 @@ struct ExplainStep {
 
 struct XdpExplanation {
   Tuple tuple;  // as XDP sees the SYN (client -> server pod)
+  bool sport_known = true;  // false: tuple.sport is 0, the cached verdict was not looked up
   XdpAction action = XdpAction::kPass;
   bool to_userspace = false;               // ended in the tail call to
                                            // xdp_shutdown_in_userspace: userspace decides

@@ -81,8 +81,10 @@ TEST_CASE(
       const kc::Observation k = node.Run(c.connections[ci]);
       ++pairs;
       cached += put.has_value();
-      ++outcomes[put ? "cached " + bp::ToString(*put)
-                     : e.Outcome() + " by " + (e.writes_auth_res ? "a policy match" : e.decided_by)];
+      const std::string by = e.writes_auth_res                                      ? "a policy match"
+                             : e.decided_by.find("(no rules)") != std::string::npos ? "a policy without rules"
+                                                                                    : e.decided_by;
+      ++outcomes[put ? "cached " + bp::ToString(*put) : e.Outcome() + " by " + by];
       for (const auto& d : e.defects) ++defects[d];
       const bool agrees = (k.action == e.action && k.auth_res == (put ? put : e.writes_auth_res) &&
                            SameTcArgs(e.tcargs, k.tcargs)) ||
