@@ -195,6 +195,16 @@ TEST_CASE("usage and command-line errors") {
       {"xdp", "--netns", "a", "--pid", "1"},
       {"dump"},
       {"policies", "--name", "no-slash", "--by-name"},
+      {"explain", "10.244.1.5:40001"},
+      {"explain", "10.244.1.5:40001", "10.244.2.7"},
+      {"explain", "10.244.1.5", "[fd00::7]:8080"},
+      {"explain", "10.244.1.5:99999", "10.244.2.7:8080"},
+      {"explain", "[fd00::5", "[fd00::7]:8080"},
+      {"explain", "10.244.1.5", "10.244.2.7:8080", "--port-order", "network"},
+      {"residue", "extra"},
+      {"residue", "--limit", "x"},
+      {"watch", "--interval", "0"},
+      {"watch", "--count"},
   };
   std::string transcript;
   for (const auto& args : kBad) {
