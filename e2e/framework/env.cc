@@ -128,4 +128,27 @@ Realized Env::WaitInMaps(const policy::AuthorizationPolicy& p, const App& server
   return r;
 }
 
+App OverFamily(const App& app, bpf_probe::Family family) {
+  if (family == bpf_probe::Family::kIPv4) {
+    if (FamilyOf(app.ip) != bpf_probe::Family::kIPv4) {
+      throw Error("app " + app.name + " has no IPv4 address (" + app.ip + ")");
+    }
+    return app;
+  }
+  if (FamilyOf(app.ip) == bpf_probe::Family::kIPv6) return app;  // an IPv6-only cluster
+  if (app.ip6.empty()) {
+    throw Error("app " + app.name + " has no IPv6 address: the Env is not dual stack (pod IP " + app.ip +
+                ")");
+  }
+  App out = app;
+  out.ip = app.ip6;
+  return out;
+}
+
+const char* FamilyName(bpf_probe::Family family) {
+  return family == bpf_probe::Family::kIPv6 ? "IPv6" : "IPv4";
+}
+
+bpf_probe::Family FamilyOf(const std::string& ip) { return bpf_probe::IpAddr::Parse(ip).family(); }
+
 }  // namespace kmesh::e2e

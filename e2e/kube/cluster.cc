@@ -83,6 +83,13 @@ PodInfo ParsePod(const json& j, const std::string& source) {
   }
   p.phase = Str(j, {"status", "phase"});
   p.ip = Str(j, {"status", "podIP"});
+  // A dual-stack pod lists an address per family; the primary (podIP) comes first.
+  if (const json& ips = At(j, {"status", "podIPs"}); ips.is_array()) {
+    for (const auto& entry : ips) {
+      const std::string ip = Str(entry, {"ip"});
+      if (ip != p.ip && ip.find(':') != std::string::npos && p.ip.find(':') == std::string::npos) p.ip6 = ip;
+    }
+  }
   if (const json& conds = At(j, {"status", "conditions"}); conds.is_array()) {
     for (const auto& c : conds) {
       const std::string type = Str(c, {"type"});

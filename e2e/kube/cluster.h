@@ -35,6 +35,7 @@ struct PodInfo {
   std::string node;   // spec.nodeName ("" while unscheduled)
   std::string phase;  // Pending, Running, Succeeded, Failed, Unknown
   std::string ip;     // status.podIP
+  std::string ip6;    // the IPv6 entry of status.podIPs beside an IPv4 podIP (dual stack), else ""
   std::map<std::string, std::string> labels;
   bool ready = false;                             // condition Ready=True
   bool deleting = false;                          // metadata.deletionTimestamp set

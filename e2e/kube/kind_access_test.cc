@@ -145,8 +145,16 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   o.node_access = NodeAccessOptions::FromEnvironment();
   KubeEnv env(
       std::make_unique<Kubectl>(KubectlConfig{"/bin/true", kubeconfig, "", false, ""}, std::move(replay)), o);
-  const e2e::App server{
-      "httpbin", e2e::AppKind::kServer, "kmesh-testing-worker", "test-ns1", pod_ip, 8080, 9090, workload};
+  const e2e::App server{"httpbin",
+                        e2e::AppKind::kServer,
+                        "kmesh-testing-worker",
+                        "test-ns1",
+                        pod_ip,
+                        8080,
+                        9090,
+                        workload,
+                        "default",
+                        ""};
 
   // The barrier reads the node's pins.
   const auto m = policy::RenderPolicyTemplate(

@@ -184,7 +184,7 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   rec.app = e2e::App{spec.name, spec.kind, pod.node, spec.k8s_namespace, pod.ip, 0, 0,
                      bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, spec.k8s_namespace, pod.name)),
                      // testdata/apps creates no service account: the pods run as their namespace's "default".
-                     "default"};
+                     "default", pod.ip6};
   if (server) {
     rec.app.port = kServerPort;
     rec.app.alt_port = kServerAltPort;

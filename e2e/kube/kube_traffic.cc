@@ -104,10 +104,11 @@ FortioRun KubeEnv::StartFortioLoad(const e2e::App& client, const e2e::App& serve
     rec.pod = pod.name;
     rec.container = "fortio";
     rec.app = e2e::App{
-        name,     e2e::AppKind::kClient,
-        pod.node, client.k8s_namespace,
-        pod.ip,   0,
-        0,        bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, client.k8s_namespace, pod.name))};
+        name,      e2e::AppKind::kClient,
+        pod.node,  client.k8s_namespace,
+        pod.ip,    0,
+        0,         bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, client.k8s_namespace, pod.name)),
+        "default", pod.ip6};
     std::lock_guard<std::mutex> l(mu_);
     apps_[client.k8s_namespace + "/" + name] = rec;
     fortio_[key] = rec.app;

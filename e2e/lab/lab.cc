@@ -53,16 +53,33 @@ const std::vector<std::pair<Fault, const char*>>& FaultNames() {
 // True once something accepts TCP connections on ip:port, tried from inside `ns`.
 bool Accepts(const netns::NetnsRef& ns, const std::string& ip, uint16_t port) {
   return netns::RunIn(ns, [&] {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      v4->sin_port = htons(port);
+      len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons(port);
+      len = sizeof *v6;
+    } else {
+      throw Error("lab: \"" + ip + "\" is not an IPv4 or IPv6 address");
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return false;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-    bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    bool ok = connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0;
     close(fd);
     return ok;
   });
+}
+
+// "10.244.1.5:8000", "[fd00:10:244:1::5]:8000": how gunicorn and the waypoint take an address.
+std::string HostPort(const std::string& ip, uint16_t port) {
+  const std::string host = ip.find(':') == std::string::npos ? ip : "[" + ip + "]";
+  return host + ":" + std::to_string(port);
 }
 
 void WaitAccepts(const netns::NetnsRef& ns, const std::string& what, const std::string& ip, uint16_t port,
@@ -345,21 +362,31 @@ const App& Lab::Deploy(const AppSpec& spec) {
   app->kind = spec.kind;
   app->pod = pod.name;
   app->ip = pod.ip;
+  app->ip6 = pod.ip6;
   app->workload_id = bpf_probe::WorkloadId(pod.uid);
   if (spec.kind == AppKind::kHttpbin) {
     app->port = kHttpbinPort;
     const std::string log = logdir_ + "/" + spec.name + ".log";
     KmeshNode& k = kmesh(spec.node);
     // In the node's cgroup from its first instruction: Kmesh's sockops sees the sockets it accepts.
-    auto& proc = topo_->Spawn(pod.ns.ref(),
-                              {"gunicorn", "-b", pod.ip + ":" + std::to_string(kHttpbinPort), "-b",
-                               pod.ip + ":" + std::to_string(kHttpbinAltPort), "-w", "1",
-                               // 64 threads: a connection Kmesh's userspace denies (authz_offload = 1) has
-                               // every later packet dropped, its FIN too, so its server thread waits on it
-                               // for good; a suite makes about a dozen such connections.
-                               "--threads", "64", "--timeout", "30", "httpbin:app"},
-                              log, k.cgroup.Join({}));
+    std::vector<std::string> argv = {"gunicorn"};
+    for (const std::string& ip : {pod.ip, pod.ip6}) {
+      if (ip.empty()) continue;  // both ports on every address of the pod (dual stack: IPv4 and IPv6)
+      for (uint16_t port : {kHttpbinPort, kHttpbinAltPort}) {
+        argv.push_back("-b");
+        argv.push_back(HostPort(ip, port));
+      }
+    }
+    // 64 threads: a connection Kmesh's userspace denies (authz_offload = 1) has every later packet
+    // dropped, its FIN too, so its server thread waits on it for good; a suite makes about a dozen such
+    // connections per family.
+    for (const char* arg : {"-w", "1", "--threads", "64", "--timeout", "30", "httpbin:app"})
+      argv.push_back(arg);
+    auto& proc = topo_->Spawn(pod.ns.ref(), argv, log, k.cgroup.Join({}));
     WaitAccepts(pod.ns.ref(), "httpbin in pod " + pod.name, pod.ip, kHttpbinPort, proc, log);
+    if (!pod.ip6.empty()) {
+      WaitAccepts(pod.ns.ref(), "httpbin in pod " + pod.name, pod.ip6, kHttpbinPort, proc, log);
+    }
     // Enrolment as kmesh-cni / the manage controller do it: xdp_authz on the pod's interface
     // (pkg/cni/plugin/plugin.go enableXdpAuth) and km_manage through Kmesh's own trigger.
     k.xdp->Attach(pod.ns.ref(), "eth0");
@@ -370,17 +397,25 @@ const App& Lab::Deploy(const AppSpec& spec) {
                               {{"gateway.istio.io/managed", "istio.io-mesh-controller"}});
       app->waypoint_pod = wp.name;
       app->waypoint_ip = wp.ip;
+      app->waypoint_ip6 = wp.ip6;
       app->waypoint_port = kWaypointPort;
       const std::string policies = workdir_ + "/" + spec.name + "-waypoint-policies.yaml";
       std::ofstream(policies) << "";
-      const std::string wlog = logdir_ + "/" + spec.name + "-waypoint.log";
-      auto& wproc = topo_->Spawn(
-          wp.ns.ref(),
-          {Runfile("e2e/lab/waypoint/waypoint"), "--listen", wp.ip + ":" + std::to_string(kWaypointPort),
-           "--upstream", pod.ip + ":" + std::to_string(kHttpbinPort), "--policies", policies, "--log",
-           WaypointLog(spec.name)},
-          wlog);
-      WaitAccepts(wp.ns.ref(), "waypoint of " + spec.name, wp.ip, kWaypointPort, wproc, wlog);
+      // One waypoint process per family, both enforcing the same policy file; each forwards to the pod
+      // in the family it was reached in.
+      for (const auto family : {bpf_probe::Family::kIPv4, bpf_probe::Family::kIPv6}) {
+        const bool v6 = family == bpf_probe::Family::kIPv6;
+        const std::string& listen_ip = v6 ? wp.ip6 : wp.ip;
+        if (listen_ip.empty()) continue;
+        const std::string wlog = logdir_ + "/" + spec.name + (v6 ? "-waypoint6.log" : "-waypoint.log");
+        auto& wproc = topo_->Spawn(
+            wp.ns.ref(),
+            {Runfile("e2e/lab/waypoint/waypoint"), "--listen", HostPort(listen_ip, kWaypointPort),
+             "--upstream", HostPort(v6 ? pod.ip6 : pod.ip, kHttpbinPort), "--policies", policies, "--log",
+             WaypointLog(spec.name, family)},
+            wlog);
+        WaitAccepts(wp.ns.ref(), "waypoint of " + spec.name, listen_ip, kWaypointPort, wproc, wlog);
+      }
     }
   }
   apps_.push_back(std::move(app));
@@ -398,7 +433,10 @@ WorkloadSpec Lab::WorkloadOf(const App& app) const {
   WorkloadSpec w;
   w.uid = pod.uid;
   w.node = pod.node;
+  // Every address of the pod, as istiod lists a dual-stack pod's (status.podIPs, IPv4 first as in a
+  // dual-stack kind cluster): Kmesh writes a km_frontend entry for each (workload_processor.go:527-540).
   w.addresses = {pod.ip};
+  if (!pod.ip6.empty()) w.addresses.push_back(pod.ip6);
   w.policies = workloadapi::WorkloadPolicyNames(selector_policies, pod.k8s_namespace, pod.labels);
   w.name = pod.name;
   w.ns = pod.k8s_namespace;
@@ -513,11 +551,14 @@ void Lab::RewriteWaypointPolicies(const App& server) {
   std::filesystem::rename(tmp, path);  // atomic: the waypoint never reads half a file
 }
 
-std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server) const {
+std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server, bpf_probe::Family family) const {
+  const bool v6 = family == bpf_probe::Family::kIPv6;
+  if (v6 && server.ip6.empty())
+    throw Error("lab: app " + server.name + " has no IPv6 address (IPv4-only node)");
   if (!server.waypoint_pod.empty() && !Active(Fault::kWaypointBypassed)) {
-    return {server.waypoint_ip, server.waypoint_port};
+    return {v6 ? server.waypoint_ip6 : server.waypoint_ip, server.waypoint_port};
   }
-  return {server.ip, server.port};
+  return {v6 ? server.ip6 : server.ip, server.port};
 }
 
 void Lab::StartAgent(const std::string& node) {
@@ -531,8 +572,9 @@ void Lab::StartAgent(const std::string& node) {
 
 std::string Lab::AgentLog(const std::string& node) const { return logdir_ + "/agent-" + node + ".log"; }
 
-std::string Lab::WaypointLog(const std::string& server) const {
-  return logdir_ + "/" + server + "-waypoint-requests.jsonl";
+std::string Lab::WaypointLog(const std::string& server, bpf_probe::Family family) const {
+  return logdir_ + "/" + server + (family == bpf_probe::Family::kIPv6 ? "-waypoint6" : "-waypoint") +
+         "-requests.jsonl";
 }
 
 void Lab::ApplySecret(const ipsec::IpsecSecret& secret) {
@@ -715,14 +757,17 @@ void Lab::ApplyDatapathFaults() {
     for (const auto& a : apps_) {
       if (a->kind != AppKind::kHttpbin) continue;
       const auto ip = bpf_probe::IpAddr::Parse(a->ip);
-      const auto frontend_key = bpf_probe::EncodeFrontendKey(ip);
-      if (Active(Fault::kFrontendMissing)) k->xdp->OpenMap(KM_MAP_FRONTEND).Delete(Raw(frontend_key));
-      if (Active(Fault::kFrontendWrong)) {
-        // Another workload's id: a stale entry left by the pod that had this address before.
-        for (const auto& other : apps_) {
-          if (other.get() == a.get()) continue;
-          k->xdp->OpenMap(KM_MAP_FRONTEND).Update(Raw(frontend_key), Raw(other->workload_id));
-          break;
+      for (const std::string& address : {a->ip, a->ip6}) {
+        if (address.empty()) continue;
+        const auto frontend_key = bpf_probe::EncodeFrontendKey(bpf_probe::IpAddr::Parse(address));
+        if (Active(Fault::kFrontendMissing)) k->xdp->OpenMap(KM_MAP_FRONTEND).Delete(Raw(frontend_key));
+        if (Active(Fault::kFrontendWrong)) {
+          // Another workload's id: a stale entry left by the pod that had this address before.
+          for (const auto& other : apps_) {
+            if (other.get() == a.get()) continue;
+            k->xdp->OpenMap(KM_MAP_FRONTEND).Update(Raw(frontend_key), Raw(other->workload_id));
+            break;
+          }
         }
       }
       const bpf_probe::Map wl = k->xdp->OpenMap(KM_MAP_WLPOLICY);

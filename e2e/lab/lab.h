@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf_probe/tuple.h"
 #include "e2e/framework/ipsec_secret.h"
 #include "e2e/lab/kmesh_datapath.h"
 #include "e2e/lab/kmesh_policy_writer.h"
@@ -71,10 +72,12 @@ struct App {
   AppKind kind;
   std::string pod;  // the pod's name in the topology
   std::string ip;
-  uint16_t port = 0;  // server: the pod port httpbin listens on
+  std::string ip6;    // the pod's IPv6 address ("" on an IPv4-only node)
+  uint16_t port = 0;  // server: the pod port httpbin listens on (on every address of the pod)
   uint32_t workload_id = 0;
   std::string waypoint_pod;  // when it has a waypoint
   std::string waypoint_ip;
+  std::string waypoint_ip6;
   uint16_t waypoint_port = 0;
   std::string service_account = "default";  // no app of the lab has its own
 };
@@ -149,8 +152,9 @@ class Lab {
   const std::string& ipsec_state_dir() const { return ipsec_dir_; }
   // The agent's log of a node (evidence).
   std::string AgentLog(const std::string& node) const;
-  // The waypoint's request log of a server (JSON lines; evidence).
-  std::string WaypointLog(const std::string& server) const;
+  // The waypoint's request log of a server (JSON lines; evidence): one waypoint process per family.
+  std::string WaypointLog(const std::string& server,
+                          bpf_probe::Family family = bpf_probe::Family::kIPv4) const;
 
   // Faults. IPsec faults act on one node (`node`, default the second: where the servers usually run);
   // datapath faults on every node. KMESH_E2E_LAB_XDP_OBJECT and KMESH_E2E_LAB_SOCKOPS_OBJECT (runfiles,
@@ -159,8 +163,10 @@ class Lab {
   void Clear(Fault f);
   bool Active(Fault f) const { return faults_.count(f) != 0; }
 
-  // The address a client uses for a server: the waypoint's when it has one (unless bypassed).
-  std::pair<std::string, uint16_t> ServiceAddress(const App& server) const;
+  // The address a client uses for a server, in `family`: the waypoint's when it has one (unless
+  // bypassed). Throws for IPv6 on an IPv4-only lab.
+  std::pair<std::string, uint16_t> ServiceAddress(const App& server,
+                                                  bpf_probe::Family family = bpf_probe::Family::kIPv4) const;
 
  private:
   Lab() = default;

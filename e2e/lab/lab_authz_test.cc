@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/tuple.h"
 #include "e2e/lab/lab.h"
 #include "e2e/policy/template.h"
@@ -44,7 +45,8 @@ Curl CurlFrom(Lab& lab, const kmesh::lab::App& client, const std::string& ip, ui
                                    "--max-time",
                                    "3"};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  argv.push_back("http://" + ip + ":" + std::to_string(port) + "/get");
+  const std::string host = ip.find(':') == std::string::npos ? ip : "[" + ip + "]";
+  argv.push_back("http://" + host + ":" + std::to_string(port) + "/get");
   kmesh::netns::ProcessOptions opts;
   opts.netns = lab.pod_of(client).ns.ref();
   auto r = kmesh::netns::Run(argv, opts);
@@ -90,6 +92,64 @@ TEST_CASE(
   CHECK(other.exit_code == 0);
   CHECK(other.http_code == 200);
   CHECK_FALSE(Verdict(*lab, server, TupleOf(b, 40003, server)).has_value());
+}
+
+TEST_CASE(
+    "lab: dual stack: pods and nodes have IPv6 addresses beside IPv4, httpbin answers over both across "
+    "nodes, and Kmesh's XDP keys an IPv6 connection by its 36-byte IPv6 tuple") {
+  auto lab = Lab::Up();
+  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
+  REQUIRE(IpAddr::Parse(server.ip6).family() == kmesh::bpf_probe::Family::kIPv6);
+  REQUIRE(IpAddr::Parse(a.ip6).family() == kmesh::bpf_probe::Family::kIPv6);
+  // kind's dual-stack layout: each node's pods in its own /64 of fd00:10:244::/56.
+  CHECK(server.ip6.rfind("fd00:10:244:2::", 0) == 0);
+  CHECK(a.ip6.rfind("fd00:10:244:1::", 0) == 0);
+  for (const auto& n : lab->topology().nodes()) {
+    // Usable at once: no address of a lab namespace is tentative (DAD off there, never on the machine).
+    kmesh::netns::ProcessOptions opts;
+    opts.netns = n->ns.ref();
+    const auto addrs = kmesh::netns::RunChecked({"ip", "-6", "addr", "show", "dev", "eth0"}, opts).out;
+    CHECK(addrs.find(n->spec.underlay_ip6) != std::string::npos);
+    CHECK(addrs.find("tentative") == std::string::npos);
+  }
+
+  uint16_t local_port = 40020;  // a fresh source port per connection (a closed one waits in TIME_WAIT)
+  for (uint16_t port : {server.port, Lab::kHttpbinAltPort}) {
+    for (const std::string& ip : {server.ip, server.ip6}) {
+      INFO("sleep-a -> " << ip << ":" << port);
+      auto r = CurlFrom(*lab, a, ip, port, local_port++);
+      CHECK(r.exit_code == 0);
+      CHECK(r.http_code == 200);
+    }
+  }
+  // Kmesh's frontend entry for each of the pod's addresses (what xdp_authz looks the destination up by).
+  const auto frontend = lab->kmesh("node2").xdp->OpenMap(KM_MAP_FRONTEND);
+  for (const std::string& ip : {server.ip, server.ip6}) {
+    const auto key = kmesh::bpf_probe::EncodeFrontendKey(IpAddr::Parse(ip));
+    INFO("km_frontend[" << ip << "]");
+    CHECK(frontend.Lookup(kmesh::bpf_probe::ByteView(key.data(), key.size())).has_value());
+  }
+
+  // A port DENY (decided by XDP whatever the family): the IPv6 SYN is dropped and km_auth_res holds the
+  // verdict under the IPv6 key (addresses at 0..31, ports at 32..35), the IPv4 one under the IPv4 key.
+  lab->Apply(
+      RenderPolicyTemplate("port-deny", Vars()
+                                            .Set("Namespace", "test-ns1")
+                                            .Set("App", "httpbin")
+                                            .SetList("Ports", {std::to_string(Lab::kHttpbinAltPort)})));
+  auto denied6 = CurlFrom(*lab, a, server.ip6, Lab::kHttpbinAltPort, 40013);
+  CHECK(denied6.exit_code == 28);
+  const Tuple t6{IpAddr::Parse(a.ip6), 40013, IpAddr::Parse(server.ip6), Lab::kHttpbinAltPort};
+  CHECK(EncodeTupleKey(t6)[0] == 0xfd);  // the key starts with the client's IPv6 address
+  CHECK(Verdict(*lab, server, t6) == std::optional<uint32_t>(1));
+  auto denied4 = CurlFrom(*lab, a, server.ip, Lab::kHttpbinAltPort, 40014);
+  CHECK(denied4.exit_code == 28);
+  CHECK(Verdict(*lab, server,
+                Tuple{IpAddr::Parse(a.ip), 40014, IpAddr::Parse(server.ip), Lab::kHttpbinAltPort}) ==
+        std::optional<uint32_t>(1));
+  auto other6 = CurlFrom(*lab, a, server.ip6, server.port, 40015);
+  CHECK(other6.http_code == 200);
 }
 
 TEST_CASE("lab: xdp-detached takes Kmesh's xdp_authz off the server, and clearing it puts it back") {

@@ -14,6 +14,7 @@
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/maps.h"
 #include "bpf_probe/tc.h"
+#include "e2e/kube/node_local.h"
 #include "e2e/lab/ipsec_agent.h"
 #include "e2e/lab/kmesh_daemon_protocol.h"
 #include "e2e/lab/kmesh_ipsec_tc.h"
@@ -71,7 +72,7 @@ e2e::App LabEnv::Deploy(const e2e::AppSpec& spec) {
   ls.waypoint = spec.waypoint;
   const App& a = lab_->Deploy(ls);
   e2e::App out{a.name, spec.kind, ls.node,       spec.k8s_namespace, a.ip,
-               a.port, 0,         a.workload_id, a.service_account};
+               a.port, 0,         a.workload_id, a.service_account,  a.ip6};
   if (a.kind == AppKind::kHttpbin) out.alt_port = Lab::kHttpbinAltPort;
   return out;
 }
@@ -144,17 +145,25 @@ e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const
   const App& app = lab_->app(server.name);
   std::string seen;
   while (true) {
-    std::ifstream log(lab_->WaypointLog(app.name));
-    std::vector<std::string> last;
-    for (std::string line; std::getline(log, line);) {
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.contains("policies")) continue;
-      last = j["policies"].get<std::vector<std::string>>();
+    // The waypoint logs the policy ids it enforces at start and on every reload; a dual-stack server has
+    // one waypoint per family, and each must have loaded the policy.
+    bool loaded = true;
+    seen.clear();
+    for (const auto family : {bpf_probe::Family::kIPv4, bpf_probe::Family::kIPv6}) {
+      if (family == bpf_probe::Family::kIPv6 && app.waypoint_ip6.empty()) continue;
+      std::ifstream log(lab_->WaypointLog(app.name, family));
+      std::vector<std::string> last;
+      for (std::string line; std::getline(log, line);) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.contains("policies")) continue;
+        last = j["policies"].get<std::vector<std::string>>();
+      }
+      loaded &= std::find(last.begin(), last.end(), p.IdKey()) != last.end();
+      std::string list;
+      for (const auto& s : last) list += (list.empty() ? "" : ", ") + s;
+      seen += std::string(seen.empty() ? "" : "; ") + "waypoint of " + app.name + " (" +
+              e2e::FamilyName(family) + ") enforces {" + list + "}";
     }
-    const bool loaded = std::find(last.begin(), last.end(), p.IdKey()) != last.end();
-    std::string list;
-    for (const auto& s : last) list += (list.empty() ? "" : ", ") + s;
-    seen = "waypoint of " + app.name + " enforces {" + list + "}";
     if (loaded) break;
     if (Clock::now() >= deadline) {
       throw Error("policy " + p.IdKey() + " was not realized for " + server.name + " within " +
@@ -169,7 +178,8 @@ e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const
 }
 
 std::pair<std::string, uint16_t> LabEnv::ServiceAddress(const e2e::App& server) {
-  return lab_->ServiceAddress(lab_->app(server.name));
+  // The family of the server as the suite holds it (e2e::OverFamily): its address says which.
+  return lab_->ServiceAddress(lab_->app(server.name), e2e::FamilyOf(server.ip));
 }
 
 e2e::ProbeOutcome LabEnv::ProbeFrom(const e2e::App& client, const e2e::ProbeSpec& spec) {

@@ -14,6 +14,9 @@ namespace kmesh::lab {
 namespace {
 
 constexpr const char* kPodGateway = "169.254.1.1";
+// The IPv6 gateway: a link-local address on the node side of every pod veth (Calico uses
+// fe80::ecee:eeff:feee:eeee the same way); link-local, so each veth can own the same one.
+constexpr const char* kPodGateway6 = "fe80::1";
 
 std::string NewUuid() {
   std::ifstream f("/proc/sys/kernel/random/uuid");
@@ -29,10 +32,29 @@ std::string HostInCidr(const std::string& cidr, int host) {
   return prefix + std::to_string(host);
 }
 
+// "fd00:10:244:1::/64" + host 5 -> "fd00:10:244:1::5" (the lab's IPv6 pod CIDRs end in "::/64").
+std::string HostInCidr6(const std::string& cidr, int host) {
+  const std::string net = cidr.substr(0, cidr.find('/'));
+  if (net.size() < 2 || net.compare(net.size() - 2, 2, "::") != 0) {
+    throw Error("lab: IPv6 pod CIDR " + cidr + " must end in \"::/<prefix>\" (e.g. fd00:10:244:1::/64)");
+  }
+  char hex[8];
+  snprintf(hex, sizeof hex, "%x", host);
+  return net + hex;
+}
+
+// No duplicate address detection in a lab namespace: an IPv6 address is usable at once instead of
+// tentative for a second or more. Set before any interface exists, so every interface inherits it.
+void NoDad(const netns::NetnsRef& ns) {
+  SetSysctl(ns, "net.ipv6.conf.all.accept_dad", "0");
+  SetSysctl(ns, "net.ipv6.conf.default.accept_dad", "0");
+}
+
 }  // namespace
 
 std::vector<NodeSpec> DefaultNodes() {
-  return {{"node1", "172.18.0.2", "10.244.1.0/24"}, {"node2", "172.18.0.3", "10.244.2.0/24"}};
+  return {{"node1", "172.18.0.2", "10.244.1.0/24", "fc00:f853:ccd:e793::2", "fd00:10:244:1::/64"},
+          {"node2", "172.18.0.3", "10.244.2.0/24", "fc00:f853:ccd:e793::3", "fd00:10:244:2::/64"}};
 }
 
 void IpBatch(const netns::NetnsRef& ns, const std::vector<std::string>& lines) {
@@ -71,10 +93,19 @@ std::unique_ptr<Topology> Topology::Up(const std::vector<NodeSpec>& specs) {
   netns::SweepStale();
   std::unique_ptr<Topology> t(new Topology());
   for (const auto& s : specs) {
+    if (s.underlay_ip6.empty() != s.pod_cidr6.empty()) {
+      throw Error("lab: node " + s.name +
+                  " needs both an IPv6 underlay address and an IPv6 pod CIDR, or neither");
+    }
     t->nodes_.push_back(std::make_unique<Node>(Node{s, netns::Netns::Create(s.name), NewUuid()}));
+    NoDad(t->nodes_.back()->ns.ref());
   }
   Node& a = *t->nodes_[0];
   Node& b = *t->nodes_[1];
+  if (a.spec.underlay_ip6.empty() != b.spec.underlay_ip6.empty()) {
+    throw Error("lab: both nodes are dual stack or neither (" + a.spec.name + " and " + b.spec.name +
+                " differ)");
+  }
   // The underlay: one veth pair between the two node namespaces, both ends named eth0 like a kind node.
   IpBatch(a.ns.ref(),
           {"link add eth0 type veth peer name eth0-peer netns " + b.ns.name(),
@@ -85,8 +116,14 @@ std::unique_ptr<Topology> Topology::Up(const std::vector<NodeSpec>& specs) {
     Node& self = *self_ptr;
     Node& peer = *peer_ptr;
     SetSysctl(self.ns.ref(), "net.ipv4.ip_forward", "1");
-    IpBatch(self.ns.ref(),
-            {"route add " + peer.spec.pod_cidr + " via " + peer.spec.underlay_ip + " dev eth0"});
+    std::vector<std::string> lines = {"route add " + peer.spec.pod_cidr + " via " + peer.spec.underlay_ip +
+                                      " dev eth0"};
+    if (!self.spec.underlay_ip6.empty()) {
+      SetSysctl(self.ns.ref(), "net.ipv6.conf.all.forwarding", "1");
+      lines.push_back("addr add " + self.spec.underlay_ip6 + "/64 dev eth0 nodad");
+      lines.push_back("route add " + peer.spec.pod_cidr6 + " via " + peer.spec.underlay_ip6 + " dev eth0");
+    }
+    IpBatch(self.ns.ref(), lines);
   }
   return t;
 }
@@ -129,24 +166,37 @@ Pod& Topology::AddPod(const std::string& node_name, const std::string& name, con
   }
   Node& n = node(node_name);
   if (n.next_host > 254) throw Error("lab: node " + node_name + " has no free pod address");
-  const std::string ip = HostInCidr(n.spec.pod_cidr, n.next_host++);
+  const int host = n.next_host++;
+  const std::string ip = HostInCidr(n.spec.pod_cidr, host);
+  const std::string ip6 = n.spec.pod_cidr6.empty() ? "" : HostInCidr6(n.spec.pod_cidr6, host);
   auto pod =
-      std::make_unique<Pod>(Pod{name, k8s_ns, labels, node_name, ip, "",
+      std::make_unique<Pod>(Pod{name, k8s_ns, labels, node_name, ip, ip6, "",
                                 "Kubernetes//Pod/" + k8s_ns + "/" + name, netns::Netns::Create("pod")});
+  NoDad(pod->ns.ref());
   // Node-side name: unique within the node namespace, <= 15 characters.
   pod->host_veth = "lxc" + std::to_string(n.next_host - 1);
   // The node side owns the pods' gateway address, so a pod's ARP for it is answered by its own veth.
-  IpBatch(n.ns.ref(),
-          {"link add " + pod->host_veth + " type veth peer name eth0 netns " + pod->ns.name(),
-           std::string("addr add ") + kPodGateway + "/32 dev " + pod->host_veth + " scope link",
-           "link set " + pod->host_veth + " up", "route add " + ip + "/32 dev " + pod->host_veth});
-  IpBatch(pod->ns.ref(), {"addr add " + ip + "/32 dev eth0", "link set lo up", "link set eth0 up",
-                          std::string("route add ") + kPodGateway + " dev eth0 scope link",
-                          std::string("route add 10.244.0.0/16 via ") + kPodGateway + " dev eth0",
-                          // Like a Kubernetes pod. Kmesh's enrolment trigger (a connect to 0.0.0.2:929,
-                          // pkg/utils/enroll.go:84-98) needs a route to leave; the node has no default
-                          // route, so nothing goes further than the pod's node.
-                          std::string("route add default via ") + kPodGateway + " dev eth0"});
+  std::vector<std::string> node_side = {
+      "link add " + pod->host_veth + " type veth peer name eth0 netns " + pod->ns.name(),
+      std::string("addr add ") + kPodGateway + "/32 dev " + pod->host_veth + " scope link",
+      "link set " + pod->host_veth + " up", "route add " + ip + "/32 dev " + pod->host_veth};
+  std::vector<std::string> pod_side = {
+      "addr add " + ip + "/32 dev eth0", "link set lo up", "link set eth0 up",
+      std::string("route add ") + kPodGateway + " dev eth0 scope link",
+      std::string("route add 10.244.0.0/16 via ") + kPodGateway + " dev eth0",
+      // Like a Kubernetes pod. Kmesh's enrolment trigger (a connect to
+      // 0.0.0.2:929, pkg/utils/enroll.go:84-98) needs a route to leave;
+      // the node has no default route, so nothing goes further than the
+      // pod's node.
+      std::string("route add default via ") + kPodGateway + " dev eth0"};
+  if (!ip6.empty()) {
+    node_side.push_back(std::string("addr add ") + kPodGateway6 + "/64 dev " + pod->host_veth + " nodad");
+    node_side.push_back("route add " + ip6 + "/128 dev " + pod->host_veth);
+    pod_side.push_back("addr add " + ip6 + "/128 dev eth0 nodad");
+    pod_side.push_back(std::string("route add ::/0 via ") + kPodGateway6 + " dev eth0");
+  }
+  IpBatch(n.ns.ref(), node_side);
+  IpBatch(pod->ns.ref(), pod_side);
   pods_.push_back(std::move(pod));
   return *pods_.back();
 }

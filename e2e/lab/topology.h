@@ -3,9 +3,15 @@
 //   pod ns (eth0 10.244.1.x/32) ──veth── node1 ns (eth0 172.18.0.2/16) ══underlay veth══ node2 ns
 //   (172.18.0.3/16) ──veth── pod ns (10.244.2.x)
 //
+// Dual stack, like a dual-stack kind cluster (kind's defaults: pods in fd00:10:244::/56, one /64 per
+// node; nodes on the "kind" docker network fc00:f853:ccd:e793::/64): every node and pod has an IPv6
+// address beside its IPv4 one (pod fd00:10:244:1::x/128, node fc00:f853:ccd:e793::2/64), with the same
+// routes for both families. IPv6 addresses skip duplicate address detection (nodad, and accept_dad=0 in
+// each lab namespace) so they are usable at once, never tentative.
+//
 // Nodes forward between their pods and the other node's pod CIDR; pods reach the pod network through
-// their node (Calico-style 169.254.1.1 gateway, owned by the node side of each pod veth). Pods have a
-// default route to their node, as in Kubernetes; nodes have none, and no namespace has a link to the
+// their node (Calico-style gateways 169.254.1.1 and fe80::1, owned by the node side of each pod veth). Pods
+// have a default route to their node, as in Kubernetes; nodes have none, and no namespace has a link to the
 // machine's own namespace, so nothing leaves the lab, and the machine's own network state is never touched.
 // Every namespace is RAII-owned and named uniquely per run (kme2e-<pid>-...).
 #pragma once
@@ -22,12 +28,15 @@
 namespace kmesh::lab {
 
 struct NodeSpec {
-  std::string name;         // "node1": the lab's name, like a kind node's
-  std::string underlay_ip;  // 172.18.0.2
-  std::string pod_cidr;     // 10.244.1.0/24
+  std::string name;          // "node1": the lab's name, like a kind node's
+  std::string underlay_ip;   // 172.18.0.2
+  std::string pod_cidr;      // 10.244.1.0/24
+  std::string underlay_ip6;  // fc00:f853:ccd:e793::2 ("" = IPv4 only)
+  std::string pod_cidr6;     // fd00:10:244:1::/64 ("" = IPv4 only)
 };
 
-// kind's defaults: two nodes on 172.18.0.0/16, pod CIDRs 10.244.1.0/24 and 10.244.2.0/24.
+// kind's dual-stack defaults: two nodes on 172.18.0.0/16 and fc00:f853:ccd:e793::/64, pod CIDRs
+// 10.244.1.0/24 + fd00:10:244:1::/64 and 10.244.2.0/24 + fd00:10:244:2::/64.
 std::vector<NodeSpec> DefaultNodes();
 
 struct Node {
@@ -43,6 +52,7 @@ struct Pod {
   std::map<std::string, std::string> labels;
   std::string node;       // node name
   std::string ip;         // 10.244.1.2
+  std::string ip6;        // fd00:10:244:1::2 ("" on an IPv4-only node)
   std::string host_veth;  // node-side interface name
   std::string uid;        // "Kubernetes//Pod/<k8s ns>/<name>", the workload UID istiod gives a pod
   netns::Netns ns;
