@@ -572,8 +572,10 @@ XdpDropWatch XdpDropWatch::Start(const PodLink& link, const Tuple& tuple, const 
   st->node_side = std::make_unique<PacketTap>(link.node_ns, link.node_ifname, tuple, false, pcap("node"), "");
   st->pod_side =
       std::make_unique<PacketTap>(link.pod_ns, link.pod_ifname, tuple, true, pcap("pod"), st->marker);
-  st->marker_fd = netns::RunIn(link.node_ns,
-                               [] { return socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); });
+  // The markers travel in the probe's family (a dual-stack pod is watched over IPv6 too).
+  const int family = tuple.dst_ip.find(':') == std::string::npos ? AF_INET : AF_INET6;
+  st->marker_fd = netns::RunIn(
+      link.node_ns, [family] { return socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); });
   if (st->marker_fd < 0) ThrowErrno("XDP drop watch: marker socket in " + link.node_name);
   st->counter.emplace(XdpDropCounter::Open(link.pod_ns, link.pod_ifname));
   st->drops_at_start = st->counter->Read();
@@ -618,12 +620,22 @@ DropProof XdpDropWatch::Evaluate(DropStage stage, bool final) {
   const size_t sent = StagePacketsSent(stage, node);
   if (!final && sent > 0 && (st.marker_covers.empty() || st.marker_covers.back() < sent)) {
     const std::string payload = st.marker + std::to_string(st.marker_covers.size());
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(PacketTap::kMarkerPort);
-    if (inet_pton(AF_INET, st.tuple.dst_ip.c_str(), &to.sin_addr) == 1 &&
-        sendto(st.marker_fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to),
-               sizeof to) == static_cast<ssize_t>(payload.size())) {
+    sockaddr_storage to{};
+    socklen_t to_len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&to);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&to);
+    if (inet_pton(AF_INET, st.tuple.dst_ip.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      v4->sin_port = htons(PacketTap::kMarkerPort);
+      to_len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, st.tuple.dst_ip.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons(PacketTap::kMarkerPort);
+      to_len = sizeof *v6;
+    }
+    if (to_len != 0 &&
+        sendto(st.marker_fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), to_len) ==
+            static_cast<ssize_t>(payload.size())) {
       st.marker_covers.push_back(sent);
     }
   }
