@@ -1,5 +1,6 @@
 #include "e2e/framework/env.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -150,5 +151,25 @@ const char* FamilyName(bpf_probe::Family family) {
 }
 
 bpf_probe::Family FamilyOf(const std::string& ip) { return bpf_probe::IpAddr::Parse(ip).family(); }
+
+std::vector<bpf_probe::Family> ParseFamilies(const std::string& text) {
+  std::vector<bpf_probe::Family> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    bpf_probe::Family f;
+    if (item == "ipv4") {
+      f = bpf_probe::Family::kIPv4;
+    } else if (item == "ipv6") {
+      f = bpf_probe::Family::kIPv6;
+    } else {
+      throw Error("address families \"" + text + "\": \"" + item + "\" is not ipv4 or ipv6");
+    }
+    if (std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
+    start = comma + 1;
+  }
+  return out;
+}
 
 }  // namespace kmesh::e2e

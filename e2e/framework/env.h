@@ -221,5 +221,12 @@ class Env {
 // Picks the Env from the environment: KMESH_E2E_ENV=lab (default) or kube. Defined by the binary's
 // env provider (//e2e/lab:env for the lab).
 std::unique_ptr<Env> MakeEnv();
+// The address families the Env's pods have, known before any Env exists (the suites register their
+// cases per family before main): KMESH_E2E_FAMILIES ("ipv4", "ipv6" or "ipv4,ipv6") when set; else the lab
+// is dual stack, and a cluster is what its nodes' podCIDRs are (e.g. a dual-stack or IPv6 kind cluster).
+// Defined by the binary's env provider.
+std::vector<bpf_probe::Family> EnvFamilies();
+// Parses KMESH_E2E_FAMILIES's form; throws naming the bad entry.
+std::vector<bpf_probe::Family> ParseFamilies(const std::string& text);
 
 }  // namespace kmesh::e2e

@@ -198,6 +198,22 @@ std::vector<NodeFacts> ParseNodeList(const json& j, const std::string& source) {
   return out;
 }
 
+std::vector<bpf_probe::Family> PodFamilies(const std::vector<NodeFacts>& nodes) {
+  bool v4 = false, v6 = false;
+  for (const auto& n : nodes) {
+    for (const auto& cidr : n.pod_cidrs) (cidr.find(':') == std::string::npos ? v4 : v6) = true;
+  }
+  std::vector<bpf_probe::Family> out;
+  if (v4) out.push_back(bpf_probe::Family::kIPv4);
+  if (v6) out.push_back(bpf_probe::Family::kIPv6);
+  if (out.empty()) {
+    throw Error(
+        "no node of the cluster has spec.podCIDRs: cannot tell which address families its pods have "
+        "(set KMESH_E2E_FAMILIES=ipv4, ipv6 or ipv4,ipv6)");
+  }
+  return out;
+}
+
 std::vector<ipsec::NodeInfo> ParseKmeshNodeInfos(const json& j, const std::string& source) {
   std::vector<ipsec::NodeInfo> out;
   const json& items = Items(j, source, "KmeshNodeInfo");

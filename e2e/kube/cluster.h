@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf_probe/tuple.h"
 #include "e2e/framework/ipsec_layout.h"
 #include "e2e/framework/ipsec_secret.h"
 
@@ -67,6 +68,10 @@ struct NodeFacts {
 };
 // Sorted by name (kind: control-plane before worker).
 std::vector<NodeFacts> ParseNodeList(const nlohmann::json& j, const std::string& source);
+// The address families of the nodes' podCIDRs (IPv4 first), the families the cluster's pods have: a
+// dual-stack kind cluster has both, an IPv6 one (Kmesh's e2e-ipv6 CI) IPv6 only. Throws when no node has a
+// pod CIDR.
+std::vector<bpf_probe::Family> PodFamilies(const std::vector<NodeFacts>& nodes);
 
 // kmesh.net/v1alpha1 KmeshNodeInfo list (kubectl -n kmesh-system get kmeshnodeinfos -o json): spec.spi,
 // spec.addresses, spec.bootID, spec.podCIDRS (capital S). Sorted by name. An object with several
