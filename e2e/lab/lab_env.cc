@@ -14,7 +14,6 @@
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/maps.h"
 #include "bpf_probe/tc.h"
-#include "e2e/kube/node_local.h"
 #include "e2e/lab/ipsec_agent.h"
 #include "e2e/lab/kmesh_daemon_protocol.h"
 #include "e2e/lab/kmesh_ipsec_tc.h"
@@ -107,7 +106,8 @@ class LabNode : public node::LocalNode {
   std::string PinDir() override { return lab_.kmesh(node_).pin_dir(); }
   node::PodNetns PodOf(const std::string& pod_ip) override {
     for (const auto& p : lab_.topology().pods()) {
-      if (p->node == node_ && p->ip == pod_ip) return {p->ns.ref(), "eth0"};
+      if (p->node == node_ && (p->ip == pod_ip || (!p->ip6.empty() && p->ip6 == pod_ip)))
+        return {p->ns.ref(), "eth0"};
     }
     throw Error("lab node " + node_ + " has no pod with address " + pod_ip);
   }
