@@ -76,6 +76,30 @@ TEST_CASE("a list that is not a list is an error naming the source") {
   CHECK_THROWS_WITH(ParsePod(nlohmann::json::array(), "x"), Contains("expected a Pod object"));
 }
 
+TEST_CASE("dual stack: a pod's IPv6 address from status.podIPs; the families from the nodes' podCIDRs") {
+  const nlohmann::json pods = nlohmann::json::parse(R"({"kind": "PodList", "items": [
+      {"metadata": {"name": "httpbin", "namespace": "test-ns1"},
+       "status": {"podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}, {"ip": "fd00:10:244:1::7"}]}},
+      {"metadata": {"name": "v6only", "namespace": "test-ns1"},
+       "status": {"podIP": "fd00:10:244:1::8", "podIPs": [{"ip": "fd00:10:244:1::8"}]}}]})");
+  const auto p = ParsePodList(pods, "test");
+  REQUIRE(p.size() == 2);
+  CHECK(p[0].ip == "10.244.1.7");
+  CHECK(p[0].ip6 == "fd00:10:244:1::7");
+  CHECK(p[1].ip == "fd00:10:244:1::8");  // IPv6 primary (an IPv6 cluster): ip is already the IPv6 one
+  CHECK(p[1].ip6.empty());
+
+  using kmesh::bpf_probe::Family;
+  NodeFacts dual{"n1", "172.18.0.2", {"10.244.1.0/24", "fd00:10:244:1::/64"}, "", true};
+  NodeFacts v6{"n2", "fc00:f853:ccd:e793::3", {"fd00:10:244:2::/64"}, "", true};
+  CHECK(PodFamilies({dual}) == std::vector<Family>{Family::kIPv4, Family::kIPv6});
+  CHECK(PodFamilies({v6}) == std::vector<Family>{Family::kIPv6});
+  CHECK(PodFamilies(ParseNodeList(Load("nodes.handwritten.json"), "nodes")) ==
+        std::vector<Family>{Family::kIPv4});
+  NodeFacts none{"n3", "172.18.0.4", {}, "", true};
+  CHECK_THROWS_WITH(PodFamilies({none}), Contains("KMESH_E2E_FAMILIES"));
+}
+
 TEST_CASE("nodes: InternalIP, pod CIDRs and boot ids, sorted by name") {
   const auto nodes = ParseNodeList(Load("nodes.handwritten.json"), "nodes");
   REQUIRE(nodes.size() == 2);
