@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "e2e/framework/disagreement.h"
 #include "netns/route.h"
 
 namespace kmesh::capture {
@@ -573,16 +574,25 @@ std::string Verdict::Describe() const {
   return s;
 }
 
+namespace {
+void Reason(Verdict& v, const char* code, std::string reason) {
+  v.reasons.push_back(std::move(reason));
+  if (std::find(v.codes.begin(), v.codes.end(), code) == v.codes.end()) v.codes.push_back(code);
+}
+}  // namespace
+
 Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi) {
+  namespace code = e2e::disagreement;
   Verdict v;
   if (s.esp_packets == 0)
-    v.reasons.push_back("no ESP packet seen on " + s.interface + " (" + s.Describe() + ")");
+    Reason(v, code::kEspNotSeen, "no ESP packet seen on " + s.interface + " (" + s.Describe() + ")");
   if (expected_spi != 0 && s.esp_spis.count(expected_spi) == 0) {
-    v.reasons.push_back("no ESP with spi " + Hex32(expected_spi) + " (" + s.Describe() + ")");
+    Reason(v, code::kEspNotSeen, "no ESP with spi " + Hex32(expected_spi) + " (" + s.Describe() + ")");
   }
   for (const auto& h : s.plaintext)
-    v.reasons.push_back("plaintext packet of the probe on the wire: " + h.description);
-  for (const auto& h : s.marker_hits) v.reasons.push_back(h.description);
+    Reason(v, code::kPlaintextOnWire, "plaintext packet of the probe on the wire: " + h.description);
+  for (const auto& h : s.marker_hits) Reason(v, code::kPlaintextOnWire, h.description);
+  // Not a finding about the datapath: the capture itself was too small. Still a failure, without a code.
   if (s.hit_count_bound) v.reasons.push_back("the capture stopped at its packet bound; raise max_packets");
   if (s.esp_keys_given > 0) {
     // The ESP must be the probe's own, not the tunnel's other traffic.
@@ -593,16 +603,19 @@ Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi) {
       marker = marker || p.marker;
     }
     if (!own) {
-      v.reasons.push_back("none of the " + std::to_string(s.esp_packets) + " ESP packets" +
-                          (expected_spi ? " with spi " + Hex32(expected_spi) : std::string()) +
-                          " carried the probe's own connection when decrypted (" + s.DescribeProbeEsp() + ")");
+      Reason(v, code::kEspNotSeen,
+             "none of the " + std::to_string(s.esp_packets) + " ESP packets" +
+                 (expected_spi ? " with spi " + Hex32(expected_spi) : std::string()) +
+                 " carried the probe's own connection when decrypted (" + s.DescribeProbeEsp() + ")");
     } else if (s.marker_checked && !marker) {
-      v.reasons.push_back("the probe's payload marker was in none of its decrypted ESP packets (" +
-                          s.DescribeProbeEsp() + ")");
+      Reason(v, code::kEspNotSeen,
+             "the probe's payload marker was in none of its decrypted ESP packets (" + s.DescribeProbeEsp() +
+                 ")");
     }
     if (s.esp_auth_failed > 0) {
-      v.reasons.push_back(std::to_string(s.esp_auth_failed) +
-                          " ESP packet(s) of a keyed SA did not authenticate with the key derived for it");
+      Reason(v, code::kEspAuthFailed,
+             std::to_string(s.esp_auth_failed) +
+                 " ESP packet(s) of a keyed SA did not authenticate with the key derived for it");
     }
     if (s.esp_truncated > 0) {
       v.reasons.push_back(std::to_string(s.esp_truncated) + " ESP packet(s) were not captured whole");
@@ -613,16 +626,17 @@ Verdict JudgeEncrypted(const CaptureSummary& s, uint32_t expected_spi) {
 }
 
 Verdict JudgePlaintextVisible(const CaptureSummary& s) {
+  namespace code = e2e::disagreement;
   Verdict v;
   if (s.marker_checked && s.marker_hits.empty()) {
-    v.reasons.push_back(
-        "the payload marker was not seen in clear, so its absence under encryption would prove nothing");
+    Reason(v, code::kSanityCaptureBlind,
+           "the payload marker was not seen in clear, so its absence under encryption would prove nothing");
   }
   if (s.plaintext.empty()) {
-    v.reasons.push_back(
-        "the plaintext filter saw none of the probe's packets, so a clean encrypted capture would prove "
-        "nothing (" +
-        s.Describe() + ")");
+    Reason(v, code::kSanityCaptureBlind,
+           "the plaintext filter saw none of the probe's packets, so a clean encrypted capture would prove "
+           "nothing (" +
+               s.Describe() + ")");
   }
   v.pass = v.reasons.empty();
   return v;

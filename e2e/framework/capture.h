@@ -108,6 +108,7 @@ struct CaptureSummary {
 struct Verdict {
   bool pass = false;
   std::vector<std::string> reasons;
+  std::vector<std::string> codes;  // disagreement.h codes of the reasons, each once
   std::string Describe() const;
 };
 

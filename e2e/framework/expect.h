@@ -10,39 +10,14 @@
 #include <vector>
 
 #include "e2e/framework/case.h"
+#include "e2e/framework/disagreement.h"
 #include "e2e/framework/env.h"
 
 namespace kmesh::e2e {
 
 enum class Want { kAllowed, kDenied };
 
-// Disagreement codes: what a failed authz judgement found, machine-readable (evidence field
-// "disagreement_codes" of a probe, "disagreements" of a case). Scoring (sensitivity, mutants) matches
-// these, never the sentences beside them.
-namespace disagreement {
-inline constexpr const char* kRequestNotServed = "request_not_served";  // allowed, but no app answer
-inline constexpr const char* kDenyCached = "deny_cached";               // allowed, yet km_auth_res = DENY
-inline constexpr const char* kXdpNotAttached = "xdp_not_attached";      // no xdp_authz on the server pod
-inline constexpr const char* kSynNotDropped = "syn_not_dropped";        // XDP should have dropped the SYN
-inline constexpr const char* kVerdictEntryMissing = "verdict_entry_missing";  // km_auth_res lacks DENY
-inline constexpr const char* kVerdictUnexpectedlyCached = "verdict_unexpectedly_cached";
-inline constexpr const char* kDecidedInXdp = "decided_in_xdp";  // userspace's to decide, XDP dropped the SYN
-inline constexpr const char* kNotDeniedAfterHandshake = "not_denied_after_handshake";
-inline constexpr const char* kWaypointDidNotDeny = "waypoint_did_not_deny";
-inline constexpr const char* kXdpDecidedL7 = "xdp_decided_l7";
-// Where the Env can watch the server pod's veth (drop_proof.h), a denial must be proven by the kernel.
-inline constexpr const char* kDropNotProven = "drop_not_proven";
-// km_auth_res while an allowed connection is open (contract §2) and after it closes.
-inline constexpr const char* kAllowEntryMissing = "allow_entry_missing";  // ALLOW matched, nothing cached
-inline constexpr const char* kUnexpectedOpenEntry =
-    "unexpected_open_entry";  // cached where nothing should be
-inline constexpr const char* kAllowEntryNotCleared = "allow_entry_not_cleared";  // still there after close
-// The policy-realized barrier gave up: the policy never showed up in the maps Kmesh reads (km_authz_policy,
-// km_wlpolicy), so no probe was made.
-inline constexpr const char* kPolicyNotRealized = "policy_not_realized";
-// A Kmesh map holds more entries than before the case (a residue check of the suite).
-inline constexpr const char* kMapResidue = "map_residue";
-}  // namespace disagreement
+// Disagreement codes (disagreement.h): what a failed judgement found, machine-readable.
 
 struct AuthzExpect {
   Want want = Want::kAllowed;

@@ -1,21 +1,39 @@
 #include "e2e/framework/ipsec_expect.h"
 
+#include <arpa/inet.h>
+
 #include <chrono>
 #include <iostream>
 #include <thread>
 
 #include "base/defaults.h"
 #include "base/error.h"
+#include "e2e/framework/disagreement.h"
 
 namespace kmesh::e2e {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+namespace code = disagreement;
 
 // A failed expectation: kept in the case and said on stderr (the test log).
 void Fail(Case& c, const std::string& why) {
   c.Fail(why);
   std::cerr << why << "\n";
+}
+
+// Records each code (disagreement.h) once in the case: what e2e/mutation scores.
+void AddCodes(Case& c, const std::vector<std::string>& codes) {
+  for (const auto& x : codes) c.AddDisagreement(x);
+}
+
+// The address `n` hosts into an IPv4 CIDR ("10.244.2.0/24", 2 -> "10.244.2.2"); "" for anything else.
+std::string HostIn(const std::string& cidr, uint32_t n) {
+  in_addr a{};
+  if (inet_pton(AF_INET, cidr.substr(0, cidr.find('/')).c_str(), &a) != 1) return "";
+  a.s_addr = htonl(ntohl(a.s_addr) + n);
+  char buf[INET_ADDRSTRLEN];
+  return inet_ntop(AF_INET, &a, buf, sizeof buf) ? buf : "";
 }
 
 }  // namespace
@@ -53,6 +71,8 @@ Layout WaitLayout(Env& env, Case& c, uint32_t spi, const std::string& label,
   if (!at_spi() || !l.report.ok()) {
     std::string spi_text;
     for (const auto& n : l.nodes) spi_text += " " + n.info.name + "=" + std::to_string(n.info.spi);
+    if (!at_spi()) c.AddDisagreement(code::kRotationNotApplied);  // a node still reports another SPI
+    AddCodes(c, l.report.Codes());
     Fail(c, "[" + label + "] xfrm layout did not converge to SPI " + std::to_string(spi) + " within " +
                 std::to_string(defaults::XfrmConverged().count()) + " ms (KMESH_E2E_XFRM_CONVERGED_MS)\n" +
                 "  KmeshNodeInfo spi:" + spi_text + "\n  layout checker:\n" + l.report.Describe());
@@ -121,15 +141,19 @@ EncryptedProbe ProbeEncrypted(Env& env, Case& c, const App& client, const App& s
 bool ExpectEncrypted(Env& env, Case& c, const EncryptedProbe& p, const App& client, const App& server,
                      const std::string& label) {
   const auto infos = env.IpsecNodes();
-  std::vector<std::string> problems;
-  if (p.outcome.kind != OutcomeKind::kOk)
+  std::vector<std::string> problems, codes;
+  if (p.outcome.kind != OutcomeKind::kOk) {
     problems.push_back("client saw " + p.outcome.ToString() + ", expected ok");
+    codes.push_back(code::kRequestNotServed);
+  }
   for (size_t i = 0; i < p.underlay.size() && i < infos.size(); ++i) {
     const uint32_t receiver_spi = infos[1 - i].spi;  // ESP from node i carries the peer's SPI
     auto v = capture::JudgeEncrypted(p.underlay[i], receiver_spi);
     if (!v.pass) problems.push_back(infos[i].name + " underlay: " + v.Describe());
+    codes.insert(codes.end(), v.codes.begin(), v.codes.end());
   }
   auto s = capture::JudgePlaintextVisible(p.sanity);
+  codes.insert(codes.end(), s.codes.begin(), s.codes.end());
   if (!s.pass)
     problems.push_back("sanity capture in " + server.name + ": " + s.Describe() +
                        " (the plaintext filter would not have caught a leak)");
@@ -142,6 +166,7 @@ bool ExpectEncrypted(Env& env, Case& c, const EncryptedProbe& p, const App& clie
   for (const auto& u : p.underlay) why += "\n    " + u.Describe();
   why += "\n    " + p.sanity.Describe() + "\n  disagree:";
   for (const auto& pr : problems) why += "\n    " + pr;
+  AddCodes(c, codes);
   Fail(c, why);
   return false;
 }
@@ -156,6 +181,7 @@ bool ExpectNoXfrmErrors(Case& c, const Layout& before, const Layout& after, cons
                        std::to_string(e.after));
   }
   if (raised.empty()) return true;
+  c.AddDisagreement(code::kXfrmErrorsRaised);
   std::string why = "[" + label + "] xfrm_stat error counters rose (tolerance 0):";
   for (const auto& r : raised) why += "\n  " + r;
   Fail(c, why);
@@ -164,7 +190,7 @@ bool ExpectNoXfrmErrors(Case& c, const Layout& before, const Layout& after, cons
 
 bool ExpectKmeshMarking(Env& env, Case& c, const std::string& label) {
   const auto infos = env.IpsecNodes();
-  std::vector<std::string> problems;
+  std::vector<std::string> problems, codes;
   for (const auto& info : infos) {
     const auto m = env.IpsecMarking(info.name);
     if (!m) {
@@ -175,12 +201,39 @@ bool ExpectKmeshMarking(Env& env, Case& c, const std::string& label) {
     for (const auto& other : infos) {
       if (other.name != info.name) peers.insert(peers.end(), other.pod_cidrs.begin(), other.pod_cidrs.end());
     }
-    const auto found = ipsec::CheckMarking(*m, peers);
-    c.Add("marking", {{"label", label}, {"node", info.name}, {"marking", m->ToJson()}, {"problems", found}});
+    std::vector<std::string> found;
+    for (const auto& p : ipsec::JudgeMarking(*m, peers)) {
+      found.push_back(p.text);
+      codes.push_back(p.code);
+    }
+    // What the kernel's tc_mark_encrypt on each pod veth does to a packet from the node's pod CIDR to a
+    // peer's: Kmesh's encrypt mark, which is all its out policy matches (kmesh-facts.md §3.6).
+    const std::string src = info.pod_cidrs.empty() ? "" : HostIn(info.pod_cidrs.front(), 2);
+    const std::string dst = peers.empty() ? "" : HostIn(peers.front(), 2);
+    nlohmann::json runs = nlohmann::json::array();
+    for (const auto& a : m->attachments) {
+      if (a.want != "tc_mark_encrypt" || !a.filter) continue;
+      const ipsec::MarkRun r = ipsec::RunMarkProgram(a.filter->prog.id, src, dst);
+      runs.push_back(r.ToJson());
+      if (!r.ran) {
+        c.Note("[" + label + "] " + info.name + ": the mark of " + a.ifname +
+               "'s program not checked: " + r.Describe());
+      } else if (r.mark != ipsec::kEncryptMark) {
+        found.push_back(info.name + ": " + a.ifname + " (" + a.role + "): " + r.Describe() +
+                        ", expected Kmesh's encrypt mark 0xe0 (its out policy matches only that)");
+        codes.push_back(code::kMarkMissing);
+      }
+    }
+    c.Add("marking", {{"label", label},
+                      {"node", info.name},
+                      {"marking", m->ToJson()},
+                      {"mark_runs", runs},
+                      {"problems", found}});
     problems.insert(problems.end(), found.begin(), found.end());
     if (!found.empty()) problems.push_back("  " + m->Describe());
   }
   if (problems.empty()) return true;
+  AddCodes(c, codes);
   std::string why = "[" + label + "] Kmesh's IPsec marking differs from what Kmesh sets up:";
   for (const auto& p : problems) why += "\n  " + p;
   Fail(c, why);

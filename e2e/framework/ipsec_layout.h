@@ -49,6 +49,7 @@ KeyMaterial DeriveKey(const KeyMaterial& aead_key, const std::string& src_ip, co
                       const std::string& src_boot_id, const std::string& dst_boot_id);
 
 struct Finding {
+  std::string code;     // disagreement.h: xfrm_state_missing, key_fingerprint_mismatch, ...
   std::string node;     // whose kernel ("node B")
   std::string object;   // "ingress state src 172.18.0.2 dst 172.18.0.3 spi 0x00000002"
   std::string problem;  // "output-mark is 0x0/0x0, expected 0xd0/0xffffffff"
@@ -73,7 +74,8 @@ struct LayoutReport {
   // which the checker cannot judge.
   std::vector<std::string> notes;
   bool ok() const { return findings.empty(); }
-  std::string Describe() const;  // one finding per line, then the key table
+  std::vector<std::string> Codes() const;  // the findings' codes, each once, in order
+  std::string Describe() const;            // one finding per line, then the key table
   nlohmann::json ToJson() const;
 };
 

@@ -52,6 +52,29 @@ struct NodeMarking {
 // Every way the node's marking differs from Kmesh's: a program not loaded from Kmesh's build, an
 // attachment missing or holding another program, not direct-action, not named as Kmesh names it, and
 // km_nodeinfo not exactly `expected_nodeinfo` (the peers' pod CIDRs). Empty when all is as Kmesh does it.
+struct MarkingProblem {
+  std::string code;  // disagreement.h: tc_not_attached, tc_filter_wrong, nodeinfo_entry_missing, ...
+  std::string text;
+};
+std::vector<MarkingProblem> JudgeMarking(const NodeMarking& m,
+                                         const std::vector<std::string>& expected_nodeinfo);
+// What a tc marking program the kernel holds does to one packet: Kmesh's tc_mark_encrypt (by its program
+// id) run with BPF_PROG_TEST_RUN on an Ethernet + IPv4 + TCP SYN from `src_ip` to `dst_ip`, and the skb mark
+// it leaves (Kmesh sets 0xe0 when km_nodeinfo holds the destination, bpf/kmesh/general/tc_mark_encrypt.c:
+// 21-25). `error` names what kept it from running (no such program, not IPv4, the kernel refused).
+struct MarkRun {
+  uint32_t prog_id = 0;
+  std::string src_ip, dst_ip;
+  bool ran = false;
+  uint32_t mark = 0;
+  uint32_t verdict = 0;  // the program's return (TC_ACT_OK = 0)
+  std::string error;
+  nlohmann::json ToJson() const;
+  std::string Describe() const;  // "tc_mark_encrypt id 25 on 10.244.1.2 -> 10.244.2.2: mark 0xe0"
+};
+MarkRun RunMarkProgram(uint32_t prog_id, const std::string& src_ip, const std::string& dst_ip);
+
+// The same, as text.
 std::vector<std::string> CheckMarking(const NodeMarking& m,
                                       const std::vector<std::string>& expected_nodeinfo);
 

@@ -17,6 +17,7 @@
 #include "base/defaults.h"
 #include "base/error.h"
 #include "e2e/framework/case.h"
+#include "e2e/framework/disagreement.h"
 #include "e2e/framework/env.h"
 #include "e2e/framework/ipsec_expect.h"
 
@@ -147,6 +148,7 @@ TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
   CHECK(rotated.report.ok());
   ExpectEncrypted(w, c, p, "new SPI on the wire");
   if (report.Failures() != 0) {
+    c.AddDisagreement(disagreement::kContinuityBroken);
     std::string why = "[continuity] " + report.Describe();  // names every failed request
     c.Fail(why);
     std::cerr << why << "\n";
@@ -259,6 +261,7 @@ TEST_CASE("ipsec: no pod traffic crosses the underlay in clear while a node's da
   c.Add("captures", leak.ToJson());
   CHECK(back.report.ok());
   if (!leak.plaintext.empty()) {
+    c.AddDisagreement(disagreement::kPlaintextOnWire);
     std::string why = "[restart of " + node + "] " + std::to_string(leak.plaintext.size()) +
                       " packet(s) between the pods crossed " + node +
                       "'s underlay in clear while its dataplane "

@@ -530,6 +530,10 @@ class Agent {
   // handleOneNodeInfo (lines 320-341): xfrm for the peer, then its pod CIDRs into km_nodeinfo.
   void HandleOneNodeInfo(const std::string& name, const KniSpec& node) {
     handler_.CreateXfrmRule(local_.spec, node);
+    if (faults_.Has("nodeinfo-entry-missing")) {
+      LOG("fault nodeinfo-entry-missing: km_nodeinfo not updated for " << name);
+      return;
+    }
     for (const auto& cidr : node.pod_cidrs) {
       try {
         tc_->UpdateNodeinfoCidr(cidr);
@@ -742,6 +746,13 @@ class Agent {
       if (before.count(name)) continue;
       LOG("fault injected: " << name);
       if (name == "xfrm-state-missing" && handler_.spi != 0) DeleteOwnIngressStates();
+      if (name == "nodeinfo-entry-missing" && tc_) {
+        for (const auto& [peer, spec] : cache_) {
+          if (peer == local_.name) continue;
+          for (const auto& cidr : spec.pod_cidrs) tc_->DeleteNodeinfoCidr(cidr);
+          LOG("fault nodeinfo-entry-missing: km_nodeinfo entries of " << peer << " deleted");
+        }
+      }
     }
     if (tc_ && (before.count("egress-not-marked") != f.count("egress-not-marked"))) SyncPods();
   }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "base/error.h"
@@ -143,8 +144,10 @@ std::unique_ptr<KmeshIpsecTc> KmeshIpsecTc::Load(const std::string& pin_dir) {
   tc->reused_nodeinfo_ = Exists(pin_dir + "/" KM_MAP_NODEINFO);
   // The encrypt object first, as LoadAndAssign does in loadKmeshTCObjects (tc.go:108-113): it creates
   // km_nodeinfo, the decrypt object reuses the pin.
-  tc->encrypt_ =
-      tc->LoadOne("third_party/kmesh/tc_mark_encrypt.o", "tc_mark_encrypt", tc->encrypt_id_, tc->encrypt_fd_);
+  // A source mutant of Kmesh's tc_mark_encrypt (e2e/mutation) instead of Kmesh's own object.
+  const char* mutant = std::getenv("KMESH_E2E_LAB_TC_ENCRYPT_OBJECT");
+  const std::string encrypt_object = mutant && *mutant ? mutant : "third_party/kmesh/tc_mark_encrypt.o";
+  tc->encrypt_ = tc->LoadOne(encrypt_object, "tc_mark_encrypt", tc->encrypt_id_, tc->encrypt_fd_);
   tc->decrypt_ =
       tc->LoadOne("third_party/kmesh/tc_mark_decrypt.o", "tc_mark_decrypt", tc->decrypt_id_, tc->decrypt_fd_);
   tc->nodeinfo_fd_ = bpf_object__find_map_fd_by_name(tc->encrypt_, KM_MAP_NODEINFO);

@@ -35,6 +35,7 @@ const std::vector<std::pair<Fault, const char*>>& FaultNames() {
       {Fault::kWrongKey, "wrong-key"},
       {Fault::kEgressNotMarked, "egress-not-marked"},
       {Fault::kRotationNotApplied, "rotation-not-applied"},
+      {Fault::kNodeinfoEntryMissing, "nodeinfo-entry-missing"},
       {Fault::kWaypointBypassed, "waypoint-bypassed"},
       {Fault::kTailCallPoliciesCheckEmptied, "tailcall-policies-check-empty"},
       {Fault::kTailCallPolicyCheckEmptied, "tailcall-policy-check-empty"},
@@ -646,8 +647,8 @@ void Lab::WriteManagedPods() {
 void Lab::WriteAgentFaults() {
   if (ipsec_dir_.empty()) return;
   std::map<std::string, std::string> per_node;
-  for (Fault f :
-       {Fault::kXfrmStateMissing, Fault::kWrongKey, Fault::kEgressNotMarked, Fault::kRotationNotApplied}) {
+  for (Fault f : {Fault::kXfrmStateMissing, Fault::kWrongKey, Fault::kEgressNotMarked,
+                  Fault::kRotationNotApplied, Fault::kNodeinfoEntryMissing}) {
     if (Active(f)) per_node[fault_node_[f]] += std::string(FaultName(f)) + "\n";
   }
   for (const auto& n : topo_->nodes()) {

@@ -33,12 +33,13 @@ namespace kmesh::lab {
 
 // What the lab can break on purpose, so the suites can be shown to catch it.
 enum class Fault {
-  kXdpDetached,         // Kmesh's xdp_authz detached from the server pods' interfaces
-  kXfrmStateMissing,    // one node's ingress xfrm state is deleted (and not re-created)
-  kWrongKey,            // one node derives its egress key from a wrong secret
-  kEgressNotMarked,     // pod egress is not marked 0xe0: traffic leaves in plaintext
-  kRotationNotApplied,  // one node ignores a new secret
-  kWaypointBypassed,    // traffic to a service with a waypoint goes straight to the pod
+  kXdpDetached,           // Kmesh's xdp_authz detached from the server pods' interfaces
+  kXfrmStateMissing,      // one node's ingress xfrm state is deleted (and not re-created)
+  kWrongKey,              // one node derives its egress key from a wrong secret
+  kEgressNotMarked,       // pod egress is not marked 0xe0: traffic leaves in plaintext
+  kRotationNotApplied,    // one node ignores a new secret
+  kNodeinfoEntryMissing,  // one node's km_nodeinfo lacks its peers' pod CIDRs (its pods' egress unmarked)
+  kWaypointBypassed,      // traffic to a service with a waypoint goes straight to the pod
   // Kmesh's running datapath broken on every node (e2e/mutation). Map faults hold for the servers'
   // entries (httpbin apps) and are re-applied after every write of Kmesh's daemons.
   kTailCallPoliciesCheckEmptied,  // km_xdp_tailcall[0] (policies_check) deleted

@@ -28,6 +28,9 @@ const char* const kNamespaceAndIpOther = "authz/namespace-and-ip-allow: other na
 const char* const kDestinationIpDeny = "authz/destination-ip-deny: server's own address";
 const char* const kTcArgsAfterMatch =
     "authz/tcargs-after-match: a connection a policy matched leaves nothing in km_tcargs";
+// Cases of the IPsec suite (e2e/ipsec/ipsec_test.cc).
+const char* const kIpsecConnectivity = "ipsec: connectivity across nodes is encrypted in Kmesh's layout";
+const char* const kIpsecRotation = "ipsec: key rotation under continuous traffic";
 
 FaultSpec Fault(FaultKind kind, std::string id, std::string what, std::string source,
                 std::vector<std::string> cases, std::vector<std::string> codes, std::string equivalent,
@@ -59,6 +62,22 @@ FaultSpec Sockops(std::string id, std::string what, std::string source, std::vec
   f.program = Program::kSockops;
   return f;
 }
+// The IPsec suite's faults: the lab's agent (e2e/lab/ipsec_agent.cc) breaks what Kmesh's IPsec controller
+// does, on node2 (the server's node); a mutant of Kmesh's tc_mark_encrypt is loaded by both nodes' agents.
+FaultSpec IpsecRuntime(std::string id, std::string what, std::string source, std::vector<std::string> cases,
+                       std::vector<std::string> codes) {
+  FaultSpec f =
+      Runtime(std::move(id), std::move(what), std::move(source), std::move(cases), std::move(codes));
+  f.suite = Suite::kIpsec;
+  return f;
+}
+FaultSpec TcEncrypt(std::string id, std::string what, std::string source, std::vector<std::string> cases,
+                    std::vector<std::string> codes) {
+  FaultSpec f = Source(std::move(id), std::move(what), std::move(source), std::move(cases), std::move(codes));
+  f.program = Program::kTcEncrypt;
+  f.suite = Suite::kIpsec;
+  return f;
+}
 // A mutant no case of the suite catches yet; `why` says why and what would catch it.
 FaultSpec Survivor(std::string id, std::string what, std::string source, std::vector<std::string> cases,
                    std::vector<std::string> codes, std::string why) {
@@ -76,21 +95,72 @@ FaultSpec Equivalent(std::string id, std::string what, std::string source, std::
 
 const char* ToString(FaultKind k) { return k == FaultKind::kRuntime ? "runtime" : "source"; }
 
+const char* ToString(Suite s) { return s == Suite::kAuthz ? "authz" : "ipsec"; }
+
+Suite ParseSuite(const std::string& name) {
+  if (name == "authz" || name.empty()) return Suite::kAuthz;
+  if (name == "ipsec") return Suite::kIpsec;
+  throw Error("KMESH_E2E_MUTATION_SUITE is \"" + name + "\"; expected authz or ipsec");
+}
+
+std::string SuiteBinary(Suite suite) {
+  // The IPsec suite's Catch2 binary itself (kmesh_vm_test's guest binary): the mutation test already runs
+  // in the guest.
+  return suite == Suite::kAuthz ? "e2e/authz/authz_test" : "e2e/ipsec/ipsec_test_guest_binary";
+}
+
+namespace {
+// The object's stem: where a mutant goes (e2e/mutation/<stem>_<id>.o) and Kmesh's own object.
+const char* Stem(Program p) {
+  switch (p) {
+    case Program::kXdp:
+      return "xdp";
+    case Program::kSockops:
+      return "sockops";
+    case Program::kTcEncrypt:
+      return "tc_encrypt";
+  }
+  return "?";
+}
+}  // namespace
+
 std::string FaultSpec::object() const {
   if (kind != FaultKind::kSource) return "";
-  return std::string("e2e/mutation/") + (program == Program::kXdp ? "xdp_" : "sockops_") + id + ".o";
+  return std::string("e2e/mutation/") + Stem(program) + "_" + id + ".o";
 }
 
 std::string FaultSpec::kmesh_object() const {
   if (kind != FaultKind::kSource) return "";
-  return program == Program::kXdp ? "third_party/kmesh/xdp.o" : "third_party/kmesh/sockops.o";
+  switch (program) {
+    case Program::kXdp:
+      return "third_party/kmesh/xdp.o";
+    case Program::kSockops:
+      return "third_party/kmesh/sockops.o";
+    case Program::kTcEncrypt:
+      return "third_party/kmesh/tc_mark_encrypt.o";
+  }
+  return "";
 }
 
 std::string FaultSpec::inject_env() const {
   if (kind != FaultKind::kSource) return "KMESH_E2E_LAB_FAULTS=" + id;
-  return std::string(program == Program::kXdp ? "KMESH_E2E_LAB_XDP_OBJECT="
-                                              : "KMESH_E2E_LAB_SOCKOPS_OBJECT=") +
-         object();
+  switch (program) {
+    case Program::kXdp:
+      return "KMESH_E2E_LAB_XDP_OBJECT=" + object();
+    case Program::kSockops:
+      return "KMESH_E2E_LAB_SOCKOPS_OBJECT=" + object();
+    case Program::kTcEncrypt:
+      return "KMESH_E2E_LAB_TC_ENCRYPT_OBJECT=" + object();
+  }
+  return "";
+}
+
+std::vector<FaultSpec> FaultsOf(Suite suite) {
+  std::vector<FaultSpec> out;
+  for (const auto& f : Faults()) {
+    if (f.suite == suite) out.push_back(f);
+  }
+  return out;
 }
 
 const std::vector<FaultSpec>& Faults() {
@@ -212,6 +282,29 @@ const std::vector<FaultSpec>& Faults() {
       Sockops("auth-entry-not-cleaned",
               "sockops no longer deletes the tuple's km_auth_res entry when the connection closes",
               "bpf/kmesh/workload/sockops.c:190-194", {kIpAllowSelected}, {code::kAllowEntryNotCleared}),
+
+      // IPsec (scored in tools/vm's guest: this kernel has no ESP/GCM, and without an ESP state Kmesh's
+      // controller never writes km_nodeinfo either, ipsec_controller.go:327-338).
+      IpsecRuntime("egress-not-marked", "tc_mark_encrypt not attached to node2's pod veths",
+                   "pkg/controller/manage/manage_controller.go:265 (linkTc), 516-544", {kIpsecConnectivity},
+                   {code::kTcNotAttached, code::kPlaintextOnWire}),
+      IpsecRuntime("nodeinfo-entry-missing", "node2's km_nodeinfo lacks the peer's pod CIDR",
+                   "pkg/controller/encryption/ipsec/ipsec_controller.go:334-338 (updateKNIMapCIDR); "
+                   "bpf/kmesh/general/include/tc.h:88",
+                   {kIpsecConnectivity},
+                   {code::kNodeinfoEntryMissing, code::kMarkMissing, code::kPlaintextOnWire}),
+      IpsecRuntime("xfrm-state-missing", "node2's ingress xfrm state of the current SPI deleted",
+                   "pkg/controller/encryption/ipsec/ipsec_handler.go:197-205 (the ingress createStateRule)",
+                   {kIpsecConnectivity}, {code::kXfrmStateMissing}),
+      IpsecRuntime("wrong-key", "node2 derives its egress key from a wrong secret",
+                   "pkg/controller/encryption/ipsec/ipsec_handler.go:136-147, 239 (generateIPSecKey)",
+                   {kIpsecConnectivity}, {code::kKeyFingerprintMismatch}),
+      IpsecRuntime("rotation-not-applied", "node2 ignores a new secret (keeps the old SPI and keys)",
+                   "pkg/controller/encryption/ipsec/ipsec_controller.go:469-500 (handleIpsecUpdate)",
+                   {kIpsecRotation}, {code::kRotationNotApplied}),
+      TcEncrypt("encrypt-mark-changed", "tc_mark_encrypt sets mark 0xe1 instead of 0xe0",
+                "bpf/kmesh/general/tc_mark_encrypt.c:26", {kIpsecConnectivity},
+                {code::kMarkMissing, code::kPlaintextOnWire}),
   };
   return faults;
 }

@@ -14,15 +14,21 @@ namespace kmesh::mutation {
 enum class FaultKind { kRuntime, kSource };
 const char* ToString(FaultKind k);
 // The Kmesh object a source mutant changes.
-enum class Program { kXdp, kSockops };
+enum class Program { kXdp, kSockops, kTcEncrypt };
+// The suite whose cases catch a fault: e2e/authz (this kernel), or e2e/ipsec (needs ESP with GCM, so it runs
+// in tools/vm's guest here: //e2e/mutation:ipsec_mutation_test).
+enum class Suite { kAuthz, kIpsec };
+const char* ToString(Suite s);
+Suite ParseSuite(const std::string& name);  // "authz" or "ipsec"; throws naming the accepted ones
 
 struct FaultSpec {
   std::string id;  // lab fault name (runtime) or mutant name (source): unique
   FaultKind kind = FaultKind::kRuntime;
   Program program = Program::kXdp;  // source mutants: which object
-  std::string what;                 // what is broken, in one sentence
-  std::string kmesh_source;         // the Kmesh code it breaks (file:line at the pinned commit)
-  // Catch2 names of the authz suite's cases that must catch it (never a [!shouldfail] Kmesh-defect case:
+  Suite suite = Suite::kAuthz;
+  std::string what;          // what is broken, in one sentence
+  std::string kmesh_source;  // the Kmesh code it breaks (file:line at the pinned commit)
+  // Catch2 names of the suite's cases that must catch it (never a [!shouldfail] Kmesh-defect case:
   // those fail by design).
   std::vector<std::string> cases;
   // Each must be among the disagreement codes of a selected case that failed.
@@ -44,6 +50,10 @@ struct FaultSpec {
 
 // Every fault of the score, in table order.
 const std::vector<FaultSpec>& Faults();
+// Those whose cases belong to `suite`.
+std::vector<FaultSpec> FaultsOf(Suite suite);
+// The suite's Catch2 binary (a runfile).
+std::string SuiteBinary(Suite suite);
 
 // Throws kmesh::Error naming the first fault with an empty or duplicate id, no case, or no code.
 void CheckFaults(const std::vector<FaultSpec>& faults);

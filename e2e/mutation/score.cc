@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "e2e/framework/case_output.h"
+
 namespace kmesh::mutation {
 namespace {
 
@@ -74,7 +76,14 @@ const CaseResult* SuiteRun::Find(const std::string& name) const {
   for (const auto& c : cases) {
     if (name.rfind(c.name + ": ", 0) == 0) return &c;
   }
-  return nullptr;
+  const std::string folder = e2e::CaseFolderName(name);
+  const CaseResult* found = nullptr;
+  for (const auto& c : cases) {
+    if (c.folder != folder) continue;
+    if (found) return nullptr;  // several rows: the name must say which
+    found = &c;
+  }
+  return found;
 }
 
 CaseResult ParseBundle(const json& j) {
@@ -114,6 +123,17 @@ CaseResult ParseBundle(const json& j) {
     }
   }
   c.fault_run = j.value("fault_run", std::string());
+  if (j.contains("marking") && j["marking"].is_array()) {
+    for (const auto& m : j["marking"]) {
+      if (!m.is_object() || !m.contains("marking") || !m["marking"].is_object()) continue;
+      const auto& loaded = m["marking"].value("loaded", json::array());
+      for (const auto& p : loaded) {
+        if (p.is_object() && p.value("name", std::string()) == "tc_mark_encrypt" &&
+            c.tc_encrypt_sha256.empty())
+          c.tc_encrypt_sha256 = p.value("object_sha256", std::string());
+      }
+    }
+  }
   return c;
 }
 
@@ -127,6 +147,9 @@ std::vector<CaseResult> ReadBundles(const std::string& dir) {
     json j = json::parse(f, nullptr, false);
     if (j.is_discarded() || !j.is_object()) continue;
     out.push_back(ParseBundle(j));
+    std::error_code rel_ec;
+    const fs::path rel = fs::relative(it->path(), dir, rel_ec);
+    if (!rel_ec && !rel.empty()) out.back().folder = rel.begin()->string();
   }
   std::sort(out.begin(), out.end(), [](const CaseResult& a, const CaseResult& b) { return a.name < b.name; });
   return out;
@@ -198,6 +221,16 @@ FaultScore ScoreFault(const FaultSpec& fault, const SuiteRun& run, bool control_
       s.status = FaultStatus::kNoResult;
       s.detail = c->name + " was written under fault run \"" + c->fault_run + "\", not " + fault.id;
       return s;
+    }
+    if (fault.kind == FaultKind::kSource && fault.program == Program::kTcEncrypt) {
+      // The agents load the object; the bundle names what the kernel holds by its build record's digest.
+      if (c->tc_encrypt_sha256.empty() || c->tc_encrypt_sha256 != mutant_sha256) {
+        s.status = FaultStatus::kNoResult;
+        s.detail = c->name + " ran tc_mark_encrypt with object sha256 \"" + c->tc_encrypt_sha256 +
+                   "\", not the mutant " + fault.object() + " (sha256 " + mutant_sha256 + ")";
+        return s;
+      }
+      continue;
     }
     const std::string& loaded = fault.program == Program::kXdp ? c->datapath_object : c->sockops_object;
     if (fault.kind == FaultKind::kSource && loaded != fault.object()) {
@@ -311,6 +344,7 @@ json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector
     for (const auto& k : s.other_failures) other.push_back({{"case", k.case_name}, {"codes", k.codes}});
     json row{{"id", f.id},
              {"kind", ToString(f.kind)},
+             {"suite", ToString(f.suite)},
              {"what", f.what},
              {"kmesh_source", f.kmesh_source},
              {"inject", f.inject_env()},

@@ -27,6 +27,9 @@ struct CaseResult {
   uint32_t policy_check_insns = 0;   // instructions the verifier walked for policy_check
   std::vector<std::string> patches;  // that object's patches
   std::string fault_run;             // KMESH_E2E_FAULT_RUN the bundle was written under
+  // The digest of the tc_mark_encrypt object the nodes' IPsec agents loaded (the bundle's "marking").
+  std::string tc_encrypt_sha256;
+  std::string folder;  // the Catch2 case's evidence folder (e2e::CaseFolderName of its name)
 };
 
 // One run of the suite (the control, or one fault).
@@ -39,7 +42,8 @@ struct SuiteRun {
   std::vector<CaseResult> cases;
 
   // The bundle of Catch2 case `name`: the bundle titled like it ("authz/x: y"), or the case whose name
-  // starts with the bundle's "suite/title: " (a TEST_CASE's bundle title is its short name).
+  // starts with the bundle's "suite/title: " (a TEST_CASE's bundle title is its short name), or the one
+  // bundle in the case's evidence folder (e2e/ipsec: "ipsec: connectivity across ..." wrote "connectivity").
   const CaseResult* Find(const std::string& name) const;
 };
 

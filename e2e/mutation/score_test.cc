@@ -207,9 +207,52 @@ TEST_CASE("a bundle's codes, object and run are read", "[mutation]") {
   CHECK(c.fault_run == "deny-match-passes");
 }
 
+TEST_CASE("an IPsec bundle is found by its case's evidence folder, and a tc mutant by its digest",
+          "[mutation]") {
+  const std::string name = "ipsec: connectivity across nodes is encrypted in Kmesh's layout";
+  CaseResult c = ParseBundle(
+      {{"suite", "ipsec"},
+       {"title", "connectivity"},
+       {"passed", false},
+       {"disagreements", {"mark_missing", "plaintext_on_wire"}},
+       {"marking",
+        {{{"node", "node1"},
+          {"marking", {{"loaded", {{{"name", "tc_mark_encrypt"}, {"object_sha256", "91424f5f"}}}}}}}}},
+       {"fault_run", "encrypt-mark-changed"}});
+  CHECK(c.tc_encrypt_sha256 == "91424f5f");
+  c.folder = "ipsec__connectivity_across_nodes_is_encrypted_in_Kmesh_s_layout";
+  SuiteRun run;
+  run.id = "encrypt-mark-changed";
+  run.exit_code = 1;
+  run.cases = {c};
+  REQUIRE(run.Find(name) == &run.cases[0]);
+  CHECK(run.Find("ipsec: key rotation under continuous traffic") == nullptr);
+
+  FaultSpec f;
+  f.id = "encrypt-mark-changed";
+  f.kind = FaultKind::kSource;
+  f.program = Program::kTcEncrypt;
+  f.suite = Suite::kIpsec;
+  f.cases = {name};
+  f.codes = {"mark_missing", "plaintext_on_wire"};
+  CHECK(f.object() == "e2e/mutation/tc_encrypt_encrypt-mark-changed.o");
+  CHECK(f.inject_env() == "KMESH_E2E_LAB_TC_ENCRYPT_OBJECT=e2e/mutation/tc_encrypt_encrypt-mark-changed.o");
+  CHECK(ScoreFault(f, run, true, "91424f5f", "3c8034e2").status == FaultStatus::kKilled);
+  // The agents loaded Kmesh's own object: no result, whatever failed.
+  auto s = ScoreFault(f, run, true, "0badcafe", "3c8034e2");
+  CHECK(s.status == FaultStatus::kNoResult);
+  CHECK(s.detail.find("not the mutant") != std::string::npos);
+  // Two bundles in one folder: the name must say which.
+  run.cases.push_back(c);
+  CHECK(run.Find(name) == nullptr);
+}
+
 TEST_CASE("the fault table is well formed", "[mutation]") {
   CHECK_NOTHROW(CheckFaults(Faults()));
   CHECK(Faults().size() >= 15);
+  CHECK(FaultsOf(Suite::kIpsec).size() >= 6);
+  for (const auto& f : FaultsOf(Suite::kIpsec)) CHECK(f.cases.front().rfind("ipsec: ", 0) == 0);
+  for (const auto& f : FaultsOf(Suite::kAuthz)) CHECK(f.cases.front().rfind("authz/", 0) == 0);
   auto dup = Faults();
   dup.push_back(dup.front());
   CHECK_THROWS(CheckFaults(dup));

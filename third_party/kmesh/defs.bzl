@@ -132,3 +132,24 @@ def kmesh_sockops_object(name, patches = [], **kwargs):
         patches = patches,
         **kwargs
     )
+
+def kmesh_tc_encrypt_object(name, patches = [], **kwargs):
+    """Kmesh's IPsec egress marking object (bpf/kmesh/bpf2go/bpf2go.go:28): tc_mark_encrypt and km_nodeinfo.
+    One definition of its flags, shared by //third_party/kmesh:tc_mark_encrypt and e2e/mutation's source
+    mutants (`patches`).
+    """
+    kmesh_bpf_object(
+        name = name,
+        src = "@kmesh_src//:bpf/kmesh/general/tc_mark_encrypt.c",
+        srcs = ["@kmesh_src//:bpf_general_srcs"],
+        bpf2go_name = "KmeshTcMarkEncrypt",
+        # $EXTRA_CDEFINE (-D__x86_64__ on x86_64, kmesh_compile_env_pre.sh:94-96), then bpf2go.go:28's.
+        flags = [
+            "-D__x86_64__",
+            "-I../general/include",
+            "-I../../include",
+            "-DKERNEL_VERSION_HIGHER_5_13_0=1",
+        ],
+        patches = patches,
+        **kwargs
+    )
