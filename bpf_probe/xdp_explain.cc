@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "bpf_probe/authz_offload.h"
 #include "bpf_probe/dump.h"
 #include "bpf_probe/kmesh_abi.h"
 
@@ -55,6 +56,28 @@ class Walker {
   }
 
   XdpExplanation Run(bool sport_known) {
+    const auto offload = maps_.AuthzOffloadValue();
+    e_.authz_offload = offload;
+    if (offload && *offload != 1) {
+      // xdp.c:83-86: every packet goes to xdp_shutdown_in_userspace, which resets a tuple userspace denied
+      // (km_auth_res = 1: the entry deleted, the packet rewritten to a RST) and passes everything else.
+      Step(0, "authz_offload = " + std::to_string(*offload) +
+                  " (kmeshctl authz disable): xdp_authz tail-calls xdp_shutdown_in_userspace for every packet; "
+                  "no policy is read in XDP",
+           "xdp.c:51-56, 83-86");
+      e_.to_userspace = true;
+      const auto v = sport_known ? maps_.AuthResult(key_) : std::nullopt;
+      if (v && *v == 1) {
+        Step(0, "km_auth_res[" + t_.ToString() + "] = DENY: the entry is deleted and the packet becomes a RST",
+             "xdp.c:27-48, 138-139");
+        return End(XdpAction::kPass, "km_auth_res (userspace's DENY, turned into a reset)",
+                   "with authz_offload off, a tuple userspace denied is reset once, by its next packet");
+      }
+      Step(0, "no DENY cached for the tuple: the packet passes", "xdp.c:27-48, 140-141");
+      return End(XdpAction::kPass, "authz_offload = " + std::to_string(*offload),
+                 "with authz_offload off, XDP decides nothing: Kmesh's userspace judges the connection after "
+                 "the handshake (sockops.c:182-188, pkg/auth/rbac.go)");
+    }
     if (sport_known) {
       if (auto v = maps_.AuthResult(key_)) {
         const Verdict cached = static_cast<Verdict>(*v);
@@ -705,6 +728,14 @@ std::optional<std::array<uint32_t, 4>> LiveXdpMaps::WorkloadPolicies(uint32_t wo
   return out;
 }
 
+std::optional<uint32_t> LiveXdpMaps::AuthzOffloadValue() {
+  if (!offload_read_) {
+    offload_read_ = true;
+    if (const auto a = ReadAuthzOffload(auth_res_.info().id)) offload_ = a->value;
+  }
+  return offload_;
+}
+
 std::vector<std::pair<Tuple, uint32_t>> LiveXdpMaps::AuthResultsFor(const IpAddr& src, const IpAddr& dst,
                                                                     uint16_t dport) {
   std::vector<std::pair<Tuple, uint32_t>> out;
@@ -739,8 +770,10 @@ std::string FormatExplanation(const XdpExplanation& e) {
     tuple = (s.is_v4() ? s.ToString() : "[" + s.ToString() + "]") + ":* -> " +
             tuple.substr(tuple.find(" -> ") + 4);
   }
-  std::string out = "explain " + tuple + " (the SYN as xdp_authz sees it on the server pod, " +
-                    "Kmesh ec501a98, authz_offload = 1)\n";
+  std::string out = "explain " + tuple + " (the SYN as xdp_authz sees it on the server pod, Kmesh ec501a98, " +
+                    (e.authz_offload ? "authz_offload = " + std::to_string(*e.authz_offload)
+                                     : std::string("authz_offload not readable, 1 assumed")) +
+                    ")\n";
   size_t n = 0;
   for (const auto& s : e.steps) {
     std::string line = std::string(2 + 2 * static_cast<size_t>(s.depth), ' ') + s.text;

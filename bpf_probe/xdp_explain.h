@@ -62,6 +62,9 @@ class XdpMaps {
   virtual std::optional<uint32_t> Frontend(const std::array<uint8_t, 16>& key) = 0;        // km_frontend
   virtual std::optional<std::array<uint32_t, 4>> WorkloadPolicies(uint32_t workload) = 0;  // km_wlpolicy
   virtual PolicyMemory& policies() = 0;  // km_authz_policy, kmesh_map*
+  // The authz_offload global of the xdp_authz program using these maps (authz_offload.h); nullopt when
+  // it cannot be read, and the walk assumes Kmesh's default, 1.
+  virtual std::optional<uint32_t> AuthzOffloadValue() { return std::nullopt; }
 };
 
 // The live maps of a catalog, read-only.
@@ -72,6 +75,7 @@ class LiveXdpMaps final : public XdpMaps {
   std::optional<uint32_t> Frontend(const std::array<uint8_t, 16>& key) override;
   std::optional<std::array<uint32_t, 4>> WorkloadPolicies(uint32_t workload) override;
   PolicyMemory& policies() override { return policies_; }
+  std::optional<uint32_t> AuthzOffloadValue() override;
   // Every km_auth_res entry whose tuple is src -> dst:dport, any source port
   // (explain without a port).
   std::vector<std::pair<Tuple, uint32_t>> AuthResultsFor(const IpAddr& src, const IpAddr& dst,
@@ -82,6 +86,8 @@ class LiveXdpMaps final : public XdpMaps {
  private:
   Map auth_res_, frontend_, wlpolicy_;
   LivePolicyMemory policies_;
+  bool offload_read_ = false;
+  std::optional<uint32_t> offload_;
 };
 
 // One line of the account: what was read or decided, and where in Kmesh's
@@ -96,6 +102,7 @@ struct ExplainStep {
 struct XdpExplanation {
   Tuple tuple;  // as XDP sees the SYN (client -> server pod)
   bool sport_known = true;  // false: tuple.sport is 0, the cached verdict was not looked up
+  std::optional<uint32_t> authz_offload;  // as read from the program's .data; nullopt: 1 assumed
   XdpAction action = XdpAction::kPass;
   bool to_userspace = false;               // ended in the tail call to
                                            // xdp_shutdown_in_userspace: userspace decides

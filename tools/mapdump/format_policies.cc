@@ -278,6 +278,9 @@ std::string FormatExplainJson(const bpf_probe::XdpExplanation& e, bool sport_kno
   }
   if (e.policies_now) w.Key("policies_now").String("XDP_" + bpf_probe::ToString(*e.policies_now));
   w.Key("assumed_past_slots").Bool(e.assumed_past_slots);
+  w.Key("authz_offload");
+  if (e.authz_offload) w.Uint(*e.authz_offload);
+  else w.Null();
   w.Key("steps").BeginArray();
   for (const auto& s : e.steps) {
     w.BeginObject().Key("depth").Int(s.depth).Key("text").String(s.text).Key("source").String(s.source);
