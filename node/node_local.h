@@ -14,7 +14,7 @@
 #include "bpf_probe/maps.h"
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
-#include "e2e/framework/xfrm.h"
+#include "xfrm/xfrm.h"
 #include "netns/netns.h"
 #include "node/probe_json.h"
 

@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "base/error.h"
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 
 namespace kmesh::node {
 namespace {

@@ -20,8 +20,8 @@
 
 #include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
-#include "e2e/framework/capture.h"
-#include "e2e/framework/xfrm.h"
+#include "capture/capture.h"
+#include "xfrm/xfrm.h"
 
 namespace kmesh::node {
 

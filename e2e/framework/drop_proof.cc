@@ -25,7 +25,7 @@
 #include "base/error.h"
 #include "bpf_probe/prog.h"
 #include "bpf_probe/xdp.h"
-#include "e2e/framework/capture.h"
+#include "capture/capture.h"
 
 namespace kmesh::e2e {
 namespace {

@@ -27,8 +27,8 @@
 #include <string>
 #include <vector>
 
-#include "e2e/framework/capture.h"
-#include "e2e/framework/traffic.h"
+#include "capture/capture.h"
+#include "traffic/traffic.h"
 #include "netns/netns.h"
 
 namespace kmesh::e2e {

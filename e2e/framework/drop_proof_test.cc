@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "e2e/framework/case_output.h"
-#include "e2e/framework/traffic.h"
-#include "e2e/framework/traffic_testing.h"
+#include "traffic/traffic.h"
+#include "traffic/traffic_testing.h"
 
 using namespace std::chrono_literals;
 using kmesh::e2e::DropProof;

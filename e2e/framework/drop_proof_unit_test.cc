@@ -2,7 +2,7 @@
 // says so, and absence at the pod counts only once a later packet (the marker) got there.
 #include <catch2/catch.hpp>
 
-#include "e2e/framework/capture.h"
+#include "capture/capture.h"
 #include "e2e/framework/drop_proof.h"
 
 using namespace std::chrono_literals;

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "e2e/framework/case.h"
-#include "e2e/framework/disagreement.h"
+#include "base/disagreement.h"
 #include "e2e/framework/env.h"
 
 namespace kmesh::e2e {

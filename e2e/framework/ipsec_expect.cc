@@ -8,7 +8,7 @@
 
 #include "base/defaults.h"
 #include "base/error.h"
-#include "e2e/framework/disagreement.h"
+#include "base/disagreement.h"
 
 namespace kmesh::e2e {
 namespace {

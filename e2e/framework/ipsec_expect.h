@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "e2e/framework/capture.h"
+#include "capture/capture.h"
 #include "e2e/framework/case.h"
 #include "e2e/framework/env.h"
-#include "e2e/framework/ipsec_layout.h"
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_layout.h"
+#include "ipsec/ipsec_secret.h"
 
 namespace kmesh::e2e {
 

@@ -17,7 +17,7 @@
 #include "base/defaults.h"
 #include "base/error.h"
 #include "e2e/framework/case.h"
-#include "e2e/framework/disagreement.h"
+#include "base/disagreement.h"
 #include "e2e/framework/env.h"
 #include "e2e/framework/ipsec_expect.h"
 

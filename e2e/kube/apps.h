@@ -20,7 +20,7 @@
 #include <optional>
 #include <string>
 
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 #include "e2e/policy/template.h"
 
 namespace kmesh::kube {

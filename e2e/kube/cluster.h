@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "bpf_probe/tuple.h"
-#include "e2e/framework/ipsec_layout.h"
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_layout.h"
+#include "ipsec/ipsec_secret.h"
 
 namespace kmesh::kube {
 

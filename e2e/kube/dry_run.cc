@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 #include "node/probe_json.h"
 
 namespace kmesh::kube {

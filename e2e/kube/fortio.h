@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "e2e/framework/load.h"
+#include "traffic/load.h"
 
 namespace kmesh::kube {
 

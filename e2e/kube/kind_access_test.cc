@@ -21,7 +21,7 @@
 #include "bpf_probe/testing/test_datapath.h"
 #include "bpf_probe/xdp.h"
 #include "e2e/framework/case_output.h"
-#include "e2e/framework/traffic.h"
+#include "traffic/traffic.h"
 #include "e2e/kube/kube_env.h"
 #include "e2e/kube/replay_testing.h"
 #include "e2e/policy/policy.h"

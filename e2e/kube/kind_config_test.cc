@@ -125,7 +125,7 @@ TEST_CASE("kind: vm_test.sh runs a cluster suite on the host and never boots a V
 TEST_CASE("kind: every KMESH_E2E_* setting the suites read on a cluster is passed through") {
   const auto rc = KindTestEnv(Read(Runfile(".bazelrc")));
   std::set<std::string> needed = {"KUBECONFIG", "HOME", "PATH", "DOCKER_HOST", "KMESH_E2E_ENV",
-                                  // e2e/framework/ipsec_secret.cc: show raw keys when a person asks.
+                                  // ipsec/ipsec_secret.cc: show raw keys when a person asks.
                                   "KMESH_E2E_REVEAL_KEYS"};
   // base/defaults.h: Tunable("NAME", ...) is read as KMESH_E2E_NAME_MS.
   const std::string defaults = Read(Runfile("base/defaults.h"));

@@ -8,7 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
-#include "e2e/framework/ipsec_layout.h"
+#include "ipsec/ipsec_layout.h"
 #include "e2e/kube/cluster.h"
 #include "e2e/kube/replay_testing.h"
 

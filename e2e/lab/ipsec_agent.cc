@@ -29,8 +29,8 @@
 
 #include "base/error.h"
 #include "bpf_probe/tc.h"
-#include "e2e/framework/ipsec_secret.h"
-#include "e2e/framework/xfrm.h"
+#include "ipsec/ipsec_secret.h"
+#include "xfrm/xfrm.h"
 #include "e2e/lab/kmesh_ipsec_tc.h"
 #include "e2e/lab/kmesh_xfrm.h"
 #include "netns/netlink.h"

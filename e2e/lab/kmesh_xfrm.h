@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "e2e/framework/ipsec_secret.h"
-#include "e2e/framework/xfrm.h"
+#include "ipsec/ipsec_secret.h"
+#include "xfrm/xfrm.h"
 #include "netns/netlink.h"
 #include "netns/netns.h"
 

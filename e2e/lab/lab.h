@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "bpf_probe/tuple.h"
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 #include "e2e/lab/kmesh_datapath.h"
 #include "e2e/lab/kmesh_policy_writer.h"
 #include "e2e/lab/kmesh_sockops.h"

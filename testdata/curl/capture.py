@@ -11,7 +11,7 @@ that the harness's sweep (netns::SweepStale) removes. The server side is, per ca
 XDP program that drops the client's TCP packets (as Kmesh's xdp_authz drops a denied SYN; compiled here
 with clang), or nothing at all.
 
-Each case runs curl with the argv the harness builds (e2e/framework/traffic.cc CurlArgv; the unit test
+Each case runs curl with the argv the harness builds (traffic/traffic.cc CurlArgv; the unit test
 rebuilds it from the recorded spec and compares) and keeps stdout (`-w '%{json}'`), stderr (`-v`) and the
 exit code verbatim. captures.json lists them with the curl version. Python 3 standard library only.
 """
@@ -110,7 +110,7 @@ def seconds(ms):
 
 
 def curl_argv(dst_ip, path, src_port):
-    # The argv of e2e/framework/traffic.cc CurlArgv for ProbeSpec{dst_ip, PORT, src_port, path} and the
+    # The argv of traffic/traffic.cc CurlArgv for ProbeSpec{dst_ip, PORT, src_port, path} and the
     # default timeouts.
     return ["curl", "-sS", "-v", "-o", "/dev/null", "-w", "%{json}", "--noproxy", "*",
             "--connect-timeout", seconds(CONNECT_TIMEOUT_MS),

@@ -26,7 +26,7 @@
 #include "base/names.h"
 #include "base/privileges.h"
 #include "bpf_probe/kmesh_abi.h"
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 #include "e2e/lab/lab.h"
 
 namespace {

@@ -20,7 +20,7 @@
 #include "base/error.h"
 #include "base/names.h"
 #include "base/privileges.h"
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 #include "netns/netns.h"
 #include "netns/process.h"
 

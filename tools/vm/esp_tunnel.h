@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "e2e/framework/xfrm.h"
+#include "xfrm/xfrm.h"
 
 namespace kmesh::vm {
 

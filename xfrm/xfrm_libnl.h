@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "e2e/framework/xfrm.h"
+#include "xfrm/xfrm.h"
 #include "netns/netns.h"
 
 namespace kmesh::xfrm {

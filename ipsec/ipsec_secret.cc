@@ -1,4 +1,4 @@
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 
 #include <cstdlib>
 #include <cstring>

@@ -20,7 +20,7 @@
 
 #include "base/error.h"
 #include "base/runfiles.h"
-#include "e2e/framework/traffic.h"
+#include "traffic/traffic.h"
 #include "netns/netns.h"
 #include "netns/process.h"
 #include "netns/route.h"
@@ -135,7 +135,7 @@ class SynDropper {
  public:
   SynDropper(const NetnsRef& ns, const std::string& ifname, uint16_t syn_port, uint16_t data_port = 0)
       : ns_(ns) {
-    obj_ = bpf_object__open_file(kmesh::Runfile("e2e/framework/traffic_drop_syn.o").c_str(), nullptr);
+    obj_ = bpf_object__open_file(kmesh::Runfile("traffic/traffic_drop_syn.o").c_str(), nullptr);
     if (obj_ == nullptr) throw kmesh::Error("open traffic_drop_syn.o");
     if (bpf_object__load(obj_) != 0) throw kmesh::Error("load traffic_drop_syn.o");
     map_fd_ = bpf_object__find_map_fd_by_name(obj_, "drop_syn_cfg");

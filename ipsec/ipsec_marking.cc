@@ -1,4 +1,4 @@
-#include "e2e/framework/ipsec_marking.h"
+#include "ipsec/ipsec_marking.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <set>
 
-#include "e2e/framework/disagreement.h"
+#include "base/disagreement.h"
 
 namespace kmesh::ipsec {
 

@@ -1,7 +1,7 @@
 // bench_xfrm: snapshot 10,000 xfrm policies (and states, where the kernel has ESP) in a fresh namespace
 // with this project's netlink reader, with libnl-xfrm's cache, and with `ip xfrm policy show >/dev/null`
 // (what a person would run), in one run; prints the times side by side and the ratios.
-// Not a test: `bazel run //e2e/framework:bench_xfrm [-- COUNT]` as root.
+// Not a test: `bazel run //xfrm:bench_xfrm [-- COUNT]` as root.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,8 +14,8 @@
 
 #include "base/error.h"
 #include "base/privileges.h"
-#include "e2e/framework/xfrm.h"
-#include "e2e/framework/xfrm_libnl.h"
+#include "xfrm/xfrm.h"
+#include "xfrm/xfrm_libnl.h"
 #include "netns/netns.h"
 #include "netns/process.h"
 

@@ -1,4 +1,4 @@
-#include "e2e/framework/capture.h"
+#include "capture/capture.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "base/error.h"
-#include "e2e/framework/disagreement.h"
+#include "base/disagreement.h"
 #include "netns/route.h"
 
 namespace kmesh::capture {

@@ -6,7 +6,7 @@
 
 #include "base/error.h"
 #include "base/runfiles.h"
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 
 using kmesh::ipsec::IpsecSecret;
 using kmesh::ipsec::KeyMaterial;

@@ -1,4 +1,4 @@
-#include "e2e/framework/load.h"
+#include "traffic/load.h"
 
 #include <algorithm>
 #include <atomic>

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/runfiles.h"
-#include "e2e/framework/ipsec_layout.h"
+#include "ipsec/ipsec_layout.h"
 
 using namespace kmesh::ipsec;
 using kmesh::xfrm::Dir;

@@ -1,4 +1,4 @@
-#include "e2e/framework/traffic.h"
+#include "traffic/traffic.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -7,8 +7,8 @@
 #include <set>
 
 #include "e2e/framework/case_output.h"
-#include "e2e/framework/load.h"
-#include "e2e/framework/traffic_testing.h"
+#include "traffic/load.h"
+#include "traffic/traffic_testing.h"
 
 using namespace std::chrono_literals;
 using kmesh::e2e::LoadGenerator;

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "e2e/framework/ipsec_secret.h"
+#include "ipsec/ipsec_secret.h"
 #include "netns/netns.h"
 
 namespace kmesh::xfrm {

@@ -6,10 +6,10 @@
 #include <linux/capability.h>
 #include <sstream>
 
-#include "e2e/framework/capture.h"
+#include "capture/capture.h"
 #include "e2e/framework/case_output.h"
-#include "e2e/framework/traffic.h"
-#include "e2e/framework/traffic_testing.h"
+#include "traffic/traffic.h"
+#include "traffic/traffic_testing.h"
 #include "netns/drop_caps.h"
 #include "netns/process.h"
 #include "netns/route.h"

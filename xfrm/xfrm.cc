@@ -1,4 +1,4 @@
-#include "e2e/framework/xfrm.h"
+#include "xfrm/xfrm.h"
 
 #include <algorithm>
 #include <arpa/inet.h>

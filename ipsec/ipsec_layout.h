@@ -13,8 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "e2e/framework/ipsec_secret.h"
-#include "e2e/framework/xfrm.h"
+#include "ipsec/ipsec_secret.h"
+#include "xfrm/xfrm.h"
 
 namespace kmesh::ipsec {
 

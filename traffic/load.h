@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "e2e/framework/traffic.h"
+#include "traffic/traffic.h"
 #include "netns/netns.h"
 
 namespace kmesh::e2e {

@@ -1,4 +1,4 @@
-#include "e2e/framework/ipsec_layout.h"
+#include "ipsec/ipsec_layout.h"
 
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "base/error.h"
-#include "e2e/framework/disagreement.h"
+#include "base/disagreement.h"
 
 namespace kmesh::ipsec {
 namespace {

@@ -1,4 +1,4 @@
-#include "e2e/framework/xfrm_libnl.h"
+#include "xfrm/xfrm_libnl.h"
 
 #include <arpa/inet.h>
 #include <netlink/netlink.h>

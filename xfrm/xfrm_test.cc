@@ -9,8 +9,8 @@
 #include <sstream>
 
 #include "e2e/framework/case_output.h"
-#include "e2e/framework/xfrm.h"
-#include "e2e/framework/xfrm_libnl.h"
+#include "xfrm/xfrm.h"
+#include "xfrm/xfrm_libnl.h"
 #include "netns/drop_caps.h"
 #include "netns/netns.h"
 #include "netns/process.h"

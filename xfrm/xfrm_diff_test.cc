@@ -3,7 +3,7 @@
 
 #include <netinet/in.h>
 
-#include "e2e/framework/xfrm.h"
+#include "xfrm/xfrm.h"
 
 using namespace kmesh::xfrm;
 using kmesh::ipsec::KeyMaterial;

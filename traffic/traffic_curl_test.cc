@@ -11,7 +11,7 @@
 
 #include "base/error.h"
 #include "base/runfiles.h"
-#include "e2e/framework/traffic.h"
+#include "traffic/traffic.h"
 
 using kmesh::e2e::OutcomeKind;
 using kmesh::e2e::ParseCurlResult;

@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "base/defaults.h"
-#include "e2e/framework/ipsec_secret.h"
-#include "e2e/framework/traffic.h"
+#include "ipsec/ipsec_secret.h"
+#include "traffic/traffic.h"
 #include "netns/netns.h"
 
 namespace kmesh::capture {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "e2e/framework/capture.h"
+#include "capture/capture.h"
 
 using kmesh::capture::OpenEsp;
 using kmesh::ipsec::KeyMaterial;

@@ -16,12 +16,12 @@
 
 #include "base/error.h"
 #include "base/runfiles.h"
-#include "e2e/framework/capture.h"
+#include "capture/capture.h"
 #include "e2e/framework/case_output.h"
-#include "e2e/framework/ipsec_layout.h"
-#include "e2e/framework/traffic.h"
-#include "e2e/framework/traffic_testing.h"
-#include "e2e/framework/xfrm.h"
+#include "ipsec/ipsec_layout.h"
+#include "traffic/traffic.h"
+#include "traffic/traffic_testing.h"
+#include "xfrm/xfrm.h"
 #include "netns/process.h"
 #include "netns/route.h"
 
