@@ -129,6 +129,15 @@ Realized Env::WaitInMaps(const policy::AuthorizationPolicy& p, const App& server
   return r;
 }
 
+void Env::UseIpsecFamily(bpf_probe::Family family) {
+  for (const auto& n : Nodes()) {
+    if (FamilyOf(n.address) != family) {
+      throw Error(name() + ": node " + n.name + "'s address " + n.address + " is not " + FamilyName(family) +
+                  ": IPsec over " + FamilyName(family) + " needs a cluster whose nodes are");
+    }
+  }
+}
+
 App OverFamily(const App& app, bpf_probe::Family family) {
   if (family == bpf_probe::Family::kIPv4) {
     if (FamilyOf(app.ip) != bpf_probe::Family::kIPv4) {

@@ -158,6 +158,10 @@ class Env {
 
   // IPsec.
   virtual void ApplySecret(const ipsec::IpsecSecret& secret) = 0;
+  // The address family of the nodes' KmeshNodeInfo (what Kmesh's tunnels run over) and of Nodes()'
+  // addresses; before the first secret. Where the Env cannot choose (a cluster is what it is), it checks
+  // that its nodes' addresses are of that family and throws otherwise.
+  virtual void UseIpsecFamily(bpf_probe::Family family);
   // The SPI a run's first secret must carry. Kmesh ignores EEXIST when it adds an xfrm state
   // (pkg/controller/encryption/ipsec/ipsec_handler.go:286-287), so a secret that reuses an SPI the nodes
   // still hold keeps the old key there: a suite starts above it. 1 where every run starts without IPsec

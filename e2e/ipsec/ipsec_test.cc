@@ -9,6 +9,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -20,6 +21,7 @@
 #include "base/disagreement.h"
 #include "e2e/framework/env.h"
 #include "e2e/framework/ipsec_expect.h"
+#include "e2e/framework/table_case.h"
 
 namespace kmesh::e2e {
 namespace {
@@ -49,24 +51,38 @@ struct World {
   std::set<std::string> restarted;
 };
 
-World& TheWorld() {
-  static World* w = [] {
-    auto* w = new World();
-    w->env = MakeEnv();
-    w->server = w->env->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
-    w->client = w->env->Deploy({"sleep", AppKind::kClient, 0, "test-ns1", {}, false});
-    // Warm the server up before any case judges it: the first requests to httpbin under emulation load its
-    // lazy imports and have taken over the 3 s response bound. Unjudged, before IPsec exists; at most 3
-    // tries.
-    for (int i = 0; i < 3; ++i) {
-      ProbeSpec warm;
-      warm.path = "/get";
-      if (w->env->Probe(w->client, w->server, warm).kind == OutcomeKind::kOk) break;
-    }
-    std::atexit([] { delete TheWorld().env.release(); });
-    return w;
-  }();
+using bpf_probe::Family;
+
+// One world per address family, each its own Env: on the lab a lab whose KmeshNodeInfo carry that family's
+// node addresses and pod CIDRs (Env::UseIpsecFamily), the apps reached in that family (e2e::OverFamily).
+World& TheWorld(Family family) {
+  static std::map<Family, World*> worlds;
+  if (auto it = worlds.find(family); it != worlds.end()) return *it->second;
+  auto* w = new World();
+  w->env = MakeEnv();
+  w->env->UseIpsecFamily(family);
+  w->server = OverFamily(w->env->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false}), family);
+  w->client = OverFamily(w->env->Deploy({"sleep", AppKind::kClient, 0, "test-ns1", {}, false}), family);
+  // Warm the server up before any case judges it: the first requests to httpbin under emulation load its
+  // lazy imports and have taken over the 3 s response bound. Unjudged, before IPsec exists; at most 3
+  // tries.
+  for (int i = 0; i < 3; ++i) {
+    ProbeSpec warm;
+    warm.path = "/get";
+    if (w->env->Probe(w->client, w->server, warm).kind == OutcomeKind::kOk) break;
+  }
+  if (worlds.empty()) {
+    std::atexit([] {
+      for (auto& [f, world] : worlds) delete world->env.release();
+    });
+  }
+  worlds[family] = w;
   return *w;
+}
+
+// A case's title in its family: the IPv4 cases keep the suite's names, the IPv6 ones are under "ipv6/".
+std::string Title(Family family, const std::string& title) {
+  return family == Family::kIPv6 ? "ipv6/" + title : title;
 }
 
 void ApplySecret(World& w, Case& c, uint32_t spi) {
@@ -103,11 +119,10 @@ void ExpectEncrypted(World& w, Case& c, const EncryptedProbe& p, const std::stri
   CHECK(e2e::ExpectEncrypted(*w.env, c, p, w.client, w.server, label));
 }
 
-}  // namespace
-
-TEST_CASE("ipsec: connectivity across nodes is encrypted in Kmesh's layout", "[ipsec]") {
-  World& w = TheWorld();
-  Case c("ipsec", "connectivity", w.env->name());
+void Connectivity(Family family) {
+  World& w = TheWorld(family);
+  Case c("ipsec", Title(family, "connectivity"), w.env->name());
+  c.Set("family", FamilyName(family));
   if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   Layout before = WaitLayout(w, c, w.spi, "converged");
   REQUIRE(before.report.ok());
@@ -119,9 +134,10 @@ TEST_CASE("ipsec: connectivity across nodes is encrypted in Kmesh's layout", "[i
   CHECK(ExpectNoXfrmErrors(c, before, after, "request"));
 }
 
-TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
-  World& w = TheWorld();
-  Case c("ipsec", "key-rotation", w.env->name());
+void KeyRotation(Family family) {
+  World& w = TheWorld(family);
+  Case c("ipsec", Title(family, "key-rotation"), w.env->name());
+  c.Set("family", FamilyName(family));
   if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const uint32_t old_spi = w.spi;
   Layout before = WaitLayout(w, c, old_spi, "before rotation");
@@ -158,9 +174,10 @@ TEST_CASE("ipsec: key rotation under continuous traffic", "[ipsec]") {
   CHECK(ExpectNoXfrmErrors(c, before, ReadLayout(w), "rotation"));
 }
 
-TEST_CASE("ipsec: recovery after a dataplane restart", "[ipsec]") {
-  World& w = TheWorld();
-  Case c("ipsec", "recovery-dataplane-restart", w.env->name());
+void RecoveryDataplaneRestart(Family family) {
+  World& w = TheWorld(family);
+  Case c("ipsec", Title(family, "recovery-dataplane-restart"), w.env->name());
+  c.Set("family", FamilyName(family));
   if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const std::string node = w.server.node;
   REQUIRE(WaitLayout(w, c, w.spi, "before restart").report.ok());
@@ -176,10 +193,10 @@ TEST_CASE("ipsec: recovery after a dataplane restart", "[ipsec]") {
 // Kmesh's controller acts only on a secret file change and on KmeshNodeInfo events
 // (ipsec_controller.go:131-143, 175; NewSharedInformerFactory(clientSet, 0): no resync): a state deleted
 // behind its back is never programmed again, and the peer's ESP to that SPI is dropped (XfrmInNoStates).
-TEST_CASE("ipsec: an ingress state deleted by hand is programmed again",
-          "[ipsec][kmesh-defect][D20][!shouldfail]") {
-  World& w = TheWorld();
-  Case c("ipsec", "recovery-state-deleted", w.env->name());
+void RecoveryStateDeleted(Family family) {
+  World& w = TheWorld(family);
+  Case c("ipsec", Title(family, "recovery-state-deleted"), w.env->name());
+  c.Set("family", FamilyName(family));
   c.Set("kmesh_defect",
         {{"code", "D20"},
          {"what", "no reconciliation: xfrm state removed outside Kmesh is never re-created"},
@@ -220,10 +237,10 @@ TEST_CASE("ipsec: an ingress state deleted by hand is programmed again",
 // ESP state and deletes its KmeshNodeInfo (so the peer cleans its side too), while tc_mark_encrypt stays on
 // the pods' veths. Until the new daemon has programmed xfrm again, pod traffic between the nodes crosses the
 // underlay in clear. The restarted node is the client's, which no other case restarts: it started Normal.
-TEST_CASE("ipsec: no pod traffic crosses the underlay in clear while a node's dataplane restarts",
-          "[ipsec][kmesh-defect][D21][!shouldfail]") {
-  World& w = TheWorld();
-  Case c("ipsec", "restart-no-plaintext", w.env->name());
+void RestartNoPlaintext(Family family) {
+  World& w = TheWorld(family);
+  Case c("ipsec", Title(family, "restart-no-plaintext"), w.env->name());
+  c.Set("family", FamilyName(family));
   c.Set("kmesh_defect",
         {{"code", "D21"},
          {"what",
@@ -281,10 +298,10 @@ TEST_CASE("ipsec: no pod traffic crosses the underlay in clear while a node's da
 // directions (the boot ids are part of the derivation) but adds them under the same SPI: the kernel answers
 // EEXIST and Kmesh ignores it, so the peer keeps the old keys while the rebooted node, its xfrm empty,
 // installs the new ones. ESP between them no longer authenticates until the next key rotation.
-TEST_CASE("ipsec: a node that crashes and reboots is encrypted to again",
-          "[ipsec][node-reboot][kmesh-defect][D22][!shouldfail]") {
-  World& w = TheWorld();
-  Case c("ipsec", "crash-reboot", w.env->name());
+void CrashReboot(Family family) {
+  World& w = TheWorld(family);
+  Case c("ipsec", Title(family, "crash-reboot"), w.env->name());
+  c.Set("family", FamilyName(family));
   c.Set("kmesh_defect",
         {{"code", "D22"},
          {"what",
@@ -315,5 +332,38 @@ TEST_CASE("ipsec: a node that crashes and reboots is encrypted to again",
   CHECK(recovered);
   ExpectEncrypted(w, c, p, "after the reboot");
 }
+
+// Each case in each family the Env's pods have (e2e::EnvFamilies).
+const bool kRegistered = [] {
+  struct Spec {
+    const char* label;
+    const char* tags;
+    void (*body)(Family);
+  };
+  const std::vector<Spec> cases = {
+      {"connectivity across nodes is encrypted in Kmesh's layout", "[ipsec]", Connectivity},
+      {"key rotation under continuous traffic", "[ipsec]", KeyRotation},
+      {"recovery after a dataplane restart", "[ipsec]", RecoveryDataplaneRestart},
+      {"an ingress state deleted by hand is programmed again", "[ipsec][kmesh-defect][D20][!shouldfail]",
+       RecoveryStateDeleted},
+      {"no pod traffic crosses the underlay in clear while a node's dataplane restarts",
+       "[ipsec][kmesh-defect][D21][!shouldfail]", RestartNoPlaintext},
+      {"a node that crashes and reboots is encrypted to again",
+       "[ipsec][node-reboot][kmesh-defect][D22][!shouldfail]", CrashReboot},
+  };
+  for (Family family : EnvFamilies()) {
+    for (const Spec& sc : cases) {
+      const std::string name = family == Family::kIPv6 ? std::string("ipsec/ipv6: ") + sc.label
+                                                       : std::string("ipsec: ") + sc.label;
+      const std::string tags = std::string(sc.tags) + (family == Family::kIPv6 ? "[ipv6]" : "[ipv4]");
+      auto* body = sc.body;
+      RegisterTableCase(
+          name, tags, [family, body] { body(family); }, __FILE__, __LINE__);
+    }
+  }
+  return true;
+}();
+
+}  // namespace
 
 }  // namespace kmesh::e2e

@@ -562,13 +562,36 @@ std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server, bpf_prob
   return {v6 ? server.ip6 : server.ip, server.port};
 }
 
+const std::string& Lab::UnderlayIp(const NodeSpec& n, bpf_probe::Family family) {
+  if (family == bpf_probe::Family::kIPv4) return n.underlay_ip;
+  if (n.underlay_ip6.empty()) throw Error("lab: node " + n.name + " has no IPv6 address (IPv4-only node)");
+  return n.underlay_ip6;
+}
+
+const std::string& Lab::PodCidr(const NodeSpec& n, bpf_probe::Family family) {
+  if (family == bpf_probe::Family::kIPv4) return n.pod_cidr;
+  if (n.pod_cidr6.empty()) throw Error("lab: node " + n.name + " has no IPv6 pod CIDR (IPv4-only node)");
+  return n.pod_cidr6;
+}
+
+void Lab::SetIpsecFamily(bpf_probe::Family family) {
+  if (!agents_.empty() && family != ipsec_family_) {
+    throw Error("lab: the IPsec family is set before the first secret (the agents already run over " +
+                std::string(family == bpf_probe::Family::kIPv6 ? "IPv4" : "IPv6") + ")");
+  }
+  for (const auto& n : topo_->nodes()) UnderlayIp(n->spec, family);  // every node has an address in it
+  ipsec_family_ = family;
+}
+
 void Lab::StartAgent(const std::string& node) {
   Node& n = topo_->node(node);
-  agents_[node] = &topo_->Spawn(
-      n.ns.ref(),
-      {Runfile("e2e/lab/kmesh-lab-agent"), "--node", node, "--address", n.spec.underlay_ip, "--pod-cidr",
-       n.spec.pod_cidr, "--boot-id", n.boot_id, "--state", ipsec_dir_, "--pin-dir", kmesh(node).pin_dir()},
-      AgentLog(node));
+  // The node's KmeshNodeInfo in the IPsec family: its InternalIP and podCIDR of that family.
+  agents_[node] =
+      &topo_->Spawn(n.ns.ref(),
+                    {Runfile("e2e/lab/kmesh-lab-agent"), "--node", node, "--address",
+                     UnderlayIp(n.spec, ipsec_family_), "--pod-cidr", PodCidr(n.spec, ipsec_family_),
+                     "--boot-id", n.boot_id, "--state", ipsec_dir_, "--pin-dir", kmesh(node).pin_dir()},
+                    AgentLog(node));
 }
 
 std::string Lab::AgentLog(const std::string& node) const { return logdir_ + "/agent-" + node + ".log"; }

@@ -141,6 +141,14 @@ class Lab {
 
   // IPsec: one agent process per node (ipsec_agent.h), started by the first secret.
   void ApplySecret(const ipsec::IpsecSecret& secret);
+  // The family of the node addresses and pod CIDRs each node's KmeshNodeInfo carries, i.e. what Kmesh's
+  // tunnels run over: IPv4 (the default, like an IPv4 kind cluster) or IPv6 (like Kmesh's IPv6 e2e
+  // cluster, where a node's InternalIP and podCIDRs are IPv6). Set before the first secret; throws after.
+  void SetIpsecFamily(bpf_probe::Family family);
+  bpf_probe::Family ipsec_family() const { return ipsec_family_; }
+  // A node's underlay address and pod CIDR in `family` (throws for IPv6 on an IPv4-only node).
+  static const std::string& UnderlayIp(const NodeSpec& n, bpf_probe::Family family);
+  static const std::string& PodCidr(const NodeSpec& n, bpf_probe::Family family);
   bool ipsec_enabled() const { return !agents_.empty(); }
   // Restarts the node's agent as a Kmesh pod restart does (exit type Restart: BPF stays pinned; the IPsec
   // controller's Stop cleans xfrm and withdraws the KmeshNodeInfo only if that daemon had started Normal).
@@ -196,6 +204,7 @@ class Lab {
   std::set<Fault> faults_;
   std::map<Fault, std::string> fault_node_;
   std::string ipsec_dir_;
+  bpf_probe::Family ipsec_family_ = bpf_probe::Family::kIPv4;
   std::map<std::string, netns::Process*> agents_;
 };
 

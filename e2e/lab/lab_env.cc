@@ -52,9 +52,13 @@ LabEnv::~LabEnv() = default;
 std::vector<e2e::Node> LabEnv::Nodes() {
   std::vector<e2e::Node> out;
   for (const auto& n : lab_->topology().nodes())
-    out.push_back({n->spec.name, n->spec.underlay_ip, {n->spec.pod_cidr}});
+    out.push_back({n->spec.name,
+                   Lab::UnderlayIp(n->spec, lab_->ipsec_family()),
+                   {Lab::PodCidr(n->spec, lab_->ipsec_family())}});
   return out;
 }
+
+void LabEnv::UseIpsecFamily(bpf_probe::Family family) { lab_->SetIpsecFamily(family); }
 
 e2e::App LabEnv::Deploy(const e2e::AppSpec& spec) {
   const auto& nodes = lab_->topology().nodes();
@@ -224,7 +228,9 @@ void LabEnv::ApplySecret(const ipsec::IpsecSecret& secret) { lab_->ApplySecret(s
 std::vector<ipsec::NodeInfo> LabEnv::IpsecNodes() {
   std::vector<ipsec::NodeInfo> out;
   for (const auto& n : lab_->topology().nodes()) {
-    ipsec::NodeInfo info{n->spec.name, n->spec.underlay_ip, {n->spec.pod_cidr}, 0, n->boot_id};
+    const bpf_probe::Family family = lab_->ipsec_family();
+    ipsec::NodeInfo info{
+        n->spec.name, Lab::UnderlayIp(n->spec, family), {Lab::PodCidr(n->spec, family)}, 0, n->boot_id};
     std::ifstream f(lab_->ipsec_state_dir() + "/kni/" + n->spec.name + ".json");
     if (f) {
       auto j = nlohmann::json::parse(f, nullptr, false);

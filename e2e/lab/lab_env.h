@@ -31,6 +31,7 @@ class LabEnv : public e2e::Env {
   nlohmann::json UserspaceDecisions(const e2e::App& server, const bpf_probe::Tuple& t) override;
   nlohmann::json DatapathIdentity() override;
   void ApplySecret(const ipsec::IpsecSecret& secret) override;
+  void UseIpsecFamily(bpf_probe::Family family) override;
   std::vector<ipsec::NodeInfo> IpsecNodes() override;
   void RestartDataplane(const std::string& node) override;
   void CrashRebootNode(const std::string& node) override { lab_->CrashRebootNode(node); }
