@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/runfiles.h"
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/tuple.h"
 #include "e2e/lab/lab.h"
@@ -143,6 +144,12 @@ TEST_CASE(
   const Tuple t6{IpAddr::Parse(a.ip6), 40013, IpAddr::Parse(server.ip6), Lab::kHttpbinAltPort};
   CHECK(EncodeTupleKey(t6)[0] == 0xfd);  // the key starts with the client's IPv6 address
   CHECK(Verdict(*lab, server, t6) == std::optional<uint32_t>(1));
+  // kmesh-mapdump on the node's pin folder prints the IPv6 tuple as Kmesh keyed it.
+  const auto dump = kmesh::netns::Run(
+      {kmesh::Runfile("tools/mapdump/kmesh-mapdump"), "--pin-dir", lab->kmesh("node2").pin_dir(), "auth"});
+  INFO(dump.Describe() << "\n" << dump.out);
+  CHECK(dump.ok());
+  CHECK(dump.out.find(t6.ToString() + "  DENY") != std::string::npos);
   auto denied4 = CurlFrom(*lab, a, server.ip, Lab::kHttpbinAltPort, 40014);
   CHECK(denied4.exit_code == 28);
   CHECK(Verdict(*lab, server,
