@@ -26,8 +26,8 @@
 #include "base/names.h"
 #include "base/privileges.h"
 #include "bpf_probe/kmesh_abi.h"
-#include "ipsec/ipsec_secret.h"
 #include "e2e/lab/lab.h"
+#include "ipsec/ipsec_secret.h"
 
 namespace {
 
@@ -58,6 +58,8 @@ json Describe(kmesh::lab::Lab& lab) {
                           {"netns", n->ns.name()},
                           {"address", n->spec.underlay_ip},
                           {"pod_cidr", n->spec.pod_cidr},
+                          {"address6", n->spec.underlay_ip6},
+                          {"pod_cidr6", n->spec.pod_cidr6},
                           {"enter", "ip netns exec " + n->ns.name() + " bash"}});
   }
   for (const auto& p : lab.topology().pods()) {
@@ -65,6 +67,7 @@ json Describe(kmesh::lab::Lab& lab) {
                          {"namespace", p->k8s_namespace},
                          {"node", p->node},
                          {"ip", p->ip},
+                         {"ip6", p->ip6},
                          {"netns", p->ns.name()},
                          {"enter", "ip netns exec " + p->ns.name() + " bash"}});
   }
@@ -102,7 +105,11 @@ void PrintForPerson(const json& j) {
             << "  waypoint:  " << Str(dp, "waypoint") << "\n\n";
   for (const auto& node : j["nodes"]) {
     std::cout << "node " << Str(node, "name") << "  " << Str(node, "address") << "  pods "
-              << Str(node, "pod_cidr") << "\n    " << Str(node, "enter") << "\n";
+              << Str(node, "pod_cidr");
+    if (!node.value("address6", "").empty()) {
+      std::cout << "\n    IPv6 " << Str(node, "address6") << "  pods " << Str(node, "pod_cidr6");
+    }
+    std::cout << "\n    " << Str(node, "enter") << "\n";
     for (const auto& k : j.value("kmesh", json::array())) {
       if (k.value("node", "") != node.value("name", "")) continue;
       // The node's bpffs, laid out like /sys/fs/bpf on a Kmesh node: read it by pin folder, so another lab
@@ -113,7 +120,9 @@ void PrintForPerson(const json& j) {
   }
   for (const auto& pod : j["pods"]) {
     std::cout << "pod " << Str(pod, "name") << " (" << Str(pod, "namespace") << ", " << Str(pod, "node")
-              << ")  " << Str(pod, "ip") << "\n    " << Str(pod, "enter") << "\n";
+              << ")  " << Str(pod, "ip");
+    if (!pod.value("ip6", "").empty()) std::cout << "  " << Str(pod, "ip6");
+    std::cout << "\n    " << Str(pod, "enter") << "\n";
   }
   std::cout << "\ntry: ip netns exec <sleep-a netns> curl -s http://<httpbin-waypoint ip>/get\n";
 }
