@@ -12,6 +12,11 @@
 #include "bpf_probe/kmesh_maps.h"
 
 namespace kmesh::bpf_probe {
+
+using net::IpAddr;
+using net::PortOrder;
+using net::Tuple;
+using net::TupleKey;
 namespace {
 
 enum class KmeshKind { kNone, kAuthRes, kTcArgs, kWlPolicy, kAuthzPolicy, kFrontend };
@@ -40,7 +45,7 @@ void WriteKmesh(JsonWriter& w, KmeshKind kind, ByteView key, ByteView value, Por
   switch (kind) {
     case KmeshKind::kAuthRes:
     case KmeshKind::kTcArgs: {
-      const Tuple t = DecodeTupleKey(key, order);
+      const Tuple t = *net::DecodeTupleKey(key.data, key.size, order);
       w.Key("tuple").String(t.ToString());
       w.Key("port_order").String(ToString(order));
       if (kind == KmeshKind::kAuthRes) w.Key("verdict").String(ToString(static_cast<Verdict>(U32(value, 0))));

@@ -10,14 +10,14 @@
 #include "bpf_probe/dump.h"
 #include "bpf_probe/json_writer.h"
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 
 namespace kmesh::bpf_probe {
 
 struct JsonDumpOptions {
   bool btf = true;         // add "formatted" when the map has BTF
   bool kmesh_view = true;  // add "kmesh" for Kmesh's maps
-  PortOrder port_order = PortOrder::kHost;
+  net::PortOrder port_order = net::PortOrder::kHost;
   DumpOptions walk;
 };
 

@@ -7,6 +7,11 @@
 #include "bpf_probe/dump.h"
 
 namespace kmesh::bpf_probe {
+
+using net::IpAddr;
+using net::PortOrder;
+using net::Tuple;
+using net::TupleKey;
 namespace {
 
 struct Layout {
@@ -77,7 +82,9 @@ AuthResultMap AuthResultMap::OpenById(uint32_t map_id, PortOrder order) {
 std::vector<AuthEntry> AuthResultMap::Entries() const {
   std::vector<AuthEntry> out;
   DumpMap(map_, [&](ByteView key, ByteView value) {
-    AuthEntry e{DecodeTupleKey(key, order_), static_cast<Verdict>(ReadAt<uint32_t>(value, 0)), {}};
+    AuthEntry e{*net::DecodeTupleKey(key.data, key.size, order_),
+                static_cast<Verdict>(ReadAt<uint32_t>(value, 0)),
+                {}};
     std::memcpy(e.key.data(), key.data, KM_TUPLE_SIZE);
     out.push_back(e);
   });
@@ -86,20 +93,20 @@ std::vector<AuthEntry> AuthResultMap::Entries() const {
 }
 
 std::optional<Verdict> AuthResultMap::Lookup(const Tuple& t) const {
-  const TupleKey key = EncodeTupleKey(t, order_);
+  const TupleKey key = net::EncodeTupleKey(t, order_);
   auto v = map_.Lookup(ByteView(key.data(), key.size()));
   if (!v) return std::nullopt;
   return static_cast<Verdict>(ReadAt<uint32_t>(*v, 0));
 }
 
 void AuthResultMap::Put(const Tuple& t, Verdict v) const {
-  const TupleKey key = EncodeTupleKey(t, order_);
+  const TupleKey key = net::EncodeTupleKey(t, order_);
   const auto raw = static_cast<uint32_t>(v);
   map_.Update(ByteView(key.data(), key.size()), ByteView(reinterpret_cast<const uint8_t*>(&raw), sizeof raw));
 }
 
 bool AuthResultMap::Erase(const Tuple& t) const {
-  const TupleKey key = EncodeTupleKey(t, order_);
+  const TupleKey key = net::EncodeTupleKey(t, order_);
   return map_.Delete(ByteView(key.data(), key.size()));
 }
 
@@ -229,7 +236,7 @@ std::vector<uint8_t> EncodeAuthzPolicyValue(const AuthzPolicy& p) {
 
 std::array<uint8_t, 16> EncodeFrontendKey(const IpAddr& ip) {
   std::array<uint8_t, 16> key{};
-  std::memcpy(key.data(), ip.bytes().data, ip.bytes().size);
+  std::memcpy(key.data(), ip.data(), ip.size());
   return key;
 }
 

@@ -16,7 +16,8 @@
 
 #include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
+#include "net/tuple.h"
 
 namespace kmesh::bpf_probe {
 
@@ -27,37 +28,39 @@ void CheckKmeshLayout(const MapInfo& info, const std::string& kmesh_name);
 std::string KmeshLayoutProblem(const MapInfo& info, const std::string& kmesh_name);
 
 struct AuthEntry {
-  Tuple tuple;
+  net::Tuple tuple;
   Verdict verdict;
-  TupleKey key;  // raw key, as stored
+  net::TupleKey key;  // raw key, as stored
 };
 
 class AuthResultMap {
  public:
   // `map` must have km_auth_res's layout (36-byte key, 4-byte value).
-  explicit AuthResultMap(Map map, PortOrder order = PortOrder::kHost);
-  static AuthResultMap OpenById(uint32_t map_id, PortOrder order = PortOrder::kHost);
+  explicit AuthResultMap(Map map, net::PortOrder order = net::PortOrder::kHost);
+  static AuthResultMap OpenById(uint32_t map_id, net::PortOrder order = net::PortOrder::kHost);
 
   const Map& map() const { return map_; }
-  PortOrder port_order() const { return order_; }
+  net::PortOrder port_order() const { return order_; }
 
   // Every entry, sorted by tuple.
   std::vector<AuthEntry> Entries() const;
   // The verdict cached for `t`, or nullopt when the map holds none.
-  std::optional<Verdict> Lookup(const Tuple& t) const;
+  std::optional<Verdict> Lookup(const net::Tuple& t) const;
   // Writes a verdict (what Kmesh's userspace does on deny; tests and fault injection use it).
-  void Put(const Tuple& t, Verdict v) const;
+  void Put(const net::Tuple& t, Verdict v) const;
   // Removes `t`'s entry; false when there was none.
-  bool Erase(const Tuple& t) const;
+  bool Erase(const net::Tuple& t) const;
 
  private:
   Map map_;
-  PortOrder order_;
+  net::PortOrder order_;
 };
 
 // One tuple's verdict in the km_auth_res map behind `map_fd` (not closed) or with id `map_id`.
-std::optional<Verdict> LookupVerdict(int map_fd, const Tuple& t, PortOrder order = PortOrder::kHost);
-std::optional<Verdict> LookupVerdictById(uint32_t map_id, const Tuple& t, PortOrder order = PortOrder::kHost);
+std::optional<Verdict> LookupVerdict(int map_fd, const net::Tuple& t,
+                                     net::PortOrder order = net::PortOrder::kHost);
+std::optional<Verdict> LookupVerdictById(uint32_t map_id, const net::Tuple& t,
+                                         net::PortOrder order = net::PortOrder::kHost);
 
 struct WorkloadPolicies {
   uint32_t workload_id = 0;
@@ -120,7 +123,7 @@ class AuthzPolicyMap {
 std::vector<uint8_t> EncodeAuthzPolicyValue(const AuthzPolicy& p);
 
 struct Frontend {
-  IpAddr ip;
+  net::IpAddr ip;
   uint32_t upstream_id = 0;
 };
 
@@ -129,7 +132,7 @@ class FrontendMap {
   explicit FrontendMap(Map map);
   const Map& map() const { return map_; }
   std::vector<Frontend> Entries() const;
-  std::optional<uint32_t> Lookup(const IpAddr& ip) const;
+  std::optional<uint32_t> Lookup(const net::IpAddr& ip) const;
   void Put(const Frontend& f) const;
 
  private:
@@ -137,6 +140,6 @@ class FrontendMap {
 };
 
 // km_frontend's 16-byte key for `ip` (IPv4 in bytes 0..3, the rest zero).
-std::array<uint8_t, 16> EncodeFrontendKey(const IpAddr& ip);
+std::array<uint8_t, 16> EncodeFrontendKey(const net::IpAddr& ip);
 
 }  // namespace kmesh::bpf_probe

@@ -16,6 +16,7 @@
 #include "bpf_probe/testing/test_datapath.h"
 
 using namespace kmesh::bpf_probe;
+using namespace kmesh::net;
 using kmesh::bpf_probe::testing::CreateMap;
 using kmesh::bpf_probe::testing::TestDatapath;
 
@@ -50,12 +51,12 @@ TEST_CASE("km_auth_res decodes exactly: IPv4 and IPv6, both port orders, DENY an
       TestDatapath dp;
       AuthResultMap auth(AuthMap(btf, dp), order);
       CHECK(auth.map().info().HasBtf() == btf);
-      for (const auto& c : kAuthCases) auth.Put(Tuple::Parse(c.tuple), c.verdict);
+      for (const auto& c : kAuthCases) auth.Put(*Tuple::Parse(c.tuple), c.verdict);
 
       const std::vector<AuthEntry> entries = auth.Entries();
       REQUIRE(entries.size() == kAuthCases.size());
       for (const auto& c : kAuthCases) {
-        const Tuple t = Tuple::Parse(c.tuple);
+        const Tuple t = *Tuple::Parse(c.tuple);
         auto it = std::find_if(entries.begin(), entries.end(), [&](const AuthEntry& e) { return e.tuple == t; });
         REQUIRE(it != entries.end());
         CHECK(it->verdict == c.verdict);
@@ -66,9 +67,9 @@ TEST_CASE("km_auth_res decodes exactly: IPv4 and IPv6, both port orders, DENY an
       }
       // The same map read with the other port order finds none of the tuples.
       const PortOrder other = order == PortOrder::kHost ? PortOrder::kNetwork : PortOrder::kHost;
-      CHECK_FALSE(LookupVerdict(auth.map().fd(), Tuple::Parse(kAuthCases[0].tuple), other).has_value());
-      CHECK_FALSE(auth.Lookup(Tuple::Parse("10.244.1.5:40009 -> 10.244.2.7:8080")).has_value());
-      CHECK(auth.Erase(Tuple::Parse(kAuthCases[0].tuple)));
+      CHECK_FALSE(LookupVerdict(auth.map().fd(), *Tuple::Parse(kAuthCases[0].tuple), other).has_value());
+      CHECK_FALSE(auth.Lookup(*Tuple::Parse("10.244.1.5:40009 -> 10.244.2.7:8080")).has_value());
+      CHECK(auth.Erase(*Tuple::Parse(kAuthCases[0].tuple)));
       CHECK(auth.Entries().size() == kAuthCases.size() - 1);
     }
   }
@@ -134,9 +135,9 @@ TEST_CASE("km_wlpolicy, km_authz_policy and km_frontend read back what was writt
   }
 
   FrontendMap fe(dp.map(KM_MAP_FRONTEND));
-  fe.Put({IpAddr::Parse("10.244.2.7"), workload});
-  fe.Put({IpAddr::Parse("fd00:10:244::7"), 42});
-  CHECK(fe.Lookup(IpAddr::Parse("10.244.2.7")) == workload);
+  fe.Put({*IpAddr::Parse("10.244.2.7"), workload});
+  fe.Put({*IpAddr::Parse("fd00:10:244::7"), 42});
+  CHECK(fe.Lookup(*IpAddr::Parse("10.244.2.7")) == workload);
   const auto all = fe.Entries();
   REQUIRE(all.size() == 2);
   CHECK(all[0].ip.ToString() == "10.244.2.7");
@@ -149,7 +150,7 @@ TEST_CASE("JSON dumps carry bpftool's raw bytes, the BTF-formatted view and Kmes
     CAPTURE(btf);
     TestDatapath dp;
     AuthResultMap auth(AuthMap(btf, dp));
-    const Tuple t = Tuple::Parse("10.244.1.5:40000 -> 10.244.1.7:19090");
+    const Tuple t = *Tuple::Parse("10.244.1.5:40000 -> 10.244.1.7:19090");
     auth.Put(t, Verdict::kDeny);
     std::string out;
     {

@@ -8,9 +8,11 @@
 #include "base/error.h"
 #include "bpf_probe/dump.h"
 #include "bpf_probe/fnv.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 
 namespace kmesh::bpf_probe {
+
+using net::IpAddr;
 namespace {
 
 uint64_t U64(const Bytes& b, size_t off) {

@@ -11,6 +11,9 @@
 #include "bpf_probe/xdp_explain.h"
 
 namespace kmesh::bpf_probe {
+
+using net::IpAddr;
+using net::PortOrder;
 namespace {
 
 uint32_t U32(const Bytes& b, size_t off) {
@@ -54,7 +57,7 @@ std::string Value(const MapChange& c, const Bytes& v, PortOrder) {
 
 std::string Key(const MapChange& c, PortOrder order) {
   if ((c.map == KM_MAP_AUTH_RES || c.map == KM_MAP_TCARGS) && c.key.size() == KM_TUPLE_SIZE) {
-    return DecodeTupleKey(ByteView(c.key), order).ToString();
+    return net::DecodeTupleKey(c.key.data(), c.key.size(), order)->ToString();
   }
   if (c.map == KM_MAP_WLPOLICY && c.key.size() == 4) return "workload " + std::to_string(U32(c.key, 0));
   if (c.map == KM_MAP_AUTHZ_POLICY && c.key.size() == 4) return "policy " + std::to_string(U32(c.key, 0));

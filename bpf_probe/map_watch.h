@@ -11,7 +11,7 @@
 
 #include "bpf_probe/bytes.h"
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 
 namespace kmesh::bpf_probe {
 
@@ -44,6 +44,6 @@ class MapWatcher {
 // "+ 10.244.1.5:40001 -> 10.244.2.7:8080 DENY", "~ workload 77: [1143614525] -> [1143614525, 5]",
 // "- kmesh_map64[17] (64 bytes)": a change in words, decoded as Kmesh's map (by name and layout) when it is
 // one of Kmesh's, else the raw key and value as hex.
-std::string DescribeChange(const MapChange& c, PortOrder order = PortOrder::kHost);
+std::string DescribeChange(const MapChange& c, net::PortOrder order = net::PortOrder::kHost);
 
 }  // namespace kmesh::bpf_probe

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "bpf_probe/bytes.h"
-#include "bpf_probe/fd.h"
 
 namespace kmesh::bpf_probe {
 

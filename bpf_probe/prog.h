@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/fd.h"
+#include "base/unique_fd.h"
 
 namespace kmesh::bpf_probe {
 

@@ -17,25 +17,19 @@
 
 #include "base/error.h"
 #include "bpf_probe/dump.h"
-#include "bpf_probe/fd.h"
+#include "base/unique_fd.h"
 #include "bpf_probe/json_writer.h"
 #include "netns/netns.h"
 
 namespace kmesh::bpf_probe {
+
+using net::IpAddr;
+using net::PortOrder;
+using net::Tuple;
 namespace {
 
 // ::ffff:a.b.c.d as a.b.c.d: a dual-stack socket and Kmesh's IPv4 key name the same peer.
-IpAddr Fold(const IpAddr& a) {
-  if (a.is_v4()) return a;
-  const ByteView b = a.bytes();
-  for (int i = 0; i < 10; ++i) {
-    if (b[i] != 0) return a;
-  }
-  if (b[10] != 0xff || b[11] != 0xff) return a;
-  return IpAddr::V4(b.data + 12);
-}
-
-Tuple Folded(const Tuple& t) { return Tuple{Fold(t.src), t.sport, Fold(t.dst), t.dport}; }
+Tuple Folded(const Tuple& t) { return Tuple{{t.src.ip.Unmapped(), t.src.port}, {t.dst.ip.Unmapped(), t.dst.port}}; }
 
 // Every TCP socket with a peer in the calling thread's network namespace, as local -> remote.
 std::vector<Tuple> SocketsHere() {
@@ -76,14 +70,14 @@ std::vector<Tuple> SocketsHere() {
         const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
         Tuple t;
         if (m->idiag_family == AF_INET) {
-          t.src = IpAddr::V4(reinterpret_cast<const uint8_t*>(m->id.idiag_src));
-          t.dst = IpAddr::V4(reinterpret_cast<const uint8_t*>(m->id.idiag_dst));
+          t.src.ip = IpAddr::V4(reinterpret_cast<const uint8_t*>(m->id.idiag_src));
+          t.dst.ip = IpAddr::V4(reinterpret_cast<const uint8_t*>(m->id.idiag_dst));
         } else {
-          t.src = IpAddr::V6(reinterpret_cast<const uint8_t*>(m->id.idiag_src));
-          t.dst = IpAddr::V6(reinterpret_cast<const uint8_t*>(m->id.idiag_dst));
+          t.src.ip = IpAddr::V6(reinterpret_cast<const uint8_t*>(m->id.idiag_src));
+          t.dst.ip = IpAddr::V6(reinterpret_cast<const uint8_t*>(m->id.idiag_dst));
         }
-        t.sport = ntohs(m->id.idiag_sport);
-        t.dport = ntohs(m->id.idiag_dport);
+        t.src.port = ntohs(m->id.idiag_sport);
+        t.dst.port = ntohs(m->id.idiag_dport);
         out.push_back(t);
       }
       if (n == 0) break;
@@ -235,7 +229,7 @@ ConnectionTable ConnectionTable::Of(std::vector<Tuple> sockets) {
 
 bool ConnectionTable::Exists(const Tuple& t) const {
   const Tuple f = Folded(t);
-  const Tuple reversed{f.dst, f.dport, f.src, f.sport};
+  const Tuple reversed{f.dst, f.src};
   return sockets_.count(f) > 0 || sockets_.count(reversed) > 0;
 }
 
@@ -271,7 +265,7 @@ ResidueReport FindResidue(const MapCatalog& catalog, const ConnectionTable* conn
     const Map tcargs = catalog.Open(KM_MAP_TCARGS);
     CheckKmeshLayout(tcargs.info(), KM_MAP_TCARGS);
     DumpMap(tcargs, [&](ByteView k, ByteView v) {
-      r.tcargs.emplace_back(DecodeTupleKey(k, PortOrder::kHost), TcArgs::Decode(v));
+      r.tcargs.emplace_back(*net::DecodeTupleKey(k.data, k.size, PortOrder::kHost), TcArgs::Decode(v));
     });
     std::sort(r.tcargs.begin(), r.tcargs.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });

@@ -23,7 +23,8 @@
 
 #include "bpf_probe/kmesh_policy.h"
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
+#include "net/tuple.h"
 #include "bpf_probe/xdp_explain.h"
 
 namespace kmesh::bpf_probe {
@@ -69,14 +70,14 @@ class ConnectionTable {
  public:
   static ConnectionTable Read();
   // Tests: a table of given connections (local -> remote).
-  static ConnectionTable Of(std::vector<Tuple> sockets);
+  static ConnectionTable Of(std::vector<net::Tuple> sockets);
   // Whether a socket of this connection exists, at either end (client or server side).
-  bool Exists(const Tuple& t) const;
+  bool Exists(const net::Tuple& t) const;
   size_t namespaces() const { return namespaces_; }
   size_t sockets() const { return sockets_.size(); }
 
  private:
-  std::set<Tuple> sockets_;  // local -> remote, folded
+  std::set<net::Tuple> sockets_;  // local -> remote, folded
   size_t namespaces_ = 0;
 };
 
@@ -91,10 +92,10 @@ struct ResidueReport {
   std::vector<std::string> broken_policies;               // "ns/name: <first problem>"
   bool inner_maps_found = true;
   // km_tcargs: every entry.
-  std::vector<std::pair<Tuple, TcArgs>> tcargs;
+  std::vector<std::pair<net::Tuple, TcArgs>> tcargs;
   // km_auth_res: every entry, and those whose connection no longer exists.
   uint64_t auth_entries = 0;
-  std::vector<std::pair<Tuple, Verdict>> auth_without_connection;
+  std::vector<std::pair<net::Tuple, Verdict>> auth_without_connection;
   bool connections_checked = false;
   size_t namespaces_checked = 0;
 

@@ -9,6 +9,11 @@
 #include "bpf_probe/bpf_error.h"
 
 namespace kmesh::bpf_probe {
+
+using net::IpAddr;
+using net::PortOrder;
+using net::Tuple;
+using net::TupleKey;
 namespace {
 
 constexpr size_t kEthLen = 14, kIp4Len = 20, kIp6Len = 40, kTcpLen = 20;
@@ -50,10 +55,10 @@ std::string ToString(XdpAction a) {
 }
 
 Bytes BuildTcpSyn(const Tuple& t) {
-  if (t.src.family() != t.dst.family()) {
+  if (t.src.ip.family() != t.dst.ip.family()) {
     throw Error("cannot build a SYN for " + t.ToString() + ": source and destination are of different IP families");
   }
-  const bool v4 = t.src.is_v4();
+  const bool v4 = t.src.ip.is_v4();
   const size_t ip_len = v4 ? kIp4Len : kIp6Len;
   Bytes f(kEthLen + ip_len + kTcpLen, 0);
   // Ethernet: locally administered MACs; the ethertype says IPv4/IPv6 (Kmesh reads the IP nibble anyway).
@@ -70,8 +75,8 @@ Bytes BuildTcpSyn(const Tuple& t) {
     Put16(ip + 6, 0x4000);  // DF
     ip[8] = 64;
     ip[9] = kProtoTcp;
-    std::memcpy(ip + 12, t.src.bytes().data, 4);
-    std::memcpy(ip + 16, t.dst.bytes().data, 4);
+    std::memcpy(ip + 12, t.src.ip.data(), 4);
+    std::memcpy(ip + 16, t.dst.ip.data(), 4);
     Put16(ip + 10, Fold(Sum16(ip, kIp4Len)));
     pseudo = Sum16(ip + 12, 8);
   } else {
@@ -79,13 +84,13 @@ Bytes BuildTcpSyn(const Tuple& t) {
     Put16(ip + 4, static_cast<uint16_t>(kTcpLen));
     ip[6] = kProtoTcp;
     ip[7] = 64;
-    std::memcpy(ip + 8, t.src.bytes().data, 16);
-    std::memcpy(ip + 24, t.dst.bytes().data, 16);
+    std::memcpy(ip + 8, t.src.ip.data(), 16);
+    std::memcpy(ip + 24, t.dst.ip.data(), 16);
     pseudo = Sum16(ip + 8, 32);
   }
   pseudo += kProtoTcp + static_cast<uint32_t>(kTcpLen);
-  Put16(tcp + 0, t.sport);
-  Put16(tcp + 2, t.dport);
+  Put16(tcp + 0, t.src.port);
+  Put16(tcp + 2, t.dst.port);
   Put32(tcp + 4, 0x4b4d4553);  // initial sequence number ("KMES")
   tcp[12] = 0x50;              // data offset 5 words
   tcp[13] = 0x02;              // SYN

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "bpf_probe/bytes.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 
 namespace kmesh::bpf_probe {
 
@@ -18,7 +18,7 @@ enum class XdpAction : uint32_t { kAborted = 0, kDrop = 1, kPass = 2, kTx = 3, k
 std::string ToString(XdpAction a);
 
 // Ethernet + IPv4/IPv6 + TCP SYN from `t` (src = client). Throws kmesh::Error when the families differ.
-Bytes BuildTcpSyn(const Tuple& t);
+Bytes BuildTcpSyn(const net::Tuple& t);
 
 struct XdpTestRun {
   XdpAction action = XdpAction::kAborted;
@@ -27,7 +27,7 @@ struct XdpTestRun {
 
 // Runs the XDP program `prog_fd` once on BuildTcpSyn(t). Throws kmesh::Error (with the capability on
 // EPERM) when the kernel refuses the run.
-XdpTestRun TestRunXdp(int prog_fd, const Tuple& t);
+XdpTestRun TestRunXdp(int prog_fd, const net::Tuple& t);
 // Same, on any frame.
 XdpTestRun TestRunXdpFrame(int prog_fd, ByteView frame);
 

@@ -5,6 +5,7 @@
 #include "bpf_probe/test_run.h"
 
 using namespace kmesh::bpf_probe;
+using namespace kmesh::net;
 
 namespace {
 
@@ -20,7 +21,7 @@ uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1])
 }  // namespace
 
 TEST_CASE("a crafted IPv4 SYN has Kmesh's expected shape and valid checksums") {
-  const Bytes f = BuildTcpSyn(Tuple::Parse("10.244.1.5:40000 -> 10.244.1.7:19090"));
+  const Bytes f = BuildTcpSyn(*Tuple::Parse("10.244.1.5:40000 -> 10.244.1.7:19090"));
   REQUIRE(f.size() == 14 + 20 + 20);
   CHECK(Be16(&f[12]) == 0x0800);
   const uint8_t* ip = &f[14];
@@ -36,7 +37,7 @@ TEST_CASE("a crafted IPv4 SYN has Kmesh's expected shape and valid checksums") {
 }
 
 TEST_CASE("a crafted IPv6 SYN has valid checksums") {
-  const Bytes f = BuildTcpSyn(Tuple::Parse("[fd00::5]:40001 -> [fd00::7]:8080"));
+  const Bytes f = BuildTcpSyn(*Tuple::Parse("[fd00::5]:40001 -> [fd00::7]:8080"));
   REQUIRE(f.size() == 14 + 40 + 20);
   CHECK(Be16(&f[12]) == 0x86dd);
   const uint8_t* ip = &f[14];

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/fd.h"
+#include "base/unique_fd.h"
 #include "bpf_probe/prog.h"
 #include "netns/netns.h"
 

@@ -10,6 +10,11 @@
 #include "bpf_probe/kmesh_abi.h"
 
 namespace kmesh::bpf_probe {
+
+using net::IpAddr;
+using net::PortOrder;
+using net::Tuple;
+using net::TupleKey;
 namespace {
 
 constexpr int32_t kXdpDrop = 1, kXdpPass = 2;
@@ -51,7 +56,7 @@ uint32_t MaskWord(int len, int k) {
 class Walker {
  public:
   Walker(const Tuple& t, XdpMaps& maps)
-      : t_(t), maps_(maps), mem_(maps.policies()), key_(EncodeTupleKey(t, PortOrder::kHost)) {
+      : t_(t), maps_(maps), mem_(maps.policies()), key_(net::EncodeTupleKey(t, PortOrder::kHost)) {
     e_.tuple = t;
   }
 
@@ -133,19 +138,11 @@ class Walker {
     // get_workload_policies (xdp.c:58-78): dst -> km_frontend -> upstream id ->
     // km_wlpolicy.
     std::array<uint8_t, 16> fk{};
-    const ByteView dst = t_.dst.bytes();
-    const bool mapped = !t_.dst.is_v4() &&
-                        std::all_of(dst.data, dst.data + 10, [](uint8_t b) { return b == 0; }) &&
-                        dst[10] == 0xff && dst[11] == 0xff;
-    if (t_.dst.is_v4())
-      std::memcpy(fk.data(), dst.data, 4);
-    else if (mapped)
-      std::memcpy(fk.data(), dst.data + 12, 4);
-    else
-      std::memcpy(fk.data(), dst.data, 16);
-    const std::string fk_text =
-        mapped ? IpAddr::V4(dst.data + 12).ToString() + " (folded from " + t_.dst.ToString() + ")"
-               : t_.dst.ToString();
+    const IpAddr dst = t_.dst.ip.Unmapped();
+    std::memcpy(fk.data(), dst.data(), dst.size());
+    const std::string fk_text = t_.dst.ip.v4_mapped()
+                                    ? dst.ToString() + " (folded from " + t_.dst.ip.ToString() + ")"
+                                    : dst.ToString();
     const auto upstream = maps_.Frontend(fk);
     if (!upstream) {
       Step(0, "km_frontend[" + fk_text + "]: no entry: not a destination Kmesh knows", "xdp.c:64-75");
@@ -491,7 +488,7 @@ class Walker {
     const uint64_t n = U64(m, KM_PB_MATCH_N_DESTINATION_PORTS),
                    nn = U64(m, KM_PB_MATCH_N_NOT_DESTINATION_PORTS);
     if (n == 0 && nn == 0) return true;
-    const uint16_t dport = t_.dport;
+    const uint16_t dport = t_.dst.port;
     auto list = [&](const Bytes& b, uint64_t k) {
       std::string s;
       for (uint64_t i = 0; i < std::min<uint64_t>(k, kMembers); ++i)
@@ -538,7 +535,7 @@ class Walker {
     const uint64_t n = U64(m, n_off), nn = U64(m, nn_off);
     if (n == 0 && nn == 0) return true;
     const std::string field = source ? "source_ips" : "destination_ips";
-    const std::string who = source ? "client " + t_.src.ToString() : "destination " + t_.dst.ToString();
+    const std::string who = source ? "client " + t_.src.ip.ToString() : "destination " + t_.dst.ip.ToString();
     if (nn != 0) {
       const auto ptrs = Blob(OuterKey{U64(m, not_off)}, InnerMap::k1600);
       if (!ptrs) {
@@ -604,7 +601,7 @@ class Walker {
       const uint8_t be[4] = {static_cast<uint8_t>(rule_ip >> 24), static_cast<uint8_t>(rule_ip >> 16),
                              static_cast<uint8_t>(rule_ip >> 8), static_cast<uint8_t>(rule_ip)};
       *rule = IpAddr::V4(be).ToString() + "/" + std::to_string(prefix);
-      if (!t_.src.is_v4()) Defect("D32");
+      if (!t_.src.ip.is_v4()) Defect("D32");
       return Ipv4Matches(rule_ip, prefix, source);
     }
     if (len == 16) {
@@ -740,8 +737,8 @@ std::vector<std::pair<Tuple, uint32_t>> LiveXdpMaps::AuthResultsFor(const IpAddr
                                                                     uint16_t dport) {
   std::vector<std::pair<Tuple, uint32_t>> out;
   DumpMap(auth_res_, [&](ByteView k, ByteView v) {
-    const Tuple t = DecodeTupleKey(k, PortOrder::kHost);
-    if (t.src != src || t.dst != dst || t.dport != dport) return;
+    const Tuple t = *net::DecodeTupleKey(k.data, k.size, PortOrder::kHost);
+    if (t.src.ip != src || t.dst.ip != dst || t.dst.port != dport) return;
     uint32_t x;
     std::memcpy(&x, v.data, 4);
     out.emplace_back(t, x);
@@ -757,7 +754,7 @@ std::string XdpExplanation::Outcome() const {
 }
 
 XdpExplanation ExplainXdp(const Tuple& t, XdpMaps& maps, bool sport_known) {
-  if (t.src.family() != t.dst.family()) throw Error("explain: " + t.ToString() + " mixes IPv4 and IPv6");
+  if (t.src.ip.family() != t.dst.ip.family()) throw Error("explain: " + t.ToString() + " mixes IPv4 and IPv6");
   XdpExplanation e = Walker(t, maps).Run(sport_known);
   e.sport_known = sport_known;
   return e;
@@ -766,9 +763,7 @@ XdpExplanation ExplainXdp(const Tuple& t, XdpMaps& maps, bool sport_known) {
 std::string FormatExplanation(const XdpExplanation& e) {
   std::string tuple = e.tuple.ToString();
   if (!e.sport_known) {
-    const IpAddr& s = e.tuple.src;
-    tuple = (s.is_v4() ? s.ToString() : "[" + s.ToString() + "]") + ":* -> " +
-            tuple.substr(tuple.find(" -> ") + 4);
+    tuple = e.tuple.src.ip.ToUrlHost() + ":* -> " + e.tuple.dst.ToString();
   }
   std::string out = "explain " + tuple + " (the SYN as xdp_authz sees it on the server pod, Kmesh ec501a98, " +
                     (e.authz_offload ? "authz_offload = " + std::to_string(*e.authz_offload)

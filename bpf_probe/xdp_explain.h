@@ -29,7 +29,8 @@
 #include "bpf_probe/kmesh_policy.h"
 #include "bpf_probe/maps.h"
 #include "bpf_probe/test_run.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
+#include "net/tuple.h"
 
 namespace kmesh::bpf_probe {
 
@@ -58,7 +59,7 @@ struct TcArgs {
 class XdpMaps {
  public:
   virtual ~XdpMaps() = default;
-  virtual std::optional<uint32_t> AuthResult(const TupleKey& key) = 0;                     // km_auth_res
+  virtual std::optional<uint32_t> AuthResult(const net::TupleKey& key) = 0;                     // km_auth_res
   virtual std::optional<uint32_t> Frontend(const std::array<uint8_t, 16>& key) = 0;        // km_frontend
   virtual std::optional<std::array<uint32_t, 4>> WorkloadPolicies(uint32_t workload) = 0;  // km_wlpolicy
   virtual PolicyMemory& policies() = 0;  // km_authz_policy, kmesh_map*
@@ -71,14 +72,14 @@ class XdpMaps {
 class LiveXdpMaps final : public XdpMaps {
  public:
   explicit LiveXdpMaps(const MapCatalog& catalog);
-  std::optional<uint32_t> AuthResult(const TupleKey& key) override;
+  std::optional<uint32_t> AuthResult(const net::TupleKey& key) override;
   std::optional<uint32_t> Frontend(const std::array<uint8_t, 16>& key) override;
   std::optional<std::array<uint32_t, 4>> WorkloadPolicies(uint32_t workload) override;
   PolicyMemory& policies() override { return policies_; }
   std::optional<uint32_t> AuthzOffloadValue() override;
   // Every km_auth_res entry whose tuple is src -> dst:dport, any source port
   // (explain without a port).
-  std::vector<std::pair<Tuple, uint32_t>> AuthResultsFor(const IpAddr& src, const IpAddr& dst,
+  std::vector<std::pair<net::Tuple, uint32_t>> AuthResultsFor(const net::IpAddr& src, const net::IpAddr& dst,
                                                          uint16_t dport);
   // Read the maps again on the next lookups.
   void Forget() { policies_.Forget(); }
@@ -100,7 +101,7 @@ struct ExplainStep {
 };
 
 struct XdpExplanation {
-  Tuple tuple;  // as XDP sees the SYN (client -> server pod)
+  net::Tuple tuple;  // as XDP sees the SYN (client -> server pod)
   bool sport_known = true;  // false: tuple.sport is 0, the cached verdict was not looked up
   std::optional<uint32_t> authz_offload;  // as read from the program's .data; nullopt: 1 assumed
   XdpAction action = XdpAction::kPass;
@@ -130,7 +131,7 @@ struct XdpExplanation {
 // `t`'s SYN on the maps. Without a source port (`sport_known` false) the cached
 // verdict cannot be looked up: the walk is that of a new connection (the
 // policies never read the source port).
-XdpExplanation ExplainXdp(const Tuple& t, XdpMaps& maps, bool sport_known = true);
+XdpExplanation ExplainXdp(const net::Tuple& t, XdpMaps& maps, bool sport_known = true);
 
 // The account for a person: the steps, then the verdict and why.
 std::string FormatExplanation(const XdpExplanation& e);

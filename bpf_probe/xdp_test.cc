@@ -14,6 +14,7 @@
 #include "netns/process.h"
 
 using namespace kmesh::bpf_probe;
+using namespace kmesh::net;
 using kmesh::bpf_probe::testing::TestDatapath;
 using kmesh::netns::Netns;
 using kmesh::netns::NetnsRef;
@@ -148,17 +149,18 @@ TEST_CASE("BPF_PROG_TEST_RUN on a crafted SYN: DROP when km_auth_res denies the 
       CAPTURE(ToString(datapath_order), r.stored, ToString(r.verdict), ToString(stored_order), r.sent);
       TestDatapath dp;
       dp.SetPortOrder(datapath_order);
-      if (*r.stored) AuthResultMap(dp.map(KM_MAP_AUTH_RES), stored_order).Put(Tuple::Parse(r.stored), r.verdict);
-      CHECK(ToString(TestRunXdp(dp.xdp_prog_fd(), Tuple::Parse(r.sent)).action) == ToString(r.expect));
+      if (*r.stored)
+        AuthResultMap(dp.map(KM_MAP_AUTH_RES), stored_order).Put(*Tuple::Parse(r.stored), r.verdict);
+      CHECK(ToString(TestRunXdp(dp.xdp_prog_fd(), *Tuple::Parse(r.sent)).action) == ToString(r.expect));
     }
   }
 }
 
 TEST_CASE("a miss with policies for the workload reaches the tail call, like Kmesh's policies_check") {
   TestDatapath dp;
-  const Tuple t = Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080");
+  const Tuple t = *Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080");
   CHECK(TestRunXdp(dp.xdp_prog_fd(), t).action == XdpAction::kPass);  // no frontend: pass
-  FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({t.dst, 77});
+  FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({t.dst.ip, 77});
   WorkloadPolicyMap(dp.map(KM_MAP_WLPOLICY)).Put({77, {5}});
   AuthzPolicy deny;
   deny.policy_id = 0;  // kmt_policies reads id 0

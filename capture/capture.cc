@@ -17,6 +17,7 @@
 
 #include "base/error.h"
 #include "base/disagreement.h"
+#include "base/hex.h"
 #include "netns/route.h"
 
 namespace kmesh::capture {
@@ -25,12 +26,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::string Where(const netns::NetnsRef& ns) { return ns.name().empty() ? ns.path() : ns.name(); }
-
-std::string Hex32(uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
 
 std::string Ip(int family, const uint8_t* p) {
   char buf[INET6_ADDRSTRLEN] = {};

@@ -28,7 +28,7 @@ MapsReport LocalNode::Maps(const std::string& workload_ip) {
   return SummarizeMaps(bpf_probe::MapCatalog::FromPinDir(PinDir()), workload_ip);
 }
 
-AuthReport LocalNode::Auth(const bpf_probe::Tuple& t) {
+AuthReport LocalNode::Auth(const net::Tuple& t) {
   return LookupAuth(bpf_probe::MapCatalog::FromPinDir(PinDir()), t, port_order());
 }
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 #include "netns/netns.h"
 #include "node/node_evidence.h"
 
@@ -22,7 +22,7 @@ struct PodNetns {
 class LocalNode : public NodeEvidence {
  public:
   MapsReport Maps(const std::string& workload_ip) override;
-  AuthReport Auth(const bpf_probe::Tuple& t) override;
+  AuthReport Auth(const net::Tuple& t) override;
   bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override;
   xfrm::XfrmSnapshot Xfrm() override;
   void DeleteXfrmState(const xfrm::XfrmState& s) override;
@@ -35,7 +35,7 @@ class LocalNode : public NodeEvidence {
   virtual std::string PinDir() = 0;
   virtual PodNetns PodOf(const std::string& pod_ip) = 0;
   // Kmesh's port byte order in km_auth_res keys (node_local.h LookupAuth).
-  virtual bpf_probe::PortOrder port_order() const { return bpf_probe::PortOrder::kHost; }
+  virtual net::PortOrder port_order() const { return net::PortOrder::kHost; }
 };
 
 }  // namespace kmesh::node

@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "capture/capture.h"
 #include "xfrm/xfrm.h"
@@ -40,7 +40,7 @@ class NodeEvidence {
   // of the pod at `workload_ip` ("" = none).
   virtual MapsReport Maps(const std::string& workload_ip) = 0;
   // km_auth_res[t] in the node's pin folder.
-  virtual AuthReport Auth(const bpf_probe::Tuple& t) = 0;
+  virtual AuthReport Auth(const net::Tuple& t) = 0;
   // The XDP program attached to the pod that holds `pod_ip` (its interface holding the address).
   virtual bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) = 0;
   // xfrm of the node's own namespace, keys included (they stay in memory; evidence shows fingerprints).

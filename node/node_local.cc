@@ -266,8 +266,7 @@ NetnsOwner RequireNetnsOwning(const std::string& proc_root, const std::string& i
   return h.holders.front();
 }
 
-AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const bpf_probe::Tuple& t,
-                      bpf_probe::PortOrder order) {
+AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const net::Tuple& t, net::PortOrder order) {
   bpf_probe::AuthResultMap m(catalog.Open(KM_MAP_AUTH_RES), order);
   AuthReport r;
   r.map = m.map().info().Describe();
@@ -296,7 +295,7 @@ MapsReport SummarizeMaps(const bpf_probe::MapCatalog& catalog, const std::string
   if (!workload_ip.empty()) {
     r.workload_ip = workload_ip;
     bpf_probe::FrontendMap frontends(catalog.Open(KM_MAP_FRONTEND));
-    r.workload_id = frontends.Lookup(bpf_probe::IpAddr::Parse(workload_ip));
+    r.workload_id = frontends.Lookup(*net::IpAddr::Parse(workload_ip));
     if (r.workload_id) {
       bpf_probe::WorkloadPolicyMap wl(catalog.Open(KM_MAP_WLPOLICY));
       if (auto e = wl.Lookup(*r.workload_id)) r.workload_policy_ids = e->policy_ids;

@@ -12,7 +12,7 @@
 
 #include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "xfrm/xfrm.h"
 #include "netns/netns.h"
@@ -71,8 +71,8 @@ std::string DefaultNetnsDir(const std::string& proc_root);
 std::string InterfaceHolding(const netns::NetnsRef& ns, const std::string& ip);
 
 // km_auth_res[tuple] from the catalog's km_auth_res.
-AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const bpf_probe::Tuple& t,
-                      bpf_probe::PortOrder order);
+AuthReport LookupAuth(const bpf_probe::MapCatalog& catalog, const net::Tuple& t,
+                      net::PortOrder order);
 
 // The policy-realized barrier's view: ids in km_authz_policy and, when `workload_ip` is given,
 // km_frontend[ip] -> workload id -> km_wlpolicy entry.

@@ -390,7 +390,7 @@ xfrm::XfrmSnapshot XfrmSnapshotFromJson(const json& j, const std::string& where)
 json ToJson(const AuthReport& r) {
   return {{"map", r.map},
           {"tuple", r.tuple.ToString()},
-          {"port_order", bpf_probe::ToString(r.port_order)},
+          {"port_order", net::ToString(r.port_order)},
           {"verdict", r.verdict ? json(bpf_probe::ToString(*r.verdict)) : json(nullptr)},
           {"verdict_value", r.verdict ? json(static_cast<uint32_t>(*r.verdict)) : json(nullptr)}};
 }
@@ -400,8 +400,8 @@ AuthReport AuthReportFromJson(const json& j, const std::string& where) {
   AuthReport a;
   a.map = r.Str("map");
   try {
-    a.tuple = bpf_probe::Tuple::Parse(r.Str("tuple"));
-    a.port_order = bpf_probe::ParsePortOrder(r.Str("port_order"));
+    a.tuple = *net::Tuple::Parse(r.Str("tuple"));
+    a.port_order = *net::ParsePortOrder(r.Str("port_order"));
   } catch (const Error& e) {
     throw Error(where + ": " + e.what());
   }

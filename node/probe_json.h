@@ -18,9 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
 #include "bpf_probe/xdp.h"
 #include "capture/capture.h"
+#include "net/tuple.h"
 #include "xfrm/xfrm.h"
 
 namespace kmesh::node {
@@ -48,8 +49,8 @@ xfrm::XfrmSnapshot XfrmSnapshotFromJson(const nlohmann::json& j, const std::stri
 
 struct AuthReport {
   std::string map;  // "km_auth_res (id 12, hash, ...)"
-  bpf_probe::Tuple tuple;
-  bpf_probe::PortOrder port_order = bpf_probe::PortOrder::kHost;
+  net::Tuple tuple;
+  net::PortOrder port_order = net::PortOrder::kHost;
   std::optional<bpf_probe::Verdict> verdict;  // nullopt: no entry
 };
 nlohmann::json ToJson(const AuthReport& r);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "base/unique_fd.h"
 #include "netns/process.h"
 
 namespace kmesh::e2e {
@@ -93,18 +94,6 @@ std::string Printable(const std::string& s, size_t max) {
   for (char c : s.substr(0, max)) out += (c >= 32 && c < 127) ? c : '.';
   return out;
 }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Parsed state of an HTTP/1.x response being read.
 struct Response {
@@ -227,7 +216,7 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
     return out;
   };
 
-  Fd fd(socket(dst.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  UniqueFd fd(socket(dst.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) ThrowErrno("probe socket");
   if (!spec.src_ip.empty() || spec.src_port != 0) {
     const std::string any = dst.family == AF_INET ? "0.0.0.0" : "::";

@@ -1,17 +1,19 @@
 #include "xfrm/xfrm.h"
 
-#include <algorithm>
 #include <arpa/inet.h>
+#include <linux/xfrm.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <linux/xfrm.h>
 #include <map>
 #include <mutex>
-#include <netinet/in.h>
 #include <set>
 #include <sstream>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "netns/netlink.h"
 
 namespace kmesh::xfrm {
@@ -23,12 +25,6 @@ using netns::NetlinkSocket;
 
 std::string Where(const netns::NetnsRef& ns) {
   return "network namespace " + (ns.name().empty() ? ns.path() : ns.name());
-}
-
-std::string Hex32(uint32_t v, bool pad) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, pad ? "0x%08x" : "0x%x", v);
-  return buf;
 }
 
 std::string Addr(int family, const xfrm_address_t& a) {

@@ -3,9 +3,12 @@
 #include <cstring>
 
 #include "base/error.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 
 namespace kmesh::bpf_probe::testing {
+
+using net::IpAddr;
+using net::TupleKey;
 namespace {
 
 void PutU64(Bytes& b, size_t off, uint64_t v) { std::memcpy(b.data() + off, &v, 8); }
@@ -142,9 +145,8 @@ std::optional<std::array<uint32_t, 4>> InMemoryXdpMaps::WorkloadPolicies(uint32_
 PolicyAddress Cidr(const std::string& cidr) {
   const size_t slash = cidr.find('/');
   if (slash == std::string::npos) throw Error("Cidr(\"" + cidr + "\"): expected ADDRESS/PREFIX");
-  const IpAddr ip = IpAddr::Parse(cidr.substr(0, slash));
   PolicyAddress a;
-  a.bytes = ip.bytes().ToBytes();
+  a.bytes = IpAddr::Parse(cidr.substr(0, slash))->ToBytes();
   a.prefix = static_cast<uint32_t>(std::stoul(cidr.substr(slash + 1)));
   return a;
 }

@@ -12,6 +12,7 @@
 
 #include "bpf_probe/kmesh_policy.h"
 #include "bpf_probe/xdp_explain.h"
+#include "net/tuple.h"
 
 namespace kmesh::bpf_probe::testing {
 
@@ -41,12 +42,12 @@ class PolicyLayout {
 // km_auth_res, km_frontend and km_wlpolicy held in memory, over a policy snapshot.
 class InMemoryXdpMaps final : public XdpMaps {
  public:
-  std::map<TupleKey, uint32_t> auth_res;
+  std::map<net::TupleKey, uint32_t> auth_res;
   std::map<std::array<uint8_t, 16>, uint32_t> frontend;
   std::map<uint32_t, std::array<uint32_t, 4>> wlpolicy;
   PolicyMemorySnapshot memory;
 
-  std::optional<uint32_t> AuthResult(const TupleKey& key) override;
+  std::optional<uint32_t> AuthResult(const net::TupleKey& key) override;
   std::optional<uint32_t> Frontend(const std::array<uint8_t, 16>& key) override;
   std::optional<std::array<uint32_t, 4>> WorkloadPolicies(uint32_t workload) override;
   PolicyMemory& policies() override { return memory; }

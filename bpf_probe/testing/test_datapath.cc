@@ -42,8 +42,8 @@ TestDatapath::~TestDatapath() {
   if (obj_) bpf_object__close(obj_);
 }
 
-void TestDatapath::SetPortOrder(PortOrder order) {
-  const __u32 key = 0, value = order == PortOrder::kNetwork ? 1 : 0;
+void TestDatapath::SetPortOrder(net::PortOrder order) {
+  const __u32 key = 0, value = order == net::PortOrder::kNetwork ? 1 : 0;
   if (bpf_map_update_elem(map("kmt_config").fd(), &key, &value, BPF_ANY) != 0) ThrowErrno("write kmt_config");
 }
 

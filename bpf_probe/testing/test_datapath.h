@@ -5,7 +5,7 @@
 #include <string>
 
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 
 struct bpf_object;
 
@@ -20,7 +20,7 @@ class TestDatapath {
   TestDatapath& operator=(const TestDatapath&) = delete;
 
   // How the program keys ports (kmt_config[0]).
-  void SetPortOrder(PortOrder order);
+  void SetPortOrder(net::PortOrder order);
 
   int xdp_prog_fd() const;  // kmt_xdp_authz
   int policies_prog_fd() const;  // kmt_policies (tail-call target)

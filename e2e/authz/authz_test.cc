@@ -38,7 +38,7 @@ namespace {
 using policy::RenderPolicyTemplate;
 using policy::Vars;
 
-using bpf_probe::Family;
+using net::Family;
 
 // The apps of this suite, deployed once: upstream's layout (kmesh-facts.md §1.6) with httpbin and sleep.
 struct Deployment {
@@ -307,16 +307,16 @@ std::vector<std::string> Plus(std::vector<std::string> list, const std::string& 
 // A CIDR that holds `inside` but not `outside`, written with host bits set (istiod sends them unmasked,
 // istio-authz-facts.md §5): the shortest prefix of `inside` that excludes `outside`. Either family.
 std::string CidrHoldingOnly(const std::string& inside, const std::string& outside) {
-  const auto a = bpf_probe::IpAddr::Parse(inside);
-  const auto b = bpf_probe::IpAddr::Parse(outside);
+  const auto a = *net::IpAddr::Parse(inside);
+  const auto b = *net::IpAddr::Parse(outside);
   if (a.family() != b.family()) {
     throw std::runtime_error("CidrHoldingOnly needs two addresses of one family, got " + inside + ", " +
                              outside);
   }
-  const int bits = static_cast<int>(a.bytes().size) * 8;
+  const int bits = a.bits();
   int common = 0;
   while (common < bits &&
-         ((a.bytes().data[common / 8] ^ b.bytes().data[common / 8]) & (0x80 >> (common % 8))) == 0)
+         ((a[common / 8] ^ b[common / 8]) & (0x80 >> (common % 8))) == 0)
     ++common;
   return inside + "/" + std::to_string(std::min(common + 1, bits));
 }
@@ -953,8 +953,8 @@ std::vector<Row> Ipv6OnlyRows() {
        // 253.0.0.16): Istio never matches an IPv6 source with an IPv4 block.
        {IpBlocks("ipv4-block", "DENY",
                  [](World& w) {
-                   const auto ip = bpf_probe::IpAddr::Parse(w.a.ip);
-                   return std::vector<std::string>{bpf_probe::IpAddr::V4(ip.bytes().data).ToString() + "/32"};
+                   const auto ip = *net::IpAddr::Parse(w.a.ip);
+                   return std::vector<std::string>{net::IpAddr::V4(ip.data()).ToString() + "/32"};
                  })},
        {{"IPv6 client whose first bytes read as the block", Client::kA, Http, Allowed(), kIpv4BlockOnIpv6}}},
   };

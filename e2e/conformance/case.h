@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/tuple.h"
 #include "e2e/policy/policy.h"
+#include "net/tuple.h"
 
 namespace kmesh::conformance {
 
@@ -19,18 +19,18 @@ struct Workload {
   std::string ns;
   std::map<std::string, std::string> labels;
   std::string uid;         // Workload.uid as istiod sends it
-  bpf_probe::IpAddr ipv4;  // both written to km_frontend
-  bpf_probe::IpAddr ipv6;
+  net::IpAddr ipv4;        // both written to km_frontend
+  net::IpAddr ipv6;
 };
 
 // How the client's SYN reaches the pod. An IPv4-mapped IPv6 connection carries ::ffff:a.b.c.d in an IPv6
 // header (a dual-stack socket's peer); Kmesh folds such a destination to IPv4 for km_frontend
-// (bpf/kmesh/workload/xdp.c:66-67) and Istio folds the source to IPv4 for matching (e2e/policy/ip.h).
+// (bpf/kmesh/workload/xdp.c:66-67) and Istio folds the source to IPv4 for matching (net::IpAddr::Unmapped).
 enum class Family { kIPv4, kIPv6, kIPv4MappedIPv6 };
 const char* ToString(Family f);  // "ipv4", "ipv6", "ipv4-mapped-ipv6"
 
 struct Connection {
-  bpf_probe::Tuple tuple;  // client -> workload, as the SYN carries it (a mapped address stays IPv6)
+  net::Tuple tuple;  // client -> workload, as the SYN carries it (a mapped address stays IPv6)
   Family family() const;
 };
 

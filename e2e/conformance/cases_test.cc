@@ -19,7 +19,7 @@ namespace {
 kc::Case WithPolicies(const std::string& yaml, const std::string& tuple) {
   kc::Case c = kc::Generate(1);
   c.policies = pol::ParseManifests(yaml, "inline.yaml");
-  c.connections = {kc::Connection{bp::Tuple::Parse(tuple)}};
+  c.connections = {kc::Connection{*kmesh::net::Tuple::Parse(tuple)}};
   return c;
 }
 
@@ -72,8 +72,8 @@ TEST_CASE("generated cases: within what istiod sends Kmesh, printed as YAML that
     applying_max = std::max(applying_max, applying);
     for (const auto& conn : c.connections) {
       families.insert(conn.family());
-      CHECK((conn.tuple.dst == c.workload.ipv4 || conn.tuple.dst == c.workload.ipv6 ||
-             conn.tuple.dst.ToString() == "::ffff:" + c.workload.ipv4.ToString()));
+      CHECK((conn.tuple.dst.ip == c.workload.ipv4 || conn.tuple.dst.ip == c.workload.ipv6 ||
+             conn.tuple.dst.ip.ToString() == "::ffff:" + c.workload.ipv4.ToString()));
     }
   }
   CHECK(applying_min == 1);

@@ -217,8 +217,8 @@ ConnVerdict Differential::JudgeOne(const ModelCase& mc, const Oracle& oracle, co
   v.kind = Judge(v.kmesh.action, v.kmesh.auth_res, v.istio);
   if (v.kind) {
     Stopwatch c(timings_.classify);
-    bp::Tuple no_sport = conn.tuple;
-    no_sport.sport = 0;
+    net::Tuple no_sport = conn.tuple;
+    no_sport.src.port = 0;
     const std::string key = no_sport.ToString() + " " + v.kmesh.ToString() + " " + ToString(*v.kind);
     if (causes != nullptr && causes->count(key) != 0) {
       v.cause = causes->at(key);
@@ -439,14 +439,14 @@ std::vector<Case> Candidates(const Case& c) {
     if (changed) out.push_back(std::move(v));
   }
   const Connection& conn = c.connections.at(0);
-  if (conn.tuple.sport != 40000) {
+  if (conn.tuple.src.port != 40000) {
     Case v = c;
-    v.connections[0].tuple.sport = 40000;
+    v.connections[0].tuple.src.port = 40000;
     out.push_back(std::move(v));
   }
-  if (conn.tuple.dport != 8000) {
+  if (conn.tuple.dst.port != 8000) {
     Case v = c;
-    v.connections[0].tuple.dport = 8000;
+    v.connections[0].tuple.dst.port = 8000;
     out.push_back(std::move(v));
   }
   return out;

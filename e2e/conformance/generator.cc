@@ -44,9 +44,8 @@ const char* ToString(Family f) {
 }
 
 Family Connection::family() const {
-  if (tuple.src.is_v4()) return Family::kIPv4;
-  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  return std::equal(kMapped, kMapped + 12, tuple.src.bytes().data) ? Family::kIPv4MappedIPv6 : Family::kIPv6;
+  if (tuple.src.ip.is_v4()) return Family::kIPv4;
+  return tuple.src.ip.v4_mapped() ? Family::kIPv4MappedIPv6 : Family::kIPv6;
 }
 
 std::vector<pol::AuthorizationPolicy> ApplyingPolicies(const Case& c) {
@@ -94,8 +93,8 @@ class CaseBuilder {
     c.workload.ns = "ns-a";
     c.workload.labels = {{"app", "httpbin"}, {"version", "v1"}};
     c.workload.uid = "Kubernetes//Pod/ns-a/httpbin-0";
-    c.workload.ipv4 = bpf_probe::IpAddr::Parse("10.244.2.7");
-    c.workload.ipv6 = bpf_probe::IpAddr::Parse("fd00:10:244:2::7");
+    c.workload.ipv4 = *net::IpAddr::Parse("10.244.2.7");
+    c.workload.ipv6 = *net::IpAddr::Parse("fd00:10:244:2::7");
     file_ = "case-" + std::to_string(seed) + ".yaml";
 
     const int applying = r_.Between(1, o_.max_applying_policies);
@@ -265,7 +264,7 @@ class CaseBuilder {
   }
 
   // A block around a pool address, of any prefix length (biased to the usual ones).
-  pol::Cidr Cidr() {
+  net::Cidr Cidr() {
     if (r_.Chance(0.65)) {
       static const std::vector<int> kLens = {32, 32, 32, 24, 16, 8, 0};
       const int len = r_.Chance(0.2) ? r_.Between(0, 32) : r_.Pick(kLens);
@@ -282,10 +281,8 @@ class CaseBuilder {
     return r_.Chance(0.5) ? "0.0.0.0/0" : "::/0";
   }
 
-  static pol::Cidr MakeCidr(const std::string& address, int len) {
-    auto c = pol::Cidr::Parse(address + "/" + std::to_string(len));
-    if (!c) throw Error("generator: \"" + address + "/" + std::to_string(len) + "\" is not a CIDR");
-    return *c;
+  static net::Cidr MakeCidr(const std::string& address, int len) {
+    return *net::Cidr::Parse(address + "/" + std::to_string(len));
   }
 
   uint16_t Port() { return r_.Chance(0.85) ? r_.Pick(kPorts) : static_cast<uint16_t>(r_.Between(1, 65535)); }
@@ -317,12 +314,12 @@ class CaseBuilder {
     const uint64_t k = r_.Below(100);
     Connection c;
     if (k < 50) {
-      c.tuple = {bpf_probe::IpAddr::Parse(r_.Pick(kV4Clients)), sport, w.ipv4, dport};
+      c.tuple = {*net::IpAddr::Parse(r_.Pick(kV4Clients)), sport, w.ipv4, dport};
     } else if (k < 80) {
-      c.tuple = {bpf_probe::IpAddr::Parse(r_.Pick(kV6Clients)), sport, w.ipv6, dport};
+      c.tuple = {*net::IpAddr::Parse(r_.Pick(kV6Clients)), sport, w.ipv6, dport};
     } else {
-      c.tuple = {bpf_probe::IpAddr::Parse("::ffff:" + r_.Pick(kV4Clients)), sport,
-                 bpf_probe::IpAddr::Parse("::ffff:" + w.ipv4.ToString()), dport};
+      c.tuple = {*net::IpAddr::Parse("::ffff:" + r_.Pick(kV4Clients)), sport,
+                 *net::IpAddr::Parse("::ffff:" + w.ipv4.ToString()), dport};
     }
     return c;
   }

@@ -59,7 +59,7 @@ class Emulator {
         d_(present),
         id_(id),
         want_trace_(trace),
-        key_(bp::EncodeTupleKey(conn.tuple)),
+        key_(net::EncodeTupleKey(conn.tuple)),
         family_(conn.family()) {}
 
   Prediction Run() {
@@ -332,7 +332,7 @@ class Emulator {
     auto bound = [&](uint64_t k) {
       return d_.Has(Defect::kD12) ? std::min<uint64_t>(k, KM_MAX_MEMBER_NUM_PER_POLICY) : k;
     };
-    const uint16_t dport = conn_.tuple.dport;
+    const uint16_t dport = conn_.tuple.dst.port;
     if (nn != 0) {
       const std::vector<uint8_t>* ports = mem_.Blob(U64(m, offsetof(M, not_destination_ports)), kMap1600);
       if (ports == nullptr) return false;
@@ -448,7 +448,7 @@ class Emulator {
   const DefectSet& d_;
   const Identity* id_;
   const bool want_trace_;
-  const bp::TupleKey key_;
+  const net::TupleKey key_;
   const Family family_;
   MatchContext ctx_;
   Prediction p_;
@@ -540,18 +540,18 @@ ModelCase::ModelCase(const Case& c, const Written& w, NodeMemory& memory) : c_(c
     not_only = not_only || (n_in == 0 && n_not > 0);
     ipv6 = ipv6 || v6;
   };
-  auto family = [&](const std::vector<pol::Cidr>& v) {
+  auto family = [&](const std::vector<net::Cidr>& v) {
     bool six = false;
     for (const auto& c : v) {
-      six = six || c.address().family() == pol::IpAddress::Family::kV6;
-      has_ipv4_rule_ = has_ipv4_rule_ || c.address().family() == pol::IpAddress::Family::kV4;
+      six = six || !c.address().is_v4();
+      has_ipv4_rule_ = has_ipv4_rule_ || c.address().is_v4();
     }
     return six;
   };
   auto family_text = [&](const std::vector<std::string>& v) {
-    std::vector<pol::Cidr> cidrs;
+    std::vector<net::Cidr> cidrs;
     for (const auto& t : v) {
-      if (auto c = pol::Cidr::Parse(t)) cidrs.push_back(*c);
+      if (const auto c = net::Cidr::Parse(t)) cidrs.push_back(*c);
     }
     return family(cidrs);
   };

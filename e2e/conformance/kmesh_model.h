@@ -20,7 +20,7 @@
 
 #include "bpf_probe/maps.h"
 #include "bpf_probe/test_run.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
 #include "e2e/conformance/case.h"
 #include "e2e/conformance/defects.h"
 #include "e2e/conformance/kmesh_xdp.h"

@@ -193,7 +193,7 @@ Written KmeshXdpUnderTest::Write(const Case& c) {
 Observation KmeshXdpUnderTest::Run(const Connection& conn) {
   Observation o;
   o.action = bp::TestRunXdp(xdp_authz_fd_, conn.tuple).action;
-  const bp::TupleKey key = bp::EncodeTupleKey(conn.tuple);
+  const net::TupleKey key = net::EncodeTupleKey(conn.tuple);
   uint32_t verdict = 0;
   if (bpf_map_lookup_elem(auth_res_.fd(), key.data(), &verdict) == 0) {
     o.auth_res = static_cast<bp::Verdict>(verdict);

@@ -21,7 +21,7 @@
 
 #include "bpf_probe/maps.h"
 #include "bpf_probe/test_run.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
 #include "e2e/conformance/case.h"
 #include "e2e/lab/kmesh_datapath.h"
 #include "e2e/lab/kmesh_policy_writer.h"

@@ -32,8 +32,8 @@ std::string Flow(const std::vector<T>& v, F&& text) {
 std::string Strings(const std::vector<std::string>& v) {
   return Flow(v, [](const std::string& s) { return s; });
 }
-std::string Cidrs(const std::vector<pol::Cidr>& v) {
-  return Flow(v, [](const pol::Cidr& c) { return c.ToString(); });
+std::string Cidrs(const std::vector<net::Cidr>& v) {
+  return Flow(v, [](const net::Cidr& c) { return c.ToString(); });
 }
 std::string Ports(const std::vector<uint16_t>& v) {
   return Flow(v, [](uint16_t p) { return std::to_string(p); });
@@ -183,9 +183,9 @@ RegressionCase ParseRegressionCase(const std::string& yaml_text, const std::stri
     r.c.workload.ns = need(w, "namespace").as<std::string>();
     r.c.workload.labels = need(w, "labels").as<std::map<std::string, std::string>>();
     r.c.workload.uid = need(w, "uid").as<std::string>();
-    r.c.workload.ipv4 = bpf_probe::IpAddr::Parse(need(w, "ipv4").as<std::string>());
-    r.c.workload.ipv6 = bpf_probe::IpAddr::Parse(need(w, "ipv6").as<std::string>());
-    r.c.connections.push_back(Connection{bpf_probe::Tuple::Parse(need(doc, "connection").as<std::string>())});
+    r.c.workload.ipv4 = *net::IpAddr::Parse(need(w, "ipv4").as<std::string>());
+    r.c.workload.ipv6 = *net::IpAddr::Parse(need(w, "ipv6").as<std::string>());
+    r.c.connections.push_back(Connection{*net::Tuple::Parse(need(doc, "connection").as<std::string>())});
     r.istio = need(doc, "istio").as<std::string>();
     r.kmesh = need(doc, "kmesh").as<std::string>();
     r.c.policies = pol::ParseManifests(need(doc, "policies").as<std::string>(), origin + " policies");

@@ -32,7 +32,7 @@ const char* const kSelectsHttpbin = "  selector: {matchLabels: {app: httpbin}}\n
 kc::ConnVerdict Run(const std::string& yaml, const std::string& tuple, std::string* maps = nullptr) {
   kc::Case c = kc::Generate(1);
   c.policies = pol::ParseManifests(yaml, "model_test.yaml");
-  c.connections = {kc::Connection{bp::Tuple::Parse(tuple)}};
+  c.connections = {kc::Connection{*kmesh::net::Tuple::Parse(tuple)}};
   std::string m;
   kc::ConnVerdict v = Diff().Replay(c, &m);
   if (maps != nullptr) *maps = m;

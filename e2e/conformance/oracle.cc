@@ -59,10 +59,10 @@ const std::vector<Identity>& IdentityDomain() {
 pol::Request ToRequest(const Connection& conn, const Identity& id) {
   pol::Request r;
   r.http = false;
-  // policy::IpAddress folds ::ffff:a.b.c.d to IPv4, as Istio matches a dual-stack peer.
-  r.source_ip = *pol::IpAddress::Parse(conn.tuple.src.ToString());
-  r.destination_ip = *pol::IpAddress::Parse(conn.tuple.dst.ToString());
-  r.destination_port = conn.tuple.dport;
+  // ::ffff:a.b.c.d folds to IPv4, as Istio matches a dual-stack peer.
+  r.source_ip = conn.tuple.src.ip.Unmapped();
+  r.destination_ip = conn.tuple.dst.ip.Unmapped();
+  r.destination_port = conn.tuple.dst.port;
   r.source_namespace = id.ns;
   r.source_principal = id.principal;
   return r;
@@ -111,7 +111,7 @@ std::vector<Identity> Representatives(const std::vector<pol::AuthorizationPolicy
 Oracle::Oracle(const Case& c) : applying_(ApplyingPolicies(c)), identities_(Representatives(applying_)) {}
 
 IstioAnswer Oracle::Judge(const Connection& conn) const {
-  const auto key = std::make_tuple(conn.tuple.src, conn.tuple.dst, conn.tuple.dport);
+  const auto key = std::make_tuple(conn.tuple.src.ip, conn.tuple.dst.ip, conn.tuple.dst.port);
   if (auto it = answers_.find(key); it != answers_.end()) return it->second;
   IstioAnswer& a = answers_[key];
   int deny_matched = 0;  // identities denied because a DENY policy matched

@@ -24,9 +24,10 @@
 #include <tuple>
 #include <vector>
 
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
 #include "e2e/conformance/case.h"
 #include "e2e/policy/evaluate.h"
+#include "net/tuple.h"
 
 namespace kmesh::conformance {
 
@@ -80,7 +81,7 @@ class Oracle {
   std::vector<policy::AuthorizationPolicy> applying_;
   std::vector<Identity> identities_;
   // Istio never sees the source port: connections that differ only there get the same answer.
-  mutable std::map<std::tuple<bpf_probe::IpAddr, bpf_probe::IpAddr, uint16_t>, IstioAnswer> answers_;
+  mutable std::map<std::tuple<net::IpAddr, net::IpAddr, uint16_t>, IstioAnswer> answers_;
 };
 
 // The connection as Istio's Request (plain TCP; an IPv4-mapped address folded to IPv4).

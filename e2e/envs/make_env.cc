@@ -21,12 +21,12 @@ std::unique_ptr<Env> MakeEnv() {
   throw Error("KMESH_E2E_ENV=" + which + ": unknown environment (known: lab, kube)");
 }
 
-std::vector<bpf_probe::Family> EnvFamilies() {
+std::vector<net::Family> EnvFamilies() {
   if (const char* f = std::getenv("KMESH_E2E_FAMILIES"); f && *f) return ParseFamilies(f);
   const char* v = std::getenv("KMESH_E2E_ENV");
   const std::string which = v && *v ? v : "lab";
   // The lab's nodes and pods are dual stack (e2e/lab/topology.h).
-  if (which != "kube") return {bpf_probe::Family::kIPv4, bpf_probe::Family::kIPv6};
+  if (which != "kube") return {net::Family::kIPv4, net::Family::kIPv6};
   // --config=kind: what the cluster's pods have, from the nodes' podCIDRs.
   auto kubectl = kube::Kubectl::FromEnvironment();
   return kube::PodFamilies(kube::ParseNodeList(

@@ -4,16 +4,12 @@
 #include <cstdio>
 #include <thread>
 
+#include "base/hex.h"
+
 namespace kmesh::e2e {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string Hex(uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
 
 }  // namespace
 
@@ -37,7 +33,7 @@ std::unique_ptr<LoadRun> Env::StartLoad(const App& client, const App& server, Lo
   return LoadFrom(client, server, spec);
 }
 
-std::optional<bpf_probe::Verdict> Env::AuthVerdict(const App& server, const bpf_probe::Tuple& t) {
+std::optional<bpf_probe::Verdict> Env::AuthVerdict(const App& server, const net::Tuple& t) {
   return Evidence(server.node).Auth(t).verdict;
 }
 
@@ -94,20 +90,20 @@ Realized Env::WaitInMaps(const policy::AuthorizationPolicy& p, const App& server
     }
     const bool in_policies = m.HasPolicy(stored);
     const bool listed = m.WorkloadLists(r.policy_id);
-    seen = "km_authz_policy (" + m.source + ") " + (in_policies ? "holds " : "lacks ") + Hex(stored) + " (" +
-           p.IdKey() + (stored != r.policy_id ? ", id " + Hex(r.policy_id) + " cut at a zero byte" : "") +
+    seen = "km_authz_policy (" + m.source + ") " + (in_policies ? "holds " : "lacks ") + Hex32(stored) + " (" +
+           p.IdKey() + (stored != r.policy_id ? ", id " + Hex32(r.policy_id) + " cut at a zero byte" : "") +
            "); km_frontend[" + server.ip +
-           "] = " + (m.workload_id ? Hex(*m.workload_id) : std::string("absent"));
+           "] = " + (m.workload_id ? Hex32(*m.workload_id) : std::string("absent"));
     if (m.workload_id && *m.workload_id != server.workload_id) {
       seen +=
-          " (not " + WorkloadIdSource(server) + " = " + Hex(server.workload_id) + ": the map's id is used)";
+          " (not " + WorkloadIdSource(server) + " = " + Hex32(server.workload_id) + ": the map's id is used)";
     }
     if (m.workload_id) {
       std::string ids;
       if (m.workload_policy_ids) {
-        for (uint32_t id : *m.workload_policy_ids) ids += (ids.empty() ? "" : ", ") + Hex(id);
+        for (uint32_t id : *m.workload_policy_ids) ids += (ids.empty() ? "" : ", ") + Hex32(id);
       }
-      seen += "; km_wlpolicy[" + Hex(*m.workload_id) +
+      seen += "; km_wlpolicy[" + Hex32(*m.workload_id) +
               "] = " + (m.workload_policy_ids ? "{" + ids + "}" : "absent");
     }
     if (in_policies && listed) break;
@@ -129,7 +125,7 @@ Realized Env::WaitInMaps(const policy::AuthorizationPolicy& p, const App& server
   return r;
 }
 
-void Env::UseIpsecFamily(bpf_probe::Family family) {
+void Env::UseIpsecFamily(net::Family family) {
   for (const auto& n : Nodes()) {
     if (FamilyOf(n.address) != family) {
       throw Error(name() + ": node " + n.name + "'s address " + n.address + " is not " + FamilyName(family) +
@@ -138,14 +134,14 @@ void Env::UseIpsecFamily(bpf_probe::Family family) {
   }
 }
 
-App OverFamily(const App& app, bpf_probe::Family family) {
-  if (family == bpf_probe::Family::kIPv4) {
-    if (FamilyOf(app.ip) != bpf_probe::Family::kIPv4) {
+App OverFamily(const App& app, net::Family family) {
+  if (family == net::Family::kIPv4) {
+    if (FamilyOf(app.ip) != net::Family::kIPv4) {
       throw Error("app " + app.name + " has no IPv4 address (" + app.ip + ")");
     }
     return app;
   }
-  if (FamilyOf(app.ip) == bpf_probe::Family::kIPv6) return app;  // an IPv6-only cluster
+  if (FamilyOf(app.ip) == net::Family::kIPv6) return app;  // an IPv6-only cluster
   if (app.ip6.empty()) {
     throw Error("app " + app.name + " has no IPv6 address: the Env is not dual stack (pod IP " + app.ip +
                 ")");
@@ -155,23 +151,23 @@ App OverFamily(const App& app, bpf_probe::Family family) {
   return out;
 }
 
-const char* FamilyName(bpf_probe::Family family) {
-  return family == bpf_probe::Family::kIPv6 ? "IPv6" : "IPv4";
+const char* FamilyName(net::Family family) {
+  return family == net::Family::kIPv6 ? "IPv6" : "IPv4";
 }
 
-bpf_probe::Family FamilyOf(const std::string& ip) { return bpf_probe::IpAddr::Parse(ip).family(); }
+net::Family FamilyOf(const std::string& ip) { return net::IpAddr::Parse(ip)->family(); }
 
-std::vector<bpf_probe::Family> ParseFamilies(const std::string& text) {
-  std::vector<bpf_probe::Family> out;
+std::vector<net::Family> ParseFamilies(const std::string& text) {
+  std::vector<net::Family> out;
   size_t start = 0;
   while (start <= text.size()) {
     const size_t comma = std::min(text.find(',', start), text.size());
     const std::string item = text.substr(start, comma - start);
-    bpf_probe::Family f;
+    net::Family f;
     if (item == "ipv4") {
-      f = bpf_probe::Family::kIPv4;
+      f = net::Family::kIPv4;
     } else if (item == "ipv6") {
-      f = bpf_probe::Family::kIPv6;
+      f = net::Family::kIPv6;
     } else {
       throw Error("address families \"" + text + "\": \"" + item + "\" is not ipv4 or ipv6");
     }

@@ -22,7 +22,8 @@
 #include <vector>
 
 #include "base/error.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
+#include "net/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "capture/capture.h"
 #include "e2e/framework/drop_proof.h"
@@ -75,11 +76,11 @@ struct App {
 // The app as reached over `family`: its `ip` is the pod's address in that family (on a dual-stack Env,
 // `ip6`), so a probe to it, the tuple Kmesh keys and every address a policy names are that family's. An
 // Env tells a server's family by its `ip`. Throws when the app has no address in `family`.
-App OverFamily(const App& app, bpf_probe::Family family);
+App OverFamily(const App& app, net::Family family);
 // "IPv4" / "IPv6".
-const char* FamilyName(bpf_probe::Family family);
+const char* FamilyName(net::Family family);
 // The family of an address ("fd00::1" -> kIPv6); throws naming the text when it is not an address.
-bpf_probe::Family FamilyOf(const std::string& ip);
+net::Family FamilyOf(const std::string& ip);
 
 struct Node {
   std::string name;
@@ -142,12 +143,12 @@ class Env {
 
   // Evidence: what a node's kernel holds, read the same way on every Env.
   virtual node::NodeEvidence& Evidence(const std::string& node) = 0;
-  std::optional<bpf_probe::Verdict> AuthVerdict(const App& server, const bpf_probe::Tuple& t);
+  std::optional<bpf_probe::Verdict> AuthVerdict(const App& server, const net::Tuple& t);
   bpf_probe::XdpAttachment XdpOf(const App& server);
   // What Kmesh's userspace authorizer on the server's node decided for this connection (its records of
   // km_auth_req), oldest first: [{allow, reason, policy, tuple, ...}]; an empty array when it saw none,
   // null where the Env cannot see it (a cluster: Kmesh only logs its decisions).
-  virtual nlohmann::json UserspaceDecisions(const App& server, const bpf_probe::Tuple& t) = 0;
+  virtual nlohmann::json UserspaceDecisions(const App& server, const net::Tuple& t) = 0;
   // Entry counts of Kmesh's maps on the server's node (residue checks: a removal brings them back).
   std::map<std::string, uint64_t> DatapathMapCounts(const App& server);
   // km_wlpolicy[workload of server]: the policy ids, or nullopt when there is no entry.
@@ -161,7 +162,7 @@ class Env {
   // The address family of the nodes' KmeshNodeInfo (what Kmesh's tunnels run over) and of Nodes()'
   // addresses; before the first secret. Where the Env cannot choose (a cluster is what it is), it checks
   // that its nodes' addresses are of that family and throws otherwise.
-  virtual void UseIpsecFamily(bpf_probe::Family family);
+  virtual void UseIpsecFamily(net::Family family);
   // The SPI a run's first secret must carry. Kmesh ignores EEXIST when it adds an xfrm state
   // (pkg/controller/encryption/ipsec/ipsec_handler.go:286-287), so a secret that reuses an SPI the nodes
   // still hold keeps the old key there: a suite starts above it. 1 where every run starts without IPsec
@@ -229,8 +230,8 @@ std::unique_ptr<Env> MakeEnv();
 // cases per family before main): KMESH_E2E_FAMILIES ("ipv4", "ipv6" or "ipv4,ipv6") when set; else the lab
 // is dual stack, and a cluster is what its nodes' podCIDRs are (e.g. a dual-stack or IPv6 kind cluster).
 // Defined by the binary's env provider.
-std::vector<bpf_probe::Family> EnvFamilies();
+std::vector<net::Family> EnvFamilies();
 // Parses KMESH_E2E_FAMILIES's form; throws naming the bad entry.
-std::vector<bpf_probe::Family> ParseFamilies(const std::string& text);
+std::vector<net::Family> ParseFamilies(const std::string& text);
 
 }  // namespace kmesh::e2e

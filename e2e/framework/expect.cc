@@ -124,7 +124,7 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
   bool open_read = false;
   if (want.want == Want::kAllowed && want.while_open != AuthzExpect::WhileOpen::kNotChecked) {
     spec.while_open = [&](const Tuple& t) {
-      open_verdict = env.AuthVerdict(server, bpf_probe::Tuple::Parse(t.ToString()));
+      open_verdict = env.AuthVerdict(server, *net::Tuple::Parse(t.ToString()));
       open_read = true;
     };
   }
@@ -134,7 +134,7 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
   const DropStage stage = out.kind == OutcomeKind::kConnectTimeout ? DropStage::kSyn : DropStage::kRequest;
   std::optional<DropProof> proof;
   if (watch) proof = watch->Finish(stage);
-  const bpf_probe::Tuple tuple = bpf_probe::Tuple::Parse(out.tuple.ToString());
+  const net::Tuple tuple = *net::Tuple::Parse(out.tuple.ToString());
   const auto after = env.AuthVerdict(server, tuple);
   // An ALLOW cached for the connection goes when the server's socket reaches TCP_CLOSE, a moment after the
   // client's close: bounded wait.

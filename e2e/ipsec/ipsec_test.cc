@@ -51,7 +51,7 @@ struct World {
   std::set<std::string> restarted;
 };
 
-using bpf_probe::Family;
+using net::Family;
 
 // One world per address family, each its own Env: on the lab a lab whose KmeshNodeInfo carry that family's
 // node addresses and pod CIDRs (Env::UseIpsecFamily), the apps reached in that family (e2e::OverFamily).

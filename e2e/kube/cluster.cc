@@ -198,14 +198,14 @@ std::vector<NodeFacts> ParseNodeList(const json& j, const std::string& source) {
   return out;
 }
 
-std::vector<bpf_probe::Family> PodFamilies(const std::vector<NodeFacts>& nodes) {
+std::vector<net::Family> PodFamilies(const std::vector<NodeFacts>& nodes) {
   bool v4 = false, v6 = false;
   for (const auto& n : nodes) {
     for (const auto& cidr : n.pod_cidrs) (cidr.find(':') == std::string::npos ? v4 : v6) = true;
   }
-  std::vector<bpf_probe::Family> out;
-  if (v4) out.push_back(bpf_probe::Family::kIPv4);
-  if (v6) out.push_back(bpf_probe::Family::kIPv6);
+  std::vector<net::Family> out;
+  if (v4) out.push_back(net::Family::kIPv4);
+  if (v6) out.push_back(net::Family::kIPv6);
   if (out.empty()) {
     throw Error(
         "no node of the cluster has spec.podCIDRs: cannot tell which address families its pods have "

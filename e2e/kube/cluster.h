@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/tuple.h"
 #include "ipsec/ipsec_layout.h"
 #include "ipsec/ipsec_secret.h"
+#include "net/ip.h"
 
 namespace kmesh::kube {
 
@@ -71,7 +71,7 @@ std::vector<NodeFacts> ParseNodeList(const nlohmann::json& j, const std::string&
 // The address families of the nodes' podCIDRs (IPv4 first), the families the cluster's pods have: a
 // dual-stack kind cluster has both, an IPv6 one (Kmesh's e2e-ipv6 CI) IPv6 only. Throws when no node has a
 // pod CIDR.
-std::vector<bpf_probe::Family> PodFamilies(const std::vector<NodeFacts>& nodes);
+std::vector<net::Family> PodFamilies(const std::vector<NodeFacts>& nodes);
 
 // kmesh.net/v1alpha1 KmeshNodeInfo list (kubectl -n kmesh-system get kmeshnodeinfos -o json): spec.spi,
 // spec.addresses, spec.bootID, spec.podCIDRS (capital S). Sorted by name. An object with several

@@ -89,7 +89,7 @@ TEST_CASE("dual stack: a pod's IPv6 address from status.podIPs; the families fro
   CHECK(p[1].ip == "fd00:10:244:1::8");  // IPv6 primary (an IPv6 cluster): ip is already the IPv6 one
   CHECK(p[1].ip6.empty());
 
-  using kmesh::bpf_probe::Family;
+  using kmesh::net::Family;
   NodeFacts dual{"n1", "172.18.0.2", {"10.244.1.0/24", "fd00:10:244:1::/64"}, "", true};
   NodeFacts v6{"n2", "fc00:f853:ccd:e793::3", {"fd00:10:244:2::/64"}, "", true};
   CHECK(PodFamilies({dual}) == std::vector<Family>{Family::kIPv4, Family::kIPv6});

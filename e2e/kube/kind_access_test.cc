@@ -77,7 +77,7 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   auto link = bpf_probe::XdpLink::Attach(pod.ref(), "eth0", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
   const uint32_t workload = bpf_probe::WorkloadId("Kubernetes//Pod/test-ns1/httpbin-0");
   const uint32_t policy_id = bpf_probe::PolicyId("test-ns1", "ip-deny-policy");
-  bpf_probe::FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({bpf_probe::IpAddr::Parse(pod_ip), workload});
+  bpf_probe::FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({*kmesh::net::IpAddr::Parse(pod_ip), workload});
   bpf_probe::WorkloadPolicyMap(dp.map(KM_MAP_WLPOLICY)).Put({workload, {policy_id}});
   bpf_probe::AuthzPolicy p;
   p.policy_id = policy_id;
@@ -85,7 +85,7 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   dp.map(KM_MAP_AUTHZ_POLICY)
       .Update(bpf_probe::ByteView(reinterpret_cast<const uint8_t*>(&policy_id), 4),
               bpf_probe::EncodeAuthzPolicyValue(p));
-  const auto denied = bpf_probe::Tuple::Parse("10.244.0.12:42001 -> " + pod_ip + ":8080");
+  const auto denied = *kmesh::net::Tuple::Parse("10.244.0.12:42001 -> " + pod_ip + ":8080");
   bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(denied, bpf_probe::Verdict::kDeny);
 
   // The "node container": its own bpffs with Kmesh's pins, in its own mount namespace, inside `node`; its

@@ -93,7 +93,7 @@ class KubeEnv : public e2e::Env {
   std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) override;
   // The node's evidence through its transport (node_access.h): kind (local) or kmesh-probe.
   node::NodeEvidence& Evidence(const std::string& node) override { return this->node(node); }
-  nlohmann::json UserspaceDecisions(const e2e::App&, const bpf_probe::Tuple&) override { return nullptr; }
+  nlohmann::json UserspaceDecisions(const e2e::App&, const net::Tuple&) override { return nullptr; }
   nlohmann::json DatapathIdentity() override;
   // Written as `kmeshctl secret create` writes it (ctl/secret/secret.go:154-198): created when there is
   // none, else the whole object replaced (an Update); never `kubectl apply`, which would keep the key in

@@ -265,7 +265,7 @@ TEST_CASE("kube env: the policy-realized barrier reads km_authz_policy and km_wl
                 "--workload-ip 10.244.1.7") == 2);
 
   const auto verdict =
-      f.env->AuthVerdict(server, bpf_probe::Tuple::Parse("10.244.0.12:42019 -> 10.244.1.7:8080"));
+      f.env->AuthVerdict(server, *kmesh::net::Tuple::Parse("10.244.0.12:42019 -> 10.244.1.7:8080"));
   REQUIRE(verdict.has_value());
   CHECK(*verdict == bpf_probe::Verdict::kDeny);
   CHECK(f.env->XdpOf(server).program()->name == "xdp_authz");

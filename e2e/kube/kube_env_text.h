@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "base/hex.h"
+
 namespace kmesh::kube {
 
 // "5000 ms": a bound as the messages name it (next to its KMESH_E2E_<NAME>_MS).

@@ -101,14 +101,14 @@ class KindAccess : public node::LocalNode {
     k_.InProcess(eq, [&] { r = LocalNode::Maps(workload_ip); });
     return r;
   }
-  node::AuthReport Auth(const bpf_probe::Tuple& t) override {
+  node::AuthReport Auth(const net::Tuple& t) override {
     node::AuthReport r;
     r.map = "dry run";
     r.tuple = t;
     r.port_order = o_.port_order;
     std::vector<std::string> eq = {"kmesh-probe", "--maps", "pin:" + PinDir()};
-    if (o_.port_order != bpf_probe::PortOrder::kHost)
-      eq.insert(eq.end(), {"--port-order", bpf_probe::ToString(o_.port_order)});
+    if (o_.port_order != net::PortOrder::kHost)
+      eq.insert(eq.end(), {"--port-order", net::ToString(o_.port_order)});
     eq.insert(eq.end(), {"auth", "--tuple", t.ToString()});
     k_.InProcess(eq, [&] { r = LocalNode::Auth(t); });
     return r;
@@ -147,7 +147,7 @@ class KindAccess : public node::LocalNode {
     const node::NetnsOwner o = node::RequireNetnsOwning(NodeProc(), pod_ip, "");
     return {netns::NetnsRef::Resolve(o.netns), o.ifname};
   }
-  bpf_probe::PortOrder port_order() const override { return o_.port_order; }
+  net::PortOrder port_order() const override { return o_.port_order; }
 
  private:
   int Pid() {
@@ -223,7 +223,7 @@ class ProbeAccess : public node::NodeEvidence {
     if (!workload_ip.empty()) args = {"--workload-ip", workload_ip};
     return node::MapsReportFromJson(Exec("maps", args), Where("maps"));
   }
-  node::AuthReport Auth(const bpf_probe::Tuple& t) override {
+  node::AuthReport Auth(const net::Tuple& t) override {
     return node::AuthReportFromJson(Exec("auth", {"--tuple", t.ToString()}), Where("auth"));
   }
   bpf_probe::XdpAttachment XdpOfPod(const std::string& pod_ip) override {
@@ -308,8 +308,8 @@ class ProbeAccess : public node::NodeEvidence {
     std::vector<std::string> argv = {"exec",     "-n", o_.kmesh_namespace, pod_,     "-c",
                                      container_, "--", remote_path_,       "--proc", o_.host_proc};
     if (o_.pin_dir != KM_PIN_DIR) argv.insert(argv.end(), {"--maps", "pin:" + o_.pin_dir});
-    if (o_.port_order != bpf_probe::PortOrder::kHost)
-      argv.insert(argv.end(), {"--port-order", bpf_probe::ToString(o_.port_order)});
+    if (o_.port_order != net::PortOrder::kHost)
+      argv.insert(argv.end(), {"--port-order", net::ToString(o_.port_order)});
     argv.push_back(cmd);
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
@@ -375,7 +375,7 @@ class ProbeAccess : public node::NodeEvidence {
 NodeAccessOptions NodeAccessOptions::FromEnvironment() {
   NodeAccessOptions o;
   o.pin_dir = EnvOr("KMESH_E2E_KUBE_PIN_DIR", KM_PIN_DIR);
-  o.port_order = bpf_probe::ParsePortOrder(EnvOr("KMESH_E2E_KUBE_PORT_ORDER", "host"));
+  o.port_order = *net::ParsePortOrder(EnvOr("KMESH_E2E_KUBE_PORT_ORDER", "host"));
   o.host_proc = EnvOr("KMESH_E2E_KUBE_HOST_PROC", "/host/proc");
   return o;
 }

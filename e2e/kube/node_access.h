@@ -14,7 +14,7 @@
 #include <string>
 
 #include "bpf_probe/kmesh_abi.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 #include "e2e/kube/cleanup.h"
 #include "e2e/kube/kubectl.h"
 #include "node/node_evidence.h"
@@ -23,7 +23,7 @@ namespace kmesh::kube {
 
 struct NodeAccessOptions {
   std::string pin_dir = KM_PIN_DIR;                               // KMESH_E2E_KUBE_PIN_DIR
-  bpf_probe::PortOrder port_order = bpf_probe::PortOrder::kHost;  // KMESH_E2E_KUBE_PORT_ORDER
+  net::PortOrder port_order = net::PortOrder::kHost;  // KMESH_E2E_KUBE_PORT_ORDER
   std::string host_proc = "/host/proc";  // inside the Kmesh pod (KMESH_E2E_KUBE_HOST_PROC)
   std::string kmesh_namespace = "kmesh-system";
   std::string kmesh_selector = "app=kmesh";

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "bpf_probe/tc.h"
 #include "ipsec/ipsec_secret.h"
 #include "xfrm/xfrm.h"
@@ -87,8 +88,6 @@ bool IpEqual(const std::string& a, const std::string& b) {
   if (fa != fb || inet_pton(fa, a.c_str(), x) != 1 || inet_pton(fb, b.c_str(), y) != 1) return false;
   return std::memcmp(x, y, fa == AF_INET ? 4 : 16) == 0;
 }
-
-std::string Hex32(uint32_t v) { return xfrm::Spi{v}.ToString(); }
 
 // pkg/constants/constants.go: XfrmEncryptMark, XfrmDecryptedMark.
 constexpr uint32_t kEncryptMark = 0x00e0;

@@ -47,9 +47,9 @@ bpf_probe::ByteView View(const void* p, size_t n) {
 
 // km_frontend's key: the address bytes (4 or 16) at the start of 16 zeroed bytes, as
 // nets.CopyIpByteFromSlice fills bpfcache.FrontendKey (pkg/nets/nets.go:67-73).
-std::array<uint8_t, 16> FrontendKey(const bpf_probe::IpAddr& ip) {
+std::array<uint8_t, 16> FrontendKey(const net::IpAddr& ip) {
   std::array<uint8_t, 16> key{};
-  std::memcpy(key.data(), ip.bytes().data, ip.bytes().size);
+  std::memcpy(key.data(), ip.data(), ip.size());
   return key;
 }
 
@@ -220,8 +220,7 @@ json NodeDaemon::StoreWorkload(const json& req) {
   const std::string uid = req.at("uid").get<std::string>();
   Workload w;
   w.node = req.at("node").get<std::string>();
-  for (const auto& a : req.at("addresses"))
-    w.addresses.push_back(bpf_probe::IpAddr::Parse(a.get<std::string>()));
+  for (const auto& a : req.at("addresses")) w.addresses.push_back(*net::IpAddr::Parse(a.get<std::string>()));
   w.host_network = req.value("host_network", false);
   const auto policies = req.at("policies").get<std::vector<std::string>>();
 

@@ -30,10 +30,10 @@
 #include <vector>
 
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
 #include "e2e/lab/kmesh_hash_name.h"
 #include "e2e/lab/kmesh_sockops.h"
 #include "e2e/lab/rbac.h"
+#include "net/tuple.h"
 
 namespace kmesh::lab {
 
@@ -68,7 +68,7 @@ class NodeDaemon {
  private:
   struct Workload {
     std::string node;
-    std::vector<bpf_probe::IpAddr> addresses;
+    std::vector<net::IpAddr> addresses;
     bool host_network = false;
   };
 

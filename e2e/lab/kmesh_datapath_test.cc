@@ -34,9 +34,9 @@
 #include "bpf_probe/maps.h"
 #include "bpf_probe/prog.h"
 #include "bpf_probe/test_run.h"
-#include "bpf_probe/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "e2e/lab/node_bpffs.h"
+#include "net/tuple.h"
 #include "netns/netns.h"
 #include "netns/process.h"
 
@@ -138,7 +138,7 @@ struct PodPair {
   }
 };
 
-const bp::Tuple kSyn = bp::Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080");
+const kmesh::net::Tuple kSyn = *kmesh::net::Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080");
 
 bp::ByteView View(const void *p, size_t n) { return bp::ByteView(static_cast<const uint8_t *>(p), n); }
 
@@ -278,7 +278,7 @@ TEST_CASE(
   const KmeshAuthzDatapath &dp = *node.dp;
   const int xdp = dp.prog_fd("xdp_authz");
   const bp::Map tcargs = dp.OpenMap(KM_MAP_TCARGS);
-  const bp::TupleKey key = bp::EncodeTupleKey(kSyn);
+  const kmesh::net::TupleKey key = kmesh::net::EncodeTupleKey(kSyn);
 
   CHECK(bp::TestRunXdp(xdp, kSyn).action == bp::XdpAction::kPass);
   CHECK_FALSE(tcargs.Lookup(bp::ByteView(key.data(), key.size())).has_value());  // no frontend: early pass
@@ -286,7 +286,7 @@ TEST_CASE(
   // km_frontend[dst] = workload 7001; km_wlpolicy[7001] = {policy 4242};
   // km_authz_policy has no 4242.
   const uint32_t workload = 7001, policy = 4242;
-  bp::FrontendMap(dp.OpenMap(KM_MAP_FRONTEND)).Put(bp::Frontend{kSyn.dst, workload});
+  bp::FrontendMap(dp.OpenMap(KM_MAP_FRONTEND)).Put(bp::Frontend{kSyn.dst.ip, workload});
   km_wl_policies ids{};
   ids.policy_ids[0] = policy;
   dp.OpenMap(KM_MAP_WLPOLICY).Update(View(&workload, sizeof workload), View(&ids, sizeof ids));
@@ -299,7 +299,7 @@ TEST_CASE(
   CHECK(tcargs.Lookup(bp::ByteView(key.data(), key.size())).has_value());
   CHECK_FALSE(dp.OpenMap(KM_MAP_AUTH_RES).Lookup(bp::ByteView(key.data(), key.size())).has_value());
 
-  const auto fkey = bp::EncodeFrontendKey(kSyn.dst);
+  const auto fkey = bp::EncodeFrontendKey(kSyn.dst.ip);
   dp.OpenMap(KM_MAP_FRONTEND).Delete(bp::ByteView(fkey.data(), fkey.size()));
   dp.OpenMap(KM_MAP_WLPOLICY).Delete(View(&workload, sizeof workload));
   tcargs.Delete(bp::ByteView(key.data(), key.size()));
@@ -312,7 +312,7 @@ TEST_CASE(
   KmeshAuthzDatapath &dp = *node.dp;
   const int xdp = dp.prog_fd("xdp_authz");
   const bp::Map auth = dp.OpenMap(KM_MAP_AUTH_RES);
-  const bp::TupleKey key = bp::EncodeTupleKey(kSyn);
+  const kmesh::net::TupleKey key = kmesh::net::EncodeTupleKey(kSyn);
   const bp::ByteView k(key.data(), key.size());
   const uint32_t deny = KM_AUTH_DENY;
 

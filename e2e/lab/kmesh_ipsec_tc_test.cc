@@ -70,7 +70,8 @@ SkbRun RunSkb(int prog_fd, bp::Bytes frame, uint32_t mark_in) {
 }
 
 bp::Bytes Syn(const std::string& dst) {
-  return bp::BuildTcpSyn(bp::Tuple{bp::IpAddr::Parse("10.244.1.5"), 40000, bp::IpAddr::Parse(dst), 8080});
+  return bp::BuildTcpSyn(kmesh::net::Tuple{*kmesh::net::IpAddr::Parse("10.244.1.5"), 40000,
+                                           *kmesh::net::IpAddr::Parse(dst), 8080});
 }
 
 bp::Bytes Esp(const std::string& dst) {

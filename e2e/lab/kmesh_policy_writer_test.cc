@@ -24,12 +24,13 @@
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/maps.h"
 #include "bpf_probe/test_run.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
 #include "e2e/lab/kmesh_daemon_protocol.h"
 #include "e2e/lab/kmesh_datapath.h"
 #include "e2e/lab/node_bpffs.h"
 #include "e2e/lab/workload_authz.h"
 #include "e2e/policy/policy.h"
+#include "net/tuple.h"
 
 namespace bp = kmesh::bpf_probe;
 namespace wa = kmesh::lab::workloadapi;
@@ -75,8 +76,10 @@ struct Node {
     writer = std::make_unique<KmeshPolicyWriter>(o);
   }
 
-  bp::XdpAction Run(const bp::Tuple& t) const { return bp::TestRunXdp(dp->prog_fd("xdp_authz"), t).action; }
-  std::optional<bp::Verdict> Cached(const bp::Tuple& t) const {
+  bp::XdpAction Run(const kmesh::net::Tuple& t) const {
+    return bp::TestRunXdp(dp->prog_fd("xdp_authz"), t).action;
+  }
+  std::optional<bp::Verdict> Cached(const kmesh::net::Tuple& t) const {
     return bp::AuthResultMap(dp->OpenMap(KM_MAP_AUTH_RES)).Lookup(t);
   }
 };
@@ -112,9 +115,9 @@ WorkloadSpec Httpbin(std::vector<std::string> policies, const std::string& ip = 
 
 // Each SYN gets a fresh source port: km_auth_res caches per 4-tuple and Kmesh never deletes a deny
 // cached for a dropped SYN.
-bp::Tuple Syn(const std::string& src, const std::string& dst = "10.244.2.7:8000") {
+kmesh::net::Tuple Syn(const std::string& src, const std::string& dst = "10.244.2.7:8000") {
   static uint16_t port = 40000;
-  return bp::Tuple::Parse(src + ":" + std::to_string(++port) + " -> " + dst);
+  return *kmesh::net::Tuple::Parse(src + ":" + std::to_string(++port) + " -> " + dst);
 }
 
 // The maps the daemon writes, but kmesh_map64: Kmesh's deserializer never frees an Address's bytes blob
@@ -199,7 +202,7 @@ TEST_CASE("a DENY ipBlocks policy, written like Kmesh's daemon, drops the listed
     auto listed = bp::WorkloadPolicyMap(n.dp->OpenMap(KM_MAP_WLPOLICY)).Lookup(wl.workload_id);
     REQUIRE(listed.has_value());
     CHECK(listed->policy_ids == std::vector<uint32_t>{written.policy_id});
-    CHECK(bp::FrontendMap(n.dp->OpenMap(KM_MAP_FRONTEND)).Lookup(bp::IpAddr::Parse("10.244.2.7")) ==
+    CHECK(bp::FrontendMap(n.dp->OpenMap(KM_MAP_FRONTEND)).Lookup(*kmesh::net::IpAddr::Parse("10.244.2.7")) ==
           wl.workload_id);
   }
   SECTION("Kmesh's xdp_authz drops the listed client, and policy_check caches DENY for that tuple") {

@@ -29,9 +29,8 @@ namespace {
 
 using bpf_probe::BpfNeeds;
 using bpf_probe::Bytes;
-using bpf_probe::IpAddr;
 using bpf_probe::ThrowBpf;
-using bpf_probe::UniqueFd;
+using net::IpAddr;
 
 constexpr const char* kSockopsProg = "sockops_prog";         // sockops.c:153
 constexpr const char* kLinkPinName = "cgroup_sockops_prog";  // sock_ops.go:113
@@ -88,9 +87,9 @@ std::array<uint8_t, 16> As16(const IpAddr& ip) {
   std::array<uint8_t, 16> out{};
   if (ip.is_v4()) {
     out[10] = out[11] = 0xff;
-    std::memcpy(out.data() + 12, ip.bytes().data, 4);
+    std::memcpy(out.data() + 12, ip.data(), 4);
   } else {
-    std::memcpy(out.data(), ip.bytes().data, 16);
+    std::memcpy(out.data(), ip.data(), 16);
   }
   return out;
 }
@@ -245,7 +244,7 @@ std::vector<uint32_t> KmeshSockops::AttachedPrograms(const NodeCgroup& cgroup) {
 
 Bytes ManagerKey(const IpAddr& ip) {
   Bytes key(16, 0);
-  std::memcpy(key.data(), ip.bytes().data, ip.bytes().size);
+  std::memcpy(key.data(), ip.data(), ip.size());
   return key;
 }
 

@@ -27,12 +27,12 @@
 #include <thread>
 #include <vector>
 
-#include "bpf_probe/fd.h"
+#include "base/unique_fd.h"
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
 #include "e2e/lab/node_bpffs.h"
 #include "e2e/lab/node_cgroup.h"
 #include "e2e/lab/rbac.h"
+#include "net/tuple.h"
 #include "netns/netns.h"
 
 struct bpf_link;
@@ -48,10 +48,10 @@ std::string KmeshSockopsDir(const std::string& bpffs);
 // What Kmesh's daemon writes into sockops_prog's globals at a normal start (pkg/bpf/bpf.go:299-311):
 // connections from these two addresses are kubelet probes and are not reported (sockops.c:33-56).
 struct SockopsGlobals {
-  bpf_probe::IpAddr node_ip;  // the node's InternalIP (getNodeIPAddress, bpf.go:320-336)
+  net::IpAddr node_ip;  // the node's InternalIP (getNodeIPAddress, bpf.go:320-336)
   // The node's podCIDR network address; Kmesh stores address + 1 as pod_gateway (getNodePodSubGateway,
   // bpf.go:338-353), whatever gateway the CNI really uses.
-  bpf_probe::IpAddr pod_cidr_base;
+  net::IpAddr pod_cidr_base;
 };
 
 class KmeshSockops {
@@ -104,7 +104,7 @@ class KmeshSockops {
 
 // km_manage's key for a pod IP (struct manager_key, bpf/include/bpf_common.h:26-31): the ip_addr union,
 // IPv4 in bytes 0..3 (network order), the rest zero.
-bpf_probe::Bytes ManagerKey(const bpf_probe::IpAddr& ip);
+bpf_probe::Bytes ManagerKey(const net::IpAddr& ip);
 
 // Kmesh's enrolment of a pod (HandleKmeshManage(netns, true)): from a short-lived process inside `pod`
 // and in `cgroup` (Kmesh's sockops sits on the cgroup2 root and sees every process; the lab's sits on the
@@ -112,17 +112,17 @@ bpf_probe::Bytes ManagerKey(const bpf_probe::IpAddr& ip);
 // kernel chose, i.e. the IP sockops_prog recorded in km_manage (value 0 = managed). Like a Kubernetes pod,
 // the pod needs a route that covers 0.0.0.2 (a default route); without one the connect fails before
 // sockops sees it, and this throws saying so. IPv4 only (TriggerControlCommand prefers IPv4).
-bpf_probe::IpAddr EnrollPod(const NodeCgroup& cgroup, const netns::NetnsRef& pod);
-bpf_probe::IpAddr UnenrollPod(const NodeCgroup& cgroup, const netns::NetnsRef& pod);
+net::IpAddr EnrollPod(const NodeCgroup& cgroup, const netns::NetnsRef& pod);
+net::IpAddr UnenrollPod(const NodeCgroup& cgroup, const netns::NetnsRef& pod);
 
 // km_manage[ip] (nullopt when absent). `km_manage` is the map pinned in the node's map folder.
-std::optional<uint32_t> ManagedValue(const bpf_probe::Map& km_manage, const bpf_probe::IpAddr& ip);
+std::optional<uint32_t> ManagedValue(const bpf_probe::Map& km_manage, const net::IpAddr& ip);
 
 // What the authorizer did with one km_auth_req record.
 struct AuthDecision {
   using Clock = std::chrono::steady_clock;
   RbacVerdict verdict;                       // doRbac's answer, or why the record was skipped
-  std::optional<bpf_probe::Tuple> tuple;     // decoded (client -> server pod); absent for a malformed record
+  std::optional<net::Tuple> tuple;           // decoded (client -> server pod); absent for a malformed record
   bpf_probe::Bytes key;                      // what was written to km_auth_res (denies only)
   Clock::time_point received;                // the record was read from the ring
   std::optional<Clock::time_point> written;  // km_auth_res updated (denies only)
@@ -157,8 +157,8 @@ class Authorizer {
 
   const Rbac& rbac_;
   Observer observer_;
-  bpf_probe::UniqueFd req_fd_;
-  bpf_probe::UniqueFd res_fd_;
+  kmesh::UniqueFd req_fd_;
+  kmesh::UniqueFd res_fd_;
   ring_buffer* ring_ = nullptr;
   std::string pin_dir_;
   uint64_t records_ = 0;

@@ -35,10 +35,10 @@
 #include "base/error.h"
 #include "base/names.h"
 #include "base/runfiles.h"
-#include "bpf_probe/fd.h"
+#include "base/unique_fd.h"
 #include "bpf_probe/kmesh_maps.h"
 #include "bpf_probe/maps.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
 #include "e2e/lab/kmesh_datapath.h"
 #include "e2e/lab/kmesh_sockops.h"
 #include "e2e/lab/node_bpffs.h"
@@ -46,6 +46,7 @@
 #include "e2e/lab/rbac.h"
 #include "e2e/lab/workload_authz.h"
 #include "e2e/policy/policy.h"
+#include "net/tuple.h"
 #include "netns/netns.h"
 #include "netns/process.h"
 
@@ -132,7 +133,7 @@ class Decisions {
     all_.push_back(d);
     cv_.notify_all();
   }
-  std::optional<lab::AuthDecision> WaitFor(const bp::Tuple& t, milliseconds bound) {
+  std::optional<lab::AuthDecision> WaitFor(const kmesh::net::Tuple& t, milliseconds bound) {
     std::unique_lock<std::mutex> lock(mu_);
     std::optional<lab::AuthDecision> found;
     cv_.wait_for(lock, bound, [&] {
@@ -207,9 +208,9 @@ Node& TheNode() {
     auto made = std::make_unique<Node>();  // a failed setup is torn down here, and retried by the next case
     Node& n = *made;
     // Kmesh's load order (loader.go:126-137): sockops first, then XDP reusing its pins.
-    n.sockops = lab::KmeshSockops::Load(
-        kmesh::Runfile("third_party/kmesh/sockops.o"), n.bpffs, n.cgroup,
-        lab::SockopsGlobals{bp::IpAddr::Parse("172.18.0.2"), bp::IpAddr::Parse("10.244.2.0")});
+    n.sockops = lab::KmeshSockops::Load(kmesh::Runfile("third_party/kmesh/sockops.o"), n.bpffs, n.cgroup,
+                                        lab::SockopsGlobals{*kmesh::net::IpAddr::Parse("172.18.0.2"),
+                                                            *kmesh::net::IpAddr::Parse("10.244.2.0")});
     n.xdp = lab::KmeshAuthzDatapath::Load(n.bpffs);
     n.xdp->Attach(n.srv.ref(), "eth0");
     // The server, in the node's cgroup from its first instruction.
@@ -232,7 +233,7 @@ Node& TheNode() {
     s.uid = "ns-srv/httpbin";
     s.ns = "ns-srv";
     s.service_account = "httpbin";
-    s.addresses = {bp::IpAddr::Parse(kServerIp)};
+    s.addresses = {*kmesh::net::IpAddr::Parse(kServerIp)};
     s.authorization_policies = wa::WorkloadPolicyNames(policies, "ns-srv", {{"app", "httpbin"}});
     n.rbac.AddOrUpdateWorkload(s);
     for (auto [ip, ns] : {std::pair{kClientAIp, "team-a"}, std::pair{kClientBIp, "team-b"}}) {
@@ -240,7 +241,7 @@ Node& TheNode() {
       c.uid = std::string(ns) + "/sleep";
       c.ns = ns;
       c.service_account = "sleep";
-      c.addresses = {bp::IpAddr::Parse(ip)};
+      c.addresses = {*kmesh::net::IpAddr::Parse(ip)};
       n.rbac.AddOrUpdateWorkload(c);
     }
     for (const auto& p : policies) n.rbac.UpdatePolicy(wa::Translate(p));
@@ -253,8 +254,8 @@ Node& TheNode() {
 
 // A client connection made inside a pod namespace (the socket keeps that namespace).
 struct Client {
-  bp::UniqueFd fd;
-  bp::Tuple tuple;
+  kmesh::UniqueFd fd;
+  kmesh::net::Tuple tuple;
   Clock::time_point connect_called;  // the SYN is about to leave
   Clock::time_point established;     // connect() returned (client side of the handshake done)
 };
@@ -262,7 +263,7 @@ struct Client {
 Client Connect(const netns::Netns& pod) {
   return netns::RunIn(pod.ref(), [] {
     Client c;
-    c.fd = bp::UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    c.fd = kmesh::UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!c.fd.valid()) kmesh::ThrowErrno("socket");
     const int syn_retries = 1;  // fail fast instead of minutes if a SYN is dropped
     setsockopt(c.fd.get(), IPPROTO_TCP, TCP_SYNCNT, &syn_retries, sizeof syn_retries);
@@ -278,10 +279,10 @@ Client Connect(const netns::Netns& pod) {
     sockaddr_in src{};
     socklen_t len = sizeof src;
     getsockname(c.fd.get(), reinterpret_cast<sockaddr*>(&src), &len);
-    c.tuple.src = bp::IpAddr::V4(reinterpret_cast<const uint8_t*>(&src.sin_addr));
-    c.tuple.sport = ntohs(src.sin_port);
-    c.tuple.dst = bp::IpAddr::Parse(kServerIp);
-    c.tuple.dport = kServerPort;
+    c.tuple.src.ip = kmesh::net::IpAddr::V4(reinterpret_cast<const uint8_t*>(&src.sin_addr));
+    c.tuple.src.port = ntohs(src.sin_port);
+    c.tuple.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+    c.tuple.dst.port = kServerPort;
     return c;
   });
 }
@@ -309,7 +310,7 @@ std::string Request(const Client& c, milliseconds bound) {
   }
 }
 
-std::optional<bp::Verdict> AuthRes(Node& n, const bp::Tuple& t) {
+std::optional<bp::Verdict> AuthRes(Node& n, const kmesh::net::Tuple& t) {
   return bp::LookupVerdict(n.xdp->map_fd("km_auth_res"), t);
 }
 
@@ -344,7 +345,7 @@ TEST_CASE(
 TEST_CASE("a pod is reported only once Kmesh's enrolment put its IP in km_manage") {
   Node& n = TheNode();
   const auto km_manage = n.sockops->map("km_manage");
-  const auto server_ip = bp::IpAddr::Parse(kServerIp);
+  const auto server_ip = *kmesh::net::IpAddr::Parse(kServerIp);
   if (lab::ManagedValue(km_manage, server_ip))
     lab::UnenrollPod(n.cgroup, n.srv.ref());  // another case enrolled it
   REQUIRE_FALSE(lab::ManagedValue(km_manage, server_ip));
@@ -369,7 +370,7 @@ TEST_CASE(
     "handshake; "
     "authz_offload 1 then drops (the request hangs), 0 resets; an allowed namespace gets nothing written") {
   Node& n = TheNode();
-  const auto server_ip = bp::IpAddr::Parse(kServerIp);
+  const auto server_ip = *kmesh::net::IpAddr::Parse(kServerIp);
   if (!lab::ManagedValue(n.sockops->map("km_manage"), server_ip)) lab::EnrollPod(n.cgroup, n.srv.ref());
   const auto bound = kmesh::defaults::PolicyRealized();
 
@@ -403,7 +404,7 @@ TEST_CASE(
     CHECK(AuthRes(n, c.tuple) == std::optional<bp::Verdict>(bp::Verdict::kDeny));
     // The key is the client->server tuple, IPs network order, ports host order, bytes 12..35 zero.
     CHECK(d->key == [&] {
-      auto k = bp::EncodeTupleKey(c.tuple);
+      auto k = kmesh::net::EncodeTupleKey(c.tuple);
       return bp::Bytes(k.begin(), k.end());
     }());
     // xdp_authz finds the cached deny and drops the request: no reset, no answer.
@@ -432,7 +433,7 @@ TEST_CASE(
 
 TEST_CASE("latency of the userspace deny: connection established -> record read -> km_auth_res written") {
   Node& n = TheNode();
-  const auto server_ip = bp::IpAddr::Parse(kServerIp);
+  const auto server_ip = *kmesh::net::IpAddr::Parse(kServerIp);
   if (!lab::ManagedValue(n.sockops->map("km_manage"), server_ip)) lab::EnrollPod(n.cgroup, n.srv.ref());
   // Reset mode, so that each client's FIN is turned into an RST and its entry consumed: no residue.
   n.xdp->SetAuthzOffload(0);
@@ -440,7 +441,7 @@ TEST_CASE("latency of the userspace deny: connection established -> record read 
   // From connect() called to the record read; from the record read to the deny written; and from
   // connect() returning to the deny written (negative: the deny was in place before the client could send).
   std::vector<double> to_record, processing, after_connected;
-  std::vector<bp::Tuple> tuples;
+  std::vector<kmesh::net::Tuple> tuples;
   for (int i = 0; i < kConnections; ++i) {
     Client c = Connect(n.cli_b);
     tuples.push_back(c.tuple);
@@ -473,7 +474,7 @@ TEST_CASE("latency of the userspace deny: connection established -> record read 
 
 TEST_CASE("unenrolment (Kmesh's 930 trigger) removes the pod from km_manage and stops the reports") {
   Node& n = TheNode();
-  const auto server_ip = bp::IpAddr::Parse(kServerIp);
+  const auto server_ip = *kmesh::net::IpAddr::Parse(kServerIp);
   if (!lab::ManagedValue(n.sockops->map("km_manage"), server_ip)) lab::EnrollPod(n.cgroup, n.srv.ref());
   CHECK(lab::UnenrollPod(n.cgroup, n.srv.ref()) == server_ip);
   CHECK_FALSE(lab::ManagedValue(n.sockops->map("km_manage"), server_ip));

@@ -21,7 +21,7 @@
 #include "bpf_probe/fnv.h"
 #include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/kmesh_maps.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 
 namespace kmesh::lab {
 namespace {
@@ -120,9 +120,7 @@ std::vector<std::pair<int, std::string>> Documents(const std::string& text) {
 }
 
 // The network address of a CIDR ("10.244.1.0/24" -> 10.244.1.0).
-bpf_probe::IpAddr CidrBase(const std::string& cidr) {
-  return bpf_probe::IpAddr::Parse(cidr.substr(0, cidr.find('/')));
-}
+net::IpAddr CidrBase(const std::string& cidr) { return *net::IpAddr::Parse(cidr.substr(0, cidr.find('/'))); }
 
 // Whether the policy uses what Kmesh's XDP defers to userspace (authz.h:463-468).
 bool UsesIdentity(const policy::AuthorizationPolicy& p) {
@@ -248,7 +246,7 @@ void Lab::LoadKmesh() {
   for (const auto& n : topo_->nodes()) {
     NodeBpffs bpffs = NodeBpffs::Mount(workdir_, n->spec.name);
     NodeCgroup cgroup = NodeCgroup::Create(n->spec.name);
-    SockopsGlobals globals{bpf_probe::IpAddr::Parse(n->spec.underlay_ip), CidrBase(n->spec.pod_cidr)};
+    SockopsGlobals globals{*net::IpAddr::Parse(n->spec.underlay_ip), CidrBase(n->spec.pod_cidr)};
     KmeshSockops sockops = KmeshSockops::Load(Runfile(SockopsObject()), bpffs, cgroup, globals);
     nodes.push_back(std::unique_ptr<KmeshNode>(
         new KmeshNode{std::move(bpffs), std::move(cgroup), std::move(sockops), nullptr, nullptr}));
@@ -404,8 +402,8 @@ const App& Lab::Deploy(const AppSpec& spec) {
       std::ofstream(policies) << "";
       // One waypoint process per family, both enforcing the same policy file; each forwards to the pod
       // in the family it was reached in.
-      for (const auto family : {bpf_probe::Family::kIPv4, bpf_probe::Family::kIPv6}) {
-        const bool v6 = family == bpf_probe::Family::kIPv6;
+      for (const auto family : {net::Family::kIPv4, net::Family::kIPv6}) {
+        const bool v6 = family == net::Family::kIPv6;
         const std::string& listen_ip = v6 ? wp.ip6 : wp.ip;
         if (listen_ip.empty()) continue;
         const std::string wlog = logdir_ + "/" + spec.name + (v6 ? "-waypoint6.log" : "-waypoint.log");
@@ -552,8 +550,8 @@ void Lab::RewriteWaypointPolicies(const App& server) {
   std::filesystem::rename(tmp, path);  // atomic: the waypoint never reads half a file
 }
 
-std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server, bpf_probe::Family family) const {
-  const bool v6 = family == bpf_probe::Family::kIPv6;
+std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server, net::Family family) const {
+  const bool v6 = family == net::Family::kIPv6;
   if (v6 && server.ip6.empty())
     throw Error("lab: app " + server.name + " has no IPv6 address (IPv4-only node)");
   if (!server.waypoint_pod.empty() && !Active(Fault::kWaypointBypassed)) {
@@ -562,22 +560,22 @@ std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server, bpf_prob
   return {v6 ? server.ip6 : server.ip, server.port};
 }
 
-const std::string& Lab::UnderlayIp(const NodeSpec& n, bpf_probe::Family family) {
-  if (family == bpf_probe::Family::kIPv4) return n.underlay_ip;
+const std::string& Lab::UnderlayIp(const NodeSpec& n, net::Family family) {
+  if (family == net::Family::kIPv4) return n.underlay_ip;
   if (n.underlay_ip6.empty()) throw Error("lab: node " + n.name + " has no IPv6 address (IPv4-only node)");
   return n.underlay_ip6;
 }
 
-const std::string& Lab::PodCidr(const NodeSpec& n, bpf_probe::Family family) {
-  if (family == bpf_probe::Family::kIPv4) return n.pod_cidr;
+const std::string& Lab::PodCidr(const NodeSpec& n, net::Family family) {
+  if (family == net::Family::kIPv4) return n.pod_cidr;
   if (n.pod_cidr6.empty()) throw Error("lab: node " + n.name + " has no IPv6 pod CIDR (IPv4-only node)");
   return n.pod_cidr6;
 }
 
-void Lab::SetIpsecFamily(bpf_probe::Family family) {
+void Lab::SetIpsecFamily(net::Family family) {
   if (!agents_.empty() && family != ipsec_family_) {
     throw Error("lab: the IPsec family is set before the first secret (the agents already run over " +
-                std::string(family == bpf_probe::Family::kIPv6 ? "IPv4" : "IPv6") + ")");
+                std::string(family == net::Family::kIPv6 ? "IPv4" : "IPv6") + ")");
   }
   for (const auto& n : topo_->nodes()) UnderlayIp(n->spec, family);  // every node has an address in it
   ipsec_family_ = family;
@@ -596,8 +594,8 @@ void Lab::StartAgent(const std::string& node) {
 
 std::string Lab::AgentLog(const std::string& node) const { return logdir_ + "/agent-" + node + ".log"; }
 
-std::string Lab::WaypointLog(const std::string& server, bpf_probe::Family family) const {
-  return logdir_ + "/" + server + (family == bpf_probe::Family::kIPv6 ? "-waypoint6" : "-waypoint") +
+std::string Lab::WaypointLog(const std::string& server, net::Family family) const {
+  return logdir_ + "/" + server + (family == net::Family::kIPv6 ? "-waypoint6" : "-waypoint") +
          "-requests.jsonl";
 }
 
@@ -780,10 +778,10 @@ void Lab::ApplyDatapathFaults() {
     }
     for (const auto& a : apps_) {
       if (a->kind != AppKind::kHttpbin) continue;
-      const auto ip = bpf_probe::IpAddr::Parse(a->ip);
+      const auto ip = *net::IpAddr::Parse(a->ip);
       for (const std::string& address : {a->ip, a->ip6}) {
         if (address.empty()) continue;
-        const auto frontend_key = bpf_probe::EncodeFrontendKey(bpf_probe::IpAddr::Parse(address));
+        const auto frontend_key = bpf_probe::EncodeFrontendKey(*net::IpAddr::Parse(address));
         if (Active(Fault::kFrontendMissing)) k->xdp->OpenMap(KM_MAP_FRONTEND).Delete(Raw(frontend_key));
         if (Active(Fault::kFrontendWrong)) {
           // Another workload's id: a stale entry left by the pod that had this address before.

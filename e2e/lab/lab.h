@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/tuple.h"
+
 #include "ipsec/ipsec_secret.h"
 #include "e2e/lab/kmesh_datapath.h"
 #include "e2e/lab/kmesh_policy_writer.h"
@@ -144,11 +144,11 @@ class Lab {
   // The family of the node addresses and pod CIDRs each node's KmeshNodeInfo carries, i.e. what Kmesh's
   // tunnels run over: IPv4 (the default, like an IPv4 kind cluster) or IPv6 (like Kmesh's IPv6 e2e
   // cluster, where a node's InternalIP and podCIDRs are IPv6). Set before the first secret; throws after.
-  void SetIpsecFamily(bpf_probe::Family family);
-  bpf_probe::Family ipsec_family() const { return ipsec_family_; }
+  void SetIpsecFamily(net::Family family);
+  net::Family ipsec_family() const { return ipsec_family_; }
   // A node's underlay address and pod CIDR in `family` (throws for IPv6 on an IPv4-only node).
-  static const std::string& UnderlayIp(const NodeSpec& n, bpf_probe::Family family);
-  static const std::string& PodCidr(const NodeSpec& n, bpf_probe::Family family);
+  static const std::string& UnderlayIp(const NodeSpec& n, net::Family family);
+  static const std::string& PodCidr(const NodeSpec& n, net::Family family);
   bool ipsec_enabled() const { return !agents_.empty(); }
   // Restarts the node's agent as a Kmesh pod restart does (exit type Restart: BPF stays pinned; the IPsec
   // controller's Stop cleans xfrm and withdraws the KmeshNodeInfo only if that daemon had started Normal).
@@ -163,7 +163,7 @@ class Lab {
   std::string AgentLog(const std::string& node) const;
   // The waypoint's request log of a server (JSON lines; evidence): one waypoint process per family.
   std::string WaypointLog(const std::string& server,
-                          bpf_probe::Family family = bpf_probe::Family::kIPv4) const;
+                          net::Family family = net::Family::kIPv4) const;
 
   // Faults. IPsec faults act on one node (`node`, default the second: where the servers usually run);
   // datapath faults on every node. KMESH_E2E_LAB_XDP_OBJECT and KMESH_E2E_LAB_SOCKOPS_OBJECT (runfiles,
@@ -175,7 +175,7 @@ class Lab {
   // The address a client uses for a server, in `family`: the waypoint's when it has one (unless
   // bypassed). Throws for IPv6 on an IPv4-only lab.
   std::pair<std::string, uint16_t> ServiceAddress(const App& server,
-                                                  bpf_probe::Family family = bpf_probe::Family::kIPv4) const;
+                                                  net::Family family = net::Family::kIPv4) const;
 
  private:
   Lab() = default;
@@ -204,7 +204,7 @@ class Lab {
   std::set<Fault> faults_;
   std::map<Fault, std::string> fault_node_;
   std::string ipsec_dir_;
-  bpf_probe::Family ipsec_family_ = bpf_probe::Family::kIPv4;
+  net::Family ipsec_family_ = net::Family::kIPv4;
   std::map<std::string, netns::Process*> agents_;
 };
 

@@ -9,17 +9,19 @@
 
 #include "base/runfiles.h"
 #include "bpf_probe/kmesh_maps.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
+#include "net/tuple.h"
 #include "e2e/lab/lab.h"
 #include "e2e/policy/template.h"
+#include "net/tuple.h"
 #include "netns/process.h"
 
-using kmesh::bpf_probe::EncodeTupleKey;
-using kmesh::bpf_probe::IpAddr;
-using kmesh::bpf_probe::Tuple;
 using kmesh::lab::AppKind;
 using kmesh::lab::Fault;
 using kmesh::lab::Lab;
+using kmesh::net::EncodeTupleKey;
+using kmesh::net::IpAddr;
+using kmesh::net::Tuple;
 using kmesh::policy::RenderPolicyTemplate;
 using kmesh::policy::Vars;
 
@@ -64,7 +66,7 @@ std::optional<uint32_t> Verdict(Lab& lab, const kmesh::lab::App& server, const T
 }
 
 Tuple TupleOf(const kmesh::lab::App& client, uint16_t sport, const kmesh::lab::App& server) {
-  return Tuple{IpAddr::Parse(client.ip), sport, IpAddr::Parse(server.ip), server.port};
+  return Tuple{*IpAddr::Parse(client.ip), sport, *IpAddr::Parse(server.ip), server.port};
 }
 
 }  // namespace
@@ -101,8 +103,8 @@ TEST_CASE(
   auto lab = Lab::Up();
   const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
   const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
-  REQUIRE(IpAddr::Parse(server.ip6).family() == kmesh::bpf_probe::Family::kIPv6);
-  REQUIRE(IpAddr::Parse(a.ip6).family() == kmesh::bpf_probe::Family::kIPv6);
+  REQUIRE(IpAddr::Parse(server.ip6)->family() == kmesh::net::Family::kIPv6);
+  REQUIRE(IpAddr::Parse(a.ip6)->family() == kmesh::net::Family::kIPv6);
   // kind's dual-stack layout: each node's pods in its own /64 of fd00:10:244::/56.
   CHECK(server.ip6.rfind("fd00:10:244:2::", 0) == 0);
   CHECK(a.ip6.rfind("fd00:10:244:1::", 0) == 0);
@@ -127,7 +129,7 @@ TEST_CASE(
   // Kmesh's frontend entry for each of the pod's addresses (what xdp_authz looks the destination up by).
   const auto frontend = lab->kmesh("node2").xdp->OpenMap(KM_MAP_FRONTEND);
   for (const std::string& ip : {server.ip, server.ip6}) {
-    const auto key = kmesh::bpf_probe::EncodeFrontendKey(IpAddr::Parse(ip));
+    const auto key = kmesh::bpf_probe::EncodeFrontendKey(*IpAddr::Parse(ip));
     INFO("km_frontend[" << ip << "]");
     CHECK(frontend.Lookup(kmesh::bpf_probe::ByteView(key.data(), key.size())).has_value());
   }
@@ -141,7 +143,7 @@ TEST_CASE(
                                             .SetList("Ports", {std::to_string(Lab::kHttpbinAltPort)})));
   auto denied6 = CurlFrom(*lab, a, server.ip6, Lab::kHttpbinAltPort, 40013);
   CHECK(denied6.exit_code == 28);
-  const Tuple t6{IpAddr::Parse(a.ip6), 40013, IpAddr::Parse(server.ip6), Lab::kHttpbinAltPort};
+  const Tuple t6{*IpAddr::Parse(a.ip6), 40013, *IpAddr::Parse(server.ip6), Lab::kHttpbinAltPort};
   CHECK(EncodeTupleKey(t6)[0] == 0xfd);  // the key starts with the client's IPv6 address
   CHECK(Verdict(*lab, server, t6) == std::optional<uint32_t>(1));
   // kmesh-mapdump on the node's pin folder prints the IPv6 tuple as Kmesh keyed it.
@@ -153,7 +155,7 @@ TEST_CASE(
   auto denied4 = CurlFrom(*lab, a, server.ip, Lab::kHttpbinAltPort, 40014);
   CHECK(denied4.exit_code == 28);
   CHECK(Verdict(*lab, server,
-                Tuple{IpAddr::Parse(a.ip), 40014, IpAddr::Parse(server.ip), Lab::kHttpbinAltPort}) ==
+                Tuple{*IpAddr::Parse(a.ip), 40014, *IpAddr::Parse(server.ip), Lab::kHttpbinAltPort}) ==
         std::optional<uint32_t>(1));
   auto other6 = CurlFrom(*lab, a, server.ip6, server.port, 40015);
   CHECK(other6.http_code == 200);

@@ -58,7 +58,7 @@ std::vector<e2e::Node> LabEnv::Nodes() {
   return out;
 }
 
-void LabEnv::UseIpsecFamily(bpf_probe::Family family) { lab_->SetIpsecFamily(family); }
+void LabEnv::UseIpsecFamily(net::Family family) { lab_->SetIpsecFamily(family); }
 
 e2e::App LabEnv::Deploy(const e2e::AppSpec& spec) {
   const auto& nodes = lab_->topology().nodes();
@@ -153,8 +153,8 @@ e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const
     // one waypoint per family, and each must have loaded the policy.
     bool loaded = true;
     seen.clear();
-    for (const auto family : {bpf_probe::Family::kIPv4, bpf_probe::Family::kIPv6}) {
-      if (family == bpf_probe::Family::kIPv6 && app.waypoint_ip6.empty()) continue;
+    for (const auto family : {net::Family::kIPv4, net::Family::kIPv6}) {
+      if (family == net::Family::kIPv6 && app.waypoint_ip6.empty()) continue;
       std::ifstream log(lab_->WaypointLog(app.name, family));
       std::vector<std::string> last;
       for (std::string line; std::getline(log, line);) {
@@ -211,7 +211,7 @@ std::unique_ptr<e2e::LoadRun> LabEnv::LoadFrom(const e2e::App& client, const e2e
 
 nlohmann::json LabEnv::DatapathIdentity() { return lab_->DatapathIdentity(); }
 
-nlohmann::json LabEnv::UserspaceDecisions(const e2e::App& server, const bpf_probe::Tuple& t) {
+nlohmann::json LabEnv::UserspaceDecisions(const e2e::App& server, const net::Tuple& t) {
   auto& seen = decisions_[server.node];
   for (auto& d : lab_->kmesh(server.node).daemon->Decisions()) seen.push_back(std::move(d));
   nlohmann::json out = nlohmann::json::array();
@@ -228,7 +228,7 @@ void LabEnv::ApplySecret(const ipsec::IpsecSecret& secret) { lab_->ApplySecret(s
 std::vector<ipsec::NodeInfo> LabEnv::IpsecNodes() {
   std::vector<ipsec::NodeInfo> out;
   for (const auto& n : lab_->topology().nodes()) {
-    const bpf_probe::Family family = lab_->ipsec_family();
+    const net::Family family = lab_->ipsec_family();
     ipsec::NodeInfo info{
         n->spec.name, Lab::UnderlayIp(n->spec, family), {Lab::PodCidr(n->spec, family)}, 0, n->boot_id};
     std::ifstream f(lab_->ipsec_state_dir() + "/kni/" + n->spec.name + ".json");

@@ -28,10 +28,10 @@ class LabEnv : public e2e::Env {
   std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) override;
   // A lab node: its namespace, its pin folder, its pods (node/local_node.h).
   node::NodeEvidence& Evidence(const std::string& node) override;
-  nlohmann::json UserspaceDecisions(const e2e::App& server, const bpf_probe::Tuple& t) override;
+  nlohmann::json UserspaceDecisions(const e2e::App& server, const net::Tuple& t) override;
   nlohmann::json DatapathIdentity() override;
   void ApplySecret(const ipsec::IpsecSecret& secret) override;
-  void UseIpsecFamily(bpf_probe::Family family) override;
+  void UseIpsecFamily(net::Family family) override;
   std::vector<ipsec::NodeInfo> IpsecNodes() override;
   void RestartDataplane(const std::string& node) override;
   void CrashRebootNode(const std::string& node) override { lab_->CrashRebootNode(node); }

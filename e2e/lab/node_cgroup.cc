@@ -23,7 +23,6 @@
 namespace kmesh::lab {
 namespace {
 
-using bpf_probe::UniqueFd;
 using Clock = std::chrono::steady_clock;
 
 // A directory that exists on every Linux machine, mounted over only inside the throwaway namespace.

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/fd.h"
+#include "base/unique_fd.h"
 #include "netns/process.h"
 
 namespace kmesh::lab {
@@ -54,14 +54,14 @@ class NodeCgroup {
   void KillAll() const;
 
  private:
-  NodeCgroup(std::string name, bpf_probe::UniqueFd root, bpf_probe::UniqueFd dir, bpf_probe::UniqueFd procs)
+  NodeCgroup(std::string name, kmesh::UniqueFd root, kmesh::UniqueFd dir, kmesh::UniqueFd procs)
       : name_(std::move(name)), root_(std::move(root)), dir_(std::move(dir)), procs_(std::move(procs)) {}
   void Remove() noexcept;
 
   std::string name_;
-  bpf_probe::UniqueFd root_;   // the cgroup2 root directory (to remove ours with unlinkat)
-  bpf_probe::UniqueFd dir_;    // our cgroup's directory
-  bpf_probe::UniqueFd procs_;  // its cgroup.procs, open for writing
+  kmesh::UniqueFd root_;   // the cgroup2 root directory (to remove ours with unlinkat)
+  kmesh::UniqueFd dir_;    // our cgroup's directory
+  kmesh::UniqueFd procs_;  // its cgroup.procs, open for writing
 };
 
 // The cgroup a process is in on the v2 hierarchy ("/kme2e-..."), from /proc/PID/cgroup's "0::" line.

@@ -11,7 +11,7 @@ namespace {
 
 using bpf_probe::Bytes;
 using bpf_probe::ByteView;
-using bpf_probe::IpAddr;
+using net::IpAddr;
 using workloadapi::Address;
 using workloadapi::Authorization;
 using workloadapi::Match;
@@ -442,11 +442,11 @@ RecordDecision Rbac::Decide(ByteView record) const {
   const ByteView tuple = record.sub(4, kAuthRecordSize - 4);
   d.connection = BuildConnection(msg_type, tuple);
   const auto& c = *d.connection;
-  bpf_probe::Tuple t;
-  t.src = *AddrFromSlice(c.src_ip);
-  t.dst = *AddrFromSlice(c.dst_ip);
-  t.sport = NativeU16(tuple, msg_type == kMsgTypeIpv4 ? 8 : 32);
-  t.dport = static_cast<uint16_t>(c.dst_port);
+  net::Tuple t;
+  t.src.ip = *AddrFromSlice(c.src_ip);
+  t.dst.ip = *AddrFromSlice(c.dst_ip);
+  t.src.port = NativeU16(tuple, msg_type == kMsgTypeIpv4 ? 8 : 32);
+  t.dst.port = static_cast<uint16_t>(c.dst_port);
   d.tuple = t;
   d.verdict = DoRbac(c);
   if (!d.verdict.allow) {

@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "bpf_probe/bytes.h"
-#include "bpf_probe/tuple.h"
 #include "e2e/lab/workload_authz.h"
+#include "net/tuple.h"
 
 namespace kmesh::lab {
 
@@ -39,7 +39,7 @@ struct Workload {
   // pickTrustDomain elides it; workload.proto:187-188 "May be elided"). See IstiodTrustDomain().
   std::string trust_domain;
   std::string network;  // "" for the default network
-  std::vector<bpf_probe::IpAddr> addresses;
+  std::vector<net::IpAddr> addresses;
   // "ns/name" of the WORKLOAD_SELECTOR policies istiod found for this workload (workloadapi
   // WorkloadPolicyNames gives them).
   std::vector<std::string> authorization_policies;
@@ -103,7 +103,7 @@ inline constexpr uint32_t kMsgTypeIpv6 = 1;     // pkg/constants/constants.go:53
 struct RecordDecision {
   RbacVerdict verdict;
   std::optional<RbacConnection> connection;  // decoded; absent when skipped
-  std::optional<bpf_probe::Tuple> tuple;     // the same, as a Tuple (client -> server pod)
+  std::optional<net::Tuple> tuple;           // the same, as a Tuple (client -> server pod)
   // The km_auth_res key to write value 1 under, for a deny (xdpNotifyConnRst): the record's tuple bytes,
   // with bytes 12..35 zeroed for IPv4.
   std::optional<bpf_probe::Bytes> deny_key;
@@ -139,7 +139,7 @@ class Rbac {
  private:
   struct NetworkAddress {
     std::string network;
-    bpf_probe::IpAddr address;
+    net::IpAddr address;
     bool operator<(const NetworkAddress& o) const {
       return network != o.network ? network < o.network : address < o.address;
     }

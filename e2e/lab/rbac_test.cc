@@ -14,12 +14,12 @@
 
 namespace wa = kmesh::lab::workloadapi;
 using kmesh::bpf_probe::Bytes;
-using kmesh::bpf_probe::IpAddr;
 using kmesh::lab::Identity;
 using kmesh::lab::Rbac;
 using kmesh::lab::RbacConnection;
 using kmesh::lab::RbacReason;
 using kmesh::lab::Workload;
+using kmesh::net::IpAddr;
 
 namespace {
 
@@ -29,8 +29,7 @@ wa::Address A(std::initializer_list<uint8_t> bytes, uint32_t length) {
   return wa::Address{Bytes(bytes), length};
 }
 wa::Address A6(const char* text, uint32_t length) {
-  auto b = IpAddr::Parse(text).bytes();
-  return wa::Address{b.ToBytes(), length};
+  return wa::Address{IpAddr::Parse(text)->ToBytes(), length};
 }
 wa::StringMatch Exact(const std::string& v) { return {wa::StringMatch::Kind::kExact, v}; }
 wa::StringMatch Prefix(const std::string& v) { return {wa::StringMatch::Kind::kPrefix, v}; }
@@ -76,7 +75,7 @@ Workload WorkloadAt(const std::string& uid, std::vector<std::string> ips, const 
   Workload w;
   w.uid = uid;
   w.ns = ns;
-  for (const auto& ip : ips) w.addresses.push_back(IpAddr::Parse(ip));
+  for (const auto& ip : ips) w.addresses.push_back(*IpAddr::Parse(ip));
   w.authorization_policies = std::move(policies);
   return w;
 }
@@ -439,8 +438,8 @@ TEST_CASE(
 
   auto verdict = [&](const char* src, const char* dst) {
     RbacConnection c;
-    c.src_ip = IpAddr::Parse(src).bytes().ToBytes();
-    c.dst_ip = IpAddr::Parse(dst).bytes().ToBytes();
+    c.src_ip = IpAddr::Parse(src)->ToBytes();
+    c.dst_ip = IpAddr::Parse(dst)->ToBytes();
     c.dst_port = 8080;
     // As the record decoding does: the source identity from the cache.
     Bytes rec = Concat({Zeros(4), c.src_ip, c.dst_ip, {0x10, 0x27, 0x90, 0x1f}, Zeros(24)});

@@ -62,11 +62,9 @@ std::vector<uint8_t> FromHex(const std::string& s, const std::string& where) {
 
 // --- values ------------------------------------------------------------------------------------------
 
-Address Address::FromCidr(const policy::Cidr& cidr) {
+Address Address::FromCidr(const net::Cidr& cidr) {
   Address a;
-  const auto& b = cidr.address().bytes();
-  const size_t n = cidr.address().family() == policy::IpAddress::Family::kV4 ? 4 : 16;
-  a.bytes.assign(b.begin(), b.begin() + n);
+  a.bytes = cidr.address().ToBytes();
   a.length = static_cast<uint32_t>(cidr.prefix_len());
   return a;
 }
@@ -243,15 +241,12 @@ json AddressJson(const Address& a) {
 
 Address AddressFromJson(const json& j, const std::string& where) {
   if (j.is_string()) {
-    auto cidr = policy::Cidr::Parse(j.get<std::string>());
-    // Cidr::Parse masks host bits; keep the address as written, as istiod does.
     const std::string text = j.get<std::string>();
-    const auto slash = text.find('/');
-    auto ip = policy::IpAddress::Parse(text.substr(0, slash));
-    if (!cidr || !ip) throw Error(where + ": \"" + text + "\" is not an address or CIDR");
+    const auto cidr = net::Cidr::Parse(text);
+    if (!cidr) throw Error(where + ": \"" + text + "\" is not an address or CIDR");
+    // Cidr::Parse masks host bits; keep the address as written, as istiod does.
     Address a = Address::FromCidr(*cidr);
-    const size_t n = ip->family() == policy::IpAddress::Family::kV4 ? 4 : 16;
-    a.bytes.assign(ip->bytes().begin(), ip->bytes().begin() + n);
+    a.bytes = net::IpAddr::Parse(text.substr(0, text.find('/')))->Unmapped().ToBytes();
     return a;
   }
   if (j.is_object() && j.contains("bytes") && j.contains("length")) {
@@ -461,7 +456,7 @@ class Translator {
            "enforces it");
   }
 
-  std::vector<Address> Addresses(const std::vector<policy::Cidr>& v) const {
+  std::vector<Address> Addresses(const std::vector<net::Cidr>& v) const {
     std::vector<Address> out;
     for (const auto& c : v) out.push_back(Address::FromCidr(c));
     return out;
@@ -477,7 +472,7 @@ class Translator {
                                           const std::string& path) const {
     std::vector<Address> out;
     for (const auto& v : values) {
-      auto cidr = policy::Cidr::Parse(v);
+      const auto cidr = net::Cidr::Parse(v);
       if (!cidr) Refuse(path, "\"" + v + "\" is not an address or CIDR (istiod would drop it silently)");
       out.push_back(Address::FromCidr(*cidr));
     }

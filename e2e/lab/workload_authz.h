@@ -43,7 +43,7 @@ struct Address {
   std::vector<uint8_t> bytes;
   uint32_t length = 0;
 
-  static Address FromCidr(const policy::Cidr& cidr);
+  static Address FromCidr(const net::Cidr& cidr);
   // "10.244.1.5/32", "fd00::/64"; other byte counts as "<hex>/<length>".
   std::string ToString() const;
   bool operator==(const Address& o) const { return bytes == o.bytes && length == o.length; }

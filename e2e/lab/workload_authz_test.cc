@@ -32,7 +32,7 @@ spec:
 )" + spec + "\n"));
 }
 
-Address Addr(const char* cidr) { return Address::FromCidr(*kmesh::policy::Cidr::Parse(cidr)); }
+Address Addr(const char* cidr) { return Address::FromCidr(*kmesh::net::Cidr::Parse(cidr)); }
 
 std::vector<std::string> Texts(const std::vector<Address>& v) {
   std::vector<std::string> out;

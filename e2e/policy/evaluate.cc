@@ -44,7 +44,7 @@ bool Field(const std::vector<T>& in, const std::vector<T>& not_in, F&& match) {
 }
 
 bool SourceMatches(const Source& s, const Request& r) {
-  auto ip = [&](const Cidr& c) { return c.Contains(r.source_ip); };
+  auto ip = [&](const net::Cidr& c) { return c.Contains(r.source_ip); };
   auto ns = [&](const std::string& p) { return StringMatch(p, r.source_namespace); };
   // Reached only with a principal in the request (Evaluate refuses principals otherwise).
   auto principal = [&](const std::string& p) { return StringMatch(p, r.source_principal.value_or("")); };
@@ -79,11 +79,11 @@ bool ConditionMatches(const Condition& c, const Request& r) {
       match = [&](const std::string& p) { return header.has_value() && StringMatch(p, *header); };
       break;
     case ConditionKey::Kind::kSourceIp:
-      match = [&](const std::string& p) { return Cidr::Parse(p)->Contains(r.source_ip); };
+      match = [&](const std::string& p) { return net::Cidr::Parse(p)->Contains(r.source_ip); };
       break;
     case ConditionKey::Kind::kDestinationIp:
       if (!r.destination_ip) throw Error("when destination.ip needs the request's destination address");
-      match = [&](const std::string& p) { return Cidr::Parse(p)->Contains(*r.destination_ip); };
+      match = [&](const std::string& p) { return net::Cidr::Parse(p)->Contains(*r.destination_ip); };
       break;
     case ConditionKey::Kind::kDestinationPort:
       match = [&](const std::string& p) { return std::stoi(p) == r.destination_port; };

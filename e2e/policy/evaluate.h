@@ -20,8 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include "e2e/policy/ip.h"
 #include "e2e/policy/policy.h"
+#include "net/ip.h"
 
 namespace kmesh::policy {
 
@@ -41,13 +41,13 @@ class Headers {
 
 // One connection or HTTP request as the destination sees it.
 struct Request {
-  IpAddress source_ip;
+  net::IpAddr source_ip;
   std::string source_namespace;  // "" when the source is not a known workload
   // The source's principal as Istio matches it ("cluster.local/ns/a/sa/b", no "spiffe://"; "" when the
   // source has no identity). nullopt: the caller has none to give, and a policy that matches on
   // principals makes Evaluate throw (the lab's probes do not know one; the conformance oracle does).
   std::optional<std::string> source_principal;
-  std::optional<IpAddress> destination_ip;  // needed only by `when: destination.ip`
+  std::optional<net::IpAddr> destination_ip;  // needed only by `when: destination.ip`
   uint16_t destination_port = 0;
   // false for plain TCP (what XDP sees): then, as in Istio, a rule with HTTP-only fields (hosts, paths,
   // methods, request.headers) never matches in an ALLOW policy, and those fields are ignored in a DENY

@@ -11,7 +11,6 @@ using Catch::Contains;
 using kmesh::policy::AuthorizationPolicy;
 using kmesh::policy::Evaluate;
 using kmesh::policy::HostMatch;
-using kmesh::policy::IpAddress;
 using kmesh::policy::ParseManifests;
 using kmesh::policy::RenderPolicyTemplate;
 using kmesh::policy::Request;
@@ -42,7 +41,7 @@ std::vector<AuthorizationPolicy> Inline(const std::string& spec, const std::stri
 // The seed templates' default client: 10.244.1.5 in test-ns2, GET httpbin.test-ns1:8000/headers.
 Request Base() {
   Request r;
-  r.source_ip = *IpAddress::Parse("10.244.1.5");
+  r.source_ip = *kmesh::net::IpAddr::Parse("10.244.1.5");
   r.source_namespace = "test-ns2";
   r.destination_port = 8000;
   r.host = "httpbin.test-ns1:8000";
@@ -53,7 +52,7 @@ Request Base() {
 
 using Tweak = std::function<void(Request&)>;
 Tweak Src(const char* ip) {
-  return [=](Request& r) { r.source_ip = *IpAddress::Parse(ip); };
+  return [=](Request& r) { r.source_ip = *kmesh::net::IpAddr::Parse(ip); };
 }
 Tweak Port(uint16_t p) {
   return [=](Request& r) { r.destination_port = p; };
@@ -153,7 +152,7 @@ TEST_CASE("DENY wins over ALLOW; defaults follow Istio's order") {
       {"neither matches, an ALLOW exists", Seed({"ip-allow", "port-deny"}),
        [](Request& r) {
          r.destination_port = 8080;
-         r.source_ip = *IpAddress::Parse("10.9.9.9");
+         r.source_ip = *kmesh::net::IpAddr::Parse("10.9.9.9");
        },
        kDeny, "", "no ALLOW policy matched (test-ns1/ip-allow-policy)"},
       {"no policies at all", {}, None(), kAllow, "", "no ALLOW policy applies"},
@@ -284,7 +283,7 @@ TEST_CASE("when keys on L4 attributes") {
   CHECK_THROWS_WITH(Evaluate(dst, Base()),
                     Contains("destination.ip needs the request's destination address"));
   r = Base();
-  r.destination_ip = IpAddress::Parse("10.1.2.3");
+  r.destination_ip = *kmesh::net::IpAddr::Parse("10.1.2.3");
   CHECK(Evaluate(dst, r).verdict == kDeny);
 }
 

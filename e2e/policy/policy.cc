@@ -153,11 +153,11 @@ class DocParser {
     return out;
   }
 
-  std::vector<Cidr> Cidrs(const Field& f, const std::string& path) const {
-    std::vector<Cidr> out;
+  std::vector<net::Cidr> Cidrs(const Field& f, const std::string& path) const {
+    std::vector<net::Cidr> out;
     Each(f, path, [&](const YAML::Node& n, const std::string& p) {
       if (!n.IsScalar()) Fail(n, p, "expected an address or CIDR string, found " + Describe(n));
-      auto c = Cidr::Parse(n.Scalar());
+      const auto c = net::Cidr::Parse(n.Scalar());
       if (!c) Fail(n, p, "\"" + n.Scalar() + "\" is not a CIDR (an IPv4/IPv6 address, optionally /prefix)");
       out.push_back(*c);
     });
@@ -290,7 +290,7 @@ class DocParser {
   void CheckConditionValue(const YAML::Node& v, const std::string& p, ConditionKey::Kind kind) const {
     const std::string& s = v.Scalar();
     if (kind == ConditionKey::Kind::kSourceIp || kind == ConditionKey::Kind::kDestinationIp) {
-      if (!Cidr::Parse(s))
+      if (!net::Cidr::Parse(s))
         Fail(v, p, "\"" + s + "\" is not a CIDR (an IPv4/IPv6 address, optionally /prefix)");
     } else if (kind == ConditionKey::Kind::kDestinationPort) {
       Port(v, p);

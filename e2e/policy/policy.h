@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "e2e/policy/ip.h"
+#include "net/ip.h"
 
 namespace kmesh::policy {
 
@@ -34,7 +34,7 @@ struct Origin {
 };
 
 struct Source {
-  std::vector<Cidr> ip_blocks, not_ip_blocks;
+  std::vector<net::Cidr> ip_blocks, not_ip_blocks;
   std::vector<std::string> namespaces, not_namespaces;
   std::vector<std::string> principals, not_principals;
 };

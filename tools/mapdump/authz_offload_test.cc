@@ -55,13 +55,13 @@ TEST_CASE("authz_offload: read from the xdp_authz program's .data; explain with 
   CHECK(a->value == 0);
 
   const bp::AuthResultMap auth(dp->OpenMap(KM_MAP_AUTH_RES));
-  const bp::Tuple denied = bp::Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080");
-  const bp::Tuple other = bp::Tuple::Parse("10.244.1.6:40002 -> 10.244.2.7:8080");
+  const kmesh::net::Tuple denied = *kmesh::net::Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080");
+  const kmesh::net::Tuple other = *kmesh::net::Tuple::Parse("10.244.1.6:40002 -> 10.244.2.7:8080");
   auth.Put(denied, bp::Verdict::kDeny);
-  auto explain = [&](const bp::Tuple& t) {
+  auto explain = [&](const kmesh::net::Tuple& t) {
     const auto r = kmesh::netns::Run(
         {kmesh::Runfile("tools/mapdump/kmesh-mapdump"), "--pin-dir", dp->pin_dir(), "explain", "--json",
-         t.src.ToString() + ":" + std::to_string(t.sport), t.dst.ToString() + ":" + std::to_string(t.dport)});
+         t.src.ToString(), t.dst.ToString()});
     INFO(r.Describe());
     REQUIRE(r.ok());
     return nlohmann::json::parse(r.out);

@@ -5,8 +5,8 @@
 // not counted), and checks both outputs hold the same records. Not a test: `bazel run` it as root.
 //
 //   bazel run //tools/mapdump:bench_mapdump [-- --entries N --runs N]
-#include <bpf/bpf.h>
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <signal.h>
@@ -28,14 +28,14 @@
 
 #include "base/error.h"
 #include "base/runfiles.h"
-#include "bpf_probe/fd.h"
+#include "base/unique_fd.h"
 #include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/maps.h"
 
 namespace {
 
 using kmesh::Error;
-using kmesh::bpf_probe::UniqueFd;
+using kmesh::UniqueFd;
 
 struct RunResult {
   double seconds = 0;

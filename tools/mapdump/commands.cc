@@ -31,6 +31,7 @@ namespace kmesh::mapdump {
 namespace {
 
 using namespace bpf_probe;
+using namespace kmesh::net;
 
 struct UsageError : Error {
   using Error::Error;
@@ -61,7 +62,9 @@ uint64_t ParseNumber(const std::string& flag, const std::string& v, uint64_t max
 }
 
 IpAddr ParseIp(const std::string& flag, const std::string& v) {
-  auto ip = IpAddr::TryParse(v);
+  // A bracketed IPv6 address ("[fd00::1]", as in a tuple) is accepted too.
+  const bool bracketed = v.size() >= 2 && v.front() == '[' && v.back() == ']';
+  const auto ip = net::IpAddr::Parse(bracketed ? v.substr(1, v.size() - 2) : v);
   if (!ip) throw UsageError(flag + " \"" + v + "\": not an IPv4 or IPv6 address");
   return *ip;
 }
@@ -197,11 +200,7 @@ int CmdExplain(const Options& o, int out, int err) {
     throw UsageError("SRC and DST mix IPv4 and IPv6: an IPv4 client of a dual-stack server is seen as "
                      "::ffff:a.b.c.d (give both in that form)");
   }
-  Tuple t;
-  t.src = src;
-  t.sport = sport.value_or(0);
-  t.dst = dst;
-  t.dport = *dport;
+  const Tuple t{{src, sport.value_or(0)}, {dst, *dport}};
   LiveXdpMaps maps(Catalog(o, err));
   const XdpExplanation e = ExplainXdp(t, maps, sport.has_value());
   std::vector<std::pair<Tuple, uint32_t>> cached;
@@ -369,7 +368,7 @@ Options ParseArgs(const std::vector<std::string>& argv) {
     else if (a == "--dev") o.dev = value();
     else if (a == "--port-order") {
       try {
-        o.port_order = ParsePortOrder(value());
+        o.port_order = *ParsePortOrder(value());
       } catch (const Error& e) {
         throw UsageError(e.what());
       }

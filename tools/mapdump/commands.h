@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 #include "tools/mapdump/format.h"
 
 namespace kmesh::mapdump {
@@ -30,7 +30,7 @@ struct Options {
   std::optional<int> pid;
   std::string dev;
 
-  bpf_probe::PortOrder port_order = bpf_probe::PortOrder::kHost;
+  net::PortOrder port_order = net::PortOrder::kHost;
   bool json = false;
   bool btf = true;
   bool help = false;

@@ -69,7 +69,7 @@ TEST_CASE(
     const kc::Written w = node.Write(c);
     maps.Forget();
     for (size_t ci = 0; ci < c.connections.size(); ++ci) {
-      const bp::Tuple& t = c.connections[ci].tuple;
+      const kmesh::net::Tuple& t = c.connections[ci].tuple;
       // Every 10th connection finds a verdict cached for its tuple (as after a
       // DENY, or userspace's deny).
       std::optional<bp::Verdict> put;

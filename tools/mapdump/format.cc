@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <set>
 
+#include "base/hex.h"
 #include "bpf_probe/json_writer.h"
 #include "bpf_probe/kmesh_abi.h"
 
@@ -40,22 +41,16 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-std::string Hex32(uint32_t v) {
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%x", v);
-  return b;
-}
-
 std::string Join(const std::vector<uint32_t>& v, const char* sep = ",") {
   std::string s;
   for (uint32_t x : v) s += (s.empty() ? "" : sep) + std::to_string(x);
   return s;
 }
 
-const char* OrderNote(bpf_probe::PortOrder order) {
-  return order == bpf_probe::PortOrder::kHost ? "ports read in host order (current Kmesh; --port-order network for "
-                                                "Kmesh v1.2.0 and earlier)"
-                                              : "ports read in network order (Kmesh v1.2.0 and earlier)";
+const char* OrderNote(net::PortOrder order) {
+  return order == net::PortOrder::kHost ? "ports read in host order (current Kmesh; --port-order network for "
+                                          "Kmesh v1.2.0 and earlier)"
+                                        : "ports read in network order (Kmesh v1.2.0 and earlier)";
 }
 
 }  // namespace
@@ -88,9 +83,10 @@ std::string FormatMaps(const std::string& source, const std::vector<MapRow>& row
   Table t({"NAME", "ID", "TYPE", "KEY", "VALUE", "MAX_ENTRIES", "FLAGS", "BTF", "ENTRIES", "LAYOUT"});
   for (const auto& r : rows) {
     const auto& i = r.info;
-    t.Add({i.name, std::to_string(i.id), i.TypeName(), std::to_string(i.key_size), std::to_string(i.value_size),
-           std::to_string(i.max_entries), Hex32(i.flags), i.HasBtf() ? std::to_string(i.btf_id) : "-",
-           r.entries ? std::to_string(*r.entries) : "-", r.layout_problem.empty() ? "ok" : "MISMATCH"});
+    t.Add({i.name, std::to_string(i.id), i.TypeName(), std::to_string(i.key_size),
+           std::to_string(i.value_size), std::to_string(i.max_entries), Hex32(i.flags, false),
+           i.HasBtf() ? std::to_string(i.btf_id) : "-", r.entries ? std::to_string(*r.entries) : "-",
+           r.layout_problem.empty() ? "ok" : "MISMATCH"});
   }
   out += t.Render();
   if (rows.empty()) out += "(no maps)\n";
@@ -107,17 +103,17 @@ std::string FormatMaps(const std::string& source, const std::vector<MapRow>& row
 
 bool AuthFilter::Matches(const bpf_probe::AuthEntry& e) const {
   const auto& t = e.tuple;
-  if (ip && t.src != *ip && t.dst != *ip) return false;
-  if (src && t.src != *src) return false;
-  if (dst && t.dst != *dst) return false;
-  if (port && t.sport != *port && t.dport != *port) return false;
-  if (dport && t.dport != *dport) return false;
+  if (ip && t.src.ip != *ip && t.dst.ip != *ip) return false;
+  if (src && t.src.ip != *src) return false;
+  if (dst && t.dst.ip != *dst) return false;
+  if (port && t.src.port != *port && t.dst.port != *port) return false;
+  if (dport && t.dst.port != *dport) return false;
   if (verdict && e.verdict != *verdict) return false;
   return true;
 }
 
 std::string FormatAuth(const std::vector<bpf_probe::AuthEntry>& entries, const AuthFilter& filter,
-                       bpf_probe::PortOrder order, bool json) {
+                       net::PortOrder order, bool json) {
   std::string out;
   if (json) {
     JsonWriter w(&out);
@@ -125,10 +121,10 @@ std::string FormatAuth(const std::vector<bpf_probe::AuthEntry>& entries, const A
     for (const auto& e : entries) {
       if (!filter.Matches(e)) continue;
       w.BeginObject();
-      w.Key("src").String(e.tuple.src.ToString()).Key("sport").Uint(e.tuple.sport);
-      w.Key("dst").String(e.tuple.dst.ToString()).Key("dport").Uint(e.tuple.dport);
+      w.Key("src").String(e.tuple.src.ip.ToString()).Key("sport").Uint(e.tuple.src.port);
+      w.Key("dst").String(e.tuple.dst.ip.ToString()).Key("dport").Uint(e.tuple.dst.port);
       w.Key("verdict").String(bpf_probe::ToString(e.verdict)).Key("value").Uint(static_cast<uint32_t>(e.verdict));
-      w.Key("port_order").String(bpf_probe::ToString(order));
+      w.Key("port_order").String(net::ToString(order));
       w.Key("key").HexString(bpf_probe::ByteView(e.key.data(), e.key.size()));
       w.EndObject();
     }
@@ -142,7 +138,7 @@ std::string FormatAuth(const std::vector<bpf_probe::AuthEntry>& entries, const A
 }
 
 std::string AuthSummary(const std::vector<bpf_probe::AuthEntry>& entries, const AuthFilter& filter,
-                        bpf_probe::PortOrder order) {
+                        net::PortOrder order) {
   size_t shown = 0, deny = 0, allow = 0, other = 0;
   for (const auto& e : entries) {
     if (!filter.Matches(e)) continue;

@@ -15,9 +15,10 @@
 #include "bpf_probe/map_watch.h"
 #include "bpf_probe/maps.h"
 #include "bpf_probe/residue.h"
-#include "bpf_probe/tuple.h"
+#include "bpf_probe/verdict.h"
 #include "bpf_probe/xdp.h"
 #include "bpf_probe/xdp_explain.h"
+#include "net/tuple.h"
 
 namespace kmesh::mapdump {
 
@@ -34,9 +35,9 @@ std::string FormatMaps(const std::string& source, const std::vector<MapRow>& row
 
 // --- auth ---
 struct AuthFilter {
-  std::optional<bpf_probe::IpAddr> ip;    // src or dst
-  std::optional<bpf_probe::IpAddr> src;
-  std::optional<bpf_probe::IpAddr> dst;
+  std::optional<net::IpAddr> ip;    // src or dst
+  std::optional<net::IpAddr> src;
+  std::optional<net::IpAddr> dst;
   std::optional<uint16_t> port;           // sport or dport
   std::optional<uint16_t> dport;
   std::optional<bpf_probe::Verdict> verdict;
@@ -46,10 +47,10 @@ struct AuthFilter {
 
 // One line per tuple: "10.244.1.5:40001 -> 10.244.2.7:8080  DENY". JSON: an array of objects.
 std::string FormatAuth(const std::vector<bpf_probe::AuthEntry>& entries, const AuthFilter& filter,
-                       bpf_probe::PortOrder order, bool json);
+                       net::PortOrder order, bool json);
 // "3 of 5 entries shown: 2 DENY, 1 ALLOW; ports read in host order (current Kmesh)" (for stderr).
 std::string AuthSummary(const std::vector<bpf_probe::AuthEntry>& entries, const AuthFilter& filter,
-                        bpf_probe::PortOrder order);
+                        net::PortOrder order);
 
 // --- policies ---
 // `names`: policy id -> "namespace/name" for the names the user gave (--name).
@@ -79,9 +80,9 @@ void WritePolicyDetailsJson(bpf_probe::JsonWriter& w, const bpf_probe::DecodedPo
 // --- explain (format_policies.cc) ---
 // `cached_for_any_port`: without a source port, the km_auth_res entries of SRC -> DST:PORT from any port.
 std::string FormatExplainText(const bpf_probe::XdpExplanation& e, bool sport_known,
-                              const std::vector<std::pair<bpf_probe::Tuple, uint32_t>>& cached_for_any_port);
+                              const std::vector<std::pair<net::Tuple, uint32_t>>& cached_for_any_port);
 std::string FormatExplainJson(const bpf_probe::XdpExplanation& e, bool sport_known,
-                              const std::vector<std::pair<bpf_probe::Tuple, uint32_t>>& cached_for_any_port);
+                              const std::vector<std::pair<net::Tuple, uint32_t>>& cached_for_any_port);
 
 // --- residue (format_residue.cc) ---
 // `changes`: the entry counts against a baseline (`--baseline FILE`, named `baseline_origin`), or nullptr.
@@ -93,7 +94,7 @@ std::string FormatResidue(const bpf_probe::ResidueReport& r, const std::vector<b
 // "2026-11-30T09:31:02.123Z km_auth_res + 10.244.1.5:40001 -> 10.244.2.7:8080  DENY"; JSON: one object
 // per line (time, map, change, key/before/after as bpftool's byte arrays, text).
 std::string FormatWatchLine(std::chrono::system_clock::time_point when, const bpf_probe::MapChange& c,
-                            bpf_probe::PortOrder order, bool json);
+                            net::PortOrder order, bool json);
 
 // --- frontends ---
 std::string FormatFrontends(const std::vector<bpf_probe::Frontend>& frontends, bool json);

@@ -246,7 +246,7 @@ void WritePolicyDetailsJson(JsonWriter& w, const DecodedPolicy& p,
 }
 
 std::string FormatExplainJson(const bpf_probe::XdpExplanation& e, bool sport_known,
-                              const std::vector<std::pair<bpf_probe::Tuple, uint32_t>>& cached_for_any_port) {
+                              const std::vector<std::pair<net::Tuple, uint32_t>>& cached_for_any_port) {
   std::string out;
   JsonWriter w(&out);
   w.BeginObject();
@@ -307,12 +307,12 @@ std::string FormatExplainJson(const bpf_probe::XdpExplanation& e, bool sport_kno
 }
 
 std::string FormatExplainText(const bpf_probe::XdpExplanation& e, bool sport_known,
-                              const std::vector<std::pair<bpf_probe::Tuple, uint32_t>>& cached_for_any_port) {
+                              const std::vector<std::pair<net::Tuple, uint32_t>>& cached_for_any_port) {
   std::string out = bpf_probe::FormatExplanation(e);
   if (!sport_known) {
     if (cached_for_any_port.empty()) {
-      out += "km_auth_res holds no verdict for " + e.tuple.src.ToString() + " -> " + e.tuple.dst.ToString() +
-             ":" + std::to_string(e.tuple.dport) + " from any source port\n";
+      out += "km_auth_res holds no verdict for " + e.tuple.src.ip.ToString() + " -> " + e.tuple.dst.ip.ToString() +
+             ":" + std::to_string(e.tuple.dst.port) + " from any source port\n";
     } else {
       out += "km_auth_res holds " + std::to_string(cached_for_any_port.size()) +
              " verdict(s) for this client and " +

@@ -139,7 +139,7 @@ std::string FormatResidue(const bpf_probe::ResidueReport& r,
 namespace kmesh::mapdump {
 
 std::string FormatWatchLine(std::chrono::system_clock::time_point when, const bpf_probe::MapChange& c,
-                            bpf_probe::PortOrder order, bool json) {
+                            net::PortOrder order, bool json) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};

@@ -19,6 +19,7 @@
 #include "tools/mapdump/format.h"
 
 using namespace kmesh::bpf_probe;
+using namespace kmesh::net;
 using namespace kmesh::mapdump;
 
 namespace {
@@ -76,7 +77,7 @@ std::vector<AuthEntry> SomeAuth(PortOrder order) {
                       std::pair{"10.244.3.9:51234 -> 10.244.2.7:19090", Verdict::kDeny},
                       std::pair{"[fd00:10:244::5]:40001 -> [fd00:10:244::7]:8080", Verdict::kDeny},
                       std::pair{"10.244.3.9:51235 -> 10.244.2.7:19090", static_cast<Verdict>(7)}}) {
-    const Tuple tuple = Tuple::Parse(t);
+    const Tuple tuple = *Tuple::Parse(t);
     out.push_back(AuthEntry{tuple, v, EncodeTupleKey(tuple, order)});
   }
   return out;
@@ -114,11 +115,11 @@ TEST_CASE("auth: one line per tuple, filters, summary, JSON") {
   AuthFilter deny;
   deny.verdict = Verdict::kDeny;
   AuthFilter by_ip;
-  by_ip.ip = IpAddr::Parse("10.244.3.9");
+  by_ip.ip = *IpAddr::Parse("10.244.3.9");
   AuthFilter by_port;
   by_port.port = 19090;
   AuthFilter dst_port;
-  dst_port.dst = IpAddr::Parse("fd00:10:244::7");
+  dst_port.dst = *IpAddr::Parse("fd00:10:244::7");
   dst_port.dport = 8080;
   const Case kCases[] = {{"auth.txt", {}},
                          {"auth_deny.txt", deny},
@@ -157,9 +158,9 @@ TEST_CASE("policies: workloads with their policy ids, policies present, names gi
 }
 
 TEST_CASE("frontends and xdp attachments") {
-  CheckGolden("frontends.txt", FormatFrontends({{IpAddr::Parse("10.244.2.7"), 245235428},
-                                               {IpAddr::Parse("fd00:10:244::7"), 42}},
-                                              false));
+  CheckGolden("frontends.txt", FormatFrontends({{*IpAddr::Parse("10.244.2.7"), 245235428},
+                                                {*IpAddr::Parse("fd00:10:244::7"), 42}},
+                                               false));
   XdpAttachment lo;
   lo.ifname = "lo";
   lo.ifindex = 1;
@@ -254,8 +255,8 @@ PolicyRule RuleOf(std::vector<PolicyMatch> clause_matches) {
 
 std::array<uint8_t, 16> FrontendKey(const std::string& ip) {
   std::array<uint8_t, 16> k{};
-  const IpAddr a = IpAddr::Parse(ip);
-  std::copy(a.bytes().data, a.bytes().data + a.bytes().size, k.begin());
+  const IpAddr a = *IpAddr::Parse(ip);
+  std::copy(a.data(), a.data() + a.size(), k.begin());
   return k;
 }
 
@@ -286,10 +287,10 @@ struct Node {
     maps.frontend[FrontendKey("10.244.2.8")] = 78;
     maps.wlpolicy[77] = {deny, allow, 0, 0};
     maps.wlpolicy[78] = {ns_deny, 0, 0, 0};
-    maps.auth_res[EncodeTupleKey(Tuple::Parse("10.244.1.6:40004 -> 10.244.2.7:8080"))] = KM_AUTH_DENY;
+    maps.auth_res[EncodeTupleKey(*Tuple::Parse("10.244.1.6:40004 -> 10.244.2.7:8080"))] = KM_AUTH_DENY;
   }
   std::string Explain(const std::string& tuple, bool json = false) {
-    const XdpExplanation e = ExplainXdp(Tuple::Parse(tuple), maps);
+    const XdpExplanation e = ExplainXdp(*Tuple::Parse(tuple), maps);
     return json ? FormatExplainJson(e, true, {}) : FormatExplainText(e, true, {});
   }
 };
@@ -340,10 +341,10 @@ TEST_CASE("explain: which entry decides, and why, for each way xdp_authz ends") 
   CheckGolden("explain_no_frontend.txt", n.Explain("10.244.1.6:40005 -> 10.244.3.3:8080"));
   CheckGolden("explain_userspace.txt", n.Explain("10.244.1.6:40006 -> 10.244.2.8:8080"));
   // No source port: the walk of a new connection, and the verdicts cached for any port.
-  Tuple t = Tuple::Parse("10.244.1.6:0 -> 10.244.2.7:8080");
+  Tuple t = *Tuple::Parse("10.244.1.6:0 -> 10.244.2.7:8080");
   const XdpExplanation e = ExplainXdp(t, n.maps, false);
   CheckGolden("explain_any_port.txt",
-              FormatExplainText(e, false, {{Tuple::Parse("10.244.1.6:40004 -> 10.244.2.7:8080"), KM_AUTH_DENY}}));
+              FormatExplainText(e, false, {{*Tuple::Parse("10.244.1.6:40004 -> 10.244.2.7:8080"), KM_AUTH_DENY}}));
 }
 
 TEST_CASE("residue: unreachable blobs, km_tcargs entries, verdicts without a connection, baseline changes") {
@@ -359,11 +360,11 @@ TEST_CASE("residue: unreachable blobs, km_tcargs entries, verdicts without a con
   ctx.policy_index = 1;
   ctx.auth_result = 1;
   ctx.n_rules = 1;
-  r.tcargs = {{Tuple::Parse("10.244.1.6:40002 -> 10.244.2.7:8080"), ctx}};
+  r.tcargs = {{*Tuple::Parse("10.244.1.6:40002 -> 10.244.2.7:8080"), ctx}};
   r.auth_entries = 2;
   r.connections_checked = true;
   r.namespaces_checked = 12;
-  r.auth_without_connection = {{Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080"), Verdict::kDeny}};
+  r.auth_without_connection = {{*Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080"), Verdict::kDeny}};
   const std::vector<CountChange> changes =
       CompareEntryCounts(std::map<std::string, uint64_t>{{"kmesh_map64", 11}, {"km_tcargs", 0}, {"km_old", 2}},
                          std::map<std::string, uint64_t>{{"kmesh_map64", 17}, {"km_tcargs", 1}, {"km_new", 1}});
@@ -379,7 +380,7 @@ TEST_CASE("residue: unreachable blobs, km_tcargs entries, verdicts without a con
 
 TEST_CASE("watch: one line per change, with a UTC timestamp, decoded for Kmesh's maps") {
   const auto when = std::chrono::system_clock::time_point(std::chrono::milliseconds(1796030462123));
-  const TupleKey key = EncodeTupleKey(Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080"));
+  const TupleKey key = EncodeTupleKey(*Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080"));
   const Bytes k(key.begin(), key.end());
   const Bytes deny = {1, 0, 0, 0}, allow = {0, 0, 0, 0};
   Bytes wl_before(16, 0), wl_after(16, 0);

@@ -32,6 +32,7 @@
 #include "bpf_probe/testing/private_bpffs.h"
 
 using namespace kmesh::bpf_probe;
+using namespace kmesh::net;
 using kmesh::bpf_probe::testing::CreateMap;
 using kmesh::bpf_probe::testing::TestDatapath;
 using kmesh::netns::Netns;
@@ -54,9 +55,9 @@ struct Filled {
   std::string prog = Id(dp.xdp_prog_id());
   Filled() {
     AuthResultMap auth(dp.map(KM_MAP_AUTH_RES));
-    auth.Put(Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080"), Verdict::kDeny);
-    auth.Put(Tuple::Parse("10.244.1.6:40002 -> 10.244.2.7:8080"), Verdict::kAllow);
-    auth.Put(Tuple::Parse("[fd00::5]:40001 -> [fd00::7]:9090"), Verdict::kDeny);
+    auth.Put(*Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080"), Verdict::kDeny);
+    auth.Put(*Tuple::Parse("10.244.1.6:40002 -> 10.244.2.7:8080"), Verdict::kAllow);
+    auth.Put(*Tuple::Parse("[fd00::5]:40001 -> [fd00::7]:9090"), Verdict::kDeny);
     WorkloadPolicyMap(dp.map(KM_MAP_WLPOLICY)).Put({77, {PolicyId("default", "deny-by-ip"), 5}});
     AuthzPolicy p;
     p.policy_id = PolicyId("default", "deny-by-ip");
@@ -65,7 +66,7 @@ struct Filled {
     p.n_rules = 1;
     dp.map(KM_MAP_AUTHZ_POLICY).Update(ByteView(reinterpret_cast<const uint8_t*>(&p.policy_id), 4),
                                        EncodeAuthzPolicyValue(p));
-    FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({IpAddr::Parse("10.244.2.7"), 77});
+    FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({*IpAddr::Parse("10.244.2.7"), 77});
   }
 };
 

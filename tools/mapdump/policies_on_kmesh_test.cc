@@ -141,11 +141,10 @@ TEST_CASE(
   }
   // explain on each connection of the case, then Kmesh's xdp_authz on its SYN.
   for (const auto& conn : c.connections) {
-    const bp::Tuple& t = conn.tuple;
+    const kmesh::net::Tuple& t = conn.tuple;
     const auto ex = Mapdump(
         {"--pin-dir", node.pin_dir(), "explain", "--json",
-         (t.src.is_v4() ? t.src.ToString() : "[" + t.src.ToString() + "]") + ":" + std::to_string(t.sport),
-         (t.dst.is_v4() ? t.dst.ToString() : "[" + t.dst.ToString() + "]") + ":" + std::to_string(t.dport)});
+         t.src.ToString(), t.dst.ToString()});
     INFO(t.ToString() << ": " << ex.err);
     REQUIRE(ex.ok());
     const auto e = nlohmann::json::parse(ex.out);

@@ -47,7 +47,7 @@ kmesh::netns::ProcessResult Mapdump(std::vector<std::string> args) { return kmes
 // A TCP connection on loopback in this process's namespace, closed with the object.
 struct LoopbackConnection {
   int listener = -1, client = -1, server = -1;
-  bp::Tuple tuple;  // client -> server
+  kmesh::net::Tuple tuple;  // client -> server
   LoopbackConnection() {
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -63,7 +63,7 @@ struct LoopbackConnection {
     sockaddr_in c{};
     len = sizeof c;
     getsockname(client, reinterpret_cast<sockaddr*>(&c), &len);
-    tuple = bp::Tuple::Parse("127.0.0.1:" + std::to_string(ntohs(c.sin_port)) +
+    tuple = *kmesh::net::Tuple::Parse("127.0.0.1:" + std::to_string(ntohs(c.sin_port)) +
                              " -> 127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
   }
   ~LoopbackConnection() {
@@ -94,7 +94,7 @@ TEST_CASE("residue: leaked blobs, km_tcargs, verdicts of gone connections; the s
   const bp::MapCatalog cat = bp::MapCatalog::FromPinDir(dir);
   const bp::AuthResultMap auth(cat.Open(KM_MAP_AUTH_RES));
   const bp::Map tcargs = cat.Open(KM_MAP_TCARGS);
-  std::optional<std::pair<bp::Tuple, kc::MatchContext>> left;
+  std::optional<std::pair<kmesh::net::Tuple, kc::MatchContext>> left;
   for (uint64_t i = 0; i < 20 && !left; ++i) {
     const kc::Case c = kc::Generate(kc::CaseSeed(29, i));
     const kc::Written w = node.Write(c);
@@ -112,10 +112,10 @@ TEST_CASE("residue: leaked blobs, km_tcargs, verdicts of gone connections; the s
   v[KM_TCARGS_NEED_TAILCALL_TO_USERSPACE] = left->second.need_tailcall_to_userspace;
   v[KM_TCARGS_N_RULES] = left->second.n_rules;
   std::memcpy(v + KM_TCARGS_AUTH_RESULT, &left->second.auth_result, 4);
-  const bp::TupleKey tk = bp::EncodeTupleKey(left->first);
+  const kmesh::net::TupleKey tk = kmesh::net::EncodeTupleKey(left->first);
   tcargs.Update(bp::ByteView(tk.data(), tk.size()), bp::ByteView(v, sizeof v));
   LoopbackConnection live;
-  const bp::Tuple gone = bp::Tuple::Parse("10.99.0.1:40001 -> 10.99.0.2:8080");
+  const kmesh::net::Tuple gone = *kmesh::net::Tuple::Parse("10.99.0.1:40001 -> 10.99.0.2:8080");
   auth.Put(live.tuple, bp::Verdict::kAllow);
   auth.Put(gone, bp::Verdict::kDeny);
 
@@ -157,7 +157,7 @@ TEST_CASE("watch: each change to km_auth_res, in order, one line each; the map i
   kc::KmeshXdpUnderTest node("/tmp");
   const std::string dir = node.pin_dir();
   const bp::AuthResultMap auth(bp::MapCatalog::FromPinDir(dir).Open(KM_MAP_AUTH_RES));
-  const bp::Tuple t = bp::Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080");
+  const kmesh::net::Tuple t = *kmesh::net::Tuple::Parse("10.244.1.5:40001 -> 10.244.2.7:8080");
   kmesh::netns::Process watch =
       kmesh::netns::Process::Start(Cmd({"--pin-dir", dir, "watch", "--interval", "10", "--count", "3"}));
   // Its first read is the state changes count from; give it time (each step is 5 intervals apart).

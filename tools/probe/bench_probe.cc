@@ -47,7 +47,7 @@ void Check(const netns::ProcessResult& r) {
   if (!r.ok()) throw Error(r.Describe());
 }
 
-std::string Hex(const bpf_probe::TupleKey& k) {
+std::string Hex(const kmesh::net::TupleKey& k) {
   std::string s;
   char b[4];
   for (uint8_t c : k) {
@@ -80,11 +80,11 @@ int main(int argc, char** argv) {
     auto link = bpf_probe::XdpLink::Attach(pod.ref(), "eth0", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
     bpf_probe::AuthResultMap auth(dp.map(KM_MAP_AUTH_RES));
     for (int i = 0; i < KM_AUTH_RES_MAX_ENTRIES; ++i) {
-      auth.Put(bpf_probe::Tuple::Parse("10.244.0." + std::to_string(1 + i % 250) + ":" +
+      auth.Put(*kmesh::net::Tuple::Parse("10.244.0." + std::to_string(1 + i % 250) + ":" +
                                        std::to_string(40000 + i / 250) + " -> 100.126.0.2:8080"),
                i % 2 ? bpf_probe::Verdict::kDeny : bpf_probe::Verdict::kAllow);
     }
-    const auto tuple = bpf_probe::Tuple::Parse("10.244.0.7:40011 -> 100.126.0.2:8080");
+    const auto tuple = *kmesh::net::Tuple::Parse("10.244.0.7:40011 -> 100.126.0.2:8080");
     const std::string probe = Runfile("tools/probe/kmesh-probe");
     const std::string prog = "prog:" + std::to_string(dp.xdp_prog_id());
     const std::string map_id = std::to_string(auth.map().info().id);
@@ -94,12 +94,12 @@ int main(int argc, char** argv) {
     std::printf("  %-26s %-52s %13s  %7s\n", "read", "how", "time", "ratio");
     const auto catalog = bpf_probe::MapCatalog::FromProgram(dp.xdp_prog_id());
     const double a1 =
-        MedianMicros(runs, [&] { node::LookupAuth(catalog, tuple, bpf_probe::PortOrder::kHost); });
+        MedianMicros(runs, [&] { node::LookupAuth(catalog, tuple, kmesh::net::PortOrder::kHost); });
     const double a2 = MedianMicros(runs, [&] {
       Check(netns::Run({probe, "--maps", prog, "auth", "--tuple", tuple.ToString()}));
     });
     std::vector<std::string> bpftool = {"bpftool", "-j", "map", "lookup", "id", map_id, "key", "hex"};
-    std::string key = Hex(bpf_probe::EncodeTupleKey(tuple));
+    std::string key = Hex(kmesh::net::EncodeTupleKey(tuple));
     for (size_t at = 0; at < key.size(); at += 3) bpftool.push_back(key.substr(at, 2));
     const double a3 = MedianMicros(runs, [&] { Check(netns::Run(bpftool)); });
     Row("km_auth_res[tuple]", "in process (kind transport)", a1, a1);

@@ -113,7 +113,7 @@ TEST_CASE(
   auto link = bpf_probe::XdpLink::Attach(np.pod.ref(), "eth0", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
   const uint32_t workload = bpf_probe::WorkloadId("Kubernetes//Pod/test-ns1/httpbin-0");
   const uint32_t policy = bpf_probe::PolicyId("test-ns1", "ip-deny-policy");
-  bpf_probe::FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({bpf_probe::IpAddr::Parse(np.pod_ip), workload});
+  bpf_probe::FrontendMap(dp.map(KM_MAP_FRONTEND)).Put({*kmesh::net::IpAddr::Parse(np.pod_ip), workload});
   bpf_probe::WorkloadPolicyMap(dp.map(KM_MAP_WLPOLICY)).Put({workload, {policy}});
   bpf_probe::AuthzPolicy p;
   p.policy_id = policy;
@@ -123,7 +123,7 @@ TEST_CASE(
   dp.map(KM_MAP_AUTHZ_POLICY)
       .Update(bpf_probe::ByteView(reinterpret_cast<const uint8_t*>(&key), 4),
               bpf_probe::EncodeAuthzPolicyValue(p));
-  const auto denied = bpf_probe::Tuple::Parse(np.node_ip + ":42001 -> " + np.pod_ip + ":8080");
+  const auto denied = *kmesh::net::Tuple::Parse(np.node_ip + ":42001 -> " + np.pod_ip + ":8080");
   bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(denied, bpf_probe::Verdict::kDeny);
 
   // Which namespace holds the pod's address, found in /proc like a Kmesh pod finds it in /host/proc (the
@@ -172,7 +172,7 @@ TEST_CASE(
   REQUIRE(deny.verdict.has_value());
   CHECK(*deny.verdict == bpf_probe::Verdict::kDeny);
   CHECK(deny.tuple == denied);
-  const auto other = bpf_probe::Tuple::Parse(np.node_ip + ":42002 -> " + np.pod_ip + ":8080");
+  const auto other = *kmesh::net::Tuple::Parse(np.node_ip + ":42002 -> " + np.pod_ip + ":8080");
   CHECK_FALSE(
       AuthReportFromJson(Report({"--maps", maps, "auth", "--tuple", other.ToString()}, "auth"), "auth")
           .verdict.has_value());
@@ -199,7 +199,7 @@ TEST_CASE(
   NodeAndPod np;
   TestDatapath dp, twin_dp;
   auto link = bpf_probe::XdpLink::Attach(np.pod.ref(), "eth0", dp.xdp_prog_fd(), bpf_probe::XdpMode::kNative);
-  const auto t = bpf_probe::Tuple::Parse(np.node_ip + ":42006 -> " + np.pod_ip + ":8080");
+  const auto t = *kmesh::net::Tuple::Parse(np.node_ip + ":42006 -> " + np.pod_ip + ":8080");
   bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(t, bpf_probe::Verdict::kDeny);
   bpf_probe::AuthResultMap(twin_dp.map(KM_MAP_AUTH_RES)).Put(t, bpf_probe::Verdict::kAllow);
   // A twin holding the same address on its eth0 (another program there), as another lab's pod would.
@@ -261,7 +261,7 @@ TEST_CASE(
 TEST_CASE("kmesh-probe finds Kmesh's maps in a pin folder, as in a Kmesh pod's /sys/fs/bpf") {
   NodeAndPod np;
   TestDatapath dp;
-  const auto t = bpf_probe::Tuple::Parse(np.node_ip + ":42003 -> " + np.pod_ip + ":8080");
+  const auto t = *kmesh::net::Tuple::Parse(np.node_ip + ":42003 -> " + np.pod_ip + ":8080");
   bpf_probe::AuthResultMap(dp.map(KM_MAP_AUTH_RES)).Put(t, bpf_probe::Verdict::kDeny);
   const std::string dir = e2e::CaseOutputDir() + "/bpffs";
   std::filesystem::create_directories(dir);

@@ -15,7 +15,7 @@
 
 #include "base/error.h"
 #include "bpf_probe/kmesh_abi.h"
-#include "bpf_probe/tuple.h"
+#include "net/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "capture/capture.h"
 #include "xfrm/xfrm.h"
@@ -144,7 +144,7 @@ MapSource Maps(const Args& a) {
   return MapSource::Parse(a.Get("--maps", std::string("pin:") + KM_PIN_DIR), ProcRoot(a), NetnsDir(a));
 }
 
-bpf_probe::PortOrder Order(const Args& a) { return bpf_probe::ParsePortOrder(a.Get("--port-order", "host")); }
+net::PortOrder Order(const Args& a) { return *net::ParsePortOrder(a.Get("--port-order", "host")); }
 
 nlohmann::json CmdXfrm(const Args& a) {
   const auto ns = TargetNetns(a);
@@ -152,7 +152,7 @@ nlohmann::json CmdXfrm(const Args& a) {
 }
 
 nlohmann::json CmdAuth(const Args& a) {
-  const auto tuple = bpf_probe::Tuple::Parse(a.Need("--tuple"));
+  const auto tuple = *net::Tuple::Parse(a.Need("--tuple"));
   return ToJson(LookupAuth(OpenCatalog(Maps(a)), tuple, Order(a)));
 }
 
@@ -172,8 +172,8 @@ nlohmann::json CmdFindNetns(const Args& a) {
 }
 
 e2e::Tuple ToE2eTuple(const std::string& text) {
-  const auto t = bpf_probe::Tuple::Parse(text);
-  return e2e::Tuple{t.src.ToString(), t.sport, t.dst.ToString(), t.dport};
+  const auto t = *net::Tuple::Parse(text);
+  return e2e::Tuple{t.src.ip.ToString(), t.src.port, t.dst.ip.ToString(), t.dst.port};
 }
 
 nlohmann::json CmdCapture(const Args& a) {

@@ -64,7 +64,7 @@ struct DeniedProbe {
   App client = env.Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
   std::vector<policy::AuthorizationPolicy> policies;
   Realized realized;
-  bpf_probe::Tuple tuple;
+  kmesh::net::Tuple tuple;
 
   // The server pod's namespace, by its path under /run/netns: this lab's and no other's.
   std::string ServerNetns() { return env.lab().pod_of(env.lab().app(server.name)).ns.path(); }
@@ -77,7 +77,7 @@ struct DeniedProbe {
     realized = env.WaitRealized(policies.at(0), server);
     const ProbeOutcome out = env.Probe(client, server, ProbeSpec{});
     REQUIRE(out.kind == OutcomeKind::kConnectTimeout);
-    tuple = bpf_probe::Tuple::Parse(out.tuple.ToString());
+    tuple = *kmesh::net::Tuple::Parse(out.tuple.ToString());
   }
 
   // kmesh-probe's scoped reads against what the lab Env reads directly.
@@ -160,7 +160,7 @@ TEST_CASE(
   const uint32_t decoy_policy = bpf_probe::PolicyId("decoy", "decoy-allow");
   REQUIRE(decoy_workload != c.server.workload_id);
   bpf_probe::FrontendMap(decoy.map(KM_MAP_FRONTEND))
-      .Put({bpf_probe::IpAddr::Parse(c.server.ip), decoy_workload});
+      .Put({*kmesh::net::IpAddr::Parse(c.server.ip), decoy_workload});
   bpf_probe::WorkloadPolicyMap(decoy.map(KM_MAP_WLPOLICY)).Put({decoy_workload, {decoy_policy}});
   bpf_probe::AuthzPolicy p;
   p.policy_id = decoy_policy;

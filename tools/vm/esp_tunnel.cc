@@ -20,6 +20,7 @@
 #include "base/error.h"
 #include "base/names.h"
 #include "base/privileges.h"
+#include "base/unique_fd.h"
 #include "ipsec/ipsec_secret.h"
 #include "netns/netns.h"
 #include "netns/process.h"
@@ -123,20 +124,6 @@ sockaddr_in Addr(const char* ip, uint16_t port) {
   return a;
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // Waits for `events` on fd until the deadline; throws naming `what` when it does not come.
 void WaitFor(int fd, short events, Clock::time_point deadline, const std::string& what) {
   for (;;) {
@@ -177,7 +164,7 @@ std::string RecvExactly(int fd, size_t size, Clock::time_point deadline, const s
 // inside their namespace (RunIn) and keep it, so the whole exchange runs on this thread.
 uint64_t EchoTraffic(const Netns& left, const Netns& right, int round_trips) {
   const std::string flow = std::string(kLeft.inner) + " -> " + kRight.inner + ":" + std::to_string(kPort);
-  Fd listener(netns::RunIn(right.ref(), [] {
+  UniqueFd listener(netns::RunIn(right.ref(), [] {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) ThrowErrno("socket in the right namespace");
     int one = 1;
@@ -190,7 +177,7 @@ uint64_t EchoTraffic(const Netns& left, const Netns& right, int round_trips) {
     }
     return fd;
   }));
-  Fd client(netns::RunIn(left.ref(), [] {
+  UniqueFd client(netns::RunIn(left.ref(), [] {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) ThrowErrno("socket in the left namespace");
     return fd;
@@ -208,7 +195,7 @@ uint64_t EchoTraffic(const Netns& left, const Netns& right, int round_trips) {
   getsockopt(client.get(), SOL_SOCKET, SO_ERROR, &soerr, &len);
   if (soerr != 0) ThrowErrno("TCP connect " + flow, soerr);
   WaitFor(listener.get(), POLLIN, deadline, "accept " + flow);
-  Fd server(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  UniqueFd server(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   if (server.get() < 0) ThrowErrno("accept " + flow);
 
   uint64_t echoed = 0;

@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "bpf_probe/fd.h"
+#include "base/unique_fd.h"
 #include "netns/netlink.h"
 #include "netns/netns.h"
 
@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
     Lacks("netns", "unshare(CLONE_NEWNET): " + Errno(errno) + (geteuid() != 0 ? "; run as root" : ""));
   }
   ProbeBtf();
-  kmesh::bpf_probe::UniqueFd prog(ProbeBpf());
+  kmesh::UniqueFd prog(ProbeBpf());
   (KernelHasFilesystem("bpf") ? Has : Lacks)("bpffs", "bpf in /proc/filesystems");
   (KernelHasFilesystem("cgroup2") ? Has : Lacks)("cgroup v2", "cgroup2 in /proc/filesystems");
   if (netns) {

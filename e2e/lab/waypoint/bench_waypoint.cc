@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
       for (auto& p : kmesh::policy::ParseManifests(m.text, m.origin)) all.push_back(std::move(p));
     }
     kmesh::policy::Request req;
-    req.source_ip = *kmesh::policy::IpAddress::Parse("10.0.0.9");
+    req.source_ip = *kmesh::net::IpAddr::Parse("10.0.0.9");
     req.destination_port = 8000;
     req.host = "httpbin:8000";
     req.method = "GET";

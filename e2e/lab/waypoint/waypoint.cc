@@ -18,6 +18,7 @@
 
 #include "base/defaults.h"
 #include "base/error.h"
+#include "base/unique_fd.h"
 #include "e2e/lab/waypoint/http.h"
 #include "e2e/policy/evaluate.h"
 #include "e2e/policy/support.h"
@@ -50,21 +51,6 @@ std::string NowRfc3339() {
   std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms));
   return out;
 }
-
-// A file descriptor closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 int MillisLeft(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -121,28 +107,10 @@ const char* IoName(Io io) {
   return "?";
 }
 
-sockaddr_storage SockAddr(const Endpoint& e, socklen_t* len) {
-  sockaddr_storage ss{};
-  if (e.ip.family() == policy::IpAddress::Family::kV4) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(e.port);
-    std::memcpy(&sin->sin_addr, e.ip.bytes().data(), 4);
-    *len = sizeof(sockaddr_in);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(e.port);
-    std::memcpy(&sin6->sin6_addr, e.ip.bytes().data(), 16);
-    *len = sizeof(sockaddr_in6);
-  }
-  return ss;
-}
-
 // Connects within `bound`; returns the socket or -1 with errno set (ETIMEDOUT on expiry).
-int ConnectWithin(const Endpoint& e, std::chrono::milliseconds bound) {
-  socklen_t len = 0;
-  sockaddr_storage ss = SockAddr(e, &len);
+int ConnectWithin(const net::Endpoint& e, std::chrono::milliseconds bound) {
+  sockaddr_storage ss;
+  const socklen_t len = e.ToSockaddr(ss);
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
@@ -189,7 +157,7 @@ struct Outcome {
 
 }  // namespace
 
-Endpoint Endpoint::Parse(const std::string& text, const std::string& what) {
+net::Endpoint ParseEndpoint(const std::string& text, const std::string& what) {
   std::string host, port;
   if (!text.empty() && text[0] == '[') {
     const size_t close = text.find("]:");
@@ -202,18 +170,13 @@ Endpoint Endpoint::Parse(const std::string& text, const std::string& what) {
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
   }
-  auto ip = policy::IpAddress::Parse(host);
+  const auto ip = net::IpAddr::Parse(host);
   if (!ip) throw Error(what + " \"" + text + "\": \"" + host + "\" is not an IP address");
   if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
       std::stoi(port) < 1 || std::stoi(port) > 65535) {
     throw Error(what + " \"" + text + "\": \"" + port + "\" is not a port (1-65535)");
   }
-  return Endpoint{*ip, static_cast<uint16_t>(std::stoi(port))};
-}
-
-std::string Endpoint::ToString() const {
-  return ip.family() == policy::IpAddress::Family::kV4 ? ip.ToString() + ":" + std::to_string(port)
-                                                       : "[" + ip.ToString() + "]:" + std::to_string(port);
+  return net::Endpoint{ip->Unmapped(), static_cast<uint16_t>(std::stoi(port))};
 }
 
 Config ParseFlags(int argc, char** argv) {
@@ -231,13 +194,15 @@ Config ParseFlags(int argc, char** argv) {
     } else {
       throw Error(std::string("flag ") + flag + " needs a value\n" + kUsage);
     }
-    if (name == "--listen") c.listen = Endpoint::Parse(value, "--listen"), listen = true;
-    else if (name == "--upstream") c.upstream = Endpoint::Parse(value, "--upstream"), upstream = true;
+    if (name == "--listen")
+      c.listen = ParseEndpoint(value, "--listen"), listen = true;
+    else if (name == "--upstream")
+      c.upstream = ParseEndpoint(value, "--upstream"), upstream = true;
     else if (name == "--policies") c.policies_path = value;
     else if (name == "--log") c.log_path = value;
     else if (name == "--namespace-of") {
       const size_t sep = value.find('=');
-      auto cidr = sep == std::string::npos ? std::nullopt : policy::Cidr::Parse(value.substr(0, sep));
+      const auto cidr = net::Cidr::Parse(sep == std::string::npos ? std::string() : value.substr(0, sep));
       if (!cidr || sep + 1 >= value.size()) {
         throw Error("--namespace-of \"" + value + "\" is not CIDR=NAMESPACE (e.g. 10.244.1.0/24=test-ns1)");
       }
@@ -266,8 +231,8 @@ Waypoint::Waypoint(Config config) : config_(std::move(config)) {
                 config_.log_path + ")");
   }
 
-  socklen_t len = 0;
-  sockaddr_storage ss = SockAddr(config_.listen, &len);
+  sockaddr_storage ss;
+  const socklen_t len = config_.listen.ToSockaddr(ss);
   listen_fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) ThrowErrno("socket for --listen " + config_.listen.ToString());
   const int one = 1;
@@ -352,7 +317,7 @@ std::shared_ptr<const Waypoint::PolicySet> Waypoint::Policies() {
   return policies_;
 }
 
-std::string Waypoint::NamespaceOf(const policy::IpAddress& ip) const {
+std::string Waypoint::NamespaceOf(const net::IpAddr& ip) const {
   for (const auto& [cidr, ns] : config_.namespaces) {
     if (cidr.Contains(ip)) return ns;
   }
@@ -407,7 +372,7 @@ bool Waypoint::Run() {
 }
 
 void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_port) {
-  Fd client(raw_fd);
+  UniqueFd client(raw_fd);
   const auto started = Clock::now();
   Outcome out;
   auto log_request = [&] {
@@ -462,7 +427,7 @@ void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_p
 
   // 2. The decision, as the waypoint's RBAC filter makes it.
   policy::Request req;
-  req.source_ip = *policy::IpAddress::Parse(client_ip);
+  req.source_ip = net::IpAddr::Parse(client_ip)->Unmapped();
   req.source_namespace = NamespaceOf(req.source_ip);
   req.destination_ip = config_.listen.ip;
   req.destination_port = config_.listen.port;
@@ -492,7 +457,7 @@ void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_p
     out.error = "chunked request bodies are not supported by the lab waypoint";
     return reply(501, "Not Implemented", out.error);
   }
-  Fd upstream(ConnectWithin(config_.upstream, defaults::ConnectTimeout()));
+  UniqueFd upstream(ConnectWithin(config_.upstream, defaults::ConnectTimeout()));
   if (upstream.get() < 0) {
     out.error = "upstream " + config_.upstream.ToString() + ": " + std::strerror(errno);
     return reply(503, "Service Unavailable",

@@ -27,26 +27,22 @@
 #include <utility>
 #include <vector>
 
-#include "e2e/policy/ip.h"
 #include "e2e/policy/policy.h"
+#include "net/ip.h"
+#include "net/tuple.h"
 
 namespace kmesh::waypoint {
 
-struct Endpoint {
-  policy::IpAddress ip;
-  uint16_t port = 0;
-  // "10.0.0.1:80" or "[fd00::1]:80". Throws kmesh::Error naming `what` (the flag) when malformed.
-  static Endpoint Parse(const std::string& text, const std::string& what);
-  std::string ToString() const;
-};
+// "10.0.0.1:80" or "[fd00::1]:80", port 1-65535. Throws kmesh::Error naming `what` (the flag) when malformed.
+net::Endpoint ParseEndpoint(const std::string& text, const std::string& what);
 
 struct Config {
-  Endpoint listen;
-  Endpoint upstream;
+  net::Endpoint listen;
+  net::Endpoint upstream;
   std::string policies_path;
   std::string log_path;
   // Source CIDR -> Kubernetes namespace, for source.namespaces (the waypoint has no identities).
-  std::vector<std::pair<policy::Cidr, std::string>> namespaces;
+  std::vector<std::pair<net::Cidr, std::string>> namespaces;
 };
 
 // Parses argv (--listen, --upstream, --policies, --log, repeated --namespace-of CIDR=NS). Throws
@@ -88,7 +84,7 @@ class Waypoint {
   void Serve(int client_fd, const std::string& client_ip, uint16_t client_port);
   std::shared_ptr<const PolicySet> Policies();  // reloads first when the file changed
   void MaybeReload(bool forced);
-  std::string NamespaceOf(const policy::IpAddress& ip) const;
+  std::string NamespaceOf(const net::IpAddr& ip) const;
   void Log(const std::string& json_line);
 
   Config config_;

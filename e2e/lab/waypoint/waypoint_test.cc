@@ -246,7 +246,7 @@ kmesh::policy::Verdict Expected(const kmesh::policy::Manifest& m, const std::str
                                 const std::string& host,
                                 const std::vector<std::pair<std::string, std::string>>& headers) {
   kmesh::policy::Request r;
-  r.source_ip = *kmesh::policy::IpAddress::Parse(source_ip);
+  r.source_ip = kmesh::net::IpAddr::Parse(source_ip)->Unmapped();
   r.destination_port = kWaypointPort;
   r.host = host;
   r.method = "GET";

@@ -1,11 +1,12 @@
-// UniqueFd: one owned file descriptor (a BPF map, program, BTF object or socket), closed on destruction.
+// UniqueFd: one owned file descriptor (a socket, a BPF map, program or BTF object, a namespace), closed
+// on destruction.
 #pragma once
 
 #include <unistd.h>
 
 #include <utility>
 
-namespace kmesh::bpf_probe {
+namespace kmesh {
 
 class UniqueFd {
  public:
@@ -35,4 +36,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace kmesh::bpf_probe
+}  // namespace kmesh
