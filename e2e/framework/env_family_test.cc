@@ -3,7 +3,7 @@
 
 #include "e2e/framework/env.h"
 
-using kmesh::bpf_probe::Family;
+using kmesh::net::Family;
 using kmesh::e2e::App;
 using kmesh::e2e::OverFamily;
 using kmesh::e2e::ParseFamilies;
