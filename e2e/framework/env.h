@@ -34,19 +34,14 @@
 #include "traffic/traffic.h"
 #include "xfrm/xfrm.h"
 #include "e2e/policy/policy.h"
+#include "e2e/policy/support.h"
 #include "e2e/policy/template.h"
 #include "node/node_evidence.h"
 
 namespace kmesh::e2e {
 
-// Which part of Kmesh's datapath decides a policy kind, and so what a denied client sees
-// (ARCHITECTURE.md, "Mechanisms the suites must expect").
-enum class Mechanism {
-  kXdp,        // ipBlocks, ports (and namespaces in the lab): SYN dropped -> connect_timeout, km_auth_res = 1
-  kUserspace,  // namespaces on a real Kmesh: handshake ok, verdict written after -> read_timeout
-  kWaypoint,   // request.headers, hosts: HTTP 403 from the waypoint, nothing in the XDP maps
-};
-const char* ToString(Mechanism m);
+// Which part of Kmesh's datapath decides a policy kind (e2e/policy/support.h).
+using policy::Mechanism;
 
 enum class AppKind { kServer, kClient };  // httpbin / sleep (curl)
 

@@ -44,18 +44,6 @@ bool XdpAuthzAttached(const bpf_probe::XdpAttachment& x) {
 
 }  // namespace
 
-const char* ToString(Mechanism m) {
-  switch (m) {
-    case Mechanism::kXdp:
-      return "XDP";
-    case Mechanism::kUserspace:
-      return "Kmesh userspace";
-    case Mechanism::kWaypoint:
-      return "waypoint";
-  }
-  return "?";
-}
-
 std::string AuthzExpect::Describe() const {
   if (want == Want::kAllowed) {
     std::string s = "allowed: ok(" + std::to_string(status) + ") from the app, km_auth_res not DENY" +

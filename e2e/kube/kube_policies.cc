@@ -42,9 +42,9 @@ e2e::Mechanism KubeEnv::MechanismOf(const policy::AuthorizationPolicy& p) const 
   const policy::Support s = policy::SupportedBy(p);
   // istiod sends targetRefs policies only to the waypoint; L7 fields are the waypoint's (kmesh-facts.md
   // §1.6).
-  if (!p.target_refs.empty() || s.Needs(policy::Enforcer::kWaypoint)) return e2e::Mechanism::kWaypoint;
-  bool userspace = s.Needs(policy::Enforcer::kNamespaceToIps);
-  for (const auto& f : s.Of(policy::Enforcer::kUnsupported)) {
+  if (!p.target_refs.empty() || s.Needs(policy::Mechanism::kWaypoint)) return e2e::Mechanism::kWaypoint;
+  bool userspace = s.Needs(policy::Mechanism::kUserspace);
+  for (const auto& f : s.Unsupported()) {
     // The lab cannot do principals; Kmesh's userspace can (source IP -> workload identity).
     if (f.path.find("rincipal") != std::string::npos) {
       userspace = true;

@@ -471,9 +471,11 @@ std::vector<const App*> Lab::Selected(const policy::AuthorizationPolicy& p) cons
   return out;
 }
 
-Enforcer Lab::EnforcerOf(const policy::AuthorizationPolicy& p) const {
-  if (!p.target_refs.empty()) return Enforcer::kWaypoint;
-  return UsesIdentity(p) ? Enforcer::kUserspace : Enforcer::kXdp;
+// Where a policy is enforced, by what it uses (docs/kmesh-offload-contract.md §1): targetRefs (L7) by the
+// waypoint stand-in; namespaces and principals by Kmesh's userspace RBAC (XDP defers); the rest by XDP.
+policy::Mechanism Lab::MechanismOf(const policy::AuthorizationPolicy& p) const {
+  if (!p.target_refs.empty()) return policy::Mechanism::kWaypoint;
+  return UsesIdentity(p) ? policy::Mechanism::kUserspace : policy::Mechanism::kXdp;
 }
 
 std::vector<policy::AuthorizationPolicy> Lab::Apply(const policy::Manifest& m) {
@@ -490,10 +492,10 @@ std::vector<policy::AuthorizationPolicy> Lab::Apply(const policy::Manifest& m) {
         }
       }
     }
-    Applied a{p, EnforcerOf(p), std::nullopt, ""};
+    Applied a{p, MechanismOf(p), std::nullopt, ""};
     // What istiod sends the node dataplane; targetRefs policies go to the waypoint only (istio-authz-facts
     // §1). L7 fields in a selector policy are refused by Translate, naming the field.
-    if (a.enforcer != Enforcer::kWaypoint) a.authorization = workloadapi::Translate(p);
+    if (a.mechanism != policy::Mechanism::kWaypoint) a.authorization = workloadapi::Translate(p);
     for (const auto& [line, text] : docs) {
       if (line <= p.origin.line) a.manifest_text = text;
     }
@@ -539,7 +541,7 @@ void Lab::RewriteWaypointPolicies(const App& server) {
     std::ofstream f(tmp);
     bool first = true;
     for (const auto& a : applied_) {
-      if (a.enforcer != Enforcer::kWaypoint) continue;
+      if (a.mechanism != policy::Mechanism::kWaypoint) continue;
       const auto sel = Selected(a.policy);
       if (std::find(sel.begin(), sel.end(), &server) == sel.end()) continue;
       if (!first) f << "---\n";

@@ -27,6 +27,7 @@
 #include "e2e/lab/topology.h"
 #include "e2e/lab/workload_authz.h"
 #include "e2e/policy/policy.h"
+#include "e2e/policy/support.h"
 #include "e2e/policy/template.h"
 
 namespace kmesh::lab {
@@ -83,12 +84,6 @@ struct App {
   std::string service_account = "default";  // no app of the lab has its own
 };
 
-// Where a policy is enforced, by what it uses (docs/kmesh-offload-contract.md §1).
-enum class Enforcer {
-  kXdp,        // ipBlocks, ports, destination IPs: Kmesh's XDP decides
-  kUserspace,  // namespaces, principals: Kmesh's XDP defers to its userspace RBAC
-  kWaypoint,   // targetRefs (L7): the waypoint stand-in
-};
 
 // One lab node's Kmesh, in the order a Kmesh daemon sets it up (and the reverse order it goes away).
 struct KmeshNode {
@@ -130,7 +125,7 @@ class Lab {
   void Remove(const std::vector<policy::AuthorizationPolicy>& policies);
   // Which workloads a policy applies to, and how the lab enforces it.
   std::vector<const App*> Selected(const policy::AuthorizationPolicy& p) const;
-  Enforcer EnforcerOf(const policy::AuthorizationPolicy& p) const;
+  policy::Mechanism MechanismOf(const policy::AuthorizationPolicy& p) const;
 
   // The node's Kmesh (loaded when the lab comes up).
   KmeshNode& kmesh(const std::string& node);
@@ -191,7 +186,7 @@ class Lab {
   std::map<std::string, std::unique_ptr<KmeshNode>> kmesh_;
   struct Applied {
     policy::AuthorizationPolicy policy;
-    Enforcer enforcer = Enforcer::kXdp;
+    policy::Mechanism mechanism = policy::Mechanism::kXdp;
     std::optional<workloadapi::Authorization> authorization;  // what istiod sends (not for targetRefs)
     std::string manifest_text;  // the rendered document, for the waypoint's file
   };

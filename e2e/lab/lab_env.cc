@@ -85,15 +85,7 @@ std::vector<policy::AuthorizationPolicy> LabEnv::Apply(const policy::Manifest& m
 void LabEnv::Remove(const std::vector<policy::AuthorizationPolicy>& policies) { lab_->Remove(policies); }
 
 e2e::Mechanism LabEnv::MechanismOf(const policy::AuthorizationPolicy& p) const {
-  switch (lab_->EnforcerOf(p)) {
-    case Enforcer::kWaypoint:
-      return e2e::Mechanism::kWaypoint;
-    case Enforcer::kUserspace:
-      return e2e::Mechanism::kUserspace;
-    case Enforcer::kXdp:
-      break;
-  }
-  return e2e::Mechanism::kXdp;
+  return lab_->MechanismOf(p);
 }
 
 namespace {

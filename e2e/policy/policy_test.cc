@@ -11,7 +11,7 @@
 using Catch::Contains;
 using kmesh::policy::Action;
 using kmesh::policy::AuthorizationPolicy;
-using kmesh::policy::Enforcer;
+using kmesh::policy::Mechanism;
 using kmesh::policy::ParseManifests;
 using kmesh::policy::RenderPolicyTemplate;
 using kmesh::policy::SupportedBy;
@@ -91,24 +91,24 @@ TEST_CASE("every seed template renders and parses into the policy it describes")
   }
 }
 
-TEST_CASE("the enforcer of each seed template is the mechanism kmesh-facts §1.6 names") {
-  const std::vector<std::pair<std::string, Enforcer>> rows = {
-      {"ip-allow", Enforcer::kXdp},
-      {"ip-deny", Enforcer::kXdp},
-      {"port-allow", Enforcer::kXdp},
-      {"port-deny", Enforcer::kXdp},
-      {"namespace-allow", Enforcer::kNamespaceToIps},
-      {"namespace-deny", Enforcer::kNamespaceToIps},
-      {"header-allow", Enforcer::kWaypoint},
-      {"header-deny", Enforcer::kWaypoint},
-      {"host-allow", Enforcer::kWaypoint},
-      {"host-deny", Enforcer::kWaypoint},
+TEST_CASE("the mechanism of each seed template is the one kmesh-facts §1.6 names") {
+  const std::vector<std::pair<std::string, Mechanism>> rows = {
+      {"ip-allow", Mechanism::kXdp},
+      {"ip-deny", Mechanism::kXdp},
+      {"port-allow", Mechanism::kXdp},
+      {"port-deny", Mechanism::kXdp},
+      {"namespace-allow", Mechanism::kUserspace},
+      {"namespace-deny", Mechanism::kUserspace},
+      {"header-allow", Mechanism::kWaypoint},
+      {"header-deny", Mechanism::kWaypoint},
+      {"host-allow", Mechanism::kWaypoint},
+      {"host-deny", Mechanism::kWaypoint},
   };
-  for (const auto& [name, enforcer] : rows) {
+  for (const auto& [name, mechanism] : rows) {
     SECTION(name) {
       const auto s = SupportedBy(ParseOne(RenderPolicyTemplate(name, SeedVars(name)).text));
       REQUIRE(s.fields.size() == 1);
-      CHECK(s.fields[0].enforcer == enforcer);
+      CHECK(s.fields[0].mechanism == mechanism);
       CHECK_NOTHROW(s.RequireSupported());
     }
   }
@@ -242,8 +242,8 @@ TEST_CASE("principals and unsupported condition keys parse, but the lab refuses 
       "spec:\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/a/sa/b\"]\n"
       "    when:\n    - key: request.auth.claims[iss]\n      values: [x]\n");
   const auto s = SupportedBy(p);
-  REQUIRE(s.Of(Enforcer::kUnsupported).size() == 2);
-  CHECK(s.Of(Enforcer::kUnsupported)[0].path == "spec.rules[0].from[0].source.principals");
+  REQUIRE(s.Unsupported().size() == 2);
+  CHECK(s.Unsupported()[0].path == "spec.rules[0].from[0].source.principals");
   CHECK_THROWS_WITH(s.RequireSupported(),
                     Contains("t.yaml:1: policy ns/p: the lab does not support source.principals "
                              "(spec.rules[0].from[0].source.principals)"));
@@ -257,6 +257,6 @@ TEST_CASE("a targetRefs policy is the waypoint's for every field it can evaluate
                "        ports: [\"8000\"]\n        methods: [GET]\n");
   const auto s = SupportedBy(p);
   CHECK(s.fields.size() == 3);
-  CHECK(s.Of(Enforcer::kWaypoint).size() == 3);
-  CHECK_FALSE(s.Needs(Enforcer::kXdp));
+  CHECK(s.Of(Mechanism::kWaypoint).size() == 3);
+  CHECK_FALSE(s.Needs(Mechanism::kXdp));
 }
