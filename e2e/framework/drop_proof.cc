@@ -26,6 +26,7 @@
 #include "bpf_probe/prog.h"
 #include "bpf_probe/xdp.h"
 #include "capture/capture.h"
+#include "net/tuple.h"
 
 namespace kmesh::e2e {
 namespace {
@@ -573,7 +574,8 @@ XdpDropWatch XdpDropWatch::Start(const PodLink& link, const Tuple& tuple, const 
   st->pod_side =
       std::make_unique<PacketTap>(link.pod_ns, link.pod_ifname, tuple, true, pcap("pod"), st->marker);
   // The markers travel in the probe's family (a dual-stack pod is watched over IPv6 too).
-  const int family = tuple.dst_ip.find(':') == std::string::npos ? AF_INET : AF_INET6;
+  const auto dst = net::IpAddr::Parse(tuple.dst_ip);
+  const int family = dst && !dst->is_v4() ? AF_INET6 : AF_INET;
   st->marker_fd = netns::RunIn(
       link.node_ns, [family] { return socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); });
   if (st->marker_fd < 0) ThrowErrno("XDP drop watch: marker socket in " + link.node_name);
@@ -622,16 +624,8 @@ DropProof XdpDropWatch::Evaluate(DropStage stage, bool final) {
     const std::string payload = st.marker + std::to_string(st.marker_covers.size());
     sockaddr_storage to{};
     socklen_t to_len = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&to);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&to);
-    if (inet_pton(AF_INET, st.tuple.dst_ip.c_str(), &v4->sin_addr) == 1) {
-      v4->sin_family = AF_INET;
-      v4->sin_port = htons(PacketTap::kMarkerPort);
-      to_len = sizeof *v4;
-    } else if (inet_pton(AF_INET6, st.tuple.dst_ip.c_str(), &v6->sin6_addr) == 1) {
-      v6->sin6_family = AF_INET6;
-      v6->sin6_port = htons(PacketTap::kMarkerPort);
-      to_len = sizeof *v6;
+    if (const auto ip = net::IpAddr::Parse(st.tuple.dst_ip)) {
+      to_len = net::Endpoint{*ip, PacketTap::kMarkerPort}.ToSockaddr(to);
     }
     if (to_len != 0 &&
         sendto(st.marker_fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), to_len) ==

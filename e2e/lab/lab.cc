@@ -53,22 +53,10 @@ const std::vector<std::pair<Fault, const char*>>& FaultNames() {
 
 // True once something accepts TCP connections on ip:port, tried from inside `ns`.
 bool Accepts(const netns::NetnsRef& ns, const std::string& ip, uint16_t port) {
+  const net::Endpoint to{*net::IpAddr::Parse(ip), port};
   return netns::RunIn(ns, [&] {
     sockaddr_storage ss{};
-    socklen_t len = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
-      v4->sin_family = AF_INET;
-      v4->sin_port = htons(port);
-      len = sizeof *v4;
-    } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
-      v6->sin6_family = AF_INET6;
-      v6->sin6_port = htons(port);
-      len = sizeof *v6;
-    } else {
-      throw Error("lab: \"" + ip + "\" is not an IPv4 or IPv6 address");
-    }
+    const socklen_t len = to.ToSockaddr(ss);
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return false;
     bool ok = connect(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0;
@@ -79,8 +67,7 @@ bool Accepts(const netns::NetnsRef& ns, const std::string& ip, uint16_t port) {
 
 // "10.244.1.5:8000", "[fd00:10:244:1::5]:8000": how gunicorn and the waypoint take an address.
 std::string HostPort(const std::string& ip, uint16_t port) {
-  const std::string host = ip.find(':') == std::string::npos ? ip : "[" + ip + "]";
-  return host + ":" + std::to_string(port);
+  return net::Endpoint{*net::IpAddr::Parse(ip), port}.ToString();
 }
 
 void WaitAccepts(const netns::NetnsRef& ns, const std::string& what, const std::string& ip, uint16_t port,

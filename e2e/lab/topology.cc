@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/names.h"
+#include "net/ip.h"
 
 namespace kmesh::lab {
 namespace {
@@ -25,22 +26,18 @@ std::string NewUuid() {
   return s;
 }
 
-// "10.244.1.0/24" + host 5 -> "10.244.1.5"
+// Host number `host` of a pod CIDR, either family: "10.244.1.0/24" + 5 -> "10.244.1.5",
+// "fd00:10:244:1::/64" + 5 -> "fd00:10:244:1::5".
 std::string HostInCidr(const std::string& cidr, int host) {
-  const std::string net = cidr.substr(0, cidr.find('/'));
-  const std::string prefix = net.substr(0, net.rfind('.') + 1);
-  return prefix + std::to_string(host);
-}
-
-// "fd00:10:244:1::/64" + host 5 -> "fd00:10:244:1::5" (the lab's IPv6 pod CIDRs end in "::/64").
-std::string HostInCidr6(const std::string& cidr, int host) {
-  const std::string net = cidr.substr(0, cidr.find('/'));
-  if (net.size() < 2 || net.compare(net.size() - 2, 2, "::") != 0) {
-    throw Error("lab: IPv6 pod CIDR " + cidr + " must end in \"::/<prefix>\" (e.g. fd00:10:244:1::/64)");
+  const net::Cidr block = *net::Cidr::Parse(cidr);
+  const int host_bits = block.address().bits() - block.prefix_len();
+  if (host < 1 || (host_bits < 31 && host >= (1 << host_bits) - 1)) {
+    throw Error("lab: pod CIDR " + cidr + " has no host number " + std::to_string(host));
   }
-  char hex[8];
-  snprintf(hex, sizeof hex, "%x", host);
-  return net + hex;
+  std::vector<uint8_t> bytes = block.address().ToBytes();
+  for (size_t i = bytes.size(), n = static_cast<size_t>(host); n > 0 && i > 0; n >>= 8)
+    bytes[--i] |= n & 0xff;
+  return (bytes.size() == 4 ? net::IpAddr::V4(bytes.data()) : net::IpAddr::V6(bytes.data())).ToString();
 }
 
 // No duplicate address detection in a lab namespace: an IPv6 address is usable at once instead of
@@ -168,7 +165,7 @@ Pod& Topology::AddPod(const std::string& node_name, const std::string& name, con
   if (n.next_host > 254) throw Error("lab: node " + node_name + " has no free pod address");
   const int host = n.next_host++;
   const std::string ip = HostInCidr(n.spec.pod_cidr, host);
-  const std::string ip6 = n.spec.pod_cidr6.empty() ? "" : HostInCidr6(n.spec.pod_cidr6, host);
+  const std::string ip6 = n.spec.pod_cidr6.empty() ? "" : HostInCidr(n.spec.pod_cidr6, host);
   auto pod =
       std::make_unique<Pod>(Pod{name, k8s_ns, labels, node_name, ip, ip6, "",
                                 "Kubernetes//Pod/" + k8s_ns + "/" + name, netns::Netns::Create("pod")});
