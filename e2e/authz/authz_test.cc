@@ -281,6 +281,11 @@ AuthzExpect DeniedByXdpNoAllowMatch() {
 AuthzExpect DeniedInUserspace() {
   return AuthzExpect{Want::kDenied, Mechanism::kUserspace, true, 200, WhileOpen::kNotChecked};
 }
+// Denied by Kmesh's userspace with authz offload off: xdp_shutdown_in_userspace consumes the verdict and
+// resets the connection (AuthzExpect::cached).
+AuthzExpect DeniedInUserspaceOffloadOff() {
+  return AuthzExpect{Want::kDenied, Mechanism::kUserspace, false, 200, WhileOpen::kNotChecked};
+}
 AuthzExpect DeniedByWaypoint() {
   return AuthzExpect{Want::kDenied, Mechanism::kWaypoint, false, 200, WhileOpen::kNotChecked};
 }
@@ -904,6 +909,38 @@ void AddressBlobResidue(Family family, const std::optional<Defect>& defect) {
   CheckResidue(c, baseline, w.env->DatapathMapCounts(w.server), {"kmesh_map64"});
 }
 
+void OffloadOffNamespaceAllow(Family family, const std::optional<Defect>& defect) {
+  // `kmeshctl authz disable` (authz_offload = 0, pkg/bpf/bpf.go:313): xdp_authz decides nothing and
+  // tail-calls xdp_shutdown_in_userspace for every packet (xdp.c:83-86), which resets a tuple userspace
+  // denied (xdp.c:138-139: RST set on the client's segment, the verdict deleted, xdp.c:19-25, 45). The only
+  // path that sends Kmesh's RST at all; with offload on, xdp_authz drops the denied tuple first.
+  World& w = TheWorld(family);
+  Case c("authz", Title(family, "offload-off-namespace-allow"), w.env->name());
+  c.Set("datapath", w.env->DatapathIdentity());
+  c.Set("family", FamilyName(family));
+  RecordDefect(c, defect);
+  struct OffloadOff {
+    Env& env;
+    bool set;
+    ~OffloadOff() {
+      if (set) env.SetAuthzOffload(true);
+    }
+  } off{*w.env, w.env->SetAuthzOffload(false)};
+  if (!off.set) {
+    c.Note("the " + w.env->name() + " Env cannot switch authz_offload: not judged here");
+    WARN("authz/offload-off-namespace-allow: the " << w.env->name() << " Env cannot switch authz_offload");
+    return;
+  }
+  c.Note("authz_offload = 0 on every node (kmeshctl authz disable) for this case");
+  auto vars =
+      Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("SourceNamespace", w.a.k8s_namespace);
+  AppliedPolicies allow(*w.env);
+  ApplyAndWait(w, c, allow, {RenderPolicyTemplate("namespace-allow", vars)}, w.server);
+  c.Set("mechanism", ToString(Mechanism::kUserspace));
+  Report(ProbeAndJudge(*w.env, c, w.b, w.server, WithVerdictTime(Http(w)), DeniedInUserspaceOffloadOff(),
+                       "other namespace"));
+}
+
 // The residue cases, in each family.
 const bool kResidueRegistered = [] {
   struct Special {
@@ -925,6 +962,8 @@ const bool kResidueRegistered = [] {
        kWlPolicyResidue, WlpolicyResidue},
       {"address-blob-residue: removing an ipBlocks policy frees every blob Kmesh wrote for it", "[residue]",
        kAddressBlobLeak, AddressBlobResidue},
+      {"offload-off-namespace-allow: with authz offload off, a userspace deny resets the connection",
+       "[namespace][offload]", std::nullopt, OffloadOffNamespaceAllow},
   };
   for (Family family : Families()) {
     for (const Special& sc : cases) {
@@ -991,6 +1030,8 @@ const std::map<std::string, std::optional<Defect>>& Ipv6Defects() {
        kIpv6BlockNeverMatches},
       // Kmesh's userspace never sees the IPv6 connection; an ALLOW cached in XDP stays after close.
       {"namespace-allow: other namespace", kIpv4OnlyEnrolment},
+      {"offload-off-namespace-allow: with authz offload off, a userspace deny resets the connection",
+       kIpv4OnlyEnrolment},
       {"namespace-and-ip-allow: other namespace and address", kIpv4OnlyEnrolment},
       {"principal-allow: other principal", kIpv4OnlyEnrolment},
       {"port-allow: listed port", kIpv4OnlyEnrolment},

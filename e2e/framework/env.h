@@ -187,6 +187,9 @@ class Env {
   // Kmesh's IPsec marking on a node: the tc programs its Kmesh loaded (with their Kmesh build), what the
   // kernel holds where Kmesh attaches them, km_nodeinfo. nullopt where the Env cannot read it yet.
   virtual std::optional<ipsec::NodeMarking> IpsecMarking(const std::string& node) { return std::nullopt; }
+  // `kmeshctl authz enable|disable` on every node: Kmesh's authz_offload (pkg/bpf/bpf.go:313, xdp.c:83-86).
+  // false when this Env cannot switch it (the case then says so instead of judging).
+  virtual bool SetAuthzOffload(bool on) { return false; }
 
  protected:
   // One request with every field of `spec` set (Probe filled the defaults).

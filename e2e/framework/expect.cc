@@ -59,7 +59,9 @@ std::string AuthzExpect::Describe() const {
       return cached ? "denied by XDP: connect_timeout, km_auth_res = DENY for the tuple, xdp_authz attached"
                     : "denied by XDP (no ALLOW matched): connect_timeout, nothing cached, xdp_authz attached";
     case Mechanism::kUserspace:
-      return "denied by Kmesh userspace: connected, then read_timeout or reset; km_auth_res = DENY";
+      return cached ? "denied by Kmesh userspace: connected, then read_timeout or reset; km_auth_res = DENY"
+                    : "denied by Kmesh userspace, authz offload off: connected, then reset (the verdict "
+                      "consumed by xdp_shutdown_in_userspace, which sets RST); nothing left in km_auth_res";
     case Mechanism::kWaypoint:
       return "denied by the waypoint: HTTP 403, km_auth_res not DENY";
   }
@@ -207,6 +209,22 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
         }
         break;
       case Mechanism::kUserspace:
+        if (!want.cached) {
+          // authz offload off: the RST path of xdp_shutdown_in_userspace (see AuthzExpect::cached).
+          if (k != OutcomeKind::kReset) {
+            disagree.push_back({k == OutcomeKind::kConnectTimeout ? disagreement::kDecidedInXdp
+                                                                  : disagreement::kNotDeniedAfterHandshake,
+                                "client saw " + out.Summary() +
+                                    ", expected reset (xdp_shutdown_in_userspace turns the segment after "
+                                    "the verdict into a RST)"});
+          }
+          if (IsDeny(after)) {
+            disagree.push_back({disagreement::kVerdictUnexpectedlyCached,
+                                "km_auth_res still holds DENY: xdp_shutdown_in_userspace consumes it when it "
+                                "resets the connection"});
+          }
+          break;
+        }
         if (k != OutcomeKind::kReadTimeout && k != OutcomeKind::kReset) {
           disagree.push_back({k == OutcomeKind::kConnectTimeout ? disagreement::kDecidedInXdp
                                                                 : disagreement::kNotDeniedAfterHandshake,

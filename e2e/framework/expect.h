@@ -24,6 +24,10 @@ struct AuthzExpect {
   Mechanism mechanism = Mechanism::kXdp;
   // For an XDP denial: true when a DENY policy matched (km_auth_res caches 1); false for an ALLOW
   // policy that matched nothing (Kmesh drops every SYN and caches nothing).
+  // For a userspace denial: true with authz offload on (Kmesh's default): the verdict stays in km_auth_res
+  // and xdp_authz drops the connection's later packets. false with authz offload off (`kmeshctl authz
+  // disable`): xdp_shutdown_in_userspace consumes the verdict (xdp.c:29-45) and turns the client's next
+  // segment into a RST (xdp.c:19-25, 138-139), so the client sees a reset and nothing is left.
   bool cached = true;
   // For an allowed request: the status the app itself returns for it (httpbin: 200 for /get, /headers).
   // "Allowed" is that answer, not any status below 400.

@@ -688,6 +688,11 @@ void Lab::Inject(Fault f, const std::string& node) {
   ApplyDatapathFaults();
 }
 
+void Lab::SetAuthzOffload(bool on) {
+  for (auto& [node, k] : kmesh_) k->xdp->SetAuthzOffload(on ? 1 : 0);
+  ApplyDatapathFaults();
+}
+
 void Lab::Clear(Fault f) {
   faults_.erase(f);
   WriteAgentFaults();

@@ -164,6 +164,9 @@ class Lab {
   // datapath faults on every node. KMESH_E2E_LAB_XDP_OBJECT and KMESH_E2E_LAB_SOCKOPS_OBJECT (runfiles,
   // e.g. a source mutant's "e2e/mutation/xdp_<name>.o") replace Kmesh's objects when the lab comes up.
   void Inject(Fault f, const std::string& node = "node2");
+  // `kmeshctl authz enable|disable`: authz_offload on every node (the kAuthzOffloadOff fault, while active,
+  // keeps it off).
+  void SetAuthzOffload(bool on);
   void Clear(Fault f);
   bool Active(Fault f) const { return faults_.count(f) != 0; }
 

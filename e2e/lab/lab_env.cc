@@ -235,6 +235,11 @@ std::vector<ipsec::NodeInfo> LabEnv::IpsecNodes() {
 
 void LabEnv::RestartDataplane(const std::string& node) { lab_->RestartDataplane(node); }
 
+bool LabEnv::SetAuthzOffload(bool on) {
+  lab_->SetAuthzOffload(on);
+  return true;
+}
+
 std::optional<ipsec::NodeMarking> LabEnv::IpsecMarking(const std::string& node) {
   Node& n = lab_->topology().node(node);
   ipsec::NodeMarking m;

@@ -38,6 +38,7 @@ class LabEnv : public e2e::Env {
   // The server pod's veth: its node end (lxcN in the node's namespace) and eth0, where xdp_authz runs.
   std::optional<e2e::PodLink> PodLinkOf(const e2e::App& server) override;
   std::optional<ipsec::NodeMarking> IpsecMarking(const std::string& node) override;
+  bool SetAuthzOffload(bool on) override;
 
  protected:
   e2e::ProbeOutcome ProbeFrom(const e2e::App& client, const e2e::ProbeSpec& spec) override;
