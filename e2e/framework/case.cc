@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "e2e/framework/case_output.h"
+#include "e2e/framework/evidence_schema.h"
 
 namespace kmesh::e2e {
 
@@ -17,7 +18,7 @@ Case::Case(std::string suite, std::string title, std::string env_name)
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   doc_ = nlohmann::json::object();
-  doc_["started"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+  doc_[evidence::kStarted] = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
   uncaught_at_start_ = std::uncaught_exceptions();
@@ -74,7 +75,7 @@ void Case::Fail(const std::string& explanation) { failures_.push_back(explanatio
 void Case::Note(const std::string& line) { notes_.push_back(line); }
 
 void Case::AddDisagreement(const std::string& code) {
-  auto& list = doc_["disagreements"];
+  auto& list = doc_[evidence::kDisagreements];
   if (!list.is_array()) list = nlohmann::json::array();
   for (const auto& c : list) {
     if (c == code) return;
@@ -84,25 +85,26 @@ void Case::AddDisagreement(const std::string& code) {
 
 nlohmann::json Case::ToJson() const {
   nlohmann::json j = doc_;
-  j["suite"] = suite_;
-  j["title"] = title_;
-  j["env"] = env_;
-  j["passed"] = !failed();
+  j[evidence::kSuite] = suite_;
+  j[evidence::kTitle] = title_;
+  j[evidence::kEnv] = env_;
+  j[evidence::kPassed] = !failed();
   // A run with lab faults injected on purpose (e2e/mutation): the report keeps it apart. KMESH_E2E_FAULT_RUN
   // names the run of e2e/mutation (a fault's id, or "control"); a source mutant's run has no lab fault.
-  if (const char* faults = std::getenv("KMESH_E2E_LAB_FAULTS"); faults && *faults) j["lab_faults"] = faults;
+  if (const char* faults = std::getenv("KMESH_E2E_LAB_FAULTS"); faults && *faults)
+    j[evidence::kLabFaults] = faults;
   if (const char* run = std::getenv("KMESH_E2E_FAULT_RUN"); run && *run) {
-    j["fault_run"] = run;
-    if (!j.contains("lab_faults")) j["lab_faults"] = run;
+    j[evidence::kFaultRun] = run;
+    if (!j.contains(evidence::kLabFaults)) j[evidence::kLabFaults] = run;
   }
-  j["failures"] = failures_;  // the explanations of Fail()
+  j[evidence::kFailures] = failures_;  // the explanations of Fail()
   // What Catch2 reported while the case was open, in order (kind: assertion, exception or crash).
-  j["catch2_failures"] = nlohmann::json::array();
+  j[evidence::kCatch2Failures] = nlohmann::json::array();
   for (const auto& f : catch2_failures_) {
-    j["catch2_failures"].push_back({{"kind", ToString(f.kind)}, {"where", f.where}, {"text", f.text}});
+    j[evidence::kCatch2Failures].push_back({{"kind", ToString(f.kind)}, {"where", f.where}, {"text", f.text}});
   }
-  j["notes"] = notes_;
-  j["finished"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+  j[evidence::kNotes] = notes_;
+  j[evidence::kFinished] = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
   return j;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "e2e/framework/case_output.h"
+#include "e2e/framework/evidence_schema.h"
 
 namespace kmesh::mutation {
 namespace {
@@ -379,7 +380,7 @@ json ToJson(const SuiteRun& control, const ControlVerdict& cv, const std::vector
   for (const auto& c : control.cases) {
     control_cases.push_back({{"case", c.name}, {"passed", c.passed}, {"codes", c.codes}});
   }
-  return {{"kind", "kmesh-e2e mutation score"},
+  return {{"kind", e2e::evidence::kMutationKind},
           {"version", 1},
           {"control",
            {{"passed", cv.passed},

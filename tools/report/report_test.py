@@ -578,6 +578,75 @@ class Mutation(unittest.TestCase):
         self.assertIn("shown raw", page)
 
 
+class Schema(unittest.TestCase):
+    """The evidence schema is declared once (e2e/framework/evidence_schema.h); the report reads the JSON it prints
+    and shows every section it declares."""
+
+    @classmethod
+    def setUpClass(cls):
+        import collect  # noqa: E402
+        import render  # noqa: E402
+        cls.collect, cls.render = collect, render
+        with open(collect.SCHEMA_PATH, encoding="utf-8") as f:
+            cls.text = f.read()
+        cls.schema = json.loads(cls.text)
+
+    def test_the_json_is_what_the_header_says(self):
+        binary = os.path.join(testing.ROOT, "e2e", "framework", "evidence_schema")
+        p = subprocess.run([binary], capture_output=True, text=True, timeout=step_timeout_s())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, self.text, "e2e/framework/evidence_schema.json is stale: "
+                         "bazel run //e2e/framework:evidence_schema > e2e/framework/evidence_schema.json")
+
+    def test_every_section_has_a_place_on_the_page(self):
+        self.assertEqual(set(self.render.SECTION_PLACES), set(self.collect.BUNDLE_SECTIONS))
+        # What the page reads of a probe and of a policy is the schema's list.
+        self.assertIn("disagreement_codes", self.collect.fields_of("probes"))
+        self.assertIn("manifest", self.collect.fields_of("policies"))
+        self.assertEqual(self.schema["bundle_identity"], ["suite", "title", "passed"])
+
+    def test_real_bundles_hold_only_declared_sections_and_codes(self):
+        codes = set(self.schema["disagreement_codes"])
+        seen = 0
+        for root in (TESTLOGS, KMESH_FIXED, MUTATION):
+            for dirpath, _, files in os.walk(root):
+                if "evidence.json" not in files:
+                    continue
+                with open(os.path.join(dirpath, "evidence.json")) as f:
+                    d = json.load(f)
+                seen += 1
+                self.assertEqual(sorted(set(d) - set(self.collect.BUNDLE_SECTIONS)), [], dirpath)
+                used = set(d.get("disagreements", [])) | {c for p in d.get("probes", []) if isinstance(p, dict)
+                                                          for c in p.get("disagreement_codes", [])}
+                self.assertEqual(sorted(used - codes), [], dirpath)
+        self.assertGreater(seen, 10)
+        with open(os.path.join(MUTATION_OUTPUTS, "mutation.json")) as f:
+            m = json.load(f)
+        self.assertEqual(m["kind"], self.schema["mutation_kind"])
+        self.assertEqual(sorted(set(m) - set(self.collect.MUTATION_SECTIONS)), [])
+        row_fields = set(self.collect.MUTATION_SECTIONS["faults"]["fields"])
+        for f in m["faults"]:
+            self.assertEqual(sorted(set(f) - row_fields), [], f["id"])
+            self.assertEqual(sorted(set(f["expected_codes"]) - codes), [], f["id"])
+
+    def test_a_section_outside_the_schema_is_named(self):
+        rc, _, err = cli("--out", os.path.join(tmpdir(), "r.html"), EDGE)
+        self.assertEqual(rc, 0, err)
+        page = report.Page(report.collect([EDGE]), None).render()
+        self.assertIn("not in the evidence schema (e2e/framework/evidence_schema.h): future_section", page)
+
+    def test_a_missing_schema_is_an_input_error(self):
+        d = tmpdir()
+        here = os.path.join(d, "tools", "report")
+        os.makedirs(here)
+        for n in ("collect.py", "render.py", "report.py", "summary.py"):
+            shutil.copy(os.path.join(testing.HERE, n), here)
+        p = subprocess.run([sys.executable, os.path.join(here, "report.py"), "--summary", EDGE], capture_output=True,
+                           text=True, timeout=step_timeout_s())
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("evidence_schema.json: the evidence schema cannot be read", p.stderr)
+
+
 class Catch2Failures(unittest.TestCase):
     """Bundles written by a real Catch2 binary whose cases fail on purpose (//e2e/framework:case_catch2_fixture):
     a failed CHECK/REQUIRE or an exception inside a Case shows as a failed case that says what Catch2 saw."""
