@@ -19,8 +19,8 @@ Case::Case(std::string suite, std::string title, std::string env_name)
   std::filesystem::create_directories(dir_, ec);
   doc_ = nlohmann::json::object();
   doc_[evidence::kStarted] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
   uncaught_at_start_ = std::uncaught_exceptions();
   SubscribeToCatch2Failures(this);
 }
@@ -101,12 +101,13 @@ nlohmann::json Case::ToJson() const {
   // What Catch2 reported while the case was open, in order (kind: assertion, exception or crash).
   j[evidence::kCatch2Failures] = nlohmann::json::array();
   for (const auto& f : catch2_failures_) {
-    j[evidence::kCatch2Failures].push_back({{"kind", ToString(f.kind)}, {"where", f.where}, {"text", f.text}});
+    j[evidence::kCatch2Failures].push_back(
+        {{"kind", ToString(f.kind)}, {"where", f.where}, {"text", f.text}});
   }
   j[evidence::kNotes] = notes_;
   j[evidence::kFinished] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
   return j;
 }
 
