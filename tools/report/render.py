@@ -446,13 +446,16 @@ class Page:
         handled = {"suite", "title", "env", "passed", "failures", "catch2_failures", "notes", "started", "finished",
                    "mechanism", "kmesh_defect", "datapath", "disagreements", "fault_run", "lab_faults"}
         if b.control_run:
+            owner = self.run.mutation_of(b)
             parts.insert(0, '<div class="muted small control-run">mutation control run: this case ran in '
-                            'e2e/mutation\'s suite run with no fault (see <a href="#mutation">Mutation testing</a>)</div>')
+                            'e2e/mutation\'s suite run with no fault (see '
+                            f'<a href="#{self.mutation_anchor(owner)}">Mutation testing</a>)</div>')
         mine = next((m for m in self.run.mutations if m.target == b.target and d.get("mutation") is not None), None)
         if mine is not None:
             handled.add("mutation")
             parts.append(section("Mutation score", f'<div>{esc(mine.score_line())}: the table is in '
-                                                   f'<a href="#mutation">Mutation testing</a></div>', "mutation-ref"))
+                                                   f'<a href="#{self.mutation_anchor(mine)}">Mutation testing</a>'
+                                                   f'</div>', "mutation-ref"))
 
         def guarded(key, fn, value):
             handled.add(key)
@@ -622,11 +625,16 @@ class Page:
 
     # -- e2e/mutation's score
 
+    def mutation_anchor(self, m: Optional[MutationRun]) -> str:
+        """The id of a score's section: "mutation" for the first (or unknown), "mutation-2" and on for more."""
+        i = next((i for i, x in enumerate(self.run.mutations) if x is m), 0)
+        return "mutation" if i == 0 else f"mutation-{i + 1}"
+
     def mutation_section(self) -> str:
         return "".join(self.mutation_block(m, i) for i, m in enumerate(self.run.mutations))
 
     def mutation_block(self, m: MutationRun, i: int) -> str:
-        anchor = "mutation" if i == 0 else f"mutation-{i + 1}"
+        anchor = self.mutation_anchor(m)
         where = f'<div class="muted small">{esc(m.target)} · <span class="mono">{esc(m.where)}</span></div>'
         if m.problem:
             return (f'<section id="{anchor}" class="mutation"><h2>Mutation testing</h2>{where}'
@@ -687,7 +695,10 @@ class Page:
         n_fault_bundles = sum(len(v) for v in m.fault_bundles.values())
         apart = (f'<div class="muted small">{n_fault_bundles} case bundles of the fault runs are shown only here (open a '
                  f'row), never as ordinary cases: under a fault, failing is their job.</div>') if n_fault_bundles else ""
-        return (f'<section id="{anchor}" class="mutation"><h2>Mutation testing: {esc(m.score_line())}</h2>{where}'
+        suites = sorted({str(f["suite"]) for f in faults if f.get("suite")})
+        of = f" of the {', '.join(suites)} suite{'s' if len(suites) > 1 else ''}" if suites else ""
+        return (f'<section id="{anchor}" class="mutation"><h2>Mutation testing{esc(of)}: {esc(m.score_line())}</h2>'
+                f'{where}'
                 f'<div class="muted small">Kmesh\'s datapath broken on purpose (runtime faults on the running datapath, '
                 f'source mutants of its BPF); a fault is killed only when a named case fails with the disagreement code '
                 f'the fault must produce, after a control run with no fault passed (e2e/mutation/README.md).</div>'
