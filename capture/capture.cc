@@ -23,6 +23,12 @@
 namespace kmesh::capture {
 namespace {
 
+// A packet's end (address as the packet printed it) against a wanted one: an unspecified address or port 0
+// matches any.
+bool Same(const std::string& ip, uint16_t port, const net::Endpoint& want) {
+  return (want.ip.unspecified() || ip == want.ip.ToString()) && (want.port == 0 || port == want.port);
+}
+
 using Clock = std::chrono::steady_clock;
 
 std::string Where(const netns::NetnsRef& ns) { return ns.name().empty() ? ns.path() : ns.name(); }
@@ -261,16 +267,13 @@ struct Capture::State {
       }
       return;
     }
-    if (l4 != IPPROTO_TCP || spec.inner.dst_ip.empty() || len < l4off + 14) return;
+    if (l4 != IPPROTO_TCP || spec.inner.dst.ip.unspecified() || len < l4off + 14) return;
     const uint8_t* tcp = bytes + l4off;
     const uint16_t sport = static_cast<uint16_t>(tcp[0] << 8 | tcp[1]);
     const uint16_t dport = static_cast<uint16_t>(tcp[2] << 8 | tcp[3]);
-    const e2e::Tuple& in = spec.inner;
-    auto same = [&](const std::string& ip, uint16_t port, const std::string& want_ip, uint16_t want_port) {
-      return (want_ip.empty() || ip == want_ip) && (want_port == 0 || port == want_port);
-    };
-    const bool forward = same(src, sport, in.src_ip, in.src_port) && same(dst, dport, in.dst_ip, in.dst_port);
-    const bool reverse = same(src, sport, in.dst_ip, in.dst_port) && same(dst, dport, in.src_ip, in.src_port);
+    const net::Tuple& in = spec.inner;
+    const bool forward = Same(src, sport, in.src) && Same(dst, dport, in.dst);
+    const bool reverse = Same(src, sport, in.dst) && Same(dst, dport, in.src);
     if (forward || reverse) {
       const size_t ip_total = h->len - l4off;
       const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
@@ -304,15 +307,10 @@ struct Capture::State {
     }
     ++s.esp_decrypted;
     const auto tcp = ParseInnerTcp(*inner);
-    if (!tcp || spec.inner.dst_ip.empty()) return;
-    const e2e::Tuple& in = spec.inner;
-    auto same = [](const std::string& ip, uint16_t port, const std::string& want_ip, uint16_t want_port) {
-      return (want_ip.empty() || ip == want_ip) && (want_port == 0 || port == want_port);
-    };
-    const bool forward =
-        same(tcp->src, tcp->sport, in.src_ip, in.src_port) && same(tcp->dst, tcp->dport, in.dst_ip, in.dst_port);
-    const bool reverse =
-        same(tcp->src, tcp->sport, in.dst_ip, in.dst_port) && same(tcp->dst, tcp->dport, in.src_ip, in.src_port);
+    if (!tcp || spec.inner.dst.ip.unspecified()) return;
+    const net::Tuple& in = spec.inner;
+    const bool forward = Same(tcp->src, tcp->sport, in.src) && Same(tcp->dst, tcp->dport, in.dst);
+    const bool reverse = Same(tcp->src, tcp->sport, in.dst) && Same(tcp->dst, tcp->dport, in.src);
     if (!forward && !reverse) return;
     EspProbePacket p;
     p.time = t;
@@ -358,15 +356,15 @@ void ValidateFilter(const std::string& filter) {
   if (rc != 0) throw Error("capture filter '" + filter + "' does not compile: " + msg);
 }
 
-std::string PlaintextFilter(const e2e::Tuple& t) {
+std::string PlaintextFilter(const net::Tuple& t) {
   std::string f = "tcp";
-  if (!t.src_ip.empty()) f += " and host " + t.src_ip;
-  if (!t.dst_ip.empty()) f += " and host " + t.dst_ip;
-  if (t.dst_port != 0) f += " and port " + std::to_string(t.dst_port);
+  if (!t.src.ip.unspecified()) f += " and host " + t.src.ip.ToString();
+  if (!t.dst.ip.unspecified()) f += " and host " + t.dst.ip.ToString();
+  if (t.dst.port != 0) f += " and port " + std::to_string(t.dst.port);
   return f;
 }
 
-std::string AssertFilter(const std::string& a, const std::string& b, const e2e::Tuple& inner) {
+std::string AssertFilter(const std::string& a, const std::string& b, const net::Tuple& inner) {
   return "(esp and host " + a + " and host " + b + ") or (" + PlaintextFilter(inner) + ")";
 }
 

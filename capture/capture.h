@@ -20,7 +20,7 @@
 
 #include "base/defaults.h"
 #include "ipsec/ipsec_secret.h"
-#include "traffic/traffic.h"
+#include "net/tuple.h"
 #include "netns/netns.h"
 
 namespace kmesh::capture {
@@ -46,7 +46,7 @@ struct CaptureSpec {
   // sends (kOut), on both nodes. kBoth for plaintext captures.
   enum class Direction { kBoth, kOut, kIn } direction = Direction::kBoth;
   // What counts as a plaintext leak:
-  e2e::Tuple inner;    // the probe's 5-tuple (TCP); empty dst_ip = not checked
+  net::Tuple inner;    // the probe's 5-tuple (TCP); an unspecified address or port 0 matches any
   std::string marker;  // bytes that must never be seen in clear ("" = not checked)
   // ESP keys: each ESP packet of one of these SAs is authenticated and decrypted, and the ones carrying the
   // probe's own connection (`inner`, either direction) are listed with their SPI, sequence number and
@@ -130,10 +130,10 @@ Verdict JudgePlaintextVisible(const CaptureSummary& s);
 void ValidateFilter(const std::string& filter);
 
 // "ip X and ip Y and tcp port P" style filter that matches the inner tuple in clear, both directions.
-std::string PlaintextFilter(const e2e::Tuple& t);
+std::string PlaintextFilter(const net::Tuple& t);
 // ESP between two underlay addresses, plus the plaintext of the inner tuple.
 std::string AssertFilter(const std::string& underlay_a, const std::string& underlay_b,
-                         const e2e::Tuple& inner);
+                         const net::Tuple& inner);
 
 // A capture running on a worker thread. Start() returns once the handle is active, so traffic sent after
 // it is seen. Finish() stops it (after defaults::CaptureSettle() for trailing packets), or it stops by

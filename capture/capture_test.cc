@@ -17,7 +17,7 @@
 using namespace std::chrono_literals;
 using namespace kmesh::capture;
 using kmesh::e2e::ProbeSpec;
-using kmesh::e2e::Tuple;
+using kmesh::e2e::testing::TupleOf;
 using kmesh::e2e::testing::kClientIp;
 using kmesh::e2e::testing::kServerIp;
 using kmesh::e2e::testing::Pair;
@@ -29,7 +29,7 @@ TEST_CASE("a plaintext exchange is captured on the route's interface, flagged, a
   const auto route = kmesh::netns::RouteTo(net.client.ref(), kServerIp);
   REQUIRE(route.interface == "c0");
 
-  const Tuple inner{kClientIp, 42001, kServerIp, 8080};
+  const auto inner = TupleOf(kClientIp, 42001, kServerIp, 8080);
   CaptureSpec spec;
   spec.interface = route.interface;
   spec.filter = AssertFilter("172.31.0.1", "172.31.0.2", inner);  // no ESP here: only the plaintext part matches
@@ -42,7 +42,7 @@ TEST_CASE("a plaintext exchange is captured on the route's interface, flagged, a
   ProbeSpec probe;
   probe.dst_ip = kServerIp;
   probe.dst_port = 8080;
-  probe.src_port = inner.src_port;
+  probe.src_port = inner.src.port;
   probe.headers = {{"X-Marker", spec.marker}};
   const auto outcome = kmesh::e2e::Probe(net.client.ref(), probe);
   REQUIRE(outcome.Summary() == "ok(200)");
@@ -137,6 +137,6 @@ TEST_CASE("verdicts over hand-made summaries") {
   CHECK_FALSE(JudgeEncrypted(esp, 1).pass);  // old SPI expected, new one on the wire
   esp.marker_hits.push_back({0, "payload marker \"m\" in clear at offset 80"});
   CHECK_FALSE(JudgeEncrypted(esp, 2).pass);
-  CHECK(PlaintextFilter({"10.244.1.5", 40000, "10.244.2.7", 8080}) == "tcp and host 10.244.1.5 and host 10.244.2.7 and port 8080");
-  CHECK_NOTHROW(ValidateFilter(AssertFilter("172.18.0.2", "172.18.0.3", {"10.244.1.5", 40000, "10.244.2.7", 8080})));
+  CHECK(PlaintextFilter(TupleOf("10.244.1.5", 40000, "10.244.2.7", 8080)) == "tcp and host 10.244.1.5 and host 10.244.2.7 and port 8080");
+  CHECK_NOTHROW(ValidateFilter(AssertFilter("172.18.0.2", "172.18.0.3", TupleOf("10.244.1.5", 40000, "10.244.2.7", 8080))));
 }

@@ -45,11 +45,11 @@ TEST_CASE("N requests per second for T seconds, each on a new connection, all re
   CHECK(report.records.back().scheduled == 975ms);
   CHECK(report.elapsed >= 950ms);
   std::set<uint16_t> ports;
-  for (const auto& r : report.records) ports.insert(r.outcome.tuple.src_port);
+  for (const auto& r : report.records) ports.insert(r.outcome.tuple.src.port);
   CHECK(ports.size() == 40);  // a fresh source port each time
   const auto accepted = server.Accepted();
   REQUIRE(accepted.size() == 40);
-  for (const auto& a : accepted) CHECK(ports.count(a.src_port) == 1);
+  for (const auto& a : accepted) CHECK(ports.count(a.src.port) == 1);
 }
 
 TEST_CASE("a break in service shows as a run of failures at the time it happened") {

@@ -49,22 +49,18 @@ Address ParseAddress(const std::string& ip, uint16_t port, const std::string& wh
   return a;
 }
 
-void FillLocal(int fd, Tuple& t) {
+void FillLocal(int fd, net::Tuple& t) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof buf);
-    t.src_port = ntohs(v4->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof buf);
-    t.src_port = ntohs(v6->sin6_port);
-  }
-  if (std::strcmp(buf, "0.0.0.0") != 0 && std::strcmp(buf, "::") != 0) t.src_ip = buf;
+  const auto local = net::Endpoint::FromSockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+  if (!local) return;
+  t.src.port = local->port;
+  if (!local->ip.unspecified()) t.src.ip = local->ip;
 }
+
+// An address the client could not tell ("" in the JSON, as curl reports it).
+std::string JsonIp(const net::IpAddr& ip) { return ip.unspecified() ? "" : ip.ToString(); }
 
 std::string ErrText(int err) {
   const char* name = strerrorname_np(err);
@@ -137,14 +133,6 @@ OutcomeKind FromStatus(int status) { return status >= 400 ? OutcomeKind::kHttpEr
 
 }  // namespace
 
-std::string Tuple::ToString() const {
-  auto ep = [](const std::string& ip, uint16_t port) {
-    const std::string host = ip.empty() ? "?" : ip;
-    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
-  };
-  return ep(src_ip, src_port) + " -> " + ep(dst_ip, dst_port);
-}
-
 std::string ToString(OutcomeKind k) {
   switch (k) {
     case OutcomeKind::kOk:
@@ -190,10 +178,10 @@ nlohmann::json ProbeOutcome::ToJson() const {
           {"ended_early", ended_early},
           {"via", via},
           {"tuple",
-           {{"src_ip", tuple.src_ip},
-            {"src_port", tuple.src_port},
-            {"dst_ip", tuple.dst_ip},
-            {"dst_port", tuple.dst_port}}},
+           {{"src_ip", JsonIp(tuple.src.ip)},
+            {"src_port", tuple.src.port},
+            {"dst_ip", JsonIp(tuple.dst.ip)},
+            {"dst_port", tuple.dst.port}}},
           {"timings_us",
            {{"connect", timings.connect.count()},
             {"first_byte", timings.first_byte.count()},
@@ -204,10 +192,8 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
   const Address dst = ParseAddress(spec.dst_ip, spec.dst_port, "destination");
   ProbeOutcome out;
   out.via = "socket";
-  out.tuple.dst_ip = spec.dst_ip;
-  out.tuple.dst_port = spec.dst_port;
-  out.tuple.src_ip = spec.src_ip;
-  out.tuple.src_port = spec.src_port;
+  out.tuple.dst = *net::Endpoint::FromSockaddr(reinterpret_cast<const sockaddr*>(&dst.ss), dst.len);
+  out.tuple.src.port = spec.src_port;
   const auto start = Clock::now();
   auto finish = [&](OutcomeKind kind, std::string detail) {
     out.kind = kind;
@@ -229,6 +215,8 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
                  std::to_string(spec.src_port));
     }
   }
+
+  if (!spec.src_ip.empty()) out.tuple.src.ip = *net::IpAddr::Parse(spec.src_ip);
 
   // ---- connect, bounded ----
   if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&dst.ss), dst.len) != 0 && errno != EINPROGRESS) {
@@ -456,10 +444,14 @@ ProbeOutcome ParseCurlResult(int exit_code, const std::string& json_stdout, cons
   out.detail = errormsg.empty() ? CurlErrorLine(stderr_text) : errormsg;
   while (!out.detail.empty() && (out.detail.back() == '\n' || out.detail.back() == ' '))
     out.detail.pop_back();
-  out.tuple.src_ip = j.value("local_ip", "");
-  out.tuple.src_port = static_cast<uint16_t>(j.value("local_port", 0));
-  out.tuple.dst_ip = j.value("remote_ip", "");
-  out.tuple.dst_port = static_cast<uint16_t>(j.value("remote_port", 0));
+  // curl reports no address when it never connected: the tuple keeps an unspecified one there.
+  auto endpoint = [&](const char* ip_key, const char* port_key) {
+    net::Endpoint e;
+    if (const auto ip = net::IpAddr::Parse(j.value(ip_key, std::string()))) e.ip = *ip;
+    e.port = static_cast<uint16_t>(j.value(port_key, 0));
+    return e;
+  };
+  out.tuple = {endpoint("local_ip", "local_port"), endpoint("remote_ip", "remote_port")};
   const microseconds connect = FromSeconds(j, "time_connect");
   const microseconds pretransfer = FromSeconds(j, "time_pretransfer");
   const microseconds starttransfer = FromSeconds(j, "time_starttransfer");
@@ -523,10 +515,10 @@ ProbeOutcome ProbeWithCurl(const netns::NetnsRef& source, const ProbeSpec& spec)
       netns::Run(CurlArgv(spec), opts, spec.connect_timeout + spec.response_timeout + defaults::Command());
   if (r.timed_out) throw Error("curl outlived its own --max-time: " + r.Describe());
   ProbeOutcome out = ParseCurlResult(r.exit_code, r.out, r.err);
-  if (out.tuple.dst_ip.empty()) out.tuple.dst_ip = spec.dst_ip;
-  if (out.tuple.dst_port == 0) out.tuple.dst_port = spec.dst_port;
-  if (out.tuple.src_port == 0) out.tuple.src_port = spec.src_port;
-  if (out.tuple.src_ip.empty()) out.tuple.src_ip = spec.src_ip;
+  if (out.tuple.dst.ip.unspecified()) out.tuple.dst.ip = *net::IpAddr::Parse(spec.dst_ip);
+  if (out.tuple.dst.port == 0) out.tuple.dst.port = spec.dst_port;
+  if (out.tuple.src.port == 0) out.tuple.src.port = spec.src_port;
+  if (out.tuple.src.ip.unspecified() && !spec.src_ip.empty()) out.tuple.src.ip = *net::IpAddr::Parse(spec.src_ip);
   return out;
 }
 

@@ -14,21 +14,10 @@
 #include <vector>
 
 #include "base/defaults.h"
+#include "net/tuple.h"
 #include "netns/netns.h"
 
 namespace kmesh::e2e {
-
-// The TCP 4-tuple of one connection, client first (as km_auth_res keys it).
-struct Tuple {
-  std::string src_ip;
-  uint16_t src_port = 0;
-  std::string dst_ip;
-  uint16_t dst_port = 0;
-  std::string ToString() const;  // "10.244.1.5:40000 -> 10.244.1.7:19090"
-  bool operator==(const Tuple& o) const {
-    return src_ip == o.src_ip && src_port == o.src_port && dst_ip == o.dst_ip && dst_port == o.dst_port;
-  }
-};
 
 enum class OutcomeKind {
   kOk,              // HTTP status 1xx-3xx (or, for a TCP-only probe, connected)
@@ -55,7 +44,9 @@ struct ProbeOutcome {
   // Non-empty when a wait ended before its bound because the kernel had proven the outcome (ProbeSpec::
   // proven): what the proof said. The kind is still what the client saw until then (no answer).
   std::string ended_early;
-  Tuple tuple;  // source port known even when the connect failed
+  // Client first, as km_auth_res keys it; the source port is known even when the connect failed. An
+  // address the client could not tell is unspecified (0.0.0.0), and the JSON shows it as "".
+  net::Tuple tuple;
   ProbeTimings timings;
   std::string via;  // "socket" or "curl"
 
@@ -92,7 +83,7 @@ struct ProbeSpec {
   std::function<std::string(Phase)> proven;
   // Called once connected, before the request: evidence that exists only while the connection is open
   // (the verdict Kmesh's XDP cached for an allowed connection, deleted by sockops when it closes).
-  std::function<void(const Tuple&)> while_open;
+  std::function<void(const net::Tuple&)> while_open;
 };
 
 // In-process probe: the socket is created inside `source` (a RunIn thread), then connect and the HTTP

@@ -82,9 +82,9 @@ TEST_CASE("real curl runs map to probe outcomes, and were made with the harness'
     CHECK_THAT(o.detail, Catch::Contains(want.at(name).detail));
     // The tuple is curl's own when it connected; before that curl names no local port.
     const auto j = nlohmann::json::parse(out);
-    CHECK(o.tuple.src_port == j.at("local_port").get<int>());
-    if (o.tuple.src_port != 0) {
-      CHECK(o.tuple.ToString() == "10.244.0.12:" + std::to_string(o.tuple.src_port) + " -> 10.244.1.7:8080");
+    CHECK(o.tuple.src.port == j.at("local_port").get<int>());
+    if (o.tuple.src.port != 0) {
+      CHECK(o.tuple.ToString() == "10.244.0.12:" + std::to_string(o.tuple.src.port) + " -> 10.244.1.7:8080");
     }
     // Recorded with the argv the harness would build for the recorded spec.
     const auto& sp = c.at("spec");

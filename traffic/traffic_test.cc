@@ -80,9 +80,9 @@ TEST_CASE("every probe outcome is produced for real, the same by socket and by c
       evidence.push_back(o.ToJson());
       CHECK(o.kind == row.kind);
       CHECK(o.http_status == row.status);
-      CHECK(o.tuple.src_port == spec.src_port);
-      CHECK(o.tuple.dst_ip == kServerIp);
-      CHECK(o.tuple.dst_port == row.port);
+      CHECK(o.tuple.src.port == spec.src_port);
+      CHECK(o.tuple.dst.ip.ToString() == kServerIp);
+      CHECK(o.tuple.dst.port == row.port);
       if (row.kind == OutcomeKind::kConnectTimeout) {
         CHECK(o.timings.connect >= 350ms);
         CHECK(o.timings.total < 3s);
@@ -92,8 +92,8 @@ TEST_CASE("every probe outcome is produced for real, the same by socket and by c
         // The server saw exactly the tuple the probe reported.
         const auto acc = row.server->Accepted();
         REQUIRE(acc.size() == accepted_before + 1);
-        CHECK(acc.back().src_ip == kClientIp);
-        CHECK(acc.back().src_port == o.tuple.src_port);
+        CHECK(acc.back().src.ip.ToString() == kClientIp);
+        CHECK(acc.back().src.port == o.tuple.src.port);
       }
     }
   }
@@ -111,10 +111,10 @@ TEST_CASE("a probe with no chosen port reports the port the kernel picked") {
   const ProbeOutcome o = kmesh::e2e::Probe(net.client.ref(), spec);
   INFO(o.ToString());
   CHECK(o.Summary() == "ok(200)");
-  CHECK(o.tuple.src_ip == kClientIp);
-  CHECK(o.tuple.src_port != 0);
+  CHECK(o.tuple.src.ip.ToString() == kClientIp);
+  CHECK(o.tuple.src.port != 0);
   REQUIRE(ok.Accepted().size() == 1);
-  CHECK(ok.Accepted()[0].src_port == o.tuple.src_port);
+  CHECK(ok.Accepted()[0].src.port == o.tuple.src.port);
   CHECK(o.timings.first_byte.count() > 0);
 }
 

@@ -34,6 +34,11 @@ using netns::RunIn;
 inline constexpr const char* kClientIp = "10.77.0.1";
 inline constexpr const char* kServerIp = "10.77.0.2";
 
+// A tuple from test constants (addresses as text).
+inline net::Tuple TupleOf(const std::string& src, uint16_t sport, const std::string& dst, uint16_t dport) {
+  return net::Tuple{{*net::IpAddr::Parse(src), sport}, {*net::IpAddr::Parse(dst), dport}};
+}
+
 // A TCP server inside a namespace with one behaviour; records the peers it accepted.
 class TestServer {
  public:
@@ -62,7 +67,7 @@ class TestServer {
     close(fd_);
   }
 
-  std::vector<Tuple> Accepted() {
+  std::vector<net::Tuple> Accepted() {
     std::lock_guard<std::mutex> l(mu_);
     return accepted_;
   }
@@ -77,10 +82,9 @@ class TestServer {
       int c = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
       if (c < 0) continue;
       {
-        char ip[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
         std::lock_guard<std::mutex> l(mu_);
-        accepted_.push_back({ip, ntohs(peer.sin_port), kServerIp, 0});
+        accepted_.push_back({*net::Endpoint::FromSockaddr(reinterpret_cast<const sockaddr*>(&peer), sizeof peer),
+                             {*net::IpAddr::Parse(kServerIp), 0}});
       }
       if (behaviour_ == Behaviour::kSilent) {
         held_.push_back(c);  // accept and never answer
@@ -110,7 +114,7 @@ class TestServer {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::mutex mu_;
-  std::vector<Tuple> accepted_;
+  std::vector<net::Tuple> accepted_;
   std::vector<int> held_;
 };
 

@@ -247,7 +247,7 @@ TEST_CASE("ESP crosses the underlay with the expected SPIs and no plaintext; the
   // outbound direction tells a leak from a decryption.
   auto capture_probe = [&](const std::string& label, uint16_t port) {
     kmesh::capture::CaptureSpec spec;
-    spec.inner = {"10.244.0.1", port, "10.244.1.1", 8080};
+    spec.inner = kmesh::e2e::testing::TupleOf("10.244.0.1", port, "10.244.1.1", 8080);
     spec.filter = kmesh::capture::AssertFilter("172.31.0.1", "172.31.0.2", spec.inner);
     spec.marker = "kmesh-e2e-esp-marker";
     spec.save_dir = kmesh::e2e::CaseOutputDir();

@@ -319,16 +319,16 @@ class PacketTap {
   // kIn: only what the interface received; kBoth: also what it sent.
   // `marker`: also watch for the watch's UDP markers to the tuple's server (see XdpDropWatch) and note
   // which arrived ("" = not).
-  PacketTap(const netns::NetnsRef& ns, const std::string& ifname, const Tuple& tuple, bool received_only,
+  PacketTap(const netns::NetnsRef& ns, const std::string& ifname, const net::Tuple& tuple, bool received_only,
             const std::string& pcap_path, const std::string& marker)
       : tuple_(tuple), received_only_(received_only), marker_(marker) {
     summary_.netns = ns.path();
     summary_.interface = ifname;
     summary_.direction = received_only ? "in" : "both";
     summary_.link_type = "EN10MB";
-    summary_.filter = capture::PlaintextFilter(tuple) + " and port " + std::to_string(tuple.src_port);
+    summary_.filter = capture::PlaintextFilter(tuple) + " and port " + std::to_string(tuple.src.port);
     if (!marker.empty()) {
-      summary_.filter = "(" + summary_.filter + ") or (udp and dst host " + tuple.dst_ip + " and dst port " +
+      summary_.filter = "(" + summary_.filter + ") or (udp and dst host " + tuple.dst.ip.ToString() + " and dst port " +
                         std::to_string(kMarkerPort) + ")";
     }
     const std::string what = "packet tap on " + ifname + " in " + (ns.name().empty() ? ns.path() : ns.name());
@@ -484,15 +484,12 @@ class PacketTap {
       return;
     }
     if (caplen < l4 + 14) return;
-    char src[INET6_ADDRSTRLEN] = {}, dst[INET6_ADDRSTRLEN] = {};
-    inet_ntop(family, p + (family == AF_INET ? 14 + 12 : 14 + 8), src, sizeof src);
-    inet_ntop(family, p + (family == AF_INET ? 14 + 16 : 14 + 24), dst, sizeof dst);
-    const uint16_t sport = static_cast<uint16_t>(p[l4] << 8 | p[l4 + 1]);
-    const uint16_t dport = static_cast<uint16_t>(p[l4 + 2] << 8 | p[l4 + 3]);
-    const bool forward =
-        src == tuple_.src_ip && sport == tuple_.src_port && dst == tuple_.dst_ip && dport == tuple_.dst_port;
-    const bool reverse =
-        src == tuple_.dst_ip && sport == tuple_.dst_port && dst == tuple_.src_ip && dport == tuple_.src_port;
+    const net::Endpoint src{family == AF_INET ? net::IpAddr::V4(p + 14 + 12) : net::IpAddr::V6(p + 14 + 8),
+                            static_cast<uint16_t>(p[l4] << 8 | p[l4 + 1])};
+    const net::Endpoint dst{family == AF_INET ? net::IpAddr::V4(p + 14 + 16) : net::IpAddr::V6(p + 14 + 24),
+                            static_cast<uint16_t>(p[l4 + 2] << 8 | p[l4 + 3])};
+    const bool forward = src == tuple_.src && dst == tuple_.dst;
+    const bool reverse = src == tuple_.dst && dst == tuple_.src;
     if (!forward && !reverse) return;
     const size_t doff = static_cast<size_t>(p[l4 + 12] >> 4) * 4;
     const uint32_t payload = static_cast<uint32_t>(ip_end > l4 + doff ? ip_end - l4 - doff : 0);
@@ -503,13 +500,13 @@ class PacketTap {
       if (flags & bit) f += c;
     }
     summary_.plaintext.push_back({t,
-                                  std::string(src) + ":" + std::to_string(sport) + " -> " + dst + ":" +
-                                      std::to_string(dport) + " TCP [" + f + "] len " +
+                                  src.ip.ToString() + ":" + std::to_string(src.port) + " -> " +
+                                      dst.ip.ToString() + ":" + std::to_string(dst.port) + " TCP [" + f + "] len " +
                                       std::to_string(payload),
                                   forward, flags, payload});
   }
 
-  Tuple tuple_;
+  net::Tuple tuple_;
   bool received_only_;
   std::string marker_;
   std::vector<unsigned> markers_;
@@ -523,7 +520,7 @@ class PacketTap {
 
 struct XdpDropWatch::State {
   PodLink link;
-  Tuple tuple;
+  net::Tuple tuple;
   Clock::time_point started;
   std::unique_ptr<PacketTap> node_side;  // both directions on the node end of the veth
   std::unique_ptr<PacketTap> pod_side;   // what eth0 received
@@ -549,9 +546,9 @@ XdpDropWatch::~XdpDropWatch() {
 XdpDropWatch::XdpDropWatch(XdpDropWatch&&) noexcept = default;
 XdpDropWatch& XdpDropWatch::operator=(XdpDropWatch&&) noexcept = default;
 
-XdpDropWatch XdpDropWatch::Start(const PodLink& link, const Tuple& tuple, const std::string& save_dir,
+XdpDropWatch XdpDropWatch::Start(const PodLink& link, const net::Tuple& tuple, const std::string& save_dir,
                                  const std::string& label) {
-  if (tuple.src_ip.empty() || tuple.src_port == 0 || tuple.dst_ip.empty() || tuple.dst_port == 0) {
+  if (tuple.src.ip.unspecified() || tuple.src.port == 0 || tuple.dst.ip.unspecified() || tuple.dst.port == 0) {
     throw Error("XDP drop watch needs the whole tuple before the SYN leaves; got " + tuple.ToString());
   }
   auto st = std::make_unique<State>();
@@ -574,8 +571,7 @@ XdpDropWatch XdpDropWatch::Start(const PodLink& link, const Tuple& tuple, const 
   st->pod_side =
       std::make_unique<PacketTap>(link.pod_ns, link.pod_ifname, tuple, true, pcap("pod"), st->marker);
   // The markers travel in the probe's family (a dual-stack pod is watched over IPv6 too).
-  const auto dst = net::IpAddr::Parse(tuple.dst_ip);
-  const int family = dst && !dst->is_v4() ? AF_INET6 : AF_INET;
+  const int family = tuple.dst.ip.is_v4() ? AF_INET : AF_INET6;
   st->marker_fd = netns::RunIn(
       link.node_ns, [family] { return socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); });
   if (st->marker_fd < 0) ThrowErrno("XDP drop watch: marker socket in " + link.node_name);
@@ -622,13 +618,9 @@ DropProof XdpDropWatch::Evaluate(DropStage stage, bool final) {
   const size_t sent = StagePacketsSent(stage, node);
   if (!final && sent > 0 && (st.marker_covers.empty() || st.marker_covers.back() < sent)) {
     const std::string payload = st.marker + std::to_string(st.marker_covers.size());
-    sockaddr_storage to{};
-    socklen_t to_len = 0;
-    if (const auto ip = net::IpAddr::Parse(st.tuple.dst_ip)) {
-      to_len = net::Endpoint{*ip, PacketTap::kMarkerPort}.ToSockaddr(to);
-    }
-    if (to_len != 0 &&
-        sendto(st.marker_fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), to_len) ==
+    sockaddr_storage to;
+    const socklen_t to_len = net::Endpoint{st.tuple.dst.ip, PacketTap::kMarkerPort}.ToSockaddr(to);
+    if (sendto(st.marker_fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&to), to_len) ==
             static_cast<ssize_t>(payload.size())) {
       st.marker_covers.push_back(sent);
     }

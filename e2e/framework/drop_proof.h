@@ -109,7 +109,7 @@ class XdpDropWatch {
  public:
   // `save_dir` non-empty: both captures are saved there as <label>-node.pcap and <label>-pod.pcap.
   // Throws kmesh::Error when an end of the link cannot be watched (naming it).
-  static XdpDropWatch Start(const PodLink& link, const Tuple& tuple, const std::string& save_dir,
+  static XdpDropWatch Start(const PodLink& link, const net::Tuple& tuple, const std::string& save_dir,
                             const std::string& label);
   ~XdpDropWatch();
   XdpDropWatch(XdpDropWatch&&) noexcept;

@@ -18,7 +18,7 @@ using kmesh::e2e::OutcomeKind;
 using kmesh::e2e::PodLink;
 using kmesh::e2e::ProbeOutcome;
 using kmesh::e2e::ProbeSpec;
-using kmesh::e2e::Tuple;
+using kmesh::e2e::testing::TupleOf;
 using kmesh::e2e::XdpDropCounter;
 using kmesh::e2e::XdpDropWatch;
 using kmesh::e2e::testing::kClientIp;
@@ -74,7 +74,7 @@ TEST_CASE("a SYN dropped by XDP is proven by the kernel, and the probe's wait en
   Pair net;
   TestServer server(net.server.ref(), 8080, TestServer::Behaviour::kHttp, 200);
   SynDropper xdp(net.server.ref(), "s0", 8080);
-  const Tuple t{kClientIp, 43001, kServerIp, 8080};
+  const auto t = TupleOf(kClientIp, 43001, kServerIp, 8080);
   XdpDropWatch watch = XdpDropWatch::Start(LinkOf(net), t, kmesh::e2e::CaseOutputDir(), "syn-drop");
   auto [out, proof] = ProvenProbe(net, watch, Spec(43001, 8080), DropStage::kSyn);
   INFO(out.ToString());
@@ -101,7 +101,7 @@ TEST_CASE("a request dropped by XDP after the handshake is proven, and the read 
   Pair net;
   TestServer server(net.server.ref(), 8081, TestServer::Behaviour::kHttp, 200);
   SynDropper xdp(net.server.ref(), "s0", 0, 8081);  // data to 8081 dropped; the handshake passes
-  const Tuple t{kClientIp, 43002, kServerIp, 8081};
+  const auto t = TupleOf(kClientIp, 43002, kServerIp, 8081);
   XdpDropWatch watch = XdpDropWatch::Start(LinkOf(net), t, kmesh::e2e::CaseOutputDir(), "request-drop");
   auto [out, proof] = ProvenProbe(net, watch, Spec(43002, 8081), DropStage::kRequest);
   INFO(out.ToString());
@@ -126,7 +126,7 @@ TEST_CASE("a SYN XDP passed is not proven dropped") {
   Pair net;
   TestServer server(net.server.ref(), 8082, TestServer::Behaviour::kHttp, 200);
   SynDropper xdp(net.server.ref(), "s0", 8080);  // another port
-  const Tuple t{kClientIp, 43003, kServerIp, 8082};
+  const auto t = TupleOf(kClientIp, 43003, kServerIp, 8082);
   XdpDropWatch watch = XdpDropWatch::Start(LinkOf(net), t, "", "passed");
   auto [out, proof] = ProvenProbe(net, watch, Spec(43003, 8082), DropStage::kSyn);
   INFO(proof.Describe());
@@ -143,7 +143,7 @@ TEST_CASE("a SYN that never left toward the server is not proven dropped") {
   SynDropper xdp(net.server.ref(), "s0", 8080);
   // A tuple no probe uses: the drop counter may move for others, the captures see nothing of this one.
   XdpDropWatch watch =
-      XdpDropWatch::Start(LinkOf(net), {kClientIp, 43004, kServerIp, 8080}, "", "never-sent");
+      XdpDropWatch::Start(LinkOf(net), TupleOf(kClientIp, 43004, kServerIp, 8080), "", "never-sent");
   const ProbeOutcome other = kmesh::e2e::Probe(net.client.ref(), Spec(43005, 8080));
   CHECK(other.kind == OutcomeKind::kConnectTimeout);
   const DropProof proof = watch.Finish(DropStage::kSyn);
@@ -157,7 +157,7 @@ TEST_CASE("a SYN that never left toward the server is not proven dropped") {
 TEST_CASE("a refused SYN is not proven dropped: it arrived, was answered, and no XDP drop was counted") {
   Pair net;
   // No listener and no XDP: the server's kernel answers the SYN with a RST, so nothing is dropped.
-  const Tuple t{kClientIp, 43006, kServerIp, 8099};
+  const auto t = TupleOf(kClientIp, 43006, kServerIp, 8099);
   XdpDropWatch watch = XdpDropWatch::Start(LinkOf(net), t, "", "refused");
   auto [out, proof] = ProvenProbe(net, watch, Spec(43006, 8099), DropStage::kSyn);
   INFO(proof.Describe());

@@ -21,10 +21,10 @@ ProbeOutcome Env::Probe(const App& client, const App& server, ProbeSpec spec) {
   ProbeOutcome out = ProbeFrom(client, spec);
   // Where the client could not say (curl gives no tuple when it never connected), the tuple is the one
   // asked for.
-  if (out.tuple.src_ip.empty()) out.tuple.src_ip = client.ip;
-  if (out.tuple.src_port == 0) out.tuple.src_port = spec.src_port;
-  if (out.tuple.dst_ip.empty()) out.tuple.dst_ip = spec.dst_ip;
-  if (out.tuple.dst_port == 0) out.tuple.dst_port = spec.dst_port;
+  if (out.tuple.src.ip.unspecified()) out.tuple.src.ip = *net::IpAddr::Parse(client.ip);
+  if (out.tuple.src.port == 0) out.tuple.src.port = spec.src_port;
+  if (out.tuple.dst.ip.unspecified()) out.tuple.dst.ip = *net::IpAddr::Parse(spec.dst_ip);
+  if (out.tuple.dst.port == 0) out.tuple.dst.port = spec.dst_port;
   return out;
 }
 

@@ -100,7 +100,7 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
     not_watched = "not watched: the probe goes to " + spec.dst_ip + ", not to the pod " + server.ip;
   } else {
     if (spec.src_port == 0) spec.src_port = env.NextSourcePort();
-    const Tuple t{client.ip, spec.src_port, spec.dst_ip, spec.dst_port};
+    const net::Tuple t{{*net::IpAddr::Parse(client.ip), spec.src_port}, {*net::IpAddr::Parse(spec.dst_ip), spec.dst_port}};
     watch.emplace(XdpDropWatch::Start(*link, t, options.save_dir,
                                       CaseFolderName(label) + "-" + std::to_string(spec.src_port)));
     spec.proven = [&watch](ProbeSpec::Phase phase) -> std::string {
@@ -113,8 +113,8 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
   std::optional<bpf_probe::Verdict> open_verdict;
   bool open_read = false;
   if (want.want == Want::kAllowed && want.while_open != AuthzExpect::WhileOpen::kNotChecked) {
-    spec.while_open = [&](const Tuple& t) {
-      open_verdict = env.AuthVerdict(server, *net::Tuple::Parse(t.ToString()));
+    spec.while_open = [&](const net::Tuple& t) {
+      open_verdict = env.AuthVerdict(server, t);
       open_read = true;
     };
   }
@@ -124,7 +124,7 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
   const DropStage stage = out.kind == OutcomeKind::kConnectTimeout ? DropStage::kSyn : DropStage::kRequest;
   std::optional<DropProof> proof;
   if (watch) proof = watch->Finish(stage);
-  const net::Tuple tuple = *net::Tuple::Parse(out.tuple.ToString());
+  const net::Tuple& tuple = out.tuple;
   const auto after = env.AuthVerdict(server, tuple);
   // An ALLOW cached for the connection goes when the server's socket reaches TCP_CLOSE, a moment after the
   // client's close: bounded wait.

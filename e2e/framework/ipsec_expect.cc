@@ -105,7 +105,7 @@ EncryptedProbe ProbeEncrypted(Env& env, Case& c, const App& client, const App& s
   const std::string marker = "kmesh-e2e-marker-" + std::to_string(spec.src_port);
   spec.path = "/anything/" + marker;
   spec.headers.push_back({"x-kmesh-e2e-marker", marker});
-  const Tuple inner{client.ip, spec.src_port, spec.dst_ip, spec.dst_port};
+  const net::Tuple inner{{*net::IpAddr::Parse(client.ip), spec.src_port}, {*net::IpAddr::Parse(spec.dst_ip), spec.dst_port}};
 
   const auto keys = EspKeys(env, secrets);
   std::vector<std::unique_ptr<node::CaptureRun>> caps;

@@ -261,7 +261,7 @@ void RestartNoPlaintext(Family family) {
   load.duration = std::chrono::milliseconds(5000);
   // Any TCP between the two pods on the restarted node's underlay, in clear, is a leak.
   capture::CaptureSpec cs;
-  cs.inner = Tuple{w.client.ip, 0, load.probe.dst_ip, 0};
+  cs.inner = net::Tuple{{*net::IpAddr::Parse(w.client.ip), 0}, {*net::IpAddr::Parse(load.probe.dst_ip), 0}};
   cs.filter = capture::PlaintextFilter(cs.inner);
   cs.direction = capture::CaptureSpec::Direction::kOut;
   cs.save_dir = c.dir();

@@ -133,14 +133,14 @@ TEST_CASE("kube env: deploy pins apps to nodes; probes run curl through kubectl 
     CHECK(o.kind == row.kind);
     CHECK(o.http_status == row.status);
     CHECK(o.via == "kubectl exec curl");
-    CHECK(o.tuple.src_ip == "10.244.0.12");
-    CHECK(o.tuple.dst_ip == "10.244.1.7");
+    CHECK(o.tuple.src.ip.ToString() == "10.244.0.12");
+    CHECK(o.tuple.dst.ip.ToString() == "10.244.1.7");
     const std::string last = f.journal->back();
     CHECK_THAT(last, Contains("exec -n test-ns2 sleep-a-7f6d9c8b5-p4w8n -c sleep -- curl"));
     if (row.recorded_port != 0) {
-      CHECK(o.tuple.src_port == row.recorded_port);
+      CHECK(o.tuple.src.port == row.recorded_port);
     } else {
-      CHECK_THAT(last, Contains("--local-port " + std::to_string(o.tuple.src_port)));
+      CHECK_THAT(last, Contains("--local-port " + std::to_string(o.tuple.src.port)));
     }
   }
   // kubectl itself failing is not a probe outcome: it is an error naming the command and kubectl's words.

@@ -338,10 +338,9 @@ class ProbeAccess : public node::NodeEvidence {
     if (!spec.filter.empty()) args.insert(args.end(), {"--filter", spec.filter});
     args.insert(args.end(),
                 {"--seconds", std::to_string(seconds), "--max-packets", std::to_string(spec.max_packets)});
-    if (!spec.inner.dst_ip.empty()) {
+    if (!spec.inner.dst.ip.unspecified()) {
       args.insert(args.end(),
-                  {"--inner", spec.inner.src_ip + ":" + std::to_string(spec.inner.src_port) + " -> " +
-                                  spec.inner.dst_ip + ":" + std::to_string(spec.inner.dst_port)});
+                  {"--inner", spec.inner.ToString()});
     }
     if (!spec.marker.empty()) args.insert(args.end(), {"--marker", spec.marker});
     args.insert(args.end(), {"--direction", DirectionName(spec.direction)});

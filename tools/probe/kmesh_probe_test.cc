@@ -338,7 +338,7 @@ TEST_CASE("kmesh-probe's xfrm report of a node equals the framework's netlink sn
 TEST_CASE("kmesh-probe captures a probe's packets on the pod's interface and saves the pcap") {
   NodeAndPod np;
   const std::string pcap = e2e::CaseOutputDir() + "/pod.pcap";
-  const e2e::Tuple inner{np.node_ip, 42005, np.pod_ip, 8080};
+  const auto inner = *net::Tuple::Parse(np.node_ip + ":42005 -> " + np.pod_ip + ":8080");
   auto capture = netns::Process::Start({ProbeBinary(), "capture", "--netns", np.pod.path(), "--iface", "eth0",
                                         "--filter", "tcp port 8080", "--seconds", "3", "--inner",
                                         inner.ToString(), "--save", pcap});

@@ -171,10 +171,6 @@ nlohmann::json CmdFindNetns(const Args& a) {
   return ToJson(RequireNetnsOwning(ProcRoot(a), a.Need("--ip"), NetnsDir(a)));
 }
 
-e2e::Tuple ToE2eTuple(const std::string& text) {
-  const auto t = *net::Tuple::Parse(text);
-  return e2e::Tuple{t.src.ip.ToString(), t.src.port, t.dst.ip.ToString(), t.dst.port};
-}
 
 nlohmann::json CmdCapture(const Args& a) {
   const auto ns = TargetNetns(a);
@@ -201,7 +197,7 @@ nlohmann::json CmdCapture(const Args& a) {
     if (base.size() > 5 && base.compare(base.size() - 5, 5, ".pcap") == 0) base.resize(base.size() - 5);
     spec.label = base;
   }
-  if (a.Has("--inner")) spec.inner = ToE2eTuple(a.Get("--inner"));
+  if (a.Has("--inner")) spec.inner = *net::Tuple::Parse(a.Get("--inner"));
   spec.marker = a.Get("--marker");
   const std::string dir = a.Get("--direction", "both");
   if (dir == "both") {

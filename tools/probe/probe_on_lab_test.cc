@@ -77,7 +77,7 @@ struct DeniedProbe {
     realized = env.WaitRealized(policies.at(0), server);
     const ProbeOutcome out = env.Probe(client, server, ProbeSpec{});
     REQUIRE(out.kind == OutcomeKind::kConnectTimeout);
-    tuple = *kmesh::net::Tuple::Parse(out.tuple.ToString());
+    tuple = out.tuple;
   }
 
   // kmesh-probe's scoped reads against what the lab Env reads directly.
