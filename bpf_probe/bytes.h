@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,15 @@ struct ByteView {
   ByteView sub(size_t offset, size_t n) const { return ByteView(data + offset, n); }
   Bytes ToBytes() const { return Bytes(data, data + size); }
 };
+
+// The host-order integer of type T at `off`, or 0 where `b` is too short to hold one (callers that must
+// tell a short value apart check the size first).
+template <typename T>
+T ReadHost(const Bytes& b, size_t off) {
+  T v = 0;
+  if (off + sizeof(T) <= b.size()) std::memcpy(&v, b.data() + off, sizeof(T));
+  return v;
+}
 
 // "0a f4 01 05": for error messages and text output.
 std::string HexSpaced(ByteView b);

@@ -15,17 +15,8 @@ namespace kmesh::bpf_probe {
 using net::IpAddr;
 namespace {
 
-uint64_t U64(const Bytes& b, size_t off) {
-  uint64_t v = 0;
-  if (off + 8 <= b.size()) std::memcpy(&v, b.data() + off, 8);
-  return v;
-}
-
-uint32_t U32(const Bytes& b, size_t off) {
-  uint32_t v = 0;
-  if (off + 4 <= b.size()) std::memcpy(&v, b.data() + off, 4);
-  return v;
-}
+uint64_t U64(const Bytes& b, size_t off) { return ReadHost<uint64_t>(b, off); }
+uint32_t U32(const Bytes& b, size_t off) { return ReadHost<uint32_t>(b, off); }
 
 // Elements a kmesh_map1600 array blob holds: 8-byte outer keys, or 4-byte
 // uint32 (ports).

@@ -26,16 +26,8 @@ constexpr uint32_t kMembers = KM_MAX_MEMBER_NUM_PER_POLICY;  // workload.h:14
 // stops reading as zeros.
 constexpr uint32_t kSlackSlots = 8;
 
-uint64_t U64(const Bytes& b, size_t off) {
-  uint64_t v = 0;
-  if (off + 8 <= b.size()) std::memcpy(&v, b.data() + off, 8);
-  return v;
-}
-uint32_t U32(const Bytes& b, size_t off) {
-  uint32_t v = 0;
-  if (off + 4 <= b.size()) std::memcpy(&v, b.data() + off, 4);
-  return v;
-}
+uint64_t U64(const Bytes& b, size_t off) { return ReadHost<uint64_t>(b, off); }
+uint32_t U32(const Bytes& b, size_t off) { return ReadHost<uint32_t>(b, off); }
 
 std::string XdpName(int32_t r) {
   return r == kXdpDrop ? "XDP_DROP" : r == kXdpPass ? "XDP_PASS" : "action " + std::to_string(r);
