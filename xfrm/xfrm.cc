@@ -201,8 +201,6 @@ nlohmann::json Json(const std::vector<T>& items) {
 
 }  // namespace
 
-std::string Spi::ToString() const { return Hex32(value, true); }
-std::string Mark::ToString() const { return Hex32(value, false) + "/" + Hex32(mask, false); }
 
 std::string ToString(Mode m) {
   switch (m) {

@@ -18,27 +18,14 @@
 #include <nlohmann/json.hpp>
 
 #include "ipsec/ipsec_secret.h"
+#include "net/ipsec.h"
 #include "netns/netns.h"
 
 namespace kmesh::xfrm {
 
-// Security Parameter Index, host order. Printed the way iproute2 does: 0x00000002.
-struct Spi {
-  uint32_t value = 0;
-  std::string ToString() const;
-  bool operator==(const Spi& o) const { return value == o.value; }
-  bool operator!=(const Spi& o) const { return value != o.value; }
-  bool operator<(const Spi& o) const { return value < o.value; }
-};
-
-// A mark and its mask (policy mark, state mark, state output-mark). Printed "0xd0/0xffffffff".
-struct Mark {
-  uint32_t value = 0;
-  uint32_t mask = 0;
-  std::string ToString() const;
-  bool operator==(const Mark& o) const { return value == o.value && mask == o.mask; }
-  bool operator!=(const Mark& o) const { return !(*this == o); }
-};
+// The SPI and the mark (policy mark, state mark, state output-mark), as iproute2 prints them: net/ipsec.h.
+using net::Mark;
+using net::Spi;
 
 enum class Mode { kTransport = 0, kTunnel = 1, kRouteOptimization = 2, kInTrigger = 3, kBeet = 4 };
 enum class Dir { kIn = 0, kOut = 1, kFwd = 2 };
