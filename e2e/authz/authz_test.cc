@@ -734,6 +734,13 @@ void RecordDefect(Case& c, const std::optional<Defect>& d) {
   std::cerr << "[kmesh defect " << d->code << " expected] " << d->what << " (" << d->source << ")\n";
 }
 
+// What every case of a family records first: the datapath it judged, the family, and the defect it reproduces.
+void Begin(Case& c, World& w, Family family, const std::optional<Defect>& defect) {
+  c.Set("datapath", w.env->DatapathIdentity());
+  c.Set("family", FamilyName(family));
+  RecordDefect(c, defect);
+}
+
 // A case's title in its family: the IPv4 cases keep the suite's names (e2e/mutation selects them by
 // name), the IPv6 ones are under "ipv6/".
 std::string Title(Family family, const std::string& title) {
@@ -762,9 +769,7 @@ std::optional<Defect> DefectIn(Family family, const std::string& key, const std:
 void RunProbe(Family family, const Row& row, const Probe& pr, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, row.id + ": " + pr.label), w.env->name());
-  c.Set("datapath", w.env->DatapathIdentity());
-  c.Set("family", FamilyName(family));
-  RecordDefect(c, defect);
+  Begin(c, w, family, defect);
   const App& server = row.waypoint ? w.wp_server : w.server;
   const App& client = pr.client == Client::kA ? w.a : w.b;
   const auto baseline = w.env->DatapathMapCounts(server);
@@ -816,9 +821,7 @@ const bool kRegistered = [] {
 void RemoveRestoresAccess(Family family, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, "remove-restores-access"), w.env->name());
-  c.Set("datapath", w.env->DatapathIdentity());
-  c.Set("family", FamilyName(family));
-  RecordDefect(c, defect);
+  Begin(c, w, family, defect);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
@@ -831,9 +834,7 @@ void RemoveRestoresAccess(Family family, const std::optional<Defect>& defect) {
 void SameTupleAfterRemoval(Family family, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, "same-tuple-after-removal"), w.env->name());
-  c.Set("datapath", w.env->DatapathIdentity());
-  c.Set("family", FamilyName(family));
-  RecordDefect(c, defect);
+  Begin(c, w, family, defect);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
@@ -847,9 +848,7 @@ void SameTupleAfterRemoval(Family family, const std::optional<Defect>& defect) {
 void TcargsResidue(Family family, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, "tcargs-residue"), w.env->name());
-  c.Set("datapath", w.env->DatapathIdentity());
-  c.Set("family", FamilyName(family));
-  RecordDefect(c, defect);
+  Begin(c, w, family, defect);
   const auto baseline = w.env->DatapathMapCounts(w.server);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
   AppliedPolicies deny(*w.env);
@@ -866,9 +865,7 @@ void TcargsAfterMatch(Family family, const std::optional<Defect>& defect) {
   // path does not (D4, its own case).
   World& w = TheWorld(family);
   Case c("authz", Title(family, "tcargs-after-match"), w.env->name());
-  c.Set("datapath", w.env->DatapathIdentity());
-  c.Set("family", FamilyName(family));
-  RecordDefect(c, defect);
+  Begin(c, w, family, defect);
   const auto baseline = w.env->DatapathMapCounts(w.server);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
   AppliedPolicies deny(*w.env);
@@ -881,9 +878,7 @@ void TcargsAfterMatch(Family family, const std::optional<Defect>& defect) {
 void WlpolicyResidue(Family family, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, "wlpolicy-residue"), w.env->name());
-  c.Set("datapath", w.env->DatapathIdentity());
-  c.Set("family", FamilyName(family));
-  RecordDefect(c, defect);
+  Begin(c, w, family, defect);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
@@ -898,9 +893,7 @@ void WlpolicyResidue(Family family, const std::optional<Defect>& defect) {
 void AddressBlobResidue(Family family, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, "address-blob-residue"), w.env->name());
-  c.Set("datapath", w.env->DatapathIdentity());
-  c.Set("family", FamilyName(family));
-  RecordDefect(c, defect);
+  Begin(c, w, family, defect);
   const auto baseline = w.env->DatapathMapCounts(w.server);
   auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
   AppliedPolicies deny(*w.env);
@@ -916,9 +909,7 @@ void OffloadOffNamespaceAllow(Family family, const std::optional<Defect>& defect
   // path that sends Kmesh's RST at all; with offload on, xdp_authz drops the denied tuple first.
   World& w = TheWorld(family);
   Case c("authz", Title(family, "offload-off-namespace-allow"), w.env->name());
-  c.Set("datapath", w.env->DatapathIdentity());
-  c.Set("family", FamilyName(family));
-  RecordDefect(c, defect);
+  Begin(c, w, family, defect);
   struct OffloadOff {
     Env& env;
     bool set;
