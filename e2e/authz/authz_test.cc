@@ -730,8 +730,7 @@ void CheckResidue(Case& c, const std::map<std::string, uint64_t>& before,
 
 void RecordDefect(Case& c, const std::optional<Defect>& d) {
   if (!d) return;
-  c.Set("kmesh_defect", {{"code", d->code}, {"what", d->what}, {"kmesh_source", d->source}});
-  std::cerr << "[kmesh defect " << d->code << " expected] " << d->what << " (" << d->source << ")\n";
+  c.KmeshDefect(d->code, d->what, d->source);
 }
 
 // What every case of a family records first: the datapath it judged, the family, and the defect it reproduces.

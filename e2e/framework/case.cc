@@ -74,6 +74,11 @@ void Case::Fail(const std::string& explanation) { failures_.push_back(explanatio
 
 void Case::Note(const std::string& line) { notes_.push_back(line); }
 
+void Case::KmeshDefect(const std::string& code, const std::string& what, const std::string& kmesh_source) {
+  Set("kmesh_defect", {{"code", code}, {"what", what}, {"kmesh_source", kmesh_source}});
+  std::cerr << "[kmesh defect " << code << " expected] " << what << " (" << kmesh_source << ")\n";
+}
+
 void Case::AddDisagreement(const std::string& code) {
   auto& list = doc_[evidence::kDisagreements];
   if (!list.is_array()) list = nlohmann::json::array();

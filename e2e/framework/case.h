@@ -31,6 +31,9 @@ class Case : private Catch2FailureSubscriber {
   // A failed expectation: its explanation paragraph is kept (and printed by the caller).
   void Fail(const std::string& explanation);
   void Note(const std::string& line);
+  // The known Kmesh defect this case reproduces (docs/kmesh-offload-contract.md): recorded under
+  // "kmesh_defect" for the summary and the report, and announced on stderr before the case runs.
+  void KmeshDefect(const std::string& code, const std::string& what, const std::string& kmesh_source);
   // A machine-readable disagreement code (expect.h `disagreement::`, or a suite's own): the bundle lists
   // each once, in order, under "disagreements".
   void AddDisagreement(const std::string& code);

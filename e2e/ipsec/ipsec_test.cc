@@ -16,9 +16,9 @@
 #include <thread>
 
 #include "base/defaults.h"
+#include "base/disagreement.h"
 #include "base/error.h"
 #include "e2e/framework/case.h"
-#include "base/disagreement.h"
 #include "e2e/framework/env.h"
 #include "e2e/framework/ipsec_expect.h"
 #include "e2e/framework/table_case.h"
@@ -197,13 +197,9 @@ void RecoveryStateDeleted(Family family) {
   World& w = TheWorld(family);
   Case c("ipsec", Title(family, "recovery-state-deleted"), w.env->name());
   c.Set("family", FamilyName(family));
-  c.Set("kmesh_defect",
-        {{"code", "D20"},
-         {"what", "no reconciliation: xfrm state removed outside Kmesh is never re-created"},
-         {"kmesh_source",
-          "pkg/controller/encryption/ipsec/ipsec_controller.go:83,131-143,175-183 (work only on "
-          "KmeshNodeInfo events and the key file; informer resync 0)"}});
-  std::cerr << "[kmesh defect D20 expected] an xfrm state deleted by hand is never re-created\n";
+  c.KmeshDefect("D20", "no reconciliation: xfrm state removed outside Kmesh is never re-created",
+                "pkg/controller/encryption/ipsec/ipsec_controller.go:83,131-143,175-183 (work only on "
+                "KmeshNodeInfo events and the key file; informer resync 0)");
   if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const std::string node = w.server.node;
   Layout before = WaitLayout(w, c, w.spi, "before delete");
@@ -241,15 +237,11 @@ void RestartNoPlaintext(Family family) {
   World& w = TheWorld(family);
   Case c("ipsec", Title(family, "restart-no-plaintext"), w.env->name());
   c.Set("family", FamilyName(family));
-  c.Set("kmesh_defect",
-        {{"code", "D21"},
-         {"what",
-          "a Kmesh pod restart flushes xfrm (Stop checks the start type, not the exit type): pod "
-          "traffic crosses the underlay in clear until the new daemon has re-programmed it"},
-         {"kmesh_source",
-          "pkg/controller/encryption/ipsec/ipsec_controller.go:189-196 (GetStartType() == Normal) vs "
-          "pkg/bpf/bpf.go:141-145 (GetExitType()); flush: ipsec_handler.go:397-401"}});
-  std::cerr << "[kmesh defect D21 expected] a dataplane restart lets pod traffic cross in clear\n";
+  c.KmeshDefect("D21",
+                "a Kmesh pod restart flushes xfrm (Stop checks the start type, not the exit type): pod "
+                "traffic crosses the underlay in clear until the new daemon has re-programmed it",
+                "pkg/controller/encryption/ipsec/ipsec_controller.go:189-196 (GetStartType() == Normal) vs "
+                "pkg/bpf/bpf.go:141-145 (GetExitType()); flush: ipsec_handler.go:397-401");
   if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const std::string node = w.client.node;
   REQUIRE(WaitLayout(w, c, w.spi, "before restart").report.ok());
@@ -302,15 +294,12 @@ void CrashReboot(Family family) {
   World& w = TheWorld(family);
   Case c("ipsec", Title(family, "crash-reboot"), w.env->name());
   c.Set("family", FamilyName(family));
-  c.Set("kmesh_defect",
-        {{"code", "D22"},
-         {"what",
-          "after a node's crash and reboot (new boot id, no KmeshNodeInfo delete) its peers keep the "
-          "old keys: the state add for the same SPI answers EEXIST, which Kmesh ignores"},
-         {"kmesh_source",
-          "pkg/controller/encryption/ipsec/ipsec_handler.go:286-289 (EEXIST ignored), 136-147 (boot ids in "
-          "the key), ipsec_controller.go:268-290,400-420 (the KmeshNodeInfo update that triggers it)"}});
-  std::cerr << "[kmesh defect D22 expected] a rebooted node's peers keep the keys of its old boot id\n";
+  c.KmeshDefect(
+      "D22",
+      "after a node's crash and reboot (new boot id, no KmeshNodeInfo delete) its peers keep the "
+      "old keys: the state add for the same SPI answers EEXIST, which Kmesh ignores",
+      "pkg/controller/encryption/ipsec/ipsec_handler.go:286-289 (EEXIST ignored), 136-147 (boot ids in "
+      "the key), ipsec_controller.go:268-290,400-420 (the KmeshNodeInfo update that triggers it)");
   if (w.spi == 0) ApplySecret(w, c, w.env->FirstSpi());
   const std::string node = w.server.node;
   REQUIRE(WaitLayout(w, c, w.spi, "before the crash").report.ok());
