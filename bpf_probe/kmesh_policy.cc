@@ -18,8 +18,7 @@ namespace {
 uint64_t U64(const Bytes& b, size_t off) { return ReadHost<uint64_t>(b, off); }
 uint32_t U32(const Bytes& b, size_t off) { return ReadHost<uint32_t>(b, off); }
 
-// Elements a kmesh_map1600 array blob holds: 8-byte outer keys, or 4-byte
-// uint32 (ports).
+// Elements a kmesh_map1600 array blob holds: 8-byte outer keys, or 4-byte uint32 (ports).
 constexpr uint64_t kMaxKeys = 1600 / 8;
 constexpr uint64_t kMaxU32 = 1600 / 4;
 
@@ -64,8 +63,7 @@ class Decoder {
 
   void Finish() { out_.blobs.assign(seen_.begin(), seen_.end()); }
 
-  // The blob `k` names, which must be in `want` (where the programs look for
-  // it) and `want`'s size.
+  // The blob `k` names, which must be in `want` (where the programs look for it) and `want`'s size.
   std::optional<Bytes> Follow(OuterKey k, InnerMap want, const std::string& path, const char* what) {
     if (k.null()) {
       Problem(path, std::string("NULL where ") + what + " should be");
@@ -326,8 +324,7 @@ std::string OuterKey::ToString() const {
   return b;
 }
 
-// --- memory
-// ----------------------------------------------------------------------------------------------
+// --- memory ------------------------------------------------------------------------------------------------
 
 LivePolicyMemory::LivePolicyMemory(const MapCatalog& catalog) : policies_(catalog.Open(KM_MAP_AUTHZ_POLICY)) {
   if (policies_.info().key_size != 4) CheckKmeshLayout(policies_.info(), KM_MAP_AUTHZ_POLICY);
@@ -419,8 +416,7 @@ std::optional<Bytes> PolicyMemorySnapshot::Blob(InnerMap map, uint32_t index) {
   return it->second;
 }
 
-// --- decoded
-// ---------------------------------------------------------------------------------------------
+// --- decoded -----------------------------------------------------------------------------------------------
 
 std::string PolicyAddress::ToString() const {
   if (!broken.empty()) return "<broken>";

@@ -1,20 +1,16 @@
-// Kmesh's authorization policies as its deserializer leaves them in the kernel:
-// km_authz_policy holds the 64-byte protobuf-c Istio__Security__Authorization
-// of each policy, and every pointer in it (name, namespace, rules, and on down:
-// clauses, matches, addresses, strings, port lists) is an "outer key" into
-// kmesh_map64/192/296/1600 (kmesh_abi.h; bpf/include/inner_map_defs.h:8-15,
-// written by
+// Kmesh's authorization policies as its deserializer leaves them in the kernel: km_authz_policy holds the
+// 64-byte protobuf-c Istio__Security__Authorization of each policy, and every pointer in it (name, namespace,
+// rules, and on down: clauses, matches, addresses, strings, port lists) is an "outer key" into
+// kmesh_map64/192/296/1600 (kmesh_abi.h; bpf/include/inner_map_defs.h:8-15, written by
 // bpf/deserialization_to_bpf_map/deserialization_to_bpf_map.c:314-652).
 //
-// DecodePolicy follows those keys and gives the policy back as the workload
-// API's Authorization: name, namespace, scope, action, rules -> clauses ->
-// matches. A chain that breaks (a blob missing, a key naming the wrong inner
-// map, a blob of the wrong size, a count larger than its array) is reported at
-// the place it breaks, and nothing is guessed past it.
+// DecodePolicy follows those keys and gives the policy back as the workload API's Authorization: name,
+// namespace, scope, action, rules -> clauses -> matches. A chain that breaks (a blob missing, a key naming
+// the wrong inner map, a blob of the wrong size, a count larger than its array) is reported at the place it
+// breaks, and nothing is guessed past it.
 //
-// PolicyMemory is where the bytes come from: the live maps (LivePolicyMemory,
-// read-only, cached) or a snapshot held in memory (tests, and residue, which
-// walks everything once).
+// PolicyMemory is where the bytes come from: the live maps (LivePolicyMemory, read-only, cached) or a
+// snapshot held in memory (tests, and residue, which walks everything once).
 #pragma once
 
 #include <cstdint>
@@ -54,9 +50,8 @@ struct BlobRef {
   bool operator==(const BlobRef& o) const { return map == o.map && index == o.index; }
 };
 
-// A pointer field as Kmesh stores it: (size_t)outer_key, so the low 32 bits are
-// the key and the high 32 bits zero. The programs read only the low 32 bits
-// ((__u32)(uintptr_t)ptr, bpf_common.h:199).
+// A pointer field as Kmesh stores it: (size_t)outer_key, so the low 32 bits are the key and the high 32 bits
+// zero. The programs read only the low 32 bits ((__u32)(uintptr_t)ptr, bpf_common.h:199).
 struct OuterKey {
   uint64_t raw = 0;
   bool null() const { return raw == 0; }
@@ -66,8 +61,7 @@ struct OuterKey {
   std::string ToString() const;
 };
 
-// Where the policy bytes come from. Values are returned as stored (any size:
-// the decoder checks).
+// Where the policy bytes come from. Values are returned as stored (any size: the decoder checks).
 class PolicyMemory {
  public:
   virtual ~PolicyMemory() = default;
@@ -77,16 +71,13 @@ class PolicyMemory {
   virtual std::vector<uint32_t> PolicyKeys() = 0;
   // kmesh_mapN[index].
   virtual std::optional<Bytes> Blob(InnerMap map, uint32_t index) = 0;
-  // Whether the inner map exists at all (a datapath without Kmesh's
-  // deserializer maps has none).
+  // Whether the inner map exists at all (a datapath without Kmesh's deserializer maps has none).
   virtual bool HasInnerMap(InnerMap map) const = 0;
 };
 
-// The live maps of a catalog (pin folder, kernel names, a program). Read-only;
-// every value read once and kept (call Forget() to read again). Throws
-// kmesh::Error when km_authz_policy is missing or not Kmesh's layout; missing
-// inner maps are allowed (HasInnerMap is then false, and every key into them is
-// broken).
+// The live maps of a catalog (pin folder, kernel names, a program). Read-only; every value read once and kept
+// (call Forget() to read again). Throws kmesh::Error when km_authz_policy is missing or not Kmesh's layout;
+// missing inner maps are allowed (HasInnerMap is then false, and every key into them is broken).
 class LivePolicyMemory final : public PolicyMemory {
  public:
   explicit LivePolicyMemory(const MapCatalog& catalog);
@@ -105,8 +96,7 @@ class LivePolicyMemory final : public PolicyMemory {
   std::map<BlobRef, std::optional<Bytes>> blob_cache_;
 };
 
-// Policy memory held in memory: a snapshot of live maps (Snapshot) or bytes a
-// test lays out.
+// Policy memory held in memory: a snapshot of live maps (Snapshot) or bytes a test lays out.
 class PolicyMemorySnapshot final : public PolicyMemory {
  public:
   // Every entry of km_authz_policy and of each inner map that exists.
@@ -128,18 +118,15 @@ class PolicyMemorySnapshot final : public PolicyMemory {
   bool has_inner_[KM_INNER_MAP_COUNT] = {true, true, true, true};
 };
 
-// --- the decoded policy (the workload API's Authorization,
-// api/workloadapi/security/authorization.proto) --
+// --- the decoded policy (the workload API's Authorization, api/workloadapi/security/authorization.proto) ---
 
-// Every decoded element carries `broken`: "" when it was read, else why it
-// could not be (its content is then empty). Where a list's element is broken
-// the list keeps a placeholder, so positions stay true.
+// Every decoded element carries `broken`: "" when it was read, else why it could not be (its content is then
+// empty). Where a list's element is broken the list keeps a placeholder, so positions stay true.
 struct PolicyAddress {
   Bytes bytes;          // 4 (IPv4) or 16 (IPv6), network order
   uint32_t prefix = 0;  // Address.length
   std::string broken;
-  // "10.244.1.5/32", "fd00::/64", other byte counts as "0x<hex>/<prefix>",
-  // "<broken: ...>".
+  // "10.244.1.5/32", "fd00::/64", other byte counts as "0x<hex>/<prefix>", "<broken: ...>".
   std::string ToString() const;
 };
 
@@ -149,9 +136,8 @@ struct PolicyString {
   uint32_t match_type_case = 0;  // as stored
   std::string value;
   std::string broken;
-  // As an AuthorizationPolicy writes it: exact "x", prefix "x*", suffix "*x";
-  // unset (istiod's presence "*", which Kmesh's proto cannot carry) "<unset>";
-  // "<broken: ...>".
+  // As an AuthorizationPolicy writes it: exact "x", prefix "x*", suffix "*x"; unset (istiod's presence "*",
+  // which Kmesh's proto cannot carry) "<unset>"; "<broken: ...>".
   std::string ToString() const;
 };
 
@@ -180,11 +166,9 @@ struct DecodedPolicy {
   uint32_t scope_raw = 0, action_raw = 0;
   uint64_t n_rules = 0;
   std::vector<PolicyRule> rules;
-  // Every broken link, with its path: "rules[0].clauses[1]: kmesh_map64[17] is
-  // missing".
+  // Every broken link, with its path: "rules[0].clauses[1]: kmesh_map64[17] is missing".
   std::vector<std::string> problems;
-  // Every blob the policy reaches (the outer keys it holds, recursively),
-  // sorted.
+  // Every blob the policy reaches (the outer keys it holds, recursively), sorted.
   std::vector<BlobRef> blobs;
 
   PolicyScope scope() const { return static_cast<PolicyScope>(scope_raw); }
@@ -192,21 +176,18 @@ struct DecodedPolicy {
   bool complete() const { return problems.empty(); }
   // "<namespace>/<name>", or "key <key>" when the name cannot be read.
   std::string Resource() const;
-  // FNV-32a of "<namespace>/<name>": Kmesh stores a policy under it unless the
-  // id has a zero byte (D8, deserialization_to_bpf_map.c:91-106: strncpy stops
-  // at it) or collided (hash_name.go: linear probing).
+  // FNV-32a of "<namespace>/<name>": Kmesh stores a policy under it unless the id has a zero byte (D8,
+  // deserialization_to_bpf_map.c:91-106: strncpy stops at it) or collided (hash_name.go: linear probing).
   uint32_t IdOfName() const;
 };
 
-// Decodes km_authz_policy[key] = value. Never throws on bad data: problems say
-// what broke.
+// Decodes km_authz_policy[key] = value. Never throws on bad data: problems say what broke.
 DecodedPolicy DecodePolicy(uint32_t key, ByteView value, PolicyMemory& memory);
 // Every policy in km_authz_policy, by key.
 std::vector<DecodedPolicy> DecodePolicies(PolicyMemory& memory);
 
-// The key strncpy leaves of policy id `id` (deserialization_to_bpf_map.c:103):
-// the bytes up to the first zero byte, zeros after it. Equal to `id` when no
-// byte is zero.
+// The key strncpy leaves of policy id `id` (deserialization_to_bpf_map.c:103): the bytes up to the first zero
+// byte, zeros after it. Equal to `id` when no byte is zero.
 uint32_t StrncpyKey(uint32_t id);
 
 }  // namespace kmesh::bpf_probe
