@@ -23,59 +23,26 @@
 
 #include "base/error.h"
 #include "bpf_probe/verdict.h"
-#include "net/tuple.h"
 #include "bpf_probe/xdp.h"
 #include "capture/capture.h"
+#include "e2e/framework/app.h"
 #include "e2e/framework/drop_proof.h"
-#include "ipsec/ipsec_layout.h"
-#include "ipsec/ipsec_marking.h"
-#include "ipsec/ipsec_secret.h"
-#include "traffic/load.h"
-#include "traffic/traffic.h"
-#include "xfrm/xfrm.h"
 #include "e2e/policy/policy.h"
 #include "e2e/policy/support.h"
 #include "e2e/policy/template.h"
+#include "ipsec/ipsec_layout.h"
+#include "ipsec/ipsec_marking.h"
+#include "ipsec/ipsec_secret.h"
+#include "net/tuple.h"
 #include "node/node_evidence.h"
+#include "traffic/load.h"
+#include "traffic/traffic.h"
+#include "xfrm/xfrm.h"
 
 namespace kmesh::e2e {
 
 // Which part of Kmesh's datapath decides a policy kind (e2e/policy/support.h).
 using policy::Mechanism;
-
-enum class AppKind { kServer, kClient };  // httpbin / sleep (curl)
-
-struct AppSpec {
-  std::string name;
-  AppKind kind = AppKind::kServer;
-  int node = 0;  // index into Nodes(): server and client on different nodes
-  std::string k8s_namespace = "test-ns1";
-  std::map<std::string, std::string> labels;  // "app" = name is always added
-  bool waypoint = false;                      // a waypoint in front of this service (L7 policies)
-};
-
-struct App {
-  std::string name;
-  AppKind kind = AppKind::kServer;
-  std::string node;  // node name
-  std::string k8s_namespace;
-  std::string ip;            // pod IP; the address a suite reaches the app at (see OverFamily)
-  uint16_t port = 0;         // server: the pod port
-  uint16_t alt_port = 0;     // server: a second pod port (for port policies), 0 if none
-  uint32_t workload_id = 0;  // FNV-32a of the workload UID (km_frontend / km_wlpolicy key)
-  // The pod's service account (principal cluster.local/ns/<ns>/sa/<sa>); no app of the suites has its own.
-  std::string service_account = "default";
-  std::string ip6;  // the pod's IPv6 address on a dual-stack Env, "" on a single-stack one
-};
-
-// The app as reached over `family`: its `ip` is the pod's address in that family (on a dual-stack Env,
-// `ip6`), so a probe to it, the tuple Kmesh keys and every address a policy names are that family's. An
-// Env tells a server's family by its `ip`. Throws when the app has no address in `family`.
-App OverFamily(const App& app, net::Family family);
-// "IPv4" / "IPv6".
-const char* FamilyName(net::Family family);
-// The family of an address ("fd00::1" -> kIPv6); throws naming the text when it is not an address.
-net::Family FamilyOf(const std::string& ip);
 
 struct Node {
   std::string name;

@@ -26,6 +26,8 @@
 namespace kmesh::lab {
 namespace {
 
+using e2e::App;
+using e2e::AppKind;
 using Clock = std::chrono::steady_clock;
 
 const std::vector<std::pair<Fault, const char*>>& FaultNames() {
@@ -336,24 +338,26 @@ const App& Lab::app(const std::string& name) const {
   throw Error("lab: no app named " + name);
 }
 
-const App& Lab::Deploy(const AppSpec& spec) {
+const App& Lab::Deploy(const e2e::AppSpec& spec) {
   for (const auto& a : apps_) {
     if (a->name == spec.name) throw Error("lab: an app named " + spec.name + " is already deployed");
   }
+  const auto& nodes = topo_->nodes();
+  if (spec.node < 0 || spec.node >= static_cast<int>(nodes.size())) {
+    throw Error("lab: app " + spec.name + " asks for node index " + std::to_string(spec.node) +
+                "; the lab has " + std::to_string(nodes.size()) + " nodes");
+  }
+  const std::string& node = nodes[spec.node]->spec.name;
   auto labels = spec.labels;
   labels.emplace("app", spec.name);
-  Pod& pod = topo_->AddPod(spec.node, spec.name, spec.k8s_namespace, labels);
-  auto app = std::make_unique<App>();
-  app->name = spec.name;
-  app->kind = spec.kind;
-  app->pod = pod.name;
-  app->ip = pod.ip;
-  app->ip6 = pod.ip6;
-  app->workload_id = bpf_probe::WorkloadId(pod.uid);
-  if (spec.kind == AppKind::kHttpbin) {
+  Pod& pod = topo_->AddPod(node, spec.name, spec.k8s_namespace, labels);
+  auto app = std::make_unique<App>(App{spec.name, spec.kind, node, spec.k8s_namespace, pod.ip, 0, 0,
+                                       bpf_probe::WorkloadId(pod.uid), "default", pod.ip6});
+  if (spec.kind == AppKind::kServer) {
     app->port = kHttpbinPort;
+    app->alt_port = kHttpbinAltPort;
     const std::string log = logdir_ + "/" + spec.name + ".log";
-    KmeshNode& k = kmesh(spec.node);
+    KmeshNode& k = kmesh(node);
     // In the node's cgroup from its first instruction: Kmesh's sockops sees the sockets it accepts.
     std::vector<std::string> argv = {"gunicorn"};
     for (const std::string& ip : {pod.ip, pod.ip6}) {
@@ -379,12 +383,9 @@ const App& Lab::Deploy(const AppSpec& spec) {
     EnrollPod(k.cgroup, pod.ns.ref());
     if (Active(Fault::kXdpDetached)) k.xdp->Detach(pod.ns.ref(), "eth0");
     if (spec.waypoint) {
-      Pod& wp = topo_->AddPod(spec.node, spec.name + "-waypoint", spec.k8s_namespace,
+      Pod& wp = topo_->AddPod(node, spec.name + "-waypoint", spec.k8s_namespace,
                               {{"gateway.istio.io/managed", "istio.io-mesh-controller"}});
-      app->waypoint_pod = wp.name;
-      app->waypoint_ip = wp.ip;
-      app->waypoint_ip6 = wp.ip6;
-      app->waypoint_port = kWaypointPort;
+      waypoint_pod_[spec.name] = wp.name;
       const std::string policies = workdir_ + "/" + spec.name + "-waypoint-policies.yaml";
       std::ofstream(policies) << "";
       // One waypoint process per family, both enforcing the same policy file; each forwards to the pod
@@ -411,7 +412,7 @@ const App& Lab::Deploy(const AppSpec& spec) {
 }
 
 WorkloadSpec Lab::WorkloadOf(const App& app) const {
-  const Pod& pod = topo_->pod(app.pod);
+  const Pod& pod = topo_->pod(app.name);
   std::vector<policy::AuthorizationPolicy> selector_policies;
   for (const auto& a : applied_) {
     if (a.authorization) selector_policies.push_back(a.policy);
@@ -444,12 +445,13 @@ void Lab::StoreWorkloads() {
 std::vector<const App*> Lab::Selected(const policy::AuthorizationPolicy& p) const {
   std::vector<const App*> out;
   for (const auto& a : apps_) {
-    if (a->kind != AppKind::kHttpbin) continue;
-    const Pod& pod = topo_->pod(a->pod);
+    if (a->kind != AppKind::kServer) continue;
+    const Pod& pod = topo_->pod(a->name);
     if (pod.k8s_namespace != p.ns) continue;
     if (!p.target_refs.empty()) {
       for (const auto& ref : p.target_refs) {
-        if (ref.kind == "Service" && ref.name == a->name && !a->waypoint_pod.empty()) out.push_back(a.get());
+        if (ref.kind == "Service" && ref.name == a->name && waypoint_pod_.count(a->name))
+          out.push_back(a.get());
       }
       continue;
     }
@@ -498,7 +500,7 @@ std::vector<policy::AuthorizationPolicy> Lab::Apply(const policy::Manifest& m) {
   }
   StoreWorkloads();
   for (const auto& app : apps_) {
-    if (app->kind == AppKind::kHttpbin && !app->waypoint_pod.empty()) RewriteWaypointPolicies(*app);
+    if (waypoint_pod_.count(app->name)) RewriteWaypointPolicies(*app);
   }
   return policies;
 }
@@ -539,14 +541,12 @@ void Lab::RewriteWaypointPolicies(const App& server) {
   std::filesystem::rename(tmp, path);  // atomic: the waypoint never reads half a file
 }
 
-std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server, net::Family family) const {
-  const bool v6 = family == net::Family::kIPv6;
-  if (v6 && server.ip6.empty())
-    throw Error("lab: app " + server.name + " has no IPv6 address (IPv4-only node)");
-  if (!server.waypoint_pod.empty() && !Active(Fault::kWaypointBypassed)) {
-    return {v6 ? server.waypoint_ip6 : server.waypoint_ip, server.waypoint_port};
-  }
-  return {v6 ? server.ip6 : server.ip, server.port};
+std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server) const {
+  // The family the suite reaches the server in (e2e::OverFamily): its address says which.
+  const auto wp = waypoint_pod_.find(server.name);
+  if (wp == waypoint_pod_.end() || Active(Fault::kWaypointBypassed)) return {server.ip, server.port};
+  const Pod& pod = topo_->pod(wp->second);
+  return {e2e::FamilyOf(server.ip) == net::Family::kIPv6 ? pod.ip6 : pod.ip, kWaypointPort};
 }
 
 const std::string& Lab::UnderlayIp(const NodeSpec& n, net::Family family) {
@@ -676,9 +676,9 @@ void Lab::Inject(Fault f, const std::string& node) {
   switch (f) {
     case Fault::kXdpDetached:
       for (const auto& a : apps_) {
-        const Pod& pod = topo_->pod(a->pod);
+        const Pod& pod = topo_->pod(a->name);
         auto& xdp = *kmesh(pod.node).xdp;
-        if (a->kind == AppKind::kHttpbin && xdp.Attached(pod.ns.ref(), "eth0"))
+        if (a->kind == AppKind::kServer && xdp.Attached(pod.ns.ref(), "eth0"))
           xdp.Detach(pod.ns.ref(), "eth0");
       }
       break;
@@ -727,16 +727,16 @@ void Lab::Clear(Fault f) {
       break;
     case Fault::kManageMissing:
       for (const auto& a : apps_) {
-        if (a->kind != AppKind::kHttpbin) continue;
-        const Pod& pod = topo_->pod(a->pod);
+        if (a->kind != AppKind::kServer) continue;
+        const Pod& pod = topo_->pod(a->name);
         EnrollPod(kmesh(pod.node).cgroup, pod.ns.ref());
       }
       break;
     case Fault::kXdpDetached:
       for (const auto& a : apps_) {
-        const Pod& pod = topo_->pod(a->pod);
+        const Pod& pod = topo_->pod(a->name);
         auto& xdp = *kmesh(pod.node).xdp;
-        if (a->kind == AppKind::kHttpbin && !xdp.Attached(pod.ns.ref(), "eth0"))
+        if (a->kind == AppKind::kServer && !xdp.Attached(pod.ns.ref(), "eth0"))
           xdp.Attach(pod.ns.ref(), "eth0");
       }
       break;
@@ -771,7 +771,7 @@ void Lab::ApplyDatapathFaults() {
       }
     }
     for (const auto& a : apps_) {
-      if (a->kind != AppKind::kHttpbin) continue;
+      if (a->kind != AppKind::kServer) continue;
       const auto ip = *net::IpAddr::Parse(a->ip);
       for (const std::string& address : {a->ip, a->ip6}) {
         if (address.empty()) continue;

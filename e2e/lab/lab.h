@@ -17,8 +17,7 @@
 #include <string>
 #include <vector>
 
-
-#include "ipsec/ipsec_secret.h"
+#include "e2e/framework/app.h"
 #include "e2e/lab/kmesh_datapath.h"
 #include "e2e/lab/kmesh_policy_writer.h"
 #include "e2e/lab/kmesh_sockops.h"
@@ -29,6 +28,7 @@
 #include "e2e/policy/policy.h"
 #include "e2e/policy/support.h"
 #include "e2e/policy/template.h"
+#include "ipsec/ipsec_secret.h"
 
 namespace kmesh::lab {
 
@@ -58,33 +58,6 @@ const char* FaultName(Fault f);
 Fault ParseFault(const std::string& name);  // throws, listing the names
 const std::vector<Fault>& AllFaults();
 
-enum class AppKind { kHttpbin, kSleep };
-
-struct AppSpec {
-  std::string name;
-  AppKind kind = AppKind::kHttpbin;
-  std::string node = "node1";
-  std::string k8s_namespace = "test-ns1";
-  std::map<std::string, std::string> labels;  // "app" defaults to the name
-  bool waypoint = false;                      // a waypoint in front of this server (service-with-waypoint)
-};
-
-struct App {
-  std::string name;
-  AppKind kind;
-  std::string pod;  // the pod's name in the topology
-  std::string ip;
-  std::string ip6;    // the pod's IPv6 address ("" on an IPv4-only node)
-  uint16_t port = 0;  // server: the pod port httpbin listens on (on every address of the pod)
-  uint32_t workload_id = 0;
-  std::string waypoint_pod;  // when it has a waypoint
-  std::string waypoint_ip;
-  std::string waypoint_ip6;
-  uint16_t waypoint_port = 0;
-  std::string service_account = "default";  // no app of the lab has its own
-};
-
-
 // One lab node's Kmesh, in the order a Kmesh daemon sets it up (and the reverse order it goes away).
 struct KmeshNode {
   NodeBpffs bpffs;                            // the node's /sys/fs/bpf
@@ -111,12 +84,13 @@ class Lab {
   Topology& topology() { return *topo_; }
   const std::string& workdir() const { return workdir_; }
 
-  // Starts the app in a new pod and waits (bounded) until it answers. Every app is a workload Kmesh's
-  // daemons know (km_frontend, the authorizer's workload cache); servers are enrolled as kmesh-cni does:
-  // xdp_authz on their eth0, km_manage written by Kmesh's own enrolment trigger.
-  const App& Deploy(const AppSpec& spec);
-  const App& app(const std::string& name) const;
-  const Pod& pod_of(const App& a) { return topo_->pod(a.pod); }
+  // Starts the app in a new pod (named as the app) on node number spec.node and waits (bounded) until it
+  // answers. Every app is a workload Kmesh's daemons know (km_frontend, the authorizer's workload cache);
+  // servers are enrolled as kmesh-cni does: xdp_authz on their eth0, km_manage written by Kmesh's own
+  // enrolment trigger.
+  const e2e::App& Deploy(const e2e::AppSpec& spec);
+  const e2e::App& app(const std::string& name) const;
+  const Pod& pod_of(const e2e::App& a) { return topo_->pod(a.name); }
 
   // Applies every policy of the manifest, or none: all are parsed and translated (what istiod sends)
   // before anything is written. Each node's daemon gets every policy (istiod sends every node all of
@@ -124,7 +98,7 @@ class Lab {
   std::vector<policy::AuthorizationPolicy> Apply(const policy::Manifest& m);
   void Remove(const std::vector<policy::AuthorizationPolicy>& policies);
   // Which workloads a policy applies to, and how the lab enforces it.
-  std::vector<const App*> Selected(const policy::AuthorizationPolicy& p) const;
+  std::vector<const e2e::App*> Selected(const policy::AuthorizationPolicy& p) const;
   policy::Mechanism MechanismOf(const policy::AuthorizationPolicy& p) const;
 
   // The node's Kmesh (loaded when the lab comes up).
@@ -170,22 +144,22 @@ class Lab {
   void Clear(Fault f);
   bool Active(Fault f) const { return faults_.count(f) != 0; }
 
-  // The address a client uses for a server, in `family`: the waypoint's when it has one (unless
-  // bypassed). Throws for IPv6 on an IPv4-only lab.
-  std::pair<std::string, uint16_t> ServiceAddress(const App& server,
-                                                  net::Family family = net::Family::kIPv4) const;
+  // The address a client uses for a server, in the family of server.ip (e2e::OverFamily): the waypoint's
+  // when it has one (unless bypassed).
+  std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) const;
 
  private:
   Lab() = default;
-  void RewriteWaypointPolicies(const App& server);
+  void RewriteWaypointPolicies(const e2e::App& server);
   void LoadKmesh();
   void StoreWorkloads();  // every app, with its current policy list, to every node's daemon
-  WorkloadSpec WorkloadOf(const App& app) const;
+  WorkloadSpec WorkloadOf(const e2e::App& app) const;
 
   std::unique_ptr<Topology> topo_;
   std::string workdir_;  // private state (policy files, the secret): removed at teardown
   std::string logdir_;   // logs: the test's outputs under Bazel, else workdir
-  std::vector<std::unique_ptr<App>> apps_;
+  std::vector<std::unique_ptr<e2e::App>> apps_;
+  std::map<std::string, std::string> waypoint_pod_;  // app name -> its waypoint's pod
   std::map<std::string, std::unique_ptr<KmeshNode>> kmesh_;
   struct Applied {
     policy::AuthorizationPolicy policy;

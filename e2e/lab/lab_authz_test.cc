@@ -16,7 +16,7 @@
 #include "net/tuple.h"
 #include "netns/process.h"
 
-using kmesh::lab::AppKind;
+using kmesh::e2e::AppKind;
 using kmesh::lab::Fault;
 using kmesh::lab::Lab;
 using kmesh::net::EncodeTupleKey;
@@ -33,7 +33,7 @@ struct Curl {
   double time_connect;
 };
 
-Curl CurlFrom(Lab& lab, const kmesh::lab::App& client, const std::string& ip, uint16_t port,
+Curl CurlFrom(Lab& lab, const kmesh::e2e::App& client, const std::string& ip, uint16_t port,
               uint16_t local_port, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> argv = {"curl",
                                    "-sS",
@@ -57,7 +57,7 @@ Curl CurlFrom(Lab& lab, const kmesh::lab::App& client, const std::string& ip, ui
   return Curl{r.exit_code, j.value("response_code", 0), j.value("time_connect", 0.0)};
 }
 
-std::optional<uint32_t> Verdict(Lab& lab, const kmesh::lab::App& server, const Tuple& t) {
+std::optional<uint32_t> Verdict(Lab& lab, const kmesh::e2e::App& server, const Tuple& t) {
   auto key = EncodeTupleKey(t);
   uint32_t v = 0;
   int fd = lab.kmesh(lab.pod_of(server).node).xdp->map_fd(KM_MAP_AUTH_RES);
@@ -65,7 +65,7 @@ std::optional<uint32_t> Verdict(Lab& lab, const kmesh::lab::App& server, const T
   return v;
 }
 
-Tuple TupleOf(const kmesh::lab::App& client, uint16_t sport, const kmesh::lab::App& server) {
+Tuple TupleOf(const kmesh::e2e::App& client, uint16_t sport, const kmesh::e2e::App& server) {
   return Tuple{*IpAddr::Parse(client.ip), sport, *IpAddr::Parse(server.ip), server.port};
 }
 
@@ -75,9 +75,9 @@ TEST_CASE(
     "lab: httpbin answers a sleep client across nodes, and a DENY ipBlocks policy drops the selected "
     "client") {
   auto lab = Lab::Up();
-  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
-  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
-  const auto& b = lab->Deploy({"sleep-b", AppKind::kSleep, "node1", "test-ns2", {}, false});
+  const auto& server = lab->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
+  const auto& b = lab->Deploy({"sleep-b", AppKind::kClient, 0, "test-ns2", {}, false});
 
   auto before = CurlFrom(*lab, a, server.ip, server.port, 40001);
   CHECK(before.exit_code == 0);
@@ -101,8 +101,8 @@ TEST_CASE(
     "lab: dual stack: pods and nodes have IPv6 addresses beside IPv4, httpbin answers over both across "
     "nodes, and Kmesh's XDP keys an IPv6 connection by its 36-byte IPv6 tuple") {
   auto lab = Lab::Up();
-  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
-  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
+  const auto& server = lab->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
   REQUIRE(IpAddr::Parse(server.ip6)->family() == kmesh::net::Family::kIPv6);
   REQUIRE(IpAddr::Parse(a.ip6)->family() == kmesh::net::Family::kIPv6);
   // kind's dual-stack layout: each node's pods in its own /64 of fd00:10:244::/56.
@@ -163,8 +163,8 @@ TEST_CASE(
 
 TEST_CASE("lab: xdp-detached takes Kmesh's xdp_authz off the server, and clearing it puts it back") {
   auto lab = Lab::Up();
-  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
-  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
+  const auto& server = lab->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
   lab->Apply(RenderPolicyTemplate("ip-deny",
                                   Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
   const auto pod = lab->pod_of(server).ns.ref();
@@ -183,7 +183,7 @@ TEST_CASE("lab: up then down leaves no namespace, XDP program, map, bpffs mount,
   std::string bpffs, cgroup;
   {
     auto lab = Lab::Up();
-    const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node1", "test-ns1", {}, false});
+    const auto& server = lab->Deploy({"httpbin", AppKind::kServer, 0, "test-ns1", {}, false});
     for (const auto& n : lab->topology().nodes()) namespaces.push_back(n->ns.name());
     for (const auto& p : lab->topology().pods()) namespaces.push_back(p->ns.name());
     auto& k = lab->kmesh("node1");

@@ -60,25 +60,7 @@ std::vector<e2e::Node> LabEnv::Nodes() {
 
 void LabEnv::UseIpsecFamily(net::Family family) { lab_->SetIpsecFamily(family); }
 
-e2e::App LabEnv::Deploy(const e2e::AppSpec& spec) {
-  const auto& nodes = lab_->topology().nodes();
-  if (spec.node < 0 || spec.node >= static_cast<int>(nodes.size())) {
-    throw Error("lab: app " + spec.name + " asks for node index " + std::to_string(spec.node) +
-                "; the lab has " + std::to_string(nodes.size()) + " nodes");
-  }
-  AppSpec ls;
-  ls.name = spec.name;
-  ls.kind = spec.kind == e2e::AppKind::kServer ? AppKind::kHttpbin : AppKind::kSleep;
-  ls.node = nodes[spec.node]->spec.name;
-  ls.k8s_namespace = spec.k8s_namespace;
-  ls.labels = spec.labels;
-  ls.waypoint = spec.waypoint;
-  const App& a = lab_->Deploy(ls);
-  e2e::App out{a.name, spec.kind, ls.node,       spec.k8s_namespace, a.ip,
-               a.port, 0,         a.workload_id, a.service_account,  a.ip6};
-  if (a.kind == AppKind::kHttpbin) out.alt_port = Lab::kHttpbinAltPort;
-  return out;
-}
+e2e::App LabEnv::Deploy(const e2e::AppSpec& spec) { return lab_->Deploy(spec); }
 
 std::vector<policy::AuthorizationPolicy> LabEnv::Apply(const policy::Manifest& m) { return lab_->Apply(m); }
 
@@ -138,7 +120,7 @@ e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const
   const auto deadline = start + defaults::PolicyRealized();
   e2e::Realized r;
   r.mechanism = e2e::Mechanism::kWaypoint;
-  const App& app = lab_->app(server.name);
+  const e2e::App& app = lab_->app(server.name);
   std::string seen;
   while (true) {
     // The waypoint logs the policy ids it enforces at start and on every reload; a dual-stack server has
@@ -146,7 +128,7 @@ e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const
     bool loaded = true;
     seen.clear();
     for (const auto family : {net::Family::kIPv4, net::Family::kIPv6}) {
-      if (family == net::Family::kIPv6 && app.waypoint_ip6.empty()) continue;
+      if (family == net::Family::kIPv6 && app.ip6.empty()) continue;
       std::ifstream log(lab_->WaypointLog(app.name, family));
       std::vector<std::string> last;
       for (std::string line; std::getline(log, line);) {
@@ -174,12 +156,11 @@ e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const
 }
 
 std::pair<std::string, uint16_t> LabEnv::ServiceAddress(const e2e::App& server) {
-  // The family of the server as the suite holds it (e2e::OverFamily): its address says which.
-  return lab_->ServiceAddress(lab_->app(server.name), e2e::FamilyOf(server.ip));
+  return lab_->ServiceAddress(server);
 }
 
 e2e::ProbeOutcome LabEnv::ProbeFrom(const e2e::App& client, const e2e::ProbeSpec& spec) {
-  return e2e::Probe(lab_->pod_of(lab_->app(client.name)).ns.ref(), spec);
+  return e2e::Probe(lab_->pod_of(client).ns.ref(), spec);
 }
 
 namespace {
@@ -197,8 +178,7 @@ class GeneratorRun : public e2e::LoadRun {
 
 std::unique_ptr<e2e::LoadRun> LabEnv::LoadFrom(const e2e::App& client, const e2e::App&,
                                                const e2e::LoadSpec& spec) {
-  return std::make_unique<GeneratorRun>(
-      e2e::LoadGenerator::Start(lab_->pod_of(lab_->app(client.name)).ns.ref(), spec));
+  return std::make_unique<GeneratorRun>(e2e::LoadGenerator::Start(lab_->pod_of(client).ns.ref(), spec));
 }
 
 nlohmann::json LabEnv::DatapathIdentity() { return lab_->DatapathIdentity(); }
@@ -280,7 +260,7 @@ std::optional<ipsec::NodeMarking> LabEnv::IpsecMarking(const std::string& node) 
 }
 
 std::optional<e2e::PodLink> LabEnv::PodLinkOf(const e2e::App& server) {
-  const Pod& pod = lab_->pod_of(lab_->app(server.name));
+  const Pod& pod = lab_->pod_of(server);
   return e2e::PodLink{
       lab_->topology().node(pod.node).ns.ref(), pod.host_veth, pod.ns.ref(), "eth0", pod.node, server.name};
 }

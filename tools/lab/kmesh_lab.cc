@@ -153,9 +153,9 @@ int Up(bool ipsec) {
     std::unique_ptr<kmesh::lab::Lab> lab;
     try {
       lab = kmesh::lab::Lab::Up();
-      lab->Deploy({"httpbin", kmesh::lab::AppKind::kHttpbin, "node2", "test-ns1", {}, true});
-      lab->Deploy({"sleep-a", kmesh::lab::AppKind::kSleep, "node1", "test-ns2", {}, false});
-      lab->Deploy({"sleep-b", kmesh::lab::AppKind::kSleep, "node1", "test-ns3", {}, false});
+      lab->Deploy({"httpbin", kmesh::e2e::AppKind::kServer, 1, "test-ns1", {}, true});
+      lab->Deploy({"sleep-a", kmesh::e2e::AppKind::kClient, 0, "test-ns2", {}, false});
+      lab->Deploy({"sleep-b", kmesh::e2e::AppKind::kClient, 0, "test-ns3", {}, false});
       if (ipsec) lab->ApplySecret(DemoSecret());
       std::ofstream(kStateFile) << Describe(*lab).dump(2) << "\n";
     } catch (const std::exception& e) {

@@ -20,7 +20,7 @@
 #include "e2e/policy/template.h"
 #include "netns/process.h"
 
-using kmesh::lab::AppKind;
+using kmesh::e2e::AppKind;
 using kmesh::lab::Lab;
 using kmesh::netns::ProcessResult;
 using kmesh::policy::RenderPolicyTemplate;
@@ -40,7 +40,7 @@ ProcessResult Bpftool(std::vector<std::string> args) {
 }
 
 // One curl from a client pod, bounded; its exit code (0 ok, 28 connect timeout).
-int Curl(Lab& lab, const kmesh::lab::App& client, const kmesh::lab::App& server, uint16_t local_port) {
+int Curl(Lab& lab, const kmesh::e2e::App& client, const kmesh::e2e::App& server, uint16_t local_port) {
   kmesh::netns::ProcessOptions opts;
   opts.netns = lab.pod_of(client).ns.ref();
   return kmesh::netns::Run({"curl", "-sS", "-o", "/dev/null", "--local-port", std::to_string(local_port),
@@ -81,9 +81,9 @@ struct Reference {
 
 TEST_CASE("kmesh-mapdump --pin-dir on a live lab node: every Kmesh map as bpftool dumps it, byte for byte") {
   auto lab = Lab::Up();
-  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
-  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
-  const auto& b = lab->Deploy({"sleep-b", AppKind::kSleep, "node1", "test-ns3", {}, false});
+  const auto& server = lab->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
+  const auto& b = lab->Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3", {}, false});
   // Policies as Kmesh's daemon writes them (km_authz_policy, kmesh_map*, km_wlpolicy), and a denied and an
   // allowed connection (km_auth_res, km_tcargs).
   lab->Apply(RenderPolicyTemplate("ip-deny",

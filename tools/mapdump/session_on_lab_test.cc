@@ -13,7 +13,7 @@
 #include "e2e/policy/template.h"
 #include "netns/process.h"
 
-using kmesh::lab::AppKind;
+using kmesh::e2e::AppKind;
 using kmesh::lab::Lab;
 using kmesh::policy::RenderPolicyTemplate;
 using kmesh::policy::Vars;
@@ -32,7 +32,7 @@ kmesh::netns::ProcessResult Step(const std::string& pin, std::vector<std::string
   return r;
 }
 
-int Curl(Lab& lab, const kmesh::lab::App& client, const kmesh::lab::App& server, uint16_t local_port) {
+int Curl(Lab& lab, const kmesh::e2e::App& client, const kmesh::e2e::App& server, uint16_t local_port) {
   kmesh::netns::ProcessOptions opts;
   opts.netns = lab.pod_of(client).ns.ref();
   const auto r = kmesh::netns::Run(
@@ -48,9 +48,9 @@ int Curl(Lab& lab, const kmesh::lab::App& client, const kmesh::lab::App& server,
 
 TEST_CASE("the README session: why is a client the policy allows dropped?") {
   auto lab = Lab::Up();
-  const auto& server = lab->Deploy({"httpbin", AppKind::kHttpbin, "node2", "test-ns1", {}, false});
-  const auto& a = lab->Deploy({"sleep-a", AppKind::kSleep, "node1", "test-ns2", {}, false});
-  const auto& b = lab->Deploy({"sleep-b", AppKind::kSleep, "node1", "test-ns3", {}, false});
+  const auto& server = lab->Deploy({"httpbin", AppKind::kServer, 1, "test-ns1", {}, false});
+  const auto& a = lab->Deploy({"sleep-a", AppKind::kClient, 0, "test-ns2", {}, false});
+  const auto& b = lab->Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3", {}, false});
   const std::string pin = lab->kmesh("node2").pin_dir();
   // ALLOW clients in [a] OR connections to httpbin's port: Istio allows both clients.
   const auto applied =

@@ -67,8 +67,8 @@ struct DeniedProbe {
   kmesh::net::Tuple tuple;
 
   // The server pod's namespace, by its path under /run/netns: this lab's and no other's.
-  std::string ServerNetns() { return env.lab().pod_of(env.lab().app(server.name)).ns.path(); }
-  unsigned long ClientInode() { return env.lab().pod_of(env.lab().app(client.name)).ns.ref().inode(); }
+  std::string ServerNetns() { return env.lab().pod_of(server).ns.path(); }
+  unsigned long ClientInode() { return env.lab().pod_of(client).ns.ref().inode(); }
 
   void ApplyAndProbe() {
     const auto vars =
