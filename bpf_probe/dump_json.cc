@@ -12,11 +12,6 @@
 #include "bpf_probe/kmesh_maps.h"
 
 namespace kmesh::bpf_probe {
-
-using net::IpAddr;
-using net::PortOrder;
-using net::Tuple;
-using net::TupleKey;
 namespace {
 
 enum class KmeshKind { kNone, kAuthRes, kTcArgs, kWlPolicy, kAuthzPolicy, kFrontend };

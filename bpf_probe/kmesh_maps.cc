@@ -7,11 +7,6 @@
 #include "bpf_probe/dump.h"
 
 namespace kmesh::bpf_probe {
-
-using net::IpAddr;
-using net::PortOrder;
-using net::Tuple;
-using net::TupleKey;
 namespace {
 
 struct Layout {

@@ -21,6 +21,12 @@
 
 namespace kmesh::bpf_probe {
 
+// The readers of Kmesh's maps speak net/tuple.h's words.
+using net::IpAddr;
+using net::PortOrder;
+using net::Tuple;
+using net::TupleKey;
+
 // Throws kmesh::Error unless `info` has the key and value sizes of Kmesh's map `kmesh_name` (one of the
 // KM_MAP_* names). The message gives expected vs found sizes and the Kmesh versions of each layout.
 void CheckKmeshLayout(const MapInfo& info, const std::string& kmesh_name);

@@ -30,15 +30,15 @@ uint32_t FilterInfo(uint16_t priority, uint16_t protocol_host) {
   return TC_H_MAKE(static_cast<uint32_t>(priority) << 16, htons(protocol_host));
 }
 
-// One attribute, serialized (for a nested TCA_OPTIONS payload).
-void AppendAttr(std::vector<uint8_t>& out, uint16_t type, const void* data, size_t len) {
-  nlattr a{};
-  a.nla_type = type;
-  a.nla_len = static_cast<uint16_t>(NLA_HDRLEN + len);
-  const size_t at = out.size();
-  out.resize(at + NLA_HDRLEN + NLA_ALIGN(len), 0);
-  std::memcpy(out.data() + at, &a, sizeof a);
-  if (len > 0) std::memcpy(out.data() + at + NLA_HDRLEN, data, len);
+// The tcmsg of Kmesh's filter (ingress, priority 1, handle 1, protocol all) on interface `ifindex`.
+tcmsg KmeshFilter(int ifindex) {
+  tcmsg t{};
+  t.tcm_family = AF_UNSPEC;
+  t.tcm_ifindex = ifindex;
+  t.tcm_handle = kKmeshHandle;
+  t.tcm_parent = ParentOf(TcHook::kIngress);
+  t.tcm_info = FilterInfo(kKmeshPriority, ETH_P_ALL);
+  return t;
 }
 
 std::string Where(const netns::NetnsRef& ns, const std::string& ifname) {
@@ -96,15 +96,11 @@ std::vector<TcFilter> QueryTcFilters(const netns::NetnsRef& ns, const std::strin
           std::string kind;
           uint32_t prog_id = 0;
           netns::ForEachAttr(h, sizeof(tcmsg), [&](uint16_t type, const uint8_t* data, size_t len) {
-            if (type == TCA_KIND)
-              kind.assign(reinterpret_cast<const char*>(data),
-                          strnlen(reinterpret_cast<const char*>(data), len));
+            if (type == TCA_KIND) kind = netns::AttrString(data, len);
             if (type != TCA_OPTIONS) return;
             netns::ForEachNested(data, len, [&](uint16_t t2, const uint8_t* d2, size_t l2) {
               if (t2 == TCA_BPF_ID && l2 >= 4) std::memcpy(&prog_id, d2, 4);
-              if (t2 == TCA_BPF_NAME)
-                f.name.assign(reinterpret_cast<const char*>(d2),
-                              strnlen(reinterpret_cast<const char*>(d2), l2));
+              if (t2 == TCA_BPF_NAME) f.name = netns::AttrString(d2, l2);
               if (t2 == TCA_BPF_FLAGS && l2 >= 4) {
                 uint32_t flags = 0;
                 std::memcpy(&flags, d2, 4);
@@ -153,30 +149,22 @@ void KmeshTcAttach(const netns::NetnsRef& ns, const std::string& ifname, int pro
     t.tcm_parent = TC_H_CLSACT;
     msg.Put(t);
     msg.AddAttr(TCA_KIND, "clsact", sizeof "clsact");
-    sock.Request(
-        msg, [](const nlmsghdr*) {}, "replace the clsact qdisc of " + Where(ns, ifname));
+    sock.Request(msg, "replace the clsact qdisc of " + Where(ns, ifname));
   }
   // FilterReplace (tc.go:39-57): RTM_NEWTFILTER with NLM_F_CREATE (no NLM_F_EXCL), so an existing filter
   // at the same priority and handle is replaced.
   netns::NetlinkMessage msg(RTM_NEWTFILTER, NLM_F_CREATE);
-  tcmsg t{};
-  t.tcm_family = AF_UNSPEC;
-  t.tcm_ifindex = iface.index;
-  t.tcm_handle = kKmeshHandle;
-  t.tcm_parent = ParentOf(TcHook::kIngress);
-  t.tcm_info = FilterInfo(kKmeshPriority, ETH_P_ALL);
-  msg.Put(t);
+  msg.Put(KmeshFilter(iface.index));
   msg.AddAttr(TCA_KIND, "bpf", sizeof "bpf");
   const std::string name = "tc_ingress-" + ifname;
   const uint32_t fd = static_cast<uint32_t>(prog_fd);
   const uint32_t flags = TCA_BPF_FLAG_ACT_DIRECT;
   std::vector<uint8_t> options;
-  AppendAttr(options, TCA_BPF_FD, &fd, sizeof fd);
-  AppendAttr(options, TCA_BPF_NAME, name.c_str(), name.size() + 1);
-  AppendAttr(options, TCA_BPF_FLAGS, &flags, sizeof flags);
+  netns::AppendAttr(options, TCA_BPF_FD, &fd, sizeof fd);
+  netns::AppendAttr(options, TCA_BPF_NAME, name.c_str(), name.size() + 1);
+  netns::AppendAttr(options, TCA_BPF_FLAGS, &flags, sizeof flags);
   msg.AddAttr(TCA_OPTIONS, options.data(), options.size());
-  sock.Request(
-      msg, [](const nlmsghdr*) {}, "attach a bpf filter (" + name + ") to ingress of " + Where(ns, ifname));
+  sock.Request(msg, "attach a bpf filter (" + name + ") to ingress of " + Where(ns, ifname));
 }
 
 void KmeshTcDetach(const netns::NetnsRef& ns, const std::string& ifname) {
@@ -184,16 +172,8 @@ void KmeshTcDetach(const netns::NetnsRef& ns, const std::string& ifname) {
   netns::NetlinkSocket sock = netns::NetlinkSocket::Open(ns, NETLINK_ROUTE);
   // FilterDel: the same tcmsg, no attributes.
   netns::NetlinkMessage msg(RTM_DELTFILTER, 0);
-  tcmsg t{};
-  t.tcm_family = AF_UNSPEC;
-  t.tcm_ifindex = iface.index;
-  t.tcm_handle = kKmeshHandle;
-  t.tcm_parent = ParentOf(TcHook::kIngress);
-  t.tcm_info = FilterInfo(kKmeshPriority, ETH_P_ALL);
-  msg.Put(t);
-  sock.Request(
-      msg, [](const nlmsghdr*) {},
-      "delete the bpf filter (pref 1 handle 1) on ingress of " + Where(ns, ifname));
+  msg.Put(KmeshFilter(iface.index));
+  sock.Request(msg, "delete the bpf filter (pref 1 handle 1) on ingress of " + Where(ns, ifname));
 }
 
 }  // namespace kmesh::bpf_probe

@@ -9,11 +9,6 @@
 #include "bpf_probe/bpf_error.h"
 
 namespace kmesh::bpf_probe {
-
-using net::IpAddr;
-using net::PortOrder;
-using net::Tuple;
-using net::TupleKey;
 namespace {
 
 constexpr size_t kEthLen = 14, kIp4Len = 20, kIp6Len = 40, kTcpLen = 20;
@@ -54,7 +49,7 @@ std::string ToString(XdpAction a) {
   return "ACTION(" + std::to_string(static_cast<uint32_t>(a)) + ")";
 }
 
-Bytes BuildTcpSyn(const Tuple& t) {
+Bytes BuildTcpSyn(const net::Tuple& t) {
   if (t.src.ip.family() != t.dst.ip.family()) {
     throw Error("cannot build a SYN for " + t.ToString() + ": source and destination are of different IP families");
   }
@@ -110,7 +105,7 @@ XdpTestRun TestRunXdpFrame(int prog_fd, ByteView frame) {
   return XdpTestRun{static_cast<XdpAction>(opts.retval), opts.duration};
 }
 
-XdpTestRun TestRunXdp(int prog_fd, const Tuple& t) {
+XdpTestRun TestRunXdp(int prog_fd, const net::Tuple& t) {
   const Bytes frame = BuildTcpSyn(t);
   return TestRunXdpFrame(prog_fd, ByteView(frame));
 }

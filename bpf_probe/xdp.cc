@@ -6,7 +6,6 @@
 #include <net/if.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 
 #include "base/error.h"
@@ -94,15 +93,6 @@ const char* ToString(XdpMode mode) {
     case XdpMode::kMulti: return "multi";
   }
   return "?";
-}
-
-XdpMode ParseXdpMode(const std::string& text) {
-  std::string t = text;
-  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (t == "native" || t == "drv" || t == "driver") return XdpMode::kNative;
-  if (t == "generic" || t == "skb") return XdpMode::kGeneric;
-  if (t == "offload" || t == "hw") return XdpMode::kOffload;
-  throw Error("XDP mode \"" + text + "\": expected native, generic or offload");
 }
 
 const ProgramInfo* XdpAttachment::program(XdpMode m) const {

@@ -21,8 +21,6 @@ enum class XdpMode { kNone, kNative, kGeneric, kOffload, kMulti };
 
 // "none", "native", "generic", "offload", "multi" (`ip link` prints xdp / xdpgeneric / xdpoffload).
 const char* ToString(XdpMode mode);
-// "native" (also "drv", "driver"), "generic" (also "skb"), "offload" (also "hw"). Throws kmesh::Error.
-XdpMode ParseXdpMode(const std::string& text);
 
 struct XdpProgram {
   XdpMode mode = XdpMode::kNone;  // kNative, kGeneric or kOffload

@@ -129,13 +129,6 @@ std::vector<MarkingProblem> JudgeMarking(const NodeMarking& m,
   return problems;
 }
 
-std::vector<std::string> CheckMarking(const NodeMarking& m,
-                                      const std::vector<std::string>& expected_nodeinfo) {
-  std::vector<std::string> out;
-  for (const auto& p : JudgeMarking(m, expected_nodeinfo)) out.push_back(p.text);
-  return out;
-}
-
 MarkRun RunMarkProgram(uint32_t prog_id, const std::string& src_ip, const std::string& dst_ip) {
   MarkRun r;
   r.prog_id = prog_id;

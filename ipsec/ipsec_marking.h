@@ -74,8 +74,4 @@ struct MarkRun {
 };
 MarkRun RunMarkProgram(uint32_t prog_id, const std::string& src_ip, const std::string& dst_ip);
 
-// The same, as text.
-std::vector<std::string> CheckMarking(const NodeMarking& m,
-                                      const std::vector<std::string>& expected_nodeinfo);
-
 }  // namespace kmesh::ipsec

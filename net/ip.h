@@ -40,7 +40,6 @@ class Parsed {
   }
   const T& operator*() const { return value(); }
   const T* operator->() const { return &value(); }
-  std::optional<T> ToOptional() const { return value_; }
 
  private:
   Parsed() = default;

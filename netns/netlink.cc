@@ -25,9 +25,7 @@ std::string ExtackOf(const nlmsghdr* h) {
   std::string text;
   ForEachNested(reinterpret_cast<const uint8_t*>(NLMSG_DATA(h)) + Align(off), total - Align(off),
                 [&](uint16_t type, const uint8_t* data, size_t len) {
-                  if (type == NLMSGERR_ATTR_MSG && len > 0) {
-                    text.assign(reinterpret_cast<const char*>(data), strnlen(reinterpret_cast<const char*>(data), len));
-                  }
+                  if (type == NLMSGERR_ATTR_MSG && len > 0) text = AttrString(data, len);
                 });
   return text;
 }
@@ -53,15 +51,24 @@ void* NetlinkMessage::PutBytes(const void* data, size_t len) {
   return buf_.data() + at;
 }
 
-void NetlinkMessage::AddAttr(uint16_t type, const void* data, size_t len) {
+void AppendAttr(std::vector<uint8_t>& out, uint16_t type, const void* data, size_t len) {
   nlattr a{};
   a.nla_type = type;
   a.nla_len = static_cast<uint16_t>(NLA_HDRLEN + len);
-  const size_t at = buf_.size();
-  buf_.resize(at + NLA_HDRLEN + Align(len), 0);
-  std::memcpy(buf_.data() + at, &a, sizeof a);
-  if (len > 0) std::memcpy(buf_.data() + at + NLA_HDRLEN, data, len);
+  const size_t at = out.size();
+  out.resize(at + NLA_HDRLEN + Align(len), 0);
+  std::memcpy(out.data() + at, &a, sizeof a);
+  if (len > 0) std::memcpy(out.data() + at + NLA_HDRLEN, data, len);
+}
+
+void NetlinkMessage::AddAttr(uint16_t type, const void* data, size_t len) {
+  AppendAttr(buf_, type, data, len);
   header()->nlmsg_len = static_cast<uint32_t>(buf_.size());
+}
+
+std::string AttrString(const uint8_t* data, size_t len) {
+  const auto* text = reinterpret_cast<const char*>(data);
+  return std::string(text, strnlen(text, len));
 }
 
 void ForEachNested(const uint8_t* data, size_t len,

@@ -57,6 +57,10 @@ void ForEachAttr(const nlmsghdr* msg, size_t header_len,
                  const std::function<void(uint16_t, const uint8_t*, size_t)>& fn);
 void ForEachNested(const uint8_t* data, size_t len,
                    const std::function<void(uint16_t, const uint8_t*, size_t)>& fn);
+// A string attribute's text (up to its NUL, never past `len`).
+std::string AttrString(const uint8_t* data, size_t len);
+// Appends one attribute to `out` (a message, or the payload of a nested attribute).
+void AppendAttr(std::vector<uint8_t>& out, uint16_t type, const void* data, size_t len);
 
 class NetlinkSocket {
  public:
@@ -73,6 +77,11 @@ class NetlinkSocket {
   // kmesh::Error when `bound` runs out. `what` prefixes every message ("xfrm policy dump in ns X").
   void Request(NetlinkMessage& msg, const std::function<void(const nlmsghdr*)>& on_reply,
                const std::string& what, std::chrono::milliseconds bound = defaults::Netlink());
+  // The same for a request whose only answer is the ack.
+  void Request(NetlinkMessage& msg, const std::string& what) {
+    Request(
+        msg, [](const nlmsghdr*) {}, what);
+  }
 
   int fd() const { return fd_; }
 

@@ -38,7 +38,7 @@ std::vector<Interface> ListInterfaces(const NetnsRef& ns) {
         i.index = ifi->ifi_index;
         i.up = (ifi->ifi_flags & IFF_UP) != 0;
         ForEachAttr(m, sizeof(ifinfomsg), [&](uint16_t type, const uint8_t* data, size_t len) {
-          if (type == IFLA_IFNAME) i.name.assign(reinterpret_cast<const char*>(data), strnlen(reinterpret_cast<const char*>(data), len));
+          if (type == IFLA_IFNAME) i.name = AttrString(data, len);
         });
         out.push_back(i);
       },

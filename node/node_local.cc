@@ -329,8 +329,7 @@ void DeleteXfrmState(const netns::NetnsRef& ns, const xfrm::XfrmState& s) {
     xfrm_mark mark{s.mark.value, s.mark.mask};
     msg.AddAttr(XFRMA_MARK, &mark, sizeof mark);
   }
-  sock.Request(
-      msg, [](const nlmsghdr*) {}, what);
+  sock.Request(msg, what);
 }
 
 }  // namespace kmesh::node

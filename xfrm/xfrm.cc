@@ -448,7 +448,7 @@ std::string EspUnsupportedReason() {
     a->alg_icv_len = ipsec::IpsecSecret::kIcvBits;
     msg.AddAttr(XFRMA_ALG_AEAD, aead.data(), aead.size());
     try {
-      sock.Request(msg, [](const nlmsghdr*) {}, "xfrm state add (ESP, rfc4106(gcm(aes))) in a scratch namespace");
+      sock.Request(msg, "xfrm state add (ESP, rfc4106(gcm(aes))) in a scratch namespace");
     } catch (const netns::NetlinkError& e) {
       reason = "kernel lacks ESP with rfc4106(gcm(aes)): xfrm state add returned " + netns::ErrnoName(e.err()) +
                " (" + (e.extack().empty() ? std::strerror(e.err()) : e.extack()) +
