@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/hex.h"
+#include "net/ip.h"
 #include "netns/netlink.h"
 
 namespace kmesh::xfrm {
@@ -422,31 +423,55 @@ XfrmSnapshot Snapshot(const netns::NetnsRef& ns) {
   return s;
 }
 
+netns::NetlinkMessage NewStateMessage(const EspTunnelState& s) {
+  const auto address = [](const std::string& text, const char* what) {
+    const auto ip = net::IpAddr::Parse(text);
+    if (!ip) throw Error(std::string("xfrm state ") + what + ": " + ip.error());
+    return *ip;
+  };
+  const net::IpAddr src = address(s.src, "src"), dst = address(s.dst, "dst");
+  NetlinkMessage msg(XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL);
+  xfrm_usersa_info info{};
+  info.family = dst.is_v4() ? AF_INET : AF_INET6;
+  std::memcpy(&info.saddr, src.data(), src.size());
+  std::memcpy(&info.id.daddr, dst.data(), dst.size());
+  info.id.spi = htonl(s.spi.value);
+  info.id.proto = IPPROTO_ESP;
+  info.mode = XFRM_MODE_TUNNEL;
+  info.reqid = 1;
+  info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
+  info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
+  msg.Put(info);
+  if (!s.aead_name.empty()) {
+    // writeStateAlgoAead: name, key length in bits, ICV length in bits, key bytes.
+    std::vector<uint8_t> aead(sizeof(xfrm_algo_aead) + s.key.size(), 0);
+    auto* a = reinterpret_cast<xfrm_algo_aead*>(aead.data());
+    std::strncpy(a->alg_name, s.aead_name.c_str(), sizeof a->alg_name - 1);
+    a->alg_key_len = static_cast<unsigned int>(s.key.size() * 8);
+    a->alg_icv_len = s.icv_bits;
+    std::memcpy(a->alg_key, s.key.bytes().data(), s.key.size());
+    msg.AddAttr(XFRMA_ALG_AEAD, aead.data(), aead.size());
+    std::fill(aead.begin(), aead.end(), 0);
+  }
+  if (s.output_mark) {
+    msg.AddAttr(XFRMA_SET_MARK, &s.output_mark->value, sizeof s.output_mark->value);
+    msg.AddAttr(XFRMA_SET_MARK_MASK, &s.output_mark->mask, sizeof s.output_mark->mask);
+  }
+  return msg;
+}
+
 std::string EspUnsupportedReason() {
   static std::once_flag once;
   static std::string reason;
   std::call_once(once, [] {
     netns::Netns scratch = netns::Netns::Create("espcheck");
     NetlinkSocket sock = NetlinkSocket::Open(scratch.ref(), NETLINK_XFRM);
-    NetlinkMessage msg(XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL);
-    xfrm_usersa_info info{};
-    info.family = AF_INET;
-    inet_pton(AF_INET, "10.255.0.1", &info.saddr.a4);
-    inet_pton(AF_INET, "10.255.0.2", &info.id.daddr.a4);
-    info.id.spi = htonl(0x100);
-    info.id.proto = IPPROTO_ESP;
-    info.mode = XFRM_MODE_TUNNEL;
-    info.reqid = 1;
-    info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;
-    info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
-    msg.Put(info);
-    std::vector<uint8_t> aead(sizeof(xfrm_algo_aead) + ipsec::IpsecSecret::kKeyBytes, 0x11);
-    auto* a = reinterpret_cast<xfrm_algo_aead*>(aead.data());
-    std::memset(a->alg_name, 0, sizeof a->alg_name);
-    std::strcpy(a->alg_name, ipsec::IpsecSecret::kAeadName);
-    a->alg_key_len = ipsec::IpsecSecret::kKeyBytes * 8;
-    a->alg_icv_len = ipsec::IpsecSecret::kIcvBits;
-    msg.AddAttr(XFRMA_ALG_AEAD, aead.data(), aead.size());
+    EspTunnelState probe;
+    probe.src = "10.255.0.1";
+    probe.dst = "10.255.0.2";
+    probe.spi = Spi{0x100};
+    probe.key = ipsec::KeyMaterial(std::vector<uint8_t>(ipsec::IpsecSecret::kKeyBytes, 0x11));
+    NetlinkMessage msg = NewStateMessage(probe);
     try {
       sock.Request(msg, "xfrm state add (ESP, rfc4106(gcm(aes))) in a scratch namespace");
     } catch (const netns::NetlinkError& e) {

@@ -19,6 +19,7 @@
 
 #include "ipsec/ipsec_secret.h"
 #include "net/ipsec.h"
+#include "netns/netlink.h"
 #include "netns/netns.h"
 
 namespace kmesh::xfrm {
@@ -136,6 +137,21 @@ std::vector<XfrmState> DumpStates(const netns::NetnsRef& ns);
 std::vector<XfrmPolicy> DumpPolicies(const netns::NetnsRef& ns);
 XfrmStats ReadXfrmStat(const netns::NetnsRef& ns);
 XfrmSnapshot Snapshot(const netns::NetnsRef& ns);
+
+// An ESP tunnel-mode state as Kmesh's createStateRule asks for it (pkg/controller/encryption/ipsec/
+// ipsec_handler.go:264-291): reqid 1, no lifetime limit, an AEAD with its key, and on an ingress state the
+// output-mark. The key goes to the kernel only.
+struct EspTunnelState {
+  std::string src, dst;  // tunnel endpoints, one family
+  Spi spi;
+  std::string aead_name = ipsec::IpsecSecret::kAeadName;  // "": the caller adds the algorithm itself
+  ipsec::KeyMaterial key;
+  uint32_t icv_bits = ipsec::IpsecSecret::kIcvBits;
+  std::optional<Mark> output_mark;
+};
+// Its XFRM_MSG_NEWSA with NLM_F_EXCL (the kernel answers EEXIST when the SA exists). Throws kmesh::Error
+// naming the field when an endpoint is not an address.
+netns::NetlinkMessage NewStateMessage(const EspTunnelState& s);
 
 // "" when the kernel accepts an ESP state with rfc4106(gcm(aes)) (tried in a throwaway namespace),
 // else why not, e.g. "kernel lacks ESP with rfc4106(gcm(aes)): xfrm state add returned ENOENT

@@ -1,9 +1,8 @@
 #include "e2e/lab/ipsec_agent.h"
 
-#include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
-#include <openssl/evp.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -30,12 +29,16 @@
 #include "base/error.h"
 #include "base/hex.h"
 #include "bpf_probe/tc.h"
-#include "ipsec/ipsec_secret.h"
-#include "xfrm/xfrm.h"
 #include "e2e/lab/kmesh_ipsec_tc.h"
 #include "e2e/lab/kmesh_xfrm.h"
+#include "ipsec/ipsec_layout.h"
+#include "ipsec/ipsec_secret.h"
+#include "net/ip.h"
+#include "net/ipsec.h"
+#include "net/tuple.h"
 #include "netns/netlink.h"
 #include "netns/netns.h"
+#include "xfrm/xfrm.h"
 
 namespace kmesh::lab {
 namespace {
@@ -80,18 +83,15 @@ void WriteAtomic(const std::string& path, const std::string& text) {
   fs::rename(tmp, path);
 }
 
-// net.IP.Equal on text addresses.
-bool IpEqual(const std::string& a, const std::string& b) {
-  uint8_t x[16] = {}, y[16] = {};
-  const int fa = a.find(':') == std::string::npos ? AF_INET : AF_INET6;
-  const int fb = b.find(':') == std::string::npos ? AF_INET : AF_INET6;
-  if (fa != fb || inet_pton(fa, a.c_str(), x) != 1 || inet_pton(fb, b.c_str(), y) != 1) return false;
-  return std::memcmp(x, y, fa == AF_INET ? 4 : 16) == 0;
+// net.IP.Equal on text addresses (false when one is not an address).
+bool IpEqual(const net::IpAddr& a, const std::string& b) {
+  const auto y = net::IpAddr::Parse(b);
+  return y && *y == a;
 }
-
-// pkg/constants/constants.go: XfrmEncryptMark, XfrmDecryptedMark.
-constexpr uint32_t kEncryptMark = 0x00e0;
-constexpr uint32_t kDecryptedMark = 0x00d0;
+bool IpEqual(const std::string& a, const std::string& b) {
+  const auto x = net::IpAddr::Parse(a);
+  return x && IpEqual(*x, b);
+}
 
 // ---- KmeshNodeInfo (pkg/kube/apis/kmeshnodeinfo/v1alpha1/types.go) ---------------------------------
 
@@ -103,12 +103,6 @@ struct KniSpec {
   bool operator==(const KniSpec& o) const {
     return spi == o.spi && addresses == o.addresses && boot_id == o.boot_id && pod_cidrs == o.pod_cidrs;
   }
-  bool operator!=(const KniSpec& o) const { return !(*this == o); }
-};
-
-struct Kni {
-  std::string name;
-  KniSpec spec;
 };
 
 json ToJson(const KniSpec& k) {
@@ -219,15 +213,7 @@ class IpsecHandler {
       throw Error(
           "boot id shorter than 36 bytes: Kmesh's generateIPSecKey would panic (ipsec_handler.go:142-143)");
     }
-    std::string input(key.bytes().begin(), key.bytes().end());
-    input += src_ip + dst_ip + src_boot.substr(0, 36) + dst_boot.substr(0, 36);
-    uint8_t digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha512(), nullptr) != 1) {
-      throw Error("SHA-512 failed deriving an IPsec key");
-    }
-    std::fill(input.begin(), input.end(), '\0');
-    return KeyMaterial(std::vector<uint8_t>(digest, digest + std::min<size_t>(key.size(), len)));
+    return ipsec::DeriveKey(key, src_ip, dst_ip, src_boot, dst_boot);
   }
 
   // createXfrmRuleIngress (lines 186-220): the state with the local SPI's key and output-mark, then in and
@@ -248,7 +234,7 @@ class IpsecHandler {
     const std::string all = remote_ip.find(':') == std::string::npos ? "0.0.0.0/0" : "::/0";
     for (const auto& cidr : pod_cidrs) {
       try {
-        KmeshXfrmPolicy p{all, cidr, xfrm::Dir::kIn, remote_ip, local_ip, 0, kDecryptedMark};
+        KmeshXfrmPolicy p{all, cidr, xfrm::Dir::kIn, remote_ip, local_ip, 0, net::kDecryptedMark};
         CreateOrUpdatePolicy(p);
         p.dir = xfrm::Dir::kFwd;
         CreateOrUpdatePolicy(p);
@@ -274,7 +260,7 @@ class IpsecHandler {
     for (const auto& cidr : pod_cidrs) {
       try {
         CreateOrUpdatePolicy(
-            KmeshXfrmPolicy{all, cidr, xfrm::Dir::kOut, local_ip, remote_ip, secret.spi, kEncryptMark});
+            KmeshXfrmPolicy{all, cidr, xfrm::Dir::kOut, local_ip, remote_ip, secret.spi, net::kEncryptMark});
       } catch (const std::exception& e) {
         throw Error(std::string("failed to create policy rule, ") + e.what());
       }
@@ -285,8 +271,13 @@ class IpsecHandler {
   // it holds, stays.
   void CreateState(const std::string& src, const std::string& dst, const KeyMaterial& key,
                    const IpsecSecret& secret, bool ingress) {
-    KmeshXfrmState s{src,    dst, secret.spi, secret.aead_key_name, key, static_cast<uint32_t>(secret.length),
-                     ingress};
+    const xfrm::EspTunnelState s{src,
+                                 dst,
+                                 net::Spi{secret.spi},
+                                 secret.aead_key_name,
+                                 key,
+                                 static_cast<uint32_t>(secret.length),
+                                 ingress ? std::optional(net::kDecryptedMark) : std::nullopt};
     try {
       xfrm_.AddState(s);
       LOG("xfrm state add src " << src << " dst " << dst << " spi " << Hex32(secret.spi) << " key "
@@ -300,17 +291,15 @@ class IpsecHandler {
 
   // xfrmPolicyCreateOrUpdate (lines 339-348): add, and update when the add answers EEXIST.
   void CreateOrUpdatePolicy(const KmeshXfrmPolicy& p) {
+    const std::string what = "src " + p.src_cidr + " dst " + p.dst_cidr + " dir " + xfrm::ToString(p.dir) +
+                             " tmpl " + p.tmpl_src + " -> " + p.tmpl_dst + " spi " + Hex32(p.tmpl_spi);
     try {
       xfrm_.AddPolicy(p);
-      LOG("xfrm policy add src " << p.src_cidr << " dst " << p.dst_cidr << " dir " << xfrm::ToString(p.dir)
-                                 << " tmpl " << p.tmpl_src << " -> " << p.tmpl_dst << " spi "
-                                 << Hex32(p.tmpl_spi));
+      LOG("xfrm policy add " << what);
     } catch (const netns::NetlinkError& e) {
       if (e.err() != EEXIST) throw;
       xfrm_.UpdatePolicy(p);
-      LOG("xfrm policy update (add answered EEXIST) src "
-          << p.src_cidr << " dst " << p.dst_cidr << " dir " << xfrm::ToString(p.dir) << " tmpl " << p.tmpl_src
-          << " -> " << p.tmpl_dst << " spi " << Hex32(p.tmpl_spi));
+      LOG("xfrm policy update (add answered EEXIST) " << what);
     }
   }
 
@@ -421,9 +410,8 @@ class Agent {
   // NewController (ipsec_controller.go:78-146): the key file if it exists, the local KmeshNodeInfo.
   void NewController() {
     if (fs::exists(SecretPath(cfg_.state_dir))) handler_.LoadKeyFromFile(SecretPath(cfg_.state_dir));
-    local_.name = cfg_.node;
-    local_.spec = KniSpec{handler_.spi, {cfg_.address}, cfg_.boot_id, {cfg_.pod_cidr}};
-    LOG("controller: local KmeshNodeInfo " << ToJson(local_.spec).dump());
+    local_ = KniSpec{handler_.spi, {cfg_.address}, cfg_.boot_id, {cfg_.pod_cidr}};
+    LOG("controller: local KmeshNodeInfo " << ToJson(local_).dump());
   }
 
   // The informer: its initial list delivers an Add for every object (client-go), which the handler queues.
@@ -473,17 +461,10 @@ class Agent {
     if (getifaddrs(&all) != 0) return {};
     for (auto* i = all; i != nullptr; i = i->ifa_next) {
       if (i->ifa_addr == nullptr || (i->ifa_flags & IFF_LOOPBACK)) continue;
-      char buf[INET6_ADDRSTRLEN] = {};
-      const int fam = i->ifa_addr->sa_family;
-      if (fam == AF_INET) {
-        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
-      } else if (fam == AF_INET6) {
-        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf, sizeof buf);
-      } else {
-        continue;
-      }
-      for (const auto& a : local_.spec.addresses) {
-        if (IpEqual(buf, a)) out.insert(i->ifa_name);
+      const auto ep = net::Endpoint::FromSockaddr(i->ifa_addr, sizeof(sockaddr_in6));
+      if (!ep) continue;  // not IPv4 or IPv6
+      for (const auto& a : local_.addresses) {
+        if (IpEqual(ep->ip, a)) out.insert(i->ifa_name);
       }
     }
     freeifaddrs(all);
@@ -517,7 +498,7 @@ class Agent {
   // syncAllNodeInfo (lines 384-398): every peer in the lister, errors logged.
   void SyncAllNodeInfo() {
     for (const auto& [name, spec] : cache_) {
-      if (name == local_.name) continue;
+      if (name == cfg_.node) continue;
       try {
         HandleOneNodeInfo(name, spec);
       } catch (const std::exception& e) {
@@ -528,7 +509,7 @@ class Agent {
 
   // handleOneNodeInfo (lines 320-341): xfrm for the peer, then its pod CIDRs into km_nodeinfo.
   void HandleOneNodeInfo(const std::string& name, const KniSpec& node) {
-    handler_.CreateXfrmRule(local_.spec, node);
+    handler_.CreateXfrmRule(local_, node);
     if (faults_.Has("nodeinfo-entry-missing")) {
       LOG("fault nodeinfo-entry-missing: km_nodeinfo not updated for " << name);
       return;
@@ -545,10 +526,10 @@ class Agent {
 
   // updateLocalKmeshNodeInfo (lines 400-420): create when the lister has none, update when the spec differs.
   void UpdateLocalKmeshNodeInfo() {
-    auto it = cache_.find(local_.name);
-    if (it != cache_.end() && it->second == local_.spec) return;
-    WriteAtomic(KniPath(cfg_.state_dir, local_.name), ToJson(local_.spec).dump(2) + "\n");
-    LOG((it == cache_.end() ? "created" : "updated") << " own KmeshNodeInfo: spi " << local_.spec.spi);
+    auto it = cache_.find(cfg_.node);
+    if (it != cache_.end() && it->second == local_) return;
+    WriteAtomic(KniPath(cfg_.state_dir, cfg_.node), ToJson(local_).dump(2) + "\n");
+    LOG((it == cache_.end() ? "created" : "updated") << " own KmeshNodeInfo: spi " << local_.spi);
   }
 
   // StartWatch (ipsec_handler.go:86-125): Write, Create, Rename and Chmod events arm a 100 ms timer, after
@@ -587,35 +568,35 @@ class Agent {
   // handleIpsecUpdate (lines 469-511): xfrm for every peer with the new local SPI, then our own
   // KmeshNodeInfo's spi, read back from the lister (nothing when the lister lacks it).
   void HandleIpsecUpdate() {
-    local_.spec.spi = handler_.spi;
+    local_.spi = handler_.spi;
     for (const auto& [name, spec] : cache_) {
-      if (name == local_.name) continue;
+      if (name == cfg_.node) continue;
       try {
-        handler_.CreateXfrmRule(local_.spec, spec);
+        handler_.CreateXfrmRule(local_, spec);
       } catch (const std::exception& e) {
         LOG(e.what());
       }
     }
-    auto it = cache_.find(local_.name);
+    auto it = cache_.find(cfg_.node);
     if (it == cache_.end()) {
-      LOG("failed to get kmesh node info: " << local_.name << " not found");
+      LOG("failed to get kmesh node info: " << cfg_.node << " not found");
       return;
     }
     if (it->second.spi == handler_.spi) return;
     KniSpec update = it->second;
-    update.spi = local_.spec.spi;
-    WriteAtomic(KniPath(cfg_.state_dir, local_.name), ToJson(update).dump(2) + "\n");
+    update.spi = local_.spi;
+    WriteAtomic(KniPath(cfg_.state_dir, cfg_.node), ToJson(update).dump(2) + "\n");
     LOG("updated own KmeshNodeInfo: spi " << update.spi);
   }
 
   // handleKNIAdd / handleKNIUpdate (lines 255-290): peers only, updates only when the spec changed.
   void HandleKniAdd(const std::string& name) {
-    if (name == local_.name) return;
+    if (name == cfg_.node) return;
     LOG("informer: add KmeshNodeInfo " << name);
     queue_.AddRateLimited(name);
   }
   void HandleKniUpdate(const std::string& name, const KniSpec& old_spec, const KniSpec& new_spec) {
-    if (name == local_.name) return;
+    if (name == cfg_.node) return;
     if (old_spec == new_spec) return;
     LOG("informer: update KmeshNodeInfo " << name << " (spi " << old_spec.spi << " -> " << new_spec.spi
                                           << ")");
@@ -747,7 +728,7 @@ class Agent {
       if (name == "xfrm-state-missing" && handler_.spi != 0) DeleteOwnIngressStates();
       if (name == "nodeinfo-entry-missing" && tc_) {
         for (const auto& [peer, spec] : cache_) {
-          if (peer == local_.name) continue;
+          if (peer == cfg_.node) continue;
           for (const auto& cidr : spec.pod_cidrs) tc_->DeleteNodeinfoCidr(cidr);
           LOG("fault nodeinfo-entry-missing: km_nodeinfo entries of " << peer << " deleted");
         }
@@ -859,7 +840,7 @@ class Agent {
   KmeshXfrm xfrm_;
   IpsecHandler handler_;
   std::unique_ptr<KmeshIpsecTc> tc_;
-  Kni local_;
+  KniSpec local_;  // our own KmeshNodeInfo (named cfg_.node)
   std::map<std::string, KniSpec> cache_;  // the informer's store (every KmeshNodeInfo, ours too)
   WorkQueue queue_;
   int sigfd_ = -1;

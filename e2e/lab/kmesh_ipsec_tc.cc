@@ -1,6 +1,5 @@
 #include "e2e/lab/kmesh_ipsec_tc.h"
 
-#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sys/stat.h>
@@ -16,6 +15,7 @@
 #include "bpf_probe/bpf_error.h"
 #include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/prog.h"
+#include "net/ip.h"
 
 namespace kmesh::lab {
 namespace {
@@ -47,13 +47,10 @@ nlohmann::json IdentityJson(const DatapathIdentity& id) {
 }  // namespace
 
 std::vector<uint8_t> NodeinfoKey(const std::string& cidr) {
+  const auto bad = [&] { return Error("km_nodeinfo: '" + cidr + "' is not a CIDR (netip.ParsePrefix)"); };
   const auto slash = cidr.find('/');
-  std::vector<uint8_t> key(sizeof(km_nodeinfo_key), 0);
-  if (slash == std::string::npos)
-    throw Error("km_nodeinfo: '" + cidr + "' is not a CIDR (netip.ParsePrefix)");
-  const std::string addr = cidr.substr(0, slash);
-  const bool v6 = addr.find(':') != std::string::npos;
-  uint8_t bytes[16] = {};
+  if (slash == std::string::npos) throw bad();
+  const auto ip = net::IpAddr::Parse(cidr.substr(0, slash));
   int bits = -1;
   try {
     size_t used = 0;
@@ -62,19 +59,13 @@ std::vector<uint8_t> NodeinfoKey(const std::string& cidr) {
   } catch (const std::exception&) {
     bits = -1;
   }
-  if (bits < 0 || bits > (v6 ? 128 : 32) || inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), bytes) != 1) {
-    throw Error("km_nodeinfo: '" + cidr + "' is not a CIDR (netip.ParsePrefix)");
-  }
-  // prefix.Masked(): host bits cleared.
-  const int len = v6 ? 16 : 4;
-  for (int i = 0; i < len; ++i) {
-    const int keep = std::min(8, std::max(0, bits - 8 * i));
-    bytes[i] &= static_cast<uint8_t>(keep == 0 ? 0 : 0xff << (8 - keep));
-  }
-  const uint32_t prefix = static_cast<uint32_t>(bits);
-  std::memcpy(key.data(), &prefix, 4);
-  std::memcpy(key.data() + 4, bytes, static_cast<size_t>(len));
-  return key;
+  if (!ip || bits < 0 || bits > ip->bits()) throw bad();
+  km_nodeinfo_key key{};
+  key.prefixlen = static_cast<uint32_t>(bits);
+  const net::IpAddr masked = ip->Masked(bits);  // prefix.Masked(): host bits cleared
+  std::memcpy(key.ip, masked.data(), masked.size());
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&key);
+  return std::vector<uint8_t>(bytes, bytes + sizeof key);
 }
 
 std::vector<std::string> ReadNodeinfoCidrs(const std::string& pin) {
@@ -89,10 +80,9 @@ std::vector<std::string> ReadNodeinfoCidrs(const std::string& pin) {
     const uint8_t* ip = reinterpret_cast<const uint8_t*>(key.ip);
     bool tail_zero = true;
     for (int i = 4; i < 16; ++i) tail_zero &= ip[i] == 0;
-    char buf[INET6_ADDRSTRLEN] = {};
     const bool v4 = key.prefixlen <= 32 && tail_zero;
-    inet_ntop(v4 ? AF_INET : AF_INET6, ip, buf, sizeof buf);
-    out.push_back(std::string(buf) + "/" + std::to_string(key.prefixlen));
+    out.push_back((v4 ? net::IpAddr::V4(ip) : net::IpAddr::V6(ip)).ToString() + "/" +
+                  std::to_string(key.prefixlen));
   }
   close(fd);
   std::sort(out.begin(), out.end());

@@ -4,9 +4,8 @@
 #include <linux/xfrm.h>
 #include <netinet/in.h>
 
-#include <cstring>
-
 #include "base/error.h"
+#include "node/node_local.h"
 
 namespace kmesh::lab {
 namespace {
@@ -43,14 +42,6 @@ xfrm_selector Selector(const std::string& src_cidr, const std::string& dst_cidr)
   return s;
 }
 
-// limitsToLft with no limits: everything XFRM_INF.
-xfrm_lifetime_cfg Infinite() {
-  xfrm_lifetime_cfg l{};
-  l.soft_byte_limit = l.hard_byte_limit = XFRM_INF;
-  l.soft_packet_limit = l.hard_packet_limit = XFRM_INF;
-  return l;
-}
-
 void AddMark(netns::NetlinkMessage& msg, const xfrm::Mark& m) {
   xfrm_mark mark{m.value, m.mask};
   msg.AddAttr(XFRMA_MARK, &mark, sizeof mark);
@@ -61,36 +52,11 @@ void AddMark(netns::NetlinkMessage& msg, const xfrm::Mark& m) {
 KmeshXfrm::KmeshXfrm(const netns::NetnsRef& ns)
     : ns_(ns), sock_(netns::NetlinkSocket::Open(ns, NETLINK_XFRM)) {}
 
-void KmeshXfrm::AddState(const KmeshXfrmState& s) {
-  netns::NetlinkMessage msg(XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL);
-  xfrm_usersa_info info{};
-  info.family = static_cast<uint16_t>(FamilyOf(s.dst));
-  info.id.daddr = Address(s.dst, "xfrm state dst");
-  info.saddr = Address(s.src, "xfrm state src");
-  info.id.proto = IPPROTO_ESP;
-  info.id.spi = htonl(s.spi);
-  info.mode = XFRM_MODE_TUNNEL;
-  info.reqid = 1;
-  info.lft = Infinite();
-  msg.Put(info);
-  // writeStateAlgoAead: name, key length in bits, ICV length in bits, key bytes.
-  std::vector<uint8_t> aead(sizeof(xfrm_algo_aead) + s.key.size(), 0);
-  auto* a = reinterpret_cast<xfrm_algo_aead*>(aead.data());
-  std::strncpy(a->alg_name, s.aead_name.c_str(), sizeof a->alg_name - 1);
-  a->alg_key_len = static_cast<unsigned int>(s.key.size() * 8);
-  a->alg_icv_len = s.icv_bits;
-  std::memcpy(a->alg_key, s.key.bytes().data(), s.key.size());
-  msg.AddAttr(XFRMA_ALG_AEAD, aead.data(), aead.size());
-  std::fill(aead.begin(), aead.end(), 0);
-  if (s.output_mark) {
-    const uint32_t value = 0xd0, mask = 0xffffffff;
-    msg.AddAttr(XFRMA_SET_MARK, &value, sizeof value);
-    msg.AddAttr(XFRMA_SET_MARK_MASK, &mask, sizeof mask);
-  }
+void KmeshXfrm::AddState(const xfrm::EspTunnelState& s) {
+  netns::NetlinkMessage msg = xfrm::NewStateMessage(s);
   sock_.Request(
       msg, [](const nlmsghdr*) {},
-      "xfrm state add src " + s.src + " dst " + s.dst + " spi " + xfrm::Spi{s.spi}.ToString() + " in " +
-          Where(ns_));
+      "xfrm state add src " + s.src + " dst " + s.dst + " spi " + s.spi.ToString() + " in " + Where(ns_));
 }
 
 void KmeshXfrm::Policy(uint16_t type, const KmeshXfrmPolicy& p, const std::string& verb) {
@@ -98,7 +64,8 @@ void KmeshXfrm::Policy(uint16_t type, const KmeshXfrmPolicy& p, const std::strin
       type, type == XFRM_MSG_NEWPOLICY ? NLM_F_CREATE | NLM_F_EXCL : NLM_F_CREATE | NLM_F_REPLACE);
   xfrm_userpolicy_info info{};
   info.sel = Selector(p.src_cidr, p.dst_cidr);
-  info.lft = Infinite();
+  info.lft.soft_byte_limit = info.lft.hard_byte_limit = XFRM_INF;  // limitsToLft with no limits
+  info.lft.soft_packet_limit = info.lft.hard_packet_limit = XFRM_INF;
   info.priority = 0;
   info.dir = static_cast<uint8_t>(p.dir);
   info.action = XFRM_POLICY_ALLOW;
@@ -113,7 +80,7 @@ void KmeshXfrm::Policy(uint16_t type, const KmeshXfrmPolicy& p, const std::strin
   t.mode = XFRM_MODE_TUNNEL;
   t.aalgos = t.ealgos = t.calgos = ~0u;
   msg.AddAttr(XFRMA_TMPL, &t, sizeof t);
-  AddMark(msg, xfrm::Mark{p.mark, 0xffffffff});
+  AddMark(msg, p.mark);
   sock_.Request(
       msg, [](const nlmsghdr*) {},
       "xfrm policy " + verb + " src " + p.src_cidr + " dst " + p.dst_cidr + " dir " + xfrm::ToString(p.dir) +
@@ -135,20 +102,7 @@ void KmeshXfrm::DeletePolicy(const xfrm::XfrmPolicy& p) {
       msg, [](const nlmsghdr*) {}, "xfrm policy delete " + p.Id() + " in " + Where(ns_));
 }
 
-void KmeshXfrm::DeleteState(const xfrm::XfrmState& s) {
-  netns::NetlinkMessage msg(XFRM_MSG_DELSA, 0);
-  xfrm_usersa_id id{};
-  id.daddr = Address(s.dst, "xfrm state dst");
-  id.spi = htonl(s.spi.value);
-  id.family = static_cast<uint16_t>(FamilyOf(s.dst));
-  id.proto = s.proto;
-  msg.Put(id);
-  const xfrm_address_t src = Address(s.src, "xfrm state src");
-  msg.AddAttr(XFRMA_SRCADDR, &src, sizeof src);
-  if (s.mark.value != 0 || s.mark.mask != 0) AddMark(msg, s.mark);
-  sock_.Request(
-      msg, [](const nlmsghdr*) {}, "xfrm state delete " + s.Id() + " in " + Where(ns_));
-}
+void KmeshXfrm::DeleteState(const xfrm::XfrmState& s) { node::DeleteXfrmState(ns_, s); }
 
 void KmeshXfrm::FlushPolicies() {
   netns::NetlinkMessage msg(XFRM_MSG_FLUSHPOLICY, 0);

@@ -9,32 +9,20 @@
 #include <string>
 #include <vector>
 
-#include "ipsec/ipsec_secret.h"
-#include "xfrm/xfrm.h"
 #include "netns/netlink.h"
 #include "netns/netns.h"
+#include "xfrm/xfrm.h"
 
 namespace kmesh::lab {
 
-// createStateRule's netlink.XfrmState (ipsec_handler.go:264-291): ESP, tunnel, reqid 1, AEAD, and for an
-// ingress state the output-mark 0xd0/0xffffffff.
-struct KmeshXfrmState {
-  std::string src, dst;  // tunnel endpoints (text addresses)
-  uint32_t spi = 0;
-  std::string aead_name;  // "rfc4106(gcm(aes))"
-  ipsec::KeyMaterial key;
-  uint32_t icv_bits = 0;
-  bool output_mark = false;  // 0xd0/0xffffffff
-};
-
 // createPolicyRule's netlink.XfrmPolicy (ipsec_handler.go:293-337): selector src/dst CIDRs, one ESP tunnel
-// template with reqid 1 (and an SPI for dir out), mark value/0xffffffff, priority 0, action allow.
+// template with reqid 1 (and an SPI for dir out), Kmesh's mark, priority 0, action allow.
 struct KmeshXfrmPolicy {
   std::string src_cidr, dst_cidr;
   xfrm::Dir dir = xfrm::Dir::kOut;
   std::string tmpl_src, tmpl_dst;
   uint32_t tmpl_spi = 0;
-  uint32_t mark = 0;
+  net::Mark mark;
 };
 
 class KmeshXfrm {
@@ -42,8 +30,9 @@ class KmeshXfrm {
   // A NETLINK_XFRM socket in `ns` (the node's namespace).
   explicit KmeshXfrm(const netns::NetnsRef& ns);
 
-  // XfrmStateAdd. Throws netns::NetlinkError (err() == EEXIST when the SA exists).
-  void AddState(const KmeshXfrmState& s);
+  // XfrmStateAdd of createStateRule's state (ipsec_handler.go:264-291). Throws netns::NetlinkError
+  // (err() == EEXIST when the SA exists).
+  void AddState(const xfrm::EspTunnelState& s);
   // XfrmPolicyAdd / XfrmPolicyUpdate. Throw netns::NetlinkError.
   void AddPolicy(const KmeshXfrmPolicy& p);
   void UpdatePolicy(const KmeshXfrmPolicy& p);

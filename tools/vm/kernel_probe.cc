@@ -8,13 +8,10 @@
 //   kernel RELEASE: has everything the lab needs | lacks NAME, NAME...
 //
 // Exit 0: nothing lacks; 1: something lacks; 2: the probe itself could not run (bad usage).
-#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
-#include <linux/rtnetlink.h>
-#include <linux/veth.h>
 #include <linux/xfrm.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -34,6 +31,8 @@
 #include "base/unique_fd.h"
 #include "netns/netlink.h"
 #include "netns/netns.h"
+#include "netns/process.h"
+#include "xfrm/xfrm.h"
 
 namespace {
 
@@ -71,20 +70,6 @@ bool KernelHasFilesystem(const std::string& fs) {
   return false;
 }
 
-// One nested attribute (type + payload) as bytes, to build IFLA_LINKINFO by hand.
-std::vector<uint8_t> Attr(uint16_t type, const void* data, size_t len) {
-  std::vector<uint8_t> out(NLA_ALIGN(NLA_HDRLEN + len), 0);
-  nlattr a{static_cast<uint16_t>(NLA_HDRLEN + len), type};
-  std::memcpy(out.data(), &a, sizeof a);
-  if (len) std::memcpy(out.data() + NLA_HDRLEN, data, len);
-  return out;
-}
-
-std::vector<uint8_t> operator+(std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 void ProbeBtf() {
   btf* vmlinux = btf__load_vmlinux_btf();
   if (vmlinux == nullptr) {
@@ -110,35 +95,20 @@ int ProbeBpf() {
   return fd;
 }
 
-// A veth pair in this (throwaway) namespace, both ends up; returns the first end's ifindex or 0.
-int ProbeVeth(NetlinkSocket& rt) {
+// A veth pair in this (throwaway) namespace, both ends up, made as the lab makes its veths (iproute2);
+// returns the first end's ifindex or 0.
+int ProbeVeth() {
   const char* kName = "kmprobe0";
   const char* kPeer = "kmprobe1";
-  try {
-    NetlinkMessage m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-    m.Put(ifinfomsg{});
-    m.AddAttr(IFLA_IFNAME, kName, strlen(kName) + 1);
-    ifinfomsg peer_hdr{};
-    std::vector<uint8_t> peer(sizeof peer_hdr);
-    std::memcpy(peer.data(), &peer_hdr, sizeof peer_hdr);
-    peer = peer + Attr(IFLA_IFNAME, kPeer, strlen(kPeer) + 1);
-    const auto data = Attr(VETH_INFO_PEER, peer.data(), peer.size());
-    const auto info = Attr(IFLA_INFO_KIND, "veth", 5) + Attr(IFLA_INFO_DATA, data.data(), data.size());
-    m.AddAttr(IFLA_LINKINFO, info.data(), info.size());
-    rt.Request(
-        m, [](const nlmsghdr*) {}, "create veth " + std::string(kName));
-    for (const char* name : {kName, kPeer}) {
-      NetlinkMessage up(RTM_NEWLINK, 0);
-      ifinfomsg h{};
-      h.ifi_index = static_cast<int>(if_nametoindex(name));
-      h.ifi_flags = h.ifi_change = IFF_UP;
-      up.Put(h);
-      rt.Request(
-          up, [](const nlmsghdr*) {}, "set " + std::string(name) + " up");
+  for (const auto& argv : std::vector<std::vector<std::string>>{
+           {"ip", "link", "add", kName, "type", "veth", "peer", "name", kPeer},
+           {"ip", "link", "set", kName, "up"},
+           {"ip", "link", "set", kPeer, "up"}}) {
+    const kmesh::netns::ProcessResult r = kmesh::netns::Run(argv);
+    if (!r.ok()) {
+      Lacks("veth", "creating a veth pair: " + r.Describe());
+      return 0;
     }
-  } catch (const NetlinkError& e) {
-    Lacks("veth", "creating a veth pair: " + Why(e));
-    return 0;
   }
   Has("veth", "a veth pair created and up");
   return static_cast<int>(if_nametoindex(kName));
@@ -172,35 +142,25 @@ bool ProbeXfrm(NetlinkSocket& xf) {
   return true;
 }
 
-// XFRM_MSG_NEWSA for ESP in tunnel mode between two documentation addresses, with `alg` as the AEAD
-// (`key_bytes` random key, never printed; 128-bit ICV) or, for "", the null cipher and no authentication.
-// Throws NetlinkError as the kernel answers.
+// An ESP tunnel-mode state between two documentation addresses, built as the lab builds Kmesh's
+// (xfrm::NewStateMessage), with `alg` as the AEAD (`key_bytes` random key, never printed; 128-bit ICV) or,
+// for "", the null cipher and no authentication. Throws NetlinkError as the kernel answers.
 void AddEspState(NetlinkSocket& xf, uint32_t spi, const std::string& alg, size_t key_bytes) {
-  NetlinkMessage m(XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL);
-  xfrm_usersa_info sa{};
-  inet_pton(AF_INET, "192.0.2.1", &sa.saddr.a4);
-  inet_pton(AF_INET, "192.0.2.2", &sa.id.daddr.a4);
-  sa.id.spi = htonl(spi);
-  sa.id.proto = IPPROTO_ESP;
-  sa.family = AF_INET;
-  sa.mode = XFRM_MODE_TUNNEL;
-  sa.reqid = 1;
-  sa.lft.soft_byte_limit = sa.lft.hard_byte_limit = XFRM_INF;
-  sa.lft.soft_packet_limit = sa.lft.hard_packet_limit = XFRM_INF;
-  m.Put(sa);
+  std::vector<uint8_t> key(key_bytes);
+  std::random_device rd;
+  for (auto& b : key) b = static_cast<uint8_t>(rd());
+  kmesh::xfrm::EspTunnelState sa;
+  sa.src = "192.0.2.1";
+  sa.dst = "192.0.2.2";
+  sa.spi = kmesh::net::Spi{spi};
+  sa.aead_name = alg;
+  sa.key = kmesh::ipsec::KeyMaterial(std::move(key));
+  sa.icv_bits = 128;
+  NetlinkMessage m = kmesh::xfrm::NewStateMessage(sa);
   if (alg.empty()) {
     xfrm_algo null_cipher{};
     std::strncpy(null_cipher.alg_name, "ecb(cipher_null)", sizeof null_cipher.alg_name - 1);
     m.AddAttr(XFRMA_ALG_CRYPT, &null_cipher, sizeof null_cipher);
-  } else {
-    std::vector<uint8_t> aead(sizeof(xfrm_algo_aead) + key_bytes, 0);
-    auto* a = reinterpret_cast<xfrm_algo_aead*>(aead.data());
-    std::strncpy(a->alg_name, alg.c_str(), sizeof a->alg_name - 1);
-    a->alg_key_len = static_cast<unsigned>(key_bytes * 8);
-    a->alg_icv_len = 128;
-    std::random_device rd;
-    for (size_t i = 0; i < key_bytes; ++i) a->alg_key[i] = static_cast<char>(rd());
-    m.AddAttr(XFRMA_ALG_AEAD, aead.data(), aead.size());
   }
   xf.Request(
       m, [](const nlmsghdr*) {}, "xfrm state add (esp, " + (alg.empty() ? "null cipher" : alg) + ")");
@@ -259,13 +219,7 @@ int main(int argc, char** argv) {
   (KernelHasFilesystem("bpf") ? Has : Lacks)("bpffs", "bpf in /proc/filesystems");
   (KernelHasFilesystem("cgroup2") ? Has : Lacks)("cgroup v2", "cgroup2 in /proc/filesystems");
   if (netns) {
-    try {
-      auto rt = NetlinkSocket::Open(NetnsRef::Self(), NETLINK_ROUTE);
-      ProbeXdpNative(ProbeVeth(rt), prog.get());
-    } catch (const kmesh::Error& e) {
-      Lacks("veth", e.what());
-      Lacks("XDP native on veth", "not probed: needs veth");
-    }
+    ProbeXdpNative(ProbeVeth(), prog.get());
     try {
       auto xf = NetlinkSocket::Open(NetnsRef::Self(), NETLINK_XFRM);
       if (ProbeXfrm(xf)) {
