@@ -34,57 +34,62 @@ const char* const kOffloadOffNamespaceAllow =
 const char* const kIpsecConnectivity = "ipsec: connectivity across nodes is encrypted in Kmesh's layout";
 const char* const kIpsecRotation = "ipsec: key rotation under continuous traffic";
 
-FaultSpec Fault(FaultKind kind, std::string id, std::string what, std::string source,
-                std::vector<std::string> cases, std::vector<std::string> codes, std::string equivalent,
-                std::string survivor = "") {
+using Strings = std::vector<std::string>;
+
+FaultSpec Fault(FaultKind kind, Program program, Suite suite, std::string id, std::string what,
+                std::string source, Strings cases, Strings codes, std::string equivalent = "") {
   FaultSpec f;
   f.id = std::move(id);
   f.kind = kind;
+  f.program = program;
+  f.suite = suite;
   f.what = std::move(what);
   f.kmesh_source = std::move(source);
   f.cases = std::move(cases);
   f.codes = std::move(codes);
   f.equivalent = std::move(equivalent);
-  f.survivor = std::move(survivor);
   return f;
 }
-FaultSpec Runtime(std::string id, std::string what, std::string source, std::vector<std::string> cases,
-                  std::vector<std::string> codes) {
-  return Fault(FaultKind::kRuntime, std::move(id), std::move(what), std::move(source), std::move(cases),
-               std::move(codes), "");
+FaultSpec Runtime(std::string id, std::string what, std::string source, Strings cases, Strings codes) {
+  return Fault(FaultKind::kRuntime, Program::kXdp, Suite::kAuthz, id, what, source, cases, codes);
 }
-FaultSpec Source(std::string id, std::string what, std::string source, std::vector<std::string> cases,
-                 std::vector<std::string> codes) {
-  return Fault(FaultKind::kSource, std::move(id), std::move(what), std::move(source), std::move(cases),
-               std::move(codes), "");
+FaultSpec Source(std::string id, std::string what, std::string source, Strings cases, Strings codes) {
+  return Fault(FaultKind::kSource, Program::kXdp, Suite::kAuthz, id, what, source, cases, codes);
 }
-FaultSpec Sockops(std::string id, std::string what, std::string source, std::vector<std::string> cases,
-                  std::vector<std::string> codes) {
-  FaultSpec f = Source(std::move(id), std::move(what), std::move(source), std::move(cases), std::move(codes));
-  f.program = Program::kSockops;
-  return f;
+FaultSpec Sockops(std::string id, std::string what, std::string source, Strings cases, Strings codes) {
+  return Fault(FaultKind::kSource, Program::kSockops, Suite::kAuthz, id, what, source, cases, codes);
 }
 // The IPsec suite's faults: the lab's agent (e2e/lab/ipsec_agent.cc) breaks what Kmesh's IPsec controller
 // does, on node2 (the server's node); a mutant of Kmesh's tc_mark_encrypt is loaded by both nodes' agents.
-FaultSpec IpsecRuntime(std::string id, std::string what, std::string source, std::vector<std::string> cases,
-                       std::vector<std::string> codes) {
-  FaultSpec f =
-      Runtime(std::move(id), std::move(what), std::move(source), std::move(cases), std::move(codes));
-  f.suite = Suite::kIpsec;
-  return f;
+FaultSpec IpsecRuntime(std::string id, std::string what, std::string source, Strings cases, Strings codes) {
+  return Fault(FaultKind::kRuntime, Program::kXdp, Suite::kIpsec, id, what, source, cases, codes);
 }
-FaultSpec TcEncrypt(std::string id, std::string what, std::string source, std::vector<std::string> cases,
-                    std::vector<std::string> codes) {
-  FaultSpec f = Source(std::move(id), std::move(what), std::move(source), std::move(cases), std::move(codes));
-  f.program = Program::kTcEncrypt;
-  f.suite = Suite::kIpsec;
-  return f;
+FaultSpec TcEncrypt(std::string id, std::string what, std::string source, Strings cases, Strings codes) {
+  return Fault(FaultKind::kSource, Program::kTcEncrypt, Suite::kIpsec, id, what, source, cases, codes);
 }
 // A mutant no case can tell from Kmesh's code; `why` says so with Kmesh file:line.
-FaultSpec Equivalent(std::string id, std::string what, std::string source, std::vector<std::string> cases,
-                     std::vector<std::string> codes, std::string why) {
-  return Fault(FaultKind::kSource, std::move(id), std::move(what), std::move(source), std::move(cases),
-               std::move(codes), std::move(why));
+FaultSpec Equivalent(std::string id, std::string what, std::string source, Strings cases, Strings codes,
+                     std::string why) {
+  return Fault(FaultKind::kSource, Program::kXdp, Suite::kAuthz, id, what, source, cases, codes, why);
+}
+
+// Per Kmesh object a source mutant changes: its stem (a mutant is e2e/mutation/<stem>_<id>.o), Kmesh's
+// own object and the variable that makes the lab load the mutant instead.
+struct ObjectFiles {
+  const char* stem;
+  const char* kmesh_object;
+  const char* env;
+};
+ObjectFiles FilesOf(Program p) {
+  switch (p) {
+    case Program::kXdp:
+      return {"xdp", "third_party/kmesh/xdp.o", "KMESH_E2E_LAB_XDP_OBJECT"};
+    case Program::kSockops:
+      return {"sockops", "third_party/kmesh/sockops.o", "KMESH_E2E_LAB_SOCKOPS_OBJECT"};
+    case Program::kTcEncrypt:
+      return {"tc_encrypt", "third_party/kmesh/tc_mark_encrypt.o", "KMESH_E2E_LAB_TC_ENCRYPT_OBJECT"};
+  }
+  throw Error("unknown Program " + std::to_string(static_cast<int>(p)));
 }
 
 }  // namespace
@@ -105,50 +110,18 @@ std::string SuiteBinary(Suite suite) {
   return suite == Suite::kAuthz ? "e2e/authz/authz_test" : "e2e/ipsec/ipsec_test_guest_binary";
 }
 
-namespace {
-// The object's stem: where a mutant goes (e2e/mutation/<stem>_<id>.o) and Kmesh's own object.
-const char* Stem(Program p) {
-  switch (p) {
-    case Program::kXdp:
-      return "xdp";
-    case Program::kSockops:
-      return "sockops";
-    case Program::kTcEncrypt:
-      return "tc_encrypt";
-  }
-  return "?";
-}
-}  // namespace
-
 std::string FaultSpec::object() const {
   if (kind != FaultKind::kSource) return "";
-  return std::string("e2e/mutation/") + Stem(program) + "_" + id + ".o";
+  return std::string("e2e/mutation/") + FilesOf(program).stem + "_" + id + ".o";
 }
 
 std::string FaultSpec::kmesh_object() const {
-  if (kind != FaultKind::kSource) return "";
-  switch (program) {
-    case Program::kXdp:
-      return "third_party/kmesh/xdp.o";
-    case Program::kSockops:
-      return "third_party/kmesh/sockops.o";
-    case Program::kTcEncrypt:
-      return "third_party/kmesh/tc_mark_encrypt.o";
-  }
-  return "";
+  return kind == FaultKind::kSource ? FilesOf(program).kmesh_object : "";
 }
 
 std::string FaultSpec::inject_env() const {
   if (kind != FaultKind::kSource) return "KMESH_E2E_LAB_FAULTS=" + id;
-  switch (program) {
-    case Program::kXdp:
-      return "KMESH_E2E_LAB_XDP_OBJECT=" + object();
-    case Program::kSockops:
-      return "KMESH_E2E_LAB_SOCKOPS_OBJECT=" + object();
-    case Program::kTcEncrypt:
-      return "KMESH_E2E_LAB_TC_ENCRYPT_OBJECT=" + object();
-  }
-  return "";
+  return std::string(FilesOf(program).env) + "=" + object();
 }
 
 std::vector<FaultSpec> FaultsOf(Suite suite) {
