@@ -4,7 +4,6 @@
 #include <linux/bpf.h>
 #include <poll.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,8 +11,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "base/defaults.h"
 #include "base/error.h"
@@ -36,18 +35,6 @@ namespace {
 const char* const kDaemonMaps[] = {"km_authz_policy", "kmesh_map64", "kmesh_map192", "kmesh_map296",
                                    "kmesh_map1600",   "km_frontend", "km_wlpolicy"};
 
-void MakeDirs(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') cur = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += part + "/";
-    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) ThrowErrno("create folder " + cur);
-  }
-}
-
 std::string Hex(const std::string& bytes) {
   static const char* d = "0123456789abcdef";
   std::string out;
@@ -57,6 +44,11 @@ std::string Hex(const std::string& bytes) {
     out += d[c & 15];
   }
   return out;
+}
+
+std::optional<workloadapi::Authorization> FoundAuthorization(const json& reply) {
+  if (!reply.at("found").get<bool>()) return std::nullopt;
+  return workloadapi::FromJson(reply.at("authorization"));
 }
 
 void WriteAll(int fd, const std::string& s, const std::string& what) {
@@ -76,7 +68,9 @@ void WriteAll(int fd, const std::string& s, const std::string& what) {
 KmeshPolicyWriter::KmeshPolicyWriter(const PolicyWriterOptions& options) : options_(options) {
   if (options_.node_name.empty()) throw Error("KmeshPolicyWriter: node_name is empty");
   if (options_.state_dir.empty()) throw Error("KmeshPolicyWriter: state_dir is empty");
-  MakeDirs(options_.state_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(options_.state_dir, ec);
+  if (ec) throw Error("create folder " + options_.state_dir + ": " + ec.message());
   log_path_ = options_.state_dir + "/kmesh-lab-daemon.log";
   const std::string binary =
       options_.daemon_binary.empty() ? Runfile("e2e/lab/kmesh-lab-daemon") : options_.daemon_binary;
@@ -222,21 +216,14 @@ json KmeshPolicyWriter::ReadReply(const std::string& what) {
   }
 }
 
-json KmeshPolicyWriter::Request(const json& req) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const std::string what = "kmesh-lab-daemon (node " + options_.node_name + ") " + req.value("op", "?");
-  if (to_daemon_ < 0) throw Error(what + ": the daemon is stopped");
-  WriteAll(to_daemon_, req.dump() + "\n", what + ": write request");
-  json reply = ReadReply(what);
-  if (!reply.value("ok", false))
-    throw Error(what + ": " + reply.value("error", reply.dump()) + DaemonTrouble());
-  return reply;
-}
+json KmeshPolicyWriter::Request(const json& req) { return Requests({req}).at(0); }
 
 std::vector<json> KmeshPolicyWriter::Requests(const std::vector<json>& reqs) {
   std::lock_guard<std::mutex> lock(mu_);
-  const std::string what = "kmesh-lab-daemon (node " + options_.node_name + ") " +
-                           std::to_string(reqs.size()) + " pipelined requests";
+  const bool one = reqs.size() == 1;
+  const std::string what =
+      "kmesh-lab-daemon (node " + options_.node_name + ") " +
+      (one ? reqs[0].value("op", "?") : std::to_string(reqs.size()) + " pipelined requests");
   if (to_daemon_ < 0) throw Error(what + ": the daemon is stopped");
   // The daemon answers each request before it reads the next and its replies are small, so it never
   // blocks on its reply pipe while this side is still writing.
@@ -247,7 +234,7 @@ std::vector<json> KmeshPolicyWriter::Requests(const std::vector<json>& reqs) {
   for (const auto& r : reqs) {
     json reply = ReadReply(what);
     if (!reply.value("ok", false)) {
-      throw Error(what + ": " + r.value("op", "?") + ": " + reply.value("error", reply.dump()) +
+      throw Error(what + ": " + (one ? "" : r.value("op", "?") + ": ") + reply.value("error", reply.dump()) +
                   DaemonTrouble());
     }
     replies.push_back(std::move(reply));
@@ -279,27 +266,20 @@ std::vector<PolicyWrite> KmeshPolicyWriter::RemoveAuthorizations(
 }
 
 PolicyWrite KmeshPolicyWriter::ApplyAuthorization(const workloadapi::Authorization& a) {
-  const json r = Request({{"op", proto::kApplyAuthorization}, {"wire_hex", Hex(workloadapi::Marshal(a))}});
-  return PolicyWrite{r.at("resource"), r.at("policy_id"), r.at("stored_key"), r.at("ret")};
+  return ApplyAuthorizations({a}).at(0);
 }
 
 PolicyWrite KmeshPolicyWriter::RemoveAuthorization(const std::string& resource_name) {
-  const json r = Request({{"op", proto::kRemoveAuthorization}, {"resource", resource_name}});
-  const uint32_t id = r.at("policy_id");
-  return PolicyWrite{resource_name, id, 0, r.at("ret")};
+  return RemoveAuthorizations({resource_name}).at(0);
 }
 
 std::optional<workloadapi::Authorization> KmeshPolicyWriter::LookupAuthorization(
     const std::string& resource_name) {
-  const json r = Request({{"op", proto::kLookupAuthorization}, {"resource", resource_name}});
-  if (!r.at("found").get<bool>()) return std::nullopt;
-  return workloadapi::FromJson(r.at("authorization"));
+  return FoundAuthorization(Request({{"op", proto::kLookupAuthorization}, {"resource", resource_name}}));
 }
 
 std::optional<workloadapi::Authorization> KmeshPolicyWriter::LookupAuthorizationById(uint32_t policy_id) {
-  const json r = Request({{"op", proto::kLookupAuthorization}, {"policy_id", policy_id}});
-  if (!r.at("found").get<bool>()) return std::nullopt;
-  return workloadapi::FromJson(r.at("authorization"));
+  return FoundAuthorization(Request({{"op", proto::kLookupAuthorization}, {"policy_id", policy_id}}));
 }
 
 WorkloadWrite KmeshPolicyWriter::StoreWorkload(const WorkloadSpec& w) {

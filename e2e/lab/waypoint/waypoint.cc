@@ -338,17 +338,7 @@ bool Waypoint::Run() {
     const int fd =
         accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) continue;  // the client gave up between poll and accept, or EMFILE: try again
-    char host[INET6_ADDRSTRLEN] = {};
-    uint16_t port = 0;
-    if (peer.ss_family == AF_INET) {
-      auto* sin = reinterpret_cast<sockaddr_in*>(&peer);
-      inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-      port = ntohs(sin->sin_port);
-    } else {
-      auto* sin6 = reinterpret_cast<sockaddr_in6*>(&peer);
-      inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
-      port = ntohs(sin6->sin6_port);
-    }
+    const net::Endpoint client = *net::Endpoint::FromSockaddr(reinterpret_cast<sockaddr*>(&peer), len);
     if (active_.load() >= kMaxConnections) {
       const std::string busy = LocalResponse(503, "Service Unavailable", "waypoint overloaded");
       WriteAll(fd, busy, Clock::now() + defaults::WaypointIo());
@@ -356,8 +346,8 @@ bool Waypoint::Run() {
       continue;
     }
     ++active_;
-    std::thread([this, fd, ip = std::string(host), port] {
-      Serve(fd, ip, port);
+    std::thread([this, fd, client] {
+      Serve(fd, client);
       --active_;
     }).detach();
   }
@@ -371,14 +361,15 @@ bool Waypoint::Run() {
   return active_.load() == 0;
 }
 
-void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_port) {
+void Waypoint::Serve(int raw_fd, const net::Endpoint& from) {
   UniqueFd client(raw_fd);
+  const std::string client_ip = from.ip.ToString();
   const auto started = Clock::now();
   Outcome out;
   auto log_request = [&] {
     json j = {{"time", NowRfc3339()},
               {"event", "request"},
-              {"client", client_ip + ":" + std::to_string(client_port)},
+              {"client", client_ip + ":" + std::to_string(from.port)},
               {"method", out.method},
               {"host", out.host},
               {"path", out.path},
@@ -427,7 +418,7 @@ void Waypoint::Serve(int raw_fd, const std::string& client_ip, uint16_t client_p
 
   // 2. The decision, as the waypoint's RBAC filter makes it.
   policy::Request req;
-  req.source_ip = net::IpAddr::Parse(client_ip)->Unmapped();
+  req.source_ip = from.ip.Unmapped();
   req.source_namespace = NamespaceOf(req.source_ip);
   req.destination_ip = config_.listen.ip;
   req.destination_port = config_.listen.port;

@@ -81,7 +81,7 @@ class Waypoint {
   };
   using PolicySet = std::vector<policy::AuthorizationPolicy>;
 
-  void Serve(int client_fd, const std::string& client_ip, uint16_t client_port);
+  void Serve(int client_fd, const net::Endpoint& client);
   std::shared_ptr<const PolicySet> Policies();  // reloads first when the file changed
   void MaybeReload(bool forced);
   std::string NamespaceOf(const net::IpAddr& ip) const;
