@@ -26,9 +26,9 @@ struct ByteView {
 // The host-order integer of type T at `off`, or 0 where `b` is too short to hold one (callers that must
 // tell a short value apart check the size first).
 template <typename T>
-T ReadHost(const Bytes& b, size_t off) {
+T ReadHost(ByteView b, size_t off) {
   T v = 0;
-  if (off + sizeof(T) <= b.size()) std::memcpy(&v, b.data() + off, sizeof(T));
+  if (off + sizeof(T) <= b.size) std::memcpy(&v, b.data + off, sizeof(T));
   return v;
 }
 

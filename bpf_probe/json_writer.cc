@@ -77,29 +77,16 @@ void JsonWriter::BeforeValue() {
   }
 }
 
-JsonWriter& JsonWriter::BeginObject() {
+JsonWriter& JsonWriter::Open(char bracket) {
   BeforeValue();
-  Put('{');
+  Put(bracket);
   has_value_.push_back(false);
   return *this;
 }
 
-JsonWriter& JsonWriter::EndObject() {
+JsonWriter& JsonWriter::Close(char bracket) {
   has_value_.pop_back();
-  Put('}');
-  return *this;
-}
-
-JsonWriter& JsonWriter::BeginArray() {
-  BeforeValue();
-  Put('[');
-  has_value_.push_back(false);
-  return *this;
-}
-
-JsonWriter& JsonWriter::EndArray() {
-  has_value_.pop_back();
-  Put(']');
+  Put(bracket);
   return *this;
 }
 

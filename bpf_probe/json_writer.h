@@ -22,10 +22,10 @@ class JsonWriter {
   JsonWriter(const JsonWriter&) = delete;
   JsonWriter& operator=(const JsonWriter&) = delete;
 
-  JsonWriter& BeginObject();
-  JsonWriter& EndObject();
-  JsonWriter& BeginArray();
-  JsonWriter& EndArray();
+  JsonWriter& BeginObject() { return Open('{'); }
+  JsonWriter& EndObject() { return Close('}'); }
+  JsonWriter& BeginArray() { return Open('['); }
+  JsonWriter& EndArray() { return Close(']'); }
   // Object member name; the next value call is its value.
   JsonWriter& Key(std::string_view name);
   JsonWriter& String(std::string_view s);
@@ -51,6 +51,8 @@ class JsonWriter {
 
  private:
   void BeforeValue();
+  JsonWriter& Open(char bracket);
+  JsonWriter& Close(char bracket);
   void Put(std::string_view s) {
     buf_.append(s.data(), s.size());
     if (fd_ >= 0 && buf_.size() >= kFlushAt) Flush();

@@ -18,10 +18,6 @@ namespace {
 uint64_t U64(const Bytes& b, size_t off) { return ReadHost<uint64_t>(b, off); }
 uint32_t U32(const Bytes& b, size_t off) { return ReadHost<uint32_t>(b, off); }
 
-// Elements a kmesh_map1600 array blob holds: 8-byte outer keys, or 4-byte uint32 (ports).
-constexpr uint64_t kMaxKeys = 1600 / 8;
-constexpr uint64_t kMaxU32 = 1600 / 4;
-
 class Decoder {
  public:
   Decoder(PolicyMemory& mem, DecodedPolicy& out) : mem_(mem), out_(out) {}
@@ -49,10 +45,8 @@ class Decoder {
       Finish();
       return;
     }
-    auto keys = KeyArray(OuterKey{U64(v, KM_PB_AUTHZ_RULES)}, out_.n_rules, "rules");
-    for (size_t i = 0; i < keys.size(); ++i) {
-      out_.rules.push_back(Rule(keys[i], "rules[" + std::to_string(i) + "]"));
-    }
+    out_.rules =
+        Messages(v, KM_PB_AUTHZ_N_RULES, KM_PB_AUTHZ_RULES, "rules", InnerMap::k64, "a Rule", &Decoder::Rule);
     Finish();
   }
 
@@ -113,161 +107,125 @@ class Decoder {
     return std::string(b->begin(), nul);
   }
 
-  // A repeated message or string field: n outer keys in a kmesh_map1600 array.
-  std::vector<OuterKey> KeyArray(OuterKey k, uint64_t n, const std::string& path) {
-    std::vector<OuterKey> out;
+  // The elements of a repeated field (count at `n_off` of `m`, outer key of its kmesh_map1600 array at
+  // `off`): 8-byte outer keys of messages or strings, or 4-byte uint32 (ports).
+  template <typename Raw>
+  std::vector<Raw> Array(const Bytes& m, size_t n_off, size_t off, const std::string& path) {
+    std::vector<Raw> out;
+    uint64_t n = U64(m, n_off);
     if (n == 0) return out;
-    auto b = Follow(k, InnerMap::k1600, path, "an array");
+    auto b = Follow(OuterKey{U64(m, off)}, InnerMap::k1600, path, "an array");
     if (!b) return out;
-    if (n > kMaxKeys) {
+    constexpr uint64_t kMax = 1600 / sizeof(Raw);
+    if (n > kMax) {
       Problem(path, "count " + std::to_string(n) + " is more than a kmesh_map1600 array holds (" +
-                        std::to_string(kMaxKeys) + " keys); the first " + std::to_string(kMaxKeys) + " read");
-      n = kMaxKeys;
+                        std::to_string(kMax) + (sizeof(Raw) == 8 ? " keys" : " uint32") + "); the first " +
+                        std::to_string(kMax) + " read");
+      n = kMax;
     }
-    for (uint64_t i = 0; i < n; ++i) out.push_back(OuterKey{U64(*b, 8 * i)});
+    for (uint64_t i = 0; i < n; ++i) out.push_back(ReadHost<Raw>(*b, sizeof(Raw) * i));
     return out;
   }
 
-  std::vector<uint32_t> U32Array(OuterKey k, uint64_t n, const std::string& path) {
-    std::vector<uint32_t> out;
-    if (n == 0) return out;
-    auto b = Follow(k, InnerMap::k1600, path, "an array");
-    if (!b) return out;
-    if (n > kMaxU32) {
-      Problem(path, "count " + std::to_string(n) + " is more than a kmesh_map1600 array holds (" +
-                        std::to_string(kMaxU32) + " uint32); the first " + std::to_string(kMaxU32) + " read");
-      n = kMaxU32;
+  // A repeated message field: each element read by `read` from the blob in `map` its key names, or marked
+  // broken where that blob cannot be read.
+  template <typename T>
+  std::vector<T> Messages(const Bytes& m, size_t n_off, size_t off, const std::string& path, InnerMap map,
+                          const char* what, void (Decoder::*read)(const Bytes&, const std::string&, T&)) {
+    std::vector<T> out;
+    const auto keys = Array<uint64_t>(m, n_off, off, path);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const std::string p = path + "[" + std::to_string(i) + "]";
+      T t;
+      if (auto b = Follow(OuterKey{keys[i]}, map, p, what)) {
+        (this->*read)(*b, p, t);
+      } else {
+        t.broken = Broken();
+      }
+      out.push_back(std::move(t));
     }
-    for (uint64_t i = 0; i < n; ++i) out.push_back(U32(*b, 4 * i));
     return out;
   }
 
   std::string Broken() const { return out_.problems.empty() ? "" : out_.problems.back(); }
 
-  PolicyRule Rule(OuterKey k, const std::string& path) {
-    PolicyRule r;
-    auto b = Follow(k, InnerMap::k64, path, "a Rule");
-    if (!b) {
-      r.broken = Broken();
-      return r;
-    }
-    const auto keys =
-        KeyArray(OuterKey{U64(*b, KM_PB_RULE_CLAUSES)}, U64(*b, KM_PB_RULE_N_CLAUSES), path + ".clauses");
-    for (size_t i = 0; i < keys.size(); ++i) {
-      r.clauses.push_back(Clause(keys[i], path + ".clauses[" + std::to_string(i) + "]"));
-    }
-    return r;
+  void Rule(const Bytes& b, const std::string& path, PolicyRule& r) {
+    r.clauses = Messages(b, KM_PB_RULE_N_CLAUSES, KM_PB_RULE_CLAUSES, path + ".clauses", InnerMap::k64,
+                         "a Clause", &Decoder::Clause);
   }
 
-  PolicyClause Clause(OuterKey k, const std::string& path) {
-    PolicyClause c;
-    auto b = Follow(k, InnerMap::k64, path, "a Clause");
-    if (!b) {
-      c.broken = Broken();
-      return c;
-    }
-    const auto keys =
-        KeyArray(OuterKey{U64(*b, KM_PB_CLAUSE_MATCHES)}, U64(*b, KM_PB_CLAUSE_N_MATCHES), path + ".matches");
-    for (size_t i = 0; i < keys.size(); ++i) {
-      c.matches.push_back(Match(keys[i], path + ".matches[" + std::to_string(i) + "]"));
-    }
-    return c;
+  void Clause(const Bytes& b, const std::string& path, PolicyClause& c) {
+    c.matches = Messages(b, KM_PB_CLAUSE_N_MATCHES, KM_PB_CLAUSE_MATCHES, path + ".matches", InnerMap::k192,
+                         "a Match", &Decoder::Match);
   }
 
   std::vector<PolicyString> Strings(const Bytes& m, size_t n_off, size_t off, const std::string& path) {
-    std::vector<PolicyString> out;
-    const auto keys = KeyArray(OuterKey{U64(m, off)}, U64(m, n_off), path);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      const std::string p = path + "[" + std::to_string(i) + "]";
-      PolicyString s;
-      auto b = Follow(keys[i], InnerMap::k64, p, "a StringMatch");
-      if (!b) {
-        s.broken = Broken();
-        out.push_back(s);
-        continue;
-      }
-      s.match_type_case = U32(*b, KM_PB_STRING_MATCH_CASE);
-      switch (s.match_type_case) {
-        case 0:
-          s.kind = PolicyString::Kind::kUnset;
-          break;
-        case KM_PB_STRING_MATCH_EXACT:
-          s.kind = PolicyString::Kind::kExact;
-          break;
-        case KM_PB_STRING_MATCH_PREFIX:
-          s.kind = PolicyString::Kind::kPrefix;
-          break;
-        case KM_PB_STRING_MATCH_SUFFIX:
-          s.kind = PolicyString::Kind::kSuffix;
-          break;
-        default:
-          s.kind = PolicyString::Kind::kUnknown;
-      }
-      if (s.kind != PolicyString::Kind::kUnset && s.kind != PolicyString::Kind::kUnknown) {
-        if (auto v = String(OuterKey{U64(*b, KM_PB_STRING_MATCH_STRING)}, p))
-          s.value = *v;
-        else
-          s.broken = Broken();
-      }
-      out.push_back(s);
+    return Messages(m, n_off, off, path, InnerMap::k64, "a StringMatch", &Decoder::StringMatch);
+  }
+
+  void StringMatch(const Bytes& b, const std::string& path, PolicyString& s) {
+    s.match_type_case = U32(b, KM_PB_STRING_MATCH_CASE);
+    switch (s.match_type_case) {
+      case 0:
+        s.kind = PolicyString::Kind::kUnset;
+        break;
+      case KM_PB_STRING_MATCH_EXACT:
+        s.kind = PolicyString::Kind::kExact;
+        break;
+      case KM_PB_STRING_MATCH_PREFIX:
+        s.kind = PolicyString::Kind::kPrefix;
+        break;
+      case KM_PB_STRING_MATCH_SUFFIX:
+        s.kind = PolicyString::Kind::kSuffix;
+        break;
+      default:
+        s.kind = PolicyString::Kind::kUnknown;
     }
-    return out;
+    if (s.kind != PolicyString::Kind::kUnset && s.kind != PolicyString::Kind::kUnknown) {
+      if (auto v = String(OuterKey{U64(b, KM_PB_STRING_MATCH_STRING)}, path))
+        s.value = *v;
+      else
+        s.broken = Broken();
+    }
   }
 
   std::vector<PolicyAddress> Addresses(const Bytes& m, size_t n_off, size_t off, const std::string& path) {
-    std::vector<PolicyAddress> out;
-    const auto keys = KeyArray(OuterKey{U64(m, off)}, U64(m, n_off), path);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      const std::string p = path + "[" + std::to_string(i) + "]";
-      PolicyAddress a;
-      auto b = Follow(keys[i], InnerMap::k64, p, "an Address");
-      if (!b) {
-        a.broken = Broken();
-        out.push_back(a);
-        continue;
-      }
-      const uint64_t len = U64(*b, KM_PB_ADDRESS_LEN);
-      a.prefix = U32(*b, KM_PB_ADDRESS_LENGTH);
-      if (len > ValueSize(InnerMap::k64)) {
-        Problem(p, "address length " + std::to_string(len) + " is more than a kmesh_map64 blob holds");
-        a.broken = Broken();
-      } else if (auto bytes = Follow(OuterKey{U64(*b, KM_PB_ADDRESS_DATA)}, InnerMap::k64, p + ".address",
-                                     "the address bytes")) {
-        a.bytes.assign(bytes->begin(), bytes->begin() + static_cast<long>(len));
-      } else {
-        a.broken = Broken();
-      }
-      out.push_back(a);
-    }
-    return out;
+    return Messages(m, n_off, off, path, InnerMap::k64, "an Address", &Decoder::Address);
   }
 
-  PolicyMatch Match(OuterKey k, const std::string& path) {
-    PolicyMatch m;
-    auto b = Follow(k, InnerMap::k192, path, "a Match");
-    if (!b) {
-      m.broken = Broken();
-      return m;
+  void Address(const Bytes& b, const std::string& path, PolicyAddress& a) {
+    const uint64_t len = U64(b, KM_PB_ADDRESS_LEN);
+    a.prefix = U32(b, KM_PB_ADDRESS_LENGTH);
+    if (len > ValueSize(InnerMap::k64)) {
+      Problem(path, "address length " + std::to_string(len) + " is more than a kmesh_map64 blob holds");
+      a.broken = Broken();
+    } else if (auto bytes = Follow(OuterKey{U64(b, KM_PB_ADDRESS_DATA)}, InnerMap::k64, path + ".address",
+                                   "the address bytes")) {
+      a.bytes.assign(bytes->begin(), bytes->begin() + static_cast<long>(len));
+    } else {
+      a.broken = Broken();
     }
-    m.namespaces = Strings(*b, KM_PB_MATCH_N_NAMESPACES, KM_PB_MATCH_NAMESPACES, path + ".namespaces");
+  }
+
+  void Match(const Bytes& b, const std::string& path, PolicyMatch& m) {
+    m.namespaces = Strings(b, KM_PB_MATCH_N_NAMESPACES, KM_PB_MATCH_NAMESPACES, path + ".namespaces");
     m.not_namespaces =
-        Strings(*b, KM_PB_MATCH_N_NOT_NAMESPACES, KM_PB_MATCH_NOT_NAMESPACES, path + ".not_namespaces");
-    m.principals = Strings(*b, KM_PB_MATCH_N_PRINCIPALS, KM_PB_MATCH_PRINCIPALS, path + ".principals");
+        Strings(b, KM_PB_MATCH_N_NOT_NAMESPACES, KM_PB_MATCH_NOT_NAMESPACES, path + ".not_namespaces");
+    m.principals = Strings(b, KM_PB_MATCH_N_PRINCIPALS, KM_PB_MATCH_PRINCIPALS, path + ".principals");
     m.not_principals =
-        Strings(*b, KM_PB_MATCH_N_NOT_PRINCIPALS, KM_PB_MATCH_NOT_PRINCIPALS, path + ".not_principals");
-    m.source_ips = Addresses(*b, KM_PB_MATCH_N_SOURCE_IPS, KM_PB_MATCH_SOURCE_IPS, path + ".source_ips");
+        Strings(b, KM_PB_MATCH_N_NOT_PRINCIPALS, KM_PB_MATCH_NOT_PRINCIPALS, path + ".not_principals");
+    m.source_ips = Addresses(b, KM_PB_MATCH_N_SOURCE_IPS, KM_PB_MATCH_SOURCE_IPS, path + ".source_ips");
     m.not_source_ips =
-        Addresses(*b, KM_PB_MATCH_N_NOT_SOURCE_IPS, KM_PB_MATCH_NOT_SOURCE_IPS, path + ".not_source_ips");
+        Addresses(b, KM_PB_MATCH_N_NOT_SOURCE_IPS, KM_PB_MATCH_NOT_SOURCE_IPS, path + ".not_source_ips");
     m.destination_ips =
-        Addresses(*b, KM_PB_MATCH_N_DESTINATION_IPS, KM_PB_MATCH_DESTINATION_IPS, path + ".destination_ips");
-    m.not_destination_ips = Addresses(*b, KM_PB_MATCH_N_NOT_DESTINATION_IPS, KM_PB_MATCH_NOT_DESTINATION_IPS,
+        Addresses(b, KM_PB_MATCH_N_DESTINATION_IPS, KM_PB_MATCH_DESTINATION_IPS, path + ".destination_ips");
+    m.not_destination_ips = Addresses(b, KM_PB_MATCH_N_NOT_DESTINATION_IPS, KM_PB_MATCH_NOT_DESTINATION_IPS,
                                       path + ".not_destination_ips");
-    m.destination_ports = U32Array(OuterKey{U64(*b, KM_PB_MATCH_DESTINATION_PORTS)},
-                                   U64(*b, KM_PB_MATCH_N_DESTINATION_PORTS), path + ".destination_ports");
+    m.destination_ports = Array<uint32_t>(b, KM_PB_MATCH_N_DESTINATION_PORTS, KM_PB_MATCH_DESTINATION_PORTS,
+                                          path + ".destination_ports");
     m.not_destination_ports =
-        U32Array(OuterKey{U64(*b, KM_PB_MATCH_NOT_DESTINATION_PORTS)},
-                 U64(*b, KM_PB_MATCH_N_NOT_DESTINATION_PORTS), path + ".not_destination_ports");
-    return m;
+        Array<uint32_t>(b, KM_PB_MATCH_N_NOT_DESTINATION_PORTS, KM_PB_MATCH_NOT_DESTINATION_PORTS,
+                        path + ".not_destination_ports");
   }
 
   PolicyMemory& mem_;

@@ -2,6 +2,7 @@
 // the Go code on purpose, so a reader can hold both side by side.
 #include "e2e/lab/rbac.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.h"
@@ -53,16 +54,8 @@ struct GoIpNet {
 };
 
 std::optional<GoIpNet> ParseCidrLikeGo(const Address& a) {
-  Bytes ip;
-  if (a.bytes.size() == 4) {
-    ip = a.bytes;
-  } else if (IsV4Mapped(a.bytes)) {
-    ip.assign(a.bytes.begin() + 12, a.bytes.end());
-  } else if (a.bytes.size() == 16) {
-    ip = a.bytes;
-  } else {
-    return std::nullopt;
-  }
+  Bytes ip = To4(a.bytes).value_or(a.bytes);
+  if (ip.size() != 4 && ip.size() != 16) return std::nullopt;
   const uint32_t bits = static_cast<uint32_t>(ip.size() * 8);
   if (a.length > bits) return std::nullopt;
   for (uint32_t i = 0; i < bits; ++i) {
@@ -95,87 +88,38 @@ bool InternalMatchIp(const Bytes& ip, const std::vector<Address>& addresses) {
 
 // internalMatchDstPort (rbac.go:418-425).
 bool InternalMatchDstPort(uint32_t port, const std::vector<uint32_t>& ports) {
-  for (uint32_t p : ports) {
-    if (port == p) return true;
-  }
-  return false;
+  return std::find(ports.begin(), ports.end(), port) != ports.end();
 }
 
-// internalMatchPrincipal (rbac.go:427-445). Kmesh defect: a StringMatch without a value (istiod's
-// presence, "*") matches only the empty identity (rbac.go:437-439), and an identity is never empty here,
-// so principals: ["*"] never matches and notPrincipals: ["*"] never excludes (Istio: any authenticated peer).
-bool InternalMatchPrincipal(std::string src_id, const std::vector<StringMatch>& principals) {
-  if (HasPrefix(src_id, kSpiffePrefix)) src_id = src_id.substr(std::strlen(kSpiffePrefix));
-  bool m = false;
-  for (const auto& p : principals) {
-    if (!GetPrefix(p).empty()) {
-      m = HasPrefix(src_id, GetPrefix(p));
-    } else if (!GetSuffix(p).empty()) {
-      m = HasSuffix(src_id, GetSuffix(p));
-    } else if (!GetExact(p).empty()) {
-      m = src_id == GetExact(p);
-    } else {
-      m = src_id.empty();
-    }
+// internalMatchPrincipal and internalMatchNamespace (rbac.go:427-464), the same test of a string (the
+// principal without its "spiffe://"). Kmesh defect: a StringMatch without a value (istiod's presence, "*")
+// matches only the empty string (rbac.go:437-439, 456-458). An identity is never empty here, so principals:
+// ["*"] never matches and notPrincipals: ["*"] never excludes (Istio: any authenticated peer); namespaces:
+// ["*"] matches only sources Kmesh does not know.
+bool InternalMatchString(const std::string& value, const std::vector<StringMatch>& matches) {
+  for (const auto& p : matches) {
+    const bool m = !GetPrefix(p).empty()   ? HasPrefix(value, GetPrefix(p))
+                   : !GetSuffix(p).empty() ? HasSuffix(value, GetSuffix(p))
+                   : !GetExact(p).empty()  ? value == GetExact(p)
+                                           : value.empty();
     if (m) return true;
   }
   return false;
 }
 
-// internalMatchNamespace (rbac.go:447-464). Kmesh defect: a StringMatch without a value (istiod's
-// presence, "*") matches only the empty namespace (rbac.go:456-458), i.e. only sources Kmesh does not know.
-bool InternalMatchNamespace(const std::string& src_ns, const std::vector<StringMatch>& namespaces) {
-  bool m = false;
-  for (const auto& n : namespaces) {
-    if (!GetPrefix(n).empty()) {
-      m = HasPrefix(src_ns, GetPrefix(n));
-    } else if (!GetSuffix(n).empty()) {
-      m = HasSuffix(src_ns, GetSuffix(n));
-    } else if (!GetExact(n).empty()) {
-      m = src_ns == GetExact(n);
-    } else {
-      m = src_ns.empty();
-    }
-    if (m) return true;
-  }
-  return false;
-}
-
-// matchDstIp (rbac.go:292-309): positive list empty or hit, and negative list empty or no hit.
-bool MatchDstIp(const Bytes& dst_ip, const Match& m) {
-  const bool pm = m.destination_ips.empty() || InternalMatchIp(dst_ip, m.destination_ips);
-  const bool nm = m.not_destination_ips.empty() || !InternalMatchIp(dst_ip, m.not_destination_ips);
-  return pm && nm;
-}
-
-// matchSrcIp (rbac.go:311-328).
-bool MatchSrcIp(const Bytes& src_ip, const Match& m) {
-  const bool pm = m.source_ips.empty() || InternalMatchIp(src_ip, m.source_ips);
-  const bool nm = m.not_source_ips.empty() || !InternalMatchIp(src_ip, m.not_source_ips);
-  return pm && nm;
-}
-
-// matchDstPort (rbac.go:330-347).
-bool MatchDstPort(uint32_t dst_port, const Match& m) {
-  const bool pm = m.destination_ports.empty() || InternalMatchDstPort(dst_port, m.destination_ports);
-  const bool nm = m.not_destination_ports.empty() || !InternalMatchDstPort(dst_port, m.not_destination_ports);
-  return pm && nm;
+// The shape of matchDstIp, matchSrcIp, matchDstPort, matchPrincipal and matchNamespace (rbac.go:292-390):
+// the positive list empty or hit, and the negative list empty or no hit.
+template <typename V, typename L, typename Hit>
+bool MatchLists(const V& v, const L& positive, const L& negative, Hit hit) {
+  return (positive.empty() || hit(v, positive)) && (negative.empty() || !hit(v, negative));
 }
 
 // matchPrincipal (rbac.go:349-371): the identity must start with "spiffe://" (Identity::ToString always
-// does), then the lists as above.
+// does), then the lists are tested without it.
 bool MatchPrincipal(const std::string& src_id, const Match& m) {
   if (!HasPrefix(src_id, kSpiffePrefix)) return false;
-  const bool pm = m.principals.empty() || InternalMatchPrincipal(src_id, m.principals);
-  const bool nm = m.not_principals.empty() || !InternalMatchPrincipal(src_id, m.not_principals);
-  return pm && nm;
-}
-
-// matchNamespace (rbac.go:373-390).
-bool MatchNamespace(const std::string& src_ns, const Match& m) {
-  const bool pm = m.namespaces.empty() || InternalMatchNamespace(src_ns, m.namespaces);
-  const bool nm = m.not_namespaces.empty() || !InternalMatchNamespace(src_ns, m.not_namespaces);
-  return pm && nm;
+  return MatchLists(src_id.substr(std::strlen(kSpiffePrefix)), m.principals, m.not_principals,
+                    InternalMatchString);
 }
 
 // isEmptyMatch (rbac.go:530-536). Go tests nil slices; after Kmesh unmarshals the wire form an empty
@@ -190,12 +134,6 @@ std::optional<IpAddr> AddrFromSlice(const Bytes& ip) {
   if (ip.size() == 4) return IpAddr::V4(ip.data());
   if (ip.size() == 16) return IpAddr::V6(ip.data());
   return std::nullopt;
-}
-
-uint16_t NativeU16(ByteView b, size_t offset) {
-  uint16_t v = 0;
-  std::memcpy(&v, b.data + offset, sizeof v);
-  return v;
 }
 
 }  // namespace
@@ -375,11 +313,11 @@ RbacConnection Rbac::BuildConnection(uint32_t msg_type, ByteView tuple) const {
   if (msg_type == kMsgTypeIpv4) {
     conn.src_ip = tuple.sub(0, 4).ToBytes();
     conn.dst_ip = tuple.sub(4, 4).ToBytes();
-    conn.dst_port = NativeU16(tuple, 10);
+    conn.dst_port = bpf_probe::ReadHost<uint16_t>(tuple, 10);
   } else {
     conn.src_ip = tuple.sub(0, 16).ToBytes();
     conn.dst_ip = tuple.sub(16, 16).ToBytes();
-    conn.dst_port = NativeU16(tuple, 34);
+    conn.dst_port = bpf_probe::ReadHost<uint16_t>(tuple, 34);
   }
   conn.src_identity = IdentityByIp(conn.src_ip);
   return conn;
@@ -445,7 +383,7 @@ RecordDecision Rbac::Decide(ByteView record) const {
   net::Tuple t;
   t.src.ip = *AddrFromSlice(c.src_ip);
   t.dst.ip = *AddrFromSlice(c.dst_ip);
-  t.src.port = NativeU16(tuple, msg_type == kMsgTypeIpv4 ? 8 : 32);
+  t.src.port = bpf_probe::ReadHost<uint16_t>(tuple, msg_type == kMsgTypeIpv4 ? 8 : 32);
   t.dst.port = static_cast<uint16_t>(c.dst_port);
   d.tuple = t;
   d.verdict = DoRbac(c);
@@ -471,9 +409,12 @@ bool Matches(const RbacConnection& conn, const Authorization& policy) {
       bool clause_match = false;
       for (const auto& match : clause.matches) {
         if (IsEmptyMatch(match)) continue;
-        if (MatchDstIp(conn.dst_ip, match) && MatchSrcIp(conn.src_ip, match) &&
-            MatchDstPort(conn.dst_port, match) && MatchPrincipal(src_id, match) &&
-            MatchNamespace(conn.src_identity.ns, match)) {
+        if (MatchLists(conn.dst_ip, match.destination_ips, match.not_destination_ips, InternalMatchIp) &&
+            MatchLists(conn.src_ip, match.source_ips, match.not_source_ips, InternalMatchIp) &&
+            MatchLists(conn.dst_port, match.destination_ports, match.not_destination_ports,
+                       InternalMatchDstPort) &&
+            MatchPrincipal(src_id, match) &&
+            MatchLists(conn.src_identity.ns, match.namespaces, match.not_namespaces, InternalMatchString)) {
           clause_match = true;
           break;
         }
