@@ -109,20 +109,6 @@ json ToJson(const KniSpec& k) {
   return json{{"spi", k.spi}, {"addresses", k.addresses}, {"bootID", k.boot_id}, {"podCIDRS", k.pod_cidrs}};
 }
 
-KniSpec ParseKni(const std::string& text, const std::string& source) {
-  try {
-    json j = json::parse(text);
-    KniSpec k;
-    k.spi = j.at("spi").get<uint32_t>();
-    k.addresses = j.at("addresses").get<std::vector<std::string>>();
-    k.boot_id = j.at("bootID").get<std::string>();
-    k.pod_cidrs = j.at("podCIDRS").get<std::vector<std::string>>();
-    return k;
-  } catch (const std::exception& e) {
-    throw Error("KmeshNodeInfo " + source + ": " + e.what());
-  }
-}
-
 // ---- Lab faults (lab.h) -----------------------------------------------------------------------------
 
 struct Faults {
@@ -429,12 +415,15 @@ class Agent {
   }
 
   std::optional<KniSpec> ReadKni(const std::string& name) {
-    const auto text = ReadFile(KniPath(cfg_.state_dir, name));
+    const std::string path = KniPath(cfg_.state_dir, name);
+    const auto text = ReadFile(path);
     if (!text) return std::nullopt;
     try {
-      return ParseKni(*text, KniPath(cfg_.state_dir, name));
+      const json j = json::parse(*text);
+      return KniSpec{j.at("spi").get<uint32_t>(), j.at("addresses").get<std::vector<std::string>>(),
+                     j.at("bootID").get<std::string>(), j.at("podCIDRS").get<std::vector<std::string>>()};
     } catch (const std::exception& e) {
-      LOG("informer: " << e.what());
+      LOG("informer: KmeshNodeInfo " << path << ": " << e.what());
       return std::nullopt;
     }
   }
@@ -840,7 +829,7 @@ class Agent {
   KmeshXfrm xfrm_;
   IpsecHandler handler_;
   std::unique_ptr<KmeshIpsecTc> tc_;
-  KniSpec local_;  // our own KmeshNodeInfo (named cfg_.node)
+  KniSpec local_;                         // our own KmeshNodeInfo (named cfg_.node)
   std::map<std::string, KniSpec> cache_;  // the informer's store (every KmeshNodeInfo, ours too)
   WorkQueue queue_;
   int sigfd_ = -1;

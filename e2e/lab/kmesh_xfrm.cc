@@ -54,9 +54,8 @@ KmeshXfrm::KmeshXfrm(const netns::NetnsRef& ns)
 
 void KmeshXfrm::AddState(const xfrm::EspTunnelState& s) {
   netns::NetlinkMessage msg = xfrm::NewStateMessage(s);
-  sock_.Request(
-      msg, [](const nlmsghdr*) {},
-      "xfrm state add src " + s.src + " dst " + s.dst + " spi " + s.spi.ToString() + " in " + Where(ns_));
+  sock_.Request(msg, "xfrm state add src " + s.src + " dst " + s.dst + " spi " + s.spi.ToString() + " in " +
+                         Where(ns_));
 }
 
 void KmeshXfrm::Policy(uint16_t type, const KmeshXfrmPolicy& p, const std::string& verb) {
@@ -81,10 +80,8 @@ void KmeshXfrm::Policy(uint16_t type, const KmeshXfrmPolicy& p, const std::strin
   t.aalgos = t.ealgos = t.calgos = ~0u;
   msg.AddAttr(XFRMA_TMPL, &t, sizeof t);
   AddMark(msg, p.mark);
-  sock_.Request(
-      msg, [](const nlmsghdr*) {},
-      "xfrm policy " + verb + " src " + p.src_cidr + " dst " + p.dst_cidr + " dir " + xfrm::ToString(p.dir) +
-          " in " + Where(ns_));
+  sock_.Request(msg, "xfrm policy " + verb + " src " + p.src_cidr + " dst " + p.dst_cidr + " dir " +
+                         xfrm::ToString(p.dir) + " in " + Where(ns_));
 }
 
 void KmeshXfrm::AddPolicy(const KmeshXfrmPolicy& p) { Policy(XFRM_MSG_NEWPOLICY, p, "add"); }
@@ -98,16 +95,14 @@ void KmeshXfrm::DeletePolicy(const xfrm::XfrmPolicy& p) {
   id.dir = static_cast<uint8_t>(p.dir);
   msg.Put(id);
   if (p.mark.value != 0 || p.mark.mask != 0) AddMark(msg, p.mark);
-  sock_.Request(
-      msg, [](const nlmsghdr*) {}, "xfrm policy delete " + p.Id() + " in " + Where(ns_));
+  sock_.Request(msg, "xfrm policy delete " + p.Id() + " in " + Where(ns_));
 }
 
 void KmeshXfrm::DeleteState(const xfrm::XfrmState& s) { node::DeleteXfrmState(ns_, s); }
 
 void KmeshXfrm::FlushPolicies() {
   netns::NetlinkMessage msg(XFRM_MSG_FLUSHPOLICY, 0);
-  sock_.Request(
-      msg, [](const nlmsghdr*) {}, "xfrm policy flush in " + Where(ns_));
+  sock_.Request(msg, "xfrm policy flush in " + Where(ns_));
 }
 
 void KmeshXfrm::FlushEspStates() {
@@ -115,8 +110,7 @@ void KmeshXfrm::FlushEspStates() {
   xfrm_usersa_flush f{};
   f.proto = IPPROTO_ESP;
   msg.Put(f);
-  sock_.Request(
-      msg, [](const nlmsghdr*) {}, "xfrm state flush proto esp in " + Where(ns_));
+  sock_.Request(msg, "xfrm state flush proto esp in " + Where(ns_));
 }
 
 }  // namespace kmesh::lab

@@ -132,8 +132,7 @@ bool ProbeXfrm(NetlinkSocket& xf) {
   try {
     NetlinkMessage m(XFRM_MSG_GETSA, NLM_F_DUMP);
     m.Put(xfrm_usersa_id{});
-    xf.Request(
-        m, [](const nlmsghdr*) {}, "xfrm state dump");
+    xf.Request(m, "xfrm state dump");
   } catch (const NetlinkError& e) {
     Lacks("xfrm", "dumping xfrm states: " + Why(e));
     return false;
@@ -162,8 +161,7 @@ void AddEspState(NetlinkSocket& xf, uint32_t spi, const std::string& alg, size_t
     std::strncpy(null_cipher.alg_name, "ecb(cipher_null)", sizeof null_cipher.alg_name - 1);
     m.AddAttr(XFRMA_ALG_CRYPT, &null_cipher, sizeof null_cipher);
   }
-  xf.Request(
-      m, [](const nlmsghdr*) {}, "xfrm state add (esp, " + (alg.empty() ? "null cipher" : alg) + ")");
+  xf.Request(m, "xfrm state add (esp, " + (alg.empty() ? "null cipher" : alg) + ")");
 }
 
 // ESP and GCM apart: rfc4106(gcm(aes)) as Kmesh uses it; when the kernel has no such AEAD, ESP itself is
