@@ -14,8 +14,10 @@
 //                         -> workload_id, wlpolicy {written, policy_ids, dropped}, frontends,
 //                         removed_frontends
 //   remove_workload       uid                                           -> known, workload_id,
-//   removed_frontend ids                   names: [...]  (no allocation)                 -> ids {name: id or
-//   null} ping                                                                -> pid
+//                                                                          removed_frontend
+//   ids                   names: [...]  (no allocation)                 -> ids {name: id or null}
+//   ping                                                                -> pid
+//   decisions                                                           -> decisions (kDecisions below)
 // On start, before any request, the daemon writes {"ok": true, "ready": true, "pid": n} (or ok false and
 // exits) on the reply descriptor.
 #pragma once
