@@ -11,8 +11,6 @@
 #include "net/tuple.h"
 
 namespace kmesh::bpf_probe {
-
-using net::IpAddr;
 namespace {
 
 uint64_t U64(const Bytes& b, size_t off) { return ReadHost<uint64_t>(b, off); }

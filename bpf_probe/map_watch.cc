@@ -11,16 +11,9 @@
 #include "bpf_probe/xdp_explain.h"
 
 namespace kmesh::bpf_probe {
-
-using net::IpAddr;
-using net::PortOrder;
 namespace {
 
-uint32_t U32(const Bytes& b, size_t off) {
-  uint32_t v = 0;
-  if (off + 4 <= b.size()) std::memcpy(&v, b.data() + off, 4);
-  return v;
-}
+uint32_t U32(const Bytes& b, size_t off) { return ReadHost<uint32_t>(b, off); }
 
 std::string Hex(const Bytes& b) {
   std::string s;

@@ -22,10 +22,6 @@
 #include "netns/netns.h"
 
 namespace kmesh::bpf_probe {
-
-using net::IpAddr;
-using net::PortOrder;
-using net::Tuple;
 namespace {
 
 // ::ffff:a.b.c.d as a.b.c.d: a dual-stack socket and Kmesh's IPv4 key name the same peer.

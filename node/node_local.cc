@@ -20,21 +20,15 @@
 namespace kmesh::node {
 namespace {
 
-struct Addr {
-  int family = AF_INET;
-  uint8_t bytes[16] = {};
-  size_t len() const { return family == AF_INET ? 4 : 16; }
-};
-
-Addr ParseAddr(const std::string& ip, const std::string& what) {
-  Addr a;
-  std::string t = ip;
-  if (t.size() > 2 && t.front() == '[' && t.back() == ']') t = t.substr(1, t.size() - 2);
-  if (inet_pton(AF_INET, t.c_str(), a.bytes) == 1) return a;
-  a.family = AF_INET6;
-  if (inet_pton(AF_INET6, t.c_str(), a.bytes) == 1) return a;
-  throw Error(what + ": \"" + ip + "\" is not an IPv4 or IPv6 address");
+// An address, in brackets or not ("[fd00::1]").
+net::IpAddr ParseAddr(const std::string& ip, const std::string& what) {
+  const bool bracketed = ip.size() > 2 && ip.front() == '[' && ip.back() == ']';
+  const auto a = net::IpAddr::Parse(bracketed ? ip.substr(1, ip.size() - 2) : ip);
+  if (!a) throw Error(what + ": \"" + ip + "\" is not an IPv4 or IPv6 address");
+  return *a;
 }
+
+int AddressFamily(const net::IpAddr& a) { return a.is_v4() ? AF_INET : AF_INET6; }
 
 bool AllDigits(const char* s) {
   if (*s == '\0') return false;
@@ -161,11 +155,11 @@ bpf_probe::XdpAttachment XdpInNetns(const netns::NetnsRef& ns, const std::string
 }
 
 std::string InterfaceHolding(const netns::NetnsRef& ns, const std::string& ip) {
-  const Addr want = ParseAddr(ip, "address lookup");
+  const net::IpAddr want = ParseAddr(ip, "address lookup");
   netns::NetlinkSocket sock = netns::NetlinkSocket::Open(ns, NETLINK_ROUTE);
   netns::NetlinkMessage msg(RTM_GETADDR, NLM_F_DUMP);
   ifaddrmsg req{};
-  req.ifa_family = static_cast<uint8_t>(want.family);
+  req.ifa_family = static_cast<uint8_t>(AddressFamily(want));
   msg.Put(req);
   int index = 0;
   sock.Request(
@@ -173,17 +167,17 @@ std::string InterfaceHolding(const netns::NetnsRef& ns, const std::string& ip) {
       [&](const nlmsghdr* m) {
         if (m->nlmsg_type != RTM_NEWADDR || index != 0) return;
         const auto* ifa = reinterpret_cast<const ifaddrmsg*>(NLMSG_DATA(m));
-        if (ifa->ifa_family != want.family) return;
+        if (ifa->ifa_family != req.ifa_family) return;
         // IFA_LOCAL is the address itself; IFA_ADDRESS is the peer on point-to-point links (IPv4).
         const uint8_t* local = nullptr;
         const uint8_t* address = nullptr;
         netns::ForEachAttr(m, sizeof(ifaddrmsg), [&](uint16_t type, const uint8_t* data, size_t len) {
-          if (len < want.len()) return;
+          if (len < want.size()) return;
           if (type == IFA_LOCAL) local = data;
           if (type == IFA_ADDRESS) address = data;
         });
         const uint8_t* mine = local != nullptr ? local : address;
-        if (mine != nullptr && std::memcmp(mine, want.bytes, want.len()) == 0)
+        if (mine != nullptr && std::memcmp(mine, want.data(), want.size()) == 0)
           index = static_cast<int>(ifa->ifa_index);
       },
       "address dump of " + ns.path());
@@ -312,18 +306,18 @@ bpf_probe::XdpAttachment XdpOfPod(const std::string& proc_root, const std::strin
 
 void DeleteXfrmState(const netns::NetnsRef& ns, const xfrm::XfrmState& s) {
   const std::string what = "delete xfrm state " + s.Id() + " in " + ns.path();
-  const Addr dst = ParseAddr(s.dst, what + ": dst");
-  const Addr src = ParseAddr(s.src, what + ": src");
+  const net::IpAddr dst = ParseAddr(s.dst, what + ": dst");
+  const net::IpAddr src = ParseAddr(s.src, what + ": src");
   netns::NetlinkSocket sock = netns::NetlinkSocket::Open(ns, NETLINK_XFRM);
   netns::NetlinkMessage msg(XFRM_MSG_DELSA, 0);
   xfrm_usersa_id id{};
-  std::memcpy(&id.daddr, dst.bytes, dst.len());
+  std::memcpy(&id.daddr, dst.data(), dst.size());
   id.spi = htonl(s.spi.value);
-  id.family = static_cast<uint16_t>(dst.family);
+  id.family = static_cast<uint16_t>(AddressFamily(dst));
   id.proto = s.proto;
   msg.Put(id);
   xfrm_address_t saddr{};
-  std::memcpy(&saddr, src.bytes, src.len());
+  std::memcpy(&saddr, src.data(), src.size());
   msg.AddAttr(XFRMA_SRCADDR, &saddr, sizeof saddr);
   if (s.mark.mask != 0) {
     xfrm_mark mark{s.mark.value, s.mark.mask};

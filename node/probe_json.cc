@@ -125,14 +125,21 @@ uint8_t ParseProto(const Reader& r, const std::string& key, const std::string& n
   return static_cast<uint8_t>(v);
 }
 
+// The one of `values` whose ToString is the text at `key`: what the writer's ToString printed, read back.
+template <typename E>
+E ParseEnum(const Reader& r, const std::string& key, std::initializer_list<E> values, const char* expected) {
+  const std::string text = r.Str(key);
+  for (E v : values) {
+    if (text == ToString(v)) return v;
+  }
+  r.Fail(key, expected, text);
+}
+
 xfrm::Mode ParseMode(const Reader& r, const std::string& key) {
-  const std::string m = r.Str(key);
-  if (m == "transport") return xfrm::Mode::kTransport;
-  if (m == "tunnel") return xfrm::Mode::kTunnel;
-  if (m == "ro") return xfrm::Mode::kRouteOptimization;
-  if (m == "in_trigger") return xfrm::Mode::kInTrigger;
-  if (m == "beet") return xfrm::Mode::kBeet;
-  r.Fail(key, "transport, tunnel, ro, in_trigger or beet", m);
+  using xfrm::Mode;
+  return ParseEnum(r, key,
+                   {Mode::kTransport, Mode::kTunnel, Mode::kRouteOptimization, Mode::kInTrigger, Mode::kBeet},
+                   "transport, tunnel, ro, in_trigger or beet");
 }
 
 int FamilyOf(const std::string& addr) { return addr.find(':') != std::string::npos ? AF_INET6 : AF_INET; }
@@ -257,16 +264,7 @@ xfrm::XfrmState StateFromJson(const Reader& r) {
 
 xfrm::XfrmPolicy PolicyFromJson(const Reader& r) {
   xfrm::XfrmPolicy p;
-  const std::string dir = r.Str("dir");
-  if (dir == "in") {
-    p.dir = xfrm::Dir::kIn;
-  } else if (dir == "out") {
-    p.dir = xfrm::Dir::kOut;
-  } else if (dir == "fwd") {
-    p.dir = xfrm::Dir::kFwd;
-  } else {
-    r.Fail("dir", "in, out or fwd", dir);
-  }
+  p.dir = ParseEnum(r, "dir", {xfrm::Dir::kIn, xfrm::Dir::kOut, xfrm::Dir::kFwd}, "in, out or fwd");
   p.selector = ParseSelector(r, "selector");
   p.priority = r.U32("priority");
   p.index = static_cast<uint32_t>(r.U64Or("index", 0));
@@ -484,25 +482,22 @@ json ToJson(const bpf_probe::XdpAttachment& a) {
 
 bpf_probe::XdpAttachment XdpAttachmentFromJson(const json& j, const std::string& where) {
   Reader r(j, where);
-  auto mode = [&](const Reader& rr, const std::string& key) {
-    const std::string m = rr.Str(key);
-    if (m == "none") return bpf_probe::XdpMode::kNone;
-    if (m == "multi") return bpf_probe::XdpMode::kMulti;
-    if (m == "native") return bpf_probe::XdpMode::kNative;
-    if (m == "generic") return bpf_probe::XdpMode::kGeneric;
-    if (m == "offload") return bpf_probe::XdpMode::kOffload;
-    rr.Fail(key, "none, native, generic, offload or multi", m);
+  auto mode = [](const Reader& rr) {
+    using bpf_probe::XdpMode;
+    return ParseEnum(
+        rr, "mode", {XdpMode::kNone, XdpMode::kMulti, XdpMode::kNative, XdpMode::kGeneric, XdpMode::kOffload},
+        "none, native, generic, offload or multi");
   };
   bpf_probe::XdpAttachment a;
   a.netns = r.Str("netns");
   a.ifname = r.Str("ifname");
   a.ifindex = static_cast<int>(r.U32("ifindex"));
-  a.mode = mode(r, "mode");
+  a.mode = mode(r);
   const json& progs = r.Array("programs");
   for (size_t i = 0; i < progs.size(); ++i) {
     Reader p = r.Element(progs[i], "programs", i);
     bpf_probe::XdpProgram x;
-    x.mode = mode(p, "mode");
+    x.mode = mode(p);
     x.prog.id = p.U32("id");
     x.prog.name = p.Str("name");
     x.prog.tag = p.StrOr("tag", "");

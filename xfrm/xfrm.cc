@@ -200,6 +200,23 @@ nlohmann::json Json(const std::vector<T>& items) {
   return a;
 }
 
+// A dump (`get` with an empty `Id`), every `answer` message whose payload holds an `Info` decoded.
+template <typename Id, typename Info, typename T>
+std::vector<T> Dump(const netns::NetnsRef& ns, uint16_t get, uint16_t answer, T (*decode)(const nlmsghdr*),
+                    const std::string& what) {
+  NetlinkSocket sock = NetlinkSocket::Open(ns, NETLINK_XFRM);
+  NetlinkMessage msg(get, NLM_F_DUMP);
+  msg.Put(Id{});
+  std::vector<T> out;
+  sock.Request(
+      msg,
+      [&](const nlmsghdr* m) {
+        if (m->nlmsg_type == answer && m->nlmsg_len >= NLMSG_LENGTH(sizeof(Info))) out.push_back(decode(m));
+      },
+      what + " dump of " + Where(ns));
+  return out;
+}
+
 }  // namespace
 
 
@@ -366,29 +383,13 @@ nlohmann::json XfrmSnapshot::ToJson() const {
 }
 
 std::vector<XfrmState> DumpStates(const netns::NetnsRef& ns) {
-  NetlinkSocket sock = NetlinkSocket::Open(ns, NETLINK_XFRM);
-  NetlinkMessage msg(XFRM_MSG_GETSA, NLM_F_DUMP);
-  msg.Put(xfrm_usersa_id{});
-  std::vector<XfrmState> out;
-  sock.Request(msg, [&](const nlmsghdr* m) {
-    if (m->nlmsg_type == XFRM_MSG_NEWSA && m->nlmsg_len >= NLMSG_LENGTH(sizeof(xfrm_usersa_info))) {
-      out.push_back(DecodeState(m));
-    }
-  }, "xfrm state dump of " + Where(ns));
-  return out;
+  return Dump<xfrm_usersa_id, xfrm_usersa_info>(ns, XFRM_MSG_GETSA, XFRM_MSG_NEWSA, DecodeState,
+                                                "xfrm state");
 }
 
 std::vector<XfrmPolicy> DumpPolicies(const netns::NetnsRef& ns) {
-  NetlinkSocket sock = NetlinkSocket::Open(ns, NETLINK_XFRM);
-  NetlinkMessage msg(XFRM_MSG_GETPOLICY, NLM_F_DUMP);
-  msg.Put(xfrm_userpolicy_id{});
-  std::vector<XfrmPolicy> out;
-  sock.Request(msg, [&](const nlmsghdr* m) {
-    if (m->nlmsg_type == XFRM_MSG_NEWPOLICY && m->nlmsg_len >= NLMSG_LENGTH(sizeof(xfrm_userpolicy_info))) {
-      out.push_back(DecodePolicy(m));
-    }
-  }, "xfrm policy dump of " + Where(ns));
-  return out;
+  return Dump<xfrm_userpolicy_id, xfrm_userpolicy_info>(ns, XFRM_MSG_GETPOLICY, XFRM_MSG_NEWPOLICY,
+                                                        DecodePolicy, "xfrm policy");
 }
 
 XfrmStats ReadXfrmStat(const netns::NetnsRef& ns) {

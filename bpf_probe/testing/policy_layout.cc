@@ -6,9 +6,6 @@
 #include "net/tuple.h"
 
 namespace kmesh::bpf_probe::testing {
-
-using net::IpAddr;
-using net::TupleKey;
 namespace {
 
 void PutU64(Bytes& b, size_t off, uint64_t v) { std::memcpy(b.data() + off, &v, 8); }
