@@ -19,4 +19,14 @@ pid_t OwnerPid(const std::string& name);
 // True when `pid` no longer runs (so whatever it named is stale).
 bool ProcessGone(pid_t pid);
 
+// A work folder /tmp/<UniqueName(label)>: made now, removed with everything in it when this goes. A bpffs
+// mounted inside must go first (declare its owner after the ScratchDir).
+struct ScratchDir {
+  explicit ScratchDir(const std::string& label);
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string path;
+};
+
 }  // namespace kmesh

@@ -35,17 +35,9 @@ bool Exists(const std::string& path) {
 
 // A work folder with a node bpffs in it; the bpffs is unmounted before the folder is removed.
 struct Scratch {
-  std::string dir = "/tmp/" + kmesh::UniqueName("ipsectc");
-  std::optional<NodeBpffs> bpffs_ = [this] {
-    std::filesystem::create_directories(dir);
-    return std::optional<NodeBpffs>(NodeBpffs::Mount(dir, "node"));
-  }();
-  NodeBpffs& bpffs() { return *bpffs_; }
-  ~Scratch() {
-    bpffs_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
+  kmesh::ScratchDir dir{"ipsectc"};
+  NodeBpffs bpffs_ = NodeBpffs::Mount(dir.path, "node");
+  NodeBpffs& bpffs() { return bpffs_; }
 };
 
 struct SkbRun {

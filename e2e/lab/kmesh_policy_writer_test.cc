@@ -41,19 +41,10 @@ using kmesh::lab::WorkloadSpec;
 
 namespace {
 
-struct WorkDir {
-  std::string path = "/tmp/" + kmesh::UniqueName("kmpw-test");
-  WorkDir() { std::filesystem::create_directories(path); }
-  ~WorkDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
 // One lab node: its bpffs, Kmesh's datapath pinned in it, and its kmesh-lab-daemon.
 struct Node {
   std::string name;
-  WorkDir work;
+  kmesh::ScratchDir work{"kmpw-test"};
   NodeBpffs bpffs;
   std::unique_ptr<KmeshAuthzDatapath> dp;
   std::unique_ptr<KmeshPolicyWriter> writer;
@@ -462,7 +453,7 @@ TEST_CASE("a restarted daemon keeps every name's id and leaves the policies alre
 }
 
 TEST_CASE("a writer whose pin folder lacks Kmesh's maps says which pin is missing") {
-  WorkDir work;
+  kmesh::ScratchDir work("kmpw-test");
   kmesh::lab::PolicyWriterOptions o;
   o.node_name = "node-x";
   o.pin_dir = work.path + "/no-such-pins";

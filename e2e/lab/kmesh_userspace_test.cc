@@ -99,16 +99,6 @@ void Ip(const netns::NetnsRef& ns, const std::string& cmd) {
   netns::RunChecked(argv);
 }
 
-// A work folder of the test's own (its bpffs is mounted there).
-struct WorkDir {
-  std::string path = "/tmp/" + kmesh::UniqueName("kmus-test");
-  WorkDir() { std::filesystem::create_directories(path); }
-  ~WorkDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
 // Whether `pid` (in its own netns) has a TCP socket listening on `port` (/proc/PID/net/tcp, state 0A).
 bool Listening(pid_t pid, uint16_t port) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/net/tcp");
@@ -161,7 +151,7 @@ class Decisions {
 // One node: a router namespace with pods behind veths (pod default route via a link-local gateway the
 // node side owns, as Calico does), the node cgroup, its bpffs, Kmesh's sockops and XDP, the authorizer.
 struct Node {
-  WorkDir work;
+  kmesh::ScratchDir work{"kmus-test"};  // the node's bpffs is mounted in it
   netns::Netns node = netns::Netns::Create("us-node");
   netns::Netns srv = netns::Netns::Create("us-srv");
   netns::Netns cli_a = netns::Netns::Create("us-cli-a");
