@@ -26,6 +26,10 @@ inline Millis ResponseTimeout() { return Tunable("RESPONSE_TIMEOUT", Millis(3000
 inline Millis PolicyRealized() { return Tunable("POLICY_REALIZED", Millis(5000)); }
 inline Millis XfrmConverged() { return Tunable("XFRM_CONVERGED", Millis(15000)); }
 inline Millis XdpAttached() { return Tunable("XDP_ATTACHED", Millis(5000)); }
+// A veth end operationally up, its transmit queue activated by the kernel's link-watch (netns::WaitOperUp):
+// at once on Linux >= 6.8, which runs it when asked; else the link-watch worker's delay, hundreds of
+// milliseconds on a loaded machine.
+inline Millis LinkUp() { return Tunable("LINK_UP", Millis(5000)); }
 // Time a probe gives Kmesh's userspace authorizer between connecting and sending its request. The lab
 // measures 0.02-0.14 ms from connect() to the deny written (docs/design.md, "The userspace half"); 20 ms
 // covers a loaded 2-core machine many times over.

@@ -5,6 +5,10 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 
+#include <chrono>
+#include <thread>
+
+#include "base/defaults.h"
 #include "netns/netlink.h"
 
 namespace kmesh::netns {
@@ -101,6 +105,37 @@ RouteInfo RouteTo(const NetnsRef& ns, const std::string& destination) {
     throw Error(what + ": output interface index " + std::to_string(info.ifindex) + " has no name");
   }
   return info;
+}
+
+void WaitOperUp(const NetnsRef& ns, const std::string& ifname) {
+  // IFLA_OPERSTATE's values, RFC 2863's operStatus (linux/if.h, which clashes with net/if.h here).
+  static const char* const kStates[] = {"UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN",
+                                        "TESTING", "DORMANT",    "UP"};
+  constexpr int kOperUp = 6;
+  const auto deadline = std::chrono::steady_clock::now() + defaults::LinkUp();
+  NetlinkSocket sock = NetlinkSocket::Open(ns, NETLINK_ROUTE);
+  while (true) {
+    NetlinkMessage msg(RTM_GETLINK, 0);
+    msg.Put(ifinfomsg{});
+    msg.AddAttr(IFLA_IFNAME, ifname.c_str(), ifname.size() + 1);
+    int state = -1;
+    sock.Request(
+        msg,
+        [&](const nlmsghdr* m) {
+          ForEachAttr(m, sizeof(ifinfomsg), [&](uint16_t type, const uint8_t* data, size_t len) {
+            if (type == IFLA_OPERSTATE && len >= 1) state = data[0];
+          });
+        },
+        "link state of " + ifname + " in " + Where(ns));
+    if (state == kOperUp) return;
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error(ifname + " in " + Where(ns) + " is not operationally up within " +
+                  std::to_string(defaults::LinkUp().count()) + " ms (KMESH_E2E_LINK_UP_MS): it is " +
+                  (state >= 0 && state <= kOperUp ? kStates[state] : "without a state") + "; `ip -n " +
+                  (ns.name().empty() ? ns.path() : ns.name()) + " link show " + ifname + "` shows it");
+    }
+    std::this_thread::sleep_for(defaults::PollInterval());
+  }
 }
 
 }  // namespace kmesh::netns

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <cstdlib>
 
 #include "base/error.h"
 #include "netns/netns.h"
@@ -49,4 +50,21 @@ TEST_CASE("route and interface lookups fail with errors that name what is missin
                     Catch::Contains("interface eth9 not found") && Catch::Contains(a.name()) &&
                         Catch::Contains("it has: lo"));
   CHECK(kmesh::netns::FindInterface(a.ref(), "lo").index == 1);
+}
+
+TEST_CASE("a veth end is operationally up only once its peer is, and WaitOperUp waits for that, bounded") {
+  Netns a = Netns::Create("oa");
+  Netns b = Netns::Create("ob");
+  RunIn(a.ref(), {"ip", "link", "add", "w0", "type", "veth", "peer", "name", "w1", "netns", b.name()});
+  RunIn(a.ref(), {"ip", "link", "set", "w0", "up"});
+  // Its peer is down: no carrier, so w0 cannot send (the state WaitOperUp must not take for up).
+  setenv("KMESH_E2E_LINK_UP_MS", "200", 1);
+  CHECK_THROWS_WITH(kmesh::netns::WaitOperUp(a.ref(), "w0"),
+                    Catch::Contains("w0 in network namespace " + a.name()) &&
+                        Catch::Contains("not operationally up within 200 ms") && Catch::Contains("it is "));
+  unsetenv("KMESH_E2E_LINK_UP_MS");
+  RunIn(b.ref(), {"ip", "link", "set", "w1", "up"});
+  CHECK_NOTHROW(kmesh::netns::WaitOperUp(a.ref(), "w0"));
+  CHECK_NOTHROW(kmesh::netns::WaitOperUp(b.ref(), "w1"));
+  CHECK_THROWS_WITH(kmesh::netns::WaitOperUp(a.ref(), "w9"), Catch::Contains("w9") && Catch::Contains("ENODEV"));
 }

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/names.h"
 #include "net/ip.h"
+#include "netns/route.h"
 
 namespace kmesh::lab {
 namespace {
@@ -109,6 +110,9 @@ std::unique_ptr<Topology> Topology::Up(const std::vector<NodeSpec>& specs) {
            "addr add " + a.spec.underlay_ip + "/16 dev eth0", "link set lo up", "link set eth0 up"});
   IpBatch(b.ns.ref(), {"link set eth0-peer name eth0", "addr add " + b.spec.underlay_ip + "/16 dev eth0",
                        "link set lo up", "link set eth0 up"});
+  // Both ends able to send before anything does (netns::WaitOperUp says why).
+  netns::WaitOperUp(a.ns.ref(), "eth0");
+  netns::WaitOperUp(b.ns.ref(), "eth0");
   for (const auto& [self_ptr, peer_ptr] : {std::make_pair(&a, &b), std::make_pair(&b, &a)}) {
     Node& self = *self_ptr;
     Node& peer = *peer_ptr;
@@ -194,6 +198,10 @@ Pod& Topology::AddPod(const std::string& node_name, const std::string& name, con
   }
   IpBatch(n.ns.ref(), node_side);
   IpBatch(pod->ns.ref(), pod_side);
+  // A pod's first packet is often a probe judged against a 500 ms connect timeout: both ends of its veth
+  // must be able to send before it (netns::WaitOperUp says why).
+  netns::WaitOperUp(n.ns.ref(), pod->host_veth);
+  netns::WaitOperUp(pod->ns.ref(), "eth0");
   pods_.push_back(std::move(pod));
   return *pods_.back();
 }

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 
+#include "base/defaults.h"
 #include "base/runfiles.h"
 #include "bpf_probe/fnv.h"
 #include "bpf_probe/kmesh_abi.h"
@@ -33,7 +34,7 @@ namespace {
 
 netns::ProcessResult RunProbe(std::vector<std::string> args) {
   args.insert(args.begin(), Runfile("tools/probe/kmesh-probe"));
-  return netns::Run(args, {}, std::chrono::milliseconds(20000));
+  return netns::Run(args, {}, defaults::Command());
 }
 
 nlohmann::json Report(const std::vector<std::string>& args, const std::string& command) {
@@ -76,8 +77,12 @@ struct DeniedProbe {
     policies = env.Apply(policy::RenderPolicyTemplate("ip-deny", vars));
     realized = env.WaitRealized(policies.at(0), server);
     const ProbeOutcome out = env.Probe(client, server, ProbeSpec{});
+    INFO("the denied probe: " << out.ToString());
     REQUIRE(out.kind == OutcomeKind::kConnectTimeout);
     tuple = out.tuple;
+    // What every read below compares against: Kmesh's XDP itself denied this tuple (a connect timeout
+    // alone could also be a SYN that never reached the server pod).
+    REQUIRE(env.AuthVerdict(server, tuple) == bpf_probe::Verdict::kDeny);
   }
 
   // kmesh-probe's scoped reads against what the lab Env reads directly.
