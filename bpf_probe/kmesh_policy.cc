@@ -80,7 +80,7 @@ class Decoder {
       Problem(path, ref.ToString() + ": " + ToString(want) + " is not among the maps read");
       return std::nullopt;
     }
-    std::optional<Bytes> b = mem_.Blob(want, k.index());
+    const Bytes* b = mem_.Blob(want, k.index());
     if (!b) {
       Problem(path, ref.ToString() + " is missing (" + what + ")");
       return std::nullopt;
@@ -91,7 +91,7 @@ class Decoder {
                         std::to_string(ValueSize(want)));
       return std::nullopt;
     }
-    return b;
+    return *b;
   }
 
   std::optional<std::string> String(OuterKey k, const std::string& path) {
@@ -289,13 +289,13 @@ LivePolicyMemory::LivePolicyMemory(const MapCatalog& catalog) : policies_(catalo
   }
 }
 
-std::optional<Bytes> LivePolicyMemory::Policy(uint32_t key) {
+const Bytes* LivePolicyMemory::Policy(uint32_t key) {
   auto it = policy_cache_.find(key);
   if (it == policy_cache_.end()) {
     it = policy_cache_.emplace(key, policies_.Lookup(ByteView(reinterpret_cast<const uint8_t*>(&key), 4)))
              .first;
   }
-  return it->second;
+  return it->second ? &*it->second : nullptr;
 }
 
 std::vector<uint32_t> LivePolicyMemory::PolicyKeys() {
@@ -310,15 +310,15 @@ std::vector<uint32_t> LivePolicyMemory::PolicyKeys() {
   return out;
 }
 
-std::optional<Bytes> LivePolicyMemory::Blob(InnerMap map, uint32_t index) {
+const Bytes* LivePolicyMemory::Blob(InnerMap map, uint32_t index) {
   const auto& m = inner_[static_cast<int>(map)];
-  if (!m) return std::nullopt;
-  const BlobRef ref{map, index};
+  if (!m) return nullptr;
+  const uint64_t ref = uint64_t{static_cast<uint8_t>(map)} << 32 | index;
   auto it = blob_cache_.find(ref);
   if (it == blob_cache_.end()) {
     it = blob_cache_.emplace(ref, m->Lookup(ByteView(reinterpret_cast<const uint8_t*>(&index), 4))).first;
   }
-  return it->second;
+  return it->second ? &*it->second : nullptr;
 }
 
 void LivePolicyMemory::Forget() {
@@ -353,10 +353,9 @@ PolicyMemorySnapshot PolicyMemorySnapshot::Read(const MapCatalog& catalog) {
   return s;
 }
 
-std::optional<Bytes> PolicyMemorySnapshot::Policy(uint32_t key) {
+const Bytes* PolicyMemorySnapshot::Policy(uint32_t key) {
   auto it = policies_.find(key);
-  if (it == policies_.end()) return std::nullopt;
-  return it->second;
+  return it == policies_.end() ? nullptr : &it->second;
 }
 
 std::vector<uint32_t> PolicyMemorySnapshot::PolicyKeys() {
@@ -365,11 +364,10 @@ std::vector<uint32_t> PolicyMemorySnapshot::PolicyKeys() {
   return out;
 }
 
-std::optional<Bytes> PolicyMemorySnapshot::Blob(InnerMap map, uint32_t index) {
-  if (!HasInnerMap(map)) return std::nullopt;
+const Bytes* PolicyMemorySnapshot::Blob(InnerMap map, uint32_t index) {
+  if (!HasInnerMap(map)) return nullptr;
   auto it = blobs_.find(BlobRef{map, index});
-  if (it == blobs_.end()) return std::nullopt;
-  return it->second;
+  return it == blobs_.end() ? nullptr : &it->second;
 }
 
 // --- decoded -----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -65,12 +66,13 @@ struct OuterKey {
 class PolicyMemory {
  public:
   virtual ~PolicyMemory() = default;
-  // km_authz_policy[key].
-  virtual std::optional<Bytes> Policy(uint32_t key) = 0;
+  // km_authz_policy[key], nullptr when absent. The bytes stay where they are until the memory is changed
+  // or forgets (LivePolicyMemory::Forget): no copy per read, as the conformance run reads millions.
+  virtual const Bytes* Policy(uint32_t key) = 0;
   // Every key of km_authz_policy, sorted.
   virtual std::vector<uint32_t> PolicyKeys() = 0;
-  // kmesh_mapN[index].
-  virtual std::optional<Bytes> Blob(InnerMap map, uint32_t index) = 0;
+  // kmesh_mapN[index], nullptr when absent.
+  virtual const Bytes* Blob(InnerMap map, uint32_t index) = 0;
   // Whether the inner map exists at all (a datapath without Kmesh's deserializer maps has none).
   virtual bool HasInnerMap(InnerMap map) const = 0;
 };
@@ -81,9 +83,9 @@ class PolicyMemory {
 class LivePolicyMemory final : public PolicyMemory {
  public:
   explicit LivePolicyMemory(const MapCatalog& catalog);
-  std::optional<Bytes> Policy(uint32_t key) override;
+  const Bytes* Policy(uint32_t key) override;
   std::vector<uint32_t> PolicyKeys() override;
-  std::optional<Bytes> Blob(InnerMap map, uint32_t index) override;
+  const Bytes* Blob(InnerMap map, uint32_t index) override;
   bool HasInnerMap(InnerMap map) const override { return inner_[static_cast<int>(map)].has_value(); }
   void Forget();
   const Map& policies() const { return policies_; }
@@ -92,8 +94,9 @@ class LivePolicyMemory final : public PolicyMemory {
  private:
   Map policies_;
   std::optional<Map> inner_[KM_INNER_MAP_COUNT];
-  std::map<uint32_t, std::optional<Bytes>> policy_cache_;
-  std::map<BlobRef, std::optional<Bytes>> blob_cache_;
+  // Hashed: the conformance run reads millions of values through them.
+  std::unordered_map<uint32_t, std::optional<Bytes>> policy_cache_;
+  std::unordered_map<uint64_t, std::optional<Bytes>> blob_cache_;  // map << 32 | index
 };
 
 // Policy memory held in memory: a snapshot of live maps (Snapshot) or bytes a test lays out.
@@ -106,9 +109,9 @@ class PolicyMemorySnapshot final : public PolicyMemory {
   void PutBlob(BlobRef ref, Bytes value) { blobs_[ref] = std::move(value); }
   void SetHasInnerMap(InnerMap m, bool has) { has_inner_[static_cast<int>(m)] = has; }
 
-  std::optional<Bytes> Policy(uint32_t key) override;
+  const Bytes* Policy(uint32_t key) override;
   std::vector<uint32_t> PolicyKeys() override;
-  std::optional<Bytes> Blob(InnerMap map, uint32_t index) override;
+  const Bytes* Blob(InnerMap map, uint32_t index) override;
   bool HasInnerMap(InnerMap map) const override { return has_inner_[static_cast<int>(map)]; }
   const std::map<BlobRef, Bytes>& blobs() const { return blobs_; }
 

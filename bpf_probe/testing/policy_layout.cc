@@ -134,9 +134,10 @@ std::optional<uint32_t> InMemoryXdpMaps::Frontend(const std::array<uint8_t, 16>&
   return it == frontend.end() ? std::nullopt : std::optional<uint32_t>(it->second);
 }
 
-std::optional<std::array<uint32_t, 4>> InMemoryXdpMaps::WorkloadPolicies(uint32_t workload) {
+std::optional<std::vector<uint32_t>> InMemoryXdpMaps::WorkloadPolicies(uint32_t workload) {
   auto it = wlpolicy.find(workload);
-  return it == wlpolicy.end() ? std::nullopt : std::optional<std::array<uint32_t, 4>>(it->second);
+  if (it == wlpolicy.end()) return std::nullopt;
+  return std::vector<uint32_t>(it->second.begin(), it->second.end());
 }
 
 PolicyAddress Cidr(const std::string& cidr) {

@@ -49,7 +49,7 @@ class InMemoryXdpMaps final : public XdpMaps {
 
   std::optional<uint32_t> AuthResult(const net::TupleKey& key) override;
   std::optional<uint32_t> Frontend(const std::array<uint8_t, 16>& key) override;
-  std::optional<std::array<uint32_t, 4>> WorkloadPolicies(uint32_t workload) override;
+  std::optional<std::vector<uint32_t>> WorkloadPolicies(uint32_t workload) override;
   PolicyMemory& policies() override { return memory; }
 };
 

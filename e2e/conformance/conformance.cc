@@ -45,9 +45,9 @@ std::string DescribeVerdict(const Case& c, const ConnVerdict& v, const std::stri
   o << "  expected:   XDP must " << ToString(v.istio.expected)
     << " (km_auth_res: " << v.istio.cache.ToString() << ")\n";
   o << "  kmesh:      " << v.kmesh.ToString() << "\n";
-  o << "  model:      " << v.model.ToString()
+  o << "  model:      " << ModelVerdict(v.model)
     << (v.model_matches ? " (agrees with Kmesh)" : " (MISSES Kmesh)") << "\n";
-  for (const auto& t : v.model.trace) o << "              " << t << "\n";
+  if (!v.model.steps.empty()) o << Indent(bpf_probe::FormatExplanation(v.model), "              ");
   if (v.kind) {
     o << "  disagree:   " << ToString(*v.kind) << ": " << Explain(*v.kind) << "\n";
     o << "  cause:      " << v.cause.Codes() << "\n" << Indent(v.cause.Describe(), "              ");

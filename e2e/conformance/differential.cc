@@ -4,8 +4,10 @@
 #include <cctype>
 #include <cstdio>
 #include <functional>
+#include <set>
 
 #include "base/error.h"
+#include "bpf_probe/kmesh_abi.h"
 
 namespace kmesh::conformance {
 
@@ -130,6 +132,185 @@ std::string Cause::Describe() const {
   return out;
 }
 
+// The node's maps as the model reads them for one prediction: km_frontend, km_authz_policy and the blobs as
+// they are; km_wlpolicy as Kmesh's control plane writes it (selector policies only, D30; the first 4, D6) or
+// would with those fixed; with D8 fixed every policy under its own id, so a cut-down key holds nothing.
+// km_auth_res is empty: each verdict removes its entries (KmeshXdpUnderTest::Run).
+class ModelCase::Maps final : public bp::XdpMaps, public bp::PolicyMemory {
+ public:
+  Maps(const ModelCase& mc, const DefectSet& present) : mc_(mc), live_(mc.maps_.policies()), d_(present) {}
+  std::optional<uint32_t> AuthResult(const net::TupleKey&) override { return std::nullopt; }
+  std::optional<uint32_t> Frontend(const std::array<uint8_t, 16>& key) override {
+    return mc_.maps_.Frontend(key);
+  }
+  std::optional<std::vector<uint32_t>> WorkloadPolicies(uint32_t) override {
+    std::vector<uint32_t> ids = mc_.selected_ids_;
+    if (!d_.Has(Defect::kD30)) ids.insert(ids.end(), mc_.scoped_ids_.begin(), mc_.scoped_ids_.end());
+    if (ids.empty()) return std::nullopt;                                  // no km_wlpolicy entry
+    if (d_.Has(Defect::kD6)) ids.resize(KM_MAX_MEMBER_NUM_PER_POLICY, 0);  // the first 4, zeros after
+    return ids;
+  }
+  bp::PolicyMemory& policies() override { return *this; }
+  const bp::Bytes* Policy(uint32_t key) override {
+    if (!d_.Has(Defect::kD8)) {
+      const auto it = mc_.stored_.find(key);
+      if (it != mc_.stored_.end()) {
+        key = it->second;
+      } else if (std::any_of(mc_.stored_.begin(), mc_.stored_.end(),
+                             [&](const auto& s) { return s.second == key && s.first != key; })) {
+        return nullptr;
+      }
+    }
+    return live_.Policy(key);
+  }
+  std::vector<uint32_t> PolicyKeys() override { return live_.PolicyKeys(); }
+  const bp::Bytes* Blob(bp::InnerMap map, uint32_t index) override { return live_.Blob(map, index); }
+  bool HasInnerMap(bp::InnerMap map) const override { return live_.HasInnerMap(map); }
+
+ private:
+  const ModelCase& mc_;
+  bp::PolicyMemory& live_;
+  const DefectSet d_;
+};
+
+ModelCase::ModelCase(const Case& c, const Written& w, bp::LiveXdpMaps& maps) : maps_(maps) {
+  for (const auto& name : w.selected) selected_ids_.push_back(w.policies.at(name).policy_id);
+  std::vector<std::string> scoped;
+  const auto applying = ApplyingPolicies(c);
+  for (const auto& p : applying) {
+    if (!p.has_selector) scoped.push_back(p.IdKey());
+  }
+  std::sort(scoped.begin(), scoped.end());
+  for (const auto& name : scoped) scoped_ids_.push_back(w.policies.at(name).policy_id);
+  for (const auto& [name, p] : w.policies) stored_[p.policy_id] = p.stored_key;
+  identities_ = Representatives(applying);
+  // Policies whose record another one replaced under the same cut-down key (D8): their rules are gone.
+  for (const auto& [name, p] : w.policies) {
+    if (p.stored_key == p.policy_id) continue;
+    const auto record = maps.policies().Policy(p.stored_key);
+    const std::string stored_name =
+        record ? bp::DecodePolicy(p.stored_key, *record, maps.policies()).name : "";
+    if (stored_name != name.substr(name.find('/') + 1)) lost_.push_back(name);
+  }
+
+  // Which defects the case's shape can expose (see Relevant).
+  using K = pol::ConditionKey::Kind;
+  const size_t cap = KM_MAX_MEMBER_NUM_PER_POLICY;
+  bool multi_address = false, over_cap = false, many_ports = false, not_only = false, ipv6 = false,
+       multi_rule = false;
+  bool no_rules = false;
+  auto addresses = [&](size_t n_in, size_t n_not, bool v6) {
+    multi_address = multi_address || n_in > 1 || n_not > 1;
+    over_cap = over_cap || n_in > cap || n_not > cap;
+    not_only = not_only || (n_in == 0 && n_not > 0);
+    ipv6 = ipv6 || v6;
+  };
+  auto family = [&](const std::vector<net::Cidr>& v) {
+    bool six = false;
+    for (const auto& c : v) {
+      six = six || !c.address().is_v4();
+      has_ipv4_rule_ = has_ipv4_rule_ || c.address().is_v4();
+    }
+    return six;
+  };
+  auto family_text = [&](const std::vector<std::string>& v) {
+    std::vector<net::Cidr> cidrs;
+    for (const auto& t : v) {
+      if (const auto c = net::Cidr::Parse(t)) cidrs.push_back(*c);
+    }
+    return family(cidrs);
+  };
+  for (const auto& p : applying) {
+    multi_rule = multi_rule || p.rules.size() > 1;
+    no_rules = no_rules || p.rules.empty();
+    over_cap = over_cap || p.rules.size() > cap;
+    for (const auto& rule : p.rules) {
+      const size_t clauses = (rule.from.empty() ? 0 : 1) + (rule.to.empty() ? 0 : 1) + rule.when.size();
+      over_cap = over_cap || clauses > cap || rule.from.size() > cap || rule.to.size() > cap;
+      for (const auto& s : rule.from) {
+        const bool six = family(s.ip_blocks) | family(s.not_ip_blocks);
+        addresses(s.ip_blocks.size(), s.not_ip_blocks.size(), six);
+      }
+      for (const auto& o : rule.to)
+        many_ports = many_ports || o.ports.size() > cap || o.not_ports.size() > cap;
+      for (const auto& c : rule.when) {
+        if (c.key.kind == K::kSourceIp || c.key.kind == K::kDestinationIp) {
+          const bool six = family_text(c.values) | family_text(c.not_values);
+          addresses(c.values.size(), c.not_values.size(), six);
+        } else if (c.key.kind == K::kDestinationPort) {
+          many_ports = many_ports || c.values.size() > cap || c.not_values.size() > cap;
+        }
+      }
+    }
+  }
+  DefectSet r;
+  if (selected_ids_.size() + scoped_ids_.size() > 1) r = r.With(Defect::kD1);
+  if (identities_.size() > 1) r = r.With(Defect::kD2);
+  if (multi_address) r = r.With(Defect::kD5);
+  if (selected_ids_.size() + scoped_ids_.size() > cap) r = r.With(Defect::kD6);
+  for (const auto& [id, key] : stored_) {
+    if (id != key) r = r.With(Defect::kD8);
+    if (key == 0) r = r.With(Defect::kD35);
+  }
+  if (multi_rule) r = r.With(Defect::kD10);
+  if (not_only) r = r.With(Defect::kD11);
+  if (many_ports) r = r.With(Defect::kD12);
+  if (!scoped_ids_.empty()) r = r.With(Defect::kD30);
+  if (no_rules) r = r.With(Defect::kD31);
+  if (ipv6) r = r.With(Defect::kD33);
+  if (over_cap) r = r.With(Defect::kD34);
+  relevant_ = r;
+}
+
+DefectSet ModelCase::Relevant(const Connection& conn) const {
+  return conn.family() != Family::kIPv4 && has_ipv4_rule_ ? relevant_.With(Defect::kD32) : relevant_;
+}
+
+bp::XdpExplanation ModelCase::Predict(const Connection& conn, const DefectSet& present, bool trace) const {
+  Maps maps(*this, present);
+  bp::XdpModel model{present, "", "", trace};
+  if (present.Has(Defect::kD2)) return bp::ExplainXdp(conn.tuple, maps, true, model);
+  // D2 fixed: decide only what every identity class agrees on, defer the rest.
+  std::vector<bp::XdpExplanation> each;
+  bool drop = false, pass = false;
+  for (const Identity& id : identities_) {
+    model.client_ns = id.ns;
+    model.client_principal = id.principal;
+    each.push_back(bp::ExplainXdp(conn.tuple, maps, true, model));
+    drop = drop || each.back().action == bp::XdpAction::kDrop;
+    pass = pass || each.back().action != bp::XdpAction::kDrop;
+    if (drop && pass) break;  // the identity decides: deferred, whatever the others say
+  }
+  auto all = [&](auto pred) { return std::all_of(each.begin(), each.end(), pred); };
+  bp::XdpExplanation p = each.front();
+  p.writes_auth_res.reset();
+  p.tcargs.reset();
+  p.to_userspace = false;
+  for (const auto& e : each) {
+    p.read_past_slots = p.read_past_slots || e.read_past_slots;
+    p.assumed_past_slots = p.assumed_past_slots || e.assumed_past_slots;
+  }
+  if (all([](const bp::XdpExplanation& e) { return e.action == bp::XdpAction::kDrop; })) {
+    p.action = bp::XdpAction::kDrop;
+    if (!all([](const bp::XdpExplanation& e) { return !e.writes_auth_res; }))
+      p.writes_auth_res = bp::Verdict::kDeny;
+  } else if (all([](const bp::XdpExplanation& e) { return e.action == bp::XdpAction::kPass; })) {
+    p.action = bp::XdpAction::kPass;
+    if (all([](const bp::XdpExplanation& e) { return e.writes_auth_res == bp::Verdict::kAllow; }))
+      p.writes_auth_res = bp::Verdict::kAllow;
+  } else {
+    p.action = bp::XdpAction::kPass;
+    p.to_userspace = true;
+  }
+  return p;
+}
+
+std::string ModelVerdict(const bp::XdpExplanation& m) {
+  return "XDP_" + bp::ToString(m.action) +
+         ", km_auth_res = " + (m.writes_auth_res ? bp::ToString(*m.writes_auth_res) : "no entry") +
+         (m.to_userspace ? ", tail call to xdp_shutdown_in_userspace" : "");
+}
+
 Cause Classify(const ModelCase& mc, const Connection& conn, const IstioAnswer& istio, bool first_only) {
   // Only the defects the case's shape can expose; fixing another one cannot change the prediction.
   const std::vector<Defect> ids = mc.Relevant(conn).list();
@@ -138,8 +319,8 @@ Cause Classify(const ModelCase& mc, const Connection& conn, const IstioAnswer& i
   auto conforms = [&](const DefectSet& fixed) {
     DefectSet present = DefectSet::All();
     for (Defect d : fixed.list()) present = present.Without(d);
-    const Prediction p = Predict(mc, conn, present);
-    return !Judge(p.action, p.auth_res, istio).has_value();
+    const bp::XdpExplanation p = mc.Predict(conn, present);
+    return !Judge(p.action, p.writes_auth_res, istio).has_value();
   };
   // Sets of k defects in lexicographic order, k = 1, 2, ...: the first size with a set that conforms wins.
   std::vector<size_t> pick;
@@ -169,13 +350,14 @@ Cause Classify(const ModelCase& mc, const Connection& conn, const IstioAnswer& i
 }
 
 std::string ModelMiss(const ConnVerdict& v) {
-  return "model of Kmesh's XDP predicted " + v.model.ToString() +
+  return "model of Kmesh's XDP predicted " + ModelVerdict(v.model) +
          (v.model.tcargs ? ", km_tcargs = " + v.model.tcargs->ToString() : ", km_tcargs = no entry") +
-         (v.model.read_past_list ? " (it read km_wlpolicy past its 4 slots: unknown memory)" : "") +
+         (v.model.read_past_slots ? " (it read km_wlpolicy past its 4 slots: unknown memory)" : "") +
          "; Kmesh's XDP did " + v.kmesh.ToString();
 }
 
-Differential::Differential(KmeshXdpUnderTest& node) : node_(node), memory_(node.pin_dir()) {}
+Differential::Differential(KmeshXdpUnderTest& node)
+    : node_(node), maps_(bp::MapCatalog::FromPinDir(node.pin_dir())) {}
 
 namespace {
 
@@ -212,8 +394,8 @@ ConnVerdict Differential::JudgeOne(const ModelCase& mc, const Oracle& oracle, co
     v.istio = oracle.Judge(conn);
   }
   Stopwatch t(timings_.model);
-  v.model = Predict(mc, conn, DefectSet::All(), trace);
-  v.model_matches = ModelAgrees(v.model, v.kmesh);
+  v.model = mc.Predict(conn, DefectSet::All(), trace);
+  v.model_matches = v.model.Agrees(v.kmesh.action, v.kmesh.auth_res, v.kmesh.tcargs);
   v.kind = Judge(v.kmesh.action, v.kmesh.auth_res, v.istio);
   if (v.kind) {
     Stopwatch c(timings_.classify);
@@ -236,8 +418,8 @@ CaseRun Differential::Run(const Case& c) {
     Stopwatch t(timings_.write);
     r.written = node_.Write(c);
   }
-  memory_.Forget();
-  const ModelCase mc(c, r.written, memory_);
+  maps_.Forget();
+  const ModelCase mc(c, r.written, maps_);
   double unused = 0;
   const Oracle oracle = [&] {
     Stopwatch t(unused);
@@ -252,22 +434,26 @@ CaseRun Differential::Run(const Case& c) {
   }
   if (notable) {
     r.maps = node_.DescribeMaps(r.written);
-    for (auto& v : r.verdicts) {  // the model's account, for the report
-      if (v.kind || !v.model_matches) v.model.trace = Predict(mc, v.conn, DefectSet::All(), true).trace;
+    // The model's account, for the report: of the first verdict of each kind x cause here (the report
+    // shows a class's first verdict) and of every model miss.
+    std::set<std::string> traced;
+    for (auto& v : r.verdicts) {
+      if (!v.model_matches || (v.kind && traced.insert(ToString(*v.kind) + v.cause.Key()).second))
+        v.model = mc.Predict(v.conn, DefectSet::All(), true);
     }
   }
   Stopwatch t(timings_.undo);
   node_.Undo(r.written);
-  memory_.Forget();
+  maps_.Forget();
   return r;
 }
 
 ConnVerdict Differential::RunOne(const Case& c, bool trace, std::string* maps) {
   const Written w = node_.Write(c);
-  memory_.Forget();
+  maps_.Forget();
   ConnVerdict v;
   try {
-    const ModelCase mc(c, w, memory_);
+    const ModelCase mc(c, w, maps_);
     v = JudgeOne(mc, Oracle(c), c.connections.at(0), trace);
     if (maps != nullptr) *maps = node_.DescribeMaps(w);
   } catch (...) {
@@ -275,7 +461,7 @@ ConnVerdict Differential::RunOne(const Case& c, bool trace, std::string* maps) {
     throw;
   }
   node_.Undo(w);
-  memory_.Forget();
+  maps_.Forget();
   return v;
 }
 
@@ -292,7 +478,7 @@ bool SameCause(const Cause& c, const std::string& key) {
 ConnVerdict Differential::Replay(const Case& c, std::string* maps) {
   node_.Reset();
   ConnVerdict v = RunOne(c, true, maps);
-  memory_.Forget();
+  maps_.Forget();
   return v;
 }
 

@@ -1,7 +1,8 @@
 // The differential run: each connection of a case judged three ways, side by side:
 //   kmesh  what Kmesh's XDP did (KmeshXdpUnderTest: BPF_PROG_TEST_RUN, km_auth_res, km_tcargs);
 //   istio  what it must do (oracle.h: Istio's semantics and the offload contract);
-//   model  what the model of Kmesh's XDP with every known defect predicts (kmesh_model.h).
+//   model  what the model of Kmesh's XDP (bpf_probe/xdp_explain.h) with every known defect predicts, on
+//          the node's maps.
 // A disagreement is kmesh against istio; its cause is the smallest set of known defects whose fix makes
 // the model conform (Classify; only defects the case's shape can expose are tried). A model miss is kmesh
 // against model: behaviour nobody has explained. Disagreements are shrunk (Shrink) to a minimal case that
@@ -14,13 +15,48 @@
 #include <string>
 #include <vector>
 
+#include "bpf_probe/xdp_defects.h"
+#include "bpf_probe/xdp_explain.h"
 #include "e2e/conformance/case.h"
-#include "e2e/conformance/defects.h"
-#include "e2e/conformance/kmesh_model.h"
 #include "e2e/conformance/kmesh_xdp.h"
 #include "e2e/conformance/oracle.h"
 
 namespace kmesh::conformance {
+
+using bpf_probe::Defect;
+using bpf_probe::DefectSet;
+
+// What the model of Kmesh's XDP needs about one written case beyond the node's maps, worked out once: the
+// lists km_wlpolicy would hold with D6 or D30 fixed, the keys policies would sit under with D8 fixed, the
+// identity classes D2 fixed is asked for, and which defects the case's shape can expose.
+class ModelCase {
+ public:
+  ModelCase(const Case& c, const Written& w, bpf_probe::LiveXdpMaps& maps);
+  // What Kmesh's XDP does with `conn`'s SYN with the `present` defects, on the node holding the case
+  // (km_auth_res empty). With D2 fixed, XDP is credited with knowing which identities the policies tell
+  // apart: it decides when every identity gets the same verdict and defers to userspace otherwise.
+  bpf_probe::XdpExplanation Predict(const Connection& conn, const DefectSet& present,
+                                    bool trace = false) const;
+  // Policies (ns/name) whose km_authz_policy record another policy replaced under the same cut-down key (D8):
+  // the model cannot evaluate them with D8 fixed, their rules are no longer in the maps.
+  const std::vector<std::string>& lost() const { return lost_; }
+  // The defects whose fix can change what the model predicts for `conn` (from the shape of the case: a defect
+  // about lists longer than 4 cannot matter when none is): classification only tries these.
+  DefectSet Relevant(const Connection& conn) const;
+
+ private:
+  class Maps;  // the node's maps with D6, D8 and D30 present or fixed
+  bpf_probe::LiveXdpMaps& maps_;
+  std::vector<uint32_t> selected_ids_, scoped_ids_;  // scoped: NAMESPACE and GLOBAL policies, by name
+  std::map<uint32_t, uint32_t> stored_;              // policy id -> its km_authz_policy key
+  std::vector<Identity> identities_;
+  std::vector<std::string> lost_;
+  DefectSet relevant_;          // for every connection
+  bool has_ipv4_rule_ = false;  // D32 matters for a non-IPv4 connection only when there is one
+};
+
+// "XDP_PASS, km_auth_res = no entry, tail call to xdp_shutdown_in_userspace".
+std::string ModelVerdict(const bpf_probe::XdpExplanation& m);
 
 // Which part of the contract a verdict breaks.
 enum class Kind {
@@ -61,7 +97,7 @@ struct ConnVerdict {
   Connection conn;
   Observation kmesh;
   IstioAnswer istio;
-  Prediction model;
+  bpf_probe::XdpExplanation model;
   bool model_matches = true;
   std::optional<Kind> kind;  // a disagreement
   Cause cause;               // when kind is set
@@ -115,11 +151,11 @@ class Differential {
   bool Still(const Case& candidate, Kind kind, const std::string& key);
 
   KmeshXdpUnderTest& node_;
-  NodeMemory memory_;
+  bpf_probe::LiveXdpMaps maps_;  // the node's, read by the model
   Timings timings_;
 };
 
-// "kmesh_model: XDP_PASS, km_auth_res = no entry vs kmesh: XDP_DROP ..." when the model missed.
+// "model of Kmesh's XDP predicted XDP_PASS, ...; Kmesh's XDP did XDP_DROP, ..." when the model missed.
 std::string ModelMiss(const ConnVerdict& v);
 
 }  // namespace kmesh::conformance

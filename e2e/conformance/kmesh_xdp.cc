@@ -49,28 +49,6 @@ uint64_t Empty(const bp::Map& m) {
 
 }  // namespace
 
-MatchContext MatchContext::Decode(const uint8_t* v) {
-  // struct match_context on x86-64: u32 action @0, char *policy_name @8, u8 policy_index @16,
-  // bool need_tailcall_to_userspace @17, u8 n_rules @18, int auth_result @20, two pointers @24, @32.
-  MatchContext c;
-  std::memcpy(&c.action, v, 4);
-  c.policy_index = v[16];
-  c.need_tailcall_to_userspace = v[17] != 0;
-  c.n_rules = v[18];
-  std::memcpy(&c.auth_result, v + 20, 4);
-  return c;
-}
-static_assert(KM_TCARGS_VALUE_SIZE == 40, "struct match_context is 40 bytes (authz.h:32-41)");
-
-std::string MatchContext::ToString() const {
-  auto xdp = [](int32_t r) {
-    return r == 1 ? std::string("XDP_DROP") : r == 2 ? std::string("XDP_PASS") : std::to_string(r);
-  };
-  return "{policy_index " + std::to_string(policy_index) + ", need_tailcall_to_userspace " +
-         (need_tailcall_to_userspace ? "true" : "false") + ", auth_result " + xdp(auth_result) + ", action " +
-         (action == KM_ACTION_DENY ? "DENY" : "ALLOW") + ", n_rules " + std::to_string(n_rules) + "}";
-}
-
 std::string Observation::ToString() const {
   return "XDP_" + bp::ToString(action) +
          ", km_auth_res = " + (auth_res ? bp::ToString(*auth_res) : "no entry") +
@@ -201,7 +179,7 @@ Observation KmeshXdpUnderTest::Run(const Connection& conn) {
   }
   uint8_t ctx[KM_TCARGS_VALUE_SIZE];
   if (bpf_map_lookup_elem(tcargs_.fd(), key.data(), ctx) == 0) {
-    o.tcargs = MatchContext::Decode(ctx);
+    o.tcargs = bp::TcArgs::Decode(bp::ByteView(ctx, sizeof ctx));
     bpf_map_delete_elem(tcargs_.fd(), key.data());
   }
   return o;

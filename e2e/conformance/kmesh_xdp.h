@@ -22,6 +22,7 @@
 #include "bpf_probe/maps.h"
 #include "bpf_probe/test_run.h"
 #include "bpf_probe/verdict.h"
+#include "bpf_probe/xdp_explain.h"
 #include "e2e/conformance/case.h"
 #include "e2e/lab/kmesh_datapath.h"
 #include "e2e/lab/kmesh_policy_writer.h"
@@ -30,29 +31,11 @@
 
 namespace kmesh::conformance {
 
-// km_tcargs' value, Kmesh's struct match_context (bpf/kmesh/workload/include/authz.h:32-41): the state
-// the tail calls pass on. An entry is left for every tuple no policy matched (D4), which is evidence of
-// how far the evaluation went.
-struct MatchContext {
-  uint32_t action = 0;       // of the last policy looked at
-  uint8_t policy_index = 0;  // index in km_wlpolicy of the next policy to look at
-  bool need_tailcall_to_userspace = false;
-  uint8_t n_rules = 0;
-  int32_t auth_result = 0;  // XDP_PASS (2) until an ALLOW did not match, then XDP_DROP (1)
-  static MatchContext Decode(const uint8_t* value);  // KM_TCARGS_VALUE_SIZE bytes
-  std::string ToString() const;
-  bool operator==(const MatchContext& o) const {
-    return action == o.action && policy_index == o.policy_index &&
-           need_tailcall_to_userspace == o.need_tailcall_to_userspace && n_rules == o.n_rules &&
-           auth_result == o.auth_result;
-  }
-};
-
 // What Kmesh's XDP did with one SYN.
 struct Observation {
   bpf_probe::XdpAction action = bpf_probe::XdpAction::kAborted;
   std::optional<bpf_probe::Verdict> auth_res;  // km_auth_res[tuple] after the run
-  std::optional<MatchContext> tcargs;          // km_tcargs[tuple] after the run
+  std::optional<bpf_probe::TcArgs> tcargs;     // km_tcargs[tuple] after the run (left for no match: D4)
   // "XDP_DROP, km_auth_res = DENY, km_tcargs: none".
   std::string ToString() const;
 };

@@ -1,7 +1,8 @@
-// The model of Kmesh's XDP (kmesh_model.h) on the readings it rests on that the generator rarely reaches,
-// each checked on Kmesh's own XDP (fresh node, Kmesh's deserializer, BPF_PROG_TEST_RUN): what Kmesh does
-// and that the model, with every known defect present, predicts exactly that. These characterize Kmesh
+// The model of Kmesh's XDP (bpf_probe/xdp_explain.h) on the readings it rests on that the generator rarely
+// reaches, each checked on Kmesh's own XDP (fresh node, Kmesh's deserializer, BPF_PROG_TEST_RUN): what Kmesh
+// does and that the model, with every known defect present, predicts exactly that. These characterize Kmesh
 // at the pinned commit (the [!shouldfail] cases of regression_test say what it should do instead).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <memory>
 #include <string>
@@ -130,12 +131,15 @@ TEST_CASE("D10 on a node with history: rule 1 is read from whatever blob index (
              "[\"198.51.100.2\"]}}]");
   std::string maps;
   const auto v = Run(yaml, "10.0.0.1:40000 -> 10.244.2.7:8000", &maps);
-  std::string trace;
-  for (const auto& t : v.model.trace) trace += "\n  " + t;
-  INFO(kc::ModelMiss(v) << trace << "\n" << maps);
+  INFO(kc::ModelMiss(v) << "\n" << bp::FormatExplanation(v.model) << maps);
   CHECK(v.model_matches);
   CHECK(v.istio.expected == kc::Expected::kDrop);  // neither of P's rules holds 10.0.0.1
   CHECK(v.kmesh.action == bp::XdpAction::kPass);
   CHECK(v.kmesh.auth_res == bp::Verdict::kAllow);  // "rule 1" matched: F's rule {}
-  CHECK(trace.find("rule 1 matched (read at byte offset 1)") != std::string::npos);
+  // The model says so too: P's rule 1, read at byte offset 1 (D10), matched and decided.
+  CHECK(v.model.decided_by == "ns-a/p rule 1");
+  CHECK(std::any_of(v.model.steps.begin(), v.model.steps.end(), [](const bp::ExplainStep& s) {
+    return s.defect == "D10" && s.text.rfind("rule 1 (read at byte offset 1 ", 0) == 0 &&
+           s.text.size() >= 9 && s.text.compare(s.text.size() - 9, 9, ": MATCHED") == 0;
+  }));
 }

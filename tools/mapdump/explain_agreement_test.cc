@@ -32,23 +32,6 @@ uint64_t PairsWanted() {
   return s != nullptr && *s != '\0' ? std::strtoull(s, nullptr, 10) : 2000;
 }
 
-bool SameTcArgs(const std::optional<bp::TcArgs>& e, const std::optional<kc::MatchContext>& k) {
-  if (e.has_value() != k.has_value()) return false;
-  if (!e) return true;
-  return e->action == k->action && e->policy_index == k->policy_index &&
-         e->need_tailcall_to_userspace == k->need_tailcall_to_userspace && e->n_rules == k->n_rules &&
-         e->auth_result == k->auth_result;
-}
-
-// Past km_wlpolicy's 4 slots, with a policy under key 0 (D35), Kmesh reads
-// memory explain cannot see: the same verdict at a later policy_index, or the
-// tail-call limit's XDP_PASS at index 16.
-bool AgreesPastSlots(const bp::XdpExplanation& e, const kc::Observation& k) {
-  if (!e.assumed_past_slots || !e.tcargs || !k.tcargs || e.writes_auth_res != k.auth_res) return false;
-  if (k.tcargs->policy_index < 4 || k.tcargs->policy_index > 16) return false;
-  return k.action == e.action || (k.action == bp::XdpAction::kPass && k.tcargs->policy_index == 16);
-}
-
 }  // namespace
 
 TEST_CASE(
@@ -86,9 +69,7 @@ TEST_CASE(
                                                                                     : e.decided_by;
       ++outcomes[put ? "cached " + bp::ToString(*put) : e.Outcome() + " by " + by];
       for (const auto& d : e.defects) ++defects[d];
-      const bool agrees = (k.action == e.action && k.auth_res == (put ? put : e.writes_auth_res) &&
-                           SameTcArgs(e.tcargs, k.tcargs)) ||
-                          AgreesPastSlots(e, k);
+      const bool agrees = e.Agrees(k.action, k.auth_res, k.tcargs);
       assumed += e.assumed_past_slots;
       if (!agrees) {
         ++misses;

@@ -94,7 +94,7 @@ TEST_CASE("residue: leaked blobs, km_tcargs, verdicts of gone connections; the s
   const bp::MapCatalog cat = bp::MapCatalog::FromPinDir(dir);
   const bp::AuthResultMap auth(cat.Open(KM_MAP_AUTH_RES));
   const bp::Map tcargs = cat.Open(KM_MAP_TCARGS);
-  std::optional<std::pair<kmesh::net::Tuple, kc::MatchContext>> left;
+  std::optional<std::pair<kmesh::net::Tuple, bp::TcArgs>> left;
   for (uint64_t i = 0; i < 20 && !left; ++i) {
     const kc::Case c = kc::Generate(kc::CaseSeed(29, i));
     const kc::Written w = node.Write(c);

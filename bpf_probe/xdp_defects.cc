@@ -1,6 +1,6 @@
-#include "e2e/conformance/defects.h"
+#include "bpf_probe/xdp_defects.h"
 
-namespace kmesh::conformance {
+namespace kmesh::bpf_probe {
 
 namespace {
 
@@ -102,4 +102,4 @@ std::string DefectSet::Codes() const {
   return out.empty() ? "none" : out;
 }
 
-}  // namespace kmesh::conformance
+}  // namespace kmesh::bpf_probe

@@ -1,14 +1,14 @@
-// The Kmesh defects the model of Kmesh's XDP (kmesh_model.h) knows, each one a switch: present (Kmesh at
-// the pinned commit) or fixed (what the contract asks for). A disagreement's cause is the smallest set of
-// defects whose fix makes the model conform (differential.h). Codes D1-D16 are the contract doc's
-// (docs/kmesh-offload-contract.md §4); D30 and up were found by this package.
+// The Kmesh defects the model of Kmesh's XDP (xdp_explain.h) knows, each one a switch: present (Kmesh at
+// the pinned commit) or fixed (what the contract asks for). A conformance disagreement's cause is the
+// smallest set of defects whose fix makes the model conform (e2e/conformance/differential.h). Codes D1-D16
+// are the contract doc's (docs/kmesh-offload-contract.md §4); D30 and up were found by //e2e/conformance.
 #pragma once
 
 #include <bitset>
 #include <string>
 #include <vector>
 
-namespace kmesh::conformance {
+namespace kmesh::bpf_probe {
 
 enum class Defect {
   kD1,   // first matching policy wins
@@ -57,4 +57,4 @@ class DefectSet {
   std::bitset<kDefectCount> bits_;
 };
 
-}  // namespace kmesh::conformance
+}  // namespace kmesh::bpf_probe
