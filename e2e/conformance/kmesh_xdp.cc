@@ -55,13 +55,6 @@ std::string Observation::ToString() const {
          ", km_tcargs = " + (tcargs ? tcargs->ToString() : "no entry");
 }
 
-std::vector<const WrittenPolicy*> Written::Listed() const {
-  std::vector<const WrittenPolicy*> out;
-  for (size_t i = 0; i < selected.size() && i < listed_ids.size(); ++i)
-    out.push_back(&policies.at(selected[i]));
-  return out;
-}
-
 KmeshXdpUnderTest::Folder::Folder(std::string p) : path(std::move(p)) {
   std::filesystem::create_directories(path);
 }

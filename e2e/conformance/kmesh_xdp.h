@@ -53,8 +53,6 @@ struct Written {
   std::vector<uint32_t> listed_ids;               // km_wlpolicy as written (at most 4)
   std::vector<std::string> dropped;               // beyond Kmesh's 4
   std::map<std::string, WrittenPolicy> policies;  // every policy of the case, by resource
-  // Policies in km_wlpolicy order.
-  std::vector<const WrittenPolicy*> Listed() const;
 };
 
 class KmeshXdpUnderTest {
@@ -83,7 +81,6 @@ class KmeshXdpUnderTest {
   // The map entries a report shows for a case: km_wlpolicy, km_authz_policy ids, km_frontend.
   std::string DescribeMaps(const Written& w) const;
   const lab::DatapathIdentity& identity() const { return dp_->identity(); }
-  lab::KmeshPolicyWriter& writer() { return *writer_; }
   const std::string& pin_dir() const { return dp_->pin_dir(); }
   uint64_t resets() const { return resets_; }
   uint64_t cases_since_reset() const { return cases_since_reset_; }

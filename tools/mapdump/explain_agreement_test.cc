@@ -1,16 +1,12 @@
-// `kmesh-mapdump explain` against Kmesh's real XDP verdicts. Kmesh's own XDP
-// object (all four programs, tail calls filled as Kmesh fills them) in a
-// private bpffs, policies written by Kmesh's C deserializer through a
-// kmesh-lab-daemon (e2e/conformance KmeshXdpUnderTest); cases from the
-// conformance generator. For each (case, connection): bpf_probe::ExplainXdp
-// reads the maps (read-only) and predicts the action, the km_auth_res entry XDP
-// writes and the km_tcargs state it leaves; then one BPF_PROG_TEST_RUN of
-// xdp_authz on the connection's SYN says what Kmesh did. Every prediction must
-// match. Some connections get a verdict cached in km_auth_res first, which
-// explain must report as the decision.
+// `kmesh-mapdump explain` against Kmesh's real XDP verdicts. Kmesh's own XDP object (all four programs, tail
+// calls filled as Kmesh fills them) in a private bpffs, policies written by Kmesh's C deserializer through a
+// kmesh-lab-daemon (e2e/conformance KmeshXdpUnderTest); cases from the conformance generator. For each (case,
+// connection): bpf_probe::ExplainXdp reads the maps (read-only) and predicts the action, the km_auth_res
+// entry XDP writes and the km_tcargs state it leaves; then one BPF_PROG_TEST_RUN of xdp_authz on the
+// connection's SYN says what Kmesh did. Every prediction must match. Some connections get a verdict cached in
+// km_auth_res first, which explain must report as the decision.
 //
-//   KMESH_E2E_EXPLAIN_PAIRS   how many (policy set, connection) pairs to judge
-//   (default 2000)
+//   KMESH_E2E_EXPLAIN_PAIRS   how many (policy set, connection) pairs to judge (default 2000)
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <iostream>
@@ -53,8 +49,7 @@ TEST_CASE(
     maps.Forget();
     for (size_t ci = 0; ci < c.connections.size(); ++ci) {
       const kmesh::net::Tuple& t = c.connections[ci].tuple;
-      // Every 10th connection finds a verdict cached for its tuple (as after a
-      // DENY, or userspace's deny).
+      // Every 10th connection finds a verdict cached for its tuple (as after a DENY, or userspace's deny).
       std::optional<bp::Verdict> put;
       if (ci % 10 == 3) {
         put = ci % 20 == 3 ? bp::Verdict::kDeny : bp::Verdict::kAllow;
@@ -95,7 +90,6 @@ TEST_CASE(
   std::cout << std::endl;
   CHECK(pairs >= 1000);
   CHECK(misses == 0);
-  // The run reached what explain must get right: drops, passes, deferrals and
-  // policy matches.
+  // The run reached what explain must get right: drops, passes, deferrals and policy matches.
   CHECK(outcomes.size() >= 5);
 }
