@@ -67,27 +67,21 @@ std::vector<std::string> SweepStale();
 // Enters `ns` on the calling thread; used only by RunIn() on its own thread.
 void EnterOnThisThread(const NetnsRef& ns);
 
-// Runs fn() inside `ns` on a fresh thread and returns its result; exceptions propagate to the caller.
+// Runs fn() on a fresh thread and returns its result; exceptions propagate to the caller. What fn changes
+// about its thread (namespace, capabilities) ends with the thread.
 template <typename F>
-auto RunIn(const NetnsRef& ns, F&& fn) -> std::invoke_result_t<F> {
+auto OnFreshThread(F&& fn) -> std::invoke_result_t<F> {
   using R = std::invoke_result_t<F>;
-  std::exception_ptr error;
   if constexpr (std::is_void_v<R>) {
-    std::thread t([&] {
-      try {
-        EnterOnThisThread(ns);
-        fn();
-      } catch (...) {
-        error = std::current_exception();
-      }
+    OnFreshThread([&] {
+      fn();
+      return true;
     });
-    t.join();
-    if (error) std::rethrow_exception(error);
   } else {
     std::optional<R> result;
+    std::exception_ptr error;
     std::thread t([&] {
       try {
-        EnterOnThisThread(ns);
         result.emplace(fn());
       } catch (...) {
         error = std::current_exception();
@@ -97,6 +91,15 @@ auto RunIn(const NetnsRef& ns, F&& fn) -> std::invoke_result_t<F> {
     if (error) std::rethrow_exception(error);
     return std::move(*result);
   }
+}
+
+// Runs fn() inside `ns` on a fresh thread and returns its result; exceptions propagate to the caller.
+template <typename F>
+auto RunIn(const NetnsRef& ns, F&& fn) -> std::invoke_result_t<F> {
+  return OnFreshThread([&]() -> std::invoke_result_t<F> {
+    EnterOnThisThread(ns);
+    return fn();
+  });
 }
 
 }  // namespace kmesh::netns

@@ -94,6 +94,12 @@ class Defect:
     from_junit: bool = False  # the bundle did not say; the Catch2 tag did
 
 
+def typed(doc: dict, key: str, kind, default=None):
+    """doc[key] when it is a `kind`, else `default` (a bundle written by hand or by an older run may differ)."""
+    v = doc.get(key)
+    return v if isinstance(v, kind) else default
+
+
 def defect_order(code: str):
     m = re.fullmatch(r"D(\d+)", code)
     return (0, int(m.group(1)), code) if m else (1, 0, code)
@@ -183,8 +189,7 @@ class Bundle:
 
     @property
     def datapath(self) -> Optional[dict]:
-        d = self.doc.get("datapath")
-        return d if isinstance(d, dict) else None
+        return typed(self.doc, "datapath", dict)
 
     @property
     def failures(self) -> List[str]:
@@ -208,13 +213,11 @@ class Bundle:
 
     @property
     def started(self) -> Optional[int]:
-        v = self.doc.get("started")
-        return v if isinstance(v, int) else None
+        return typed(self.doc, "started", int)
 
     @property
     def finished(self) -> Optional[int]:
-        v = self.doc.get("finished")
-        return v if isinstance(v, int) else None
+        return typed(self.doc, "finished", int)
 
     @property
     def duration_ms(self) -> Optional[int]:
@@ -224,8 +227,7 @@ class Bundle:
 
     @property
     def probes(self) -> list:
-        p = self.doc.get("probes")
-        return p if isinstance(p, list) else []
+        return typed(self.doc, "probes", list, [])
 
     @property
     def mechanism(self) -> str:
@@ -247,8 +249,7 @@ class Bundle:
     @property
     def fault_run(self) -> str:
         """KMESH_E2E_FAULT_RUN the bundle was written under (e2e/mutation's suite runs), else ""."""
-        v = self.doc.get("fault_run")
-        return v if isinstance(v, str) else ""
+        return typed(self.doc, "fault_run", str, "")
 
     @property
     def under_fault(self) -> bool:
@@ -274,18 +275,15 @@ class MutationRun:
 
     @property
     def score(self) -> dict:
-        v = self.doc.get("score")
-        return v if isinstance(v, dict) else {}
+        return typed(self.doc, "score", dict, {})
 
     @property
     def control(self) -> dict:
-        v = self.doc.get("control")
-        return v if isinstance(v, dict) else {}
+        return typed(self.doc, "control", dict, {})
 
     @property
     def faults(self) -> List[dict]:
-        v = self.doc.get("faults")
-        return [f for f in v if isinstance(f, dict)] if isinstance(v, list) else []
+        return [f for f in typed(self.doc, "faults", list, []) if isinstance(f, dict)]
 
     def score_line(self) -> str:
         """"mutation score: killed 36 / 37, ..." as the test printed it, or why there is none."""

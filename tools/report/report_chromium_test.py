@@ -131,15 +131,7 @@ class BrowserView(unittest.TestCase):
     def expected(self):
         """title -> "passed" | "failed" | "defect Dn", read from the fixture files themselves (and the hand-kept
         table must agree)."""
-        want = {}
-        for dirpath, _, files in os.walk(TESTLOGS):
-            if "evidence.json" in files:
-                with open(os.path.join(dirpath, "evidence.json")) as f:
-                    d = json.load(f)
-                ok = d["passed"] and not d["failures"] and not d.get("catch2_failures")
-                code = (d.get("kmesh_defect") or {}).get("code")
-                want[d["title"]] = ("passed" if ok else "failed") if not code else (
-                    "failed" if ok else f"defect {code}")
+        want = {t: st for t, (_, st) in testing.fixture_statuses(TESTLOGS).items()}
         self.assertEqual(want, {t: st for t, (_, st) in EXPECTED.items()})
         want[EDGE_EXPECTED["raw-key-and-new-sections"][0]] = "passed"
         return want

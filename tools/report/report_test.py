@@ -34,17 +34,7 @@ def cli(*args, cwd=None):
 class Discovery(unittest.TestCase):
     def test_fixture_table_matches_the_files(self):
         for root, table in ((TESTLOGS, EXPECTED), (KMESH_FIXED, EXPECTED_FIXED)):
-            found = {}
-            for dirpath, _, files in os.walk(root):
-                if "evidence.json" in files:
-                    with open(os.path.join(dirpath, "evidence.json")) as f:
-                        d = json.load(f)
-                    defect = d.get("kmesh_defect", {}).get("code")
-                    # What the bundle says: a reproduced defect fails its bundle; a fixed one passes it.
-                    status = (f"defect {defect}" if defect and not d["passed"] else
-                              "failed" if defect or not d["passed"] else "passed")
-                    found[d["title"]] = (d["suite"], status)
-            self.assertEqual(found, table, root)
+            self.assertEqual(testing.fixture_statuses(root), table, root)
 
     def test_testlogs_folder(self):
         run = report.collect([TESTLOGS])
@@ -525,14 +515,11 @@ class Mutation(unittest.TestCase):
         surv = [f for f in self.doc["faults"] if f["status"] == "survived (known)"]
         equi = [f for f in self.doc["faults"] if f["status"] == "equivalent"]
         self.assertTrue(surv and equi, "the recorded run has a known survivor and an equivalent mutant")
-        for f in surv:
-            li = re.search(r'<li id="survivor-%s">.*?</li>' % re.escape(f["id"]), self.page, re.S)
-            self.assertIsNotNone(li, f["id"])
-            self.assertIn(html.escape(f["survivor"]), li.group(0))
-        for f in equi:
-            li = re.search(r'<li id="equivalent-%s">.*?</li>' % re.escape(f["id"]), self.page, re.S)
-            self.assertIsNotNone(li, f["id"])
-            self.assertIn(html.escape(f["equivalent"]), li.group(0))
+        for kind, faults in (("survivor", surv), ("equivalent", equi)):
+            for f in faults:
+                li = re.search(r'<li id="%s-%s">.*?</li>' % (kind, re.escape(f["id"])), self.page, re.S)
+                self.assertIsNotNone(li, f["id"])
+                self.assertIn(html.escape(f[kind]), li.group(0))
         self.assertIn(f'id="mutation-survivors"><div class="v">{len(surv)}</div>', self.page)
         self.assertIn(f'id="mutation-equivalents"><div class="v">{len(equi)}</div>', self.page)
 

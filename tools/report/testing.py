@@ -1,4 +1,5 @@
 """What tools/report's tests share: where the fixtures are, what they hold, and Bazel's outputs layout."""
+import json
 import os
 import re
 import shutil
@@ -36,6 +37,21 @@ EXPECTED_FIXED = {
     "ip-deny: selected client": ("authz", "passed"),
     "zero-byte-id-deny: selected client": ("authz", "failed"),  # D8 no longer reproduces
 }
+
+
+def fixture_statuses(root) -> dict:
+    """title -> (suite, status in EXPECTED's terms) as the evidence.json files under `root` say it: a bundle that
+    reproduced its defect failed; one whose defect is fixed passed (the case then fails: "no longer reproduces")."""
+    found = {}
+    for dirpath, _, files in os.walk(root):
+        if "evidence.json" in files:
+            with open(os.path.join(dirpath, "evidence.json")) as f:
+                d = json.load(f)
+            ok = d["passed"] and not d["failures"] and not d.get("catch2_failures")
+            code = (d.get("kmesh_defect") or {}).get("code")
+            found[d["title"]] = (d["suite"], ("passed" if ok else "failed") if not code else
+                                 ("failed" if ok else f"defect {code}"))
+    return found
 
 
 def status_of(b) -> str:
