@@ -166,11 +166,12 @@ class Walker {
     }
     const auto ids = maps_.WorkloadPolicies(*upstream);
     if (!ids) {
-      if (trace_)
+      if (trace_) {
         Step(0,
              "km_wlpolicy[" + std::to_string(*upstream) +
                  "]: no entry: the workload has no policy on this node",
              "xdp.c:76-77, authz.h:77-80");
+      }
       End(XdpAction::kPass, "km_wlpolicy (no entry)",
           "the workload lists no policy, so xdp_authz passes (xdp.c:103-106)");
       return;
@@ -238,11 +239,12 @@ class Walker {
       if (slot == Slot::kMatched) {
         const bool deny = action_ == KM_ACTION_DENY;
         e_.writes_auth_res = deny ? Verdict::kDeny : Verdict::kAllow;
-        if (trace_)
+        if (trace_) {
           Step(1,
                who_ + " matched: km_tcargs entry deleted, km_auth_res[tuple] = " + (deny ? "DENY" : "ALLOW") +
                    ", " + (deny ? "XDP_DROP" : "XDP_PASS"),
                "authz.h:657-675");
+        }
         bool later = false;
         for (size_t s = idx + 1; s < ids_.size(); ++s) later = later || ids_[s] != 0;
         if (later) {
@@ -329,7 +331,10 @@ class Walker {
     if (deny) {
       e_.writes_auth_res = Verdict::kDeny;
       End(XdpAction::kDrop, "a DENY policy", "a DENY policy matched (Istio's order)");
-    } else if (pass_stop || !allow_any) {
+    } else if (pass_stop) {
+      End(XdpAction::kPass, "a policy without rules",
+          "a policy without rules ends the walk with XDP_PASS (D31)");
+    } else if (!allow_any) {
       End(XdpAction::kPass, "no DENY policy", "no DENY policy matched and no ALLOW policy applies");
     } else if (allow) {
       e_.writes_auth_res = Verdict::kAllow;
@@ -468,8 +473,7 @@ class Walker {
     if (trace_)
       Step(2, where + ": " + Plural(n, "clause", "clauses") + ", all must match", "authz.h:530-543", rd);
     const uint64_t bound = Has(Defect::kD34) ? std::min<uint64_t>(n, kMembers) : n;
-    if (trace_)
-      if (n > bound) Step(3, "only the first 4 clauses are read", "authz.h:530-533", "D34");
+    if (trace_ && n > bound) Step(3, "only the first 4 clauses are read", "authz.h:530-533", "D34");
     for (uint32_t i = 0; i < bound; ++i) {
       const auto clause = Blob(OuterKey{U64(*clauses, 8 * i)}, InnerMap::k64);
       if (!clause) {
