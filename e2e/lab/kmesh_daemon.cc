@@ -72,11 +72,7 @@ NodeDaemon::NodeDaemon(const NodeDaemonConfig& config)
         "so each node needs its own kmesh-lab-daemon process");
   }
   try {
-    std::vector<std::string> needed;
-    for (const auto& [env, name] : DeserializerMapEnv()) needed.push_back(name);
-    needed.push_back(kFrontend);
-    needed.push_back(kWlPolicy);
-    for (const auto& name : needed) {
+    for (const std::string name : proto::kDaemonMaps) {
       auto it = config_.map_ids.find(name);
       if (it == config_.map_ids.end())
         throw Error("no map id given for " + name + " (--map " + name + "=<id>)");

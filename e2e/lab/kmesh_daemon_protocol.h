@@ -29,6 +29,12 @@ namespace kmesh::lab::daemon_protocol {
 
 inline constexpr int kReplyFd = 3;
 
+// The maps the daemon writes, by the kernel (and pin) name Kmesh gives them: the writer passes each one's
+// id (--map NAME=ID), the daemon requires them all.
+inline constexpr const char* kDaemonMaps[] = {"km_authz_policy", "kmesh_map64",   "kmesh_map192",
+                                              "kmesh_map296",    "kmesh_map1600", "km_frontend",
+                                              "km_wlpolicy"};
+
 inline constexpr const char* kApplyAuthorization = "apply_authorization";
 inline constexpr const char* kRemoveAuthorization = "remove_authorization";
 inline constexpr const char* kLookupAuthorization = "lookup_authorization";

@@ -31,10 +31,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// The maps the daemon writes, by the kernel (and pin) name Kmesh gives them.
-const char* const kDaemonMaps[] = {"km_authz_policy", "kmesh_map64", "kmesh_map192", "kmesh_map296",
-                                   "kmesh_map1600",   "km_frontend", "km_wlpolicy"};
-
 std::string Hex(const std::string& bytes) {
   static const char* d = "0123456789abcdef";
   std::string out;
@@ -81,7 +77,7 @@ KmeshPolicyWriter::KmeshPolicyWriter(const PolicyWriterOptions& options) : optio
     args.push_back("--pin-dir");
     args.push_back(options_.pin_dir);
   }
-  for (const char* name : kDaemonMaps) {
+  for (const char* name : proto::kDaemonMaps) {
     const auto m = bpf_probe::Map::OpenPinned(options_.pin_dir + "/" + name);
     args.push_back("--map");
     args.push_back(std::string(name) + "=" + std::to_string(m.info().id));
