@@ -19,6 +19,7 @@
 #include "base/defaults.h"
 #include "base/error.h"
 #include "base/names.h"
+#include "netns/netns.h"
 
 namespace kmesh::lab {
 namespace {
@@ -31,25 +32,18 @@ constexpr const char* kPrivateMountPoint = "/tmp";
 // Runs fn(root_fd) on a fresh thread that has its own mount namespace with cgroup2 mounted privately;
 // nothing of it is visible to, or left for, anyone else. fds opened under root_fd stay valid afterwards.
 void WithCgroup2Root(const std::function<void(int root_fd)>& fn) {
-  std::exception_ptr error;
-  std::thread t([&] {
-    try {
-      if (unshare(CLONE_NEWNS) != 0) ThrowErrno("unshare(CLONE_NEWNS) for a private cgroup2 mount");
-      if (mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ThrowErrno("make / private");
-      if (mount("cgroup2", kPrivateMountPoint, "cgroup2", 0, nullptr) != 0) {
-        ThrowErrno(
-            "mount cgroup2 (the kernel needs cgroup v2 for Kmesh's sockops program; "
-            "`grep cgroup2 /proc/filesystems` should list it)");
-      }
-      UniqueFd root(open(kPrivateMountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!root.valid()) ThrowErrno("open the cgroup2 root");
-      fn(root.get());
-    } catch (...) {
-      error = std::current_exception();
+  netns::OnFreshThread([&] {
+    if (unshare(CLONE_NEWNS) != 0) ThrowErrno("unshare(CLONE_NEWNS) for a private cgroup2 mount");
+    if (mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ThrowErrno("make / private");
+    if (mount("cgroup2", kPrivateMountPoint, "cgroup2", 0, nullptr) != 0) {
+      ThrowErrno(
+          "mount cgroup2 (the kernel needs cgroup v2 for Kmesh's sockops program; "
+          "`grep cgroup2 /proc/filesystems` should list it)");
     }
+    UniqueFd root(open(kPrivateMountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root.valid()) ThrowErrno("open the cgroup2 root");
+    fn(root.get());
   });
-  t.join();
-  if (error) std::rethrow_exception(error);
 }
 
 std::string ReadAt(int dir_fd, const char* file) {
