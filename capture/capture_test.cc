@@ -40,8 +40,8 @@ TEST_CASE("a plaintext exchange is captured on the route's interface, flagged, a
   Capture cap = Capture::Start(net.client.ref(), spec);
 
   ProbeSpec probe;
-  probe.dst_ip = kServerIp;
-  probe.dst_port = 8080;
+  probe.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+  probe.dst.port = 8080;
   probe.src_port = inner.src.port;
   probe.headers = {{"X-Marker", spec.marker}};
   const auto outcome = kmesh::e2e::Probe(net.client.ref(), probe);
@@ -89,8 +89,8 @@ TEST_CASE("a capture stops at its packet bound and at its time bound") {
   spec.max_packets = 3;
   Capture counted = Capture::Start(net.client.ref(), spec);
   ProbeSpec probe;
-  probe.dst_ip = kServerIp;
-  probe.dst_port = 8080;
+  probe.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+  probe.dst.port = 8080;
   REQUIRE(kmesh::e2e::Probe(net.client.ref(), probe).Summary() == "ok(200)");
   const auto s = counted.Wait();
   CHECK(s.packets == 3);

@@ -22,8 +22,8 @@ namespace {
 
 LoadSpec Spec(double rps, std::chrono::milliseconds duration) {
   LoadSpec s;
-  s.probe.dst_ip = kServerIp;
-  s.probe.dst_port = 8080;
+  s.probe.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+  s.probe.dst.port = 8080;
   s.probe.connect_timeout = 300ms;
   s.probe.response_timeout = 500ms;
   s.requests_per_second = rps;

@@ -1,6 +1,5 @@
 #include "traffic/traffic.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -23,30 +22,10 @@ using std::chrono::duration_cast;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
-struct Address {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family = 0;
-};
-
-Address ParseAddress(const std::string& ip, uint16_t port, const std::string& what) {
-  Address a;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.ss);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.ss);
-  if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    a.len = sizeof *v4;
-    a.family = AF_INET;
-  } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    a.len = sizeof *v6;
-    a.family = AF_INET6;
-  } else {
-    throw Error("probe: " + what + " \"" + ip + "\" is not an IPv4 or IPv6 address");
-  }
-  return a;
+// Bad input, named before anything runs: a spec whose destination was never set.
+void RequireDestination(const ProbeSpec& spec) {
+  if (spec.dst.ip.unspecified())
+    throw Error("probe: no destination (ProbeSpec.dst is " + spec.dst.ToString() + ")");
 }
 
 void FillLocal(int fd, net::Tuple& t) {
@@ -189,10 +168,12 @@ nlohmann::json ProbeOutcome::ToJson() const {
 }
 
 ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
-  const Address dst = ParseAddress(spec.dst_ip, spec.dst_port, "destination");
+  RequireDestination(spec);
+  sockaddr_storage dst{};
+  const socklen_t dst_len = spec.dst.ToSockaddr(dst);
   ProbeOutcome out;
   out.via = "socket";
-  out.tuple.dst = *net::Endpoint::FromSockaddr(reinterpret_cast<const sockaddr*>(&dst.ss), dst.len);
+  out.tuple.dst = spec.dst;
   out.tuple.src.port = spec.src_port;
   const auto start = Clock::now();
   auto finish = [&](OutcomeKind kind, std::string detail) {
@@ -202,24 +183,24 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
     return out;
   };
 
-  UniqueFd fd(socket(dst.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  UniqueFd fd(socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) ThrowErrno("probe socket");
-  if (!spec.src_ip.empty() || spec.src_port != 0) {
-    const std::string any = dst.family == AF_INET ? "0.0.0.0" : "::";
-    const Address src = ParseAddress(spec.src_ip.empty() ? any : spec.src_ip, spec.src_port, "source");
+  if (spec.src_ip || spec.src_port != 0) {
+    // Unspecified (0.0.0.0 or ::) in the destination's family when only the port is chosen.
+    const net::Endpoint src{spec.src_ip.value_or(spec.dst.ip.Masked(0)), spec.src_port};
+    sockaddr_storage ss{};
+    const socklen_t len = src.ToSockaddr(ss);
     int one = 1;
     // A chosen port may still be in TIME_WAIT from an earlier probe to another destination.
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&src.ss), src.len) != 0) {
-      ThrowErrno("probe: bind to source " + (spec.src_ip.empty() ? any : spec.src_ip) + ":" +
-                 std::to_string(spec.src_port));
+    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
+      ThrowErrno("probe: bind to source " + src.ToString());
     }
+    if (spec.src_ip) out.tuple.src.ip = *spec.src_ip;
   }
 
-  if (!spec.src_ip.empty()) out.tuple.src.ip = *net::IpAddr::Parse(spec.src_ip);
-
   // ---- connect, bounded ----
-  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&dst.ss), dst.len) != 0 && errno != EINPROGRESS) {
+  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&dst), dst_len) != 0 && errno != EINPROGRESS) {
     const int err = errno;
     FillLocal(fd.get(), out.tuple);
     out.timings.connect = duration_cast<microseconds>(Clock::now() - start);
@@ -267,11 +248,7 @@ ProbeOutcome ProbeOnThisThread(const ProbeSpec& spec) {
   // Kmesh's userspace verdict arrives after the handshake (sockops -> km_auth_req -> RBAC -> km_auth_res);
   // a probe that asks for it waits before sending, so the verdict decides the request, not the race.
   if (spec.request_delay.count() > 0) std::this_thread::sleep_for(spec.request_delay);
-  std::string host = spec.host;
-  if (host.empty()) {
-    host = (dst.family == AF_INET6 ? "[" + spec.dst_ip + "]" : spec.dst_ip) + ":" +
-           std::to_string(spec.dst_port);
-  }
+  const std::string host = spec.host.empty() ? spec.dst.ToString() : spec.host;
   std::string req = spec.method + " " + spec.path + " HTTP/1.1\r\nHost: " + host +
                     "\r\nUser-Agent: kmesh-e2e\r\nAccept: */*\r\nConnection: close\r\n";
   for (const auto& [k, v] : spec.headers) req += k + ": " + v + "\r\n";
@@ -396,9 +373,8 @@ std::string CurlErrorLine(const std::string& err) {
 }  // namespace
 
 std::vector<std::string> CurlArgv(const ProbeSpec& spec) {
-  const bool v6 = spec.dst_ip.find(':') != std::string::npos;
-  const std::string url = "http://" + (v6 ? "[" + spec.dst_ip + "]" : spec.dst_ip) + ":" +
-                          std::to_string(spec.dst_port) + spec.path;
+  RequireDestination(spec);
+  const std::string url = "http://" + spec.dst.ToString() + spec.path;
   // -v: curl 7.88's errormsg for exit 7 says only "Couldn't connect to server"; the verbose lines on
   // stderr say why ("connect to ... failed: Connection refused").
   std::vector<std::string> argv = {"curl",
@@ -415,7 +391,7 @@ std::vector<std::string> CurlArgv(const ProbeSpec& spec) {
                                    "--max-time",
                                    Seconds(spec.connect_timeout + spec.response_timeout)};
   if (spec.src_port != 0) argv.insert(argv.end(), {"--local-port", std::to_string(spec.src_port)});
-  if (!spec.src_ip.empty()) argv.insert(argv.end(), {"--interface", spec.src_ip});
+  if (spec.src_ip) argv.insert(argv.end(), {"--interface", spec.src_ip->ToString()});
   if (spec.method != "GET") argv.insert(argv.end(), {"-X", spec.method});
   if (!spec.host.empty()) argv.insert(argv.end(), {"-H", "Host: " + spec.host});
   for (const auto& [k, v] : spec.headers) argv.insert(argv.end(), {"-H", k + ": " + v});
@@ -507,7 +483,6 @@ ProbeOutcome ParseCurlResult(int exit_code, const std::string& json_stdout, cons
 }
 
 ProbeOutcome ProbeWithCurl(const netns::NetnsRef& source, const ProbeSpec& spec) {
-  ParseAddress(spec.dst_ip, spec.dst_port, "destination");  // bad input fails here, not as a curl error
   netns::ProcessOptions opts;
   opts.netns = source;
   // curl bounds itself (--max-time); the process bound only catches a curl that hangs anyway.
@@ -515,10 +490,10 @@ ProbeOutcome ProbeWithCurl(const netns::NetnsRef& source, const ProbeSpec& spec)
       netns::Run(CurlArgv(spec), opts, spec.connect_timeout + spec.response_timeout + defaults::Command());
   if (r.timed_out) throw Error("curl outlived its own --max-time: " + r.Describe());
   ProbeOutcome out = ParseCurlResult(r.exit_code, r.out, r.err);
-  if (out.tuple.dst.ip.unspecified()) out.tuple.dst.ip = *net::IpAddr::Parse(spec.dst_ip);
-  if (out.tuple.dst.port == 0) out.tuple.dst.port = spec.dst_port;
+  if (out.tuple.dst.ip.unspecified()) out.tuple.dst.ip = spec.dst.ip;
+  if (out.tuple.dst.port == 0) out.tuple.dst.port = spec.dst.port;
   if (out.tuple.src.port == 0) out.tuple.src.port = spec.src_port;
-  if (out.tuple.src.ip.unspecified() && !spec.src_ip.empty()) out.tuple.src.ip = *net::IpAddr::Parse(spec.src_ip);
+  if (out.tuple.src.ip.unspecified() && spec.src_ip) out.tuple.src.ip = *spec.src_ip;
   return out;
 }
 

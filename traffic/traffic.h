@@ -58,14 +58,13 @@ struct ProbeOutcome {
 };
 
 struct ProbeSpec {
-  std::string dst_ip;
-  uint16_t dst_port = 80;
-  std::string src_ip;     // bind to this address ("" = the kernel's choice)
+  net::Endpoint dst{{}, 80};          // on an Env, an unspecified address means the server's ServiceAddress
+  std::optional<net::IpAddr> src_ip;  // bind to this address (none = the kernel's choice)
   uint16_t src_port = 0;  // bind to this port (0 = the kernel's choice, reported in the outcome)
   bool http = true;       // false: a TCP connect probe (ok once connected)
   std::string method = "GET";
   std::string path = "/";
-  std::string host;  // Host header ("" = dst_ip[:port])
+  std::string host;  // Host header ("" = dst)
   std::vector<std::pair<std::string, std::string>> headers;
   std::chrono::milliseconds connect_timeout = defaults::ConnectTimeout();
   std::chrono::milliseconds response_timeout = defaults::ResponseTimeout();

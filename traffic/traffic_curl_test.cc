@@ -89,8 +89,8 @@ TEST_CASE("real curl runs map to probe outcomes, and were made with the harness'
     // Recorded with the argv the harness would build for the recorded spec.
     const auto& sp = c.at("spec");
     kmesh::e2e::ProbeSpec spec;
-    spec.dst_ip = sp.at("dst_ip").get<std::string>();
-    spec.dst_port = sp.at("dst_port").get<uint16_t>();
+    spec.dst.ip = *kmesh::net::IpAddr::Parse(sp.at("dst_ip").get<std::string>());
+    spec.dst.port = sp.at("dst_port").get<uint16_t>();
     spec.src_port = sp.at("src_port").get<uint16_t>();
     spec.path = sp.at("path").get<std::string>();
     spec.connect_timeout = std::chrono::milliseconds(sp.at("connect_timeout_ms").get<int>());
@@ -160,8 +160,8 @@ TEST_CASE("output that is not curl's JSON is an error saying what was found") {
 
 TEST_CASE("curl's argv carries the chosen source port, bounds, headers and Host") {
   kmesh::e2e::ProbeSpec spec;
-  spec.dst_ip = "fd00::7";
-  spec.dst_port = 8080;
+  spec.dst.ip = *kmesh::net::IpAddr::Parse("fd00::7");
+  spec.dst.port = 8080;
   spec.src_port = 40100;
   spec.host = "httpbin.default";
   spec.headers = {{"X-User", "alice"}};

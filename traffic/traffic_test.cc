@@ -68,8 +68,8 @@ TEST_CASE("every probe outcome is produced for real, the same by socket and by c
     for (const bool curl : {false, true}) {
       INFO(row.what << " via " << (curl ? "curl" : "socket"));
       ProbeSpec spec;
-      spec.dst_ip = kServerIp;
-      spec.dst_port = row.port;
+      spec.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+      spec.dst.port = row.port;
       spec.src_port = ++chosen_port;  // a fresh, known source port per probe
       spec.connect_timeout = 400ms;
       spec.response_timeout = 600ms;
@@ -105,8 +105,8 @@ TEST_CASE("a probe with no chosen port reports the port the kernel picked") {
   Pair net;
   TestServer ok(net.server.ref(), 8080, TestServer::Behaviour::kHttp, 200);
   ProbeSpec spec;
-  spec.dst_ip = kServerIp;
-  spec.dst_port = 8080;
+  spec.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+  spec.dst.port = 8080;
   spec.host = "httpbin.example";
   const ProbeOutcome o = kmesh::e2e::Probe(net.client.ref(), spec);
   INFO(o.ToString());
@@ -121,16 +121,17 @@ TEST_CASE("a probe with no chosen port reports the port the kernel picked") {
 TEST_CASE("bad probe input is an error naming it") {
   Pair net;
   ProbeSpec spec;
-  spec.dst_ip = "10.77.0.300";
-  CHECK_THROWS_WITH(kmesh::e2e::Probe(net.client.ref(), spec), Catch::Contains("destination \"10.77.0.300\" is not an IPv4 or IPv6 address"));
-  CHECK_THROWS_WITH(kmesh::e2e::ProbeWithCurl(net.client.ref(), spec), Catch::Contains("10.77.0.300"));
-  CHECK_THROWS_WITH(kmesh::e2e::Probe(NetnsRef::Resolve("kme2e-no-such-ns"), spec), Catch::Contains("kme2e-no-such-ns") && Catch::Contains("not found"));
-  spec.dst_ip = kServerIp;
-  spec.src_ip = "10.1.1.1";  // not an address of the client namespace
+  CHECK_THROWS_WITH(kmesh::e2e::Probe(net.client.ref(), spec),
+                    Catch::Contains("no destination (ProbeSpec.dst is 0.0.0.0:80)"));
+  CHECK_THROWS_WITH(kmesh::e2e::ProbeWithCurl(net.client.ref(), spec), Catch::Contains("no destination"));
+  spec.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+  CHECK_THROWS_WITH(kmesh::e2e::Probe(NetnsRef::Resolve("kme2e-no-such-ns"), spec),
+                    Catch::Contains("kme2e-no-such-ns") && Catch::Contains("not found"));
+  spec.src_ip = *kmesh::net::IpAddr::Parse("10.1.1.1");  // not an address of the client namespace
   CHECK_THROWS_WITH(kmesh::e2e::Probe(net.client.ref(), spec), Catch::Contains("bind to source 10.1.1.1") && Catch::Contains("assign"));
   // No route is not one of the six outcomes: it says so.
-  spec.src_ip = "";
-  spec.dst_ip = "10.200.0.1";
+  spec.src_ip.reset();
+  spec.dst.ip = *kmesh::net::IpAddr::Parse("10.200.0.1");
   const ProbeOutcome o = kmesh::e2e::Probe(net.client.ref(), spec);
   CHECK(o.kind == OutcomeKind::kError);
   CHECK_THAT(o.detail, Catch::Contains("ENETUNREACH"));

@@ -259,9 +259,9 @@ TEST_CASE("ESP crosses the underlay with the expected SPIs and no plaintext; the
     spec.label = label + "_node_b";
     auto cap_b = kmesh::capture::Capture::Start(b.ref(), spec);
     kmesh::e2e::ProbeSpec probe;
-    probe.dst_ip = "10.244.1.1";
-    probe.dst_port = 8080;
-    probe.src_ip = "10.244.0.1";
+    probe.dst.ip = *kmesh::net::IpAddr::Parse("10.244.1.1");
+    probe.dst.port = 8080;
+    probe.src_ip = *kmesh::net::IpAddr::Parse("10.244.0.1");
     probe.src_port = port;
     probe.headers = {{"X-Marker", spec.marker}};
     const auto outcome = kmesh::e2e::Probe(a.ref(), probe);

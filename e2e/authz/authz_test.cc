@@ -58,9 +58,7 @@ struct World {
   App b;          // sleep in test-ns3: the client it does not
 };
 
-bool HasFamily(const App& app, Family f) {
-  return FamilyOf(app.ip) == f || (f == Family::kIPv6 && !app.ip6.empty());
-}
+bool HasFamily(const App& app, Family f) { return app.ip.family() == f || (f == Family::kIPv6 && app.ip6); }
 
 Deployment& TheDeployment() {
   static Deployment* d = [] {
@@ -103,7 +101,7 @@ World& TheWorld(Family family) {
   Deployment& d = TheDeployment();
   if (std::find(d.families.begin(), d.families.end(), family) == d.families.end()) {
     throw std::runtime_error(std::string("the ") + d.env->name() + " Env has no " + FamilyName(family) +
-                             " address on every app (server " + d.server.ip +
+                             " address on every app (server " + d.server.ip.ToString() +
                              "): run the other family's cases (--test_filter=[ipv4] or [ipv6])");
   }
   World w{d.env.get(),
@@ -232,8 +230,7 @@ std::function<ProbeSpec(World&)> OnPort(uint16_t App::*port) {
   return [port](World& w) {
     ProbeSpec s;
     s.path = "/get";
-    s.dst_ip = w.server.ip;
-    s.dst_port = w.server.*port;
+    s.dst = {w.server.ip, w.server.*port};
     return s;
   };
 }
@@ -311,19 +308,17 @@ std::vector<std::string> Plus(std::vector<std::string> list, const std::string& 
 
 // A CIDR that holds `inside` but not `outside`, written with host bits set (istiod sends them unmasked,
 // istio-authz-facts.md §5): the shortest prefix of `inside` that excludes `outside`. Either family.
-std::string CidrHoldingOnly(const std::string& inside, const std::string& outside) {
-  const auto a = *net::IpAddr::Parse(inside);
-  const auto b = *net::IpAddr::Parse(outside);
+std::string CidrHoldingOnly(const net::IpAddr& a, const net::IpAddr& b) {
   if (a.family() != b.family()) {
-    throw std::runtime_error("CidrHoldingOnly needs two addresses of one family, got " + inside + ", " +
-                             outside);
+    throw std::runtime_error("CidrHoldingOnly needs two addresses of one family, got " + a.ToString() + ", " +
+                             b.ToString());
   }
   const int bits = a.bits();
   int common = 0;
   while (common < bits &&
          ((a[common / 8] ^ b[common / 8]) & (0x80 >> (common % 8))) == 0)
     ++common;
-  return inside + "/" + std::to_string(std::min(common + 1, bits));
+  return a.ToString() + "/" + std::to_string(std::min(common + 1, bits));
 }
 
 // The prefix length of a node's pod CIDR (kind: /24 per node for IPv4, /64 for IPv6).
@@ -331,7 +326,7 @@ int NodePrefix(const World& w) { return w.family == Family::kIPv6 ? 64 : 24; }
 
 // The CIDR of `prefix` bits that holds `ip`, written with host bits set: a block of the client's whole
 // node (/24, /64), of the pod network (/16, /56) and so on.
-std::string CidrOf(const std::string& ip, int prefix) { return ip + "/" + std::to_string(prefix); }
+std::string CidrOf(const net::IpAddr& ip, int prefix) { return ip.ToString() + "/" + std::to_string(prefix); }
 
 Vars Named(World& w, const std::string& name, const std::string& action) {
   return Vars()
@@ -362,7 +357,7 @@ std::string Principal(const App& app) {
 std::vector<Row> Rows() {
   auto selector = [](World& w) { return Vars().Set("Namespace", "test-ns1").Set("App", w.server.name); };
   auto target = [](World& w) { return Vars().Set("Namespace", "test-ns1").Set("Service", w.wp_server.name); };
-  auto a_ip = [](World& w) { return std::vector<std::string>{w.a.ip}; };
+  auto a_ip = [](World& w) { return std::vector<std::string>{w.a.ip.ToString()}; };
   const auto port = &App::port;
   const auto alt = &App::alt_port;
   std::vector<Row> rows = {
@@ -370,13 +365,13 @@ std::vector<Row> Rows() {
       {"ip-allow",
        "ip",
        false,
-       {{"ip-allow", [=](World& w) { return selector(w).Set("Ip", w.a.ip); }}},
+       {{"ip-allow", [=](World& w) { return selector(w).Set("Ip", w.a.ip.ToString()); }}},
        {{"selected client", Client::kA, Http, AllowedByXdpAllowMatch(), {}},
         {"other client", Client::kB, Http, DeniedByXdpNoAllowMatch(), {}}}},
       {"ip-deny",
        "ip",
        false,
-       {{"ip-deny", [=](World& w) { return selector(w).Set("Ip", w.a.ip); }}},
+       {{"ip-deny", [=](World& w) { return selector(w).Set("Ip", w.a.ip.ToString()); }}},
        {{"selected client", Client::kA, Http, DeniedByXdpDenyMatch(), {}},
         {"other client", Client::kB, Http, Allowed(), {}}}},
       {"port-allow",
@@ -451,24 +446,24 @@ std::vector<Row> Rows() {
       {"ip-list-deny-4th",
        "ip",
        false,
-       {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(w, 3), w.a.ip); })},
+       {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(w, 3), w.a.ip.ToString()); })},
        {{"client 4th in the list", Client::kA, Http, DeniedByXdpDenyMatch(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, Allowed(), {}}}},
       {"ip-list-deny-1st",
        "ip",
        false,
-       {IpBlocks("ip-list", "DENY", [](World& w) { return Plus({w.a.ip}, OtherIps(w, 3)[0]); })},
+       {IpBlocks("ip-list", "DENY", [](World& w) { return Plus({w.a.ip.ToString()}, OtherIps(w, 3)[0]); })},
        {{"client 1st in the list", Client::kA, Http, DeniedByXdpDenyMatch(), {}}}},
       {"ip-list-allow-4th",
        "ip",
        false,
-       {IpBlocks("ip-list", "ALLOW", [](World& w) { return Plus(OtherIps(w, 3), w.a.ip); })},
+       {IpBlocks("ip-list", "ALLOW", [](World& w) { return Plus(OtherIps(w, 3), w.a.ip.ToString()); })},
        {{"client 4th in the list", Client::kA, Http, AllowedByXdpAllowMatch(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, DeniedByXdpNoAllowMatch(), {}}}},
       {"ip-list-deny-5th",
        "limits",
        false,
-       {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(w, 4), w.a.ip); })},
+       {IpBlocks("ip-list", "DENY", [](World& w) { return Plus(OtherIps(w, 4), w.a.ip.ToString()); })},
        {{"client 5th in the list", Client::kA, Http, DeniedByXdpDenyMatch(), kFirstAddressOnly},
         {"client not listed", Client::kB, Http, Allowed(), {}}}},
       {"ip-cidr-deny",
@@ -501,7 +496,9 @@ std::vector<Row> Rows() {
        false,
        {{"ip-blocks-except",
          [](World& w) {
-           return Named(w, "ip-except", "DENY").SetList("Ips", {PodCidrs(w)}).SetList("NotIps", {w.b.ip});
+           return Named(w, "ip-except", "DENY")
+               .SetList("Ips", {PodCidrs(w)})
+               .SetList("NotIps", {w.b.ip.ToString()});
          }}},
        {{"client in ipBlocks only", Client::kA, Http, DeniedByXdpDenyMatch(), {}},
         {"client also in notIpBlocks", Client::kB, Http, Allowed(), {}}}},
@@ -563,7 +560,9 @@ std::vector<Row> Rows() {
        "ip",
        false,
        {{"destination-ip",
-         [=](World& w) { return Named(w, "dst-ip", "DENY").SetList("DestinationIps", {w.server.ip}); }}},
+         [=](World& w) {
+           return Named(w, "dst-ip", "DENY").SetList("DestinationIps", {w.server.ip.ToString()});
+         }}},
        {{"server's own address", Client::kA, Http, DeniedByXdpDenyMatch(), {}}}},
       {"destination-ip-allow-other",
        "ip",
@@ -576,8 +575,8 @@ std::vector<Row> Rows() {
       {"allow-a-and-deny-b",
        "order",
        false,
-       {IpBlocks("allow-a", "ALLOW", [](World& w) { return std::vector<std::string>{w.a.ip}; }),
-        IpBlocks("deny-b", "DENY", [](World& w) { return std::vector<std::string>{w.b.ip}; })},
+       {IpBlocks("allow-a", "ALLOW", [](World& w) { return std::vector<std::string>{w.a.ip.ToString()}; }),
+        IpBlocks("deny-b", "DENY", [](World& w) { return std::vector<std::string>{w.b.ip.ToString()}; })},
        {{"allowed client", Client::kA, Http, AllowedByXdpAllowMatch(), {}},
         {"denied client", Client::kB, Http, DeniedByXdpDenyMatch(), {}}}},
       {"allow-listed-before-deny",
@@ -821,7 +820,7 @@ void RemoveRestoresAccess(Family family, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, "remove-restores-access"), w.env->name());
   Begin(c, w, family, defect);
-  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
+  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip.ToString());
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
   ProbeSpec spec = WithVerdictTime(Http(w));
@@ -834,7 +833,7 @@ void SameTupleAfterRemoval(Family family, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, "same-tuple-after-removal"), w.env->name());
   Begin(c, w, family, defect);
-  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
+  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip.ToString());
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
   ProbeSpec spec = WithVerdictTime(Http(w));
@@ -849,7 +848,7 @@ void TcargsResidue(Family family, const std::optional<Defect>& defect) {
   Case c("authz", Title(family, "tcargs-residue"), w.env->name());
   Begin(c, w, family, defect);
   const auto baseline = w.env->DatapathMapCounts(w.server);
-  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
+  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip.ToString());
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
   // b matches no policy: allowed, and XDP evaluated each of its packets.
@@ -866,7 +865,7 @@ void TcargsAfterMatch(Family family, const std::optional<Defect>& defect) {
   Case c("authz", Title(family, "tcargs-after-match"), w.env->name());
   Begin(c, w, family, defect);
   const auto baseline = w.env->DatapathMapCounts(w.server);
-  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
+  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip.ToString());
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
   Report(ProbeAndJudge(*w.env, c, w.a, w.server, WithVerdictTime(Http(w)), DeniedByXdpDenyMatch(),
@@ -878,7 +877,7 @@ void WlpolicyResidue(Family family, const std::optional<Defect>& defect) {
   World& w = TheWorld(family);
   Case c("authz", Title(family, "wlpolicy-residue"), w.env->name());
   Begin(c, w, family, defect);
-  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
+  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip.ToString());
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
   deny.Remove();
@@ -894,7 +893,7 @@ void AddressBlobResidue(Family family, const std::optional<Defect>& defect) {
   Case c("authz", Title(family, "address-blob-residue"), w.env->name());
   Begin(c, w, family, defect);
   const auto baseline = w.env->DatapathMapCounts(w.server);
-  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip);
+  auto vars = Vars().Set("Namespace", "test-ns1").Set("App", w.server.name).Set("Ip", w.a.ip.ToString());
   AppliedPolicies deny(*w.env);
   ApplyAndWait(w, c, deny, {RenderPolicyTemplate("ip-deny", vars)}, w.server);
   deny.Remove();
@@ -982,8 +981,7 @@ std::vector<Row> Ipv6OnlyRows() {
        // 253.0.0.16): Istio never matches an IPv6 source with an IPv4 block.
        {IpBlocks("ipv4-block", "DENY",
                  [](World& w) {
-                   const auto ip = *net::IpAddr::Parse(w.a.ip);
-                   return std::vector<std::string>{net::IpAddr::V4(ip.data()).ToString() + "/32"};
+                   return std::vector<std::string>{net::IpAddr::V4(w.a.ip.data()).ToString() + "/32"};
                  })},
        {{"IPv6 client whose first bytes read as the block", Client::kA, Http, Allowed(), kIpv4BlockOnIpv6}}},
   };

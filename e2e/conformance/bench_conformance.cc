@@ -41,7 +41,8 @@ void LabProbes(int n, double* deny_s, double* allow_s) {
   auto a = env->Deploy({"sleep-a", kmesh::e2e::AppKind::kClient, 0, "test-ns2", {}, false});
   auto b = env->Deploy({"sleep-b", kmesh::e2e::AppKind::kClient, 0, "test-ns3", {}, false});
   auto policies = env->Apply(kmesh::policy::RenderPolicyTemplate(
-      "ip-deny", kmesh::policy::Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
+      "ip-deny",
+      kmesh::policy::Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip.ToString())));
   env->WaitRealized(policies.at(0), server);
   std::vector<double> deny, allow;
   for (int i = 0; i < n; ++i) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "net/ip.h"
@@ -26,13 +27,13 @@ struct App {
   AppKind kind = AppKind::kServer;
   std::string node;  // node name
   std::string k8s_namespace;
-  std::string ip;            // pod IP; the address a suite reaches the app at (see OverFamily)
+  net::IpAddr ip;            // pod IP; the address a suite reaches the app at (see OverFamily)
   uint16_t port = 0;         // server: the pod port
   uint16_t alt_port = 0;     // server: a second pod port (for port policies), 0 if none
   uint32_t workload_id = 0;  // FNV-32a of the workload UID (km_frontend / km_wlpolicy key)
   // The pod's service account (principal cluster.local/ns/<ns>/sa/<sa>); no app of the suites has its own.
   std::string service_account = "default";
-  std::string ip6;  // the pod's IPv6 address on a dual-stack Env, "" on a single-stack one
+  std::optional<net::IpAddr> ip6;  // the pod's IPv6 address on a dual-stack Env
 };
 
 // The app as reached over `family`: its `ip` is the pod's address in that family (on a dual-stack Env,
@@ -41,7 +42,5 @@ struct App {
 App OverFamily(const App& app, net::Family family);
 // "IPv4" / "IPv6".
 const char* FamilyName(net::Family family);
-// The family of an address ("fd00::1" -> kIPv6); throws naming the text when it is not an address.
-net::Family FamilyOf(const std::string& ip);
 
 }  // namespace kmesh::e2e

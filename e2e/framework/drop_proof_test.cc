@@ -34,8 +34,8 @@ namespace {
 // than a probe's 500 ms connect bound to answer.
 void Warm(Pair& net) {
   ProbeSpec s;
-  s.dst_ip = kServerIp;
-  s.dst_port = 1;
+  s.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+  s.dst.port = 1;
   s.http = false;
   s.connect_timeout = std::chrono::milliseconds(3000);
   kmesh::e2e::Probe(net.client.ref(), s);
@@ -48,9 +48,9 @@ PodLink LinkOf(Pair& net) {
 
 ProbeSpec Spec(uint16_t src_port, uint16_t dst_port) {
   ProbeSpec s;
-  s.dst_ip = kServerIp;
-  s.dst_port = dst_port;
-  s.src_ip = kClientIp;
+  s.dst.ip = *kmesh::net::IpAddr::Parse(kServerIp);
+  s.dst.port = dst_port;
+  s.src_ip = *kmesh::net::IpAddr::Parse(kClientIp);
   s.src_port = src_port;
   s.path = "/get";
   return s;

@@ -16,20 +16,20 @@ using Clock = std::chrono::steady_clock;
 uint16_t Env::NextSourcePort() { return static_cast<uint16_t>(42000 + (next_port_++ % 20000)); }
 
 ProbeOutcome Env::Probe(const App& client, const App& server, ProbeSpec spec) {
-  if (spec.dst_ip.empty()) std::tie(spec.dst_ip, spec.dst_port) = ServiceAddress(server);
+  if (spec.dst.ip.unspecified()) spec.dst = ServiceAddress(server);
   if (spec.src_port == 0) spec.src_port = NextSourcePort();
   ProbeOutcome out = ProbeFrom(client, spec);
   // Where the client could not say (curl gives no tuple when it never connected), the tuple is the one
   // asked for.
-  if (out.tuple.src.ip.unspecified()) out.tuple.src.ip = *net::IpAddr::Parse(client.ip);
+  if (out.tuple.src.ip.unspecified()) out.tuple.src.ip = client.ip;
   if (out.tuple.src.port == 0) out.tuple.src.port = spec.src_port;
-  if (out.tuple.dst.ip.unspecified()) out.tuple.dst.ip = *net::IpAddr::Parse(spec.dst_ip);
-  if (out.tuple.dst.port == 0) out.tuple.dst.port = spec.dst_port;
+  if (out.tuple.dst.ip.unspecified()) out.tuple.dst.ip = spec.dst.ip;
+  if (out.tuple.dst.port == 0) out.tuple.dst.port = spec.dst.port;
   return out;
 }
 
 std::unique_ptr<LoadRun> Env::StartLoad(const App& client, const App& server, LoadSpec spec) {
-  if (spec.probe.dst_ip.empty()) std::tie(spec.probe.dst_ip, spec.probe.dst_port) = ServiceAddress(server);
+  if (spec.probe.dst.ip.unspecified()) spec.probe.dst = ServiceAddress(server);
   return LoadFrom(client, server, spec);
 }
 
@@ -37,7 +37,9 @@ std::optional<bpf_probe::Verdict> Env::AuthVerdict(const App& server, const net:
   return Evidence(server.node).Auth(t).verdict;
 }
 
-bpf_probe::XdpAttachment Env::XdpOf(const App& server) { return Evidence(server.node).XdpOfPod(server.ip); }
+bpf_probe::XdpAttachment Env::XdpOf(const App& server) {
+  return Evidence(server.node).XdpOfPod(server.ip.ToString());
+}
 
 std::map<std::string, uint64_t> Env::DatapathMapCounts(const App& server) {
   std::map<std::string, uint64_t> out;
@@ -46,7 +48,7 @@ std::map<std::string, uint64_t> Env::DatapathMapCounts(const App& server) {
 }
 
 std::optional<std::vector<uint32_t>> Env::WorkloadPolicies(const App& server) {
-  return Evidence(server.node).Maps(server.ip).workload_policy_ids;
+  return Evidence(server.node).Maps(server.ip.ToString()).workload_policy_ids;
 }
 
 xfrm::XfrmSnapshot Env::Xfrm(const std::string& node) { return Evidence(node).Xfrm(); }
@@ -55,13 +57,13 @@ void Env::DeleteXfrmState(const std::string& node, const xfrm::XfrmState& s) {
   Evidence(node).DeleteXfrmState(s);
 }
 
-std::unique_ptr<node::CaptureRun> Env::StartCapture(const std::string& node, const std::string& peer,
+std::unique_ptr<node::CaptureRun> Env::StartCapture(const std::string& node, const net::IpAddr& peer,
                                                     capture::CaptureSpec spec) {
-  return Evidence(node).StartCapture(peer, std::move(spec));
+  return Evidence(node).StartCapture(peer.ToString(), std::move(spec));
 }
 
 std::unique_ptr<node::CaptureRun> Env::StartPodCapture(const App& app, capture::CaptureSpec spec) {
-  return Evidence(app.node).StartPodCapture(app.ip, std::move(spec));
+  return Evidence(app.node).StartPodCapture(app.ip.ToString(), std::move(spec));
 }
 
 Realized Env::WaitRealized(const policy::AuthorizationPolicy& p, const App& server) {
@@ -79,7 +81,7 @@ Realized Env::WaitInMaps(const policy::AuthorizationPolicy& p, const App& server
   node::NodeEvidence& n = Evidence(server.node);
   std::string seen;
   while (true) {
-    const node::MapsReport m = n.Maps(server.ip);
+    const node::MapsReport m = n.Maps(server.ip.ToString());
     // The key km_authz_policy holds the policy under (Kmesh's id, else one it may store instead).
     uint32_t stored = keys.back();
     for (uint32_t k : keys) {
@@ -90,9 +92,10 @@ Realized Env::WaitInMaps(const policy::AuthorizationPolicy& p, const App& server
     }
     const bool in_policies = m.HasPolicy(stored);
     const bool listed = m.WorkloadLists(r.policy_id);
-    seen = "km_authz_policy (" + m.source + ") " + (in_policies ? "holds " : "lacks ") + Hex32(stored) + " (" +
-           p.IdKey() + (stored != r.policy_id ? ", id " + Hex32(r.policy_id) + " cut at a zero byte" : "") +
-           "); km_frontend[" + server.ip +
+    seen = "km_authz_policy (" + m.source + ") " + (in_policies ? "holds " : "lacks ") + Hex32(stored) +
+           " (" + p.IdKey() +
+           (stored != r.policy_id ? ", id " + Hex32(r.policy_id) + " cut at a zero byte" : "") +
+           "); km_frontend[" + server.ip.ToString() +
            "] = " + (m.workload_id ? Hex32(*m.workload_id) : std::string("absent"));
     if (m.workload_id && *m.workload_id != server.workload_id) {
       seen +=
@@ -127,9 +130,10 @@ Realized Env::WaitInMaps(const policy::AuthorizationPolicy& p, const App& server
 
 void Env::UseIpsecFamily(net::Family family) {
   for (const auto& n : Nodes()) {
-    if (FamilyOf(n.address) != family) {
-      throw Error(name() + ": node " + n.name + "'s address " + n.address + " is not " + FamilyName(family) +
-                  ": IPsec over " + FamilyName(family) + " needs a cluster whose nodes are");
+    if (n.address.family() != family) {
+      throw Error(name() + ": node " + n.name + "'s address " + n.address.ToString() + " is not " +
+                  FamilyName(family) + ": IPsec over " + FamilyName(family) +
+                  " needs a cluster whose nodes are");
     }
   }
 }

@@ -46,8 +46,7 @@ using policy::Mechanism;
 
 struct Node {
   std::string name;
-  std::string address;  // InternalIP (underlay)
-  std::vector<std::string> pod_cidrs;
+  net::IpAddr address;  // InternalIP (underlay)
 };
 
 // What WaitRealized saw: the policy id in km_authz_policy and in km_wlpolicy of the workload (XDP), or
@@ -90,8 +89,8 @@ class Env {
   Realized WaitRealized(const policy::AuthorizationPolicy& p, const App& server);
 
   // Where clients reach a server: the waypoint when the service has one, else the pod.
-  virtual std::pair<std::string, uint16_t> ServiceAddress(const App& server) = 0;
-  // One request from `client`; spec.dst_* default to ServiceAddress(server) when empty, spec.src_port to
+  virtual net::Endpoint ServiceAddress(const App& server) = 0;
+  // One request from `client`; spec.dst defaults to ServiceAddress(server) when unspecified, spec.src_port to
   // NextSourcePort(). A new connection with a fresh source port each time (the harness never reuses a
   // tuple).
   ProbeOutcome Probe(const App& client, const App& server, ProbeSpec spec);
@@ -100,7 +99,7 @@ class Env {
   // entries of dropped SYNs are never deleted). 42000..61999, from a per-process offset so concurrent runs
   // differ too.
   uint16_t NextSourcePort();
-  // spec.probe.dst_* default to ServiceAddress(server).
+  // spec.probe.dst defaults to ServiceAddress(server).
   std::unique_ptr<LoadRun> StartLoad(const App& client, const App& server, LoadSpec spec);
 
   // Evidence: what a node's kernel holds, read the same way on every Env.
@@ -142,7 +141,7 @@ class Env {
   }
   // A capture on the node's interface toward `peer_address` (the routed underlay interface), wherever the
   // node is (in this process, or kmesh-probe in the node's Kmesh pod).
-  std::unique_ptr<node::CaptureRun> StartCapture(const std::string& node, const std::string& peer_address,
+  std::unique_ptr<node::CaptureRun> StartCapture(const std::string& node, const net::IpAddr& peer_address,
                                                  capture::CaptureSpec spec);
   // A capture on the app's own interface (eth0 in the pod): where traffic is always in clear, so the
   // sanity capture proves the plaintext filter matches the probe.

@@ -3,28 +3,29 @@
 
 #include "e2e/framework/env.h"
 
-using kmesh::net::Family;
 using kmesh::e2e::App;
 using kmesh::e2e::OverFamily;
 using kmesh::e2e::ParseFamilies;
+using kmesh::net::Family;
+using kmesh::net::IpAddr;
 
 TEST_CASE("OverFamily: a dual-stack app's ip is its IPv6 address over IPv6, unchanged over IPv4") {
   App a;
   a.name = "httpbin";
-  a.ip = "10.244.2.2";
-  a.ip6 = "fd00:10:244:2::2";
-  CHECK(OverFamily(a, Family::kIPv4).ip == "10.244.2.2");
-  CHECK(OverFamily(a, Family::kIPv6).ip == "fd00:10:244:2::2");
+  a.ip = *IpAddr::Parse("10.244.2.2");
+  a.ip6 = *IpAddr::Parse("fd00:10:244:2::2");
+  CHECK(OverFamily(a, Family::kIPv4).ip == a.ip);
+  CHECK(OverFamily(a, Family::kIPv6).ip == a.ip6);
   CHECK(OverFamily(a, Family::kIPv6).name == "httpbin");
 
   App v4only = a;
-  v4only.ip6.clear();
+  v4only.ip6.reset();
   CHECK_THROWS_WITH(OverFamily(v4only, Family::kIPv6), Catch::Contains("not dual stack"));
 
   App v6only = a;  // an IPv6 cluster: the pod's one address is IPv6
-  v6only.ip = "fd00:10:244:2::2";
-  v6only.ip6.clear();
-  CHECK(OverFamily(v6only, Family::kIPv6).ip == "fd00:10:244:2::2");
+  v6only.ip = *a.ip6;
+  v6only.ip6.reset();
+  CHECK(OverFamily(v6only, Family::kIPv6).ip == *a.ip6);
   CHECK_THROWS_WITH(OverFamily(v6only, Family::kIPv4), Catch::Contains("no IPv4 address"));
 }
 

@@ -81,7 +81,7 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
   const auto started = Clock::now();
   // The tuple is known before the SYN leaves (the Env picks a fresh source port), so the map is read for
   // exactly that tuple: while the connection is open (an allowed probe that checks it) and after.
-  if (spec.dst_ip.empty()) std::tie(spec.dst_ip, spec.dst_port) = env.ServiceAddress(server);
+  if (spec.dst.ip.unspecified()) spec.dst = env.ServiceAddress(server);
 
   // Every probe to a pod is watched at the pod's veth where the Env lets the harness (drop_proof.h): a
   // probe's wait ends as soon as the kernel has proven XDP dropped its SYN (connect phase) or, after the
@@ -96,11 +96,12 @@ Judgement JudgeProbe(Env& env, const App& client, const App& server, ProbeSpec s
         "not watched: the " + env.name() +
         " Env cannot watch the server pod's veth, so a denial rests on the client's timeout and the "
         "maps";
-  } else if (spec.dst_ip != server.ip) {
-    not_watched = "not watched: the probe goes to " + spec.dst_ip + ", not to the pod " + server.ip;
+  } else if (spec.dst.ip != server.ip) {
+    not_watched = "not watched: the probe goes to " + spec.dst.ip.ToString() + ", not to the pod " +
+                  server.ip.ToString();
   } else {
     if (spec.src_port == 0) spec.src_port = env.NextSourcePort();
-    const net::Tuple t{{*net::IpAddr::Parse(client.ip), spec.src_port}, {*net::IpAddr::Parse(spec.dst_ip), spec.dst_port}};
+    const net::Tuple t{{client.ip, spec.src_port}, spec.dst};
     watch.emplace(XdpDropWatch::Start(*link, t, options.save_dir,
                                       CaseFolderName(label) + "-" + std::to_string(spec.src_port)));
     spec.proven = [&watch](ProbeSpec::Phase phase) -> std::string {

@@ -101,17 +101,17 @@ EncryptedProbe ProbeEncrypted(Env& env, Case& c, const App& client, const App& s
   const auto nodes = env.Nodes();
   ProbeSpec spec;
   spec.src_port = env.NextSourcePort();
-  std::tie(spec.dst_ip, spec.dst_port) = env.ServiceAddress(server);
+  spec.dst = env.ServiceAddress(server);
   const std::string marker = "kmesh-e2e-marker-" + std::to_string(spec.src_port);
   spec.path = "/anything/" + marker;
   spec.headers.push_back({"x-kmesh-e2e-marker", marker});
-  const net::Tuple inner{{*net::IpAddr::Parse(client.ip), spec.src_port}, {*net::IpAddr::Parse(spec.dst_ip), spec.dst_port}};
+  const net::Tuple inner{{client.ip, spec.src_port}, spec.dst};
 
   const auto keys = EspKeys(env, secrets);
   std::vector<std::unique_ptr<node::CaptureRun>> caps;
   for (size_t i = 0; i < nodes.size(); ++i) {
     capture::CaptureSpec cs;
-    cs.filter = capture::AssertFilter(nodes[0].address, nodes[1].address, inner);
+    cs.filter = capture::AssertFilter(nodes[0].address.ToString(), nodes[1].address.ToString(), inner);
     cs.direction = capture::CaptureSpec::Direction::kOut;
     cs.inner = inner;
     cs.marker = marker;

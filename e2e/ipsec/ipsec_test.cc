@@ -144,7 +144,7 @@ void KeyRotation(Family family) {
   REQUIRE(before.report.ok());
 
   LoadSpec load;
-  std::tie(load.probe.dst_ip, load.probe.dst_port) = w.env->ServiceAddress(w.server);
+  load.probe.dst = w.env->ServiceAddress(w.server);
   // Each request is a new TCP connection whose handshake crosses the tunnel both ways (SYN one way,
   // SYN-ACK back): continuity of the encrypted path itself, at a rate an emulated VM's Python server
   // also sustains. Full HTTP through the tunnel is checked by the probe after the rotation (new SPI).
@@ -247,13 +247,13 @@ void RestartNoPlaintext(Family family) {
   REQUIRE(WaitLayout(w, c, w.spi, "before restart").report.ok());
 
   LoadSpec load;
-  std::tie(load.probe.dst_ip, load.probe.dst_port) = w.env->ServiceAddress(w.server);
+  load.probe.dst = w.env->ServiceAddress(w.server);
   load.probe.http = false;  // handshakes: every connection crosses the underlay both ways
   load.requests_per_second = 20;
   load.duration = std::chrono::milliseconds(5000);
   // Any TCP between the two pods on the restarted node's underlay, in clear, is a leak.
   capture::CaptureSpec cs;
-  cs.inner = net::Tuple{{*net::IpAddr::Parse(w.client.ip), 0}, {*net::IpAddr::Parse(load.probe.dst_ip), 0}};
+  cs.inner = net::Tuple{{w.client.ip, 0}, {load.probe.dst.ip, 0}};
   cs.filter = capture::PlaintextFilter(cs.inner);
   cs.direction = capture::CaptureSpec::Direction::kOut;
   cs.save_dir = c.dir();

@@ -136,10 +136,12 @@ void WalkAuthzIpDeny(DryRun& d) {
   const App b = env.Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3", {}, false});
   CHECK(server.node == "kmesh-testing-worker");
   CHECK(a.node == "kmesh-testing-control-plane");
-  CHECK(env.ServiceAddress(wp_server).first.rfind("10.96.0.", 0) == 0);  // through the waypoint's service
+  CHECK(env.ServiceAddress(wp_server).ip.ToString().rfind("10.96.0.", 0) ==
+        0);  // through the waypoint's service
 
   Case c("authz", "ip-deny (dry run)", env.name());
-  const auto vars = policy::Vars().Set("Namespace", "test-ns1").Set("App", server.name).Set("Ip", a.ip);
+  const auto vars =
+      policy::Vars().Set("Namespace", "test-ns1").Set("App", server.name).Set("Ip", a.ip.ToString());
   const auto policies = env.Apply(policy::RenderPolicyTemplate("ip-deny", vars));
   const Realized r = env.WaitRealized(policies.at(0), server);
   CHECK_THAT(r.evidence, Contains("dry run, not checked"));
@@ -204,7 +206,7 @@ void WalkIpsec(DryRun& d) {
   // key rotation under continuous traffic
   ReadLayout(env, secrets);
   LoadSpec load;
-  std::tie(load.probe.dst_ip, load.probe.dst_port) = env.ServiceAddress(server);
+  load.probe.dst = env.ServiceAddress(server);
   load.probe.http = false;
   load.requests_per_second = 20;
   load.duration = std::chrono::milliseconds(8000);

@@ -149,12 +149,12 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
                         e2e::AppKind::kServer,
                         "kmesh-testing-worker",
                         "test-ns1",
-                        pod_ip,
+                        *net::IpAddr::Parse(pod_ip),
                         8080,
                         9090,
                         workload,
                         "default",
-                        ""};
+                        std::nullopt};
 
   // The barrier reads the node's pins.
   const auto m = policy::RenderPolicyTemplate(
@@ -195,10 +195,10 @@ TEST_CASE("kind transport: node namespace, node bpffs pins, pod XDP and captures
   capture::CaptureSpec spec;
   spec.filter = "tcp port 8080";
   spec.max_duration = std::chrono::milliseconds(5000);
-  auto cap = env.StartCapture("kmesh-testing-worker", pod_ip, spec);
+  auto cap = env.StartCapture("kmesh-testing-worker", server.ip, spec);
   e2e::ProbeSpec probe;
-  probe.dst_ip = pod_ip;
-  probe.dst_port = 8080;
+  probe.dst.ip = server.ip;
+  probe.dst.port = 8080;
   probe.http = false;
   probe.connect_timeout = std::chrono::milliseconds(300);
   e2e::Probe(node.ref(), probe);

@@ -181,16 +181,13 @@ e2e::App KubeEnv::Deploy(const e2e::AppSpec& spec) {
   WaitXdpAttached("deploy " + key, pod);
   rec.pod = pod.name;
   rec.container = server ? "" : "sleep";
-  rec.app = e2e::App{spec.name, spec.kind, pod.node, spec.k8s_namespace, pod.ip, 0, 0,
-                     bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, spec.k8s_namespace, pod.name)),
-                     // testdata/apps creates no service account: the pods run as their namespace's "default".
-                     "default", pod.ip6};
+  rec.app = AppOf(spec.name, spec.kind, spec.k8s_namespace, pod);
   if (server) {
     rec.app.port = kServerPort;
     rec.app.alt_port = kServerAltPort;
-    rec.cluster_ip = ServiceClusterIp(
+    rec.cluster_ip = *net::IpAddr::Parse(ServiceClusterIp(
         k_->GetJson({"get", "service", spec.name, "-n", spec.k8s_namespace}, "read service " + key),
-        "service " + key);
+        "service " + key));
   }
   if (spec.waypoint) {
     WaitGatewayProgrammed(spec.k8s_namespace, rec.waypoint);
@@ -263,6 +260,21 @@ nlohmann::json KubeEnv::Images() const {
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& i : images_) out.push_back(i);
   return out;
+}
+
+e2e::App KubeEnv::AppOf(const std::string& name, e2e::AppKind kind, const std::string& ns,
+                        const PodInfo& pod) const {
+  // testdata/apps creates no service account: the pods run as their namespace's "default".
+  return {name,
+          kind,
+          pod.node,
+          ns,
+          *net::IpAddr::Parse(pod.ip),
+          0,
+          0,
+          bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, ns, pod.name)),
+          "default",
+          pod.ip6.empty() ? std::nullopt : std::make_optional(*net::IpAddr::Parse(pod.ip6))};
 }
 
 const KubeEnv::AppRecord& KubeEnv::Record(const e2e::App& app) const {

@@ -128,7 +128,7 @@ node::NodeEvidence& KubeEnv::node(const std::string& name) {
 
 std::vector<e2e::Node> KubeEnv::Nodes() {
   std::vector<e2e::Node> out;
-  for (const auto& n : facts_.nodes) out.push_back({n.name, n.internal_ip, n.pod_cidrs});
+  for (const auto& n : facts_.nodes) out.push_back({n.name, *net::IpAddr::Parse(n.internal_ip)});
   return out;
 }
 }  // namespace kmesh::kube

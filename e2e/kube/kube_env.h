@@ -90,7 +90,7 @@ class KubeEnv : public e2e::Env {
   std::vector<policy::AuthorizationPolicy> Apply(const policy::Manifest& m) override;
   void Remove(const std::vector<policy::AuthorizationPolicy>& policies) override;
   e2e::Mechanism MechanismOf(const policy::AuthorizationPolicy& p) const override;
-  std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) override;
+  net::Endpoint ServiceAddress(const e2e::App& server) override;
   // The node's evidence through its transport (node_access.h): kind (local) or kmesh-probe.
   node::NodeEvidence& Evidence(const std::string& node) override { return this->node(node); }
   nlohmann::json UserspaceDecisions(const e2e::App&, const net::Tuple&) override { return nullptr; }
@@ -144,7 +144,7 @@ class KubeEnv : public e2e::Env {
     e2e::App app;
     std::string pod;
     std::string container;   // where probes run (sleep) or "" for servers
-    std::string cluster_ip;  // servers
+    net::IpAddr cluster_ip;  // servers
     std::string waypoint;    // the waypoint Gateway's name, when the service has one
   };
 
@@ -155,6 +155,8 @@ class KubeEnv : public e2e::Env {
   void WaitGatewayProgrammed(const std::string& ns, const std::string& name);
   void DeleteNamespace(const std::string& ns);
   const AppRecord& Record(const e2e::App& app) const;
+  // The app running in `pod` (its addresses parsed from the pod's status).
+  e2e::App AppOf(const std::string& name, e2e::AppKind kind, const std::string& ns, const PodInfo& pod) const;
   void RequireIpsecOnce();
   void WaitXdpAttached(const std::string& what, const PodInfo& pod);
   void RecordImages(const PodInfo& pod);

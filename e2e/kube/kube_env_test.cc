@@ -106,13 +106,13 @@ TEST_CASE("kube env: deploy pins apps to nodes; probes run curl through kubectl 
   const e2e::App server = f.env->Deploy(Server());
   const e2e::App client = f.env->Deploy(Client());
   CHECK(server.node == "kmesh-testing-worker");
-  CHECK(server.ip == "10.244.1.7");
+  CHECK(server.ip.ToString() == "10.244.1.7");
   CHECK(server.port == kServerPort);
   CHECK(server.alt_port == kServerAltPort);
   CHECK(server.workload_id == bpf_probe::Fnv32a("Kubernetes//Pod/test-ns1/httpbin-5d9c7b6f48-k2x9q"));
   CHECK(client.node == "kmesh-testing-control-plane");
-  CHECK(client.ip == "10.244.0.12");  // after ContainerCreating, then Ready
-  CHECK(f.env->ServiceAddress(server) == std::pair<std::string, uint16_t>{"10.244.1.7", 8080});
+  CHECK(client.ip.ToString() == "10.244.0.12");  // after ContainerCreating, then Ready
+  CHECK(f.env->ServiceAddress(server).ToString() == "10.244.1.7:8080");
   CHECK(f.Count("apply -f") == 4);                 // two namespaces, two apps
   CHECK(f.env->Deploy(Server()).ip == server.ip);  // deployed once
 
@@ -441,7 +441,7 @@ TEST_CASE("kube env: Deploy returns once Kmesh's xdp_authz is attached to the po
            std::vector<Answer>{Text(none), Text(none), File("probe_xdp.handwritten.json")});
     });
     const e2e::App server = f.env->Deploy(Server());
-    CHECK(server.ip == "10.244.1.7");
+    CHECK(server.ip.ToString() == "10.244.1.7");
     CHECK(f.Count("xdp --pod-ip 10.244.1.7") == 3);
     f.env->Deploy(Client());
     CHECK(f.Count("xdp --pod-ip 10.244.0.12") == 1);

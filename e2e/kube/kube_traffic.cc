@@ -24,7 +24,7 @@ e2e::LoadReport FortioRun::Wait() {
   return ToLoadReport(result_, rps_);
 }
 
-std::pair<std::string, uint16_t> KubeEnv::ServiceAddress(const e2e::App& server) {
+net::Endpoint KubeEnv::ServiceAddress(const e2e::App& server) {
   const AppRecord& rec = Record(server);
   // With a waypoint, clients go to the service (istio.io/use-waypoint sends it through the waypoint);
   // otherwise to the pod, so the tuple XDP keys on is exactly the one the probe used.
@@ -40,8 +40,8 @@ e2e::ProbeOutcome KubeEnv::ProbeFrom(const e2e::App& client, const e2e::ProbeSpe
   for (auto& a : e2e::CurlArgv(spec)) args.push_back(a);
   // curl bounds itself (--max-time); the kubectl bound only catches a kubectl that hangs anyway.
   const auto r = k_->Try(args, spec.connect_timeout + spec.response_timeout + defaults::Kubectl());
-  const std::string where = "probe " + client.k8s_namespace + "/" + client.name + " -> " + spec.dst_ip + ":" +
-                            std::to_string(spec.dst_port);
+  const std::string where =
+      "probe " + client.k8s_namespace + "/" + client.name + " -> " + spec.dst.ToString();
   if (r.timed_out)
     throw KubectlError(where + ": kubectl exec outlived curl's own --max-time: " + DescribeResult(r), r);
   e2e::ProbeOutcome out;
@@ -74,10 +74,8 @@ std::unique_ptr<e2e::LoadRun> KubeEnv::LoadFrom(const e2e::App& client, const e2
 }
 
 FortioRun KubeEnv::StartFortioLoad(const e2e::App& client, const e2e::App& server, e2e::LoadSpec spec) {
-  if (spec.probe.dst_ip.empty()) std::tie(spec.probe.dst_ip, spec.probe.dst_port) = ServiceAddress(server);
-  const bool v6 = spec.probe.dst_ip.find(':') != std::string::npos;
-  const std::string url = "http://" + (v6 ? "[" + spec.probe.dst_ip + "]" : spec.probe.dst_ip) + ":" +
-                          std::to_string(spec.probe.dst_port) + spec.probe.path;
+  if (spec.probe.dst.ip.unspecified()) spec.probe.dst = ServiceAddress(server);
+  const std::string url = "http://" + spec.probe.dst.ToString() + spec.probe.path;
   const auto argv = FortioArgv(spec, url);  // bad input fails before anything is deployed
   const std::string key = client.k8s_namespace + "/" + client.name;
   e2e::App fortio;
@@ -103,12 +101,7 @@ FortioRun KubeEnv::StartFortioLoad(const e2e::App& client, const e2e::App& serve
     AppRecord rec;
     rec.pod = pod.name;
     rec.container = "fortio";
-    rec.app = e2e::App{
-        name,      e2e::AppKind::kClient,
-        pod.node,  client.k8s_namespace,
-        pod.ip,    0,
-        0,         bpf_probe::WorkloadId(PodWorkloadUid(opts_.cluster_id, client.k8s_namespace, pod.name)),
-        "default", pod.ip6};
+    rec.app = AppOf(name, e2e::AppKind::kClient, client.k8s_namespace, pod);
     std::lock_guard<std::mutex> l(mu_);
     apps_[client.k8s_namespace + "/" + name] = rec;
     fortio_[key] = rec.app;

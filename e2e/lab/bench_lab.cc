@@ -178,7 +178,7 @@ void PrintVerdicts(int probes) {
   std::printf("  %-34s %-28s %-28s %s\n", "denied by", "proven by the kernel", "timeout method", "ratio");
   for (const Kind& k : kinds) {
     auto vars = kmesh::policy::Vars().Set("Namespace", "test-ns1").Set("App", "httpbin");
-    vars.Set(k.var, k.select_a_namespace ? a.k8s_namespace : a.ip);
+    vars.Set(k.var, k.select_a_namespace ? a.k8s_namespace : a.ip.ToString());
     auto policies = env->Apply(kmesh::policy::RenderPolicyTemplate(k.policy, vars));
     env->WaitRealized(policies.at(0), server);
     Stats proven, timeout;

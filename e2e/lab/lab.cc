@@ -351,8 +351,10 @@ const App& Lab::Deploy(const e2e::AppSpec& spec) {
   auto labels = spec.labels;
   labels.emplace("app", spec.name);
   Pod& pod = topo_->AddPod(node, spec.name, spec.k8s_namespace, labels);
-  auto app = std::make_unique<App>(App{spec.name, spec.kind, node, spec.k8s_namespace, pod.ip, 0, 0,
-                                       bpf_probe::WorkloadId(pod.uid), "default", pod.ip6});
+  auto app = std::make_unique<App>(
+      App{spec.name, spec.kind, node, spec.k8s_namespace, *net::IpAddr::Parse(pod.ip), 0, 0,
+          bpf_probe::WorkloadId(pod.uid), "default",
+          pod.ip6.empty() ? std::nullopt : std::make_optional(*net::IpAddr::Parse(pod.ip6))});
   if (spec.kind == AppKind::kServer) {
     app->port = kHttpbinPort;
     app->alt_port = kHttpbinAltPort;
@@ -541,12 +543,12 @@ void Lab::RewriteWaypointPolicies(const App& server) {
   std::filesystem::rename(tmp, path);  // atomic: the waypoint never reads half a file
 }
 
-std::pair<std::string, uint16_t> Lab::ServiceAddress(const App& server) const {
+net::Endpoint Lab::ServiceAddress(const App& server) const {
   // The family the suite reaches the server in (e2e::OverFamily): its address says which.
   const auto wp = waypoint_pod_.find(server.name);
   if (wp == waypoint_pod_.end() || Active(Fault::kWaypointBypassed)) return {server.ip, server.port};
   const Pod& pod = topo_->pod(wp->second);
-  return {e2e::FamilyOf(server.ip) == net::Family::kIPv6 ? pod.ip6 : pod.ip, kWaypointPort};
+  return {*net::IpAddr::Parse(server.ip.is_v4() ? pod.ip : pod.ip6), kWaypointPort};
 }
 
 const std::string& Lab::UnderlayIp(const NodeSpec& n, net::Family family) {
@@ -772,10 +774,9 @@ void Lab::ApplyDatapathFaults() {
     }
     for (const auto& a : apps_) {
       if (a->kind != AppKind::kServer) continue;
-      const auto ip = *net::IpAddr::Parse(a->ip);
-      for (const std::string& address : {a->ip, a->ip6}) {
-        if (address.empty()) continue;
-        const auto frontend_key = bpf_probe::EncodeFrontendKey(*net::IpAddr::Parse(address));
+      for (const auto& address : {std::optional<net::IpAddr>(a->ip), a->ip6}) {
+        if (!address) continue;
+        const auto frontend_key = bpf_probe::EncodeFrontendKey(*address);
         if (Active(Fault::kFrontendMissing)) k->xdp->OpenMap(KM_MAP_FRONTEND).Delete(Raw(frontend_key));
         if (Active(Fault::kFrontendWrong)) {
           // Another workload's id: a stale entry left by the pod that had this address before.
@@ -801,7 +802,7 @@ void Lab::ApplyDatapathFaults() {
         }
       }
       if (Active(Fault::kManageMissing)) {
-        k->sockops.map("km_manage").Delete(ManagerKey(ip));
+        k->sockops.map("km_manage").Delete(ManagerKey(a->ip));
       }
     }
   }

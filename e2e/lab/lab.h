@@ -29,6 +29,7 @@
 #include "e2e/policy/support.h"
 #include "e2e/policy/template.h"
 #include "ipsec/ipsec_secret.h"
+#include "net/tuple.h"
 
 namespace kmesh::lab {
 
@@ -146,7 +147,7 @@ class Lab {
 
   // The address a client uses for a server, in the family of server.ip (e2e::OverFamily): the waypoint's
   // when it has one (unless bypassed).
-  std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) const;
+  net::Endpoint ServiceAddress(const e2e::App& server) const;
 
  private:
   Lab() = default;

@@ -16,7 +16,8 @@ int main() {
     const auto server = env.Deploy({"httpbin", kmesh::e2e::AppKind::kServer, 1, "test-ns1", {}, false});
     const auto a = env.Deploy({"sleep-a", kmesh::e2e::AppKind::kClient, 0, "test-ns2", {}, false});
     auto policies = env.Apply(kmesh::policy::RenderPolicyTemplate(
-        "ip-deny", kmesh::policy::Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
+        "ip-deny",
+        kmesh::policy::Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip.ToString())));
     env.WaitRealized(policies.at(0), server);
     kmesh::e2e::ProbeSpec spec;
     spec.path = "/get";

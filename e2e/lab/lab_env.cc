@@ -52,9 +52,7 @@ LabEnv::~LabEnv() = default;
 std::vector<e2e::Node> LabEnv::Nodes() {
   std::vector<e2e::Node> out;
   for (const auto& n : lab_->topology().nodes())
-    out.push_back({n->spec.name,
-                   Lab::UnderlayIp(n->spec, lab_->ipsec_family()),
-                   {Lab::PodCidr(n->spec, lab_->ipsec_family())}});
+    out.push_back({n->spec.name, *net::IpAddr::Parse(Lab::UnderlayIp(n->spec, lab_->ipsec_family()))});
   return out;
 }
 
@@ -128,7 +126,7 @@ e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const
     bool loaded = true;
     seen.clear();
     for (const auto family : {net::Family::kIPv4, net::Family::kIPv6}) {
-      if (family == net::Family::kIPv6 && app.ip6.empty()) continue;
+      if (family == net::Family::kIPv6 && !app.ip6) continue;
       std::ifstream log(lab_->WaypointLog(app.name, family));
       std::vector<std::string> last;
       for (std::string line; std::getline(log, line);) {
@@ -155,9 +153,7 @@ e2e::Realized LabEnv::WaitInWaypoint(const policy::AuthorizationPolicy& p, const
   return r;
 }
 
-std::pair<std::string, uint16_t> LabEnv::ServiceAddress(const e2e::App& server) {
-  return lab_->ServiceAddress(server);
-}
+net::Endpoint LabEnv::ServiceAddress(const e2e::App& server) { return lab_->ServiceAddress(server); }
 
 e2e::ProbeOutcome LabEnv::ProbeFrom(const e2e::App& client, const e2e::ProbeSpec& spec) {
   return e2e::Probe(lab_->pod_of(client).ns.ref(), spec);

@@ -25,7 +25,7 @@ class LabEnv : public e2e::Env {
   std::vector<policy::AuthorizationPolicy> Apply(const policy::Manifest& m) override;
   void Remove(const std::vector<policy::AuthorizationPolicy>& policies) override;
   e2e::Mechanism MechanismOf(const policy::AuthorizationPolicy& p) const override;
-  std::pair<std::string, uint16_t> ServiceAddress(const e2e::App& server) override;
+  net::Endpoint ServiceAddress(const e2e::App& server) override;
   // A lab node: its namespace, its pin folder, its pods (node/local_node.h).
   node::NodeEvidence& Evidence(const std::string& node) override;
   nlohmann::json UserspaceDecisions(const e2e::App& server, const net::Tuple& t) override;

@@ -45,7 +45,7 @@ int Curl(Lab& lab, const kmesh::e2e::App& client, const kmesh::e2e::App& server,
   opts.netns = lab.pod_of(client).ns.ref();
   return kmesh::netns::Run({"curl", "-sS", "-o", "/dev/null", "--local-port", std::to_string(local_port),
                             "--connect-timeout", "1", "--max-time", "3",
-                            "http://" + server.ip + ":" + std::to_string(server.port) + "/get"},
+                            "http://" + server.ip.ToString() + ":" + std::to_string(server.port) + "/get"},
                            opts)
       .exit_code;
 }
@@ -86,14 +86,14 @@ TEST_CASE("kmesh-mapdump --pin-dir on a live lab node: every Kmesh map as bpftoo
   const auto& b = lab->Deploy({"sleep-b", AppKind::kClient, 0, "test-ns3", {}, false});
   // Policies as Kmesh's daemon writes them (km_authz_policy, kmesh_map*, km_wlpolicy), and a denied and an
   // allowed connection (km_auth_res, km_tcargs).
-  lab->Apply(RenderPolicyTemplate("ip-deny",
-                                  Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip)));
+  lab->Apply(RenderPolicyTemplate(
+      "ip-deny", Vars().Set("Namespace", "test-ns1").Set("App", "httpbin").Set("Ip", a.ip.ToString())));
   lab->Apply(RenderPolicyTemplate("from-and-to", Vars()
                                                      .Set("Name", "b-to-alt-port")
                                                      .Set("Namespace", "test-ns1")
                                                      .Set("App", "httpbin")
                                                      .Set("Action", "DENY")
-                                                     .SetList("Ips", {b.ip, "10.244.3.0/24"})
+                                                     .SetList("Ips", {b.ip.ToString(), "10.244.3.0/24"})
                                                      .SetList("Ports", {"9090", "9091"})));
   CHECK(Curl(*lab, a, server, 42001) == 28);
   CHECK(Curl(*lab, b, server, 42002) == 0);

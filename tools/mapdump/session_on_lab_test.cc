@@ -37,10 +37,11 @@ int Curl(Lab& lab, const kmesh::e2e::App& client, const kmesh::e2e::App& server,
   opts.netns = lab.pod_of(client).ns.ref();
   const auto r = kmesh::netns::Run(
       {"curl", "-sS", "-o", "/dev/null", "--local-port", std::to_string(local_port), "--connect-timeout", "1",
-       "--max-time", "3", "http://" + server.ip + ":" + std::to_string(server.port) + "/get"},
+       "--max-time", "3", "http://" + server.ip.ToString() + ":" + std::to_string(server.port) + "/get"},
       opts);
-  transcript += "$ curl from " + client.name + " (" + client.ip + ":" + std::to_string(local_port) + ") to " +
-                server.name + ": exit " + std::to_string(r.exit_code) + "\n\n";
+  transcript += "$ curl from " + client.name + " (" + client.ip.ToString() + ":" +
+                std::to_string(local_port) + ") to " + server.name + ": exit " + std::to_string(r.exit_code) +
+                "\n\n";
   return r.exit_code;
 }
 
@@ -59,14 +60,14 @@ TEST_CASE("the README session: why is a client the policy allows dropped?") {
                                                        .Set("Namespace", "test-ns1")
                                                        .Set("App", "httpbin")
                                                        .Set("Action", "ALLOW")
-                                                       .SetList("Ips", {a.ip})
+                                                       .SetList("Ips", {a.ip.ToString()})
                                                        .SetList("Ports", {std::to_string(server.port)})));
-  const std::string sa = a.ip + ":43001", sb = b.ip + ":43002",
-                    dst = server.ip + ":" + std::to_string(server.port);
+  const std::string sa = a.ip.ToString() + ":43001", sb = b.ip.ToString() + ":43002",
+                    dst = server.ip.ToString() + ":" + std::to_string(server.port);
 
   const auto policies = Step(pin, {"policies", "--name", "test-ns1/allow-a-or-port"});
   REQUIRE(policies.ok());
-  CHECK_THAT(policies.out, Catch::Contains("- source_ips: [" + a.ip + "/32]"));
+  CHECK_THAT(policies.out, Catch::Contains("- source_ips: [" + a.ip.ToString() + "/32]"));
   CHECK_THAT(policies.out, Catch::Contains("- destination_ports: [" + std::to_string(server.port) + "]"));
 
   CHECK(Curl(*lab, a, server, 43001) == 0);
@@ -85,12 +86,12 @@ TEST_CASE("the README session: why is a client the policy allows dropped?") {
   CHECK_THAT(watched.out, Catch::Contains("km_tcargs + " + sb + " -> " + dst));
   const auto auth = Step(pin, {"auth"});
   REQUIRE(auth.ok());
-  CHECK(auth.out.find(b.ip) == std::string::npos);  // an unmatched ALLOW caches nothing
+  CHECK(auth.out.find(b.ip.ToString()) == std::string::npos);  // an unmatched ALLOW caches nothing
   const auto why_b = Step(pin, {"explain", sb, dst});
   REQUIRE(why_b.ok());
   CHECK_THAT(why_b.out, Catch::Contains("verdict: XDP_DROP"));
   CHECK_THAT(why_b.out, Catch::Contains("[D10]"));
-  const auto why_a = Step(pin, {"explain", a.ip, dst});
+  const auto why_a = Step(pin, {"explain", a.ip.ToString(), dst});
   REQUIRE(why_a.ok());
   CHECK_THAT(why_a.out, Catch::Contains("matched (rule 0)"));
 

@@ -344,8 +344,8 @@ TEST_CASE("kmesh-probe captures a probe's packets on the pod's interface and sav
                                         inner.ToString(), "--save", pcap});
   std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the capture opens its handle first
   e2e::ProbeSpec spec;
-  spec.dst_ip = np.pod_ip;
-  spec.dst_port = 8080;
+  spec.dst.ip = *kmesh::net::IpAddr::Parse(np.pod_ip);
+  spec.dst.port = 8080;
   spec.src_port = 42005;
   spec.http = false;
   const auto outcome = e2e::Probe(np.node.ref(), spec);  // nothing listens: SYN, then RST

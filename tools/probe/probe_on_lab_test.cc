@@ -73,7 +73,7 @@ struct DeniedProbe {
 
   void ApplyAndProbe() {
     const auto vars =
-        policy::Vars().Set("Namespace", "test-ns1").Set("App", server.name).Set("Ip", client.ip);
+        policy::Vars().Set("Namespace", "test-ns1").Set("App", server.name).Set("Ip", client.ip.ToString());
     policies = env.Apply(policy::RenderPolicyTemplate("ip-deny", vars));
     realized = env.WaitRealized(policies.at(0), server);
     const ProbeOutcome out = env.Probe(client, server, ProbeSpec{});
@@ -98,7 +98,7 @@ struct DeniedProbe {
           "xdp:" + ServerNetns() + "@eth0", "prog:" + std::to_string(lab_xdp.program()->id)}) {
       INFO("--maps " << maps);
       const node::MapsReport m = node::MapsReportFromJson(
-          Report({"--maps", maps, "maps", "--workload-ip", server.ip}, "maps"), "maps");
+          Report({"--maps", maps, "maps", "--workload-ip", server.ip.ToString()}, "maps"), "maps");
       CHECK(m.HasPolicy(realized.policy_id));
       CHECK(m.workload_id == server.workload_id);
       CHECK(m.WorkloadLists(realized.policy_id));
@@ -130,17 +130,17 @@ TEST_CASE(
   // The client side by address: every namespace holding the client's address is listed, the lab's among
   // them; a single answer is given only when the address is the lab's alone (other labs use it too).
   const auto holders = node::NetnsHoldersFromJson(
-      Report({"find-netns", "--ip", c.client.ip, "--all"}, "find-netns"), "find-netns");
+      Report({"find-netns", "--ip", c.client.ip.ToString(), "--all"}, "find-netns"), "find-netns");
   INFO(holders.Describe());
   REQUIRE(holders.WithInode(c.ClientInode()) != nullptr);
   CHECK(holders.WithInode(c.ClientInode())->ifname == "eth0");
   if (holders.holders.size() == 1) {
-    const auto owner =
-        node::NetnsOwnerFromJson(Report({"find-netns", "--ip", c.client.ip}, "find-netns"), "find-netns");
+    const auto owner = node::NetnsOwnerFromJson(
+        Report({"find-netns", "--ip", c.client.ip.ToString()}, "find-netns"), "find-netns");
     CHECK(owner.inode == c.ClientInode());
   } else {
-    CHECK_THAT(ErrorOf({"find-netns", "--ip", c.client.ip}, "find-netns"),
-               Contains("network namespaces under /proc and /run/netns hold " + c.client.ip));
+    CHECK_THAT(ErrorOf({"find-netns", "--ip", c.client.ip.ToString()}, "find-netns"),
+               Contains("network namespaces under /proc and /run/netns hold " + c.client.ip.ToString()));
   }
   c.env.Remove(c.policies);
 }
@@ -156,7 +156,8 @@ TEST_CASE(
   netns::Netns decoy_ns = netns::Netns::Create("decoy");
   netns::RunChecked(
       {"ip", "-n", decoy_ns.name(), "link", "add", "eth0", "type", "veth", "peer", "name", "decoy-peer"});
-  netns::RunChecked({"ip", "-n", decoy_ns.name(), "addr", "add", c.server.ip + "/24", "dev", "eth0"});
+  netns::RunChecked(
+      {"ip", "-n", decoy_ns.name(), "addr", "add", c.server.ip.ToString() + "/24", "dev", "eth0"});
   for (const char* dev : {"eth0", "decoy-peer"})
     netns::RunChecked({"ip", "-n", decoy_ns.name(), "link", "set", dev, "up"});
   auto decoy_link =
@@ -164,8 +165,7 @@ TEST_CASE(
   const uint32_t decoy_workload = bpf_probe::WorkloadId("Kubernetes//Pod/decoy/httpbin-decoy");
   const uint32_t decoy_policy = bpf_probe::PolicyId("decoy", "decoy-allow");
   REQUIRE(decoy_workload != c.server.workload_id);
-  bpf_probe::FrontendMap(decoy.map(KM_MAP_FRONTEND))
-      .Put({*kmesh::net::IpAddr::Parse(c.server.ip), decoy_workload});
+  bpf_probe::FrontendMap(decoy.map(KM_MAP_FRONTEND)).Put({c.server.ip, decoy_workload});
   bpf_probe::WorkloadPolicyMap(decoy.map(KM_MAP_WLPOLICY)).Put({decoy_workload, {decoy_policy}});
   bpf_probe::AuthzPolicy p;
   p.policy_id = decoy_policy;
@@ -185,7 +185,7 @@ TEST_CASE(
 
   // Unscoped, the setup is ambiguous: both namespaces hold the address, two maps are named km_auth_res.
   const auto holders = node::NetnsHoldersFromJson(
-      Report({"find-netns", "--ip", c.server.ip, "--all"}, "find-netns"), "find-netns");
+      Report({"find-netns", "--ip", c.server.ip.ToString(), "--all"}, "find-netns"), "find-netns");
   INFO(holders.Describe());
   CHECK(holders.holders.size() >= 2);
   CHECK(holders.WithInode(decoy_ns.ref().inode()) != nullptr);
@@ -204,14 +204,15 @@ TEST_CASE(
 
   // kmesh-probe's lookups by address refuse, naming both holders and how to scope, instead of guessing.
   for (const auto& [args, command] : std::vector<std::pair<std::vector<std::string>, std::string>>{
-           {{"--maps", "xdp:" + c.server.ip, "auth", "--tuple", c.tuple.ToString()}, "auth"},
-           {{"--maps", "xdp:" + c.server.ip, "maps", "--workload-ip", c.server.ip}, "maps"},
-           {{"xdp", "--pod-ip", c.server.ip}, "xdp"},
-           {{"find-netns", "--ip", c.server.ip}, "find-netns"}}) {
+           {{"--maps", "xdp:" + c.server.ip.ToString(), "auth", "--tuple", c.tuple.ToString()}, "auth"},
+           {{"--maps", "xdp:" + c.server.ip.ToString(), "maps", "--workload-ip", c.server.ip.ToString()},
+            "maps"},
+           {{"xdp", "--pod-ip", c.server.ip.ToString()}, "xdp"},
+           {{"find-netns", "--ip", c.server.ip.ToString()}, "find-netns"}}) {
     INFO("kmesh-probe " << command << " " << args.at(1));
     const std::string e = ErrorOf(args, command);
-    CHECK_THAT(e, Contains("hold " + c.server.ip) && Contains(decoy_ns.path()) && Contains(c.ServerNetns()) &&
-                      Contains("xdp:PATH"));
+    CHECK_THAT(e, Contains("hold " + c.server.ip.ToString()) && Contains(decoy_ns.path()) &&
+                      Contains(c.ServerNetns()) && Contains("xdp:PATH"));
   }
 
   // Scoped, kmesh-probe reads the lab's own evidence: DENY, the lab's policy and workload, xdp_authz.
