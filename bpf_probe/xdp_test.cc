@@ -11,6 +11,7 @@
 #include "bpf_probe/testing/test_datapath.h"
 #include "bpf_probe/xdp.h"
 #include "netns/netns.h"
+#include "netns/route.h"
 #include "netns/process.h"
 
 using namespace kmesh::bpf_probe;
@@ -33,6 +34,8 @@ struct Pair {
     RunChecked({"ip", "-n", srv.name(), "addr", "add", "10.251.0.2/24", "dev", "veth-s"});
     RunChecked({"ip", "-n", cli.name(), "link", "set", "veth-c", "up"});
     RunChecked({"ip", "-n", srv.name(), "link", "set", "veth-s", "up"});
+    kmesh::netns::WaitOperUp(cli.ref(), "veth-c");  // no carrier yet drops the first ARP (netns/route.h)
+    kmesh::netns::WaitOperUp(srv.ref(), "veth-s");
   }
 };
 

@@ -130,6 +130,8 @@ struct Pair {
     RunIn(client.ref(), {"ip", "link", "set", "c0", "up"});
     RunIn(server.ref(), {"ip", "link", "set", "s0", "up"});
     RunIn(server.ref(), {"ip", "link", "set", "lo", "up"});
+    netns::WaitOperUp(client.ref(), "c0");  // no carrier yet drops the first ARP (netns/route.h)
+    netns::WaitOperUp(server.ref(), "s0");
   }
 };
 

@@ -73,10 +73,12 @@ Deployment& TheDeployment() {
       for (const App* app : {&d->server, &d->wp_server, &d->a, &d->b}) all &= HasFamily(*app, f);
       if (all) d->families.push_back(f);
     }
-    // Every client -> server path warmed, in every family, before any case judges one: in a fresh world
-    // the first SYN of a pair can wait on neighbour resolution past the connect timeout when the machine
-    // is loaded (seen in e2e/mutation, where every run is a fresh lab and often judges a pair's first
-    // connection). Unjudged, before any policy exists; at most 3 tries per pair.
+    // Every client -> server path warmed, in every family, before any case judges one: a fresh httpbin's
+    // first response takes 0.5-2.6 s on a loaded machine (later ones 1-20 ms), close to the 3 s response
+    // timeout, and e2e/mutation, where every run is a fresh world, often judges a pair's first request.
+    // (The other first-connection stall, a veth without carrier dropping the first ARP, is fixed where it
+    // arose: the lab's topology waits for both ends, netns::WaitOperUp.) Unjudged, before any policy
+    // exists; at most 3 tries per pair.
     for (Family f : d->families) {
       for (const App* client : {&d->a, &d->b}) {
         for (const App* server : {&d->server, &d->wp_server}) {

@@ -25,6 +25,7 @@
 #include "node/probe_json.h"
 #include "netns/netns.h"
 #include "netns/process.h"
+#include "netns/route.h"
 
 using namespace kmesh;
 using namespace kmesh::node;
@@ -64,6 +65,8 @@ struct NodeAndPod {
     }
     RunChecked({"ip", "-n", node.name(), "route", "add", pod_ip + "/32", "dev", "veth-pod"});
     RunChecked({"ip", "-n", pod.name(), "route", "add", node_ip + "/32", "dev", "eth0"});
+    netns::WaitOperUp(node.ref(), "veth-pod");  // no carrier yet drops the first ARP (netns/route.h)
+    netns::WaitOperUp(pod.ref(), "eth0");
   }
 };
 
