@@ -1,5 +1,5 @@
 // kmesh::Error: the project's one exception type. Its message says what was expected, what was found and
-// where to look next; callers add context with Wrap() as the error travels up.
+// where to look next.
 #pragma once
 
 #include <stdexcept>

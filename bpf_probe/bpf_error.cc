@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "bpf_probe/bytes.h"
 
 namespace kmesh::bpf_probe {
@@ -29,16 +30,6 @@ void ThrowBpf(const std::string& what, int err, BpfNeeds needs) {
   throw Error(msg);
 }
 
-std::string HexSpaced(ByteView b) {
-  static const char* kHex = "0123456789abcdef";
-  std::string s;
-  s.reserve(b.size * 3);
-  for (size_t i = 0; i < b.size; ++i) {
-    if (i) s += ' ';
-    s += kHex[b[i] >> 4];
-    s += kHex[b[i] & 15];
-  }
-  return s;
-}
+std::string HexSpaced(ByteView b) { return HexBytes(b.data, b.size, " "); }
 
 }  // namespace kmesh::bpf_probe

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "bpf_probe/dump.h"
 #include "bpf_probe/fnv.h"
 #include "net/tuple.h"
@@ -380,12 +381,7 @@ std::string PolicyAddress::ToString() const {
   } else if (bytes.size() == 16) {
     ip = IpAddr::V6(bytes.data()).ToString();
   } else {
-    ip = "0x";
-    char h[3];
-    for (uint8_t b : bytes) {
-      std::snprintf(h, sizeof h, "%02x", b);
-      ip += h;
-    }
+    ip = "0x" + HexBytes(bytes.data(), bytes.size());
   }
   return ip + "/" + std::to_string(prefix);
 }

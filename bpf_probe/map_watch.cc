@@ -1,9 +1,10 @@
 #include "bpf_probe/map_watch.h"
 
-#include <cstdio>
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "bpf_probe/dump.h"
 #include "bpf_probe/kmesh_abi.h"
 #include "bpf_probe/kmesh_maps.h"
@@ -16,14 +17,8 @@ namespace {
 uint32_t U32(const Bytes& b, size_t off) { return ReadHost<uint32_t>(b, off); }
 
 std::string Hex(const Bytes& b) {
-  std::string s;
-  char h[4];
-  for (size_t i = 0; i < b.size() && i < 32; ++i) {
-    std::snprintf(h, sizeof h, "%02x", b[i]);
-    s += h;
-  }
-  if (b.size() > 32) s += "...(" + std::to_string(b.size()) + " bytes)";
-  return s;
+  return HexBytes(b.data(), std::min<size_t>(b.size(), 32)) +
+         (b.size() > 32 ? "...(" + std::to_string(b.size()) + " bytes)" : "");
 }
 
 // The value of one entry in words, for the map it is in; "" when the map is not one of Kmesh's.

@@ -6,10 +6,10 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <fstream>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "bpf_probe/bpf_error.h"
 
 namespace kmesh::bpf_probe {
@@ -51,9 +51,7 @@ ProgramInfo ReadProgramInfo(int fd) {
   p.id = info.id;
   p.name = info.name;
   p.type = info.type;
-  char tag[2 * BPF_TAG_SIZE + 1] = {};
-  for (int i = 0; i < BPF_TAG_SIZE; ++i) std::snprintf(tag + 2 * i, 3, "%02x", info.tag[i]);
-  p.tag = tag;
+  p.tag = HexBytes(info.tag, BPF_TAG_SIZE);
   p.map_ids = std::move(ids);
   p.btf_id = info.btf_id;
   p.jited = info.jited_prog_len > 0;

@@ -1,10 +1,12 @@
 #include "ipsec/ipsec_secret.h"
 
-#include <cstdlib>
-#include <cstring>
 #include <openssl/sha.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "base/error.h"
+#include "base/hex.h"
 
 namespace kmesh::ipsec {
 namespace {
@@ -32,17 +34,6 @@ bool RevealKeys() {
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
 
-std::string ToHex(const std::vector<uint8_t>& bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(bytes.size() * 2);
-  for (uint8_t b : bytes) {
-    s += kDigits[b >> 4];
-    s += kDigits[b & 15];
-  }
-  return s;
-}
-
 KeyMaterial KeyMaterial::FromHex(const std::string& text) {
   std::string hex = text;
   if (hex.rfind("0x", 0) == 0 || hex.rfind("0X", 0) == 0) hex = hex.substr(2);
@@ -65,16 +56,16 @@ std::string KeyMaterial::Fingerprint() const {
   if (bytes_.empty()) return "";
   uint8_t digest[SHA256_DIGEST_LENGTH];
   SHA256(bytes_.data(), bytes_.size(), digest);
-  return ToHex(std::vector<uint8_t>(digest, digest + 8));
+  return HexBytes(digest, 8);
 }
 
 std::string KeyMaterial::ForDisplay() const {
   if (bytes_.empty()) return "(none)";
-  if (RevealKeys()) return "0x" + ToHex(bytes_);
+  if (RevealKeys()) return "0x" + HexBytes(bytes_.data(), bytes_.size());
   return "sha256:" + Fingerprint();
 }
 
-std::string KeyMaterial::RevealHex() const { return ToHex(bytes_); }
+std::string KeyMaterial::RevealHex() const { return HexBytes(bytes_.data(), bytes_.size()); }
 
 std::string Base64Encode(const std::vector<uint8_t>& in) {
   std::string out;

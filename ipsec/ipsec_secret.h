@@ -40,8 +40,6 @@ class KeyMaterial {
 
 // True when KMESH_E2E_REVEAL_KEYS=1.
 bool RevealKeys();
-
-std::string ToHex(const std::vector<uint8_t>& bytes);
 std::string Base64Encode(const std::vector<uint8_t>& bytes);
 // Throws kmesh::Error naming `what` when the text is not valid base64.
 std::vector<uint8_t> Base64Decode(const std::string& text, const std::string& what);
