@@ -16,6 +16,7 @@
 
 #include "base/defaults.h"
 #include "base/error.h"
+#include "base/hex.h"
 #include "base/runfiles.h"
 #include "bpf_probe/dump.h"
 #include "bpf_probe/maps.h"
@@ -31,15 +32,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string Hex(const std::string& bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
+// The proto3 bytes as the protocol's wire_hex.
+std::string WireHex(const std::string& bytes) {
+  return HexBytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
 }
 
 std::optional<workloadapi::Authorization> FoundAuthorization(const json& reply) {
@@ -242,7 +237,7 @@ std::vector<PolicyWrite> KmeshPolicyWriter::ApplyAuthorizations(
     const std::vector<workloadapi::Authorization>& all) {
   std::vector<json> reqs;
   for (const auto& a : all)
-    reqs.push_back({{"op", proto::kApplyAuthorization}, {"wire_hex", Hex(workloadapi::Marshal(a))}});
+    reqs.push_back({{"op", proto::kApplyAuthorization}, {"wire_hex", WireHex(workloadapi::Marshal(a))}});
   std::vector<PolicyWrite> out;
   for (const json& r : Requests(reqs))
     out.push_back(PolicyWrite{r.at("resource"), r.at("policy_id"), r.at("stored_key"), r.at("ret")});
