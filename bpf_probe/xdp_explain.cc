@@ -12,10 +12,6 @@
 
 namespace kmesh::bpf_probe {
 
-using net::IpAddr;
-using net::PortOrder;
-using net::Tuple;
-using net::TupleKey;
 namespace {
 
 constexpr int32_t kXdpDrop = 1, kXdpPass = 2;

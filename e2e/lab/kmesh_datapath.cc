@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "base/runfiles.h"
 #include "bpf_probe/bpf_error.h"
 #include "bpf_probe/kmesh_abi.h"
@@ -76,13 +77,7 @@ std::string FileSha256(const std::string &path) {
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx, md, &len);
   EVP_MD_CTX_free(ctx);
-  static const char *hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
+  return HexBytes(md, len);
 }
 
 bool Exists(const std::string &path) {

@@ -22,6 +22,7 @@
 
 #include "base/defaults.h"
 #include "base/error.h"
+#include "base/hex.h"
 #include "bpf_probe/bpf_error.h"
 
 namespace kmesh::lab {
@@ -94,16 +95,6 @@ std::array<uint8_t, 16> As16(const IpAddr& ip) {
   return out;
 }
 
-std::string Hex(const uint8_t* p, size_t n) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    s += kDigits[p[i] >> 4];
-    s += kDigits[p[i] & 15];
-  }
-  return s;
-}
-
 }  // namespace
 
 std::string KmeshSockopsDir(const std::string& bpffs) { return bpffs + "/bpf_kmesh_workload/sockops"; }
@@ -171,7 +162,7 @@ KmeshSockops KmeshSockops::Load(const std::string& object, const NodeBpffs& bpff
   __u32 len = sizeof info;
   if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) ThrowErrno("read sockops_prog info");
   s.prog_id_ = info.id;
-  s.prog_tag_ = Hex(info.tag, sizeof info.tag);
+  s.prog_tag_ = HexBytes(info.tag, sizeof info.tag);
 
   // link.AttachCgroup with the program's attach type, BPF_CGROUP_SOCK_OPS (sock_ops.go:99-130): a bpf_link,
   // pinned so that it outlives the loader like Kmesh's.

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "base/error.h"
+#include "base/hex.h"
 
 namespace kmesh::lab::workloadapi {
 
@@ -36,15 +37,7 @@ const char* ToString(Action a) {
 
 namespace {
 
-std::string Hex(const std::vector<uint8_t>& b) {
-  std::string s;
-  char buf[3];
-  for (uint8_t c : b) {
-    std::snprintf(buf, sizeof buf, "%02x", c);
-    s += buf;
-  }
-  return s;
-}
+std::string Hex(const std::vector<uint8_t>& b) { return HexBytes(b.data(), b.size()); }
 
 std::vector<uint8_t> FromHex(const std::string& s, const std::string& where) {
   if (s.size() % 2 != 0) throw Error(where + ": hex \"" + s + "\" has an odd number of digits");

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <thread>
 
+#include "base/defaults.h"
 #include "base/runfiles.h"
 #include "e2e/lab/lab.h"
 #include "e2e/policy/template.h"
@@ -71,6 +72,16 @@ TEST_CASE("the README session: why is a client the policy allows dropped?") {
   CHECK_THAT(policies.out, Catch::Contains("- destination_ports: [" + std::to_string(server.port) + "]"));
 
   CHECK(Curl(*lab, a, server, 43001) == 0);
+  // The watch starts once a's connection is gone from km_auth_res (Kmesh deletes the ALLOW entry when the
+  // connection closes, later under load): otherwise that deletion is the one event it reports.
+  const auto a_cached = [&] {  // not in the transcript: the README shows the session, not this wait
+    return kmesh::netns::Run({kmesh::Runfile("tools/mapdump/kmesh-mapdump"), "--pin-dir", pin, "auth"})
+               .out.find(sa) != std::string::npos;
+  };
+  const auto quiet_by = std::chrono::steady_clock::now() + kmesh::defaults::ConnectionClosed();
+  while (a_cached() && std::chrono::steady_clock::now() < quiet_by)
+    std::this_thread::sleep_for(kmesh::defaults::PollInterval());
+  CHECK_FALSE(a_cached());  // a closed its connection: Kmesh deleted its verdict (sockops.c:190-194)
   // b's connection, watched as it happens (polling: a km_auth_res entry that lives a few milliseconds, like
   // an allowed connection's, can fall between two reads; b's tail-call context stays).
   kmesh::netns::Process watch = kmesh::netns::Process::Start(
