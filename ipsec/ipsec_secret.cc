@@ -18,13 +18,6 @@ int B64Value(char c) {
   return (c != '\0' && p != nullptr) ? static_cast<int>(p - kB64) : -1;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 std::string TypeName(const nlohmann::json& v) { return v.type_name(); }
 
 }  // namespace
@@ -35,21 +28,13 @@ bool RevealKeys() {
 }
 
 KeyMaterial KeyMaterial::FromHex(const std::string& text) {
-  std::string hex = text;
-  if (hex.rfind("0x", 0) == 0 || hex.rfind("0X", 0) == 0) hex = hex.substr(2);
-  if (hex.size() % 2 != 0) {
+  const std::string hex = text.rfind("0x", 0) == 0 || text.rfind("0X", 0) == 0 ? text.substr(2) : text;
+  size_t bad = 0;
+  if (auto bytes = BytesFromHex(hex, &bad)) return KeyMaterial(std::move(*bytes));
+  if (bad == hex.size())
     throw Error("key: expected an even number of hex digits, found " + std::to_string(hex.size()));
-  }
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = HexValue(hex[i]), lo = HexValue(hex[i + 1]);
-    if (hi < 0 || lo < 0) {
-      throw Error("key: expected hex digits, found '" + hex.substr(i, 2) + "' at offset " +
-                  std::to_string(i));
-    }
-    out.push_back(static_cast<uint8_t>(hi << 4 | lo));
-  }
-  return KeyMaterial(std::move(out));
+  bad &= ~size_t{1};
+  throw Error("key: expected hex digits, found '" + hex.substr(bad, 2) + "' at offset " + std::to_string(bad));
 }
 
 std::string KeyMaterial::Fingerprint() const {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "ipsec/ipsec_secret.h"
 
 namespace kmesh::node {
@@ -195,20 +196,12 @@ xfrm::Selector ParseSelector(const Reader& r, const std::string& key) {
 }
 
 std::vector<uint8_t> FromHex(const Reader& r, const std::string& key, const std::string& hex) {
-  if (hex.size() % 2 != 0)
+  size_t bad = 0;
+  if (auto bytes = BytesFromHex(hex, &bad)) return *bytes;
+  if (bad == hex.size())
     r.Fail(key, "an even number of hex digits", json("<" + std::to_string(hex.size()) + " digits>"));
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    auto nib = [&](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      // Never echo key material: say where, not what.
-      r.Fail(key, "hex digits", json("<non-hex digit at " + std::to_string(i) + ">"));
-    };
-    out.push_back(static_cast<uint8_t>(nib(hex[i]) * 16 + nib(hex[i + 1])));
-  }
-  return out;
+  // Never echo key material: say where, not what.
+  r.Fail(key, "hex digits", json("<non-hex digit at " + std::to_string(bad & ~size_t{1}) + ">"));
 }
 
 xfrm::XfrmState StateFromJson(const Reader& r) {

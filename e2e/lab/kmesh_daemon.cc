@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "base/hex.h"
 #include "e2e/lab/authorization_pbc.h"
 #include "e2e/lab/kmesh_daemon_protocol.h"
 #include "e2e/lab/workload_authz.h"
@@ -27,18 +28,11 @@ constexpr const char* kWlPolicy = "km_wlpolicy";
 constexpr size_t kMaxPoliciesPerWorkload = 4;  // bpfcache.WorkloadPolicyValue.PolicyIds [4]uint32
 
 std::vector<uint8_t> FromHex(const std::string& s) {
-  if (s.size() % 2 != 0)
-    throw Error("wire_hex has an odd number of digits (" + std::to_string(s.size()) + ")");
-  std::vector<uint8_t> out(s.size() / 2);
-  for (size_t i = 0; i < out.size(); ++i) {
-    char* end = nullptr;
-    const std::string two = s.substr(2 * i, 2);
-    const unsigned long v = std::strtoul(two.c_str(), &end, 16);
-    if (*end != '\0')
-      throw Error("wire_hex is not hex at digit " + std::to_string(2 * i) + ": \"" + two + "\"");
-    out[i] = static_cast<uint8_t>(v);
-  }
-  return out;
+  size_t bad = 0;
+  if (auto bytes = BytesFromHex(s, &bad)) return *bytes;
+  if (bad == s.size()) throw Error("wire_hex has an odd number of digits (" + std::to_string(s.size()) + ")");
+  bad &= ~size_t{1};
+  throw Error("wire_hex is not hex at digit " + std::to_string(bad) + ": \"" + s.substr(bad, 2) + "\"");
 }
 
 bpf_probe::ByteView View(const void* p, size_t n) {

@@ -16,6 +16,7 @@
 
 #include "base/defaults.h"
 #include "base/error.h"
+#include "base/mounts.h"
 #include "base/names.h"
 #include "base/runfiles.h"
 #include "bpf_probe/fnv.h"
@@ -176,23 +177,6 @@ const std::vector<Fault>& AllFaults() {
   return all;
 }
 
-namespace {
-
-// Whether anything is mounted at or below `dir` (a work folder holding a node's bpffs that could not be
-// unmounted must not be deleted through the mount).
-bool HasMountUnder(const std::string& dir) {
-  std::ifstream in("/proc/self/mountinfo");
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, point;
-    f >> id >> parent >> dev >> root >> point;
-    if (point == dir || point.compare(0, dir.size() + 1, dir + "/") == 0) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 std::vector<std::string> Lab::SweepStale() {
   std::vector<std::string> removed;
   for (const auto& n : netns::SweepStale()) removed.push_back("netns " + n);
@@ -204,7 +188,7 @@ std::vector<std::string> Lab::SweepStale() {
     const std::string name = e.path().filename().string();
     const pid_t owner = OwnerPid(name);
     if (owner <= 0 || !ProcessGone(owner) || name.find("-lab-") == std::string::npos) continue;
-    if (!e.is_directory(ec) || HasMountUnder(e.path().string())) continue;
+    if (!e.is_directory(ec) || kmesh::HasMountUnder(e.path().string())) continue;
     std::error_code rm;
     std::filesystem::remove_all(e.path(), rm);
     if (!rm) removed.push_back("workdir " + e.path().string());

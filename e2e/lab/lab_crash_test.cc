@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "base/defaults.h"
+#include "base/mounts.h"
 #include "base/names.h"
 #include "base/runfiles.h"
 #include "e2e/framework/case_output.h"
@@ -36,13 +37,7 @@ bool Exists(const std::string& path) {
 
 std::set<std::string> MountPoints() {
   std::set<std::string> out;
-  std::ifstream in("/proc/self/mountinfo");
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, point;
-    f >> id >> parent >> dev >> root >> point;
-    out.insert(point);
-  }
+  for (const kmesh::Mount& m : kmesh::Mounts()) out.insert(m.point);
   return out;
 }
 

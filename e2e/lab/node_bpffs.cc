@@ -7,10 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
-#include <sstream>
 
 #include "base/error.h"
+#include "base/mounts.h"
 #include "base/names.h"
 
 namespace kmesh::lab {
@@ -30,20 +29,6 @@ void Unmount(const std::string &path) {
   // folder mounted.
   umount2(path.c_str(), MNT_DETACH);
   rmdir(path.c_str());
-}
-
-// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(const std::string &s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
 }
 
 std::string Basename(const std::string &path) {
@@ -91,23 +76,11 @@ NodeBpffs &NodeBpffs::operator=(NodeBpffs &&other) noexcept {
 std::string NodeBpffs::KmeshMapDir() const { return lab::KmeshMapDir(path_); }
 
 std::vector<std::string> SweepStaleBpffs() {
-  // Fields of a mountinfo line: id parent major:minor root mount-point options
-  // ... - fstype source ...
   std::vector<std::string> stale;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mount_point, field;
-    f >> id >> parent >> dev >> root >> mount_point;
-    while (f >> field && field != "-") {
-    }
-    std::string fstype;
-    f >> fstype;
-    if (fstype != "bpf") continue;
-    const std::string point = Unescape(mount_point);
-    const pid_t owner = OwnerPid(Basename(point));
-    if (owner > 0 && ProcessGone(owner)) stale.push_back(point);
+  for (const Mount &m : Mounts()) {
+    if (m.fstype != "bpf") continue;
+    const pid_t owner = OwnerPid(Basename(m.point));
+    if (owner > 0 && ProcessGone(owner)) stale.push_back(m.point);
   }
   std::vector<std::string> removed;
   for (const std::string &point : stale) {

@@ -40,15 +40,10 @@ namespace {
 std::string Hex(const std::vector<uint8_t>& b) { return HexBytes(b.data(), b.size()); }
 
 std::vector<uint8_t> FromHex(const std::string& s, const std::string& where) {
-  if (s.size() % 2 != 0) throw Error(where + ": hex \"" + s + "\" has an odd number of digits");
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i < s.size(); i += 2) {
-    unsigned v = 0;
-    if (std::sscanf(s.substr(i, 2).c_str(), "%2x", &v) != 1)
-      throw Error(where + ": \"" + s + "\" is not hex (at digit " + std::to_string(i) + ")");
-    out.push_back(static_cast<uint8_t>(v));
-  }
-  return out;
+  size_t bad = 0;
+  if (auto bytes = BytesFromHex(s, &bad)) return *bytes;
+  if (bad == s.size()) throw Error(where + ": hex \"" + s + "\" has an odd number of digits");
+  throw Error(where + ": \"" + s + "\" is not hex (at digit " + std::to_string(bad & ~size_t{1}) + ")");
 }
 
 }  // namespace
