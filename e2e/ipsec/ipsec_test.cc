@@ -119,6 +119,22 @@ void ExpectEncrypted(World& w, Case& c, const EncryptedProbe& p, const std::stri
   CHECK(e2e::ExpectEncrypted(*w.env, c, p, w.client, w.server, label));
 }
 
+// After a fault on `node`: Kmesh's layout must come back by itself (`what` names the moment; `probe` the
+// probe's captures) and the probe then crosses encrypted. Where it does not come back, Kmesh's own way back (a restart of the node's
+// dataplane) restores it, so the cases after this one start from Kmesh's layout again.
+void ExpectRecovered(World& w, Case& c, const std::string& node, const std::string& probe,
+                     const std::string& what) {
+  const bool recovered = WaitLayout(w, c, w.spi, what).report.ok();
+  EncryptedProbe p = ProbeEncrypted(w, c, probe);
+  if (!recovered) {
+    RestartNode(w, c, node);
+    c.Note("restored by restarting the dataplane of " + node + ": layout " +
+           (WaitLayout(w, c, w.spi, "restored by restart").report.ok() ? "converged" : "did NOT converge"));
+  }
+  CHECK(recovered);
+  ExpectEncrypted(w, c, p, what);
+}
+
 void Connectivity(Family family) {
   World& w = TheWorld(family);
   Case c("ipsec", Title(family, "connectivity"), w.env->name());
@@ -213,18 +229,7 @@ void RecoveryStateDeleted(Family family) {
   c.Note("deleted ingress state src " + victim->src + " dst " + victim->dst + " spi " +
          victim->spi.ToString() + " on " + node);
   w.env->DeleteXfrmState(node, *victim);
-  Layout back = WaitLayout(w, c, w.spi, "after delete");
-  const bool recovered = back.report.ok();
-  EncryptedProbe p = ProbeEncrypted(w, c, "after-delete");
-  // Kmesh's way back: a restart of the node's dataplane (its normal stop flushes, its start re-creates), so
-  // the cases after this one start from Kmesh's layout again.
-  if (!recovered) {
-    RestartNode(w, c, node);
-    c.Note("restored by restarting the dataplane of " + node + ": layout " +
-           (WaitLayout(w, c, w.spi, "restored by restart").report.ok() ? "converged" : "did NOT converge"));
-  }
-  CHECK(recovered);
-  ExpectEncrypted(w, c, p, "after state deleted");
+  ExpectRecovered(w, c, node, "after-delete", "after state deleted");
 }
 
 // A Kmesh pod restart (its DaemonSet in place) exits with exit type Restart, and the BPF loader keeps every
@@ -308,18 +313,9 @@ void CrashReboot(Family family) {
   // The rebooted node's daemon starts Normal again; its kernel kept nothing, its peers keep everything.
   w.restarted.erase(node);
   w.retained[node].clear();
-  Layout back = WaitLayout(w, c, w.spi, "after the reboot");
-  const bool recovered = back.report.ok();
-  EncryptedProbe p = ProbeEncrypted(w, c, "after-reboot");
-  // Kmesh's way back here: the rebooted node's first restart (it started Normal, so its Stop deletes its
-  // KmeshNodeInfo and the peers Clean its old states).
-  if (!recovered) {
-    RestartNode(w, c, node);
-    c.Note("restored by restarting the dataplane of " + node + ": layout " +
-           (WaitLayout(w, c, w.spi, "restored by restart").report.ok() ? "converged" : "did NOT converge"));
-  }
-  CHECK(recovered);
-  ExpectEncrypted(w, c, p, "after the reboot");
+  // Kmesh's way back here, if needed: the rebooted node's first restart (it started Normal, so its Stop
+  // deletes its KmeshNodeInfo and the peers Clean its old states).
+  ExpectRecovered(w, c, node, "after-reboot", "after the reboot");
 }
 
 // Each case in each family the Env's pods have (e2e::EnvFamilies).
