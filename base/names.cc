@@ -1,5 +1,7 @@
 #include "base/names.h"
 
+#include "base/mounts.h"
+
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -27,6 +29,21 @@ pid_t OwnerPid(const std::string& name) {
 }
 
 bool ProcessGone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
+
+std::vector<std::string> SweepStaleFolders(const std::string& parent, const std::string& label) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
+    const std::string name = e.path().filename().string();
+    const pid_t owner = OwnerPid(name);
+    if (owner <= 0 || !ProcessGone(owner) || name.find("-" + label + "-") == std::string::npos) continue;
+    if (!e.is_directory(ec) || HasMountUnder(e.path().string())) continue;
+    std::error_code rm;
+    std::filesystem::remove_all(e.path(), rm);
+    if (!rm) removed.push_back(e.path().string());
+  }
+  return removed;
+}
 
 ScratchDir::ScratchDir(const std::string& label) : path("/tmp/" + UniqueName(label)) {
   std::filesystem::create_directories(path);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 #include <sys/types.h>
 
 namespace kmesh {
@@ -18,6 +19,11 @@ pid_t OwnerPid(const std::string& name);
 
 // True when `pid` no longer runs (so whatever it named is stale).
 bool ProcessGone(pid_t pid);
+
+// Removes the folders directly under `parent` that UniqueName(label) named for a process that is gone and
+// that hold no mount (a bpffs that could not be unmounted must not be deleted through); returns their
+// paths. A live run's folders are never touched.
+std::vector<std::string> SweepStaleFolders(const std::string& parent, const std::string& label);
 
 // A work folder /tmp/<UniqueName(label)>: made now, removed with everything in it when this goes. A bpffs
 // mounted inside must go first (declare its owner after the ScratchDir).

@@ -55,7 +55,10 @@ std::string Observation::ToString() const {
          ", km_tcargs = " + (tcargs ? tcargs->ToString() : "no entry");
 }
 
-KmeshXdpUnderTest::Folder::Folder(std::string p) : path(std::move(p)) {
+KmeshXdpUnderTest::Folder::Folder(const std::string& parent) : path(parent + "/" + UniqueName("conformance")) {
+  // What a killed earlier run left here: its node's bpffs mount, then its folder.
+  lab::SweepStaleBpffs();
+  SweepStaleFolders(parent, "conformance");
   std::filesystem::create_directories(path);
 }
 
@@ -65,7 +68,7 @@ KmeshXdpUnderTest::Folder::~Folder() {
 }
 
 KmeshXdpUnderTest::KmeshXdpUnderTest(const std::string& work_parent)
-    : folder_(work_parent + "/" + UniqueName("conformance")),
+    : folder_(work_parent),
       bpffs_(lab::NodeBpffs::Mount(work_, kNode)),
       dp_(lab::KmeshAuthzDatapath::Load(bpffs_)),
       xdp_authz_fd_(dp_->prog_fd("xdp_authz")),

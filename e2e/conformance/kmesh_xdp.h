@@ -94,7 +94,7 @@ class KmeshXdpUnderTest {
   // unmounted.
   struct Folder {
     std::string path;
-    explicit Folder(std::string p);
+    explicit Folder(const std::string& parent);  // parent/<UniqueName("conformance")>
     ~Folder();
   };
   Folder folder_;

@@ -16,7 +16,6 @@
 
 #include "base/defaults.h"
 #include "base/error.h"
-#include "base/mounts.h"
 #include "base/names.h"
 #include "base/runfiles.h"
 #include "bpf_probe/fnv.h"
@@ -183,16 +182,7 @@ std::vector<std::string> Lab::SweepStale() {
   for (const auto& m : SweepStaleBpffs()) removed.push_back("bpffs " + m);
   for (const auto& c : SweepStaleCgroups()) removed.push_back("cgroup " + c);
   // Work folders last: the nodes' bpffs were mounted inside them.
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/tmp", ec)) {
-    const std::string name = e.path().filename().string();
-    const pid_t owner = OwnerPid(name);
-    if (owner <= 0 || !ProcessGone(owner) || name.find("-lab-") == std::string::npos) continue;
-    if (!e.is_directory(ec) || kmesh::HasMountUnder(e.path().string())) continue;
-    std::error_code rm;
-    std::filesystem::remove_all(e.path(), rm);
-    if (!rm) removed.push_back("workdir " + e.path().string());
-  }
+  for (const auto& w : SweepStaleFolders("/tmp", "lab")) removed.push_back("workdir " + w);
   return removed;
 }
 
